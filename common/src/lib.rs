@@ -1,0 +1,28 @@
+//! Protocol code shared by `chat-server` and `chat-client`.
+//!
+//! Everything here is pure and std-only: no sockets, no threads, no clocks.
+//! That is what lets each rule of the wire protocol be unit-tested on its own,
+//! and what keeps the client free of third-party crates.
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`line`] | bounded framing of a byte stream into lines ([`LineReader`]) |
+//! | [`telnet`] | removing telnet IAC sequences before decoding |
+//! | [`sanitize`] | making client text harmless before others see it |
+//! | [`name`] | the rules for nicknames |
+//! | [`command`] | parsing a line a client typed into a [`Command`] |
+//! | [`protocol`] | the lines the server sends, by prefix |
+//! | [`upper`] | streaming Unicode uppercasing for the lab's uppercase server |
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod command;
+pub mod line;
+pub mod name;
+pub mod protocol;
+pub mod sanitize;
+pub mod telnet;
+pub mod upper;
+
+pub use command::Command;
+pub use line::{Line, LineReader};
