@@ -1,3 +1,377 @@
 //! Support for the integration tests: start the real binaries, talk to them
-//! with bounded waits.
+//! with bounded waits, and clean up on drop.
+//!
+//! Every wait here has a deadline ([`TIMEOUT`] unless a test says otherwise)
+//! and every read has a timeout, so a broken server fails a test instead of
+//! hanging it. A failure message carries the server's stderr.
 #![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single expected event may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Path of a workspace binary (`chat-server`, `chat-client`), next to the
+/// test executable's `deps/` folder. `make test` builds them first.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executables live in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` (make test does) first",
+        path.display()
+    );
+    path
+}
+
+/// Sends a signal (`INT`, `TERM`, `KILL`, `STOP`, `CONT`) to a process we started.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+/// Waits for `child` to exit, up to `timeout`; `None` if it is still running.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Collects a child's output pipe on a thread, so the child never blocks on
+/// a full pipe, and hands out what it has read so far.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<String>>);
+
+impl Captured {
+    /// Starts draining `pipe`; each line is also sent to `lines` if given.
+    pub fn drain(pipe: impl Read + Send + 'static, lines: Option<mpsc::Sender<String>>) -> Self {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut buf = Vec::new();
+            while let Ok(n) = reader.read_until(b'\n', &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let line = String::from_utf8_lossy(&buf).into_owned();
+                sink.0.lock().unwrap().push_str(&line);
+                if let Some(tx) = &lines {
+                    let _ = tx.send(line.trim_end_matches(['\n', '\r']).to_string());
+                }
+                buf.clear();
+            }
+        });
+        captured
+    }
+
+    /// Everything read so far.
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A running `chat-server`, killed and reaped on drop.
+pub struct Server {
+    child: Child,
+    addr: SocketAddr,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Captured,
+}
+
+impl Server {
+    /// Starts `chat-server` on 127.0.0.1, port 0, with `args` added, and
+    /// waits for the first stdout line naming the address.
+    pub fn start(args: &[&str]) -> Server {
+        let mut cmd = Command::new(bin("chat-server"));
+        cmd.args(["--bind", "127.0.0.1", "--port", "0"]).args(args);
+        Server::spawn(cmd)
+    }
+
+    /// Starts a prepared `chat-server` command (for a custom environment or
+    /// `ulimit`) and waits for its address line.
+    pub fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chat-server");
+        let (tx, stdout) = mpsc::channel();
+        Captured::drain(child.stdout.take().expect("piped"), Some(tx));
+        let stderr = Captured::drain(child.stderr.take().expect("piped"), None);
+        let stdin = child.stdin.take();
+        let first = match stdout.recv_timeout(TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server printed no address; stderr:\n{}", stderr.text());
+            }
+        };
+        let addr = first
+            .split_whitespace()
+            .last()
+            .and_then(|word| word.parse().ok())
+            .unwrap_or_else(|| panic!("first stdout line names no address: {first:?}"));
+        Server {
+            child,
+            addr,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Connects a new client.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Connects a client and reads its welcome line, returning its name.
+    pub fn join(&self) -> (Client, String) {
+        let mut client = self.connect();
+        let welcome = client.recv();
+        let name = welcome_name(&welcome)
+            .unwrap_or_else(|| panic!("not a welcome line: {welcome:?}"))
+            .to_string();
+        (client, name)
+    }
+
+    /// Types a line on the server's console (its stdin).
+    pub fn console(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to server console");
+        stdin.flush().expect("flush server console");
+    }
+
+    /// Closes the server's stdin.
+    pub fn close_console(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for a stdout line (after the address line) matching `pred`.
+    pub fn stdout_until(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    panic!("no matching stdout line; stderr:\n{}", self.stderr())
+                }
+            }
+        }
+    }
+
+    /// Sends a signal to the server.
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+
+    /// Waits for the server to exit, failing the test after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        match wait_timeout(&mut self.child, timeout) {
+            Some(status) => status,
+            None => panic!(
+                "server still running after {timeout:?}; stderr:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
+    /// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmHWM`), or a count
+    /// (`Threads`).
+    pub fn proc_status(&self, field: &str) -> u64 {
+        proc_status(self.pid(), field)
+    }
+
+    /// How many file descriptors the server has open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/pid/fd")
+            .count()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A numeric field of `/proc/<pid>/status` (kB for memory fields).
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// The `guest-N` (or other) name a welcome line gives, if it is one.
+pub fn welcome_name(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("* welcome, ")?;
+    let end = rest.find(['!', ' ', ','])?;
+    Some(&rest[..end])
+}
+
+/// A test's TCP connection to the server; every read has a timeout.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    /// Connects to `addr` with read timeouts set.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to server");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("set timeout");
+        let writer = stream.try_clone().expect("clone stream");
+        Client {
+            reader: BufReader::new(stream),
+            writer,
+        }
+    }
+
+    /// Sends `line` and a LF.
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    /// Sends bytes exactly as given.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write to server");
+    }
+
+    /// The next line (without LF), failing the test if none comes in time.
+    pub fn recv(&mut self) -> String {
+        match self.try_recv(TIMEOUT) {
+            Some(line) => line,
+            None => panic!("no line from server within {TIMEOUT:?}"),
+        }
+    }
+
+    /// The next line within `timeout`, or `None` on timeout or EOF.
+    pub fn try_recv(&mut self, timeout: Duration) -> Option<String> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .expect("set timeout");
+        let mut buf = Vec::new();
+        let result = self.reader.read_until(b'\n', &mut buf);
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(TIMEOUT))
+            .expect("set timeout");
+        match result {
+            Ok(0) => None,
+            Ok(_) => {
+                assert!(buf.ends_with(b"\n"), "line without LF: {buf:?}");
+                buf.pop();
+                Some(String::from_utf8(buf).expect("server sends UTF-8"))
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+            Err(e) => panic!("read from server: {e}"),
+        }
+    }
+
+    /// Reads lines until one satisfies `pred`; returns every line read,
+    /// the match last.
+    pub fn recv_until(&mut self, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.try_recv(left) {
+                Some(line) => {
+                    let done = pred(&line);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                None => panic!("no matching line; saw {seen:?}"),
+            }
+        }
+    }
+
+    /// Reads until end of stream, returning the lines read on the way;
+    /// fails the test if the server keeps the connection open.
+    pub fn recv_to_eof(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("set timeout");
+            let mut buf = Vec::new();
+            match self.reader.read_until(b'\n', &mut buf) {
+                Ok(0) => return seen,
+                Ok(_) => seen.push(String::from_utf8_lossy(&buf).trim_end().to_string()),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return seen,
+                Err(e) => panic!("connection not closed in time ({e}); saw {seen:?}"),
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives for `quiet`.
+    pub fn assert_silent(&mut self, quiet: Duration) {
+        if let Some(line) = self.try_recv(quiet) {
+            panic!("expected silence, got {line:?}");
+        }
+    }
+
+    /// Half-closes the connection: the server sees end of stream.
+    pub fn shutdown_write(&self) {
+        let _ = self.writer.shutdown(Shutdown::Write);
+    }
+
+    /// The underlying stream, for socket options.
+    pub fn stream(&self) -> &TcpStream {
+        &self.writer
+    }
+}
