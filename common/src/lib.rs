@@ -6,7 +6,7 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`line`] | bounded framing of a byte stream into lines ([`LineReader`]) |
+//! | [`line`](mod@line) | bounded framing of a byte stream into lines ([`LineReader`]) |
 //! | [`telnet`] | removing telnet IAC sequences before decoding |
 //! | [`sanitize`] | making client text harmless before others see it |
 //! | [`name`] | the rules for nicknames |

@@ -188,9 +188,9 @@ impl<R: Read> LineReader<R> {
         if self.buf.is_empty() {
             self.buf = vec![0; self.max_line.saturating_add(2)];
         }
-        if self.end == self.buf.len() {
-            // Full but not too long: the pending line starts later in the
-            // buffer, so moving it to the front makes room.
+        if self.start > 0 {
+            // Moving the pending part of a line (never more than `max_line +
+            // 1` bytes) to the front gives the read the whole free tail.
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;

@@ -1,7 +1,14 @@
 //! The lines the server sends, by prefix (SPEC "Chat mode"). Each returned
 //! string ends with LF, ready to be queued as is.
 //!
-//! TODO(common helper): implement.
+//! The first characters of a line tell a reader (human or script) who is
+//! speaking: `<name> ` a user, `* ` the server, `! ` an error for you alone,
+//! `[from name] ` / `[to name] ` a private message. Keeping every format in
+//! one place keeps that contract in one place. These functions only format:
+//! text from clients must already have gone through
+//! [`sanitize`](crate::sanitize::sanitize), and names through
+//! [`name::check`](crate::name::check), or a CR or LF in them would break the
+//! one-line-per-message rule.
 
 /// `<name> text`: a chat line.
 pub fn chat(name: &str, text: &str) -> String {
@@ -44,3 +51,43 @@ pub const HELP: &[&str] = &[
     "  /help             this list",
     "  //text            send a line that starts with /",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each kind of line has its prefix and exactly one LF, at the end.
+    #[test]
+    fn prefixes() {
+        assert_eq!(chat("alice", "hello"), "<alice> hello\n");
+        assert_eq!(notice("bob joined (3 online)"), "* bob joined (3 online)\n");
+        assert_eq!(error("unknown command /x"), "! unknown command /x\n");
+        assert_eq!(action("alice", "waves"), "* alice waves\n");
+        assert_eq!(private_from("alice", "psst"), "[from alice] psst\n");
+        assert_eq!(private_to("bob", "psst"), "[to bob] psst\n");
+    }
+
+    /// Text is carried as given, spaces included.
+    #[test]
+    fn text_is_verbatim() {
+        assert_eq!(chat("a", "  x  "), "<a>   x  \n");
+        assert_eq!(chat("a", ""), "<a> \n");
+        assert_eq!(chat("a", "<b> forged?"), "<a> <b> forged?\n");
+    }
+
+    /// Help lines are bare text: no prefix, no line breaks, every command
+    /// listed.
+    #[test]
+    fn help_lines() {
+        for line in HELP {
+            assert!(!line.contains('\n') && !line.contains('\r'));
+            assert!(!line.starts_with("* ") && !line.starts_with("! "));
+        }
+        let all = HELP.join("\n");
+        for command in [
+            "/nick", "/who", "/me", "/msg", "/quit", "/help", "//", "EXIT",
+        ] {
+            assert!(all.contains(command), "{command}");
+        }
+    }
+}
