@@ -1,0 +1,324 @@
+//! A TCP session: connect, then one reader thread and one writer thread.
+//!
+//! Chat is full duplex: a peer's line must appear while the user is still
+//! typing, and a slow server must not freeze the keyboard. So the stream is
+//! `try_clone`d into a [`ReadHalf`] and a [`WriteHalf`] (the tiny-http shape)
+//! and each half gets a thread of its own; neither ever waits for the other.
+//! The main thread only waits for the first [`Event`] that decides how the
+//! session ends, and turns it into an exit status: returning from `main`
+//! ends the process even while the writer sits in a blocking read of stdin.
+//!
+//! How a session ends:
+//! - the server closes: a note on stderr, exit 0 (also after end of stdin,
+//!   which half-closes and keeps printing until the server is done);
+//! - `EXIT` typed: it is sent (the lab servers close on it), the write half
+//!   is closed, and we wait at most [`LINGER`] for the server to close too,
+//!   so our socket never closes with unread data (which would reset it);
+//! - a reset, a timeout, or any other error: one [`Failure`] line, exit 1.
+
+use std::io::{self, BufRead, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::address::{summarize, Target};
+use crate::args::Options;
+use crate::error::{plain, Failure, Result};
+
+/// How long we wait, after `EXIT` or a failed write, for the server to close
+/// its side or for the reader to say what went wrong. Long enough for a
+/// server on the other side of the world, short enough to feel immediate.
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// Bytes read from the socket at once; lines are printed as they arrive,
+/// whatever their length, so this only sets how often we call `read`.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// The line that ends the session when typed alone (no leading spaces).
+const EXIT: &[u8] = b"EXIT";
+
+/// What a thread reports to the main thread; the first decisive one ends
+/// the session.
+#[derive(Debug)]
+enum Event {
+    /// The server closed its side: the reader printed everything.
+    Closed,
+    /// Reading from the server failed (reset, timeout).
+    ReadFailed(io::Error),
+    /// The user typed `EXIT`; it was sent and the write half closed.
+    Exit,
+    /// Stdin ended; everything was sent and the write half closed.
+    InputDone,
+    /// Sending to the server failed.
+    WriteFailed(io::Error),
+    /// Printing to our stdout failed (it was closed).
+    OutputFailed(io::Error),
+}
+
+/// Connects to `options.target` and runs the session until it ends.
+///
+/// # Errors
+///
+/// A name that does not resolve, a connection that cannot be made, or one
+/// that breaks: a [`Failure`] naming `host:port` and the cause.
+pub fn run(options: &Options) -> Result<()> {
+    let target = &options.target;
+    let addrs = target.resolve()?;
+    let stream = connect(target, &addrs, options.timeout)?;
+    // A chat line must not wait for a delayed ACK; failure only costs latency.
+    let _ = stream.set_nodelay(true);
+    if is_terminal_stdin() {
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        eprintln!(
+            "chat-client: connected to {target} ({peer}); type EXIT or press Ctrl+D to leave"
+        );
+    }
+    let (read_half, write_half) = split(stream).map_err(|err| {
+        Failure::new(format!(
+            "cannot use the connection to {target}: {}",
+            plain(&err)
+        ))
+    })?;
+    let (events, verdicts) = mpsc::channel();
+    let leaving = Arc::new(AtomicBool::new(false));
+    spawn("reader", {
+        let events = events.clone();
+        let leaving = Arc::clone(&leaving);
+        move || {
+            let _ = events.send(read_loop(read_half, &leaving));
+        }
+    })?;
+    let name = options.name.clone();
+    spawn("writer", move || {
+        let _ = events.send(write_loop(write_half, name, &leaving));
+    })?;
+    wait(target, &verdicts)
+}
+
+/// Tries each address in turn, each for at most `timeout`.
+fn connect(target: &Target, addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream> {
+    let mut attempts = Vec::new();
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(err) => {
+                let reason = match err.kind() {
+                    ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+                        format!("no answer within {} (timed out)", secs(timeout))
+                    }
+                    _ => plain(&err),
+                };
+                attempts.push((*addr, reason));
+            }
+        }
+    }
+    Err(Failure::new(format!(
+        "cannot connect to {target}: {}",
+        summarize(&attempts)
+    )))
+}
+
+/// Decides how the session ends from the threads' reports.
+fn wait(target: &Target, verdicts: &Receiver<Event>) -> Result<()> {
+    loop {
+        // Both threads hold a sender until they report, so `Err` means both
+        // are gone; the reader always reports before it goes.
+        let Ok(event) = verdicts.recv() else {
+            return Ok(());
+        };
+        match event {
+            Event::Closed => {
+                eprintln!("chat-client: {target} closed the connection");
+                return Ok(());
+            }
+            Event::ReadFailed(err) => return Err(lost(target, &err)),
+            Event::OutputFailed(err) => {
+                return Err(Failure::new(format!(
+                    "cannot print to stdout: {}",
+                    plain(&err)
+                )))
+            }
+            Event::InputDone => continue,
+            Event::Exit => {
+                // Whatever the reader says now, the user asked to leave.
+                let _ = next_within(verdicts, LINGER);
+                return Ok(());
+            }
+            Event::WriteFailed(err) => {
+                // The reader usually knows better (the server closed, or
+                // reset); its word wins if it comes soon.
+                return match next_within(verdicts, LINGER) {
+                    Some(Event::Closed) => {
+                        eprintln!("chat-client: {target} closed the connection");
+                        Ok(())
+                    }
+                    Some(Event::ReadFailed(read_err)) => Err(lost(target, &read_err)),
+                    _ => Err(lost(target, &err)),
+                };
+            }
+        }
+    }
+}
+
+/// The next event within `limit`, if any.
+fn next_within(verdicts: &Receiver<Event>, limit: Duration) -> Option<Event> {
+    let deadline = Instant::now() + limit;
+    verdicts
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .ok()
+}
+
+/// The line for a connection that broke after it was made.
+fn lost(target: &Target, err: &io::Error) -> Failure {
+    Failure::new(format!("connection to {target} lost: {}", plain(err)))
+}
+
+/// Prints whatever the server sends, as it arrives, until it closes.
+///
+/// Bytes go to stdout unchanged (the server already made peers' text
+/// harmless, and any line server must work); a last line without LF gets
+/// one, so the shell prompt does not land on it.
+fn read_loop(mut half: ReadHalf, leaving: &AtomicBool) -> Event {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut at_line_start = true;
+    loop {
+        let n = match half.0.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+            Err(err) => return Event::ReadFailed(err),
+        };
+        // After EXIT the user is gone; the server's last words (or its echo
+        // of EXIT) would only confuse.
+        if leaving.load(Ordering::SeqCst) {
+            continue;
+        }
+        if let Err(err) = print(&buf[..n]) {
+            return Event::OutputFailed(err);
+        }
+        at_line_start = buf[n - 1] == b'\n';
+    }
+    if !at_line_start && !leaving.load(Ordering::SeqCst) {
+        if let Err(err) = print(b"\n") {
+            return Event::OutputFailed(err);
+        }
+    }
+    Event::Closed
+}
+
+/// Writes `bytes` to stdout now, not when a buffer fills.
+fn print(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// Sends `/nick NAME` if asked, then each line typed, as typed, until
+/// `EXIT` or the end of stdin. Dropping `half` closes our sending side, so
+/// the server sees end of stream on every way out.
+fn write_loop(mut half: WriteHalf, name: Option<String>, leaving: &AtomicBool) -> Event {
+    if let Some(name) = name {
+        if let Err(err) = half.0.write_all(format!("/nick {name}\n").as_bytes()) {
+            return Event::WriteFailed(err);
+        }
+    }
+    let mut input = io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match input.read_until(b'\n', &mut line) {
+            // A stdin that fails to read (a vanished terminal) has ended too.
+            Ok(0) | Err(_) => return Event::InputDone,
+            Ok(_) => {}
+        }
+        if is_exit(&line) {
+            leaving.store(true, Ordering::SeqCst);
+            // Best effort: the lab servers close on EXIT, and ours treats it
+            // like /quit; we leave whether or not it gets there.
+            let _ = half.0.write_all(b"EXIT\n");
+            return Event::Exit;
+        }
+        if let Err(err) = half.0.write_all(&line) {
+            return Event::WriteFailed(err);
+        }
+    }
+}
+
+/// `EXIT` alone on a line, with or without its LF or CR LF.
+fn is_exit(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line == EXIT
+}
+
+/// The receiving side of the connection; shuts reading down when dropped.
+struct ReadHalf(TcpStream);
+
+/// The sending side of the connection; dropping it sends FIN (half-close),
+/// which is how the server learns we are done.
+struct WriteHalf(TcpStream);
+
+impl Drop for ReadHalf {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Read);
+    }
+}
+
+impl Drop for WriteHalf {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Write);
+    }
+}
+
+/// Splits a connected stream into its two halves (two handles on one socket).
+fn split(stream: TcpStream) -> io::Result<(ReadHalf, WriteHalf)> {
+    let writer = stream.try_clone()?;
+    Ok((ReadHalf(stream), WriteHalf(writer)))
+}
+
+/// Starts a named thread (names show up in debuggers and `top -H`).
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> {
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(body)
+        .map(drop)
+        .map_err(|err| Failure::new(format!("cannot start the {name} thread: {}", plain(&err))))
+}
+
+/// Whether a person is typing (then a hint on how to leave is worth a line).
+fn is_terminal_stdin() -> bool {
+    use std::io::IsTerminal;
+    io::stdin().is_terminal()
+}
+
+/// A duration as a person writes it: `5s`, `0.5s`.
+pub fn secs(duration: Duration) -> String {
+    format!("{}s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_must_be_alone() {
+        assert!(is_exit(b"EXIT\n"));
+        assert!(is_exit(b"EXIT\r\n"));
+        assert!(is_exit(b"EXIT"));
+        assert!(!is_exit(b" EXIT\n"));
+        assert!(!is_exit(b"EXIT now\n"));
+        assert!(!is_exit(b"exit\n"));
+    }
+
+    #[test]
+    fn durations_read_plainly() {
+        assert_eq!(secs(Duration::from_secs(5)), "5s");
+        assert_eq!(secs(Duration::from_millis(500)), "0.5s");
+    }
+}
