@@ -25,9 +25,11 @@ pub fn error(text: &str) -> String {
     format!("! {text}\n")
 }
 
-/// `* name text`: an action (`/me`).
+/// `<name> * text`: an action (`/me`). It keeps the chat prefix on purpose:
+/// IRC's `* name text` would let `/me joined (3 online)` pass for a server
+/// notice, and the first character must always say who is speaking.
 pub fn action(name: &str, text: &str) -> String {
-    format!("* {name} {text}\n")
+    format!("<{name}> * {text}\n")
 }
 
 /// `[from name] text`: a private message as its recipient sees it.
@@ -62,7 +64,7 @@ mod tests {
         assert_eq!(chat("alice", "hello"), "<alice> hello\n");
         assert_eq!(notice("bob joined (3 online)"), "* bob joined (3 online)\n");
         assert_eq!(error("unknown command /x"), "! unknown command /x\n");
-        assert_eq!(action("alice", "waves"), "* alice waves\n");
+        assert_eq!(action("alice", "waves"), "<alice> * waves\n");
         assert_eq!(private_from("alice", "psst"), "[from alice] psst\n");
         assert_eq!(private_to("bob", "psst"), "[to bob] psst\n");
     }

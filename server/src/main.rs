@@ -1,1 +1,88 @@
-fn main() {}
+//! `chat-server`: parse flags, bind, install the Ctrl+C handler, run.
+//!
+//! Everything else lives in the library so tests can drive it.
+#![forbid(unsafe_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
+use chat_server::{console, log, Config, Mode, Server};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    if config.udp && config.mode == Mode::Chat {
+        Config::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                "--udp serves the echo and upper modes only; add --mode echo or --mode upper",
+            )
+            .exit();
+    }
+    // Let --workers, not a default `ulimit -n` of 1024, cap the clients.
+    // Failing to raise it is not fatal: the accept loop copes with EMFILE.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = match TcpListener::bind(addr) {
+        Ok(listener) => listener,
+        Err(e) => return fail(&format!("cannot listen on {addr}: {}", plain(&e))),
+    };
+    let local = match listener.local_addr() {
+        Ok(local) => local,
+        Err(e) => return fail(&format!("cannot read the bound address: {}", plain(&e))),
+    };
+    let udp = if config.udp {
+        match UdpSocket::bind(local) {
+            Ok(socket) => Some(socket),
+            Err(e) => return fail(&format!("cannot listen for UDP on {local}: {}", plain(&e))),
+        }
+    } else {
+        None
+    };
+    let mode = config.mode;
+    let server = match Server::new(config, listener, udp) {
+        Ok(server) => server,
+        Err(e) => return fail(&plain(&e)),
+    };
+    let ctx = server.context();
+    let handler_ctx = server.context();
+    if let Err(e) = ctrlc::set_handler(move || {
+        if !handler_ctx.stop() {
+            // Second Ctrl+C: the user means it.
+            std::process::exit(130);
+        }
+    }) {
+        return fail(&format!("cannot install the Ctrl+C handler: {e}"));
+    }
+    let mode = format!("{mode:?}").to_lowercase();
+    println!(
+        "chat-server ({mode} mode{}) listening on {local}",
+        if ctx.config.udp { ", also UDP" } else { "" }
+    );
+    log!("listening on {local} ({mode} mode); Ctrl+C to stop");
+    if ctx.config.mode == Mode::Chat {
+        console::spawn_input(ctx);
+    }
+    let summary = server.run();
+    log!("{summary}");
+    ExitCode::SUCCESS
+}
+
+/// One line on stderr and exit 1: what a user sees when the server cannot
+/// start. No backtrace, no `Debug` dump.
+fn fail(message: &str) -> ExitCode {
+    eprintln!("chat-server: {message}");
+    ExitCode::from(1)
+}
+
+/// An I/O error in plain words, without the `(os error N)` tail.
+fn plain(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(end) => text[..end].to_lowercase(),
+        None => text,
+    }
+}

@@ -1,0 +1,85 @@
+//! The server's flags (SPEC "Server"), parsed by clap.
+//!
+//! Every bound the server enforces is one of these flags, with its default
+//! shown by `--help`, so an operator can see and change every limit.
+
+use std::net::IpAddr;
+
+use clap::{Parser, ValueEnum};
+
+/// What the server does with each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// A chat room: lines relayed to everyone else.
+    Chat,
+    /// RFC 862 echo: every byte straight back.
+    Echo,
+    /// The Kurose and Ross uppercase server: bytes back, uppercased.
+    Upper,
+}
+
+/// `chat-server`'s command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "chat-server",
+    version,
+    about = "A line-based TCP chat relay (and the lab's echo and uppercase servers)."
+)]
+pub struct Config {
+    /// TCP (and UDP) port to listen on; 0 picks any free port.
+    #[arg(long, default_value_t = 2000)]
+    pub port: u16,
+
+    /// Address to bind; `::` for IPv6.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// What to serve.
+    #[arg(long, value_enum, default_value_t = Mode::Chat)]
+    pub mode: Mode,
+
+    /// Also answer UDP datagrams on the same port (echo and upper modes only).
+    #[arg(long)]
+    pub udp: bool,
+
+    /// Most clients served at once: one worker thread each.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub workers: u32,
+
+    /// Accepted connections that may wait for a free worker; past that the
+    /// server says it is full and closes.
+    #[arg(long, default_value_t = 128)]
+    pub queue: u32,
+
+    /// Longest line in bytes, terminator excluded; longer lines are dropped
+    /// with an error to their sender.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub max_line: u32,
+
+    /// Lines queued to one client before it counts as too slow and is
+    /// disconnected.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub sendq: u32,
+
+    /// Lines per second one client may send, sustained; 0 turns flood
+    /// control off.
+    #[arg(long, default_value_t = 50)]
+    pub rate_limit: u32,
+
+    /// Lines one client may send at once before the rate applies.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: u32,
+
+    /// Connections from one address; 0 = no cap. Loopback is exempt unless
+    /// --limit-loopback.
+    #[arg(long, default_value_t = 16)]
+    pub max_per_ip: u32,
+
+    /// Apply --max-per-ip to loopback addresses too.
+    #[arg(long)]
+    pub limit_loopback: bool,
+
+    /// Do not show the room's conversation on stdout (for benchmarks).
+    #[arg(long)]
+    pub quiet: bool,
+}

@@ -1,0 +1,157 @@
+//! The server's console: the conversation on stdout, the operator's lines
+//! and commands on stdin.
+//!
+//! The display is one more [`Outbox`] that the registry fills in the same
+//! order as everyone else's, drained by a thread that writes to stdout. So
+//! the registry never writes to stdout under its lock, and a stdout nobody
+//! reads (a full pipe) costs the room nothing: the display just loses lines.
+//!
+//! The input thread reads stdin lines: text goes to everyone as
+//! `<server> text`; `/who`, `/kick NAME [REASON]` and `/quit` are commands.
+//! A closed or non-terminal stdin just ends this thread; the server goes on.
+//! It is the one thread shutdown does not join: a read on stdin cannot be
+//! interrupted, and the thread holds nothing that needs cleaning up.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use chat_common::protocol;
+use chat_common::sanitize::sanitize;
+
+use crate::log;
+use crate::outbox::Outbox;
+use crate::Context;
+
+/// Lines the display may fall behind by before it starts dropping them.
+pub const DISPLAY_QUEUE: usize = 4096;
+
+/// Starts the thread that shows the room on stdout.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn spawn_display(display: Arc<Outbox>) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("display".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut batch = Vec::new();
+            loop {
+                let last = display.take(&mut batch);
+                let mut out = std::io::stdout().lock();
+                for line in batch.drain(..) {
+                    // A closed stdout must not stop the server.
+                    let _ = out.write_all(line.as_bytes());
+                }
+                let _ = out.flush();
+                if last {
+                    return;
+                }
+            }
+        })
+}
+
+/// A line typed on the console.
+#[derive(Debug, PartialEq, Eq)]
+enum Input<'a> {
+    Empty,
+    Say(&'a str),
+    Who,
+    Kick(&'a str, Option<&'a str>),
+    Quit,
+    Unknown(&'a str),
+}
+
+fn parse(line: &str) -> Input<'_> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.trim().is_empty() {
+        return Input::Empty;
+    }
+    if let Some(escaped) = line.strip_prefix("//") {
+        return Input::Say(&line[line.len() - escaped.len() - 1..]);
+    }
+    let Some(command) = line.strip_prefix('/') else {
+        return Input::Say(line);
+    };
+    let (word, rest) = command.split_once(' ').unwrap_or((command, ""));
+    let rest = rest.trim();
+    match word.to_ascii_lowercase().as_str() {
+        "who" => Input::Who,
+        "quit" => Input::Quit,
+        "kick" if !rest.is_empty() => {
+            let (name, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            let reason = reason.trim();
+            Input::Kick(name, (!reason.is_empty()).then_some(reason))
+        }
+        _ => Input::Unknown(word),
+    }
+}
+
+/// Starts the thread that reads the operator's lines from stdin. It is not
+/// joined (see the module docs).
+pub fn spawn_input(ctx: Arc<Context>) {
+    let started = thread::Builder::new()
+        .name("console".into())
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines() {
+                let Ok(line) = line else { return };
+                if ctx.shutdown.is_triggered() {
+                    return;
+                }
+                run_line(&line, &ctx);
+            }
+        });
+    if let Err(e) = started {
+        log!("console unavailable: {e}");
+    }
+}
+
+fn run_line(line: &str, ctx: &Arc<Context>) {
+    let registry = &ctx.registry;
+    match parse(line) {
+        Input::Empty => {}
+        Input::Say(text) => registry.announce(protocol::chat("server", &sanitize(text))),
+        Input::Who => {
+            let names = registry.names();
+            println!("* {} online: {}", names.len(), names.join(", "));
+        }
+        Input::Kick(name, reason) => {
+            if registry.kick(name, reason.map(|r| sanitize(r).into_owned())) {
+                log!("console kicked {name}");
+            } else {
+                println!("! no one called {name} is online");
+            }
+        }
+        Input::Quit => {
+            log!("console asked to quit");
+            ctx.stop();
+        }
+        Input::Unknown(word) => {
+            println!("! unknown console command /{word}; try /who, /kick NAME [REASON], /quit, or //text");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Console lines parse into text and the three commands.
+    #[test]
+    fn parses_console_lines() {
+        assert_eq!(parse("hello"), Input::Say("hello"));
+        assert_eq!(parse("//who"), Input::Say("/who"));
+        assert_eq!(parse("  "), Input::Empty);
+        assert_eq!(parse("/who"), Input::Who);
+        assert_eq!(parse("/QUIT"), Input::Quit);
+        assert_eq!(parse("/kick bob"), Input::Kick("bob", None));
+        assert_eq!(
+            parse("/kick bob  spamming  "),
+            Input::Kick("bob", Some("spamming"))
+        );
+        assert_eq!(parse("/kick"), Input::Unknown("kick"));
+        assert_eq!(parse("/x y"), Input::Unknown("x"));
+    }
+}

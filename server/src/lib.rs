@@ -1,0 +1,214 @@
+//! `chat-server`: a line-based TCP chat relay, and the lab's echo and
+//! uppercase servers over TCP and UDP.
+//!
+//! How one chat line travels, file by file:
+//!
+//! 1. [`listener`]: the main thread accepts the connection, sets
+//!    TCP_NODELAY, checks the per-address cap ([`conns`]) and hands it to a
+//!    worker from the bounded [`pool`] (or says it must wait, or is refused).
+//! 2. [`session`]: the worker is the client's reader. It frames bytes into
+//!    lines with `chat_common::LineReader`, paces them with [`flood`], and
+//!    parses commands with `chat_common::command`.
+//! 3. [`registry`]: under one lock, the line (sanitised, formatted once) is
+//!    pushed as a shared `Arc<str>` into every other client's [`outbox`].
+//! 4. [`outbox`]: each client's writer thread takes everything queued and
+//!    sends it in as few writes as it can.
+//!
+//! [`shutdown`] is the switch every thread watches; [`Server::run`] performs
+//! the graceful stop. [`console`] is the operator's side; [`lab`] and [`udp`]
+//! serve the echo and uppercase modes.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod conns;
+pub mod console;
+pub mod flood;
+pub mod lab;
+pub mod listener;
+pub mod log;
+pub mod outbox;
+pub mod pool;
+pub mod registry;
+pub mod session;
+pub mod shutdown;
+pub mod udp;
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use config::{Config, Mode};
+use conns::Connections;
+use outbox::Outbox;
+use pool::Pool;
+use registry::Registry;
+use shutdown::Shutdown;
+
+/// What every thread of the server shares.
+pub struct Context {
+    /// The flags, fixed for the server's life.
+    pub config: Config,
+    /// The chat room (empty in echo and upper modes).
+    pub registry: Registry,
+    /// Every live connection, for the per-address cap and shutdown.
+    pub conns: Arc<Connections>,
+    /// The switch every thread watches.
+    pub shutdown: Shutdown,
+    /// The listening address, for waking the accept loop.
+    local: SocketAddr,
+    /// Connections handed to a worker since start.
+    accepted: AtomicU64,
+}
+
+impl Context {
+    /// Starts the graceful shutdown (Ctrl+C, SIGTERM, console `/quit`).
+    /// Returns `false` if it had already started, so a second Ctrl+C can
+    /// exit at once.
+    pub fn stop(&self) -> bool {
+        if !self.shutdown.trigger() {
+            return false;
+        }
+        listener::wake(self.local);
+        true
+    }
+
+    fn stats_accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one connection on a worker, in the configured mode.
+fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
+    if ctx.shutdown.is_triggered() {
+        // It waited in the queue while the server began to stop.
+        if ctx.config.mode == Mode::Chat {
+            listener::refuse(
+                &stream,
+                &chat_common::protocol::notice("server shutting down"),
+            );
+        }
+        return;
+    }
+    match ctx.config.mode {
+        Mode::Chat => session::serve(stream, peer, ctx),
+        Mode::Echo | Mode::Upper => lab::serve(&stream, peer, ctx),
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    udp: Option<UdpSocket>,
+    ctx: Arc<Context>,
+    display: Option<Arc<Outbox>>,
+}
+
+impl Server {
+    /// A server for already-bound sockets (tests bind port 0).
+    ///
+    /// # Errors
+    /// When the listener's address cannot be read.
+    pub fn new(
+        config: Config,
+        listener: TcpListener,
+        udp: Option<UdpSocket>,
+    ) -> std::io::Result<Server> {
+        let local = listener.local_addr()?;
+        let display = (!config.quiet && config.mode == Mode::Chat)
+            .then(|| Arc::new(Outbox::new(console::DISPLAY_QUEUE)));
+        let ctx = Arc::new(Context {
+            registry: Registry::new(display.clone()),
+            conns: Connections::new(config.max_per_ip, config.limit_loopback),
+            shutdown: Shutdown::new(),
+            config,
+            local,
+            accepted: AtomicU64::new(0),
+        });
+        Ok(Server {
+            listener,
+            udp,
+            ctx,
+            display,
+        })
+    }
+
+    /// The shared context: `stop()` on it shuts the server down.
+    pub fn context(&self) -> Arc<Context> {
+        Arc::clone(&self.ctx)
+    }
+
+    /// Serves until shutdown is triggered, then stops gracefully: stop
+    /// accepting, tell every chat client, deliver what is queued (for at most
+    /// [`shutdown::GRACE`]), close every connection, join every thread.
+    /// Returns a one-line summary.
+    pub fn run(self) -> String {
+        let ctx = &self.ctx;
+        let started = Instant::now();
+        let display =
+            self.display
+                .as_ref()
+                .and_then(|d| match console::spawn_display(Arc::clone(d)) {
+                    Ok(thread) => Some(thread),
+                    Err(e) => {
+                        log!("cannot show the conversation: {e}");
+                        None
+                    }
+                });
+        let udp = self.udp.as_ref().map(|socket| {
+            let ctx = Arc::clone(ctx);
+            let socket = socket.try_clone();
+            thread::Builder::new()
+                .name("udp".into())
+                .spawn(move || match socket {
+                    Ok(socket) => udp::serve(&socket, ctx.config.mode, &ctx.shutdown),
+                    Err(e) => log!("udp: {e}"),
+                })
+        });
+
+        let mut pool = Pool::new(ctx.config.workers as usize, ctx.config.queue as usize);
+        listener::accept_loop(&self.listener, ctx, &mut pool);
+
+        // Graceful stop.
+        let stopping = Instant::now();
+        let deadline = ctx
+            .shutdown
+            .deadline()
+            .unwrap_or(stopping + shutdown::GRACE);
+        let online = ctx.registry.online();
+        ctx.registry.shutdown("server shutting down", deadline);
+        ctx.conns.close_all();
+        drop(self.listener);
+        drop(pool);
+        if let Some(Ok(thread)) = udp {
+            let _ = thread.join();
+        }
+        if let (Some(outbox), Some(thread)) = (&self.display, display) {
+            outbox.drain(None, deadline);
+            join_until(thread, deadline);
+        }
+        format!(
+            "stopped in {} ms after {:.1} s: {} connections served (peak {} at once), {} online at the end, {} lines relayed",
+            stopping.elapsed().as_millis(),
+            started.elapsed().as_secs_f64(),
+            ctx.accepted.load(Ordering::Relaxed),
+            ctx.conns.peak(),
+            online,
+            ctx.registry.relayed()
+        )
+    }
+}
+
+/// Joins `thread` unless it is still running at `deadline` (a display stuck
+/// on a stdout nobody reads), in which case it is left to process exit.
+fn join_until(thread: thread::JoinHandle<()>, deadline: Instant) {
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            log!("display thread still writing at the deadline; not waiting for it");
+            return;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let _ = thread.join();
+}

@@ -1,0 +1,146 @@
+//! The accept loop, on the server's main thread.
+//!
+//! Each accepted socket gets TCP_NODELAY (a chat line must not wait for a
+//! delayed ACK), is checked against the per-address cap, and is handed to the
+//! pool, or told why not. No connection ever waits without a word: a
+//! connection that must wait for a worker is told so (in chat mode, where a
+//! line of text is the protocol), and one past the queue hears
+//! `! server full, try again later` before it is closed.
+//!
+//! The loop survives accept errors (running out of descriptors, say): it
+//! logs, backs off from [`MIN_BACKOFF`] doubling to [`MAX_BACKOFF`], and goes
+//! on. It ends when shutdown is triggered; the trigger wakes a blocked
+//! `accept` with a short connection to the listener itself.
+
+use std::io::{ErrorKind, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_common::protocol;
+
+use crate::config::Mode;
+use crate::log;
+use crate::pool::Pool;
+use crate::Context;
+
+/// First pause after an accept error.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(5);
+/// Longest pause between accept attempts while errors persist.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Accepts until shutdown, handing connections to `pool`.
+pub fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &mut Pool) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let accepted = listener.accept();
+        if ctx.shutdown.is_triggered() {
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = MIN_BACKOFF;
+                admit(stream, peer, ctx, pool);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                ) => {}
+            Err(e) => {
+                log!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                if ctx.shutdown.pause(backoff) {
+                    return;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Registers one connection and hands it to the pool, or refuses it.
+fn admit(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>, pool: &mut Pool) {
+    let _ = stream.set_nodelay(true);
+    let stream = Arc::new(stream);
+    let tracked = match ctx.conns.admit(Arc::clone(&stream), peer.ip()) {
+        Ok(tracked) => tracked,
+        Err(too_many) => {
+            log!(
+                "{peer} refused: already {} connections from {}",
+                too_many.0,
+                peer.ip()
+            );
+            refuse(
+                &stream,
+                &protocol::error(&format!(
+                    "too many connections from {} (at most {}), try again later",
+                    peer.ip(),
+                    too_many.0
+                )),
+            );
+            return;
+        }
+    };
+    let ticket = match pool.reserve() {
+        Ok(ticket) => ticket,
+        Err(_) => {
+            log!("{peer} refused: server full");
+            refuse(&stream, &protocol::error("server full, try again later"));
+            return;
+        }
+    };
+    if let (Some(place), Mode::Chat) = (ticket.waiting(), ctx.config.mode) {
+        log!("{peer} waits for a worker (number {place} in line)");
+        say(
+            &stream,
+            &protocol::notice(&format!(
+                "all {} places are taken; you are number {place} in line, please wait",
+                ctx.config.workers
+            )),
+        );
+    }
+    ctx.stats_accepted();
+    let ctx = Arc::clone(ctx);
+    pool.execute(
+        ticket,
+        Box::new(move || {
+            // Unregisters when the job ends, or is dropped unrun.
+            let _tracked = tracked;
+            crate::serve_connection(stream, peer, &ctx);
+        }),
+    );
+}
+
+/// Writes one line to a fresh connection without ever blocking: its send
+/// buffer is empty, and if it is not, the line is not worth a stall.
+fn say(stream: &TcpStream, line: &str) {
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = (&*stream).write(line.as_bytes());
+        let _ = stream.set_nonblocking(false);
+    }
+}
+
+/// Tells a connection why it is turned away, then closes our side.
+pub fn refuse(stream: &TcpStream, line: &str) {
+    say(stream, line);
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Wakes an `accept` blocked on `listening` by connecting to it. An
+/// unspecified bind address (`0.0.0.0`, `::`) is reached over loopback.
+pub fn wake(listening: SocketAddr) {
+    let mut addr = listening;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    for attempt in 0..5u32 {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(MIN_BACKOFF * 2u32.pow(attempt));
+    }
+    log!("could not wake the accept loop; it stops at the next connection");
+}

@@ -1,0 +1,331 @@
+//! The room: who is connected, under which name, and the relay.
+//!
+//! Relaying a line means pushing one shared `Arc<str>` into each recipient's
+//! [`Outbox`] while holding the registry lock. Holding one lock for the whole
+//! fan-out is what gives every client the same total order; it stays cheap
+//! because a push only moves a pointer into a queue: nothing under this lock
+//! writes to a socket, logs, sleeps or blocks. (Waking a reader with
+//! `shutdown(2)` does not block.)
+//!
+//! A recipient whose queue is full is evicted on the spot: removed, its
+//! outbox aborted with `! disconnected: too slow`, its reader woken, and a
+//! leave notice delivered to the rest. The room never waits for it.
+//!
+//! Lock order: registry, then an outbox. Nothing takes them the other way.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chat_common::{name, protocol};
+use parking_lot::Mutex;
+
+use crate::outbox::{Outbox, LINGER};
+
+/// A client's number for its whole connection: the N of its `guest-N`.
+pub type ClientId = u64;
+
+/// Why a client left; `Display` is the reason shown to the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leave {
+    /// `/quit [REASON]` or `EXIT`.
+    Quit(Option<String>),
+    /// The client closed its side.
+    Closed,
+    /// The connection failed (reset, timeout).
+    Error(String),
+    /// Its queue filled up: it was not reading.
+    TooSlow,
+    /// The server operator's `/kick`.
+    Kicked(Option<String>),
+    /// The server is stopping.
+    Shutdown,
+    /// The session failed inside the server (a bug): reported, not hidden.
+    Internal,
+}
+
+impl fmt::Display for Leave {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Leave::Quit(None) => f.write_str("quit"),
+            Leave::Quit(Some(reason)) => write!(f, "quit: {reason}"),
+            Leave::Closed => f.write_str("connection closed"),
+            Leave::Error(e) => f.write_str(e),
+            Leave::TooSlow => f.write_str("too slow"),
+            Leave::Kicked(None) => f.write_str("kicked"),
+            Leave::Kicked(Some(reason)) => write!(f, "kicked: {reason}"),
+            Leave::Shutdown => f.write_str("server shutting down"),
+            Leave::Internal => f.write_str("internal error"),
+        }
+    }
+}
+
+/// `/nick` refused: someone connected already has that name (any case).
+#[derive(Debug, PartialEq, Eq)]
+pub struct NameTaken;
+
+/// The registry is closed: the server is shutting down.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closing;
+
+/// One connected client, as the room sees it.
+struct Member {
+    id: ClientId,
+    name: String,
+    /// Where lines for this client go; its writer drains it.
+    outbox: Arc<Outbox>,
+    /// Shared with the client's reader and writer; kept to wake the reader
+    /// when the client is evicted.
+    stream: Arc<TcpStream>,
+}
+
+struct Inner {
+    members: Vec<Member>,
+    /// Next `guest-N`; never reused while the server runs.
+    next_guest: u64,
+    /// Set by shutdown: no joins, no leave notices.
+    closing: bool,
+}
+
+/// Connected clients behind one lock, and the relay between them.
+pub struct Registry {
+    inner: Mutex<Inner>,
+    /// The server console's view of the room (stdout), unless `--quiet`.
+    display: Option<Arc<Outbox>>,
+    /// Lines accepted from clients and relayed (for the summary).
+    relayed: AtomicU64,
+}
+
+impl Registry {
+    /// An empty room; `display` receives every public line.
+    pub fn new(display: Option<Arc<Outbox>>) -> Registry {
+        Registry {
+            inner: Mutex::new(Inner {
+                members: Vec::new(),
+                next_guest: 1,
+                closing: false,
+            }),
+            display,
+            relayed: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds a client as `guest-N`: it gets the welcome first, everyone else
+    /// a join notice.
+    ///
+    /// # Errors
+    /// [`Closing`] once shutdown has begun.
+    pub fn join(
+        &self,
+        stream: Arc<TcpStream>,
+        outbox: Arc<Outbox>,
+    ) -> Result<(ClientId, String), Closing> {
+        let mut inner = self.inner.lock();
+        if inner.closing {
+            return Err(Closing);
+        }
+        let id = inner.next_guest;
+        inner.next_guest += 1;
+        let name = name::guest(id);
+        let online = inner.members.len() + 1;
+        let welcome = protocol::notice(&format!(
+            "welcome, {name}! {online} online; type /help for commands"
+        ));
+        // A fresh outbox has room: this cannot fail.
+        let _ = outbox.push(&welcome.into());
+        let joined = protocol::notice(&format!("{name} joined ({online} online)"));
+        self.deliver(&mut inner, joined.into(), None);
+        inner.members.push(Member {
+            id,
+            name: name.clone(),
+            outbox,
+            stream,
+        });
+        Ok((id, name))
+    }
+
+    /// Sends `line` from client `from` to everyone else.
+    pub fn relay(&self, from: ClientId, line: String) {
+        let line: Arc<str> = line.into();
+        let mut inner = self.inner.lock();
+        self.deliver(&mut inner, line, Some(from));
+        self.relayed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends `line` to everyone (the server console speaking).
+    pub fn announce(&self, line: String) {
+        let mut inner = self.inner.lock();
+        self.deliver(&mut inner, line.into(), None);
+    }
+
+    /// Renames client `id` to `new` and tells the others. Returns the old
+    /// name. `new` must already have passed [`name::check`].
+    ///
+    /// # Errors
+    /// [`NameTaken`] when another client has that name, ignoring case.
+    pub fn rename(&self, id: ClientId, new: &str) -> Result<String, NameTaken> {
+        let mut inner = self.inner.lock();
+        if inner
+            .members
+            .iter()
+            .any(|m| m.id != id && m.name.eq_ignore_ascii_case(new))
+        {
+            return Err(NameTaken);
+        }
+        let Some(member) = inner.members.iter_mut().find(|m| m.id == id) else {
+            return Err(NameTaken);
+        };
+        let old = std::mem::replace(&mut member.name, new.to_string());
+        let notice = protocol::notice(&format!("{old} is now known as {new}"));
+        self.deliver(&mut inner, notice.into(), Some(id));
+        Ok(old)
+    }
+
+    /// The names of everyone connected, in order of arrival.
+    pub fn names(&self) -> Vec<String> {
+        let inner = self.inner.lock();
+        inner.members.iter().map(|m| m.name.clone()).collect()
+    }
+
+    /// Delivers a private message from `from` to the client named `to` (any
+    /// case). Returns the recipient's name as registered, or `None` when no
+    /// one by that name is online.
+    pub fn whisper(&self, from: &str, to: &str, text: &str) -> Option<String> {
+        let mut inner = self.inner.lock();
+        let target = inner
+            .members
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(to))?;
+        let name = target.name.clone();
+        let line: Arc<str> = protocol::private_from(from, text).into();
+        if target.outbox.push(&line).is_err() {
+            let id = target.id;
+            self.evict_all(&mut inner, vec![(id, Leave::TooSlow)]);
+        }
+        Some(name)
+    }
+
+    /// Disconnects the client named `name` on the operator's word. Returns
+    /// whether someone by that name was online.
+    pub fn kick(&self, name: &str, reason: Option<String>) -> bool {
+        let mut inner = self.inner.lock();
+        let Some(id) = inner
+            .members
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(name))
+            .map(|m| m.id)
+        else {
+            return false;
+        };
+        self.evict_all(&mut inner, vec![(id, Leave::Kicked(reason))]);
+        true
+    }
+
+    /// Removes client `id` after its session ended, telling the others why.
+    /// Does nothing if it was already evicted. What is queued for it still
+    /// goes out, for at most [`LINGER`].
+    pub fn leave(&self, id: ClientId, reason: &Leave) {
+        let mut inner = self.inner.lock();
+        let Some(pos) = inner.members.iter().position(|m| m.id == id) else {
+            return;
+        };
+        let member = inner.members.swap_remove(pos);
+        if *reason == Leave::TooSlow {
+            member
+                .outbox
+                .abort(Some(protocol::error("disconnected: too slow").into()));
+        } else {
+            member.outbox.drain(None, Instant::now() + LINGER);
+        }
+        if !inner.closing {
+            let notice = protocol::notice(&format!("{} left ({reason})", member.name));
+            self.deliver(&mut inner, notice.into(), None);
+        }
+    }
+
+    /// Starts shutdown: no more joins; every client gets `notice` after what
+    /// is already queued, which goes out until `deadline`.
+    pub fn shutdown(&self, notice: &str, deadline: Instant) {
+        let notice: Arc<str> = protocol::notice(notice).into();
+        let mut inner = self.inner.lock();
+        inner.closing = true;
+        for member in inner.members.drain(..) {
+            member.outbox.drain(Some(&notice), deadline);
+        }
+        self.show(&notice);
+    }
+
+    /// Clients connected now.
+    pub fn online(&self) -> usize {
+        self.inner.lock().members.len()
+    }
+
+    /// Lines relayed since start.
+    pub fn relayed(&self) -> u64 {
+        self.relayed.load(Ordering::Relaxed)
+    }
+
+    /// Pushes `line` to every member but `except`, and to the display; then
+    /// evicts whoever could not take it. Eviction notices are delivered the
+    /// same way, from a work list rather than by recursion, so a cascade of
+    /// slow clients cannot overflow a small worker stack.
+    fn deliver(&self, inner: &mut Inner, line: Arc<str>, except: Option<ClientId>) {
+        let mut slow = Vec::new();
+        for member in &inner.members {
+            if Some(member.id) != except && member.outbox.push(&line).is_err() {
+                slow.push((member.id, Leave::TooSlow));
+            }
+        }
+        self.show(&line);
+        if !slow.is_empty() {
+            self.evict_all(inner, slow);
+        }
+    }
+
+    /// Removes each listed client, aborts its outbox with the reason, wakes
+    /// its reader, and tells the rest (which may find more slow clients).
+    fn evict_all(&self, inner: &mut Inner, mut evict: Vec<(ClientId, Leave)>) {
+        let mut notices = VecDeque::new();
+        loop {
+            for (id, reason) in evict.drain(..) {
+                let Some(pos) = inner.members.iter().position(|m| m.id == id) else {
+                    continue;
+                };
+                let member = inner.members.swap_remove(pos);
+                let last = match &reason {
+                    Leave::TooSlow => protocol::error("disconnected: too slow"),
+                    other => protocol::error(&format!("disconnected: {other}")),
+                };
+                member.outbox.abort(Some(last.into()));
+                let _ = member.stream.shutdown(Shutdown::Read);
+                if !inner.closing {
+                    notices.push_back(protocol::notice(&format!(
+                        "{} left ({reason})",
+                        member.name
+                    )));
+                }
+            }
+            let Some(notice) = notices.pop_front() else {
+                return;
+            };
+            let line: Arc<str> = notice.into();
+            for member in &inner.members {
+                if member.outbox.push(&line).is_err() {
+                    evict.push((member.id, Leave::TooSlow));
+                }
+            }
+            self.show(&line);
+        }
+    }
+
+    /// Shows a public line on the server's stdout. A display that cannot
+    /// keep up loses lines rather than slowing the room.
+    fn show(&self, line: &Arc<str>) {
+        if let Some(display) = &self.display {
+            let _ = display.push(line);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The shutdown signal every long-lived thread watches.
+//!
+//! One [`Shutdown`] is shared by the accept loop, the workers, the writers and
+//! the UDP thread. Triggering it is a one-way switch: a flag for cheap polls
+//! plus a dropped channel sender, so that a thread pausing on purpose (the
+//! accept loop's back-off, a flooder's rate limit) wakes at once instead of
+//! sleeping through the shutdown.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+/// How long shutdown may spend delivering what is queued before connections
+/// are closed regardless (SPEC: all within 2 s).
+pub const GRACE: Duration = Duration::from_millis(1500);
+
+/// A one-way switch from "running" to "shutting down".
+pub struct Shutdown {
+    /// Set once; read by polls on every hot path.
+    flag: AtomicBool,
+    /// Dropped on trigger, which disconnects `wake` and ends every
+    /// [`Shutdown::pause`] at once.
+    trigger: Mutex<Option<Sender<()>>>,
+    /// Never receives a message: it only disconnects.
+    wake: Receiver<()>,
+    /// When shutdown began; the delivery deadline counts from here.
+    started: Mutex<Option<Instant>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}
+
+impl Shutdown {
+    /// A switch in the "running" position.
+    pub fn new() -> Self {
+        let (trigger, wake) = crossbeam_channel::bounded(0);
+        Shutdown {
+            flag: AtomicBool::new(false),
+            trigger: Mutex::new(Some(trigger)),
+            wake,
+            started: Mutex::new(None),
+        }
+    }
+
+    /// Starts the shutdown. Returns `true` the first time only.
+    pub fn trigger(&self) -> bool {
+        let first = !self.flag.swap(true, Ordering::SeqCst);
+        if first {
+            *self.started.lock() = Some(Instant::now());
+            self.trigger.lock().take();
+        }
+        first
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_triggered(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Sleeps for `d`, or less if shutdown begins meanwhile. Returns `true`
+    /// if shutdown has begun.
+    pub fn pause(&self, d: Duration) -> bool {
+        let _ = self.wake.recv_timeout(d);
+        self.is_triggered()
+    }
+
+    /// The instant by which queued lines must be out; `None` while running.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.started.lock().map(|t| t + GRACE)
+    }
+}
