@@ -1,0 +1,654 @@
+//! `chat-client` as a user runs it: the real binary, its stdin, stdout,
+//! stderr and exit status.
+//!
+//! Most tests stand in for the server themselves (a [`Peer`] the test
+//! accepts and talks to, a TCP or UDP echo thread), so they say exactly what
+//! the client received and when; the rest start the real `chat-server`.
+//! Every wait has a deadline and every read a timeout: a broken client fails
+//! a test, it never hangs one. Failure messages carry the client's stderr.
+#![forbid(unsafe_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chat_tests::{bin, wait_timeout, welcome_name, Captured, Server, TIMEOUT};
+
+/// A running `chat-client` with piped stdin, stdout and stderr; killed and
+/// reaped on drop, so a failing test leaves no process behind.
+struct ClientProc {
+    child: Child,
+    /// `None` once the test closed it (the client sees end of input).
+    stdin: Option<ChildStdin>,
+    /// Stdout, line by line, as the client prints it.
+    stdout: Receiver<String>,
+    /// Everything on stderr so far, for assertions and failure messages.
+    stderr: Captured,
+    /// Disconnects when stderr reaches end of file (the client is gone).
+    stderr_done: Receiver<String>,
+}
+
+impl ClientProc {
+    /// Starts `chat-client ARGS`.
+    fn spawn(args: &[&str]) -> ClientProc {
+        let mut child = Command::new(bin("chat-client"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chat-client");
+        let (tx, stdout) = mpsc::channel();
+        Captured::drain(child.stdout.take().expect("piped"), Some(tx));
+        let (tx, stderr_done) = mpsc::channel();
+        let stderr = Captured::drain(child.stderr.take().expect("piped"), Some(tx));
+        ClientProc {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            stderr_done,
+        }
+    }
+
+    /// Starts `chat-client HOST PORT` for `addr`, with `extra` options first.
+    fn connect(addr: SocketAddr, extra: &[&str]) -> ClientProc {
+        let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+        let mut args = extra.to_vec();
+        args.extend([host.as_str(), port.as_str()]);
+        ClientProc::spawn(&args)
+    }
+
+    /// Types bytes on the client's stdin.
+    fn type_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).expect("write to client stdin");
+        stdin.flush().expect("flush client stdin");
+    }
+
+    /// Types one line (a LF is added).
+    fn type_line(&mut self, line: &str) {
+        self.type_raw(format!("{line}\n").as_bytes());
+    }
+
+    /// Closes stdin: the client sees end of input.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next stdout line, failing the test if none comes in time.
+    fn line(&self) -> String {
+        match self.stdout.recv_timeout(TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => panic!(
+                "no stdout line from the client; stderr:\n{}",
+                self.stderr.text()
+            ),
+        }
+    }
+
+    /// Reads stdout lines until one satisfies `pred` and returns it.
+    fn line_until(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!(
+                    "no matching stdout line; saw {seen:?}; stderr:\n{}",
+                    self.stderr.text()
+                ),
+            }
+        }
+    }
+
+    /// Every stdout line not read yet, up to the end of the pipe (the client
+    /// has exited or is about to).
+    fn rest_of_stdout(&self) -> Vec<String> {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut rest = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => rest.push(line),
+                Err(RecvTimeoutError::Disconnected) => return rest,
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "client stdout still open; saw {rest:?}; stderr:\n{}",
+                    self.stderr.text()
+                ),
+            }
+        }
+    }
+
+    /// Waits for the client to exit, failing the test after [`TIMEOUT`].
+    fn exit(&mut self) -> ExitStatus {
+        match wait_timeout(&mut self.child, TIMEOUT) {
+            Some(status) => status,
+            None => panic!(
+                "client still running after {TIMEOUT:?}; stderr:\n{}",
+                self.stderr.text()
+            ),
+        }
+    }
+
+    /// Waits for the exit and checks its code, showing stderr if it differs.
+    fn expect_exit(&mut self, code: i32) {
+        let status = self.exit();
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "client exit status; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
+    /// What the client wrote to stderr so far.
+    fn stderr(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// All of stderr, once the client has exited and the pipe is drained.
+    fn final_stderr(&self) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_done.recv_timeout(left) {
+                Ok(_) => {}
+                Err(RecvTimeoutError::Disconnected) => return self.stderr.text(),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("client stderr still open: {}", self.stderr.text())
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ClientProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `chat-client ARGS` with `input` as its whole stdin; returns the exit
+/// code, stdout lines and stderr.
+fn run(args: &[&str], input: &[u8]) -> (Option<i32>, Vec<String>, String) {
+    let mut client = ClientProc::spawn(args);
+    // The client may exit before reading its input (usage errors): a broken
+    // pipe here is fine.
+    if let Some(stdin) = client.stdin.as_mut() {
+        let _ = stdin.write_all(input);
+    }
+    client.close_stdin();
+    let status = client.exit();
+    let stdout = client.rest_of_stdout();
+    let stderr = client.final_stderr();
+    (status.code(), stdout, stderr)
+}
+
+/// Asserts that `stderr` is exactly one non-empty line, with no panic or
+/// `Debug` dump in it, and returns it.
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "want one stderr line, got {stderr:?}");
+    let line = lines[0];
+    assert!(!line.trim().is_empty(), "empty stderr line");
+    for bad in ["panicked", "RUST_BACKTRACE", "Os {", "kind:", "Custom {"] {
+        assert!(!line.contains(bad), "not a plain line: {line:?}");
+    }
+    line
+}
+
+/// A TCP listener standing in for a server: the test accepts the client's
+/// connection and reads and writes it directly.
+struct Peer {
+    listener: TcpListener,
+}
+
+impl Peer {
+    /// Listens on 127.0.0.1, any free port.
+    fn bind() -> Peer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind peer");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        Peer { listener }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("local addr")
+    }
+
+    /// The client's connection, within [`TIMEOUT`]; reads on it time out.
+    fn accept(&self, client: &ClientProc) -> TcpStream {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).expect("blocking stream");
+                    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+                    return stream;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("client did not connect ({e}); stderr:\n{}", client.stderr()),
+            }
+        }
+    }
+}
+
+/// Reads `stream` until end of stream (bounded by its read timeout).
+fn read_to_eof(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    match stream.read_to_end(&mut got) {
+        Ok(_) => String::from_utf8_lossy(&got).into_owned(),
+        Err(e) => panic!(
+            "no end of stream ({e}); got {:?}",
+            String::from_utf8_lossy(&got)
+        ),
+    }
+}
+
+/// Reads from `stream` until `want` bytes arrived (bounded by its timeout).
+fn read_exact_text(stream: &mut TcpStream, len: usize) -> String {
+    let mut got = vec![0u8; len];
+    stream.read_exact(&mut got).expect("read from client");
+    String::from_utf8(got).expect("utf-8")
+}
+
+/// An RFC 862 echo service for one connection, on a thread: sends back
+/// whatever arrives, and closes when the client does.
+fn tcp_echo() -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind echo");
+    let addr = listener.local_addr().expect("local addr");
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if stream.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    addr
+}
+
+/// A UDP echo on a thread that answers every datagram except `drop`, and
+/// reports each payload it got.
+fn udp_echo() -> (SocketAddr, Receiver<Vec<u8>>) {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind udp");
+    socket.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let addr = socket.local_addr().expect("local addr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let payload = buf[..n].to_vec();
+            if payload != b"drop" {
+                let _ = socket.send_to(&payload, from);
+            }
+            if tx.send(payload).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+// ---- arguments ----
+
+/// `--help` and `-h` print the usage line and every option's default, exit 0.
+#[test]
+fn help_shows_usage_and_defaults() {
+    for flag in ["--help", "-h"] {
+        let (code, stdout, stderr) = run(&[flag], b"");
+        assert_eq!(code, Some(0), "{flag}: {stderr}");
+        let text = stdout.join("\n");
+        assert!(
+            text.contains("Usage: chat-client [OPTIONS] HOST PORT"),
+            "{text}"
+        );
+        for option in ["--name", "--udp", "--timeout", "--help", "--version"] {
+            assert!(text.contains(option), "{option} missing from {text}");
+        }
+        assert!(
+            text.contains("[default: 5]"),
+            "timeout default missing: {text}"
+        );
+        assert_eq!(stderr, "");
+    }
+}
+
+/// `--version` and `-V` print `chat-client VERSION`, exit 0.
+#[test]
+fn version_prints_name_and_version() {
+    for flag in ["--version", "-V"] {
+        let (code, stdout, _) = run(&[flag], b"");
+        assert_eq!(code, Some(0));
+        assert_eq!(
+            stdout,
+            vec![format!("chat-client {}", env!("CARGO_PKG_VERSION"))]
+        );
+    }
+}
+
+/// Missing or bad arguments (port 0, 70000, abc, unknown options) give one
+/// usage line on stderr, nothing on stdout, and exit 2.
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    let cases: &[&[&str]] = &[
+        &[],
+        &["localhost"],
+        &["localhost", "0"],
+        &["localhost", "70000"],
+        &["localhost", "abc"],
+        &["localhost", "2000", "extra"],
+        &["--bogus", "localhost", "2000"],
+        &["localhost", "2000", "--timeout"],
+        &["--timeout", "0", "localhost", "2000"],
+        &["--timeout", "soon", "localhost", "2000"],
+        &["--name", "two words", "localhost", "2000"],
+    ];
+    for args in cases {
+        let (code, stdout, stderr) = run(args, b"");
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?} printed {stdout:?}");
+        let line = one_line(&stderr);
+        assert!(line.contains("usage"), "{args:?}: {line}");
+    }
+}
+
+/// The dependency tree of chat-client is chat-common and nothing else.
+#[test]
+fn cargo_tree_shows_only_chat_common() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace");
+    let output = Command::new(cargo)
+        .args([
+            "tree",
+            "-p",
+            "chat-client",
+            "--prefix",
+            "none",
+            "--edges",
+            "normal",
+        ])
+        .current_dir(workspace)
+        .output()
+        .expect("run cargo tree");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "cargo tree failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let crates: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert!(crates.contains(&"chat-client"), "{stdout}");
+    assert!(crates.contains(&"chat-common"), "{stdout}");
+    for name in crates {
+        assert!(
+            name == "chat-client" || name == "chat-common",
+            "third-party crate {name} in:\n{stdout}"
+        );
+    }
+}
+
+// ---- TCP against stand-in servers ----
+
+/// `printf 'a\nb\n' | chat-client` against an echo service prints both
+/// replies, then exits 0 when the service closes after our half-close.
+#[test]
+fn stdin_eof_prints_both_echoes_and_exits_0() {
+    let addr = tcp_echo();
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let (code, stdout, stderr) = run(&[&host, &port], b"a\nb\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, ["a", "b"]);
+    assert!(one_line(&stderr).contains("closed"), "{stderr}");
+}
+
+/// `EXIT` alone on a line ends the session with exit 0 while stdin and the
+/// server's side are still open; nothing typed after it is sent.
+#[test]
+fn exit_line_leaves_and_exits_0() {
+    let peer = Peer::bind();
+    let mut client = ClientProc::connect(peer.addr(), &[]);
+    let mut conn = peer.accept(&client);
+    client.type_raw(b"hello\nEXIT\nnever sent\n");
+    client.expect_exit(0);
+    assert_eq!(read_to_eof(&mut conn), "hello\nEXIT\n");
+}
+
+/// ` EXIT` (leading space) and `EXIT now` are ordinary lines, sent as typed.
+#[test]
+fn exit_must_be_alone_on_its_line() {
+    let peer = Peer::bind();
+    let mut client = ClientProc::connect(peer.addr(), &[]);
+    let mut conn = peer.accept(&client);
+    client.type_raw(b" EXIT\nEXIT now\n");
+    assert_eq!(read_exact_text(&mut conn, 15), " EXIT\nEXIT now\n");
+    client.close_stdin();
+    assert_eq!(read_to_eof(&mut conn), "");
+    drop(conn);
+    client.expect_exit(0);
+}
+
+/// A peer's line is printed while the client's stdin is open and idle, a
+/// line typed afterwards still goes out, and the peer closing ends the
+/// client with one note on stderr and exit 0.
+#[test]
+fn duplex_peer_line_printed_while_stdin_idle() {
+    let peer = Peer::bind();
+    let mut client = ClientProc::connect(peer.addr(), &[]);
+    let mut conn = peer.accept(&client);
+    conn.write_all(b"<bob> anyone there?\n").expect("write");
+    assert_eq!(client.line(), "<bob> anyone there?");
+    client.type_line("yes, me");
+    assert_eq!(read_exact_text(&mut conn, 8), "yes, me\n");
+    conn.write_all(b"* bye\n").expect("write");
+    drop(conn);
+    client.expect_exit(0);
+    assert_eq!(client.rest_of_stdout(), ["* bye"]);
+    assert!(one_line(&client.final_stderr()).contains("closed"));
+}
+
+/// A last line without LF from the server is printed as a whole line.
+#[test]
+fn unterminated_last_line_is_printed() {
+    let peer = Peer::bind();
+    let mut client = ClientProc::connect(peer.addr(), &[]);
+    let mut conn = peer.accept(&client);
+    conn.write_all(b"no newline").expect("write");
+    drop(conn);
+    client.expect_exit(0);
+    assert_eq!(client.rest_of_stdout(), ["no newline"]);
+}
+
+/// `--name alice` sends `/nick alice` before anything typed.
+#[test]
+fn name_option_sends_nick_first() {
+    let peer = Peer::bind();
+    let mut client = ClientProc::connect(peer.addr(), &["--name", "alice"]);
+    let mut conn = peer.accept(&client);
+    client.type_line("hi");
+    client.close_stdin();
+    assert_eq!(read_to_eof(&mut conn), "/nick alice\nhi\n");
+    drop(conn);
+    client.expect_exit(0);
+}
+
+/// A connection reset by the server is one line naming host:port, exit 1.
+#[test]
+fn reset_by_server_is_exit_1() {
+    let peer = Peer::bind();
+    let mut client = ClientProc::connect(peer.addr(), &[]);
+    let conn = peer.accept(&client);
+    client.type_line("unread");
+    // Closing a socket with unread data makes the kernel send a reset.
+    let mut byte = [0u8; 1];
+    assert_eq!(conn.peek(&mut byte).expect("peek"), 1);
+    drop(conn);
+    client.expect_exit(1);
+    let stderr = client.final_stderr();
+    let line = one_line(&stderr);
+    assert!(line.contains(&peer.addr().to_string()), "{line}");
+    assert!(line.contains("reset"), "{line}");
+}
+
+/// A port where nothing listens: one line naming host:port and the refusal,
+/// exit 1.
+#[test]
+fn refused_port_is_exit_1() {
+    let port = closed_port().to_string();
+    let (code, stdout, stderr) = run(&["127.0.0.1", &port], b"");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    let line = one_line(&stderr);
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    assert!(line.contains("refused"), "{line}");
+}
+
+/// A name that does not resolve: one line naming host:port, exit 1.
+#[test]
+fn unresolvable_host_is_exit_1() {
+    let (code, stdout, stderr) = run(&["no-such-host.invalid", "2000"], b"");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    let line = one_line(&stderr);
+    assert!(line.contains("no-such-host.invalid:2000"), "{line}");
+}
+
+/// An IPv6 address works written `::1` and `[::1]` (skipped without IPv6).
+#[test]
+fn ipv6_address_with_or_without_brackets() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    };
+    listener.set_nonblocking(true).expect("nonblocking");
+    let peer = Peer { listener };
+    let port = peer.addr().port().to_string();
+    for host in ["::1", "[::1]"] {
+        let mut client = ClientProc::spawn(&[host, &port]);
+        let mut conn = peer.accept(&client);
+        client.type_line("over six");
+        client.close_stdin();
+        assert_eq!(read_to_eof(&mut conn), "over six\n");
+        drop(conn);
+        client.expect_exit(0);
+    }
+}
+
+// ---- UDP ----
+
+/// `--udp`: each line is one datagram (no LF), each reply is printed, and a
+/// datagram without reply gets a note on stderr while the session goes on;
+/// end of stdin exits 0.
+#[test]
+fn udp_prints_replies_and_notes_a_lost_one() {
+    let (addr, got) = udp_echo();
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let args = ["--udp", "--timeout", "0.3", &host, &port];
+    let (code, stdout, stderr) = run(&args, b"one\ndrop\n\ntwo\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, ["one", "", "two"]);
+    let note = one_line(&stderr);
+    assert!(note.contains("no reply"), "{note}");
+    assert!(note.contains("lost"), "{note}");
+    let payloads: Vec<Vec<u8>> = (0..4)
+        .map(|_| got.recv_timeout(TIMEOUT).expect("echo saw a datagram"))
+        .collect();
+    assert_eq!(
+        payloads,
+        [&b"one"[..], b"drop", b"", b"two"].map(<[u8]>::to_vec)
+    );
+}
+
+// ---- against the real chat-server ----
+
+/// Two clients chat through the real server: each gets its welcome, a line
+/// typed by one reaches the other as `<name> text` (and not its sender),
+/// `--name` renames, and EXIT leaves with exit 0.
+#[test]
+fn two_clients_chat_through_the_server() {
+    let server = Server::start(&[]);
+    let mut alice = ClientProc::connect(server.addr(), &["--name", "alice"]);
+    let welcome = alice.line();
+    assert!(welcome_name(&welcome).is_some(), "{welcome}");
+    // The rename is done once the server answers it with a notice.
+    alice.line_until(|line| line.starts_with("* ") && line.contains("alice"));
+
+    let mut bob = ClientProc::connect(server.addr(), &[]);
+    let welcome = bob.line();
+    let bob_name = welcome_name(&welcome)
+        .unwrap_or_else(|| panic!("not a welcome: {welcome}"))
+        .to_string();
+    alice.line_until(|line| line.starts_with("* ") && line.contains(&bob_name));
+
+    alice.type_line("hello bob");
+    assert_eq!(
+        bob.line_until(|line| line.starts_with('<')),
+        "<alice> hello bob"
+    );
+    bob.type_line("hi alice");
+    assert_eq!(
+        alice.line_until(|line| line.starts_with('<')),
+        format!("<{bob_name}> hi alice")
+    );
+
+    alice.type_line("EXIT");
+    alice.expect_exit(0);
+    bob.line_until(|line| line.starts_with("* ") && line.contains("alice"));
+    bob.close_stdin();
+    bob.expect_exit(0);
+}
+
+/// Ctrl+C on the server while a client is connected: the client prints the
+/// shutdown notice, notes the close on stderr and exits 0.
+#[test]
+fn server_ctrl_c_ends_client_with_exit_0() {
+    let mut server = Server::start(&[]);
+    let mut client = ClientProc::connect(server.addr(), &[]);
+    let welcome = client.line();
+    assert!(welcome_name(&welcome).is_some(), "{welcome}");
+    server.signal("INT");
+    client.line_until(|line| line.starts_with("* ") && line.contains("shutting down"));
+    client.expect_exit(0);
+    assert!(
+        one_line(&client.final_stderr()).contains("closed"),
+        "{}",
+        client.stderr()
+    );
+    assert!(server.wait_exit(TIMEOUT).success());
+}
+
+/// `printf 'a\nb\n' | chat-client` against the server's echo mode prints
+/// both replies and exits 0.
+#[test]
+fn stdin_eof_against_server_echo_mode() {
+    let server = Server::start(&["--mode", "echo"]);
+    let addr = server.addr();
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let (code, stdout, stderr) = run(&[&host, &port], b"a\nb\n");
+    assert_eq!(code, Some(0), "{stderr}\nserver:\n{}", server.stderr());
+    assert_eq!(stdout, ["a", "b"]);
+}
