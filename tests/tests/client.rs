@@ -652,3 +652,33 @@ fn stdin_eof_against_server_echo_mode() {
     assert_eq!(code, Some(0), "{stderr}\nserver:\n{}", server.stderr());
     assert_eq!(stdout, ["a", "b"]);
 }
+
+/// `--udp` against the server's uppercase mode: each line comes back
+/// uppercased, by Unicode character.
+#[test]
+fn udp_against_server_upper_mode() {
+    let server = Server::start(&["--mode", "upper", "--udp"]);
+    let addr = server.addr();
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let (code, stdout, stderr) = run(&["--udp", &host, &port], "hello\nstraße\n".as_bytes());
+    assert_eq!(code, Some(0), "{stderr}\nserver:\n{}", server.stderr());
+    assert_eq!(stdout, ["HELLO", "STRASSE"]);
+}
+
+/// Ctrl+C on the client ends it at once, and the others see an ordinary
+/// leave (the connection closed), not an error.
+#[test]
+fn client_ctrl_c_is_an_ordinary_leave() {
+    let server = Server::start(&[]);
+    let (mut watcher, _) = server.join();
+    let client = ClientProc::connect(server.addr(), &[]);
+    let welcome = client.line();
+    let name = welcome_name(&welcome)
+        .unwrap_or_else(|| panic!("not a welcome: {welcome}"))
+        .to_string();
+    watcher.recv_until(|line| line.starts_with("* ") && line.contains(&name));
+    chat_tests::signal(client.child.id(), "INT");
+    let left = watcher.recv_until(|line| line.starts_with(&format!("* {name} left")));
+    let left = left.last().expect("recv_until returns the match");
+    assert!(left.contains("closed"), "{left}");
+}
