@@ -275,6 +275,16 @@ impl Client {
         }
     }
 
+    /// Another handle on the same connection, for writing from a second
+    /// thread while the first reads.
+    pub fn try_clone(&self) -> Client {
+        let stream = self.writer.try_clone().expect("clone stream");
+        Client {
+            writer: stream.try_clone().expect("clone stream"),
+            reader: BufReader::new(stream),
+        }
+    }
+
     /// Sends `line` and a LF.
     pub fn send(&mut self, line: &str) {
         self.send_raw(format!("{line}\n").as_bytes());
