@@ -70,6 +70,7 @@ impl Context {
         if !self.shutdown.trigger() {
             return false;
         }
+        log!("shutting down (Ctrl+C again to exit at once)");
         listener::wake(self.local);
         true
     }

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 /// How long shutdown may spend delivering what is queued before connections
 /// are closed regardless (SPEC: all within 2 s).
-pub const GRACE: Duration = Duration::from_millis(1500);
+pub const GRACE: Duration = Duration::from_millis(1000);
 
 /// A one-way switch from "running" to "shutting down".
 pub struct Shutdown {

@@ -161,6 +161,19 @@ impl Server {
         self.stderr.text()
     }
 
+    /// Waits until the server's stderr contains `text`.
+    pub fn stderr_until(&self, text: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.stderr().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "stderr never said {text:?}:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Connects a new client.
     pub fn connect(&self) -> Client {
         Client::connect(self.addr)

@@ -1,0 +1,243 @@
+//! Starting and stopping the real binary: startup errors, exit codes, and
+//! the graceful shutdown on Ctrl+C, SIGTERM and the console's `/quit`.
+
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chat_tests::{bin, wait_timeout, Client, Server, TIMEOUT};
+
+/// The whole graceful shutdown must fit in this (SPEC: within 2 s).
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Runs `chat-server` with `args` to completion; returns (code, stderr).
+fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(bin("chat-server"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chat-server");
+    let stderr = chat_tests::Captured::drain(child.stderr.take().unwrap(), None);
+    let status = wait_timeout(&mut child, TIMEOUT).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("chat-server {args:?} did not exit");
+    });
+    // The pipe closes at exit; give the drain thread a bounded moment.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while stderr.text().is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    (status.code(), stderr.text())
+}
+
+/// Sends a signal and measures how long the server takes to exit 0.
+fn stop_with(server: &mut Server, sig: &str) -> Duration {
+    let started = Instant::now();
+    server.signal(sig);
+    let status = server.wait_exit(SHUTDOWN_LIMIT + Duration::from_secs(3));
+    let took = started.elapsed();
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr:\n{}",
+        server.stderr()
+    );
+    took
+}
+
+/// A port already in use: exactly one clear line on stderr, exit 1.
+#[test]
+fn port_in_use_is_one_line_and_exit_1() {
+    let first = Server::start(&[]);
+    let port = first.addr().port().to_string();
+    let (code, stderr) = run_to_exit(&["--bind", "127.0.0.1", "--port", &port]);
+    assert_eq!(code, Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
+    assert!(stderr.contains("address already in use"), "{stderr:?}");
+    assert!(stderr.contains(&port), "{stderr:?}");
+    assert!(!stderr.contains("panicked"), "{stderr:?}");
+}
+
+/// An address this machine does not have: one line, exit 1.
+#[test]
+fn unbindable_address_is_exit_1() {
+    let (code, stderr) = run_to_exit(&["--bind", "192.0.2.1", "--port", "0"]);
+    assert_eq!(code, Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
+}
+
+/// Bad flags and values are clap's message and exit 2.
+#[test]
+fn bad_flags_exit_2() {
+    for args in [
+        &["--port", "70000"][..],
+        &["--port", "abc"],
+        &["--workers", "0"],
+        &["--mode", "shout"],
+        &["--no-such-flag"],
+        &["--udp"],
+    ] {
+        let (code, stderr) = run_to_exit(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("error"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// `--help` shows every flag with its default.
+#[test]
+fn help_shows_defaults() {
+    let out = Command::new(bin("chat-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--port",
+        "--bind",
+        "--mode",
+        "--udp",
+        "--workers",
+        "--queue",
+        "--max-line",
+        "--sendq",
+        "--rate-limit",
+        "--burst",
+        "--max-per-ip",
+        "--limit-loopback",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    for default in ["2000", "0.0.0.0", "1024", "128", "2048", "50", "100", "16"] {
+        assert!(
+            help.contains(&format!("[default: {default}]")),
+            "--help lacks default {default}"
+        );
+    }
+}
+
+/// Ctrl+C with 20 clients, one of them stalled with megabytes queued: every
+/// reader gets the shutdown notice and then end of stream, and the server
+/// exits 0 within 2 s with a one-line summary on stderr.
+#[test]
+fn ctrl_c_with_twenty_clients_and_a_stalled_one() {
+    let mut server = Server::start(&["--rate-limit", "0", "--sendq", "100000"]);
+    let mut readers: Vec<Client> = Vec::new();
+    for _ in 0..19 {
+        let (client, _) = server.join();
+        readers.push(client);
+    }
+    let (stalled, stalled_name) = server.join();
+    // Fill the stalled client's buffers: its writer ends up blocked in write.
+    let big = "y".repeat(2000);
+    let mut talker = readers.remove(0);
+    for _ in 0..3000 {
+        talker.send(&big);
+    }
+    // Wait (bounded) until the others have everything, so what remains
+    // queued is the stalled client's alone.
+    let reader_threads: Vec<_> = readers
+        .into_iter()
+        .map(|mut client| {
+            thread::spawn(move || {
+                let mut got = 0;
+                while got < 3000 {
+                    if client.recv().starts_with('<') {
+                        got += 1;
+                    }
+                }
+                client
+            })
+        })
+        .collect();
+    let mut readers: Vec<Client> = reader_threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    readers.push(talker);
+
+    let took = stop_with(&mut server, "INT");
+    assert!(took < SHUTDOWN_LIMIT, "shutdown took {took:?}");
+    for client in readers.iter_mut() {
+        let rest = client.recv_to_eof();
+        assert_eq!(
+            rest.iter()
+                .filter(|l| l.as_str() == "* server shutting down")
+                .count(),
+            1,
+            "{rest:?}"
+        );
+        assert_eq!(
+            rest.last().map(String::as_str),
+            Some("* server shutting down")
+        );
+    }
+    let stderr = server.stderr();
+    let summary = stderr.lines().last().unwrap_or_default();
+    assert!(summary.contains("stopped in"), "no summary line: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    drop((stalled, stalled_name));
+}
+
+/// SIGTERM shuts down like Ctrl+C; an idle client blocked in read is told.
+#[test]
+fn sigterm_is_graceful() {
+    let mut server = Server::start(&[]);
+    let (mut client, _) = server.join();
+    let took = stop_with(&mut server, "TERM");
+    assert!(took < SHUTDOWN_LIMIT, "shutdown took {took:?}");
+    assert_eq!(client.recv_to_eof(), vec!["* server shutting down"]);
+}
+
+/// The console's `/quit` shuts down like Ctrl+C.
+#[test]
+fn console_quit_is_graceful() {
+    let mut server = Server::start(&[]);
+    let (mut client, _) = server.join();
+    let started = Instant::now();
+    server.console("/quit");
+    let status = server.wait_exit(SHUTDOWN_LIMIT + Duration::from_secs(3));
+    assert!(status.success());
+    assert!(started.elapsed() < SHUTDOWN_LIMIT);
+    assert_eq!(client.recv_to_eof(), vec!["* server shutting down"]);
+}
+
+/// A second Ctrl+C exits at once, even while the first is still waiting
+/// for a stalled client's writer.
+#[test]
+fn second_ctrl_c_exits_at_once() {
+    let mut server = Server::start(&["--rate-limit", "0", "--sendq", "100000"]);
+    let (_stalled, _) = server.join();
+    let (mut talker, _) = server.join();
+    let big = "z".repeat(2000);
+    for _ in 0..4000 {
+        talker.send(&big);
+    }
+    // The stalled client holds the first shutdown for its whole grace period.
+    server.signal("INT");
+    server.stderr_until("shutting down");
+    let started = Instant::now();
+    server.signal("INT");
+    let status = server.wait_exit(SHUTDOWN_LIMIT + Duration::from_secs(3));
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "stderr:\n{}", server.stderr());
+}
+
+/// With stdin closed from the start, the server serves as usual.
+#[test]
+fn closed_stdin_changes_nothing() {
+    let mut server = Server::start(&[]);
+    server.close_console();
+    let (mut a, _) = server.join();
+    let (mut b, name) = server.join();
+    assert_eq!(a.recv(), format!("* {name} joined (2 online)"));
+    b.send("still here");
+    assert_eq!(a.recv(), format!("<{name}> still here"));
+}
