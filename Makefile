@@ -1,0 +1,44 @@
+# chat: the commands a user and CI run. `make help` lists them.
+PORT ?= 2000
+HOST ?= localhost
+CARGO ?= cargo
+
+.PHONY: help run-server run-client build test check unit soak bench bench-quick clean
+
+help:
+	@echo "make run-server [PORT=2000]                 start the chat server"
+	@echo "make run-client [HOST=localhost] [PORT=2000] start the terminal client"
+	@echo "make test                                    fmt + clippy + every test"
+	@echo "make soak                                    the one-minute soak test"
+	@echo "make bench | bench-quick                     chat-server vs ncat --chat"
+
+run-server:
+	$(CARGO) run --release -q -p chat-server -- --port $(PORT)
+
+run-client:
+	$(CARGO) run --release -q -p chat-client -- $(HOST) $(PORT)
+
+build:
+	$(CARGO) build --workspace --bins
+
+# Style gates first, then the binaries the integration tests start, then
+# every test in the workspace (unit, property and integration).
+test: check build
+	$(CARGO) test --workspace
+
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Slow, bounded (about a minute): kept out of `make test`; CI runs it too.
+soak: build
+	$(CARGO) test -p chat-tests --test soak -- --ignored --nocapture
+
+bench:
+	bash bench/run.sh
+
+bench-quick:
+	QUICK=1 bash bench/run.sh
+
+clean:
+	$(CARGO) clean
