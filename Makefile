@@ -1,6 +1,8 @@
 # chat: the commands a user and CI run. `make help` lists them.
 PORT ?= 2000
 HOST ?= localhost
+# Extra flags, e.g. make run-server ARGS='--mode echo --udp'
+ARGS ?=
 CARGO ?= cargo
 
 .PHONY: help run-server run-client build test check unit soak bench bench-quick clean
@@ -13,10 +15,10 @@ help:
 	@echo "make bench | bench-quick                     chat-server vs ncat --chat"
 
 run-server:
-	$(CARGO) run --release -q -p chat-server -- --port $(PORT)
+	$(CARGO) run --release -q -p chat-server -- --port $(PORT) $(ARGS)
 
 run-client:
-	$(CARGO) run --release -q -p chat-client -- $(HOST) $(PORT)
+	$(CARGO) run --release -q -p chat-client -- $(ARGS) $(HOST) $(PORT)
 
 build:
 	$(CARGO) build --workspace --bins
