@@ -49,7 +49,7 @@ fn five_senders_one_order() {
     let clients = join_all(&server, SENDERS + LISTENERS);
     let mut writers = Vec::new();
     let mut readers = Vec::new();
-    for (i, mut client) in clients.into_iter().enumerate() {
+    for (i, client) in clients.into_iter().enumerate() {
         let expected = if i < SENDERS {
             (SENDERS - 1) * PER_SENDER
         } else {
