@@ -1,6 +1,112 @@
-//! Placeholder until the benchmark issue lands.
+//! `chat-bench`: drives chat-server and `ncat -l --chat` through the same
+//! workloads and prints one table comparing them. `bench/run.sh` (what
+//! `make bench` calls) builds, finds ncat and calls this.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("chat-bench: not built yet");
+mod engine;
+mod marker;
+mod procfs;
+mod report;
+mod server;
+mod tally;
+mod workloads;
+
+use std::{fs, path::PathBuf, process::ExitCode, time::Instant};
+
+use clap::Parser;
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+use crate::server::{Kind, Target};
+
+/// Load generator for chat-server and `ncat -l --chat`.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// A few seconds per workload (for iterating) instead of the full run.
+    #[arg(long)]
+    quick: bool,
+    /// chat-server binary to measure; omit to skip it.
+    #[arg(long)]
+    chat_server: Option<PathBuf>,
+    /// ncat binary to measure; omit to skip it.
+    #[arg(long)]
+    ncat: Option<PathBuf>,
+    /// Which workloads to run, by letter.
+    #[arg(long, default_value = "a,b,c,d,e,f,g")]
+    workloads: String,
+    /// Where the table (results.md) and the servers' stderr logs go.
+    #[arg(long, default_value = "target/bench")]
+    out_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // 10,000 clients need 10,000 descriptors: raise the soft limit to the hard.
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    let mut targets = Vec::new();
+    if let Some(bin) = &args.chat_server {
+        targets.push(Target {
+            kind: Kind::ChatServer,
+            bin: bin.clone(),
+        });
+    }
+    if let Some(bin) = &args.ncat {
+        targets.push(Target {
+            kind: Kind::Ncat,
+            bin: bin.clone(),
+        });
+    }
+    if targets.is_empty() {
+        eprintln!("chat-bench: nothing to measure: give --chat-server and/or --ncat");
+        return ExitCode::from(2);
+    }
+    let logs = args.out_dir.join("logs");
+    if let Err(e) = fs::create_dir_all(&logs) {
+        eprintln!("chat-bench: cannot create {}: {e}", logs.display());
+        return ExitCode::FAILURE;
+    }
+    let wanted: Vec<char> = args
+        .workloads
+        .chars()
+        .filter(char::is_ascii_alphabetic)
+        .collect();
+    let mut results = Vec::new();
+    for w in workloads::all(args.quick) {
+        if !wanted.contains(&w.id) {
+            continue;
+        }
+        let mut result = report::Result {
+            workload: w.clone(),
+            chat: None,
+            ncat: None,
+        };
+        for t in &targets {
+            let started = Instant::now();
+            eprint!(
+                "chat-bench: ({}) {} vs {} ... ",
+                w.id,
+                w.title,
+                t.kind.name()
+            );
+            let log = logs.join(format!("{}-{}.log", w.id, t.kind.name()));
+            let measured = workloads::run(&w, t, &log);
+            let status = measured
+                .iter()
+                .find(|(n, _)| *n == workloads::metric::STATUS)
+                .map(|(_, v)| format!("{v:?}"))
+                .unwrap_or_default();
+            eprintln!("{:.1} s {status}", started.elapsed().as_secs_f64());
+            *result.of(t.kind) = Some(measured);
+        }
+        results.push(result);
+    }
+    let table = report::table(&results);
+    print!("{table}");
+    let file = args.out_dir.join("results.md");
+    if let Err(e) = fs::write(&file, &table) {
+        eprintln!("chat-bench: cannot write {}: {e}", file.display());
+    }
+    ExitCode::SUCCESS
 }
