@@ -23,10 +23,18 @@ pub const CHUNK: usize = 16 * 1024;
 
 /// Serves one echo or upper connection until the client closes it.
 pub fn serve(stream: &TcpStream, peer: SocketAddr, ctx: &Context) {
-    log!("{peer} connected ({:?} mode)", ctx.config.mode);
-    let outcome = pump(stream, ctx);
-    match outcome {
+    let mode = match ctx.config.mode {
+        Mode::Upper => "upper",
+        _ => "echo",
+    };
+    log!("{peer} connected ({mode} mode)");
+    match pump(stream, ctx) {
         Ok(bytes) => log!("{peer} disconnected after {bytes} bytes"),
+        // `write_polling` gave up: the shutdown deadline passed while the
+        // client was not reading its replies.
+        Err(e) if e.kind() == ErrorKind::TimedOut && ctx.shutdown.is_triggered() => {
+            log!("{peer} disconnected: server shutting down (client not reading)");
+        }
         Err(e) => log!("{peer} disconnected: {e}"),
     }
 }
@@ -43,7 +51,12 @@ fn pump(mut stream: &TcpStream, ctx: &Context) -> std::io::Result<u64> {
     let mut buf = vec![0; CHUNK];
     let mut out = Vec::new();
     let mut total = 0;
-    loop {
+    // Shutdown wakes a blocked read by shutting the socket's read side
+    // (`Connections::close_all`), but on Linux a read may go on returning
+    // data that keeps arriving after that: a client streaming through us as
+    // fast as it reads would never see the end. So the loop also checks the
+    // switch itself.
+    while !ctx.shutdown.is_triggered() {
         let n = match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
