@@ -168,6 +168,21 @@ impl Server {
                 })
         });
 
+        let notices = {
+            let ctx = Arc::clone(ctx);
+            thread::Builder::new()
+                .name("notices".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    while !ctx
+                        .shutdown
+                        .pause(registry::wake_interval(ctx.registry.online()))
+                    {
+                        ctx.registry.wake_quiet();
+                    }
+                })
+        };
+
         let mut pool = Pool::new(ctx.config.workers as usize, ctx.config.queue as usize);
         listener::accept_loop(&self.listener, ctx, &mut pool);
 
@@ -182,8 +197,13 @@ impl Server {
         ctx.conns.close_all();
         drop(self.listener);
         drop(pool);
-        if let Some(Ok(thread)) = udp {
-            let _ = thread.join();
+        for thread in [udp, Some(notices)].into_iter().flatten() {
+            match thread {
+                Ok(thread) => {
+                    let _ = thread.join();
+                }
+                Err(e) => log!("a server thread could not start: {e}"),
+            }
         }
         if let (Some(outbox), Some(thread)) = (&self.display, display) {
             outbox.drain(None, deadline);

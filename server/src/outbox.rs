@@ -25,9 +25,15 @@ pub const WRITE_POLL: Duration = Duration::from_millis(100);
 /// How long a leaving client's queued lines may take to go out.
 pub const LINGER: Duration = Duration::from_secs(2);
 
-/// A write buffer larger than this is given back after use, so one burst
-/// does not pin memory for the rest of the connection.
-const KEEP_BUFFER: usize = 16 * 1024;
+/// Most bytes a writer takes from its queue for one `write`. A batch's
+/// buffer is allocated for the batch and freed after it, so an idle client
+/// holds no write buffer and a burst cannot pin memory for the rest of the
+/// connection.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// Most lines a writer takes from its queue at once (bounds the batch's
+/// vector of pointers however short the lines).
+pub const BATCH_LINES: usize = 512;
 
 /// The queue is full: the client is not reading fast enough.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,6 +51,9 @@ enum End {
 struct State {
     lines: VecDeque<Arc<str>>,
     end: Option<End>,
+    /// Lines are waiting that were pushed quietly: the writer has not been
+    /// woken for them yet.
+    quiet: bool,
 }
 
 /// A bounded queue of lines for one client.
@@ -64,17 +73,34 @@ impl Outbox {
             state: Mutex::new(State {
                 lines: VecDeque::new(),
                 end: None,
+                quiet: false,
             }),
             ready: Condvar::new(),
             limit,
         }
     }
 
-    /// Queues `line`. Lines pushed after the outbox ended are dropped.
+    /// Queues `line` and wakes the writer. Lines pushed after the outbox
+    /// ended are dropped.
     ///
     /// # Errors
     /// [`Full`] when `limit` lines are already waiting.
     pub fn push(&self, line: &Arc<str>) -> Result<(), Full> {
+        self.enqueue(line, false)
+    }
+
+    /// Queues `line` without waking the writer: it goes out with the next
+    /// line pushed with [`Outbox::push`], or when [`Outbox::signal`] is
+    /// called. Join and leave notices go this way, so a burst of a thousand
+    /// joins costs each client a few writes, not a thousand.
+    ///
+    /// # Errors
+    /// [`Full`] when `limit` lines are already waiting.
+    pub fn push_quiet(&self, line: &Arc<str>) -> Result<(), Full> {
+        self.enqueue(line, true)
+    }
+
+    fn enqueue(&self, line: &Arc<str>, quiet: bool) -> Result<(), Full> {
         let mut state = self.state.lock();
         if state.end.is_some() {
             return Ok(());
@@ -83,10 +109,25 @@ impl Outbox {
             return Err(Full);
         }
         state.lines.push_back(Arc::clone(line));
-        if state.lines.len() == 1 {
+        // The writer waits only on an empty queue, or on one holding quiet
+        // lines: those are the two cases that need a wake-up.
+        let writer_waits = state.lines.len() == 1 || state.quiet;
+        if quiet {
+            state.quiet |= state.lines.len() == 1;
+        } else if writer_waits {
+            state.quiet = false;
             self.ready.notify_one();
         }
         Ok(())
+    }
+
+    /// Wakes the writer for quietly pushed lines, if any wait.
+    pub fn signal(&self) {
+        let mut state = self.state.lock();
+        if state.quiet {
+            state.quiet = false;
+            self.ready.notify_one();
+        }
     }
 
     /// Ends the outbox gracefully: `last` (the shutdown notice, say) is
@@ -113,18 +154,28 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Waits for lines, moves them all into `batch`, and says whether the
-    /// outbox has ended (so this batch is the last).
+    /// Waits for lines, moves up to [`BATCH_BYTES`] (at least one line, at
+    /// most [`BATCH_LINES`]) into `batch`, and says whether this batch is
+    /// the last (the outbox ended and nothing is left).
     pub(crate) fn take(&self, batch: &mut Vec<Arc<str>>) -> bool {
         let mut state = self.state.lock();
-        while state.lines.is_empty() && state.end.is_none() {
+        while (state.lines.is_empty() || state.quiet) && state.end.is_none() {
             self.ready.wait(&mut state);
         }
-        batch.extend(state.lines.drain(..));
-        if state.lines.capacity() > 64 {
+        state.quiet = false;
+        let mut bytes = 0;
+        while bytes < BATCH_BYTES && batch.len() < BATCH_LINES {
+            let Some(line) = state.lines.pop_front() else {
+                break;
+            };
+            bytes += line.len();
+            batch.push(line);
+        }
+        if state.lines.is_empty() && state.lines.capacity() > 64 {
+            // Give back what a burst grew, so an idle client holds little.
             state.lines = VecDeque::new();
         }
-        state.end.is_some()
+        state.end.is_some() && state.lines.is_empty()
     }
 
     /// Whether the writer should stop waiting on a stalled socket.
@@ -168,19 +219,15 @@ pub fn run_writer(outbox: &Outbox, stream: &TcpStream) {
 
 fn write_batches(outbox: &Outbox, stream: &TcpStream) -> io::Result<()> {
     let mut batch = Vec::new();
-    let mut buf = Vec::new();
     loop {
         let last = outbox.take(&mut batch);
+        let mut buf = Vec::with_capacity(batch.iter().map(|line| line.len()).sum());
         for line in batch.drain(..) {
             buf.extend_from_slice(line.as_bytes());
         }
         write_polling(stream, &buf, || outbox.give_up(Instant::now()))?;
         if last {
             return Ok(());
-        }
-        buf.clear();
-        if buf.capacity() > KEEP_BUFFER {
-            buf = Vec::new();
         }
     }
 }
@@ -229,6 +276,28 @@ mod tests {
         let mut batch = Vec::new();
         assert!(!outbox.take(&mut batch));
         assert_eq!(batch, vec![line("a\n"), line("b\n")]);
+    }
+
+    /// Quiet lines wait for a loud line or a signal, and keep their order.
+    #[test]
+    fn quiet_lines_wait_for_a_wake() {
+        let outbox = Outbox::new(8);
+        outbox.push_quiet(&line("* joined\n")).unwrap();
+        assert!(outbox.state.lock().quiet);
+        outbox.signal();
+        assert!(!outbox.state.lock().quiet);
+        outbox.push_quiet(&line("* left\n")).unwrap();
+        outbox.push(&line("<a> hi\n")).unwrap();
+        assert!(
+            !outbox.state.lock().quiet,
+            "a loud line wakes the writer for all"
+        );
+        let mut batch = Vec::new();
+        assert!(!outbox.take(&mut batch));
+        assert_eq!(
+            batch,
+            vec![line("* joined\n"), line("* left\n"), line("<a> hi\n")]
+        );
     }
 
     /// Abort drops what was queued but keeps the last word, and ends.

@@ -16,9 +16,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chat_common::{name, protocol};
 use parking_lot::Mutex;
@@ -97,6 +97,8 @@ pub struct Registry {
     display: Option<Arc<Outbox>>,
     /// Lines accepted from clients and relayed (for the summary).
     relayed: AtomicU64,
+    /// Some outbox holds quietly pushed notices: see [`Wake::Later`].
+    quiet_pending: AtomicBool,
 }
 
 impl Registry {
@@ -110,6 +112,7 @@ impl Registry {
             }),
             display,
             relayed: AtomicU64::new(0),
+            quiet_pending: AtomicBool::new(false),
         }
     }
 
@@ -137,7 +140,7 @@ impl Registry {
         // A fresh outbox has room: this cannot fail.
         let _ = outbox.push(&welcome.into());
         let joined = protocol::notice(&format!("{name} joined ({online} online)"));
-        self.deliver(&mut inner, joined.into(), None);
+        self.deliver(&mut inner, joined.into(), None, Wake::Later);
         inner.members.push(Member {
             id,
             name: name.clone(),
@@ -151,14 +154,14 @@ impl Registry {
     pub fn relay(&self, from: ClientId, line: String) {
         let line: Arc<str> = line.into();
         let mut inner = self.inner.lock();
-        self.deliver(&mut inner, line, Some(from));
+        self.deliver(&mut inner, line, Some(from), Wake::Now);
         self.relayed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sends `line` to everyone (the server console speaking).
     pub fn announce(&self, line: String) {
         let mut inner = self.inner.lock();
-        self.deliver(&mut inner, line.into(), None);
+        self.deliver(&mut inner, line.into(), None, Wake::Now);
     }
 
     /// Renames client `id` to `new` and tells the others. Returns the old
@@ -180,7 +183,7 @@ impl Registry {
         };
         let old = std::mem::replace(&mut member.name, new.to_string());
         let notice = protocol::notice(&format!("{old} is now known as {new}"));
-        self.deliver(&mut inner, notice.into(), Some(id));
+        self.deliver(&mut inner, notice.into(), Some(id), Wake::Now);
         Ok(old)
     }
 
@@ -242,7 +245,7 @@ impl Registry {
         }
         if !inner.closing {
             let notice = protocol::notice(&format!("{} left ({reason})", member.name));
-            self.deliver(&mut inner, notice.into(), None);
+            self.deliver(&mut inner, notice.into(), None, Wake::Later);
         }
     }
 
@@ -255,7 +258,7 @@ impl Registry {
         for member in inner.members.drain(..) {
             member.outbox.drain(Some(&notice), deadline);
         }
-        self.show(&notice);
+        self.show(&notice, Wake::Now);
     }
 
     /// Clients connected now.
@@ -268,18 +271,36 @@ impl Registry {
         self.relayed.load(Ordering::Relaxed)
     }
 
+    /// Wakes the writers of every client that has join or leave notices
+    /// waiting. Called every [`wake_interval`] by the server's notice thread.
+    pub fn wake_quiet(&self) {
+        if !self.quiet_pending.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.lock();
+        for member in &inner.members {
+            member.outbox.signal();
+        }
+        if let Some(display) = &self.display {
+            display.signal();
+        }
+    }
+
     /// Pushes `line` to every member but `except`, and to the display; then
     /// evicts whoever could not take it. Eviction notices are delivered the
     /// same way, from a work list rather than by recursion, so a cascade of
     /// slow clients cannot overflow a small worker stack.
-    fn deliver(&self, inner: &mut Inner, line: Arc<str>, except: Option<ClientId>) {
+    fn deliver(&self, inner: &mut Inner, line: Arc<str>, except: Option<ClientId>, wake: Wake) {
         let mut slow = Vec::new();
         for member in &inner.members {
-            if Some(member.id) != except && member.outbox.push(&line).is_err() {
+            if Some(member.id) != except && push(&member.outbox, &line, wake).is_err() {
                 slow.push((member.id, Leave::TooSlow));
             }
         }
-        self.show(&line);
+        if wake == Wake::Later {
+            self.quiet_pending.store(true, Ordering::Release);
+        }
+        self.show(&line, wake);
         if !slow.is_empty() {
             self.evict_all(inner, slow);
         }
@@ -313,19 +334,46 @@ impl Registry {
             };
             let line: Arc<str> = notice.into();
             for member in &inner.members {
-                if member.outbox.push(&line).is_err() {
+                if push(&member.outbox, &line, Wake::Later).is_err() {
                     evict.push((member.id, Leave::TooSlow));
                 }
             }
-            self.show(&line);
+            self.quiet_pending.store(true, Ordering::Release);
+            self.show(&line, Wake::Later);
         }
     }
 
     /// Shows a public line on the server's stdout. A display that cannot
     /// keep up loses lines rather than slowing the room.
-    fn show(&self, line: &Arc<str>) {
+    fn show(&self, line: &Arc<str>, wake: Wake) {
         if let Some(display) = &self.display {
-            let _ = display.push(line);
+            let _ = push(display, line, wake);
         }
     }
+}
+
+/// When a pushed line's writer is woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// At once: chat lines, which must not wait.
+    Now,
+    /// At the next [`Registry::wake_quiet`]: join and leave notices. In a
+    /// storm of joins every client would otherwise be woken (one context
+    /// switch and one `write`) once per join: n joins, n * n wake-ups.
+    Later,
+}
+
+fn push(outbox: &Outbox, line: &Arc<str>, wake: Wake) -> Result<(), crate::outbox::Full> {
+    match wake {
+        Wake::Now => outbox.push(line),
+        Wake::Later => outbox.push_quiet(line),
+    }
+}
+
+/// How long join and leave notices may wait for a wake-up: short in a small
+/// room (10 ms), longer in a big one (20 us per client, at most 250 ms), so
+/// waking everyone never costs more than about 50,000 wake-ups a second.
+pub fn wake_interval(online: usize) -> Duration {
+    let scaled = Duration::from_micros(20).saturating_mul(online.try_into().unwrap_or(u32::MAX));
+    scaled.clamp(Duration::from_millis(10), Duration::from_millis(250))
 }
