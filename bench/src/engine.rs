@@ -413,6 +413,24 @@ impl Engine {
             self.pump(Duration::from_millis(10))?;
         }
         let lost = self.missing();
+        if std::env::var_os("CHAT_BENCH_DEBUG").is_some() {
+            let mut u: Vec<u64> = self.clients.iter().map(|c| c.rx.unique).collect();
+            u.sort_unstable();
+            let pending: usize = self.clients.iter().map(|c| c.out.len() - c.out_pos).sum();
+            eprint!(
+                "[lines per client: min {} median {} max {}; {pending} bytes unsent] ",
+                u.first().unwrap_or(&0),
+                u.get(u.len() / 2).unwrap_or(&0),
+                u.last().unwrap_or(&0)
+            );
+        }
+        eprint!(
+            "[sent {} lines, {} deliveries missing after {:.1} s of drain, {} window timeouts] ",
+            self.tally.sent_total(),
+            lost,
+            phases.drain.as_secs_f64(),
+            self.tally.ack_timeouts
+        );
 
         if self.shape.stalled > 0 {
             self.read_stalled = true;

@@ -69,14 +69,17 @@ pub fn table(results: &[Result]) -> String {
         }
         for (k, name) in names.iter().enumerate() {
             let (c, n) = (get(&r.chat, name), get(&r.ncat, name));
-            let goal = r
-                .workload
-                .goals
-                .iter()
-                .filter(|g| g.metric() == *name)
-                .map(|g| g.judge(c.and_then(Value::num), n.and_then(Value::num)))
-                .collect::<Vec<_>>()
-                .join("; ");
+            let goal = if r.chat.is_none() {
+                String::new()
+            } else {
+                r.workload
+                    .goals
+                    .iter()
+                    .filter(|g| g.metric() == *name)
+                    .map(|g| g.judge(c, n))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
             let label = if k == 0 {
                 format!("({}) {}", r.workload.id, r.workload.title)
             } else {

@@ -116,7 +116,7 @@ pub struct Tally {
     pub senders: Vec<Sender>,
     /// Searches lines for the marker.
     finder: Finder<'static>,
-    /// Latency of lines sent in the window, in ns.
+    /// Latency of lines sent or received in the window, in ns.
     pub hist: Histogram<u64>,
     /// Benchmark lines received by healthy clients within the window.
     pub delivered: u64,
@@ -286,10 +286,13 @@ impl Tally {
             }
         }
         let (start, end) = self.window;
-        if (start..end).contains(&now) {
+        let received_in = (start..end).contains(&now);
+        if received_in {
             self.delivered += 1;
         }
-        if (start..end).contains(&m.t_ns) {
+        // Latency counts every line in flight during the window: sent in it,
+        // or received in it (a server that lags shows its backlog here).
+        if received_in || (start..end).contains(&m.t_ns) {
             self.hist.saturating_record((now - m.t_ns).max(1));
         }
     }

@@ -60,15 +60,20 @@ impl Goal {
         }
     }
 
-    /// Its text and verdict, given chat-server's and ncat's values.
-    pub fn judge(self, chat: Option<f64>, ncat: Option<f64>) -> String {
+    /// Its text and verdict, given chat-server's and ncat's values. A
+    /// chat-server value that is missing or not a number (the run aborted,
+    /// no line arrived) fails; a missing ncat value leaves relative goals
+    /// undecided.
+    pub fn judge(self, chat: Option<&Value>, ncat: Option<&Value>) -> String {
+        let c = chat.and_then(Value::num);
+        let n = ncat.and_then(Value::num);
         let (text, pass) = match self {
-            Goal::Below(_, v) => (format!("< {v}"), chat.map(|c| c < v)),
-            Goal::Equal(_, v) => (format!("= {v}"), chat.map(|c| c == v)),
-            Goal::AtLeastNcat(_) => (">= ncat".to_string(), chat.zip(ncat).map(|(c, n)| c >= n)),
+            Goal::Below(_, v) => (format!("< {v}"), Some(c.is_some_and(|c| c < v))),
+            Goal::Equal(_, v) => (format!("= {v}"), Some(c.is_some_and(|c| c == v))),
+            Goal::AtLeastNcat(_) => (">= ncat".to_string(), n.map(|n| c.is_some_and(|c| c >= n))),
             Goal::AtMostNcatTimes(_, f) => (
                 format!("<= {f} x ncat"),
-                chat.zip(ncat).map(|(c, n)| c <= n * f),
+                n.map(|n| c.is_some_and(|c| c <= n * f)),
             ),
         };
         let verdict = match pass {
@@ -101,7 +106,7 @@ pub mod metric {
     pub const P99: &str = "latency p99 ms";
     pub const P999: &str = "latency p99.9 ms";
     pub const MAX: &str = "latency max ms";
-    pub const LOST: &str = "lines lost";
+    pub const LOST: &str = "lines lost (not in by drain end)";
     pub const DUPS: &str = "lines duplicated";
     pub const OOO: &str = "lines out of order";
     pub const GARBLED: &str = "markers garbled by server";
