@@ -425,11 +425,9 @@ impl Engine {
             );
         }
         eprint!(
-            "[sent {} lines, {} deliveries missing after {:.1} s of drain, {} window timeouts] ",
+            "[{} lines sent, {lost} deliveries missing {:.0} s after] ",
             self.tally.sent_total(),
-            lost,
             phases.drain.as_secs_f64(),
-            self.tally.ack_timeouts
         );
 
         if self.shape.stalled > 0 {

@@ -263,7 +263,15 @@ fn with_exit(server: &mut Running, why: String, log: &Path) -> String {
                 // Keep "aborted at N clients", replace the client's view of it.
                 let head = why.split(':').next().unwrap_or(&why);
                 let text = std::fs::read_to_string(log).unwrap_or_default();
-                let last: String = text.lines().last().unwrap_or("").chars().take(48).collect();
+                // Its first sentence is enough ("Attempt to FD_SET fd 1024...").
+                let last = text.lines().last().unwrap_or("");
+                let last: String = last
+                    .split(", ")
+                    .next()
+                    .unwrap_or(last)
+                    .chars()
+                    .take(60)
+                    .collect();
                 return format!("{head}: server exited ({st}): {last}");
             }
             Ok(None) if Instant::now() < deadline => {
