@@ -20,7 +20,7 @@ use chat_common::protocol;
 use chat_common::sanitize::sanitize;
 
 use crate::log;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Taken};
 use crate::Context;
 
 /// Lines the display may fall behind by before it starts dropping them.
@@ -37,7 +37,9 @@ pub fn spawn_display(display: Arc<Outbox>) -> std::io::Result<JoinHandle<()>> {
         .spawn(move || {
             let mut batch = Vec::new();
             loop {
-                let last = display.take(&mut batch);
+                let Taken::Batch { last } = display.take_wait(&mut batch, None) else {
+                    continue;
+                };
                 let mut out = std::io::stdout().lock();
                 for line in batch.drain(..) {
                     // A closed stdout must not stop the server.

@@ -32,6 +32,7 @@ pub mod registry;
 pub mod session;
 pub mod shutdown;
 pub mod udp;
+pub mod writer;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +46,7 @@ use outbox::Outbox;
 use pool::Pool;
 use registry::Registry;
 use shutdown::Shutdown;
+use writer::Writers;
 
 /// What every thread of the server shares.
 pub struct Context {
@@ -54,6 +56,8 @@ pub struct Context {
     pub registry: Registry,
     /// Every live connection, for the per-address cap and shutdown.
     pub conns: Arc<Connections>,
+    /// The flusher threads that write what is queued for chat clients.
+    pub writers: Writers,
     /// The switch every thread watches.
     pub shutdown: Shutdown,
     /// The listening address, for waking the accept loop.
@@ -118,9 +122,16 @@ impl Server {
     ) -> std::io::Result<Server> {
         let local = listener.local_addr()?;
         let display = (!config.quiet && config.mode == Mode::Chat)
-            .then(|| Arc::new(Outbox::new(console::DISPLAY_QUEUE)));
+            .then(|| Arc::new(Outbox::for_thread(console::DISPLAY_QUEUE)));
+        let flushers = thread::available_parallelism().map_or(2, |n| n.get());
+        let writers = Writers::start(if config.mode == Mode::Chat {
+            flushers
+        } else {
+            0
+        })?;
         let ctx = Arc::new(Context {
-            registry: Registry::new(display.clone()),
+            registry: Registry::new(display.clone(), writers.clone(), config.sendq as usize),
+            writers,
             conns: Connections::new(config.max_per_ip, config.limit_loopback),
             shutdown: Shutdown::new(),
             config,
@@ -197,6 +208,7 @@ impl Server {
         ctx.conns.close_all();
         drop(self.listener);
         drop(pool);
+        ctx.writers.stop();
         for thread in [udp, Some(notices)].into_iter().flatten() {
             match thread {
                 Ok(thread) => {

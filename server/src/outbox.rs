@@ -1,38 +1,32 @@
-//! One client's outbound queue, and the writer that drains it.
+//! One client's outbound queue, and who is draining it.
 //!
 //! The relay pushes a shared `Arc<str>` into each recipient's outbox under
-//! the registry lock; that is what gives every client the same order. The
-//! push never blocks: when a client's queue holds `--sendq` lines it fails,
-//! and the registry drops that client alone. The client's writer thread takes
-//! everything waiting at once and sends it in as few `write` calls as it can,
-//! so a busy room costs one system call per batch, not per line.
+//! the registry lock; that is what gives every client the same order. A push
+//! never blocks: when a client's queue holds `--sendq` lines it fails, and
+//! the registry drops that client alone.
 //!
-//! Lock order: registry, then outbox. The writer takes only the outbox lock,
-//! and never holds it across a write.
+//! Who drains the queue is part of the outbox's state ([`Owner`]): nobody
+//! while it is empty, a shared flusher thread while writes go through at
+//! once, or a thread of its own while the client's socket is full (see
+//! [`crate::writer`]). A push into an idle outbox says so, and the pusher
+//! hands the client to the flushers. So an idle client costs no thread and
+//! no buffer, and a busy room costs one `write` per batch, not per line.
+//!
+//! Lock order: registry, then outbox. The writers take only the outbox
+//! lock, and never hold it across a write.
 
 use std::collections::VecDeque;
-use std::io::{self, ErrorKind, Write};
-use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-/// How often a writer blocked on a client that does not read looks up to see
-/// whether it should give up (too slow, kicked, shutdown deadline).
-pub const WRITE_POLL: Duration = Duration::from_millis(100);
-
-/// How long a leaving client's queued lines may take to go out.
-pub const LINGER: Duration = Duration::from_secs(2);
-
-/// Most bytes a writer takes from its queue for one `write`. A batch's
-/// buffer is allocated for the batch and freed after it, so an idle client
-/// holds no write buffer and a burst cannot pin memory for the rest of the
-/// connection.
+/// Most bytes a writer takes from the queue for one `write`. A batch's
+/// buffer lives only as long as the batch.
 pub const BATCH_BYTES: usize = 64 * 1024;
 
-/// Most lines a writer takes from its queue at once (bounds the batch's
-/// vector of pointers however short the lines).
+/// Most lines a writer takes at once (bounds the batch's vector of pointers
+/// however short the lines).
 pub const BATCH_LINES: usize = 512;
 
 /// The queue is full: the client is not reading fast enough.
@@ -48,120 +42,210 @@ enum End {
     Abort,
 }
 
+/// Who is responsible for draining the queue now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Nobody: the queue is empty, or holds only quiet lines.
+    Idle,
+    /// Handed to the flushers, waiting for one to pick it up.
+    Queued,
+    /// A flusher is writing it.
+    Flushing,
+    /// A thread of its own, which waits on `ready`.
+    Thread,
+    /// Finished: the socket is closed for writing.
+    Done,
+}
+
 struct State {
     lines: VecDeque<Arc<str>>,
     end: Option<End>,
-    /// Lines are waiting that were pushed quietly: the writer has not been
-    /// woken for them yet.
+    /// Lines pushed quietly wait: nobody has been woken for them yet.
     quiet: bool,
+    owner: Owner,
+}
+
+/// What a writer got from [`Outbox::take_now`] or [`Outbox::take_wait`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// Nothing to write: the outbox went back to idle.
+    Idle,
+    /// Lines were moved into the batch; `last` means the outbox has ended
+    /// and this batch (possibly empty) is all that is left.
+    Batch {
+        /// Close after writing this batch.
+        last: bool,
+    },
 }
 
 /// A bounded queue of lines for one client.
 pub struct Outbox {
     state: Mutex<State>,
-    /// Signalled when a line arrives into an empty queue, or on end.
+    /// Signalled for an outbox owned by a thread: lines or end arrived.
     ready: Condvar,
     /// `--sendq`.
     limit: usize,
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `limit` lines. Allocates no queue
-    /// storage until the first line.
+    /// An empty, idle outbox holding at most `limit` lines. Allocates no
+    /// queue storage until the first line.
     pub fn new(limit: usize) -> Outbox {
+        Outbox::with_owner(limit, Owner::Idle)
+    }
+
+    /// An outbox drained by one dedicated thread for its whole life (the
+    /// server's stdout display).
+    pub fn for_thread(limit: usize) -> Outbox {
+        Outbox::with_owner(limit, Owner::Thread)
+    }
+
+    fn with_owner(limit: usize, owner: Owner) -> Outbox {
         Outbox {
             state: Mutex::new(State {
                 lines: VecDeque::new(),
                 end: None,
                 quiet: false,
+                owner,
             }),
             ready: Condvar::new(),
             limit,
         }
     }
 
-    /// Queues `line` and wakes the writer. Lines pushed after the outbox
-    /// ended are dropped.
+    /// Queues `line` for prompt delivery. `Ok(true)` means the outbox was
+    /// idle and the caller must hand it to the flushers. Lines pushed after
+    /// the outbox ended are dropped.
     ///
     /// # Errors
     /// [`Full`] when `limit` lines are already waiting.
-    pub fn push(&self, line: &Arc<str>) -> Result<(), Full> {
-        self.enqueue(line, false)
+    pub fn push(&self, line: &Arc<str>) -> Result<bool, Full> {
+        let mut state = self.enqueue(line)?;
+        if state.end.is_some() {
+            return Ok(false);
+        }
+        state.quiet = false;
+        Ok(self.wake(&mut state))
     }
 
-    /// Queues `line` without waking the writer: it goes out with the next
-    /// line pushed with [`Outbox::push`], or when [`Outbox::signal`] is
-    /// called. Join and leave notices go this way, so a burst of a thousand
-    /// joins costs each client a few writes, not a thousand.
+    /// Queues `line` without waking anyone: it goes out with the next line
+    /// pushed with [`Outbox::push`], or at the next [`Outbox::signal`]. Join
+    /// and leave notices go this way, so a burst of a thousand joins costs
+    /// each client a few writes, not a thousand.
     ///
     /// # Errors
     /// [`Full`] when `limit` lines are already waiting.
     pub fn push_quiet(&self, line: &Arc<str>) -> Result<(), Full> {
-        self.enqueue(line, true)
-    }
-
-    fn enqueue(&self, line: &Arc<str>, quiet: bool) -> Result<(), Full> {
-        let mut state = self.state.lock();
-        if state.end.is_some() {
-            return Ok(());
-        }
-        if state.lines.len() >= self.limit {
-            return Err(Full);
-        }
-        state.lines.push_back(Arc::clone(line));
-        // The writer waits only on an empty queue, or on one holding quiet
-        // lines: those are the two cases that need a wake-up.
-        let writer_waits = state.lines.len() == 1 || state.quiet;
-        if quiet {
-            state.quiet |= state.lines.len() == 1;
-        } else if writer_waits {
-            state.quiet = false;
-            self.ready.notify_one();
+        let mut state = self.enqueue(line)?;
+        if state.end.is_none() {
+            state.quiet = true;
         }
         Ok(())
     }
 
-    /// Wakes the writer for quietly pushed lines, if any wait.
-    pub fn signal(&self) {
+    fn enqueue(&self, line: &Arc<str>) -> Result<parking_lot::MutexGuard<'_, State>, Full> {
         let mut state = self.state.lock();
-        if state.quiet {
-            state.quiet = false;
-            self.ready.notify_one();
+        if state.end.is_none() {
+            if state.lines.len() >= self.limit {
+                return Err(Full);
+            }
+            state.lines.push_back(Arc::clone(line));
         }
+        Ok(state)
+    }
+
+    /// Wakes the drainer for quietly pushed lines, if any wait. `true`:
+    /// hand the outbox to the flushers.
+    pub fn signal(&self) -> bool {
+        let mut state = self.state.lock();
+        if !state.quiet {
+            return false;
+        }
+        state.quiet = false;
+        self.wake(&mut state)
     }
 
     /// Ends the outbox gracefully: `last` (the shutdown notice, say) is
     /// queued past the limit, then what is queued goes out until `deadline`.
-    pub fn drain(&self, last: Option<&Arc<str>>, deadline: Instant) {
+    /// `true`: hand the outbox to the flushers.
+    pub fn drain(&self, last: Option<&Arc<str>>, deadline: Instant) -> bool {
         let mut state = self.state.lock();
         if state.end.is_some() {
-            return;
+            return false;
         }
         state.lines.extend(last.cloned());
         state.end = Some(End::Drain(deadline));
-        self.ready.notify_one();
+        state.quiet = false;
+        self.wake(&mut state)
     }
 
     /// Ends the outbox now: queued lines are dropped and only `last` (the
-    /// reason, best effort) is left to send.
-    pub fn abort(&self, last: Option<Arc<str>>) {
+    /// reason, best effort) is left to send. `true`: hand the outbox to the
+    /// flushers.
+    pub fn abort(&self, last: Option<Arc<str>>) -> bool {
         let mut state = self.state.lock();
         if state.end == Some(End::Abort) {
-            return;
+            return false;
         }
         state.lines = last.into_iter().collect();
         state.end = Some(End::Abort);
-        self.ready.notify_one();
+        state.quiet = false;
+        self.wake(&mut state)
     }
 
-    /// Waits for lines, moves up to [`BATCH_BYTES`] (at least one line, at
-    /// most [`BATCH_LINES`]) into `batch`, and says whether this batch is
-    /// the last (the outbox ended and nothing is left).
-    pub(crate) fn take(&self, batch: &mut Vec<Arc<str>>) -> bool {
-        let mut state = self.state.lock();
-        while (state.lines.is_empty() || state.quiet) && state.end.is_none() {
-            self.ready.wait(&mut state);
+    /// Makes sure someone drains what is queued.
+    fn wake(&self, state: &mut State) -> bool {
+        match state.owner {
+            Owner::Idle => {
+                state.owner = Owner::Queued;
+                true
+            }
+            Owner::Thread => {
+                self.ready.notify_one();
+                false
+            }
+            Owner::Queued | Owner::Flushing | Owner::Done => false,
         }
+    }
+
+    /// For a flusher that picked this outbox up: takes a batch without
+    /// waiting, or returns it to idle when there is nothing to write.
+    pub fn take_now(&self, batch: &mut Vec<Arc<str>>) -> Taken {
+        let mut state = self.state.lock();
+        debug_assert!(matches!(state.owner, Owner::Queued | Owner::Flushing));
+        if state.lines.is_empty() && state.end.is_none() {
+            state.owner = Owner::Idle;
+            return Taken::Idle;
+        }
+        state.owner = Owner::Flushing;
+        Self::take_batch(&mut state, batch)
+    }
+
+    /// For a thread that owns this outbox: waits for lines, up to `idle` if
+    /// given; when that passes with nothing to write, the outbox goes back
+    /// to idle and the thread may leave.
+    pub fn take_wait(&self, batch: &mut Vec<Arc<str>>, idle: Option<Duration>) -> Taken {
+        let mut state = self.state.lock();
+        let until = idle.map(|idle| Instant::now() + idle);
+        while (state.lines.is_empty() || state.quiet) && state.end.is_none() {
+            match until {
+                Some(until) => {
+                    if self.ready.wait_until(&mut state, until).timed_out() {
+                        break;
+                    }
+                }
+                None => self.ready.wait(&mut state),
+            }
+        }
+        if state.lines.is_empty() && state.end.is_none() {
+            state.owner = Owner::Idle;
+            state.quiet = false;
+            return Taken::Idle;
+        }
+        Self::take_batch(&mut state, batch)
+    }
+
+    fn take_batch(state: &mut State, batch: &mut Vec<Arc<str>>) -> Taken {
         state.quiet = false;
         let mut bytes = 0;
         while bytes < BATCH_BYTES && batch.len() < BATCH_LINES {
@@ -175,16 +259,48 @@ impl Outbox {
             // Give back what a burst grew, so an idle client holds little.
             state.lines = VecDeque::new();
         }
-        state.end.is_some() && state.lines.is_empty()
+        Taken::Batch {
+            last: state.end.is_some() && state.lines.is_empty(),
+        }
     }
 
-    /// Whether the writer should stop waiting on a stalled socket.
-    fn give_up(&self, now: Instant) -> bool {
+    /// A flusher ran its turn and lines remain: back in line for fairness.
+    /// `true`: hand the outbox to the flushers again.
+    pub fn requeue(&self) -> bool {
+        let mut state = self.state.lock();
+        if state.owner == Owner::Flushing {
+            state.owner = Owner::Queued;
+            return true;
+        }
+        false
+    }
+
+    /// The client's socket is full: a thread of its own takes over.
+    pub fn hand_to_thread(&self) {
+        self.state.lock().owner = Owner::Thread;
+    }
+
+    /// The socket is closed for writing: nothing more will be sent.
+    pub fn finish(&self) {
+        let mut state = self.state.lock();
+        state.owner = Owner::Done;
+        state.lines = VecDeque::new();
+        state.end.get_or_insert(End::Abort);
+    }
+
+    /// Whether a writer should stop waiting on a stalled socket: the outbox
+    /// was aborted (too slow, kicked), or its drain deadline passed.
+    pub fn give_up(&self, now: Instant) -> bool {
         match self.state.lock().end {
             Some(End::Abort) => true,
             Some(End::Drain(deadline)) => now >= deadline,
             None => false,
         }
+    }
+
+    /// Whether the outbox was aborted (its socket is to be closed both ways).
+    pub fn aborted(&self) -> bool {
+        self.state.lock().end == Some(End::Abort)
     }
 
     /// Lines waiting now.
@@ -198,66 +314,6 @@ impl Outbox {
     }
 }
 
-/// A client's writer: sends batches from `outbox` to `stream` until the
-/// outbox ends or the socket fails, then half-closes the socket. On a write
-/// error the outbox is aborted and the socket shut down both ways, which
-/// wakes the reader so the client leaves.
-pub fn run_writer(outbox: &Outbox, stream: &TcpStream) {
-    let result = stream
-        .set_write_timeout(Some(WRITE_POLL))
-        .and_then(|()| write_batches(outbox, stream));
-    match result {
-        Ok(()) => {
-            let _ = stream.shutdown(Shutdown::Write);
-        }
-        Err(_) => {
-            outbox.abort(None);
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-fn write_batches(outbox: &Outbox, stream: &TcpStream) -> io::Result<()> {
-    let mut batch = Vec::new();
-    loop {
-        let last = outbox.take(&mut batch);
-        let mut buf = Vec::with_capacity(batch.iter().map(|line| line.len()).sum());
-        for line in batch.drain(..) {
-            buf.extend_from_slice(line.as_bytes());
-        }
-        write_polling(stream, &buf, || outbox.give_up(Instant::now()))?;
-        if last {
-            return Ok(());
-        }
-    }
-}
-
-/// Writes all of `buf` to a stream that has a write timeout, asking
-/// `give_up` after each timeout whether to stop waiting for the peer.
-///
-/// # Errors
-/// The socket's error, or `TimedOut` when `give_up` says so.
-pub fn write_polling(
-    mut stream: &TcpStream,
-    mut buf: &[u8],
-    give_up: impl Fn() -> bool,
-) -> io::Result<()> {
-    while !buf.is_empty() {
-        match stream.write(buf) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if give_up() {
-                    return Err(ErrorKind::TimedOut.into());
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,16 +322,24 @@ mod tests {
         Arc::from(s)
     }
 
-    /// The queue refuses the line past its limit, and takes everything at once.
+    /// The first push into an idle outbox asks to be scheduled, later ones
+    /// do not; the queue refuses the line past its limit.
     #[test]
-    fn bounded_and_batched() {
+    fn bounded_and_scheduled_once() {
         let outbox = Outbox::new(2);
-        assert_eq!(outbox.push(&line("a\n")), Ok(()));
-        assert_eq!(outbox.push(&line("b\n")), Ok(()));
+        assert_eq!(outbox.push(&line("a\n")), Ok(true));
+        assert_eq!(outbox.push(&line("b\n")), Ok(false));
         assert_eq!(outbox.push(&line("c\n")), Err(Full));
         let mut batch = Vec::new();
-        assert!(!outbox.take(&mut batch));
+        assert_eq!(outbox.take_now(&mut batch), Taken::Batch { last: false });
         assert_eq!(batch, vec![line("a\n"), line("b\n")]);
+        batch.clear();
+        assert_eq!(outbox.take_now(&mut batch), Taken::Idle);
+        assert_eq!(
+            outbox.push(&line("d\n")),
+            Ok(true),
+            "idle again: schedule again"
+        );
     }
 
     /// Quiet lines wait for a loud line or a signal, and keep their order.
@@ -283,34 +347,30 @@ mod tests {
     fn quiet_lines_wait_for_a_wake() {
         let outbox = Outbox::new(8);
         outbox.push_quiet(&line("* joined\n")).unwrap();
-        assert!(outbox.state.lock().quiet);
-        outbox.signal();
-        assert!(!outbox.state.lock().quiet);
-        outbox.push_quiet(&line("* left\n")).unwrap();
-        outbox.push(&line("<a> hi\n")).unwrap();
-        assert!(
-            !outbox.state.lock().quiet,
-            "a loud line wakes the writer for all"
-        );
+        assert!(outbox.signal(), "a signal schedules the quiet line");
+        assert!(!outbox.signal(), "once");
         let mut batch = Vec::new();
-        assert!(!outbox.take(&mut batch));
-        assert_eq!(
-            batch,
-            vec![line("* joined\n"), line("* left\n"), line("<a> hi\n")]
-        );
+        assert_eq!(outbox.take_now(&mut batch), Taken::Batch { last: false });
+        assert_eq!(outbox.take_now(&mut Vec::new()), Taken::Idle);
+        batch.clear();
+        outbox.push_quiet(&line("* left\n")).unwrap();
+        assert_eq!(outbox.push(&line("<a> hi\n")), Ok(true));
+        assert_eq!(outbox.take_now(&mut batch), Taken::Batch { last: false });
+        assert_eq!(batch, vec![line("* left\n"), line("<a> hi\n")]);
     }
 
     /// Abort drops what was queued but keeps the last word, and ends.
     #[test]
     fn abort_keeps_only_last_word() {
         let outbox = Outbox::new(8);
-        outbox.push(&line("a\n")).unwrap();
-        outbox.abort(Some(line("! bye\n")));
+        assert!(outbox.push(&line("a\n")).unwrap());
+        assert!(!outbox.abort(Some(line("! bye\n"))), "already queued");
         outbox.push(&line("late\n")).unwrap();
         let mut batch = Vec::new();
-        assert!(outbox.take(&mut batch));
+        assert_eq!(outbox.take_now(&mut batch), Taken::Batch { last: true });
         assert_eq!(batch, vec![line("! bye\n")]);
         assert!(outbox.give_up(Instant::now()));
+        assert!(outbox.aborted());
     }
 
     /// Drain keeps the queue, adds the notice past the limit, and gives up
@@ -322,9 +382,40 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(60);
         outbox.drain(Some(&line("* bye\n")), deadline);
         let mut batch = Vec::new();
-        assert!(outbox.take(&mut batch));
+        assert_eq!(outbox.take_now(&mut batch), Taken::Batch { last: true });
         assert_eq!(batch, vec![line("a\n"), line("* bye\n")]);
         assert!(!outbox.give_up(Instant::now()));
         assert!(outbox.give_up(deadline));
+    }
+
+    /// A thread-owned outbox is woken by pushes and returns to idle after
+    /// its idle time.
+    #[test]
+    fn thread_owner_waits_then_idles() {
+        let outbox = Outbox::new(4);
+        outbox.push(&line("a\n")).unwrap();
+        let mut batch = Vec::new();
+        assert_eq!(outbox.take_now(&mut batch), Taken::Batch { last: false });
+        outbox.hand_to_thread();
+        assert_eq!(
+            outbox.push(&line("b\n")),
+            Ok(false),
+            "the thread is notified instead"
+        );
+        batch.clear();
+        assert_eq!(
+            outbox.take_wait(&mut batch, Some(Duration::from_millis(1))),
+            Taken::Batch { last: false }
+        );
+        assert_eq!(batch, vec![line("b\n")]);
+        assert_eq!(
+            outbox.take_wait(&mut batch, Some(Duration::from_millis(1))),
+            Taken::Idle
+        );
+        assert_eq!(
+            outbox.push(&line("c\n")),
+            Ok(true),
+            "idle: back to the flushers"
+        );
     }
 }

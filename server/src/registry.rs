@@ -23,7 +23,11 @@ use std::time::{Duration, Instant};
 use chat_common::{name, protocol};
 use parking_lot::Mutex;
 
-use crate::outbox::{Outbox, LINGER};
+use crate::outbox::{Full, Outbox};
+use crate::writer::{Peer, Writers};
+
+/// How long a leaving client's queued lines may take to go out.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// A client's number for its whole connection: the N of its `guest-N`.
 pub type ClientId = u64;
@@ -75,11 +79,9 @@ pub struct Closing;
 struct Member {
     id: ClientId,
     name: String,
-    /// Where lines for this client go; its writer drains it.
-    outbox: Arc<Outbox>,
-    /// Shared with the client's reader and writer; kept to wake the reader
-    /// when the client is evicted.
-    stream: Arc<TcpStream>,
+    /// Its outbox (where lines for it go) and its socket (kept to wake its
+    /// reader when it is evicted).
+    peer: Arc<Peer>,
 }
 
 struct Inner {
@@ -95,6 +97,10 @@ pub struct Registry {
     inner: Mutex<Inner>,
     /// The server console's view of the room (stdout), unless `--quiet`.
     display: Option<Arc<Outbox>>,
+    /// Who writes the lines pushed here.
+    writers: Writers,
+    /// `--sendq`: each new client's outbox limit.
+    sendq: usize,
     /// Lines accepted from clients and relayed (for the summary).
     relayed: AtomicU64,
     /// Some outbox holds quietly pushed notices: see [`Wake::Later`].
@@ -103,7 +109,7 @@ pub struct Registry {
 
 impl Registry {
     /// An empty room; `display` receives every public line.
-    pub fn new(display: Option<Arc<Outbox>>) -> Registry {
+    pub fn new(display: Option<Arc<Outbox>>, writers: Writers, sendq: usize) -> Registry {
         Registry {
             inner: Mutex::new(Inner {
                 members: Vec::new(),
@@ -111,6 +117,8 @@ impl Registry {
                 closing: false,
             }),
             display,
+            writers,
+            sendq,
             relayed: AtomicU64::new(0),
             quiet_pending: AtomicBool::new(false),
         }
@@ -121,33 +129,33 @@ impl Registry {
     ///
     /// # Errors
     /// [`Closing`] once shutdown has begun.
-    pub fn join(
-        &self,
-        stream: Arc<TcpStream>,
-        outbox: Arc<Outbox>,
-    ) -> Result<(ClientId, String), Closing> {
+    pub fn join(&self, stream: Arc<TcpStream>) -> Result<(Arc<Peer>, String), Closing> {
         let mut inner = self.inner.lock();
         if inner.closing {
             return Err(Closing);
         }
         let id = inner.next_guest;
         inner.next_guest += 1;
+        let peer = Arc::new(Peer {
+            id,
+            outbox: Outbox::new(self.sendq),
+            stream,
+        });
         let name = name::guest(id);
         let online = inner.members.len() + 1;
         let welcome = protocol::notice(&format!(
             "welcome, {name}! {online} online; type /help for commands"
         ));
         // A fresh outbox has room: this cannot fail.
-        let _ = outbox.push(&welcome.into());
+        let _ = self.writers.push(&peer, &welcome.into());
         let joined = protocol::notice(&format!("{name} joined ({online} online)"));
         self.deliver(&mut inner, joined.into(), None, Wake::Later);
         inner.members.push(Member {
             id,
             name: name.clone(),
-            outbox,
-            stream,
+            peer: Arc::clone(&peer),
         });
-        Ok((id, name))
+        Ok((peer, name))
     }
 
     /// Sends `line` from client `from` to everyone else.
@@ -204,7 +212,7 @@ impl Registry {
             .find(|m| m.name.eq_ignore_ascii_case(to))?;
         let name = target.name.clone();
         let line: Arc<str> = protocol::private_from(from, text).into();
-        if target.outbox.push(&line).is_err() {
+        if self.writers.push(&target.peer, &line).is_err() {
             let id = target.id;
             self.evict_all(&mut inner, vec![(id, Leave::TooSlow)]);
         }
@@ -237,11 +245,11 @@ impl Registry {
         };
         let member = inner.members.swap_remove(pos);
         if *reason == Leave::TooSlow {
-            member
-                .outbox
-                .abort(Some(protocol::error("disconnected: too slow").into()));
+            let last = protocol::error("disconnected: too slow").into();
+            self.writers.abort(&member.peer, Some(last));
         } else {
-            member.outbox.drain(None, Instant::now() + LINGER);
+            self.writers
+                .drain(&member.peer, None, Instant::now() + LINGER);
         }
         if !inner.closing {
             let notice = protocol::notice(&format!("{} left ({reason})", member.name));
@@ -256,7 +264,7 @@ impl Registry {
         let mut inner = self.inner.lock();
         inner.closing = true;
         for member in inner.members.drain(..) {
-            member.outbox.drain(Some(&notice), deadline);
+            self.writers.drain(&member.peer, Some(&notice), deadline);
         }
         self.show(&notice, Wake::Now);
     }
@@ -279,7 +287,7 @@ impl Registry {
         }
         let inner = self.inner.lock();
         for member in &inner.members {
-            member.outbox.signal();
+            self.writers.signal(&member.peer);
         }
         if let Some(display) = &self.display {
             display.signal();
@@ -293,7 +301,7 @@ impl Registry {
     fn deliver(&self, inner: &mut Inner, line: Arc<str>, except: Option<ClientId>, wake: Wake) {
         let mut slow = Vec::new();
         for member in &inner.members {
-            if Some(member.id) != except && push(&member.outbox, &line, wake).is_err() {
+            if Some(member.id) != except && self.push(&member.peer, &line, wake).is_err() {
                 slow.push((member.id, Leave::TooSlow));
             }
         }
@@ -320,8 +328,8 @@ impl Registry {
                     Leave::TooSlow => protocol::error("disconnected: too slow"),
                     other => protocol::error(&format!("disconnected: {other}")),
                 };
-                member.outbox.abort(Some(last.into()));
-                let _ = member.stream.shutdown(Shutdown::Read);
+                self.writers.abort(&member.peer, Some(last.into()));
+                let _ = member.peer.stream.shutdown(Shutdown::Read);
                 if !inner.closing {
                     notices.push_back(protocol::notice(&format!(
                         "{} left ({reason})",
@@ -334,7 +342,7 @@ impl Registry {
             };
             let line: Arc<str> = notice.into();
             for member in &inner.members {
-                if push(&member.outbox, &line, Wake::Later).is_err() {
+                if self.push(&member.peer, &line, Wake::Later).is_err() {
                     evict.push((member.id, Leave::TooSlow));
                 }
             }
@@ -347,7 +355,17 @@ impl Registry {
     /// keep up loses lines rather than slowing the room.
     fn show(&self, line: &Arc<str>, wake: Wake) {
         if let Some(display) = &self.display {
-            let _ = push(display, line, wake);
+            let _ = match wake {
+                Wake::Now => display.push(line).map(drop),
+                Wake::Later => display.push_quiet(line),
+            };
+        }
+    }
+
+    fn push(&self, peer: &Arc<Peer>, line: &Arc<str>, wake: Wake) -> Result<(), Full> {
+        match wake {
+            Wake::Now => self.writers.push(peer, line),
+            Wake::Later => peer.outbox.push_quiet(line),
         }
     }
 }
@@ -361,13 +379,6 @@ enum Wake {
     /// storm of joins every client would otherwise be woken (one context
     /// switch and one `write`) once per join: n joins, n * n wake-ups.
     Later,
-}
-
-fn push(outbox: &Outbox, line: &Arc<str>, wake: Wake) -> Result<(), crate::outbox::Full> {
-    match wake {
-        Wake::Now => outbox.push(line),
-        Wake::Later => outbox.push_quiet(line),
-    }
 }
 
 /// How long join and leave notices may wait for a wake-up: short in a small

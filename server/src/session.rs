@@ -1,15 +1,15 @@
 //! One chat client's session: its reader loop and its commands.
 //!
-//! The worker thread that runs [`serve`] is the client's reader; it starts
-//! the client's writer as a scoped thread, so both are joined before the
-//! worker takes its next connection. Whatever ends the session (end of
-//! stream, error, `/quit`, eviction, shutdown, a panic), the [`Membership`]
-//! guard takes the client out of the room and everyone else hears why.
+//! The worker thread that runs [`serve`] is the client's reader; what the
+//! client is sent goes through its outbox to the shared writers
+//! ([`crate::writer`]). Whatever ends the session (end of stream, error,
+//! `/quit`, eviction, shutdown, a panic), the [`Membership`] guard takes the
+//! client out of the room, everyone else hears why, and what was queued for
+//! the client still goes out.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::thread;
 
 use chat_common::command::{self, Command};
 use chat_common::sanitize::sanitize;
@@ -17,47 +17,32 @@ use chat_common::{name, protocol, Line, LineReader};
 
 use crate::flood::TokenBucket;
 use crate::log;
-use crate::outbox::{self, Outbox};
 use crate::registry::{ClientId, Leave, Registry};
+use crate::writer::{Peer, WRITE_POLL};
 use crate::Context;
 
-/// Stack of a client's writer thread: it only moves bytes.
-pub const WRITER_STACK: usize = 64 * 1024;
-
 /// Serves one chat client until it leaves.
-pub fn serve(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
-    let outbox = Arc::new(Outbox::new(ctx.config.sendq as usize));
-    let Ok((id, name)) = ctx.registry.join(Arc::clone(&stream), Arc::clone(&outbox)) else {
+pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
+    // The client's own writer thread, if it ever needs one, blocks at most
+    // this long per write before looking up.
+    let _ = stream.set_write_timeout(Some(WRITE_POLL));
+    let Ok((peer, name)) = ctx.registry.join(Arc::clone(&stream)) else {
         crate::listener::refuse(&stream, &protocol::notice("server shutting down"));
         return;
     };
-    log!("{peer} joined as {name}");
-    let reason = thread::scope(|scope| {
-        // Owned by this closure so that a panic drops it (and so ends the
-        // writer) before the scope joins the writer.
-        let mut membership = Membership {
-            registry: &ctx.registry,
-            id,
-            reason: Leave::Internal,
-        };
-        let writer = thread::Builder::new()
-            .name(format!("writer-{id}"))
-            .stack_size(WRITER_STACK)
-            .spawn_scoped(scope, || outbox::run_writer(&outbox, &stream));
-        if let Err(e) = writer {
-            membership.reason = Leave::Error(format!("cannot start writer: {e}"));
-            return membership.reason.clone();
-        }
-        let mut session = Session {
-            ctx,
-            id,
-            name,
-            outbox: &outbox,
-        };
-        membership.reason = session.read_loop(&stream);
-        membership.reason.clone()
-    });
-    log!("{peer} left: {reason}");
+    log!("{peer_addr} joined as {name}");
+    let mut membership = Membership {
+        registry: &ctx.registry,
+        id: peer.id,
+        reason: Leave::Internal,
+    };
+    let mut session = Session {
+        ctx,
+        name,
+        peer: &peer,
+    };
+    membership.reason = session.read_loop(&stream);
+    log!("{peer_addr} left: {}", membership.reason);
 }
 
 /// Takes the client out of the room on every exit path.
@@ -77,12 +62,11 @@ impl Drop for Membership<'_> {
 /// The reader's state for one client.
 struct Session<'a> {
     ctx: &'a Context,
-    id: ClientId,
     /// A copy of the registry's name for this client; only this session
     /// changes it, so formatting a line needs no lock.
     name: String,
-    /// This client's own queue, for replies meant for it alone.
-    outbox: &'a Outbox,
+    /// This client's outbox and socket, for replies meant for it alone.
+    peer: &'a Arc<Peer>,
 }
 
 impl Session<'_> {
@@ -130,10 +114,10 @@ impl Session<'_> {
         match command::parse(text) {
             Command::Empty => {}
             Command::Say(text) => {
-                registry.relay(self.id, protocol::chat(&self.name, &sanitize(text)))
+                registry.relay(self.peer.id, protocol::chat(&self.name, &sanitize(text)))
             }
             Command::Me(text) => {
-                registry.relay(self.id, protocol::action(&self.name, &sanitize(text)))
+                registry.relay(self.peer.id, protocol::action(&self.name, &sanitize(text)))
             }
             Command::Nick(new) => self.nick(new)?,
             Command::Who => {
@@ -182,7 +166,7 @@ impl Session<'_> {
         if new == self.name {
             return self.reply(protocol::notice(&format!("you are already {new}")));
         }
-        match self.ctx.registry.rename(self.id, new) {
+        match self.ctx.registry.rename(self.peer.id, new) {
             Ok(old) => {
                 log!("{old} is now {new}");
                 self.name = new.to_string();
@@ -195,6 +179,9 @@ impl Session<'_> {
     /// Queues a line for this client only. A client that lets its own
     /// replies pile up is too slow like any other.
     fn reply(&self, line: String) -> Result<(), Leave> {
-        self.outbox.push(&line.into()).map_err(|_| Leave::TooSlow)
+        self.ctx
+            .writers
+            .push(self.peer, &line.into())
+            .map_err(|_| Leave::TooSlow)
     }
 }

@@ -1,0 +1,328 @@
+//! The write side: shared flusher threads, and a thread of its own for a
+//! client whose socket is full.
+//!
+//! A thread per client that sat waiting for lines would double the threads
+//! and the memory of a big idle room, and cost a context switch per client
+//! per line. Instead, a [`Peer`] (a client's [`Outbox`] and socket) is handed
+//! to a small pool of flusher threads, one per core, when its outbox gets
+//! lines. A flusher takes a batch, joins it into one buffer and sends it
+//! with `MSG_DONTWAIT`, which never blocks the flusher. A client that reads
+//! is served that way start to end.
+//!
+//! When a client's socket is full (it is not reading, or reads slowly), the
+//! flusher hands that peer to a thread of its own, which waits on the socket
+//! with a [`WRITE_POLL`] timeout, looking up between waits to see whether to
+//! give up (the client was dropped as too slow, or a deadline passed). It
+//! leaves after [`THREAD_IDLE`] with nothing to write, and the peer goes back
+//! to the flushers. So only slow clients cost a thread, and never for long.
+
+use std::io::{self, ErrorKind, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use socket2::SockRef;
+
+use crate::log;
+use crate::outbox::{Full, Outbox, Taken};
+
+/// How often a writer blocked on a client that does not read looks up to see
+/// whether it should give up (too slow, kicked, shutdown deadline).
+pub const WRITE_POLL: Duration = Duration::from_millis(100);
+
+/// How long a client's own writer thread waits for more lines before it
+/// leaves and hands the client back to the flushers.
+pub const THREAD_IDLE: Duration = Duration::from_secs(1);
+
+/// Batches a flusher writes for one peer before it serves the next one in
+/// line: one fast talker's audience cannot starve everyone else's.
+pub const TURN: usize = 4;
+
+/// Stack of a writer thread: it only moves bytes.
+pub const WRITER_STACK: usize = 64 * 1024;
+
+/// A client as the write side sees it.
+pub struct Peer {
+    /// The client's number, for thread names and logs.
+    pub id: u64,
+    /// Lines waiting for this client.
+    pub outbox: Outbox,
+    /// Shared with the client's reader and the connection table.
+    pub stream: Arc<TcpStream>,
+}
+
+/// The flusher pool; cheap to clone (the registry keeps one).
+#[derive(Clone)]
+pub struct Writers {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Peers with lines to write, in the order they got them.
+    queue: Sender<Arc<Peer>>,
+    /// Cloned into each flusher.
+    ready: Receiver<Arc<Peer>>,
+    /// Set at shutdown: flushers leave once the queue is empty.
+    stopping: AtomicBool,
+    flushers: Mutex<Vec<JoinHandle<()>>>,
+    /// Threads started for slow clients; joined at shutdown.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Writers {
+    /// Starts `flushers` flusher threads.
+    ///
+    /// # Errors
+    /// When a thread cannot be started.
+    pub fn start(flushers: usize) -> io::Result<Writers> {
+        let (queue, ready) = crossbeam_channel::unbounded();
+        let writers = Writers {
+            shared: Arc::new(Shared {
+                queue,
+                ready,
+                stopping: AtomicBool::new(false),
+                flushers: Mutex::new(Vec::new()),
+                threads: Mutex::new(Vec::new()),
+            }),
+        };
+        for n in 1..=flushers {
+            let shared = Arc::clone(&writers.shared);
+            let thread = thread::Builder::new()
+                .name(format!("flusher-{n}"))
+                .stack_size(WRITER_STACK)
+                .spawn(move || flusher(&shared))?;
+            writers.shared.flushers.lock().push(thread);
+        }
+        Ok(writers)
+    }
+
+    /// Queues `line` for `peer` and makes sure someone writes it.
+    ///
+    /// # Errors
+    /// [`Full`]: the client is too slow.
+    pub fn push(&self, peer: &Arc<Peer>, line: &Arc<str>) -> Result<(), Full> {
+        if peer.outbox.push(line)? {
+            self.schedule(peer);
+        }
+        Ok(())
+    }
+
+    /// Writes quietly queued lines of `peer`, if any.
+    pub fn signal(&self, peer: &Arc<Peer>) {
+        if peer.outbox.signal() {
+            self.schedule(peer);
+        }
+    }
+
+    /// Ends `peer` gracefully: `last`, then what is queued, until `deadline`.
+    pub fn drain(&self, peer: &Arc<Peer>, last: Option<&Arc<str>>, deadline: Instant) {
+        if peer.outbox.drain(last, deadline) {
+            self.schedule(peer);
+        }
+    }
+
+    /// Ends `peer` now, with `last` as its best-effort last line.
+    pub fn abort(&self, peer: &Arc<Peer>, last: Option<Arc<str>>) {
+        if peer.outbox.abort(last) {
+            self.schedule(peer);
+        }
+    }
+
+    /// Hands `peer` to the flushers. Never blocks: the queue is unbounded,
+    /// and each peer is in it at most once (its outbox's owner says so).
+    fn schedule(&self, peer: &Arc<Peer>) {
+        // The receiver lives in `shared` as long as any sender: cannot fail.
+        let _ = self.shared.queue.send(Arc::clone(peer));
+    }
+
+    /// Stops the write side at shutdown: flushers finish the queue and
+    /// leave; every writer thread is joined (each gives up by its outbox's
+    /// drain deadline).
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        let flushers = std::mem::take(&mut *self.shared.flushers.lock());
+        for thread in flushers {
+            let _ = thread.join();
+        }
+        let threads = std::mem::take(&mut *self.shared.threads.lock());
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+
+    /// Writer threads alive now (slow clients).
+    pub fn threads(&self) -> usize {
+        let mut threads = self.shared.threads.lock();
+        threads.retain(|t| !t.is_finished());
+        threads.len()
+    }
+}
+
+/// A flusher's life: serve peers in turn until shutdown empties the queue.
+fn flusher(shared: &Arc<Shared>) {
+    let mut batch = Vec::new();
+    loop {
+        match shared.ready.recv_timeout(WRITE_POLL) {
+            Ok(peer) => flush(shared, peer, &mut batch),
+            Err(RecvTimeoutError::Timeout) => {
+                if shared.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// One turn for one peer: up to [`TURN`] batches, written without blocking.
+fn flush(shared: &Arc<Shared>, peer: Arc<Peer>, batch: &mut Vec<Arc<str>>) {
+    for _ in 0..TURN {
+        let Taken::Batch { last } = peer.outbox.take_now(batch) else {
+            return;
+        };
+        let buf = join(batch);
+        match send_now(&peer.stream, &buf) {
+            Ok(n) if n == buf.len() => {
+                if last {
+                    close(&peer);
+                    return;
+                }
+            }
+            Ok(n) => return blocked(shared, peer, buf, n, last),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                return blocked(shared, peer, buf, 0, last)
+            }
+            Err(_) => return fail(&peer),
+        }
+    }
+    if peer.outbox.requeue() {
+        let _ = shared.queue.send(peer);
+    }
+}
+
+/// The peer's socket is full: give it a thread of its own, unless it is
+/// being dropped anyway.
+fn blocked(shared: &Arc<Shared>, peer: Arc<Peer>, buf: Vec<u8>, written: usize, last: bool) {
+    if peer.outbox.give_up(Instant::now()) {
+        return fail(&peer);
+    }
+    peer.outbox.hand_to_thread();
+    let name = format!("writer-{}", peer.id);
+    let moved = Arc::clone(&peer);
+    let started = thread::Builder::new()
+        .name(name)
+        .stack_size(WRITER_STACK)
+        .spawn(move || own_thread(&moved, &buf[written..], last));
+    match started {
+        Ok(thread) => {
+            let mut threads = shared.threads.lock();
+            threads.retain(|t| !t.is_finished());
+            threads.push(thread);
+        }
+        Err(e) => {
+            log!(
+                "cannot start a writer thread ({e}): dropping client {}",
+                peer.id
+            );
+            fail(&peer);
+        }
+    }
+}
+
+/// A slow client's own writer: blocking writes, until its outbox is idle
+/// for [`THREAD_IDLE`] or ends.
+fn own_thread(peer: &Peer, rest: &[u8], last: bool) {
+    let give_up = || peer.outbox.give_up(Instant::now());
+    if write_polling(&peer.stream, rest, give_up).is_err() {
+        return fail(peer);
+    }
+    if last {
+        return close(peer);
+    }
+    let mut batch = Vec::new();
+    loop {
+        let Taken::Batch { last } = peer.outbox.take_wait(&mut batch, Some(THREAD_IDLE)) else {
+            return;
+        };
+        let buf = join(&mut batch);
+        if write_polling(&peer.stream, &buf, give_up).is_err() {
+            return fail(peer);
+        }
+        if last {
+            return close(peer);
+        }
+    }
+}
+
+/// Joins a batch into one buffer (one `write`), emptying the batch.
+fn join(batch: &mut Vec<Arc<str>>) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(batch.iter().map(|line| line.len()).sum());
+    for line in batch.drain(..) {
+        buf.extend_from_slice(line.as_bytes());
+    }
+    buf
+}
+
+/// Sends what the socket takes now, without blocking (the socket itself
+/// stays blocking for its reader).
+fn send_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    loop {
+        match SockRef::from(stream).send_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// The outbox ended and everything went out: half-close, so the client
+/// reads our last line and then end of stream. An aborted outbox closes
+/// both ways, which also wakes the client's reader.
+fn close(peer: &Peer) {
+    let how = if peer.outbox.aborted() {
+        Shutdown::Both
+    } else {
+        Shutdown::Write
+    };
+    peer.outbox.finish();
+    let _ = peer.stream.shutdown(how);
+}
+
+/// The socket failed, or the client is being dropped: close both ways,
+/// which wakes the client's reader so the session ends.
+fn fail(peer: &Peer) {
+    peer.outbox.finish();
+    let _ = peer.stream.shutdown(Shutdown::Both);
+}
+
+/// Writes all of `buf` to a stream that has a write timeout, asking
+/// `give_up` after each timeout whether to stop waiting for the peer.
+///
+/// # Errors
+/// The socket's error, or `TimedOut` when `give_up` says so.
+pub fn write_polling(
+    mut stream: &TcpStream,
+    mut buf: &[u8],
+    give_up: impl Fn() -> bool,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match stream.write(buf) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if give_up() {
+                    return Err(ErrorKind::TimedOut.into());
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
