@@ -18,12 +18,11 @@
 
 use std::io::{self, ErrorKind, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use socket2::SockRef;
 
@@ -62,12 +61,11 @@ pub struct Writers {
 }
 
 struct Shared {
-    /// Peers with lines to write, in the order they got them.
-    queue: Sender<Arc<Peer>>,
+    /// Peers with lines to write, in the order they got them; `None` asks
+    /// a flusher to leave once the queue is empty.
+    queue: Sender<Option<Arc<Peer>>>,
     /// Cloned into each flusher.
-    ready: Receiver<Arc<Peer>>,
-    /// Set at shutdown: flushers leave once the queue is empty.
-    stopping: AtomicBool,
+    ready: Receiver<Option<Arc<Peer>>>,
     flushers: Mutex<Vec<JoinHandle<()>>>,
     /// Threads started for slow clients; joined at shutdown.
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -84,7 +82,6 @@ impl Writers {
             shared: Arc::new(Shared {
                 queue,
                 ready,
-                stopping: AtomicBool::new(false),
                 flushers: Mutex::new(Vec::new()),
                 threads: Mutex::new(Vec::new()),
             }),
@@ -136,15 +133,17 @@ impl Writers {
     /// and each peer is in it at most once (its outbox's owner says so).
     fn schedule(&self, peer: &Arc<Peer>) {
         // The receiver lives in `shared` as long as any sender: cannot fail.
-        let _ = self.shared.queue.send(Arc::clone(peer));
+        let _ = self.shared.queue.send(Some(Arc::clone(peer)));
     }
 
     /// Stops the write side at shutdown: flushers finish the queue and
     /// leave; every writer thread is joined (each gives up by its outbox's
     /// drain deadline).
     pub fn stop(&self) {
-        self.shared.stopping.store(true, Ordering::Release);
         let flushers = std::mem::take(&mut *self.shared.flushers.lock());
+        for _ in &flushers {
+            let _ = self.shared.queue.send(None);
+        }
         for thread in flushers {
             let _ = thread.join();
         }
@@ -166,14 +165,14 @@ impl Writers {
 fn flusher(shared: &Arc<Shared>) {
     let mut batch = Vec::new();
     loop {
-        match shared.ready.recv_timeout(WRITE_POLL) {
-            Ok(peer) => flush(shared, peer, &mut batch),
-            Err(RecvTimeoutError::Timeout) => {
-                if shared.stopping.load(Ordering::Acquire) {
-                    return;
-                }
+        match shared.ready.recv() {
+            Ok(Some(peer)) => flush(shared, peer, &mut batch),
+            Ok(None) if shared.ready.is_empty() => return,
+            // Peers were put back in line behind the stop: serve them first.
+            Ok(None) => {
+                let _ = shared.queue.send(None);
             }
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(_) => return,
         }
     }
 }
@@ -200,7 +199,7 @@ fn flush(shared: &Arc<Shared>, peer: Arc<Peer>, batch: &mut Vec<Arc<str>>) {
         }
     }
     if peer.outbox.requeue() {
-        let _ = shared.queue.send(peer);
+        let _ = shared.queue.send(Some(peer));
     }
 }
 
