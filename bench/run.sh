@@ -19,15 +19,21 @@ for a in "$@"; do
         *) args+=("$a") ;;
     esac
 done
-[ "${QUICK:-0}" != 0 ] && args+=(--quick)
-args+=(--workloads "${WORKLOADS:-a,b,c,d,e,f,g}" --out-dir "${OUT_DIR:-target/bench}")
+if [ "${QUICK:-0}" != 0 ]; then args+=(--quick); fi
+
 SERVERS="${SERVERS:-chat-server ncat}"
+OUT="${OUT_DIR:-target/bench}"
+args+=(--workloads "${WORKLOADS:-a,b,c,d,e,f,g}" --out-dir "$OUT")
 
 note() { echo "bench: $*" >&2; }
+missing_ncat=""
 
+mkdir -p "$OUT"
 if [[ " $SERVERS " == *" chat-server "* ]]; then
     cargo build --release -q -p chat-server -p chat-bench
-    args+=(--chat-server target/release/chat-server)
+    # A private copy: a rebuild during the run must not mix two servers.
+    cp target/release/chat-server "$OUT/chat-server"
+    args+=(--chat-server "$OUT/chat-server")
 else
     cargo build --release -q -p chat-bench
 fi
@@ -42,15 +48,21 @@ if [[ " $SERVERS " == *" ncat "* ]]; then
     if command -v ncat >/dev/null 2>&1; then
         args+=(--ncat "$(command -v ncat)")
     else
-        note "NOTE: ncat is not installed and cannot be (needs root and apt-get):"
-        note "      the table shows chat-server's rows alone."
+        missing_ncat="NOTE: ncat is not installed and cannot be (needs root and apt-get): chat-server's rows alone."
+        note "$missing_ncat"
     fi
 fi
 
 echo "# chat-server vs ncat --chat"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc);" \
     "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "kernel: $(uname -r); ncat: $(ncat --version 2>&1 | head -1 || echo none)"
+ncat_version=none
+if command -v ncat >/dev/null 2>&1; then ncat_version=$(ncat --version 2>&1 | head -1); fi
+echo "kernel: $(uname -r); ncat: $ncat_version"
+dirty=$(git status --porcelain -- server common 2>/dev/null | wc -l)
+echo "source: commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    "($dirty uncommitted files in server/ and common/)"
 echo "command: target/release/chat-bench ${args[*]}"
+if [ -n "$missing_ncat" ]; then echo "$missing_ncat"; fi
 echo
 exec target/release/chat-bench "${args[@]}"

@@ -95,7 +95,10 @@ fn main() -> ExitCode {
             let status = measured
                 .iter()
                 .find(|(n, _)| *n == workloads::metric::STATUS)
-                .map(|(_, v)| format!("{v:?}"))
+                .map(|(_, v)| match v {
+                    workloads::Value::Text(t) => t.clone(),
+                    workloads::Value::Num(n, _) => n.to_string(),
+                })
                 .unwrap_or_default();
             eprintln!("{:.1} s {status}", started.elapsed().as_secs_f64());
             *result.of(t.kind) = Some(measured);
