@@ -7,6 +7,10 @@
 //! line of text is the protocol), and one past the queue hears
 //! `! server full, try again later` before it is closed.
 //!
+//! The kernel holds up to [`LISTEN_BACKLOG`] connections for `accept`, so a
+//! storm of connects does not overflow the queue while this thread waits
+//! for a core.
+//!
 //! The loop survives accept errors (running out of descriptors, say): it
 //! logs, backs off from [`MIN_BACKOFF`] doubling to [`MAX_BACKOFF`], and goes
 //! on. It ends when shutdown is triggered; the trigger wakes a blocked
@@ -18,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_common::protocol;
+use socket2::SockRef;
 
 use crate::config::Mode;
 use crate::log;
@@ -29,8 +34,19 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(5);
 /// Longest pause between accept attempts while errors persist.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Connections the kernel may hold, handshake done, until `accept` takes
+/// them. std's `bind` asks for 128, which a storm of connects fills in
+/// milliseconds whenever this thread is off its core; past it the kernel
+/// drops the SYN and the client waits 1 s (then 3 s) to retry. The kernel
+/// caps it at `net.core.somaxconn` (4096 by default).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
 /// Accepts until shutdown, handing connections to `pool`.
 pub fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &mut Pool) {
+    // Listening again on a listening socket only changes its backlog.
+    if let Err(e) = SockRef::from(listener).listen(LISTEN_BACKLOG) {
+        log!("cannot raise the listen backlog to {LISTEN_BACKLOG}: {e}");
+    }
     let mut backoff = MIN_BACKOFF;
     loop {
         let accepted = listener.accept();

@@ -133,14 +133,20 @@ impl Outbox {
     /// and leave notices go this way, so a burst of a thousand joins costs
     /// each client a few writes, not a thousand.
     ///
+    /// `Ok(true)` once quiet lines fill half the queue: the caller must then
+    /// [`Outbox::signal`] at once rather than wait for the next quiet
+    /// wake-up, or a burst of joins faster than those wake-ups would fill
+    /// the queue of a client that does read, and drop it as too slow.
+    ///
     /// # Errors
     /// [`Full`] when `limit` lines are already waiting.
-    pub fn push_quiet(&self, line: &Arc<str>) -> Result<(), Full> {
+    pub fn push_quiet(&self, line: &Arc<str>) -> Result<bool, Full> {
         let mut state = self.enqueue(line)?;
-        if state.end.is_none() {
-            state.quiet = true;
+        if state.end.is_some() {
+            return Ok(false);
         }
-        Ok(())
+        state.quiet = true;
+        Ok(state.lines.len() >= self.limit.div_ceil(2))
     }
 
     fn enqueue(&self, line: &Arc<str>) -> Result<parking_lot::MutexGuard<'_, State>, Full> {

@@ -357,7 +357,11 @@ impl Registry {
         if let Some(display) = &self.display {
             let _ = match wake {
                 Wake::Now => display.push(line).map(drop),
-                Wake::Later => display.push_quiet(line),
+                Wake::Later => display.push_quiet(line).map(|half_full| {
+                    if half_full {
+                        display.signal();
+                    }
+                }),
             };
         }
     }
@@ -365,7 +369,12 @@ impl Registry {
     fn push(&self, peer: &Arc<Peer>, line: &Arc<str>, wake: Wake) -> Result<(), Full> {
         match wake {
             Wake::Now => self.writers.push(peer, line),
-            Wake::Later => peer.outbox.push_quiet(line),
+            Wake::Later => {
+                if peer.outbox.push_quiet(line)? {
+                    self.writers.signal(peer);
+                }
+                Ok(())
+            }
         }
     }
 }

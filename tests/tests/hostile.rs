@@ -37,10 +37,14 @@ struct Peer {
 }
 
 impl Peer {
-    /// Connects and reads the welcome line.
+    /// Connects and reads the welcome line (after the notice that it waits
+    /// for a worker, if every worker is busy).
     fn join(addr: SocketAddr) -> Peer {
         let mut peer = Peer::connect(addr);
-        let welcome = peer.next(TIMEOUT).expect("a welcome line");
+        let mut welcome = peer.next(TIMEOUT).expect("a welcome line");
+        if welcome.starts_with("* all ") && welcome.ends_with("please wait") {
+            welcome = peer.next(TIMEOUT).expect("a welcome line after waiting");
+        }
         peer.name = welcome_name(&welcome)
             .unwrap_or_else(|| panic!("not a welcome line: {welcome:?}"))
             .to_string();
@@ -201,6 +205,13 @@ fn fds_back(server: &Server, baseline: usize, slack: usize) -> usize {
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// The log lines that mention `name`.
+fn about(log: &str, name: &str) -> String {
+    let word = format!("{name} ");
+    let lines: Vec<&str> = log.lines().filter(|line| line.contains(&word)).collect();
+    lines.join("\n")
 }
 
 /// Closes `stream` with an RST instead of a FIN (SO_LINGER 0). It must be
@@ -443,13 +454,20 @@ fn two_thousand_idle_connections_stay_within_budget() {
     // The watcher hears every one of them join.
     let last = format!("({} online)", CLIENTS + 1);
     let deadline = Instant::now() + TIMEOUT * 3;
+    let mut seen = 0;
+    let mut previous = String::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match watcher.next(left) {
             Some(line) if line.ends_with(&last) => break,
-            Some(_) => {}
+            Some(line) => {
+                seen += 1;
+                previous = line;
+            }
             None => panic!(
-                "not every client joined; stderr:\n{}",
+                "not every client joined: the watcher saw {seen} lines, the last {previous:?}; \
+                 its log:\n{}\nstderr:\n{}",
+                about(&server.stderr(), &watcher.name),
                 tail(&server.stderr())
             ),
         }
@@ -600,8 +618,23 @@ fn a_connection_storm_leaves_the_server_serving_and_leaks_nothing() {
         thread.join().expect("storm thread");
     }
     let stormed = started.elapsed();
-    // Accepted after every storm connection still in the listen backlog.
-    let a = Peer::join(server.addr());
+    // Accepted after every storm connection still in the listen backlog;
+    // while the storm's sessions still fill every worker and the queue, a
+    // newcomer is told the server is full, and tries again.
+    let deadline = Instant::now() + TIMEOUT;
+    let a = loop {
+        let peer = Peer::connect(server.addr());
+        match peer.next(TIMEOUT) {
+            Some(line) if line == "! server full, try again later" && Instant::now() < deadline => {
+            }
+            Some(line) if welcome_name(&line).is_some() => break peer,
+            Some(line) if line.starts_with("* all ") && line.ends_with("please wait") => {
+                peer.expect(|line| welcome_name(line).is_some());
+                break peer;
+            }
+            other => panic!("not served after the storm: {other:?}"),
+        }
+    };
     let fds = fds_back(&server, fds_before + 1, 0);
     eprintln!(
         "storm: {STORM} connections in {stormed:?}; fds back to {fds} (from {fds_before} + 1) after {:?}",
