@@ -30,7 +30,11 @@ fn collect(mut client: Client, count: usize) -> thread::JoinHandle<(Client, Vec<
         let mut lines = Vec::with_capacity(count);
         while lines.len() < count {
             let line = client.recv();
-            assert!(!line.starts_with("! "), "after {} lines: {line}", lines.len());
+            assert!(
+                !line.starts_with("! "),
+                "after {} lines: {line}",
+                lines.len()
+            );
             if line.starts_with('<') {
                 lines.push(line);
             }
