@@ -29,6 +29,16 @@ pub const BATCH_BYTES: usize = 64 * 1024;
 /// however short the lines).
 pub const BATCH_LINES: usize = 512;
 
+/// Quiet lines a queue holds before its writer is woken anyway. Small, so a
+/// storm of joins keeps every queue small: 10,000 clients connecting would
+/// otherwise grow 10,000 queues to hundreds of entries each between two
+/// quiet wake-ups, and the heap keeps what it grew to.
+pub const QUIET_LINES: usize = 48;
+
+/// A queue whose storage grew past this many entries gives it back once
+/// empty, so a burst cannot pin memory for the rest of the connection.
+const KEEP_CAPACITY: usize = 64;
+
 /// The queue is full: the client is not reading fast enough.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Full;
@@ -133,7 +143,7 @@ impl Outbox {
     /// and leave notices go this way, so a burst of a thousand joins costs
     /// each client a few writes, not a thousand.
     ///
-    /// `Ok(true)` once quiet lines fill half the queue: the caller must then
+    /// `Ok(true)` once [`QUIET_LINES`] (or half the queue) wait: the caller must then
     /// [`Outbox::signal`] at once rather than wait for the next quiet
     /// wake-up, or a burst of joins faster than those wake-ups would fill
     /// the queue of a client that does read, and drop it as too slow.
@@ -146,7 +156,7 @@ impl Outbox {
             return Ok(false);
         }
         state.quiet = true;
-        Ok(state.lines.len() >= self.limit.div_ceil(2))
+        Ok(state.lines.len() >= QUIET_LINES.min(self.limit.div_ceil(2)))
     }
 
     fn enqueue(&self, line: &Arc<str>) -> Result<parking_lot::MutexGuard<'_, State>, Full> {
@@ -261,7 +271,7 @@ impl Outbox {
             bytes += line.len();
             batch.push(line);
         }
-        if state.lines.is_empty() && state.lines.capacity() > 64 {
+        if state.lines.is_empty() && state.lines.capacity() > KEEP_CAPACITY {
             // Give back what a burst grew, so an idle client holds little.
             state.lines = VecDeque::new();
         }
