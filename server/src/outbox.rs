@@ -25,8 +25,8 @@ use parking_lot::{Condvar, Mutex};
 /// buffer lives only as long as the batch.
 pub const BATCH_BYTES: usize = 64 * 1024;
 
-/// Most lines a writer takes at once (bounds the batch's vector of pointers
-/// however short the lines).
+/// Most lines a writer takes at once: one `sendmsg` gathers them, and Linux
+/// takes at most 1,024 pieces (`IOV_MAX`) in one call.
 pub const BATCH_LINES: usize = 512;
 
 /// Quiet lines a queue holds before its writer is woken anyway. Small, so a

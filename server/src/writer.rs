@@ -16,7 +16,7 @@
 //! leaves after [`THREAD_IDLE`] with nothing to write, and the peer goes back
 //! to the flushers. So only slow clients cost a thread, and never for long.
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -183,19 +183,23 @@ fn flush(shared: &Arc<Shared>, peer: Arc<Peer>, batch: &mut Vec<Arc<str>>) {
         let Taken::Batch { last } = peer.outbox.take_now(batch) else {
             return;
         };
-        let buf = join(batch);
-        match send_now(&peer.stream, &buf) {
-            Ok(n) if n == buf.len() => {
+        let total: usize = batch.iter().map(|line| line.len()).sum();
+        match send_now(&peer.stream, batch) {
+            Ok(n) if n == total => {
+                batch.clear();
                 if last {
                     close(&peer);
                     return;
                 }
             }
-            Ok(n) => return blocked(shared, peer, buf, n, last),
+            Ok(n) => return blocked(shared, peer, rest(batch, n), last),
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                return blocked(shared, peer, buf, 0, last)
+                return blocked(shared, peer, rest(batch, 0), last)
             }
-            Err(_) => return fail(&peer),
+            Err(_) => {
+                batch.clear();
+                return fail(&peer);
+            }
         }
     }
     if peer.outbox.requeue() {
@@ -205,7 +209,7 @@ fn flush(shared: &Arc<Shared>, peer: Arc<Peer>, batch: &mut Vec<Arc<str>>) {
 
 /// The peer's socket is full: give it a thread of its own, unless it is
 /// being dropped anyway.
-fn blocked(shared: &Arc<Shared>, peer: Arc<Peer>, buf: Vec<u8>, written: usize, last: bool) {
+fn blocked(shared: &Arc<Shared>, peer: Arc<Peer>, rest: Vec<u8>, last: bool) {
     if peer.outbox.give_up(Instant::now()) {
         return fail(&peer);
     }
@@ -215,7 +219,7 @@ fn blocked(shared: &Arc<Shared>, peer: Arc<Peer>, buf: Vec<u8>, written: usize, 
     let started = thread::Builder::new()
         .name(name)
         .stack_size(WRITER_STACK)
-        .spawn(move || own_thread(&moved, &buf[written..], last));
+        .spawn(move || own_thread(&moved, &rest, last));
     match started {
         Ok(thread) => {
             let mut threads = shared.threads.lock();
@@ -257,6 +261,13 @@ fn own_thread(peer: &Peer, rest: &[u8], last: bool) {
     }
 }
 
+/// What a partial send left of a batch, as one buffer; empties the batch.
+fn rest(batch: &mut Vec<Arc<str>>, sent: usize) -> Vec<u8> {
+    let mut buf = join(batch);
+    buf.drain(..sent);
+    buf
+}
+
 /// Joins a batch into one buffer (one `write`), emptying the batch.
 fn join(batch: &mut Vec<Arc<str>>) -> Vec<u8> {
     let mut buf = Vec::with_capacity(batch.iter().map(|line| line.len()).sum());
@@ -266,14 +277,20 @@ fn join(batch: &mut Vec<Arc<str>>) -> Vec<u8> {
     buf
 }
 
-/// Sends what the socket takes now, without blocking (the socket itself
-/// stays blocking for its reader).
-fn send_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    if buf.is_empty() {
+/// Sends what the socket takes of `batch` now, in one gathering `sendmsg`
+/// (no copy into a joined buffer), without blocking: the socket itself
+/// stays blocking for its reader.
+fn send_now(stream: &TcpStream, batch: &[Arc<str>]) -> io::Result<usize> {
+    if batch.is_empty() {
         return Ok(0);
     }
+    let slices: Vec<IoSlice<'_>> = batch
+        .iter()
+        .map(|line| IoSlice::new(line.as_bytes()))
+        .collect();
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
     loop {
-        match SockRef::from(stream).send_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
+        match SockRef::from(stream).send_vectored_with_flags(&slices, flags) {
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             other => return other,
         }
