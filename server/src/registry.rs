@@ -136,11 +136,7 @@ impl Registry {
         }
         let id = inner.next_guest;
         inner.next_guest += 1;
-        let peer = Arc::new(Peer {
-            id,
-            outbox: Outbox::new(self.sendq),
-            stream,
-        });
+        let peer = Arc::new(Peer::new(id, self.sendq, stream));
         let name = name::guest(id);
         let online = inner.members.len() + 1;
         let welcome = protocol::notice(&format!(

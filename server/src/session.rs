@@ -41,7 +41,11 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
         name,
         peer: &peer,
     };
-    membership.reason = session.read_loop(&stream);
+    membership.reason = match session.read_loop(&stream) {
+        // The writer may have met the reset first and closed the socket.
+        Leave::Closed => peer.failure().map_or(Leave::Closed, Leave::Error),
+        reason => reason,
+    };
     log!("{peer_addr} left: {}", membership.reason);
 }
 

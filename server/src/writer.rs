@@ -52,6 +52,27 @@ pub struct Peer {
     pub outbox: Outbox,
     /// Shared with the client's reader and the connection table.
     pub stream: Arc<TcpStream>,
+    /// Why a write failed, if one did. A writer that meets a reset first
+    /// consumes the socket's error and closes it, so the reader then sees a
+    /// plain end of stream: the session reads the real reason here.
+    failure: Mutex<Option<String>>,
+}
+
+impl Peer {
+    /// A client with an empty outbox of at most `sendq` lines.
+    pub fn new(id: u64, sendq: usize, stream: Arc<TcpStream>) -> Peer {
+        Peer {
+            id,
+            outbox: Outbox::new(sendq),
+            stream,
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// Why writing to this client failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().clone()
+    }
 }
 
 /// The flusher pool; cheap to clone (the registry keeps one).
@@ -196,9 +217,9 @@ fn flush(shared: &Arc<Shared>, peer: Arc<Peer>, batch: &mut Vec<Arc<str>>) {
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 return blocked(shared, peer, rest(batch, 0), last)
             }
-            Err(_) => {
+            Err(e) => {
                 batch.clear();
-                return fail(&peer);
+                return fail_with(&peer, &e);
             }
         }
     }
@@ -240,8 +261,8 @@ fn blocked(shared: &Arc<Shared>, peer: Arc<Peer>, rest: Vec<u8>, last: bool) {
 /// for [`THREAD_IDLE`] or ends.
 fn own_thread(peer: &Peer, rest: &[u8], last: bool) {
     let give_up = || peer.outbox.give_up(Instant::now());
-    if write_polling(&peer.stream, rest, give_up).is_err() {
-        return fail(peer);
+    if let Err(e) = write_polling(&peer.stream, rest, give_up) {
+        return fail_with(peer, &e);
     }
     if last {
         return close(peer);
@@ -252,8 +273,8 @@ fn own_thread(peer: &Peer, rest: &[u8], last: bool) {
             return;
         };
         let buf = join(&mut batch);
-        if write_polling(&peer.stream, &buf, give_up).is_err() {
-            return fail(peer);
+        if let Err(e) = write_polling(&peer.stream, &buf, give_up) {
+            return fail_with(peer, &e);
         }
         if last {
             return close(peer);
@@ -308,6 +329,21 @@ fn close(peer: &Peer) {
     };
     peer.outbox.finish();
     let _ = peer.stream.shutdown(how);
+}
+
+/// A write failed: remember why (a give-up is not the socket's fault), then
+/// close as [`fail`] does.
+fn fail_with(peer: &Peer, e: &io::Error) {
+    let why = match e.kind() {
+        ErrorKind::TimedOut => None,
+        ErrorKind::ConnectionReset => Some("connection reset".to_string()),
+        ErrorKind::BrokenPipe => Some("connection closed".to_string()),
+        _ => Some(e.to_string()),
+    };
+    if let Some(why) = why {
+        peer.failure.lock().get_or_insert(why);
+    }
+    fail(peer);
 }
 
 /// The socket failed, or the client is being dropped: close both ways,
