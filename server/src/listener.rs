@@ -13,7 +13,9 @@
 //!
 //! The loop survives accept errors (running out of descriptors, say): it
 //! logs, backs off from [`MIN_BACKOFF`] doubling to [`MAX_BACKOFF`], and goes
-//! on. It ends when shutdown is triggered; the trigger wakes a blocked
+//! on. Out of descriptors, it spends one it kept in reserve to accept the
+//! oldest waiting connection and tell it `! server busy`, so even then no
+//! connection waits without a word. It ends when shutdown is triggered; the trigger wakes a blocked
 //! `accept` with a short connection to the listener itself.
 
 use std::io::{ErrorKind, Write};
@@ -48,6 +50,7 @@ pub fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &mut Pool) 
         log!("cannot raise the listen backlog to {LISTEN_BACKLOG}: {e}");
     }
     let mut backoff = MIN_BACKOFF;
+    let mut spare = reserve_descriptor();
     loop {
         let accepted = listener.accept();
         if ctx.shutdown.is_triggered() {
@@ -65,6 +68,21 @@ pub fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &mut Pool) 
                 ) => {}
             Err(e) => {
                 log!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                if is_out_of_descriptors(&e) && spare.take().is_some() {
+                    // The descriptor just freed lets us take the oldest
+                    // waiting connection and tell it why, instead of leaving
+                    // it hanging in the kernel's queue without a word.
+                    if let Ok((stream, peer)) = listener.accept() {
+                        log!("{peer} refused: out of file descriptors");
+                        refuse(
+                            &stream,
+                            &protocol::error(
+                                "server busy (out of file descriptors), try again later",
+                            ),
+                        );
+                    }
+                    spare = reserve_descriptor();
+                }
                 if ctx.shutdown.pause(backoff) {
                     return;
                 }
@@ -72,6 +90,17 @@ pub fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &mut Pool) 
             }
         }
     }
+}
+
+/// A descriptor held in reserve (on `/dev/null`) for the moment `accept`
+/// fails for lack of descriptors.
+fn reserve_descriptor() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// EMFILE (this process) or ENFILE (the whole system).
+fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// Registers one connection and hands it to the pool, or refuses it.

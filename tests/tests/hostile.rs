@@ -750,6 +750,25 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
         tail(&server.stderr())
     );
 
+    // The connections the server had no descriptor for are not left
+    // hanging without a word: each failed accept spends the reserve
+    // descriptor to tell the oldest waiting one it is busy.
+    let busy = extra
+        .iter()
+        .filter(|stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let mut first = [0u8; 64];
+            let n = (&**stream).read(&mut first).unwrap_or(0);
+            first[..n].starts_with(b"! server busy")
+        })
+        .count();
+    assert!(
+        busy > 0,
+        "no waiting connection was told the server is busy"
+    );
+
     // Half of them close: those waiting are accepted, then a new client.
     extra.drain(..LIMIT / 2);
     let c = Peer::join(server.addr());
