@@ -310,8 +310,9 @@ impl Registry {
         }
     }
 
-    /// Removes each listed client, aborts its outbox with the reason, wakes
-    /// its reader, and tells the rest (which may find more slow clients).
+    /// Removes each listed client, ends its outbox with the reason (at once
+    /// if too slow, after what is queued if kicked), wakes its reader, and
+    /// tells the rest (which may find more slow clients).
     fn evict_all(&self, inner: &mut Inner, mut evict: Vec<(ClientId, Leave)>) {
         let mut notices = VecDeque::new();
         loop {
@@ -320,11 +321,15 @@ impl Registry {
                     continue;
                 };
                 let member = inner.members.swap_remove(pos);
-                let last = match &reason {
-                    Leave::TooSlow => protocol::error("disconnected: too slow"),
-                    other => protocol::error(&format!("disconnected: {other}")),
-                };
-                self.writers.abort(&member.peer, Some(last.into()));
+                let last: Arc<str> = protocol::error(&format!("disconnected: {reason}")).into();
+                if reason == Leave::TooSlow {
+                    // Its queue is full of lines it will not read: drop them.
+                    self.writers.abort(&member.peer, Some(last));
+                } else {
+                    // Kicked: what it was sent before still goes out first.
+                    let deadline = Instant::now() + LINGER;
+                    self.writers.drain(&member.peer, Some(&last), deadline);
+                }
                 let _ = member.peer.stream.shutdown(Shutdown::Read);
                 if !inner.closing {
                     notices.push_back(protocol::notice(&format!(
