@@ -11,16 +11,16 @@
 //! How a session ends:
 //! - the server closes: a note on stderr, exit 0 (also after end of stdin,
 //!   which half-closes and keeps printing until the server is done);
-//! - `EXIT` typed: it is sent (the lab servers close on it), the write half
-//!   is closed, and we wait at most [`LINGER`] for the server to close too,
-//!   so our socket never closes with unread data (which would reset it);
+//! - `EXIT` typed: the write half is closed (the server sees end of stream,
+//!   as after Ctrl+D), replies still on their way are printed, and we wait
+//!   at most [`LINGER`] for the server to close too, so our socket never
+//!   closes with unread data (which would reset it). `EXIT` itself is not
+//!   sent: an echo server would only send it back;
 //! - a reset, a timeout, or any other error: one [`Failure`] line, exit 1.
 
 use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -86,17 +86,15 @@ pub fn run(options: &Options) -> Result<()> {
         ))
     })?;
     let (events, verdicts) = mpsc::channel();
-    let leaving = Arc::new(AtomicBool::new(false));
     spawn("reader", {
         let events = events.clone();
-        let leaving = Arc::clone(&leaving);
         move || {
-            let _ = events.send(read_loop(read_half, &leaving));
+            let _ = events.send(read_loop(read_half));
         }
     })?;
     let name = options.name.clone();
     spawn("writer", move || {
-        let _ = events.send(write_loop(write_half, name, &leaving));
+        let _ = events.send(write_loop(write_half, name));
     })?;
     wait(target, &verdicts)
 }
@@ -146,7 +144,9 @@ fn wait(target: &Target, verdicts: &Receiver<Event>) -> Result<()> {
             }
             Event::InputDone => continue,
             Event::Exit => {
-                // Whatever the reader says now, the user asked to leave.
+                // The reader prints the replies still coming until the
+                // server closes; whatever it says then, the user asked to
+                // leave.
                 let _ = next_within(verdicts, LINGER);
                 return Ok(());
             }
@@ -184,7 +184,7 @@ fn lost(target: &Target, err: &io::Error) -> Failure {
 /// Bytes go to stdout unchanged (the server already made peers' text
 /// harmless, and any line server must work); a last line without LF gets
 /// one, so the shell prompt does not land on it.
-fn read_loop(mut half: ReadHalf, leaving: &AtomicBool) -> Event {
+fn read_loop(mut half: ReadHalf) -> Event {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut at_line_start = true;
     loop {
@@ -194,17 +194,12 @@ fn read_loop(mut half: ReadHalf, leaving: &AtomicBool) -> Event {
             Err(err) if err.kind() == ErrorKind::Interrupted => continue,
             Err(err) => return Event::ReadFailed(err),
         };
-        // After EXIT the user is gone; the server's last words (or its echo
-        // of EXIT) would only confuse.
-        if leaving.load(Ordering::SeqCst) {
-            continue;
-        }
         if let Err(err) = print(&buf[..n]) {
             return Event::OutputFailed(err);
         }
         at_line_start = buf[n - 1] == b'\n';
     }
-    if !at_line_start && !leaving.load(Ordering::SeqCst) {
+    if !at_line_start {
         if let Err(err) = print(b"\n") {
             return Event::OutputFailed(err);
         }
@@ -222,7 +217,7 @@ fn print(bytes: &[u8]) -> io::Result<()> {
 /// Sends `/nick NAME` if asked, then each line typed, as typed, until
 /// `EXIT` or the end of stdin. Dropping `half` closes our sending side, so
 /// the server sees end of stream on every way out.
-fn write_loop(mut half: WriteHalf, name: Option<String>, leaving: &AtomicBool) -> Event {
+fn write_loop(mut half: WriteHalf, name: Option<String>) -> Event {
     if let Some(name) = name {
         if let Err(err) = half.0.write_all(format!("/nick {name}\n").as_bytes()) {
             return Event::WriteFailed(err);
@@ -238,10 +233,6 @@ fn write_loop(mut half: WriteHalf, name: Option<String>, leaving: &AtomicBool) -
             Ok(_) => {}
         }
         if is_exit(&line) {
-            leaving.store(true, Ordering::SeqCst);
-            // Best effort: the lab servers close on EXIT, and ours treats it
-            // like /quit; we leave whether or not it gets there.
-            let _ = half.0.write_all(b"EXIT\n");
             return Event::Exit;
         }
         if let Err(err) = half.0.write_all(&line) {

@@ -429,15 +429,30 @@ fn stdin_eof_prints_both_echoes_and_exits_0() {
 }
 
 /// `EXIT` alone on a line ends the session with exit 0 while stdin and the
-/// server's side are still open; nothing typed after it is sent.
+/// server's side are still open: the server sees end of stream right after
+/// the lines before it (`EXIT` itself is not sent), nothing typed after it
+/// is sent.
 #[test]
 fn exit_line_leaves_and_exits_0() {
     let peer = Peer::bind();
     let mut client = ClientProc::connect(peer.addr(), &[]);
     let mut conn = peer.accept(&client);
     client.type_raw(b"hello\nEXIT\nnever sent\n");
+    assert_eq!(read_to_eof(&mut conn), "hello\n");
     client.expect_exit(0);
-    assert_eq!(read_to_eof(&mut conn), "hello\nEXIT\n");
+}
+
+/// Piped lines ending in `EXIT`, against the uppercase server: the replies
+/// to the lines before `EXIT` are still printed (they arrive after `EXIT`
+/// has been read), then the client exits 0.
+#[test]
+fn replies_before_exit_are_printed() {
+    let server = Server::start(&["--mode", "upper"]);
+    let addr = server.addr();
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let (code, stdout, stderr) = run(&[&host, &port], "hello wörld\nbye\nEXIT\nlost\n".as_bytes());
+    assert_eq!(code, Some(0), "{stderr}\nserver:\n{}", server.stderr());
+    assert_eq!(stdout, ["HELLO WÖRLD", "BYE"]);
 }
 
 /// ` EXIT` (leading space) and `EXIT now` are ordinary lines, sent as typed.
