@@ -54,6 +54,9 @@ impl Connections {
     /// # Errors
     /// [`TooMany`] when `ip` is at its cap.
     pub fn admit(self: &Arc<Self>, stream: Arc<TcpStream>, ip: IpAddr) -> Result<Tracked, TooMany> {
+        // On a dual-stack (`::`) listener an IPv4 client arrives as
+        // `::ffff:a.b.c.d`: count it, and judge loopback, as IPv4.
+        let ip = ip.to_canonical();
         let capped = self.max_per_ip > 0 && (self.limit_loopback || !ip.is_loopback());
         let mut inner = self.inner.lock();
         let count = inner.per_ip.entry(ip).or_insert(0);

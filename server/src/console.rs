@@ -117,13 +117,17 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
         Input::Say(text) => registry.announce(protocol::chat("server", &sanitize(text))),
         Input::Who => {
             let names = registry.names();
-            println!("* {} online: {}", names.len(), names.join(", "));
+            log::say(format_args!(
+                "* {} online: {}",
+                names.len(),
+                names.join(", ")
+            ));
         }
         Input::Kick(name, reason) => {
             if registry.kick(name, reason.map(|r| sanitize(r).into_owned())) {
                 log!("console kicked {name}");
             } else {
-                println!("! no one called {name} is online");
+                log::say(format_args!("! no one called {name} is online"));
             }
         }
         Input::Quit => {
@@ -131,7 +135,9 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
             ctx.stop();
         }
         Input::Unknown(word) => {
-            println!("! unknown console command /{word}; try /who, /kick NAME [REASON], /quit, or //text");
+            log::say(format_args!(
+                "! unknown console command /{word}; try /who, /kick NAME [REASON], /quit, or //text"
+            ));
         }
     }
 }

@@ -107,20 +107,21 @@ fn is_out_of_descriptors(e: &std::io::Error) -> bool {
 fn admit(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>, pool: &mut Pool) {
     let _ = stream.set_nodelay(true);
     let stream = Arc::new(stream);
-    let tracked = match ctx.conns.admit(Arc::clone(&stream), peer.ip()) {
+    // An IPv4 client of a dual-stack listener is named as IPv4.
+    let ip = peer.ip().to_canonical();
+    let tracked = match ctx.conns.admit(Arc::clone(&stream), ip) {
         Ok(tracked) => tracked,
         Err(too_many) => {
             log!(
                 "{peer} refused: already {} connections from {}",
                 too_many.0,
-                peer.ip()
+                ip
             );
             refuse(
                 &stream,
                 &protocol::error(&format!(
                     "too many connections from {} (at most {}), try again later",
-                    peer.ip(),
-                    too_many.0
+                    ip, too_many.0
                 )),
             );
             return;

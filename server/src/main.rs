@@ -3,12 +3,14 @@
 //! Everything else lives in the library so tests can drive it.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
+use chat_server::log::plain;
 use chat_server::{console, log, Config, Mode, Server};
 
 fn main() -> ExitCode {
@@ -58,10 +60,10 @@ fn main() -> ExitCode {
         return fail(&format!("cannot install the Ctrl+C handler: {e}"));
     }
     let mode = format!("{mode:?}").to_lowercase();
-    println!(
+    chat_server::log::say(format_args!(
         "chat-server ({mode} mode{}) listening on {local}",
         if ctx.config.udp { ", also UDP" } else { "" }
-    );
+    ));
     log!("listening on {local} ({mode} mode); Ctrl+C to stop");
     if ctx.config.mode == Mode::Chat {
         console::spawn_input(ctx);
@@ -74,15 +76,7 @@ fn main() -> ExitCode {
 /// One line on stderr and exit 1: what a user sees when the server cannot
 /// start. No backtrace, no `Debug` dump.
 fn fail(message: &str) -> ExitCode {
-    eprintln!("chat-server: {message}");
+    // A closed stderr must not turn into a panic: the exit code still says it.
+    let _ = writeln!(std::io::stderr(), "chat-server: {message}");
     ExitCode::from(1)
-}
-
-/// An I/O error in plain words, without the `(os error N)` tail.
-fn plain(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error") {
-        Some(end) => text[..end].to_lowercase(),
-        None => text,
-    }
 }

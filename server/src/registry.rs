@@ -260,6 +260,7 @@ impl Registry {
         let mut inner = self.inner.lock();
         inner.closing = true;
         for member in inner.members.drain(..) {
+            member.peer.note_cause(Leave::Shutdown.to_string());
             self.writers.drain(&member.peer, Some(&notice), deadline);
         }
         self.show(&notice, Wake::Now);
@@ -321,6 +322,7 @@ impl Registry {
                     continue;
                 };
                 let member = inner.members.swap_remove(pos);
+                member.peer.note_cause(reason.to_string());
                 let last: Arc<str> = protocol::error(&format!("disconnected: {reason}")).into();
                 if reason == Leave::TooSlow {
                     // Its queue is full of lines it will not read: drop them.

@@ -43,7 +43,7 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
     };
     membership.reason = match session.read_loop(&stream) {
         // The writer may have met the reset first and closed the socket.
-        Leave::Closed => peer.failure().map_or(Leave::Closed, Leave::Error),
+        Leave::Closed => peer.cause().map_or(Leave::Closed, Leave::Error),
         reason => reason,
     };
     log!("{peer_addr} left: {}", membership.reason);
@@ -86,7 +86,7 @@ impl Session<'_> {
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => {
                     return Leave::Error("connection reset".into())
                 }
-                Err(e) => return Leave::Error(e.to_string()),
+                Err(e) => return Leave::Error(crate::log::plain(&e)),
             };
             if self.ctx.shutdown.is_triggered() {
                 return Leave::Shutdown;

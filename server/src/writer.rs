@@ -52,10 +52,12 @@ pub struct Peer {
     pub outbox: Outbox,
     /// Shared with the client's reader and the connection table.
     pub stream: Arc<TcpStream>,
-    /// Why a write failed, if one did. A writer that meets a reset first
-    /// consumes the socket's error and closes it, so the reader then sees a
-    /// plain end of stream: the session reads the real reason here.
-    failure: Mutex<Option<String>>,
+    /// Why the connection is ending, when the write side or the registry
+    /// knows better than the reader: a writer that meets a reset first
+    /// consumes the socket's error and closes it, and an evicted client's
+    /// reader is woken with a plain end of stream. The session reads the
+    /// real reason here. The first cause noted wins.
+    cause: Mutex<Option<String>>,
 }
 
 impl Peer {
@@ -65,13 +67,18 @@ impl Peer {
             id,
             outbox: Outbox::new(sendq),
             stream,
-            failure: Mutex::new(None),
+            cause: Mutex::new(None),
         }
     }
 
-    /// Why writing to this client failed, if it did.
-    pub fn failure(&self) -> Option<String> {
-        self.failure.lock().clone()
+    /// Notes why the connection is ending, unless a cause is already noted.
+    pub fn note_cause(&self, why: impl Into<String>) {
+        self.cause.lock().get_or_insert_with(|| why.into());
+    }
+
+    /// Why the connection is ending, if the write side or the registry said.
+    pub fn cause(&self) -> Option<String> {
+        self.cause.lock().clone()
     }
 }
 
@@ -334,14 +341,11 @@ fn close(peer: &Peer) {
 /// A write failed: remember why (a give-up is not the socket's fault), then
 /// close as [`fail`] does.
 fn fail_with(peer: &Peer, e: &io::Error) {
-    let why = match e.kind() {
-        ErrorKind::TimedOut => None,
-        ErrorKind::ConnectionReset => Some("connection reset".to_string()),
-        ErrorKind::BrokenPipe => Some("connection closed".to_string()),
-        _ => Some(e.to_string()),
-    };
-    if let Some(why) = why {
-        peer.failure.lock().get_or_insert(why);
+    match e.kind() {
+        ErrorKind::TimedOut => {}
+        ErrorKind::ConnectionReset => peer.note_cause("connection reset"),
+        ErrorKind::BrokenPipe => peer.note_cause("connection closed"),
+        _ => peer.note_cause(crate::log::plain(e)),
     }
     fail(peer);
 }

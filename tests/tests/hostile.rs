@@ -683,6 +683,42 @@ fn the_per_address_cap_answers_with_an_error_line() {
     a.expect(|line| line.ends_with("joined (2 online)"));
 }
 
+/// On a dual-stack listener (`--bind ::`) IPv4 clients arrive as
+/// `::ffff:127.0.0.1`: they are still loopback, so exempt from the cap by
+/// default, and counted as 127.0.0.1 with `--limit-loopback`.
+#[test]
+fn the_per_address_cap_sees_ipv4_on_a_dual_stack_listener_as_ipv4() {
+    if std::net::TcpListener::bind("[::]:0").is_err() {
+        eprintln!("no IPv6 on this machine: skipped");
+        return;
+    }
+    let start = |extra: &[&str]| {
+        let mut cmd = Command::new(bin("chat-server"));
+        cmd.args(["--bind", "::", "--port", "0", "--max-per-ip", "2"])
+            .args(extra);
+        Server::spawn(cmd)
+    };
+    let v4 = |server: &Server| SocketAddr::from(([127, 0, 0, 1], server.addr().port()));
+
+    let exempt = start(&[]);
+    let held: Vec<Peer> = (0..4).map(|_| Peer::join(v4(&exempt))).collect();
+    assert_eq!(
+        held.len(),
+        4,
+        "loopback over a dual-stack listener is exempt"
+    );
+
+    let capped = start(&["--limit-loopback"]);
+    let _a = Peer::join(v4(&capped));
+    let _b = Peer::join(v4(&capped));
+    let lines = Peer::connect(v4(&capped)).expect_eof();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("too many connections from 127.0.0.1 "),
+        "counted as IPv4: {lines:?}"
+    );
+}
+
 /// Started under `ulimit -n 64` (hard and soft, so the server cannot raise
 /// it), the server is connected to past its descriptors: the accept loop
 /// logs and backs off (doubling, not spinning), the clients already in keep
