@@ -45,6 +45,10 @@ pub struct LineReader<R> {
     /// Present when the peer may speak telnet; applied to raw bytes as they
     /// arrive, before any framing.
     telnet: Option<TelnetFilter>,
+    /// Where the telnet filter's answers go, as soon as a read produced
+    /// them (not at the next line: telnet's timing mark must be answered
+    /// while its user waits).
+    reply: Option<Box<dyn FnMut(&[u8]) + Send>>,
     /// Exactly `max_line + 2` bytes (a full line plus CR LF) once the first
     /// read happens, empty before that so an idle or refused connection costs
     /// nothing. Never resized after that: this is the memory bound.
@@ -68,6 +72,7 @@ impl<R: Read> LineReader<R> {
             inner,
             max_line,
             telnet: None,
+            reply: None,
             buf: Vec::new(),
             start: 0,
             end: 0,
@@ -79,6 +84,14 @@ impl<R: Read> LineReader<R> {
     /// Also strips telnet IAC sequences from the raw bytes before framing.
     pub fn with_telnet(mut self) -> Self {
         self.telnet = Some(TelnetFilter::new());
+        self
+    }
+
+    /// Strips telnet sequences, and hands the answers owed to the client
+    /// (refusals of its option requests) to `reply` as soon as they arise.
+    pub fn with_telnet_replies(mut self, reply: impl FnMut(&[u8]) + Send + 'static) -> Self {
+        self.telnet = Some(TelnetFilter::new());
+        self.reply = Some(Box::new(reply));
         self
     }
 
@@ -204,7 +217,14 @@ impl<R: Read> LineReader<R> {
                 Ok(n) => {
                     let fresh = &mut self.buf[self.end..self.end + n];
                     let kept = match &mut self.telnet {
-                        Some(filter) => filter.filter(fresh),
+                        Some(filter) => {
+                            let kept = filter.filter(fresh);
+                            let replies = filter.take_replies();
+                            if let (false, Some(reply)) = (replies.is_empty(), &mut self.reply) {
+                                reply(&replies);
+                            }
+                            kept
+                        }
                         None => n,
                     };
                     self.end += kept;

@@ -9,6 +9,13 @@
 //! The filter works in place on each chunk as it is read, keeping its state
 //! between chunks, because TCP may split a three-byte sequence anywhere and
 //! the line framer must not buffer raw bytes just to find out.
+//!
+//! It also says no to every option the client asks for (`DO x` gets
+//! `WONT x`, `WILL x` gets `DONT x`), the minimal correct server of RFC 854.
+//! That answer matters: when its user presses Ctrl+C, telnet sends
+//! `IAC IP IAC DO TIMING-MARK` and then throws away everything it receives
+//! until the server answers the timing mark. A server that stays silent
+//! leaves that user seeing nothing ever again.
 
 /// Telnet command byte values used here (RFC 854 and RFC 855).
 const IAC: u8 = 255;
@@ -19,7 +26,15 @@ const SE: u8 = 240;
 /// WILL, WONT, DO and DONT (251..=254) each take one option byte.
 const WILL: u8 = 251;
 /// See [`WILL`].
+const WONT: u8 = 252;
+/// See [`WILL`].
+const DO: u8 = 253;
+/// See [`WILL`].
 const DONT: u8 = 254;
+
+/// Most reply bytes held between two calls to [`TelnetFilter::take_replies`]:
+/// a client that floods requests gets some answers, not our memory.
+const MAX_REPLIES: usize = 3 * 64;
 
 /// Where the filter is inside a command sequence.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +44,9 @@ enum State {
     Data,
     /// Just after IAC: the next byte is the command.
     Iac,
-    /// After `IAC WILL/WONT/DO/DONT`: the next byte is the option, dropped.
-    Option,
+    /// After `IAC WILL/WONT/DO/DONT` (the verb kept): the next byte is the
+    /// option, dropped.
+    Option(u8),
     /// Inside `IAC SB ...`: dropped until `IAC SE`.
     Sub,
     /// IAC inside a subnegotiation: SE ends it, anything else stays inside.
@@ -44,6 +60,9 @@ pub struct TelnetFilter {
     /// Survives between calls, so that a sequence split across reads is
     /// recognised; reset only by dropping the filter with its connection.
     state: State,
+    /// Answers to send back to the client (refusals), at most
+    /// [`MAX_REPLIES`] bytes until taken.
+    replies: Vec<u8>,
 }
 
 impl TelnetFilter {
@@ -69,8 +88,12 @@ impl TelnetFilter {
                 (State::Data, _) => (State::Data, true),
                 (State::Iac, IAC) => (State::Data, true),
                 (State::Iac, SB) => (State::Sub, false),
-                (State::Iac, WILL..=DONT) => (State::Option, false),
-                (State::Iac, _) | (State::Option, _) => (State::Data, false),
+                (State::Iac, WILL..=DONT) => (State::Option(byte), false),
+                (State::Option(verb), option) => {
+                    self.refuse(verb, option);
+                    (State::Data, false)
+                }
+                (State::Iac, _) => (State::Data, false),
                 (State::Sub, IAC) => (State::SubIac, false),
                 (State::Sub, _) => (State::Sub, false),
                 (State::SubIac, SE) => (State::Data, false),
@@ -83,6 +106,25 @@ impl TelnetFilter {
             }
         }
         kept
+    }
+
+    /// Queues the refusal of a request: `DO x` -> `WONT x`, `WILL x` ->
+    /// `DONT x`. `WONT` and `DONT` ask for what is already so: no answer
+    /// (RFC 854), which is also what keeps two peers from looping.
+    fn refuse(&mut self, verb: u8, option: u8) {
+        let answer = match verb {
+            DO => WONT,
+            WILL => DONT,
+            _ => return,
+        };
+        if self.replies.len() < MAX_REPLIES {
+            self.replies.extend_from_slice(&[IAC, answer, option]);
+        }
+    }
+
+    /// The answers owed to the client since the last call (empty if none).
+    pub fn take_replies(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.replies)
     }
 }
 
@@ -115,6 +157,25 @@ mod tests {
         assert_eq!(once(&[IAC, 253, 1, b'a', IAC, 251, 3, b'b']), b"ab");
         assert_eq!(once(&[IAC, 252, IAC, b'x']), b"x");
         assert_eq!(once(&[IAC, 254, 34]), b"");
+    }
+
+    /// Requests are refused: DO gets WONT, WILL gets DONT, and WONT/DONT get
+    /// nothing; the telnet interrupt key's timing mark is answered, even
+    /// when the sequence is split between reads.
+    #[test]
+    fn requests_are_refused() {
+        let mut filter = TelnetFilter::new();
+        assert_eq!(run(&mut filter, &[b'a', IAC, 244, IAC, DO]), b"a");
+        assert_eq!(filter.take_replies(), b"");
+        assert_eq!(
+            run(&mut filter, &[6, IAC, WILL, 1, IAC, WONT, 3, IAC, DONT, 5]),
+            b""
+        );
+        assert_eq!(filter.take_replies(), [IAC, WONT, 6, IAC, DONT, 1]);
+        assert_eq!(filter.take_replies(), b"", "taken once");
+        let flood: Vec<u8> = [IAC, DO, 1].repeat(1000);
+        run(&mut filter, &flood);
+        assert_eq!(filter.take_replies().len(), MAX_REPLIES, "bounded");
     }
 
     /// The interrupt key (`IAC IP`) and other two-byte commands vanish.

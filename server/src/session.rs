@@ -18,7 +18,7 @@ use chat_common::{name, protocol, Line, LineReader};
 use crate::flood::TokenBucket;
 use crate::log;
 use crate::registry::{ClientId, Leave, Registry};
-use crate::writer::{Peer, WRITE_POLL};
+use crate::writer::{self, Peer, WRITE_POLL};
 use crate::Context;
 
 /// Serves one chat client until it leaves.
@@ -77,7 +77,9 @@ impl Session<'_> {
     /// Reads and handles lines until the client leaves; returns why.
     fn read_loop(&mut self, stream: &TcpStream) -> Leave {
         let config = &self.ctx.config;
-        let mut lines = LineReader::new(stream, config.max_line as usize).with_telnet();
+        let answer_to = Arc::clone(&self.peer.stream);
+        let mut lines = LineReader::new(stream, config.max_line as usize)
+            .with_telnet_replies(move |bytes| writer::send_aside(&answer_to, bytes));
         let mut bucket = TokenBucket::new(config.rate_limit, config.burst);
         loop {
             let line = match lines.read_line() {

@@ -325,6 +325,14 @@ fn send_now(stream: &TcpStream, batch: &[Arc<str>]) -> io::Result<usize> {
     }
 }
 
+/// Sends a few bytes out of band of the outbox, best effort and without
+/// blocking: telnet's answers to option requests. Telnet reads them at any
+/// point of the stream, even inside a line the writers are sending.
+pub fn send_aside(stream: &TcpStream, bytes: &[u8]) {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    let _ = SockRef::from(stream).send_with_flags(bytes, flags);
+}
+
 /// The outbox ended and everything went out: half-close, so the client
 /// reads our last line and then end of stream. An aborted outbox closes
 /// both ways, which also wakes the client's reader.

@@ -1,5 +1,6 @@
 //! Chat mode as a client sees it: relay, framing, sanitising, commands.
 
+use std::io::Read;
 use std::time::Duration;
 
 use chat_tests::{Client, Server};
@@ -163,6 +164,27 @@ fn telnet_sequences_are_removed() {
         .0
         .send_raw(b"\xff\xfb\x01\xff\xfd\x03hel\xff\xf4lo\r\n");
     assert_eq!(room[1].0.recv(), "<guest-1> hello");
+}
+
+/// Telnet's interrupt key sends `IAC IP IAC DO TIMING-MARK`, then discards
+/// all output until the timing mark is answered: the server refuses it
+/// (`IAC WONT TIMING-MARK`) at once, and refuses a `WILL` with `DONT`.
+#[test]
+fn telnet_requests_are_answered() {
+    let server = Server::start(&[]);
+    let mut room = join_all(&server, 2);
+    room[0].0.send_raw(b"\xff\xf4\xff\xfd\x06");
+    let mut answer = [0u8; 3];
+    let mut raw = room[0].0.stream();
+    raw.read_exact(&mut answer)
+        .expect("an answer to DO TIMING-MARK");
+    assert_eq!(answer, [0xff, 0xfc, 0x06]);
+    room[0].0.send_raw(b"\xff\xfb\x18");
+    let mut raw = room[0].0.stream();
+    raw.read_exact(&mut answer).expect("an answer to WILL");
+    assert_eq!(answer, [0xff, 0xfe, 0x18]);
+    room[0].0.send("still chatting");
+    assert_eq!(room[1].0.recv(), "<guest-1> still chatting");
 }
 
 /// /nick: rules, reserved names, case-insensitive uniqueness, and notices.
