@@ -30,6 +30,9 @@ pub enum Line {
     TooLong,
 }
 
+/// Where a [`LineReader`] sends the telnet answers it owes the peer.
+type Reply = Box<dyn FnMut(&[u8]) + Send>;
+
 /// Reads lines from `R` with memory bounded by `max_line` whatever the input.
 ///
 /// After an error from the inner reader (for example `WouldBlock` or
@@ -48,7 +51,7 @@ pub struct LineReader<R> {
     /// Where the telnet filter's answers go, as soon as a read produced
     /// them (not at the next line: telnet's timing mark must be answered
     /// while its user waits).
-    reply: Option<Box<dyn FnMut(&[u8]) + Send>>,
+    reply: Option<Reply>,
     /// Exactly `max_line + 2` bytes (a full line plus CR LF) once the first
     /// read happens, empty before that so an idle or refused connection costs
     /// nothing. Never resized after that: this is the memory bound.
