@@ -117,6 +117,13 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// Whether a whole line is already buffered, so that the next
+    /// [`read_line`](Self::read_line) returns without reading. `false` when
+    /// unsure: a caller that batches work per read flushes on `false`.
+    pub fn has_line(&self) -> bool {
+        !self.discarding && self.buf[self.start..self.end].contains(&b'\n')
+    }
+
     /// The inner reader.
     pub fn get_ref(&self) -> &R {
         &self.inner

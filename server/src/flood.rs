@@ -49,6 +49,11 @@ impl TokenBucket {
         }
     }
 
+    /// Takes a token if one is there now; `false` means [`wait`](Self::wait).
+    pub fn try_take(&mut self) -> bool {
+        self.take(Instant::now()).is_none()
+    }
+
     /// Waits until a line may be handled. Returns `false` if shutdown began
     /// while waiting.
     pub fn wait(&mut self, shutdown: &Shutdown) -> bool {

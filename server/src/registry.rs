@@ -154,12 +154,20 @@ impl Registry {
         Ok((peer, name))
     }
 
-    /// Sends `line` from client `from` to everyone else.
-    pub fn relay(&self, from: ClientId, line: String) {
-        let line: Arc<str> = line.into();
+    /// Sends `lines` from client `from` to everyone else, in order, under
+    /// one lock: a client that sent several lines in one packet costs one
+    /// lock acquisition, not one per line. Empties `lines`.
+    pub fn relay(&self, from: ClientId, lines: &mut Vec<String>) {
+        if lines.is_empty() {
+            return;
+        }
+        let shared: Vec<Arc<str>> = lines.drain(..).map(Arc::from).collect();
         let mut inner = self.inner.lock();
-        self.deliver(&mut inner, line, Some(from), Wake::Now);
-        self.relayed.fetch_add(1, Ordering::Relaxed);
+        for line in &shared {
+            self.deliver(&mut inner, Arc::clone(line), Some(from), Wake::Now);
+        }
+        self.relayed
+            .fetch_add(shared.len() as u64, Ordering::Relaxed);
     }
 
     /// Sends `line` to everyone (the server console speaking).

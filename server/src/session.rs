@@ -21,6 +21,9 @@ use crate::registry::{ClientId, Leave, Registry};
 use crate::writer::{self, Peer, WRITE_POLL};
 use crate::Context;
 
+/// Most chat lines of one client relayed under one lock acquisition.
+const BATCH_LINES: usize = 64;
+
 /// Serves one chat client until it leaves.
 pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
     // The client's own writer thread, if it ever needs one, blocks at most
@@ -40,6 +43,7 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
         ctx,
         name,
         peer: &peer,
+        pending: Vec::new(),
     };
     membership.reason = match session.read_loop(&stream) {
         // The writer may have met the reset first and closed the socket.
@@ -71,17 +75,37 @@ struct Session<'a> {
     name: String,
     /// This client's outbox and socket, for replies meant for it alone.
     peer: &'a Arc<Peer>,
+    /// Chat lines read but not yet relayed: lines that arrived together are
+    /// relayed together ([`Registry::relay`]), before anything else this
+    /// client does and before the reader could block.
+    pending: Vec<String>,
 }
 
 impl Session<'_> {
-    /// Reads and handles lines until the client leaves; returns why.
+    /// Reads and handles lines until the client leaves; returns why. Every
+    /// line read is relayed before this returns.
     fn read_loop(&mut self, stream: &TcpStream) -> Leave {
+        let reason = self.read_lines(stream);
+        self.flush();
+        reason
+    }
+
+    /// Relays the chat lines held in `pending`.
+    fn flush(&mut self) {
+        self.ctx.registry.relay(self.peer.id, &mut self.pending);
+    }
+
+    fn read_lines(&mut self, stream: &TcpStream) -> Leave {
         let config = &self.ctx.config;
         let answer_to = Arc::clone(&self.peer.stream);
         let mut lines = LineReader::new(stream, config.max_line as usize)
             .with_telnet_replies(move |bytes| writer::send_aside(&answer_to, bytes));
         let mut bucket = TokenBucket::new(config.rate_limit, config.burst);
         loop {
+            if !lines.has_line() || self.pending.len() >= BATCH_LINES {
+                // The next read may block: what was read goes out first.
+                self.flush();
+            }
             let line = match lines.read_line() {
                 Ok(Some(line)) => line,
                 Ok(None) => return Leave::Closed,
@@ -98,8 +122,11 @@ impl Session<'_> {
                 Line::Text(text) => Some(text.as_str()),
                 Line::TooLong => None,
             };
-            if !bucket.wait(&self.ctx.shutdown) {
-                return Leave::Shutdown;
+            if !bucket.try_take() {
+                self.flush();
+                if !bucket.wait(&self.ctx.shutdown) {
+                    return Leave::Shutdown;
+                }
             }
             let handled = match text {
                 Some(text) => self.handle(text),
@@ -117,14 +144,24 @@ impl Session<'_> {
     /// Handles one line. `Err` means the client leaves, and why.
     fn handle(&mut self, text: &str) -> Result<(), Leave> {
         let registry = &self.ctx.registry;
-        match command::parse(text) {
-            Command::Empty => {}
+        let command = command::parse(text);
+        match command {
+            Command::Empty => return Ok(()),
             Command::Say(text) => {
-                registry.relay(self.peer.id, protocol::chat(&self.name, &sanitize(text)))
+                let line = protocol::chat(&self.name, &sanitize(text));
+                self.pending.push(line);
+                return Ok(());
             }
             Command::Me(text) => {
-                registry.relay(self.peer.id, protocol::action(&self.name, &sanitize(text)))
+                let line = protocol::action(&self.name, &sanitize(text));
+                self.pending.push(line);
+                return Ok(());
             }
+            // Anything else this client does comes after its chat lines.
+            _ => registry.relay(self.peer.id, &mut self.pending),
+        }
+        match command {
+            Command::Empty | Command::Say(_) | Command::Me(_) => {}
             Command::Nick(new) => self.nick(new)?,
             Command::Who => {
                 let names = registry.names();
