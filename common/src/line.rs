@@ -397,6 +397,19 @@ mod tests {
         assert_eq!(all_lines(reader), [text("hi")]);
     }
 
+    /// `has_line` says whether the next line is already buffered (so a
+    /// caller may batch), and never promises one that is not.
+    #[test]
+    fn has_line_tells_what_is_buffered() {
+        let mut r = LineReader::new(&b"a\nb\nc"[..], 16);
+        assert!(!r.has_line(), "nothing read yet");
+        assert_eq!(r.read_line().unwrap(), Some(Line::Text("a".into())));
+        assert!(r.has_line(), "b is in the same read");
+        assert_eq!(r.read_line().unwrap(), Some(Line::Text("b".into())));
+        assert!(!r.has_line(), "c has no LF yet");
+        assert_eq!(r.read_line().unwrap(), Some(Line::Text("c".into())));
+    }
+
     /// `Interrupted` is retried; other errors are returned, and reading can
     /// go on after them without losing bytes.
     #[test]
