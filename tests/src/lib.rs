@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -33,6 +34,42 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Reads LF-terminated lines from `stream` (which should have a read
+/// timeout) and hands each, without its LF, to `each`, until end of stream,
+/// `each` returns `false`, or `stop` is found set after a read times out.
+/// A timeout keeps what was read of a line so far.
+///
+/// # Errors
+/// The read error that ended it (not a timeout).
+pub fn read_lines_until(
+    stream: TcpStream,
+    stop: &AtomicBool,
+    mut each: impl FnMut(String) -> bool,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches('\n')
+                    .to_string();
+                buf.clear();
+                if !each(line) {
+                    return Ok(());
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Sends a signal (`INT`, `TERM`, `KILL`, `STOP`, `CONT`) to a process we started.

@@ -8,7 +8,7 @@
 //! has a timeout, and every load loop is bounded in count and in time.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::{bin, welcome_name, Server, TIMEOUT};
+use chat_tests::{bin, read_lines_until, welcome_name, Server, TIMEOUT};
 use socket2::SockRef;
 
 /// How often a reader thread looks at its stop flag.
@@ -151,29 +151,7 @@ impl Drop for Peer {
 /// A peer's reader thread: lines to `tx` until end of stream, an error, or
 /// `stop`.
 fn read_lines(stream: TcpStream, tx: &mpsc::Sender<(Instant, String)>, stop: &AtomicBool) {
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => return,
-            Ok(_) => {
-                let line = String::from_utf8_lossy(&buf)
-                    .trim_end_matches('\n')
-                    .to_string();
-                buf.clear();
-                if tx.send((Instant::now(), line)).is_err() {
-                    return;
-                }
-            }
-            // A timeout keeps what was read so far in `buf`.
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-            }
-            Err(_) => return,
-        }
-    }
+    let _ = read_lines_until(stream, stop, |line| tx.send((Instant::now(), line)).is_ok());
 }
 
 /// Waits up to `within` for `cond`, polling; fails with `what` and the

@@ -16,14 +16,14 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::{welcome_name, Server, TIMEOUT};
+use chat_tests::{read_lines_until, welcome_name, Server, TIMEOUT};
 use socket2::SockRef;
 
 /// Clients over the whole run.
@@ -361,25 +361,12 @@ fn a_minute_of_random_clients_loses_nothing_and_leaks_nothing() {
         let lines = Arc::clone(&anchor_lines);
         let stop = Arc::clone(&stop);
         thread::spawn(move || {
-            let mut reader = BufReader::new(stream);
-            let mut buf = Vec::new();
-            loop {
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) => return,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf)
-                            .trim_end_matches('\n')
-                            .to_string();
-                        buf.clear();
-                        lines.lock().unwrap().push(line);
-                    }
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                        if stop.load(Ordering::Relaxed) {
-                            return;
-                        }
-                    }
-                    Err(e) => panic!("anchor: {e}"),
-                }
+            let kept = |line| {
+                lines.lock().unwrap().push(line);
+                true
+            };
+            if let Err(e) = read_lines_until(stream, &stop, kept) {
+                panic!("anchor: {e}");
             }
         })
     };
