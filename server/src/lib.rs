@@ -105,6 +105,8 @@ fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
 /// A bound server, ready to run.
 pub struct Server {
     listener: TcpListener,
+    /// A descriptor kept for when `accept` fails for lack of them.
+    spare: Option<std::fs::File>,
     udp: Option<UdpSocket>,
     ctx: Arc<Context>,
     display: Option<Arc<Outbox>>,
@@ -140,6 +142,7 @@ impl Server {
         });
         Ok(Server {
             listener,
+            spare: listener::reserve_descriptor(),
             udp,
             ctx,
             display,
@@ -195,7 +198,7 @@ impl Server {
         };
 
         let mut pool = Pool::new(ctx.config.workers as usize, ctx.config.queue as usize);
-        listener::accept_loop(&self.listener, ctx, &mut pool);
+        listener::accept_loop(&self.listener, ctx, &mut pool, self.spare);
 
         // Graceful stop.
         let stopping = Instant::now();

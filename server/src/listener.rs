@@ -44,13 +44,20 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// Accepts until shutdown, handing connections to `pool`.
-pub fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &mut Pool) {
+/// `spare` is a descriptor held in reserve (see [`reserve_descriptor`]),
+/// opened before the server announced itself so its descriptor count is
+/// stable from then on.
+pub fn accept_loop(
+    listener: &TcpListener,
+    ctx: &Arc<Context>,
+    pool: &mut Pool,
+    mut spare: Option<std::fs::File>,
+) {
     // Listening again on a listening socket only changes its backlog.
     if let Err(e) = SockRef::from(listener).listen(LISTEN_BACKLOG) {
         log!("cannot raise the listen backlog to {LISTEN_BACKLOG}: {e}");
     }
     let mut backoff = MIN_BACKOFF;
-    let mut spare = reserve_descriptor();
     loop {
         let accepted = listener.accept();
         if ctx.shutdown.is_triggered() {
@@ -94,7 +101,7 @@ pub fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, pool: &mut Pool) 
 
 /// A descriptor held in reserve (on `/dev/null`) for the moment `accept`
 /// fails for lack of descriptors.
-fn reserve_descriptor() -> Option<std::fs::File> {
+pub fn reserve_descriptor() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
 }
 
