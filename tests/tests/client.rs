@@ -694,8 +694,21 @@ fn client_ctrl_c_is_an_ordinary_leave() {
         .unwrap_or_else(|| panic!("not a welcome: {welcome}"))
         .to_string();
     watcher.recv_until(|line| line.starts_with("* ") && line.contains(&name));
-    chat_tests::signal(client.child.id(), "INT");
+    // A shell runs background jobs with SIGINT ignored, and a child
+    // inherits that: then the nearest thing to Ctrl+C is SIGTERM.
+    let sig = if sigint_ignored() { "TERM" } else { "INT" };
+    chat_tests::signal(client.child.id(), sig);
     let left = watcher.recv_until(|line| line.starts_with(&format!("* {name} left")));
     let left = left.last().expect("recv_until returns the match");
     assert!(left.contains("closed"), "{left}");
+}
+
+/// Whether this process (and so every child it starts) ignores SIGINT.
+fn sigint_ignored() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (2 - 1)) != 0)
 }
