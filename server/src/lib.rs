@@ -187,13 +187,15 @@ impl Server {
             thread::Builder::new()
                 .name("notices".into())
                 .stack_size(64 * 1024)
-                .spawn(move || {
-                    while !ctx
-                        .shutdown
-                        .pause(registry::wake_interval(ctx.registry.online()))
-                    {
-                        ctx.registry.wake_quiet();
+                .spawn(move || loop {
+                    // Asleep until a notice waits; then a short pause lets
+                    // a burst of joins share one wake-up.
+                    ctx.registry.wait_quiet();
+                    let interval = registry::wake_interval(ctx.registry.online());
+                    if ctx.shutdown.pause(interval) {
+                        return;
                     }
+                    ctx.registry.wake_quiet();
                 })
         };
 

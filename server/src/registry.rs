@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_common::{name, protocol};
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use crate::outbox::{Full, Outbox};
@@ -105,6 +106,9 @@ pub struct Registry {
     relayed: AtomicU64,
     /// Some outbox holds quietly pushed notices: see [`Wake::Later`].
     quiet_pending: AtomicBool,
+    /// Holds a token when `quiet_pending` went up, or at shutdown: what the
+    /// notice thread blocks on, so an idle server never wakes it.
+    quiet_ready: (Sender<()>, Receiver<()>),
 }
 
 impl Registry {
@@ -121,6 +125,7 @@ impl Registry {
             sendq,
             relayed: AtomicU64::new(0),
             quiet_pending: AtomicBool::new(false),
+            quiet_ready: crossbeam_channel::bounded(1),
         }
     }
 
@@ -267,6 +272,8 @@ impl Registry {
         let notice: Arc<str> = protocol::notice(notice).into();
         let mut inner = self.inner.lock();
         inner.closing = true;
+        // Wake the notice thread so it sees the shutdown.
+        let _ = self.quiet_ready.0.try_send(());
         for member in inner.members.drain(..) {
             member.peer.note_cause(Leave::Shutdown.to_string());
             self.writers.drain(&member.peer, Some(&notice), deadline);
@@ -282,6 +289,20 @@ impl Registry {
     /// Lines relayed since start.
     pub fn relayed(&self) -> u64 {
         self.relayed.load(Ordering::Relaxed)
+    }
+
+    /// Blocks until quiet notices wait (or the server stops): the notice
+    /// thread's idle state.
+    pub fn wait_quiet(&self) {
+        let _ = self.quiet_ready.1.recv();
+    }
+
+    /// Some outbox got a quiet notice: make sure the notice thread wakes.
+    fn note_quiet(&self) {
+        if !self.quiet_pending.swap(true, Ordering::AcqRel) {
+            // Full means a token already waits: the thread will come.
+            let _ = self.quiet_ready.0.try_send(());
+        }
     }
 
     /// Wakes the writers of every client that has join or leave notices
@@ -311,7 +332,7 @@ impl Registry {
             }
         }
         if wake == Wake::Later {
-            self.quiet_pending.store(true, Ordering::Release);
+            self.note_quiet();
         }
         self.show(&line, wake);
         if !slow.is_empty() {
@@ -357,7 +378,7 @@ impl Registry {
                     evict.push((member.id, Leave::TooSlow));
                 }
             }
-            self.quiet_pending.store(true, Ordering::Release);
+            self.note_quiet();
             self.show(&line, Wake::Later);
         }
     }
