@@ -783,8 +783,14 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
         "no waiting connection was told the server is busy"
     );
 
-    // Half of them close: those waiting are accepted, then a new client.
+    // Half of them close: once the server has closed its ends (so it has
+    // descriptors again), those still waiting are accepted, then a new
+    // client. Joining before that would race the server's own closes: a
+    // failed accept tells the newest connection, too, that it is busy.
     extra.drain(..LIMIT / 2);
+    wait_for(&server, "the server to close its ends", TIMEOUT, || {
+        server.open_fds() <= LIMIT - LIMIT / 4
+    });
     let c = Peer::join(server.addr());
     eprintln!(
         "descriptors: new client served {:?} after the first error",
