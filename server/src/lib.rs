@@ -214,6 +214,9 @@ impl Server {
         drop(self.listener);
         drop(pool);
         ctx.writers.stop();
+        if let Some(socket) = &self.udp {
+            udp::wake(socket);
+        }
         for thread in [udp, Some(notices)].into_iter().flatten() {
             match thread {
                 Ok(thread) => {

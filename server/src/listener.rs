@@ -179,16 +179,9 @@ pub fn refuse(stream: &TcpStream, line: &str) {
     let _ = stream.shutdown(Shutdown::Write);
 }
 
-/// Wakes an `accept` blocked on `listening` by connecting to it. An
-/// unspecified bind address (`0.0.0.0`, `::`) is reached over loopback.
+/// Wakes an `accept` blocked on `listening` by connecting to it.
 pub fn wake(listening: SocketAddr) {
-    let mut addr = listening;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
+    let addr = reachable(listening);
     for attempt in 0..5u32 {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return;
@@ -196,4 +189,17 @@ pub fn wake(listening: SocketAddr) {
         std::thread::sleep(MIN_BACKOFF * 2u32.pow(attempt));
     }
     log!("could not wake the accept loop; it stops at the next connection");
+}
+
+/// Where this host reaches a socket bound to `local`: an unspecified
+/// address (`0.0.0.0`, `::`) is reached over loopback.
+pub fn reachable(local: SocketAddr) -> SocketAddr {
+    let mut addr = local;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }

@@ -1,8 +1,16 @@
 //! The lab services over UDP (`--udp`): one reply datagram per datagram.
 //!
 //! One thread serves the socket: UDP has no connections to hand out, and
-//! each datagram is answered as soon as it is read. The socket's read
-//! timeout ([`POLL`]) lets the thread notice shutdown.
+//! each datagram is answered as soon as it is read. The thread blocks in
+//! `recvmsg` with no timeout; at shutdown [`wake`] sends the socket an empty
+//! datagram from itself, so an idle UDP service costs no wake-ups.
+//!
+//! A reply leaves from the address its request was sent to. Bound to
+//! `0.0.0.0` on a host with several addresses, the kernel would otherwise
+//! pick the source by routing, and a client whose socket is connected to
+//! the address it used (as `chat-client --udp` is) drops a reply from any
+//! other. So the socket asks for each datagram's destination
+//! (`IP_PKTINFO`, `IPV6_RECVPKTINFO`) and the reply names it as its source.
 //!
 //! Each datagram is a message of its own: a character cut at its end is not
 //! held for the next datagram (which may come from someone else), it goes
@@ -12,18 +20,19 @@
 //! is better than none to a textbook client waiting in `recvfrom` without a
 //! timeout.
 
-use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::io::{self, ErrorKind, IoSlice, IoSliceMut};
+use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 
 use chat_common::upper::Upcaser;
+use nix::sys::socket::{
+    self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage,
+};
 
 use crate::config::Mode;
+use crate::listener::reachable;
 use crate::log;
 use crate::shutdown::Shutdown;
-
-/// How often an idle UDP thread checks for shutdown.
-pub const POLL: Duration = Duration::from_millis(50);
 
 /// Largest UDP payload over IPv4 (65,535 - 8 - 20).
 pub const MAX_DATAGRAM: usize = 65_507;
@@ -35,25 +44,29 @@ pub const MAX_DATAGRAM_V6: usize = 65_527;
 /// Receive buffer: larger than any datagram, so none is silently cut.
 const RECV_BUF: usize = 65_536;
 
-/// Answers datagrams on `socket` until shutdown.
+/// Where a datagram was sent to, as the kernel reported it.
+#[derive(Clone, Copy)]
+enum Destination {
+    V4(libc::in_pktinfo),
+    V6(libc::in6_pktinfo),
+}
+
+/// Answers datagrams on `socket` until shutdown (and the [`wake`] after it).
 pub fn serve(socket: &UdpSocket, mode: Mode, shutdown: &Shutdown) {
-    if let Err(e) = socket.set_read_timeout(Some(POLL)) {
-        log!("udp: cannot set a read timeout ({e}); not serving UDP");
-        return;
+    if let Err(e) = ask_for_destinations(socket) {
+        log!("udp: cannot learn where datagrams were sent ({e}); replies leave from the address the kernel picks");
     }
     let mut buf = vec![0; RECV_BUF];
+    let mut control = nix::cmsg_space!(libc::in6_pktinfo);
     let mut out = Vec::new();
-    while !shutdown.is_triggered() {
-        let (n, peer) = match socket.recv_from(&mut buf) {
+    loop {
+        let received = receive(socket, &mut buf, &mut control);
+        if shutdown.is_triggered() {
+            return;
+        }
+        let (n, peer, to) = match received {
             Ok(got) => got,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {
                 // An ICMP error from an earlier reply, say: one peer's
                 // problem, not the service's.
@@ -79,9 +92,113 @@ pub fn serve(socket: &UdpSocket, mode: Mode, shutdown: &Shutdown) {
             );
             reply = &reply[..cut];
         }
-        if let Err(e) = socket.send_to(reply, peer) {
+        if let Err(e) = send_from(socket, reply, peer, to) {
             log!("udp: reply to {peer} failed: {e}");
         }
+    }
+}
+
+/// Unblocks the thread in [`serve`] after shutdown was triggered: an empty
+/// datagram from the socket to itself (over loopback when it is bound to
+/// an unspecified address).
+pub fn wake(socket: &UdpSocket) {
+    let sent = socket
+        .local_addr()
+        .and_then(|local| socket.send_to(&[], reachable(local)));
+    if let Err(e) = sent {
+        log!("udp: could not wake the UDP thread ({e}); it stops at the next datagram");
+    }
+}
+
+/// Has the kernel report each datagram's destination address.
+fn ask_for_destinations(socket: &UdpSocket) -> nix::Result<()> {
+    match socket.local_addr().map_err(|_| nix::Error::EBADF)? {
+        SocketAddr::V4(_) => socket::setsockopt(socket, sockopt::Ipv4PacketInfo, &true),
+        // On a dual-stack socket this covers IPv4 too, as `::ffff:a.b.c.d`.
+        SocketAddr::V6(_) => socket::setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true),
+    }
+}
+
+/// Reads one datagram into `buf`: its length, its sender and, when the
+/// kernel said, its destination.
+fn receive(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    control: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<Destination>)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = socket::recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(control),
+        MsgFlags::empty(),
+    )?;
+    let peer = msg
+        .address
+        .as_ref()
+        .and_then(std_address)
+        .ok_or_else(|| io::Error::other("a datagram without a sender address"))?;
+    let to = msg
+        .cmsgs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .find_map(|cmsg| match cmsg {
+            ControlMessageOwned::Ipv4PacketInfo(info) => Some(Destination::V4(info)),
+            ControlMessageOwned::Ipv6PacketInfo(info) => Some(Destination::V6(info)),
+            _ => None,
+        });
+    Ok((msg.bytes, peer, to))
+}
+
+/// Sends `reply` to `peer` from the address the request went `to`. If the
+/// kernel refuses that source (a broadcast the request arrived on, say), it
+/// picks one itself, as for a plain `send_to`.
+fn send_from(
+    socket: &UdpSocket,
+    reply: &[u8],
+    peer: SocketAddr,
+    to: Option<Destination>,
+) -> io::Result<()> {
+    let send = |cmsgs: &[ControlMessage]| {
+        socket::sendmsg(
+            socket.as_raw_fd(),
+            &[IoSlice::new(reply)],
+            cmsgs,
+            MsgFlags::empty(),
+            Some(&SockaddrStorage::from(peer)),
+        )
+    };
+    let sent = match to {
+        Some(Destination::V4(info)) => {
+            // `ipi_spec_dst` is the local address the request reached (for
+            // a broadcast, one of this host's own).
+            let source = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: info.ipi_spec_dst,
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            send(&[ControlMessage::Ipv4PacketInfo(&source)])
+        }
+        Some(Destination::V6(info)) if !Ipv6Addr::from(info.ipi6_addr.s6_addr).is_multicast() => {
+            send(&[ControlMessage::Ipv6PacketInfo(&info)])
+        }
+        Some(Destination::V6(_)) | None => send(&[]),
+    };
+    match sent {
+        Err(nix::Error::EINVAL) if to.is_some() => send(&[]),
+        other => other,
+    }
+    .map(drop)
+    .map_err(io::Error::from)
+}
+
+/// The std form of a socket address from `recvmsg`.
+fn std_address(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        Some(SocketAddr::from(*v4))
+    } else {
+        addr.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
     }
 }
 

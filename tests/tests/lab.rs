@@ -177,8 +177,14 @@ fn assert_same(got: &[u8], want: &[u8], server: &impl Stderr) {
 
 /// A UDP socket on 127.0.0.1 that sends to `server`; replies time out.
 fn udp_socket(server: &Server) -> UdpSocket {
+    udp_socket_to(server.addr())
+}
+
+/// A UDP socket on 127.0.0.1 connected to `addr`: it takes replies from
+/// `addr` only.
+fn udp_socket_to(addr: SocketAddr) -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-    socket.connect(server.addr()).expect("connect udp");
+    socket.connect(addr).expect("connect udp");
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("udp read timeout");
@@ -519,6 +525,40 @@ fn chat_client_udp_against_upper() {
         "HELLO WÖRLD\n\nSTRASSE\n",
         "client stderr:\n{stderr}"
     );
+}
+
+/// Bound to every address (`0.0.0.0`, and `::` for both families), the
+/// server replies from the address a datagram was sent to. 127.0.0.2 is
+/// one of this host's addresses, but not the one the kernel picks to reach
+/// a client on 127.0.0.1: a reply from the picked address would be dropped
+/// by a socket connected to 127.0.0.2, as `chat-client --udp` is.
+#[test]
+fn udp_reply_leaves_from_the_address_it_was_sent_to() {
+    for wildcard in ["0.0.0.0", "::"] {
+        let mut cmd = Command::new(bin("chat-server"));
+        cmd.args([
+            "--bind", wildcard, "--port", "0", "--mode", "upper", "--udp",
+        ]);
+        let server = Server::spawn(cmd);
+        let port = server.addr().port();
+        let socket = udp_socket_to(SocketAddr::from(([127, 0, 0, 2], port)));
+        assert_eq!(
+            udp_exchange(&socket, b"second address", &server),
+            b"SECOND ADDRESS",
+            "bound to {wildcard}"
+        );
+        let output = run_to_exit(
+            "chat-client",
+            &["--udp", "127.0.0.2", &port.to_string()],
+            b"via the client\n",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "VIA THE CLIENT\n",
+            "bound to {wildcard}; client stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 /// `--udp` in chat mode (the default, or said outright) is refused before

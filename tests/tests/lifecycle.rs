@@ -1,6 +1,7 @@
 //! Starting and stopping the real binary: startup errors, exit codes, and
 //! the graceful shutdown on Ctrl+C, SIGTERM and the console's `/quit`.
 
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -240,4 +241,62 @@ fn closed_stdin_changes_nothing() {
     assert_eq!(a.recv(), format!("* {name} joined (2 online)"));
     b.send("still here");
     assert_eq!(a.recv(), format!("<{name}> still here"));
+}
+
+/// Context switches (voluntary and not) of each thread of process `pid`.
+fn context_switches(pid: u32) -> Vec<(String, u64)> {
+    let mut threads: Vec<(String, u64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("read /proc/pid/task")
+        .filter_map(|task| {
+            let status = std::fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+            let field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key));
+            let name = field("Name:")?.trim().to_string();
+            let switches = ["voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"]
+                .iter()
+                .filter_map(|key| field(key)?.trim().parse::<u64>().ok())
+                .sum();
+            Some((name, switches))
+        })
+        .collect();
+    threads.sort();
+    threads
+}
+
+/// An idle server sleeps: with a client connected and nothing more said,
+/// no thread wakes on a timer, in chat mode and in upper mode with UDP.
+/// Some 500 ms window within 10 s must pass without one context switch in
+/// the whole process (a thread polling every 50 ms, as the UDP thread once
+/// did, never allows one).
+#[test]
+fn an_idle_server_does_not_wake() {
+    const WINDOW: Duration = Duration::from_millis(500);
+    for (args, reply) in [
+        (&[][..], "* welcome"),
+        (&["--mode", "upper", "--udp"][..], "HELLO"),
+    ] {
+        let server = Server::start(args);
+        let stream = std::net::TcpStream::connect(server.addr()).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        (&stream).write_all(b"hello\n").expect("write");
+        let mut first = String::new();
+        BufReader::new(&stream)
+            .read_line(&mut first)
+            .expect("a reply");
+        assert!(first.starts_with(reply), "{args:?}: {first:?}");
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut before = context_switches(server.pid());
+        loop {
+            thread::sleep(WINDOW);
+            let after = context_switches(server.pid());
+            if after == before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{args:?}: no quiet {WINDOW:?} in 10 s; threads and switches, last window:\n{before:?}\n{after:?}"
+            );
+            before = after;
+        }
+    }
 }
