@@ -2,8 +2,14 @@
 //!
 //! The relay pushes a shared `Arc<str>` into each recipient's outbox under
 //! the registry lock; that is what gives every client the same order. A push
-//! never blocks: when a client's queue holds `--sendq` lines it fails, and
-//! the registry drops that client alone.
+//! never blocks: when a client's queue is full it fails, and the registry
+//! drops that client alone.
+//!
+//! Full means `--sendq` lines while the client's socket is full: the client
+//! is not keeping up. While its socket still takes everything written, a
+//! longer queue is the server's own lag (in a storm of joins on a busy
+//! machine, the flushers get too little CPU), so the queue may hold
+//! [`LAG_ALLOWANCE`] times as much before the client is dropped anyway.
 //!
 //! Who drains the queue is part of the outbox's state ([`Owner`]): nobody
 //! while it is empty, a shared flusher thread while writes go through at
@@ -35,11 +41,18 @@ pub const BATCH_LINES: usize = 512;
 /// quiet wake-ups, and the heap keeps what it grew to.
 pub const QUIET_LINES: usize = 48;
 
+/// How many times `--sendq` a queue may hold while the client's socket
+/// takes everything written: the backlog is the server's, not the client's.
+/// It still bounds the queue, so memory stays bounded when the server is
+/// overloaded.
+pub const LAG_ALLOWANCE: usize = 4;
+
 /// A queue whose storage grew past this many entries gives it back once
 /// empty, so a burst cannot pin memory for the rest of the connection.
 const KEEP_CAPACITY: usize = 64;
 
-/// The queue is full: the client is not reading fast enough.
+/// The queue is full: the client is not reading fast enough (or the server
+/// is hopelessly behind; see [`LAG_ALLOWANCE`]).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Full;
 
@@ -93,12 +106,13 @@ pub struct Outbox {
     state: Mutex<State>,
     /// Signalled for an outbox owned by a thread: lines or end arrived.
     ready: Condvar,
-    /// `--sendq`.
+    /// `--sendq`: the most lines waiting while the socket is full.
     limit: usize,
 }
 
 impl Outbox {
-    /// An empty, idle outbox holding at most `limit` lines. Allocates no
+    /// An empty, idle outbox holding at most `limit` lines while its socket
+    /// is full ([`LAG_ALLOWANCE`] times as many until then). Allocates no
     /// queue storage until the first line.
     pub fn new(limit: usize) -> Outbox {
         Outbox::with_owner(limit, Owner::Idle)
@@ -128,7 +142,7 @@ impl Outbox {
     /// the outbox ended are dropped.
     ///
     /// # Errors
-    /// [`Full`] when `limit` lines are already waiting.
+    /// [`Full`] when the queue is full (see [`Outbox::room`]).
     pub fn push(&self, line: &Arc<str>) -> Result<bool, Full> {
         let mut state = self.enqueue(line)?;
         if state.end.is_some() {
@@ -149,7 +163,7 @@ impl Outbox {
     /// the queue of a client that does read, and drop it as too slow.
     ///
     /// # Errors
-    /// [`Full`] when `limit` lines are already waiting.
+    /// [`Full`] when the queue is full (see [`Outbox::room`]).
     pub fn push_quiet(&self, line: &Arc<str>) -> Result<bool, Full> {
         let mut state = self.enqueue(line)?;
         if state.end.is_some() {
@@ -162,12 +176,24 @@ impl Outbox {
     fn enqueue(&self, line: &Arc<str>) -> Result<parking_lot::MutexGuard<'_, State>, Full> {
         let mut state = self.state.lock();
         if state.end.is_none() {
-            if state.lines.len() >= self.limit {
+            if state.lines.len() >= self.room(&state) {
                 return Err(Full);
             }
             state.lines.push_back(Arc::clone(line));
         }
         Ok(state)
+    }
+
+    /// How many lines may wait: `limit` once a thread of its own waits on
+    /// the client's full socket, [`LAG_ALLOWANCE`] times that while the
+    /// socket takes everything (the client cannot be behind what it was
+    /// never sent).
+    fn room(&self, state: &State) -> usize {
+        if state.owner == Owner::Thread {
+            self.limit
+        } else {
+            self.limit.saturating_mul(LAG_ALLOWANCE)
+        }
     }
 
     /// Wakes the drainer for quietly pushed lines, if any wait. `true`:
@@ -339,16 +365,18 @@ mod tests {
     }
 
     /// The first push into an idle outbox asks to be scheduled, later ones
-    /// do not; the queue refuses the line past its limit.
+    /// do not; the queue refuses the line past its allowance.
     #[test]
     fn bounded_and_scheduled_once() {
         let outbox = Outbox::new(2);
         assert_eq!(outbox.push(&line("a\n")), Ok(true));
-        assert_eq!(outbox.push(&line("b\n")), Ok(false));
+        for _ in 1..2 * LAG_ALLOWANCE {
+            assert_eq!(outbox.push(&line("b\n")), Ok(false));
+        }
         assert_eq!(outbox.push(&line("c\n")), Err(Full));
         let mut batch = Vec::new();
         assert_eq!(outbox.take_now(&mut batch), Taken::Batch { last: false });
-        assert_eq!(batch, vec![line("a\n"), line("b\n")]);
+        assert_eq!(batch.len(), 2 * LAG_ALLOWANCE);
         batch.clear();
         assert_eq!(outbox.take_now(&mut batch), Taken::Idle);
         assert_eq!(
@@ -402,6 +430,22 @@ mod tests {
         assert_eq!(batch, vec![line("a\n"), line("* bye\n")]);
         assert!(!outbox.give_up(Instant::now()));
         assert!(outbox.give_up(deadline));
+    }
+
+    /// Once the socket is full (a thread of its own waits on it), the queue
+    /// holds `limit` lines, not the allowance for the server's own lag.
+    #[test]
+    fn a_full_socket_leaves_only_the_limit() {
+        let outbox = Outbox::new(2);
+        for _ in 0..3 {
+            outbox.push(&line("a\n")).unwrap();
+        }
+        let mut batch = Vec::new();
+        assert_eq!(outbox.take_now(&mut batch), Taken::Batch { last: false });
+        outbox.hand_to_thread();
+        assert_eq!(outbox.push(&line("b\n")), Ok(false));
+        assert_eq!(outbox.push(&line("c\n")), Ok(false));
+        assert_eq!(outbox.push(&line("d\n")), Err(Full));
     }
 
     /// A thread-owned outbox is woken by pushes and returns to idle after
