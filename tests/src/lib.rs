@@ -72,14 +72,38 @@ pub fn read_lines_until(
     }
 }
 
-/// Sends a signal (`INT`, `TERM`, `KILL`, `STOP`, `CONT`) to a process we started.
+/// Sends a signal (`INT`, `TERM`, `KILL`, `STOP`, `CONT`) to a process we
+/// started. In-process (`kill(2)`), so a timed shutdown does not also time
+/// starting a `kill` program.
 pub fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{sig} {pid} failed");
+    let signal: nix::sys::signal::Signal = format!("SIG{sig}")
+        .parse()
+        .unwrap_or_else(|e| panic!("signal {sig}: {e}"));
+    let pid = i32::try_from(pid).expect("a pid fits in i32");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .unwrap_or_else(|e| panic!("kill -{sig} {pid}: {e}"));
+}
+
+/// Whether a socket bound to `::` also takes IPv4 (dual stack): false
+/// without IPv6, or with `net.ipv6.bindv6only` set.
+pub fn dual_stack() -> bool {
+    let Ok(listener) = std::net::TcpListener::bind("[::]:0") else {
+        return false;
+    };
+    let Ok(local) = listener.local_addr() else {
+        return false;
+    };
+    let v4 = SocketAddr::from(([127, 0, 0, 1], local.port()));
+    TcpStream::connect_timeout(&v4, TIMEOUT).is_ok()
+}
+
+/// Raises this test process's soft open-file limit to its hard limit, for
+/// a test that holds thousands of sockets (as the server does for itself).
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
 
 /// Waits for `child` to exit, up to `timeout`; `None` if it is still running.
@@ -99,7 +123,7 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
 /// Collects a child's output pipe on a thread, so the child never blocks on
 /// a full pipe, and hands out what it has read so far.
 #[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<String>>);
+pub struct Captured(Arc<(Mutex<String>, AtomicBool)>);
 
 impl Captured {
     /// Starts draining `pipe`; each line is also sent to `lines` if given.
@@ -114,19 +138,33 @@ impl Captured {
                     break;
                 }
                 let line = String::from_utf8_lossy(&buf).into_owned();
-                sink.0.lock().unwrap().push_str(&line);
+                sink.0 .0.lock().unwrap().push_str(&line);
                 if let Some(tx) = &lines {
                     let _ = tx.send(line.trim_end_matches(['\n', '\r']).to_string());
                 }
                 buf.clear();
             }
+            sink.0 .1.store(true, Ordering::Release);
         });
         captured
     }
 
     /// Everything read so far.
     pub fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
+        self.0 .0.lock().unwrap().clone()
+    }
+
+    /// Waits until the pipe's writer closed it (the child exited) and all
+    /// of it was read; `false` if that takes longer than `timeout`.
+    pub fn wait_end(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.0 .1.load(Ordering::Acquire) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        true
     }
 }
 
@@ -218,7 +256,16 @@ impl Server {
 
     /// Connects a client and reads its welcome line, returning its name.
     pub fn join(&self) -> (Client, String) {
-        let mut client = self.connect();
+        Self::welcomed(self.connect())
+    }
+
+    /// Joins a client that will stop reading, with a small receive buffer:
+    /// see [`Client::connect_small`].
+    pub fn join_small(&self) -> (Client, String) {
+        Self::welcomed(Client::connect_small(self.addr))
+    }
+
+    fn welcomed(mut client: Client) -> (Client, String) {
         let welcome = client.recv();
         let name = welcome_name(&welcome)
             .unwrap_or_else(|| panic!("not a welcome line: {welcome:?}"))
@@ -259,20 +306,38 @@ impl Server {
     }
 
     /// Waits for the server to exit, failing the test after `timeout`.
+    /// Then waits (up to [`TIMEOUT`]) until its stderr is read to the end,
+    /// so [`Server::stderr`] holds its last words.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        match wait_timeout(&mut self.child, timeout) {
+        let status = match wait_timeout(&mut self.child, timeout) {
             Some(status) => status,
             None => panic!(
                 "server still running after {timeout:?}; stderr:\n{}",
                 self.stderr()
             ),
-        }
+        };
+        assert!(
+            self.stderr.wait_end(TIMEOUT),
+            "the server exited but its stderr stayed open; stderr:\n{}",
+            self.stderr()
+        );
+        status
     }
 
     /// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmHWM`), or a count
     /// (`Threads`).
     pub fn proc_status(&self, field: &str) -> u64 {
         proc_status(self.pid(), field)
+    }
+
+    /// How many of the server's threads have a name starting with `prefix`
+    /// (`writer-` threads exist only while a client's socket is full).
+    pub fn threads_named(&self, prefix: &str) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .expect("read /proc/pid/task")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with(prefix))
+            .count()
     }
 
     /// How many file descriptors the server has open.
@@ -317,6 +382,28 @@ impl Client {
     /// Connects to `addr` with read timeouts set.
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to server");
+        Client::with(stream)
+    }
+
+    /// Connects with a receive buffer of 4 KiB (set before the handshake,
+    /// so the window stays small), for a client that stops reading: the
+    /// kernel then holds little for it whatever the machine's TCP autotuning
+    /// limits, and the server's queue for it fills sooner.
+    pub fn connect_small(addr: SocketAddr) -> Client {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        socket
+            .connect_timeout(&addr.into(), TIMEOUT)
+            .expect("connect to server");
+        Client::with(socket.into())
+    }
+
+    fn with(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(TIMEOUT)).expect("set timeout");
         let writer = stream.try_clone().expect("clone stream");
         Client {

@@ -35,8 +35,13 @@ struct ClientProc {
 impl ClientProc {
     /// Starts `chat-client ARGS`.
     fn spawn(args: &[&str]) -> ClientProc {
+        ClientProc::spawn_env(args, &[])
+    }
+
+    fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> ClientProc {
         let mut child = Command::new(bin("chat-client"))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -179,7 +184,15 @@ impl Drop for ClientProc {
 /// Runs `chat-client ARGS` with `input` as its whole stdin; returns the exit
 /// code, stdout lines and stderr.
 fn run(args: &[&str], input: &[u8]) -> (Option<i32>, Vec<String>, String) {
-    let mut client = ClientProc::spawn(args);
+    run_in(ClientProc::spawn(args), input)
+}
+
+/// [`run`] with extra environment variables and no input.
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Vec<String>, String) {
+    run_in(ClientProc::spawn_env(args, env), b"")
+}
+
+fn run_in(mut client: ClientProc, input: &[u8]) -> (Option<i32>, Vec<String>, String) {
     // The client may exit before reading its input (usage errors): a broken
     // pipe here is fine.
     if let Some(stdin) = client.stdin.as_mut() {
@@ -303,10 +316,22 @@ fn udp_echo() -> (SocketAddr, Receiver<Vec<u8>>) {
     (addr, rx)
 }
 
-/// A port on 127.0.0.1 where nothing listens (bound, then released).
-fn closed_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    listener.local_addr().expect("addr").port()
+/// A port on 127.0.0.1 where nothing listens: bound but not listening, so
+/// a connection is refused and no other test can take the port while the
+/// returned socket lives.
+fn closed_port() -> (socket2::Socket, u16) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+        .expect("bind");
+    let port = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("an IP address")
+        .port();
+    (socket, port)
 }
 
 // ---- arguments ----
@@ -535,7 +560,8 @@ fn reset_by_server_is_exit_1() {
 /// exit 1.
 #[test]
 fn refused_port_is_exit_1() {
-    let port = closed_port().to_string();
+    let (_held, port) = closed_port();
+    let port = port.to_string();
     let (code, stdout, stderr) = run(&["127.0.0.1", &port], b"");
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stdout.is_empty());
@@ -547,7 +573,12 @@ fn refused_port_is_exit_1() {
 /// A name that does not resolve: one line naming host:port, exit 1.
 #[test]
 fn unresolvable_host_is_exit_1() {
-    let (code, stdout, stderr) = run(&["no-such-host.invalid", "2000"], b"");
+    // One short try per name server: a CI machine whose resolver does not
+    // answer must not outlast the test's deadline.
+    let (code, stdout, stderr) = run_env(
+        &["no-such-host.invalid", "2000"],
+        &[("RES_OPTIONS", "timeout:1 attempts:1")],
+    );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stdout.is_empty());
     let line = one_line(&stderr);
@@ -584,7 +615,7 @@ fn ipv6_address_with_or_without_brackets() {
 fn udp_prints_replies_and_notes_a_lost_one() {
     let (addr, got) = udp_echo();
     let (host, port) = (addr.ip().to_string(), addr.port().to_string());
-    let args = ["--udp", "--timeout", "1", &host, &port];
+    let args = ["--udp", "--timeout", "3", &host, &port];
     let (code, stdout, stderr) = run(&args, b"one\ndrop\n\ntwo\n");
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout, ["one", "", "two"]);

@@ -172,7 +172,7 @@ fn wait_for(server: &Server, what: &str, within: Duration, mut cond: impl FnMut(
 /// of `baseline`; returns the count.
 fn fds_back(server: &Server, baseline: usize, slack: usize) -> usize {
     let mut now = 0;
-    wait_for(server, "descriptors to be closed", TIMEOUT, || {
+    wait_for(server, "descriptors to be closed", TIMEOUT * 3, || {
         now = server.open_fds();
         now <= baseline + slack
     });
@@ -319,8 +319,10 @@ fn flooder_is_paced_not_dropped_and_the_room_does_not_feel_it() {
     let a_to_b = latency(1, &ping_a, sent_a);
     let b_to_a = latency(0, &ping_b, sent_b);
     eprintln!("flood: {sent} lines written in {flood_time:?}; a->b {a_to_b:?}, b->a {b_to_a:?}");
-    assert!(a_to_b < Duration::from_secs(1), "a->b took {a_to_b:?}");
-    assert!(b_to_a < Duration::from_secs(1), "b->a took {b_to_a:?}");
+    // Queued behind the flood, a ping would take seconds; a loaded machine
+    // may add a few hundred ms on its own.
+    assert!(a_to_b < Duration::from_secs(3), "a->b took {a_to_b:?}");
+    assert!(b_to_a < Duration::from_secs(3), "b->a took {b_to_a:?}");
     for seen in &others {
         assert_eq!(seen.len(), 1, "unexpected lines: {seen:?}");
     }
@@ -419,6 +421,7 @@ const IDLE_CLIENT_BUDGET_KB: u64 = 64;
 #[test]
 fn two_thousand_idle_connections_stay_within_budget() {
     const CLIENTS: usize = 2_000;
+    chat_tests::raise_fd_limit();
     // One worker a client: the default 1,024 would queue the rest.
     let server = Server::start(&["--workers", "2100"]);
     let watcher = Peer::join(server.addr());
@@ -568,6 +571,7 @@ fn a_stalled_reader_is_dropped_within_budget() {
 fn a_connection_storm_leaves_the_server_serving_and_leaks_nothing() {
     const STORM: usize = 2_000;
     const THREADS: usize = 4;
+    chat_tests::raise_fd_limit();
     let server = Server::start(&[]);
     let fds_before = server.open_fds();
     let addr = server.addr();
@@ -664,8 +668,8 @@ fn the_per_address_cap_answers_with_an_error_line() {
 /// default, and counted as 127.0.0.1 with `--limit-loopback`.
 #[test]
 fn the_per_address_cap_sees_ipv4_on_a_dual_stack_listener_as_ipv4() {
-    if std::net::TcpListener::bind("[::]:0").is_err() {
-        eprintln!("no IPv6 on this machine: skipped");
+    if !chat_tests::dual_stack() {
+        eprintln!("no dual-stack IPv6 on this machine: skipped");
         return;
     }
     let start = |extra: &[&str]| {

@@ -195,6 +195,11 @@ fn udp_socket_to(addr: SocketAddr) -> UdpSocket {
 /// on loopback in practice), so a missing reply is retried a few times.
 fn udp_exchange(socket: &UdpSocket, payload: &[u8], server: &impl Stderr) -> Vec<u8> {
     let mut buf = vec![0; 65_536];
+    // A reply to an earlier exchange's resent datagram must not pass for
+    // this one's.
+    socket.set_nonblocking(true).expect("nonblocking");
+    while socket.recv(&mut buf).is_ok() {}
+    socket.set_nonblocking(false).expect("blocking");
     for _ in 0..5 {
         let sent = socket.send(payload).expect("send datagram");
         assert_eq!(sent, payload.len(), "datagram sent whole");
@@ -534,7 +539,13 @@ fn chat_client_udp_against_upper() {
 /// by a socket connected to 127.0.0.2, as `chat-client --udp` is.
 #[test]
 fn udp_reply_leaves_from_the_address_it_was_sent_to() {
-    for wildcard in ["0.0.0.0", "::"] {
+    let wildcards: &[&str] = if chat_tests::dual_stack() {
+        &["0.0.0.0", "::"]
+    } else {
+        eprintln!("no dual-stack IPv6 on this machine: `::` skipped");
+        &["0.0.0.0"]
+    };
+    for &wildcard in wildcards {
         let mut cmd = Command::new(bin("chat-server"));
         cmd.args([
             "--bind", wildcard, "--port", "0", "--mode", "upper", "--udp",

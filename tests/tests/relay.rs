@@ -108,18 +108,25 @@ fn five_senders_one_order() {
     }
 }
 
-/// A client that never reads while ten others exchange 8,000 lines of 1 KB
-/// (more than the kernel buffers of a stalled loopback socket absorb, about
-/// 4 MB, plus its 1,024-line queue): it is dropped as too slow, the others
-/// lose nothing and stay fast. Each sender is paced at 1,000 lines/s.
+/// A client that never reads (with a small receive buffer) while ten others
+/// exchange lines of 1 KB, more than the server's send buffer for it can
+/// grow to (`tcp_wmem`'s maximum, 4 MB by default) plus its 1,024-line
+/// queue: it is dropped as too slow, the others lose nothing and stay
+/// fast. Each sender is paced at 500 lines/s, so a reader thread starved
+/// for a moment on a loaded machine is not too slow itself.
 #[test]
 fn stalled_reader_is_dropped_and_harms_no_one() {
     const ACTIVE: usize = 10;
-    const PER_SENDER: usize = 800;
-    let server = Server::start(&["--rate-limit", "1000"]);
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20);
+    // Twice what the staller can hold, in 1 KB lines, over the senders.
+    let per_sender = (wmem_max / 1000 + 1024) * 2 / ACTIVE;
+    let server = Server::start(&["--rate-limit", "500", "--burst", "500"]);
     let mut clients = join_all(&server, ACTIVE);
     // The staller joins last and never reads again.
-    let (stalled, stalled_name) = server.join();
+    let (stalled, stalled_name) = server.join_small();
     for client in clients.iter_mut() {
         assert!(client
             .recv()
@@ -134,7 +141,7 @@ fn stalled_reader_is_dropped_and_harms_no_one() {
         let mut writer = client.try_clone();
         let padding = padding.clone();
         writers.push(thread::spawn(move || {
-            for seq in 0..PER_SENDER {
+            for seq in 0..per_sender {
                 writer.send(&format!("m {i} {seq} {padding}"));
             }
         }));
@@ -142,7 +149,7 @@ fn stalled_reader_is_dropped_and_harms_no_one() {
             let mut client = client;
             let mut chat = 0;
             let mut saw_drop = false;
-            while chat < (ACTIVE - 1) * PER_SENDER || !saw_drop {
+            while chat < (ACTIVE - 1) * per_sender || !saw_drop {
                 let Some(line) = client.try_recv(chat_tests::TIMEOUT) else {
                     return (chat, saw_drop);
                 };
@@ -161,15 +168,19 @@ fn stalled_reader_is_dropped_and_harms_no_one() {
     for reader in readers {
         let (chat, saw_drop) = reader.join().unwrap();
         assert!(
-            chat == (ACTIVE - 1) * PER_SENDER && saw_drop,
+            chat == (ACTIVE - 1) * per_sender && saw_drop,
             "a reader got {chat} lines, saw the drop: {saw_drop}; server log:\n{}",
             server.stderr()
         );
     }
+    // Paced at 500 lines/s (after a burst of 500), the senders need about
+    // per_sender / 500 s: the room ran at the senders' pace, not the
+    // staller's.
     let took = started.elapsed();
+    let paced = Duration::from_secs_f64(per_sender as f64 / 500.0);
     assert!(
-        took < Duration::from_secs(10),
-        "the room slowed down: {took:?}"
+        took < paced * 2 + Duration::from_secs(5),
+        "the room slowed down: {took:?} for {per_sender} lines a sender"
     );
     drop(stalled);
 }
