@@ -144,7 +144,18 @@ impl Outbox {
     /// # Errors
     /// [`Full`] when the queue is full (see [`Outbox::room`]).
     pub fn push(&self, line: &Arc<str>) -> Result<bool, Full> {
-        let mut state = self.enqueue(line)?;
+        self.push_all(std::slice::from_ref(line))
+    }
+
+    /// [`Outbox::push`] for several lines in order, under one lock: the
+    /// lines a client sent in one packet cost each recipient one lock, not
+    /// one per line. On [`Full`] the lines before the one refused stay
+    /// queued (the client is about to be dropped anyway).
+    ///
+    /// # Errors
+    /// [`Full`] when the queue is full (see [`Outbox::room`]).
+    pub fn push_all(&self, lines: &[Arc<str>]) -> Result<bool, Full> {
+        let mut state = self.enqueue(lines)?;
         if state.end.is_some() {
             return Ok(false);
         }
@@ -165,7 +176,7 @@ impl Outbox {
     /// # Errors
     /// [`Full`] when the queue is full (see [`Outbox::room`]).
     pub fn push_quiet(&self, line: &Arc<str>) -> Result<bool, Full> {
-        let mut state = self.enqueue(line)?;
+        let mut state = self.enqueue(std::slice::from_ref(line))?;
         if state.end.is_some() {
             return Ok(false);
         }
@@ -173,13 +184,16 @@ impl Outbox {
         Ok(state.lines.len() >= QUIET_LINES.min(self.limit.div_ceil(2)))
     }
 
-    fn enqueue(&self, line: &Arc<str>) -> Result<parking_lot::MutexGuard<'_, State>, Full> {
+    fn enqueue(&self, lines: &[Arc<str>]) -> Result<parking_lot::MutexGuard<'_, State>, Full> {
         let mut state = self.state.lock();
         if state.end.is_none() {
-            if state.lines.len() >= self.room(&state) {
-                return Err(Full);
+            let room = self.room(&state);
+            for line in lines {
+                if state.lines.len() >= room {
+                    return Err(Full);
+                }
+                state.lines.push_back(Arc::clone(line));
             }
-            state.lines.push_back(Arc::clone(line));
         }
         Ok(state)
     }

@@ -150,7 +150,7 @@ impl Registry {
         // A fresh outbox has room: this cannot fail.
         let _ = self.writers.push(&peer, &welcome.into());
         let joined = protocol::notice(&format!("{name} joined ({online} online)"));
-        self.deliver(&mut inner, joined.into(), None, Wake::Later);
+        self.deliver(&mut inner, &[joined.into()], None, Wake::Later);
         inner.members.push(Member {
             id,
             name: name.clone(),
@@ -168,9 +168,7 @@ impl Registry {
         }
         let shared: Vec<Arc<str>> = lines.drain(..).map(Arc::from).collect();
         let mut inner = self.inner.lock();
-        for line in &shared {
-            self.deliver(&mut inner, Arc::clone(line), Some(from), Wake::Now);
-        }
+        self.deliver(&mut inner, &shared, Some(from), Wake::Now);
         self.relayed
             .fetch_add(shared.len() as u64, Ordering::Relaxed);
     }
@@ -178,7 +176,7 @@ impl Registry {
     /// Sends `line` to everyone (the server console speaking).
     pub fn announce(&self, line: String) {
         let mut inner = self.inner.lock();
-        self.deliver(&mut inner, line.into(), None, Wake::Now);
+        self.deliver(&mut inner, &[line.into()], None, Wake::Now);
     }
 
     /// Renames client `id` to `new` and tells the others. Returns the old
@@ -200,7 +198,7 @@ impl Registry {
         };
         let old = std::mem::replace(&mut member.name, new.to_string());
         let notice = protocol::notice(&format!("{old} is now known as {new}"));
-        self.deliver(&mut inner, notice.into(), Some(id), Wake::Now);
+        self.deliver(&mut inner, &[notice.into()], Some(id), Wake::Now);
         Ok(old)
     }
 
@@ -262,7 +260,7 @@ impl Registry {
         }
         if !inner.closing {
             let notice = protocol::notice(&format!("{} left ({reason})", member.name));
-            self.deliver(&mut inner, notice.into(), None, Wake::Later);
+            self.deliver(&mut inner, &[notice.into()], None, Wake::Later);
         }
     }
 
@@ -320,21 +318,24 @@ impl Registry {
         }
     }
 
-    /// Pushes `line` to every member but `except`, and to the display; then
-    /// evicts whoever could not take it. Eviction notices are delivered the
+    /// Pushes `lines`, in order, to every member but `except` (one outbox
+    /// lock per member for all of them), and to the display; then evicts
+    /// whoever could not take them. Eviction notices are delivered the
     /// same way, from a work list rather than by recursion, so a cascade of
     /// slow clients cannot overflow a small worker stack.
-    fn deliver(&self, inner: &mut Inner, line: Arc<str>, except: Option<ClientId>, wake: Wake) {
+    fn deliver(&self, inner: &mut Inner, lines: &[Arc<str>], except: Option<ClientId>, wake: Wake) {
         let mut slow = Vec::new();
         for member in &inner.members {
-            if Some(member.id) != except && self.push(&member.peer, &line, wake).is_err() {
+            if Some(member.id) != except && self.push(&member.peer, lines, wake).is_err() {
                 slow.push((member.id, Leave::TooSlow));
             }
         }
         if wake == Wake::Later {
             self.note_quiet();
         }
-        self.show(&line, wake);
+        for line in lines {
+            self.show(line, wake);
+        }
         if !slow.is_empty() {
             self.evict_all(inner, slow);
         }
@@ -374,7 +375,10 @@ impl Registry {
             };
             let line: Arc<str> = notice.into();
             for member in &inner.members {
-                if self.push(&member.peer, &line, Wake::Later).is_err() {
+                if self
+                    .push(&member.peer, std::slice::from_ref(&line), Wake::Later)
+                    .is_err()
+                {
                     evict.push((member.id, Leave::TooSlow));
                 }
             }
@@ -398,12 +402,14 @@ impl Registry {
         }
     }
 
-    fn push(&self, peer: &Arc<Peer>, line: &Arc<str>, wake: Wake) -> Result<(), Full> {
+    fn push(&self, peer: &Arc<Peer>, lines: &[Arc<str>], wake: Wake) -> Result<(), Full> {
         match wake {
-            Wake::Now => self.writers.push(peer, line),
+            Wake::Now => self.writers.push_all(peer, lines),
             Wake::Later => {
-                if peer.outbox.push_quiet(line)? {
-                    self.writers.signal(peer);
+                for line in lines {
+                    if peer.outbox.push_quiet(line)? {
+                        self.writers.signal(peer);
+                    }
                 }
                 Ok(())
             }

@@ -130,7 +130,16 @@ impl Writers {
     /// # Errors
     /// [`Full`]: the client is too slow.
     pub fn push(&self, peer: &Arc<Peer>, line: &Arc<str>) -> Result<(), Full> {
-        if peer.outbox.push(line)? {
+        self.push_all(peer, std::slice::from_ref(line))
+    }
+
+    /// Queues `lines` for `peer`, in order, and makes sure someone writes
+    /// them.
+    ///
+    /// # Errors
+    /// [`Full`]: the client is too slow.
+    pub fn push_all(&self, peer: &Arc<Peer>, lines: &[Arc<str>]) -> Result<(), Full> {
+        if peer.outbox.push_all(lines)? {
             self.schedule(peer);
         }
         Ok(())
