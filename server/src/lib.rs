@@ -125,9 +125,8 @@ impl Server {
         let local = listener.local_addr()?;
         let display = (!config.quiet && config.mode == Mode::Chat)
             .then(|| Arc::new(Outbox::for_thread(console::DISPLAY_QUEUE)));
-        let flushers = thread::available_parallelism().map_or(2, |n| n.get());
         let writers = Writers::start(if config.mode == Mode::Chat {
-            flushers
+            writer::flushers_for(thread::available_parallelism().map_or(1, |n| n.get()))
         } else {
             0
         })?;
