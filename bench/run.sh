@@ -64,5 +64,12 @@ echo "source: commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" 
     "($dirty uncommitted files in server/ and common/)"
 echo "command: target/release/chat-bench ${args[*]}"
 if [ -n "$missing_ncat" ]; then echo "$missing_ncat"; fi
+# A shell's background jobs start with SIGINT ignored, and what they start
+# inherits that: ncat, which has no handler of its own, would then survive
+# (g)'s SIGINT. chat-server installs its handler either way.
+sigign=$(awk '/^SigIgn:/ {print $2}' /proc/$$/status 2>/dev/null)
+if [ -n "$sigign" ] && (( (16#$sigign >> 1) & 1 )); then
+    echo "NOTE: SIGINT is ignored in this run (started as a background job?): ncat inherits that and ignores (g)'s SIGINT."
+fi
 echo
 exec target/release/chat-bench "${args[@]}"
