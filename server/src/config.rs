@@ -56,8 +56,8 @@ pub struct Config {
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
     pub max_line: u32,
 
-    /// Lines queued to one client before it counts as too slow and is
-    /// disconnected.
+    /// Lines queued to one client, once its socket is full, before it counts
+    /// as too slow and is disconnected.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub sendq: u32,
 

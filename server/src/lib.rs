@@ -11,8 +11,9 @@
 //!    parses commands with `chat_common::command`.
 //! 3. [`registry`]: under one lock, the line (sanitised, formatted once) is
 //!    pushed as a shared `Arc<str>` into every other client's [`outbox`].
-//! 4. [`outbox`]: each client's writer thread takes everything queued and
-//!    sends it in as few writes as it can.
+//! 4. [`outbox`] and [`writer`]: a shared flusher thread takes everything
+//!    queued for a client and sends it in one `sendmsg`; a client whose
+//!    socket is full gets a writer thread of its own until it catches up.
 //!
 //! [`shutdown`] is the switch every thread watches; [`Server::run`] performs
 //! the graceful stop. [`console`] is the operator's side; [`lab`] and [`udp`]
@@ -213,15 +214,20 @@ impl Server {
         drop(self.listener);
         drop(pool);
         ctx.writers.stop();
-        if let Some(socket) = &self.udp {
-            udp::wake(socket);
-        }
-        for thread in [udp, Some(notices)].into_iter().flatten() {
+        let udp_woken = self.udp.as_ref().is_some_and(udp::wake);
+        for (name, thread) in [("udp", udp), ("notices", Some(notices))] {
             match thread {
-                Ok(thread) => {
+                // Without its wake-up the UDP thread stops at the next
+                // datagram: not waited for past the deadline.
+                Some(Ok(thread)) if name == "udp" && !udp_woken => {
+                    log!("udp: could not wake the UDP thread; it stops at the next datagram");
+                    join_until(thread, deadline);
+                }
+                Some(Ok(thread)) => {
                     let _ = thread.join();
                 }
-                Err(e) => log!("a server thread could not start: {e}"),
+                Some(Err(e)) => log!("the {name} thread could not start: {e}"),
+                None => {}
             }
         }
         if let (Some(outbox), Some(thread)) = (&self.display, display) {
@@ -245,7 +251,8 @@ impl Server {
 fn join_until(thread: thread::JoinHandle<()>, deadline: Instant) {
     while !thread.is_finished() {
         if Instant::now() >= deadline {
-            log!("display thread still writing at the deadline; not waiting for it");
+            let name = thread.thread().name().unwrap_or("a").to_string();
+            log!("{name} thread still busy at the deadline; not waiting for it");
             return;
         }
         thread::sleep(Duration::from_millis(5));

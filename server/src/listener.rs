@@ -19,7 +19,7 @@
 //! `accept` with a short connection to the listener itself.
 
 use std::io::{ErrorKind, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,25 +181,30 @@ pub fn refuse(stream: &TcpStream, line: &str) {
 
 /// Wakes an `accept` blocked on `listening` by connecting to it.
 pub fn wake(listening: SocketAddr) {
-    let addr = reachable(listening);
+    let addrs = reachable(listening);
     for attempt in 0..5u32 {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
+        for addr in &addrs {
+            if TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
         }
         std::thread::sleep(MIN_BACKOFF * 2u32.pow(attempt));
     }
     log!("could not wake the accept loop; it stops at the next connection");
 }
 
-/// Where this host reaches a socket bound to `local`: an unspecified
-/// address (`0.0.0.0`, `::`) is reached over loopback.
-pub fn reachable(local: SocketAddr) -> SocketAddr {
-    let mut addr = local;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
+/// Where this host reaches a socket bound to `local`, best first. An
+/// unspecified address is reached over loopback: `0.0.0.0` at 127.0.0.1,
+/// `::` at `::1` and then at `::ffff:127.0.0.1`, for a host with IPv6
+/// switched off that still binds `::` for IPv4.
+pub fn reachable(local: SocketAddr) -> Vec<SocketAddr> {
+    let port = local.port();
+    match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => vec![(Ipv4Addr::LOCALHOST, port).into()],
+        IpAddr::V6(ip) if ip.is_unspecified() => vec![
+            (Ipv6Addr::LOCALHOST, port).into(),
+            (Ipv4Addr::LOCALHOST.to_ipv6_mapped(), port).into(),
+        ],
+        _ => vec![local],
     }
-    addr
 }

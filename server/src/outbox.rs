@@ -5,11 +5,15 @@
 //! never blocks: when a client's queue is full it fails, and the registry
 //! drops that client alone.
 //!
-//! Full means `--sendq` lines while the client's socket is full: the client
-//! is not keeping up. While its socket still takes everything written, a
-//! longer queue is the server's own lag (in a storm of joins on a busy
-//! machine, the flushers get too little CPU), so the queue may hold
-//! [`LAG_ALLOWANCE`] times as much before the client is dropped anyway.
+//! Full means `--sendq` lines piled up since the client's socket filled: the
+//! client is not keeping up. While its socket still takes everything
+//! written, a longer queue is the server's own lag (in a storm of joins on a
+//! busy machine, the flushers get too little CPU), so the queue may hold
+//! [`LAG_ALLOWANCE`] times as much before the client is dropped anyway; what
+//! was queued when the socket filled does not count against `--sendq`
+//! either. The limit is checked once per batch of lines ([`Outbox::push_all`]),
+//! so a paste is never cut by a drop in its middle: a queue may pass its
+//! limit by one batch.
 //!
 //! Who drains the queue is part of the outbox's state ([`Owner`]): nobody
 //! while it is empty, a shared flusher thread while writes go through at
@@ -86,6 +90,9 @@ struct State {
     /// Lines pushed quietly wait: nobody has been woken for them yet.
     quiet: bool,
     owner: Owner,
+    /// Lines already queued when the socket filled (the server's lag, not
+    /// the client's): they do not count against `--sendq`.
+    backlog_at_stall: usize,
 }
 
 /// What a writer got from [`Outbox::take_now`] or [`Outbox::take_wait`].
@@ -131,6 +138,7 @@ impl Outbox {
                 end: None,
                 quiet: false,
                 owner,
+                backlog_at_stall: 0,
             }),
             ready: Condvar::new(),
             limit,
@@ -149,11 +157,10 @@ impl Outbox {
 
     /// [`Outbox::push`] for several lines in order, under one lock: the
     /// lines a client sent in one packet cost each recipient one lock, not
-    /// one per line. On [`Full`] the lines before the one refused stay
-    /// queued (the client is about to be dropped anyway).
+    /// one per line. They are taken whole or not at all.
     ///
     /// # Errors
-    /// [`Full`] when the queue is full (see [`Outbox::room`]).
+    /// [`Full`] when the queue was already full (see [`Outbox::room`]).
     pub fn push_all(&self, lines: &[Arc<str>]) -> Result<bool, Full> {
         let mut state = self.enqueue(lines)?;
         if state.end.is_some() {
@@ -187,26 +194,25 @@ impl Outbox {
     fn enqueue(&self, lines: &[Arc<str>]) -> Result<parking_lot::MutexGuard<'_, State>, Full> {
         let mut state = self.state.lock();
         if state.end.is_none() {
-            let room = self.room(&state);
-            for line in lines {
-                if state.lines.len() >= room {
-                    return Err(Full);
-                }
-                state.lines.push_back(Arc::clone(line));
+            if state.lines.len() >= self.room(&state) {
+                return Err(Full);
             }
+            state.lines.extend(lines.iter().cloned());
         }
         Ok(state)
     }
 
-    /// How many lines may wait: `limit` once a thread of its own waits on
-    /// the client's full socket, [`LAG_ALLOWANCE`] times that while the
-    /// socket takes everything (the client cannot be behind what it was
-    /// never sent).
+    /// How many lines may wait before a batch is refused: once a thread of
+    /// its own waits on the client's full socket, `limit` more than were
+    /// queued when it filled; while the socket takes everything (the client
+    /// cannot be behind what it was never sent), [`LAG_ALLOWANCE`] times
+    /// `limit`, which also caps the first.
     fn room(&self, state: &State) -> usize {
+        let allowance = self.limit.saturating_mul(LAG_ALLOWANCE);
         if state.owner == Owner::Thread {
-            self.limit
+            (state.backlog_at_stall + self.limit).min(allowance)
         } else {
-            self.limit.saturating_mul(LAG_ALLOWANCE)
+            allowance
         }
     }
 
@@ -296,6 +302,7 @@ impl Outbox {
         if state.lines.is_empty() && state.end.is_none() {
             state.owner = Owner::Idle;
             state.quiet = false;
+            state.backlog_at_stall = 0;
             return Taken::Idle;
         }
         Self::take_batch(&mut state, batch)
@@ -331,9 +338,12 @@ impl Outbox {
         false
     }
 
-    /// The client's socket is full: a thread of its own takes over.
+    /// The client's socket is full: a thread of its own takes over. What
+    /// is queued now is the server's backlog, not the client's.
     pub fn hand_to_thread(&self) {
-        self.state.lock().owner = Owner::Thread;
+        let mut state = self.state.lock();
+        state.owner = Owner::Thread;
+        state.backlog_at_stall = state.lines.len();
     }
 
     /// The socket is closed for writing: nothing more will be sent.
@@ -447,19 +457,31 @@ mod tests {
     }
 
     /// Once the socket is full (a thread of its own waits on it), the queue
-    /// holds `limit` lines, not the allowance for the server's own lag.
+    /// takes `limit` lines more than it held then, not the allowance for the
+    /// server's own lag; a batch that starts within the limit is taken whole.
     #[test]
     fn a_full_socket_leaves_only_the_limit() {
         let outbox = Outbox::new(2);
-        for _ in 0..3 {
-            outbox.push(&line("a\n")).unwrap();
-        }
+        assert_eq!(outbox.push(&line("a\n")), Ok(true));
         let mut batch = Vec::new();
         assert_eq!(outbox.take_now(&mut batch), Taken::Batch { last: false });
+        outbox
+            .push_all(&[line("a\n"), line("a\n"), line("a\n")])
+            .unwrap();
         outbox.hand_to_thread();
+        assert_eq!(
+            outbox.len(),
+            3,
+            "the server's backlog when the socket filled"
+        );
         assert_eq!(outbox.push(&line("b\n")), Ok(false));
-        assert_eq!(outbox.push(&line("c\n")), Ok(false));
+        assert_eq!(
+            outbox.push_all(&[line("c\n"), line("c\n"), line("c\n")]),
+            Ok(false),
+            "one more line fits: the batch goes in whole"
+        );
         assert_eq!(outbox.push(&line("d\n")), Err(Full));
+        assert_eq!(outbox.len(), 7);
     }
 
     /// A thread-owned outbox is woken by pushes and returns to idle after

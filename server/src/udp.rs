@@ -100,23 +100,23 @@ pub fn serve(socket: &UdpSocket, mode: Mode, shutdown: &Shutdown) {
 
 /// Unblocks the thread in [`serve`] after shutdown was triggered: an empty
 /// datagram from the socket to itself (over loopback when it is bound to
-/// an unspecified address).
-pub fn wake(socket: &UdpSocket) {
-    let sent = socket
-        .local_addr()
-        .and_then(|local| socket.send_to(&[], reachable(local)));
-    if let Err(e) = sent {
-        log!("udp: could not wake the UDP thread ({e}); it stops at the next datagram");
-    }
+/// an unspecified address). `false` if none could be sent.
+pub fn wake(socket: &UdpSocket) -> bool {
+    let addrs = match socket.local_addr() {
+        Ok(local) => reachable(local),
+        Err(_) => Vec::new(),
+    };
+    addrs.iter().any(|addr| socket.send_to(&[], addr).is_ok())
 }
 
 /// Has the kernel report each datagram's destination address.
-fn ask_for_destinations(socket: &UdpSocket) -> nix::Result<()> {
-    match socket.local_addr().map_err(|_| nix::Error::EBADF)? {
+fn ask_for_destinations(socket: &UdpSocket) -> io::Result<()> {
+    let asked = match socket.local_addr()? {
         SocketAddr::V4(_) => socket::setsockopt(socket, sockopt::Ipv4PacketInfo, &true),
         // On a dual-stack socket this covers IPv4 too, as `::ffff:a.b.c.d`.
         SocketAddr::V6(_) => socket::setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true),
-    }
+    };
+    asked.map_err(io::Error::from)
 }
 
 /// Reads one datagram into `buf`: its length, its sender and, when the
@@ -152,8 +152,9 @@ fn receive(
 }
 
 /// Sends `reply` to `peer` from the address the request went `to`. If the
-/// kernel refuses that source (a broadcast the request arrived on, say), it
-/// picks one itself, as for a plain `send_to`.
+/// kernel refuses that source (on a dual-stack socket an IPv4 request's
+/// destination comes as it was, so a broadcast address), it picks one
+/// itself, as for a plain `send_to`.
 fn send_from(
     socket: &UdpSocket,
     reply: &[u8],
@@ -186,7 +187,7 @@ fn send_from(
         Some(Destination::V6(_)) | None => send(&[]),
     };
     match sent {
-        Err(nix::Error::EINVAL) if to.is_some() => send(&[]),
+        Err(_) if to.is_some() => send(&[]),
         other => other,
     }
     .map(drop)

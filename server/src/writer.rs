@@ -72,7 +72,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// A client with an empty outbox of at most `sendq` lines.
+    /// A client with an empty outbox of `sendq` lines (see [`Outbox`] for
+    /// how the limit counts).
     pub fn new(id: u64, sendq: usize, stream: Arc<TcpStream>) -> Peer {
         Peer {
             id,

@@ -473,9 +473,12 @@ fn two_thousand_idle_connections_stay_within_budget() {
 }
 
 /// The most the server's peak RSS may grow because one client stopped
-/// reading: its queue holds `--sendq` lines and its writer's buffer at most
-/// as many again (each line up to `--max-line` plus its name), plus slack
-/// for the allocator.
+/// reading: its queue holds `--sendq` lines once its socket is full and its
+/// writer's buffer at most as many again (each line up to `--max-line` plus
+/// its name), plus slack for the allocator. (Lines queued before the server
+/// noticed the full socket may add to the queue, up to four times
+/// `--sendq` in all; the flusher notices at its next write, so in practice
+/// they are few.)
 const STALLED_BUDGET_KB: u64 = 2 * 1024 * (2048 + 32) / 1024 + 4 * 1024;
 
 /// A client stops reading while another sends 2,000-byte lines as fast as
