@@ -373,9 +373,13 @@ fn run_traffic(
     Ok(m)
 }
 
-fn run_idle(server: &mut Running, clients: usize, log: &Path) -> Result<Measured, String> {
-    use metric::*;
-    let before = procfs::sample(Some(server.pid)).map_err(|e| format!("/proc: {e}"))?;
+/// Connects `clients` that only listen; returns them and the status
+/// (`ok`, or why connecting stopped).
+fn connect_idle(
+    server: &mut Running,
+    clients: usize,
+    log: &Path,
+) -> Result<(Engine, String), String> {
     let shape = Shape {
         clients,
         senders: 0,
@@ -386,6 +390,13 @@ fn run_idle(server: &mut Running, clients: usize, log: &Path) -> Result<Measured
         Ok(()) => "ok".to_string(),
         Err(why) => with_exit(server, why, log),
     };
+    Ok((eng, status))
+}
+
+fn run_idle(server: &mut Running, clients: usize, log: &Path) -> Result<Measured, String> {
+    use metric::*;
+    let before = procfs::sample(Some(server.pid)).map_err(|e| format!("/proc: {e}"))?;
+    let (mut eng, status) = connect_idle(server, clients, log)?;
     // Join notices (n² / 2 lines in all) must drain before RSS means
     // "holding n clients" rather than "delivering notices".
     eng.settle(Duration::from_millis(500), Duration::from_secs(60))
@@ -413,16 +424,7 @@ fn run_idle(server: &mut Running, clients: usize, log: &Path) -> Result<Measured
 
 fn run_interrupt(mut server: Running, clients: usize, log: &Path) -> Result<Measured, String> {
     use metric::*;
-    let shape = Shape {
-        clients,
-        senders: 0,
-        stalled: 0,
-    };
-    let mut eng = Engine::new(server.addr, shape).map_err(|e| e.to_string())?;
-    let status = match eng.connect_all(connect_limit(clients)) {
-        Ok(()) => "ok".to_string(),
-        Err(why) => with_exit(&mut server, why, log),
-    };
+    let (mut eng, status) = connect_idle(&mut server, clients, log)?;
     eng.settle(Duration::from_millis(300), Duration::from_secs(30))
         .map_err(|e| e.to_string())?;
     let held = eng.held();

@@ -99,6 +99,13 @@ fn read_len(stream: &mut TcpStream, len: usize, server: &impl Stderr) -> Vec<u8>
     got
 }
 
+/// Half-closes (the server sees end of stream) and reads what is left
+/// until the server closes in turn.
+fn half_close(stream: &mut TcpStream, server: &impl Stderr) -> Vec<u8> {
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    read_to_eof(stream, server)
+}
+
 /// Reads everything until the server closes, within [`TIMEOUT`].
 fn read_to_eof(stream: &mut TcpStream, server: &impl Stderr) -> Vec<u8> {
     let deadline = Instant::now() + TIMEOUT;
@@ -270,9 +277,8 @@ fn echo_without_and_with_newline() {
         b"\xff\xfe\x00raw\x80",
         &server,
     );
-    stream.shutdown(Shutdown::Write).expect("half-close");
     assert_eq!(
-        read_to_eof(&mut stream, &server),
+        half_close(&mut stream, &server),
         b"",
         "closed after the client"
     );
@@ -293,9 +299,8 @@ fn upper_without_and_with_newline() {
         &server,
     );
     exchange(&mut stream, b"two\nlines\r\n", b"TWO\nLINES\r\n", &server);
-    stream.shutdown(Shutdown::Write).expect("half-close");
     assert_eq!(
-        read_to_eof(&mut stream, &server),
+        half_close(&mut stream, &server),
         b"",
         "closed after the client"
     );
@@ -370,8 +375,7 @@ fn upper_passes_non_utf8_unchanged() {
     exchange(&mut stream, b"y", b"\xc3Y", &server);
     // A partial character when the client closes comes back as it was.
     stream.write_all(b"ok\xe2\x82").expect("write");
-    stream.shutdown(Shutdown::Write).expect("half-close");
-    assert_eq!(read_to_eof(&mut stream, &server), b"OK\xe2\x82");
+    assert_eq!(half_close(&mut stream, &server), b"OK\xe2\x82");
 }
 
 /// Ten thousand lines sent in one burst come back complete and in order,
@@ -431,8 +435,7 @@ fn several_clients_at_once() {
                         &server,
                     );
                 }
-                stream.shutdown(Shutdown::Write).expect("half-close");
-                assert_eq!(read_to_eof(&mut stream, &server), b"");
+                assert_eq!(half_close(&mut stream, &server), b"");
             })
         })
         .collect();
