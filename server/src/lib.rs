@@ -25,6 +25,7 @@ pub mod conns;
 pub mod console;
 pub mod flood;
 pub mod lab;
+pub mod leave;
 pub mod listener;
 pub mod log;
 pub mod outbox;

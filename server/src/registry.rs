@@ -14,7 +14,6 @@
 //! Lock order: registry, then an outbox. Nothing takes them the other way.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +23,7 @@ use chat_common::{name, protocol};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
+use crate::leave::Leave;
 use crate::outbox::{Full, Outbox};
 use crate::writer::{Peer, Writers};
 
@@ -32,41 +32,6 @@ pub const LINGER: Duration = Duration::from_secs(2);
 
 /// A client's number for its whole connection: the N of its `guest-N`.
 pub type ClientId = u64;
-
-/// Why a client left; `Display` is the reason shown to the others.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Leave {
-    /// `/quit [REASON]` or `EXIT`.
-    Quit(Option<String>),
-    /// The client closed its side.
-    Closed,
-    /// The connection failed (reset, timeout).
-    Error(String),
-    /// Its queue filled up: it was not reading.
-    TooSlow,
-    /// The server operator's `/kick`.
-    Kicked(Option<String>),
-    /// The server is stopping.
-    Shutdown,
-    /// The session failed inside the server (a bug): reported, not hidden.
-    Internal,
-}
-
-impl fmt::Display for Leave {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Leave::Quit(None) => f.write_str("quit"),
-            Leave::Quit(Some(reason)) => write!(f, "quit: {reason}"),
-            Leave::Closed => f.write_str("connection closed"),
-            Leave::Error(e) => f.write_str(e),
-            Leave::TooSlow => f.write_str("too slow"),
-            Leave::Kicked(None) => f.write_str("kicked"),
-            Leave::Kicked(Some(reason)) => write!(f, "kicked: {reason}"),
-            Leave::Shutdown => f.write_str("server shutting down"),
-            Leave::Internal => f.write_str("internal error"),
-        }
-    }
-}
 
 /// `/nick` refused: someone connected already has that name (any case).
 #[derive(Debug, PartialEq, Eq)]

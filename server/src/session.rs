@@ -16,8 +16,9 @@ use chat_common::sanitize::sanitize;
 use chat_common::{name, protocol, Line, LineReader};
 
 use crate::flood::TokenBucket;
+use crate::leave::Leave;
 use crate::log;
-use crate::registry::{ClientId, Leave, Registry};
+use crate::registry::{ClientId, Registry};
 use crate::writer::{self, Peer, WRITE_POLL};
 use crate::Context;
 
