@@ -99,11 +99,20 @@ pub fn dual_stack() -> bool {
 
 /// Raises this test process's soft open-file limit to its hard limit, for
 /// a test that holds thousands of sockets (as the server does for itself).
-pub fn raise_fd_limit() {
+///
+/// # Panics
+/// With one clear line when the hard limit leaves fewer than `need`
+/// descriptors, rather than a `connect` failing somewhere later.
+pub fn raise_fd_limit(need: u64) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
+    let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    assert!(
+        hard >= need,
+        "this test needs {need} open files and the hard limit is {hard}: raise it (ulimit -Hn)"
+    );
 }
 
 /// Waits for `child` to exit, up to `timeout`; `None` if it is still running.

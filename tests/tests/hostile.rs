@@ -421,7 +421,7 @@ const IDLE_CLIENT_BUDGET_KB: u64 = 64;
 #[test]
 fn two_thousand_idle_connections_stay_within_budget() {
     const CLIENTS: usize = 2_000;
-    chat_tests::raise_fd_limit();
+    chat_tests::raise_fd_limit(CLIENTS as u64 + 200);
     // One worker a client: the default 1,024 would queue the rest.
     let server = Server::start(&["--workers", "2100"]);
     let watcher = Peer::join(server.addr());
@@ -574,7 +574,7 @@ fn a_stalled_reader_is_dropped_within_budget() {
 fn a_connection_storm_leaves_the_server_serving_and_leaks_nothing() {
     const STORM: usize = 2_000;
     const THREADS: usize = 4;
-    chat_tests::raise_fd_limit();
+    chat_tests::raise_fd_limit(1024);
     let server = Server::start(&[]);
     let fds_before = server.open_fds();
     let addr = server.addr();
