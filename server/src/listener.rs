@@ -14,9 +14,10 @@
 //! The loop survives accept errors (running out of descriptors, say): it
 //! logs, backs off from [`MIN_BACKOFF`] doubling to [`MAX_BACKOFF`], and goes
 //! on. Out of descriptors, it spends one it kept in reserve to accept the
-//! oldest waiting connection and tell it `! server busy`, so even then no
-//! connection waits without a word. It ends when shutdown is triggered; the trigger wakes a blocked
-//! `accept` with a short connection to the listener itself.
+//! oldest waiting connection, if one waits, and tell it `! server busy`, so
+//! even then no connection waits without a word. It ends when shutdown is
+//! triggered; the trigger wakes a blocked `accept` with a short connection
+//! to the listener itself.
 
 use std::io::{ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -79,7 +80,7 @@ pub fn accept_loop(
                     // The descriptor just freed lets us take the oldest
                     // waiting connection and tell it why, instead of leaving
                     // it hanging in the kernel's queue without a word.
-                    if let Ok((stream, peer)) = listener.accept() {
+                    if let Some((stream, peer)) = accept_waiting(listener) {
                         log!("{peer} refused: out of file descriptors");
                         refuse(
                             &stream,
@@ -97,6 +98,19 @@ pub fn accept_loop(
             }
         }
     }
+}
+
+/// The oldest connection in the kernel's queue, if one waits now. Out of
+/// descriptors, `accept` fails even when nobody waits; a blocking `accept`
+/// here would keep the reserve spent until the next connection came, then
+/// turn that one away however many descriptors had freed up by then.
+fn accept_waiting(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    listener.set_nonblocking(true).ok()?;
+    let accepted = listener.accept();
+    if let Err(e) = listener.set_nonblocking(false) {
+        log!("cannot make the listener blocking again: {e}");
+    }
+    accepted.ok()
 }
 
 /// A descriptor held in reserve (on `/dev/null`) for the moment `accept`

@@ -702,19 +702,14 @@ fn the_per_address_cap_sees_ipv4_on_a_dual_stack_listener_as_ipv4() {
     );
 }
 
-/// Started under a low `ulimit -n` (hard and soft, so the server cannot
-/// raise it; 57 descriptors beyond those it starts with), the server is
-/// connected to past its descriptors: the accept loop logs and backs off
-/// (doubling, not spinning), the clients already in keep chatting, and once
-/// the extra connections close the server accepts again: the ones still
-/// queued are served, then a new client.
-#[test]
-fn running_out_of_descriptors_backs_off_and_recovers() {
-    // The server inherits whatever descriptors its parent left open (a CI
-    // runner may leave dozens), so the limit is counted from what a server
-    // started the same way holds once it is listening.
-    let at_start = Server::start(&[]).open_fds();
-    let limit = at_start + 57;
+/// Starts the server under a low `ulimit -n` (hard and soft, so it cannot
+/// raise it) that leaves it `spare` descriptors beyond those it holds once
+/// listening; returns the server and the limit. The server inherits
+/// whatever descriptors its parent left open (a CI runner may leave
+/// dozens), so the limit is counted from what a server started the same
+/// way holds.
+fn start_with_descriptors(spare: usize) -> (Server, usize) {
+    let limit = Server::start(&[]).open_fds() + spare;
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(format!(
@@ -734,9 +729,22 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
         Some(limit.to_string().as_str()),
         "the server raised its limit: {open_files}"
     );
+    (server, limit)
+}
+
+/// Started under a low `ulimit -n` (hard and soft, so the server cannot
+/// raise it; 57 descriptors beyond those it starts with), the server is
+/// connected to past its descriptors: the accept loop logs and backs off
+/// (doubling, not spinning), the clients already in keep chatting, and once
+/// the extra connections close the server accepts again: the ones still
+/// queued are served, then a new client.
+#[test]
+fn running_out_of_descriptors_backs_off_and_recovers() {
+    let (server, limit) = start_with_descriptors(57);
     let a = Peer::join(server.addr());
     let b = Peer::join(server.addr());
     a.expect_line(&format!("* {} joined (2 online)", b.name));
+    let baseline = server.open_fds();
 
     // More connections than the server has descriptors left.
     let extra: Vec<TcpStream> = (0..limit)
@@ -795,10 +803,12 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
 
     // They all close. Each one either was told it is busy or gets a worker
     // once the server has descriptors again, joins and leaves: wait until
-    // the log accounts for every one of them. Joining before that would race
-    // the server's own accepts of the ones still queued: with the
-    // descriptors full again for a moment, a failed accept tells the oldest
-    // waiting connection, which could be the new client, that it is busy.
+    // the log accounts for every one of them, and until the last of their
+    // descriptors is closed (a session logs its leave just before). Joining
+    // before that would race the server's own accepts of the ones still
+    // queued: with the descriptors full again for a moment, a failed accept
+    // rightly tells the oldest waiting connection, which could be the new
+    // client, that it is busy.
     drop(extra);
     wait_for(
         &server,
@@ -810,6 +820,7 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
                 >= limit
         },
     );
+    fds_back(&server, baseline, 0);
     let c = Peer::join(server.addr());
     eprintln!(
         "descriptors: new client served {:?} after the first error",
@@ -818,6 +829,62 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
     c.send("hello again");
     a.expect(|line| line == format!("<{}> hello again", c.name));
     b.expect(|line| line == format!("<{}> hello again", c.name));
+}
+
+/// With every descriptor taken by clients and nobody waiting, a failed
+/// `accept` keeps its reserve descriptor for a connection that does wait:
+/// once a client leaves, the next one is served. (It used to block in an
+/// `accept` with the reserve spent until the next connection came, and
+/// tell that one the server was busy, however many descriptors had freed
+/// up by then.)
+#[test]
+fn a_descriptor_freed_later_goes_to_the_next_client() {
+    let (server, _) = start_with_descriptors(8);
+    let failures = || server.stderr().matches("accept failed").count();
+
+    // Clients join until the server has no descriptor left for one.
+    let mut peers = Vec::new();
+    loop {
+        assert!(
+            peers.len() < 32,
+            "{} clients in and none refused",
+            peers.len()
+        );
+        let peer = Peer::connect(server.addr());
+        let first = peer.next(TIMEOUT).expect("a first line");
+        if first.starts_with("! server busy") {
+            break;
+        }
+        assert!(
+            welcome_name(&first).is_some(),
+            "not a welcome line: {first:?}"
+        );
+        peers.push(peer);
+    }
+    let full = server.open_fds();
+
+    // The accept loop has failed again since, with nobody waiting.
+    let failed = failures();
+    wait_for(&server, "another accept error", TIMEOUT, || {
+        failures() > failed
+    });
+
+    // One client leaves; its descriptor is closed.
+    drop(peers.pop());
+    wait_for(
+        &server,
+        "a client's descriptor to be closed",
+        TIMEOUT,
+        || server.open_fds() < full,
+    );
+
+    let next = Peer::connect(server.addr());
+    let first = next.next(TIMEOUT).expect("a first line");
+    assert!(
+        welcome_name(&first).is_some(),
+        "a descriptor is free, yet: {first:?}\n{}",
+        tail(&server.stderr())
+    );
 }
 
 /// A client that resets (SO_LINGER 0) in the middle of a line leaves with
