@@ -5,7 +5,7 @@
 #
 # Environment:
 #   QUICK=1             a few seconds per workload (same as passing --quick)
-#   WORKLOADS=a,c,f     only these workloads (default: a to g)
+#   WORKLOADS=a,c,f     only these workloads (default: a to i; (i) brings (c))
 #   SERVERS="chat-server ncat"   which servers to measure (default: both)
 #   OUT_DIR=target/bench         where results.md and the servers' logs go
 # Any other argument is passed on to chat-bench (see `chat-bench --help`).
@@ -23,7 +23,7 @@ if [ "${QUICK:-0}" != 0 ]; then args+=(--quick); fi
 
 SERVERS="${SERVERS:-chat-server ncat}"
 OUT="${OUT_DIR:-target/bench}"
-args+=(--workloads "${WORKLOADS:-a,b,c,d,e,f,g}" --out-dir "$OUT")
+args+=(--workloads "${WORKLOADS:-a,b,c,d,e,f,g,h,i}" --out-dir "$OUT")
 
 note() { echo "bench: $*" >&2; }
 missing_ncat=""

@@ -6,6 +6,8 @@
 //! seen their first line. A client is *ready* when it has received its first
 //! line (chat-server's welcome, ncat's announce): only then is the server
 //! known to have registered it, and no line is sent before all are ready.
+//! In a workload with rooms a client first sends `/join room-K` (see
+//! [`rooms`](crate::rooms)) and is ready when the server has answered it.
 
 use std::{
     io::{self, Read, Write},
@@ -15,7 +17,10 @@ use std::{
 
 use mio::{net::TcpStream, Events, Interest, Poll, Token};
 
-use crate::{procfs, tally::Tally};
+use crate::{
+    procfs, rooms,
+    tally::{Step, Tally},
+};
 
 /// Connections opened but not yet welcomed, at most: more would overflow the
 /// server's listen backlog (ncat's is small) and cost a SYN retry of a
@@ -40,8 +45,11 @@ pub struct Shape {
     pub clients: usize,
     /// How many of `clients` send.
     pub senders: usize,
-    /// Extra clients that stop reading after their first line.
+    /// Extra clients that stop reading once ready.
     pub stalled: usize,
+    /// Rooms the clients are spread over by index (0: no `/join`, everyone
+    /// stays in the room the server puts them in).
+    pub rooms: usize,
 }
 
 /// How senders pace their lines.
@@ -115,8 +123,9 @@ pub struct Engine {
     scratch: Vec<u8>,
     /// Clients that got their first line.
     pub ready: usize,
-    /// Healthy clients open now (a line is expected by this many, less one).
-    live_healthy: usize,
+    /// Healthy clients open now, per room (a line is expected by its room's
+    /// count, less one).
+    live_healthy: Vec<usize>,
     /// Healthy clients closed by the server after being ready.
     dropped_healthy: usize,
     /// Stalled clients closed by the server after being ready.
@@ -135,6 +144,9 @@ impl Engine {
     /// # Errors
     /// epoll cannot be created.
     pub fn new(addr: SocketAddr, shape: Shape) -> io::Result<Engine> {
+        let sender_rooms: Vec<usize> = (0..shape.senders)
+            .map(|i| rooms::room_of(i, shape.rooms).unwrap_or(0))
+            .collect();
         Ok(Engine {
             poll: Poll::new()?,
             events: Events::with_capacity(4096),
@@ -142,10 +154,10 @@ impl Engine {
             addr,
             shape,
             clients: Vec::with_capacity(shape.clients + shape.stalled),
-            tally: Tally::new(shape.senders),
+            tally: Tally::new(&sender_rooms),
             scratch: vec![0; READ_CHUNK],
             ready: 0,
-            live_healthy: 0,
+            live_healthy: vec![0; shape.rooms.max(1)],
             dropped_healthy: 0,
             dropped_stalled: 0,
             refusal: None,
@@ -210,15 +222,16 @@ impl Engine {
         )?;
         let sender = (idx < self.shape.senders).then_some(idx);
         let stalled = idx >= self.shape.clients;
+        let room = rooms::room_of(idx, self.shape.rooms);
         if !stalled {
-            self.live_healthy += 1;
+            self.live_healthy[room.unwrap_or(0)] += 1;
         }
         self.clients.push(Client {
             stream,
             closed: None,
             out: Vec::new(),
             out_pos: 0,
-            rx: crate::tally::Rx::new(sender, stalled, self.shape.senders),
+            rx: crate::tally::Rx::new(sender, stalled, self.shape.senders, room),
         });
         Ok(())
     }
@@ -257,9 +270,10 @@ impl Engine {
     fn read(&mut self, i: usize) {
         let c = &mut self.clients[i];
         let mut failure = None;
+        let mut welcomed = false;
         while c.closed.is_none() {
-            if c.rx.stalled && c.rx.ready && !self.read_stalled {
-                return;
+            if c.rx.stalled && c.rx.ready() && !self.read_stalled {
+                break;
             }
             match c.stream.read(&mut self.scratch) {
                 Ok(0) => {
@@ -268,8 +282,18 @@ impl Engine {
                 }
                 Ok(n) => {
                     self.last_rx = Instant::now();
-                    if self.tally.take_bytes(&mut c.rx, &self.scratch[..n]) {
-                        self.ready += 1;
+                    match self.tally.take_bytes(&mut c.rx, &self.scratch[..n]) {
+                        Step::Nothing => {}
+                        Step::Ready => self.ready += 1,
+                        Step::Welcomed => welcomed = true,
+                        Step::Refused => {
+                            let said = c.rx.refused.clone().unwrap_or_default();
+                            let join = c.rx.join.clone().unwrap_or_default();
+                            self.refusal.get_or_insert(format!(
+                                "client #{} refused /join {join}: {said}",
+                                i + 1
+                            ));
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -282,6 +306,11 @@ impl Engine {
         }
         if let Some(why) = failure {
             self.close(i, why);
+        } else if welcomed {
+            if let Some(room) = rooms::room_of(i, self.shape.rooms) {
+                c.out.extend_from_slice(&rooms::join_line(room));
+                self.flush(i);
+            }
         }
     }
 
@@ -320,9 +349,9 @@ impl Engine {
         let _ = self.poll.registry().deregister(&mut c.stream);
         let healthy = !c.rx.stalled;
         if healthy {
-            self.live_healthy -= 1;
+            self.live_healthy[c.rx.room] -= 1;
         }
-        if !c.rx.ready {
+        if !c.rx.ready() {
             let said = c.rx.refused.take().unwrap_or_default();
             self.refusal
                 .get_or_insert(format!("client #{} {why} {said}", i + 1));
@@ -338,7 +367,7 @@ impl Engine {
     pub fn held(&self) -> usize {
         self.clients
             .iter()
-            .filter(|c| c.rx.ready && c.closed.is_none())
+            .filter(|c| c.rx.ready() && c.closed.is_none())
             .count()
     }
 
@@ -469,8 +498,9 @@ impl Engine {
                 Traffic::Closed { window } => {
                     self.tally.retire(s, now, ACK_TIMEOUT);
                     let mut sent = false;
+                    let room = self.tally.senders[s].room;
                     while self.tally.senders[s].inflight.len() < window {
-                        let expect = self.live_healthy.saturating_sub(1);
+                        let expect = self.live_healthy[room].saturating_sub(1);
                         let c = &mut self.clients[client];
                         self.tally.send(s, &mut c.out, line_len, expect, true);
                         sent = true;
@@ -497,16 +527,13 @@ impl Engine {
         wake
     }
 
-    /// Lines that healthy, still open clients should have and do not.
+    /// Lines that healthy, still open clients should have and do not (only
+    /// their room's: lines seen in another room are counted apart).
     fn missing(&self) -> u64 {
-        let total = self.tally.sent_total();
         self.clients
             .iter()
             .filter(|c| c.closed.is_none() && !c.rx.stalled)
-            .map(|c| {
-                let own = c.rx.sender.map_or(0, |s| self.tally.senders[s].next_seq);
-                (total - own).saturating_sub(c.rx.unique)
-            })
+            .map(|c| self.tally.expected(&c.rx).saturating_sub(c.rx.unique))
             .sum()
     }
 }

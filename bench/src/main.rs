@@ -7,6 +7,8 @@ mod engine;
 mod marker;
 mod procfs;
 mod report;
+mod rooms;
+mod scratch;
 mod server;
 mod tally;
 mod workloads;
@@ -31,12 +33,28 @@ struct Args {
     /// ncat binary to measure; omit to skip it.
     #[arg(long)]
     ncat: Option<PathBuf>,
-    /// Which workloads to run, by letter.
-    #[arg(long, default_value = "a,b,c,d,e,f,g")]
+    /// Which workloads to run, by letter ((i) brings (c) along: it is
+    /// judged against it).
+    #[arg(long, default_value = "a,b,c,d,e,f,g,h,i")]
     workloads: String,
     /// Where the table (results.md) and the servers' stderr logs go.
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
+}
+
+/// The workloads in the order they run: by letter, except that (i) runs
+/// right after (c), so the machine's other load (2 shared cores) differs
+/// as little as it can between the two it compares.
+fn run_order(mut all: Vec<workloads::Workload>) -> Vec<workloads::Workload> {
+    if let Some(i) = all.iter().position(|w| w.id == 'i') {
+        let w = all.remove(i);
+        let at = all
+            .iter()
+            .position(|w| w.id == 'c')
+            .map_or(all.len(), |c| c + 1);
+        all.insert(at, w);
+    }
+    all
 }
 
 fn main() -> ExitCode {
@@ -67,13 +85,17 @@ fn main() -> ExitCode {
         eprintln!("chat-bench: cannot create {}: {e}", logs.display());
         return ExitCode::FAILURE;
     }
-    let wanted: Vec<char> = args
+    let mut wanted: Vec<char> = args
         .workloads
         .chars()
         .filter(char::is_ascii_alphabetic)
         .collect();
+    if wanted.contains(&'i') && !wanted.contains(&'c') {
+        eprintln!("chat-bench: (i) is judged against (c) of the same run: running (c) too");
+        wanted.push('c');
+    }
     let mut results = Vec::new();
-    for w in workloads::all(args.quick) {
+    for w in run_order(workloads::all(args.quick)) {
         if !wanted.contains(&w.id) {
             continue;
         }
@@ -83,6 +105,9 @@ fn main() -> ExitCode {
             ncat: None,
         };
         for t in &targets {
+            if t.kind == Kind::Ncat && !w.ncat {
+                continue;
+            }
             let started = Instant::now();
             eprint!(
                 "chat-bench: ({}) {} vs {} ... ",
@@ -105,6 +130,7 @@ fn main() -> ExitCode {
         }
         results.push(result);
     }
+    results.sort_by_key(|r| r.workload.id);
     let table = report::table(&results);
     print!("{table}");
     let file = args.out_dir.join("results.md");
@@ -112,4 +138,18 @@ fn main() -> ExitCode {
         eprintln!("chat-bench: cannot write {}: {e}", file.display());
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn i_runs_right_after_c() {
+        let order: String = run_order(workloads::all(true))
+            .iter()
+            .map(|w| w.id)
+            .collect();
+        assert_eq!(order, "abcidefgh");
+    }
 }

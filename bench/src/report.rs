@@ -1,5 +1,7 @@
 //! The one table: every workload's metrics for chat-server and ncat side by
-//! side, their ratio and chat-server's targets, as aligned Markdown.
+//! side, their ratio and chat-server's targets, as aligned Markdown. A target
+//! relative to another workload of the same run ((i) against (c)) shows its
+//! ratio in the target cell.
 
 use std::fmt::Write as _;
 
@@ -48,6 +50,12 @@ fn ratio(chat: Option<&Value>, ncat: Option<&Value>) -> String {
     }
 }
 
+/// chat-server's `name` in workload `id` of `results`.
+fn reference<'a>(results: &'a [Result], id: Option<char>, name: &str) -> Option<&'a Value> {
+    let r = results.iter().find(|r| Some(r.workload.id) == id)?;
+    get(&r.chat, name)
+}
+
 /// Renders the table.
 pub fn table(results: &[Result]) -> String {
     let mut rows = vec![[
@@ -76,7 +84,7 @@ pub fn table(results: &[Result]) -> String {
                     .goals
                     .iter()
                     .filter(|g| g.metric() == *name)
-                    .map(|g| g.judge(c, n))
+                    .map(|g| g.judge(c, n, reference(results, g.reference(), name)))
                     .collect::<Vec<_>>()
                     .join("; ")
             };

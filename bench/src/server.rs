@@ -4,6 +4,7 @@
 //! to that workload alone. The child is killed and reaped on drop.
 
 use std::{
+    ffi::OsString,
     fs::File,
     io::{self, BufRead, BufReader},
     net::{SocketAddr, TcpListener},
@@ -59,22 +60,24 @@ pub struct Running {
 }
 
 impl Target {
-    /// Starts the server on a free loopback port, stderr to `log`.
+    /// Starts the server on a free loopback port, stderr to `log`; `extra`
+    /// are chat-server flags beyond the common ones (ncat takes none).
     ///
     /// # Errors
     /// The program cannot be started, exits, or does not listen in time.
-    pub fn start(&self, log: &Path) -> io::Result<Running> {
+    pub fn start(&self, log: &Path, extra: &[OsString]) -> io::Result<Running> {
         let stderr = File::create(log)?;
         match self.kind {
-            Kind::ChatServer => self.start_chat_server(stderr),
+            Kind::ChatServer => self.start_chat_server(stderr, extra),
             Kind::Ncat => self.start_ncat(stderr),
         }
     }
 
-    fn start_chat_server(&self, stderr: File) -> io::Result<Running> {
+    fn start_chat_server(&self, stderr: File, extra: &[OsString]) -> io::Result<Running> {
         let mut child = Command::new(&self.bin)
             .args(["--port", "0", "--bind", "127.0.0.1", "--rate-limit", "0"])
             .args(["--workers", "12000", "--queue", "1000", "--quiet"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

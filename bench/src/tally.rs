@@ -1,6 +1,9 @@
 //! Accounting of what was sent and what each client received: sequence
 //! numbers per (receiver, sender) pair, latency from the embedded send time,
-//! lines duplicated, out of order or garbled.
+//! lines duplicated, out of order, garbled or shown in the wrong room.
+//!
+//! A line's expected recipients are the other members of its sender's room
+//! (everyone, in a workload without rooms): [`Tally::expected`].
 
 use std::{
     collections::VecDeque,
@@ -10,7 +13,10 @@ use std::{
 use hdrhistogram::Histogram;
 use memchr::memmem::Finder;
 
-use crate::marker::{self, Found, Marker};
+use crate::{
+    marker::{self, Found, Marker},
+    rooms,
+};
 
 /// A partial line longer than this is thrown away: a server that never sends
 /// a newline must not make the generator grow without bound.
@@ -34,6 +40,9 @@ pub struct InFlight {
 pub struct Sender {
     /// The index of the client that sends for it.
     pub client: usize,
+    /// Its room (0 in a workload without rooms): only that room's other
+    /// members expect its lines.
+    pub room: usize,
     /// Next sequence number, which is also how many lines it has sent.
     pub next_seq: u64,
     /// Closed loop: lines in flight, oldest first, consecutive seqs.
@@ -72,16 +81,67 @@ impl Seen {
     }
 }
 
+/// How far a client has got into the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for its first line.
+    Connecting,
+    /// Welcomed, its `/join` sent, waiting for the answer.
+    Joining,
+    /// In its room: lines may be sent.
+    Ready,
+}
+
+/// What one batch of received bytes changed for its client.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing about its readiness.
+    Nothing,
+    /// Welcomed and has a room to go to: send its `/join` now.
+    Welcomed,
+    /// Just became ready.
+    Ready,
+    /// Its `/join` was answered with `! ` (in `Rx::refused`).
+    Refused,
+}
+
+impl Step {
+    /// The later of two steps of the same client (`Refused` wins).
+    fn then(self, next: Step) -> Step {
+        let rank = |s: Step| match s {
+            Step::Nothing => 0,
+            Step::Welcomed => 1,
+            Step::Ready => 2,
+            Step::Refused => 3,
+        };
+        if rank(next) > rank(self) {
+            next
+        } else {
+            self
+        }
+    }
+}
+
 /// Receive-side state of one client.
 #[derive(Debug)]
 pub struct Rx {
     /// Its sender index, if it sends (it never expects its own lines).
     pub sender: Option<usize>,
-    /// Stops reading after its first line.
+    /// Stops reading once ready.
     pub stalled: bool,
-    /// Got its first line (the welcome) and was not refused.
-    pub ready: bool,
-    /// A first line starting with `! ` (server full, per-IP cap...).
+    /// Its room (0 in a workload without rooms), for the expected lines and
+    /// the wrong-room check.
+    pub room: usize,
+    /// The room it must `/join` once welcomed (`None`: it stays put).
+    pub join: Option<String>,
+    /// Its own name, from the welcome: tells the join answer from the
+    /// lobby's notices about others.
+    name: Option<Vec<u8>>,
+    /// Where it is in connecting.
+    pub phase: Phase,
+    /// A first line, or an answer to `/join`, starting with `! ` (server
+    /// full, per-IP cap, too many rooms...).
     pub refused: Option<String>,
     /// Bytes after the last newline.
     partial: Vec<u8>,
@@ -92,17 +152,25 @@ pub struct Rx {
 }
 
 impl Rx {
-    /// State for a new client.
-    pub fn new(sender: Option<usize>, stalled: bool, senders: usize) -> Rx {
+    /// State for a new client; `room` is the room it must join, if any.
+    pub fn new(sender: Option<usize>, stalled: bool, senders: usize, room: Option<usize>) -> Rx {
         Rx {
             sender,
             stalled,
-            ready: false,
+            room: room.unwrap_or(0),
+            join: room.map(rooms::name),
+            name: None,
+            phase: Phase::Connecting,
             refused: None,
             partial: Vec::new(),
             seen: vec![Seen::default(); senders],
             unique: 0,
         }
+    }
+
+    /// In its room: it may be sent to and counts as a receiver.
+    pub fn ready(&self) -> bool {
+        self.phase == Phase::Ready
     }
 }
 
@@ -126,20 +194,26 @@ pub struct Tally {
     pub out_of_order: u64,
     /// Lines whose marker was cut (or mangled) by the server.
     pub garbled: u64,
+    /// Lines received by a client outside their sender's room.
+    pub wrong_room: u64,
     /// Closed-loop lines that stopped holding a window slot undelivered.
     pub ack_timeouts: u64,
 }
 
 impl Tally {
-    /// Accounting for `senders` senders (clients 0..senders).
-    pub fn new(senders: usize) -> Tally {
+    /// Accounting for one sender per entry of `rooms` (clients
+    /// 0..rooms.len()), each in the room given.
+    pub fn new(rooms: &[usize]) -> Tally {
         let epoch = Instant::now();
         Tally {
             epoch,
             window: (u64::MAX, u64::MAX),
-            senders: (0..senders)
-                .map(|client| Sender {
+            senders: rooms
+                .iter()
+                .enumerate()
+                .map(|(client, &room)| Sender {
                     client,
+                    room,
                     next_seq: 0,
                     inflight: VecDeque::new(),
                     next_due: epoch,
@@ -152,6 +226,7 @@ impl Tally {
             dups: 0,
             out_of_order: 0,
             garbled: 0,
+            wrong_room: 0,
             ack_timeouts: 0,
         }
     }
@@ -168,6 +243,17 @@ impl Tally {
     /// Lines sent by all senders so far.
     pub fn sent_total(&self) -> u64 {
         self.senders.iter().map(|s| s.next_seq).sum()
+    }
+
+    /// Lines sent so far that `rx` should receive: those of the other
+    /// senders in its room.
+    pub fn expected(&self, rx: &Rx) -> u64 {
+        self.senders
+            .iter()
+            .enumerate()
+            .filter(|&(i, s)| s.room == rx.room && rx.sender != Some(i))
+            .map(|(_, s)| s.next_seq)
+            .sum()
     }
 
     /// Appends sender `s`'s next line to `out`; closed loop: it takes a
@@ -211,19 +297,19 @@ impl Tally {
         }
     }
 
-    /// Handles bytes received by one client; true if it just became ready.
-    pub fn take_bytes(&mut self, rx: &mut Rx, data: &[u8]) -> bool {
+    /// Handles bytes received by one client.
+    pub fn take_bytes(&mut self, rx: &mut Rx, data: &[u8]) -> Step {
         let now = self.ns(Instant::now());
-        let mut became_ready = false;
+        let mut step = Step::Nothing;
         let mut partial = std::mem::take(&mut rx.partial);
         let mut start = 0;
         for nl in memchr::memchr_iter(b'\n', data) {
             let piece = &data[start..nl];
             if partial.is_empty() {
-                became_ready |= self.on_line(rx, piece, now);
+                step = step.then(self.on_line(rx, piece, now));
             } else {
                 partial.extend_from_slice(piece);
-                became_ready |= self.on_line(rx, &partial, now);
+                step = step.then(self.on_line(rx, &partial, now));
                 partial.clear();
             }
             start = nl + 1;
@@ -233,25 +319,48 @@ impl Tally {
             partial.clear();
         }
         rx.partial = partial;
-        became_ready
+        step
     }
 
-    fn on_line(&mut self, rx: &mut Rx, line: &[u8], now: u64) -> bool {
-        let mut became_ready = false;
-        if !rx.ready && rx.refused.is_none() {
-            if line.starts_with(b"! ") {
+    fn on_line(&mut self, rx: &mut Rx, line: &[u8], now: u64) -> Step {
+        let step = match rx.phase {
+            _ if rx.refused.is_some() => Step::Nothing,
+            Phase::Connecting if line.starts_with(b"! ") => {
+                // The server closes it next: the engine reports it then.
                 rx.refused = Some(String::from_utf8_lossy(line).into_owned());
-            } else {
-                rx.ready = true;
-                became_ready = true;
+                Step::Nothing
             }
-        }
+            Phase::Connecting => {
+                rx.name = rooms::own_name(line).map(<[u8]>::to_vec);
+                if rx.join.is_some() {
+                    rx.phase = Phase::Joining;
+                    Step::Welcomed
+                } else {
+                    rx.phase = Phase::Ready;
+                    Step::Ready
+                }
+            }
+            Phase::Joining if line.starts_with(b"! ") => {
+                rx.refused = Some(String::from_utf8_lossy(line).into_owned());
+                Step::Refused
+            }
+            Phase::Joining => {
+                let room = rx.join.as_deref().unwrap_or_default();
+                if rooms::is_join_answer(line, room, rx.name.as_deref()) {
+                    rx.phase = Phase::Ready;
+                    Step::Ready
+                } else {
+                    Step::Nothing
+                }
+            }
+            Phase::Ready => Step::Nothing,
+        };
         match marker::find(line, &self.finder) {
             Found::None => {}
             Found::Garbled => self.garbled += 1,
             Found::Marker(m) => self.on_marker(rx, m, now),
         }
-        became_ready
+        step
     }
 
     fn on_marker(&mut self, rx: &mut Rx, m: Marker, now: u64) {
@@ -263,6 +372,11 @@ impl Tally {
         }
         if rx.sender == Some(m.sender) {
             // Our own line echoed back: neither server does this.
+            return;
+        }
+        if self.senders[m.sender].room != rx.room {
+            // Neither expected nor counted as received: a failure of its own.
+            self.wrong_room += 1;
             return;
         }
         let Some(late) = rx.seen[m.sender].insert(m.seq) else {
@@ -314,18 +428,101 @@ mod tests {
 
     #[test]
     fn lines_split_across_reads_are_joined() {
-        let mut t = Tally::new(2);
-        let mut rx = Rx::new(None, false, 2);
+        let mut t = Tally::new(&[0, 0]);
+        let mut rx = Rx::new(None, false, 2, None);
         let mut out = Vec::new();
         t.send(1, &mut out, 40, 1, true);
         let mut data = b"* welcome, guest-1!\n<guest-2> ".to_vec();
         data.extend_from_slice(&out);
         let (a, b) = data.split_at(35);
-        assert!(t.take_bytes(&mut rx, a));
-        assert!(!t.take_bytes(&mut rx, b));
+        assert_eq!(t.take_bytes(&mut rx, a), Step::Ready);
+        assert_eq!(t.take_bytes(&mut rx, b), Step::Nothing);
         assert_eq!(rx.unique, 1);
         assert_eq!(t.senders[1].inflight[0].remaining, 0);
-        assert!(!t.take_bytes(&mut rx, &data[20..]));
+        assert_eq!(t.take_bytes(&mut rx, &data[20..]), Step::Nothing);
         assert_eq!((rx.unique, t.dups), (1, 1));
+    }
+
+    /// A client with a room is ready only once its `/join` is answered, not
+    /// at the welcome nor at a lobby notice naming the same room.
+    #[test]
+    fn a_room_client_is_ready_at_the_join_answer() {
+        let mut t = Tally::new(&[]);
+        let mut rx = Rx::new(None, false, 0, Some(2));
+        assert_eq!(rx.join.as_deref(), Some("room-3"));
+        let welcome = b"* welcome, guest-9! 12 online; type /help for commands\n";
+        assert_eq!(t.take_bytes(&mut rx, welcome), Step::Welcomed);
+        assert!(!rx.ready());
+        let lobby = b"* guest-4 left for #room-3\n* guest-10 joined (12 online)\n";
+        assert_eq!(t.take_bytes(&mut rx, lobby), Step::Nothing);
+        assert_eq!(rx.phase, Phase::Joining);
+        assert_eq!(
+            t.take_bytes(&mut rx, b"* you are in #room-3 (5 here)\n"),
+            Step::Ready
+        );
+        assert!(rx.ready());
+        assert_eq!(
+            t.take_bytes(&mut rx, b"* guest-11 joined #room-3\n"),
+            Step::Nothing
+        );
+    }
+
+    /// A `! ` answer to `/join` (too many rooms) is a refusal the engine sees
+    /// at once, though the server keeps the connection open.
+    #[test]
+    fn a_refused_join_is_reported() {
+        let mut t = Tally::new(&[]);
+        let mut rx = Rx::new(None, false, 0, Some(0));
+        assert_eq!(
+            t.take_bytes(&mut rx, b"* welcome, guest-1!\n"),
+            Step::Welcomed
+        );
+        let no = b"! too many rooms (256)\n* guest-2 joined (2 online)\n";
+        assert_eq!(t.take_bytes(&mut rx, no), Step::Refused);
+        assert_eq!(rx.refused.as_deref(), Some("! too many rooms (256)"));
+        assert!(!rx.ready());
+    }
+
+    /// A line from another room is counted as such, and neither as received
+    /// nor as a window acknowledgement.
+    #[test]
+    fn a_line_from_another_room_is_a_failure_not_a_delivery() {
+        let mut t = Tally::new(&[0, 1]);
+        let mut rx = Rx::new(None, false, 2, Some(0));
+        assert_eq!(
+            t.take_bytes(&mut rx, b"* welcome, guest-3!\n"),
+            Step::Welcomed
+        );
+        assert_eq!(t.take_bytes(&mut rx, b"* in #room-1\n"), Step::Ready);
+        let mut out = Vec::new();
+        t.send(0, &mut out, 40, 1, true);
+        t.send(1, &mut out, 40, 1, true);
+        assert_eq!(t.take_bytes(&mut rx, &out), Step::Nothing);
+        assert_eq!((rx.unique, t.wrong_room), (1, 1));
+        assert_eq!(t.senders[0].inflight[0].remaining, 0);
+        assert_eq!(t.senders[1].inflight[0].remaining, 1);
+    }
+
+    /// What a client should have received: its room's lines but its own.
+    #[test]
+    fn expected_lines_are_the_other_senders_of_the_room() {
+        let mut t = Tally::new(&[0, 1, 0, 1]);
+        let mut out = Vec::new();
+        for (s, n) in [(0, 3), (1, 2), (2, 5), (3, 7)] {
+            for _ in 0..n {
+                t.send(s, &mut out, 40, 0, false);
+            }
+        }
+        assert_eq!(t.sent_total(), 17);
+        assert_eq!(t.expected(&Rx::new(Some(0), false, 4, Some(0))), 5);
+        assert_eq!(t.expected(&Rx::new(None, false, 4, Some(0))), 8);
+        assert_eq!(t.expected(&Rx::new(Some(3), false, 4, Some(1))), 2);
+        assert_eq!(t.expected(&Rx::new(None, false, 4, Some(1))), 9);
+        // Without rooms everyone is in room 0 and expects every other line.
+        let mut all = Tally::new(&[0, 0]);
+        all.send(0, &mut out, 40, 0, false);
+        all.send(1, &mut out, 40, 0, false);
+        assert_eq!(all.expected(&Rx::new(Some(1), false, 2, None)), 1);
+        assert_eq!(all.expected(&Rx::new(None, false, 2, None)), 2);
     }
 }

@@ -1,7 +1,11 @@
-//! The seven workloads of the benchmark, how each is run against one server,
-//! and the targets chat-server is held to.
+//! The workloads of the benchmark, how each is run against one server, and
+//! the targets chat-server is held to. (a) to (g) run against both servers;
+//! (h) (rooms) and (i) (history and transcript) against chat-server only:
+//! ncat has neither.
 
 use std::{
+    fs::File,
+    io::{self, Read},
     os::unix::process::ExitStatusExt,
     path::Path,
     time::{Duration, Instant},
@@ -10,6 +14,7 @@ use std::{
 use crate::{
     engine::{Engine, Phases, Shape, Traffic},
     procfs,
+    scratch::ScratchDir,
     server::{Running, Target},
 };
 
@@ -21,6 +26,18 @@ const BIG_LINE: usize = 2000;
 const WINDOW: usize = 4;
 /// How long (g) waits for the server to exit before giving up.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
+/// Rooms in (h), each with `H_CLIENTS / H_ROOMS` members.
+const H_ROOMS: usize = 10;
+/// Clients in (h).
+const H_CLIENTS: usize = 500;
+/// Senders in (h): 2 per room.
+const H_SENDERS: usize = 20;
+/// `--history` in (i): the server's default, passed explicitly.
+const I_HISTORY: u32 = 20;
+/// (i)'s server CPU per delivered line may exceed (c)'s by this factor.
+const I_CPU_FACTOR: f64 = 1.10;
+/// Bytes read at once when counting the transcript's lines.
+const COUNT_CHUNK: usize = 1 << 20;
 
 /// What a workload does.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +55,15 @@ pub enum Kind {
     Interrupt { clients: usize },
 }
 
+/// Flags chat-server gets in a workload beyond the common ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flags {
+    /// None.
+    Plain,
+    /// `--history 20 --transcript FILE`, FILE in a fresh temp folder.
+    HistoryTranscript,
+}
+
 /// A check of one chat-server metric.
 #[derive(Debug, Clone, Copy)]
 pub enum Goal {
@@ -49,6 +75,9 @@ pub enum Goal {
     AtLeastNcat(&'static str),
     /// metric <= ncat's × factor
     AtMostNcatTimes(&'static str, f64),
+    /// metric <= the same metric of chat-server in workload `id` of the same
+    /// run × factor
+    AtMostTimesOf(&'static str, char, f64),
 }
 
 impl Goal {
@@ -56,17 +85,32 @@ impl Goal {
     pub fn metric(self) -> &'static str {
         match self {
             Goal::Below(m, _) | Goal::Equal(m, _) | Goal::AtLeastNcat(m) => m,
-            Goal::AtMostNcatTimes(m, _) => m,
+            Goal::AtMostNcatTimes(m, _) | Goal::AtMostTimesOf(m, _, _) => m,
         }
     }
 
-    /// Its text and verdict, given chat-server's and ncat's values. A
-    /// chat-server value that is missing or not a number (the run aborted,
-    /// no line arrived) fails; a missing ncat value leaves relative goals
-    /// undecided.
-    pub fn judge(self, chat: Option<&Value>, ncat: Option<&Value>) -> String {
+    /// The workload whose chat-server value it compares with, if another.
+    pub fn reference(self) -> Option<char> {
+        match self {
+            Goal::AtMostTimesOf(_, id, _) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Its text and verdict, given chat-server's and ncat's values and the
+    /// value of the [`reference`](Goal::reference) workload. A chat-server
+    /// value that is missing or not a number (the run aborted, no line
+    /// arrived) fails; a missing ncat or reference value leaves relative
+    /// goals undecided.
+    pub fn judge(
+        self,
+        chat: Option<&Value>,
+        ncat: Option<&Value>,
+        reference: Option<&Value>,
+    ) -> String {
         let c = chat.and_then(Value::num);
         let n = ncat.and_then(Value::num);
+        let r = reference.and_then(Value::num);
         let (text, pass) = match self {
             Goal::Below(_, v) => (format!("< {v}"), Some(c.is_some_and(|c| c < v))),
             Goal::Equal(_, v) => (format!("= {v}"), Some(c.is_some_and(|c| c == v))),
@@ -75,6 +119,17 @@ impl Goal {
                 format!("<= {f} x ncat"),
                 n.map(|n| c.is_some_and(|c| c <= n * f)),
             ),
+            Goal::AtMostTimesOf(_, id, f) => {
+                let ratio = match (c, r) {
+                    (Some(c), Some(r)) if r > 0.0 => format!(" (ratio {:.2})", c / r),
+                    (_, None) => format!(" ({id}) not in this run"),
+                    _ => String::new(),
+                };
+                (
+                    format!("<= {f} x ({id}){ratio}"),
+                    r.map(|r| c.is_some_and(|c| c <= r * f)),
+                )
+            }
         };
         let verdict = match pass {
             Some(true) => "PASS",
@@ -88,12 +143,16 @@ impl Goal {
 /// One workload.
 #[derive(Debug, Clone)]
 pub struct Workload {
-    /// Its letter in the issue: a to g.
+    /// Its letter in the issues: a to i.
     pub id: char,
     /// Short description for the table.
     pub title: String,
     /// What it does.
     pub kind: Kind,
+    /// Whether ncat runs it too (it has no rooms, history or transcript).
+    pub ncat: bool,
+    /// chat-server's extra flags.
+    pub flags: Flags,
     /// Targets for chat-server.
     pub goals: Vec<Goal>,
 }
@@ -110,6 +169,9 @@ pub mod metric {
     pub const DUPS: &str = "lines duplicated";
     pub const OOO: &str = "lines out of order";
     pub const GARBLED: &str = "markers garbled by server";
+    pub const WRONG_ROOM: &str = "lines in the wrong room";
+    pub const SENT: &str = "lines sent (whole run)";
+    pub const TRANSCRIPT_LINES: &str = "transcript lines at end";
     pub const DROPPED: &str = "healthy clients dropped";
     pub const STALLED_DROPPED: &str = "stalled clients dropped";
     pub const CPU: &str = "server CPU s (window)";
@@ -160,6 +222,7 @@ pub fn all(quick: bool) -> Vec<Workload> {
         clients,
         senders,
         stalled,
+        rooms: 0,
     };
     let traffic = |shape, traffic, line_len, phases| Kind::Traffic {
         shape,
@@ -175,18 +238,24 @@ pub fn all(quick: bool) -> Vec<Workload> {
             id: 'a',
             title: "10 clients, all send, closed loop".into(),
             kind: traffic(shape(10, 10, 0), closed, LINE, phases(short)),
+            ncat: true,
+            flags: Flags::Plain,
             goals: vec![Goal::Below(P99, 1.0)],
         },
         Workload {
             id: 'b',
             title: "100 clients, 10 send, 1,000 msg/s".into(),
             kind: traffic(shape(100, 10, 0), open(1000.0), LINE, phases(short)),
+            ncat: true,
+            flags: Flags::Plain,
             goals: vec![Goal::Below(P99, 2.0)],
         },
         Workload {
             id: 'c',
             title: "100 clients, all send, closed loop".into(),
             kind: traffic(shape(100, 100, 0), closed, LINE, phases(short)),
+            ncat: true,
+            flags: Flags::Plain,
             goals: vec![
                 Goal::AtLeastNcat(RATE),
                 Goal::AtMostNcatTimes(CPU_PER_LINE, 0.25),
@@ -197,6 +266,8 @@ pub fn all(quick: bool) -> Vec<Workload> {
             id: 'd',
             title: "500 clients, 20 send, 2,000 msg/s".into(),
             kind: traffic(shape(500, 20, 0), open(2000.0), LINE, phases(short)),
+            ncat: true,
+            flags: Flags::Plain,
             goals: vec![Goal::Below(P99, 20.0), Goal::Below(PEAK_RSS, 32.0)],
         },
         Workload {
@@ -211,6 +282,8 @@ pub fn all(quick: bool) -> Vec<Workload> {
                 BIG_LINE,
                 phases(if quick { 6 } else { 30 }),
             ),
+            ncat: true,
+            flags: Flags::Plain,
             goals: vec![
                 Goal::Equal(LOST, 0.0),
                 Goal::Equal(DROPPED, 0.0),
@@ -222,6 +295,8 @@ pub fn all(quick: bool) -> Vec<Workload> {
             id: 'f',
             title: format!("{idle} idle clients held"),
             kind: Kind::Idle { clients: idle },
+            ncat: true,
+            flags: Flags::Plain,
             goals: vec![
                 Goal::Equal(HELD, idle as f64),
                 Goal::Below(RSS_PER_CLIENT, 16.0),
@@ -231,7 +306,39 @@ pub fn all(quick: bool) -> Vec<Workload> {
             id: 'g',
             title: "SIGINT with 1,000 clients".into(),
             kind: Kind::Interrupt { clients: 1000 },
+            ncat: true,
+            flags: Flags::Plain,
             goals: vec![Goal::Equal(EXIT, 0.0), Goal::Below(EXIT_MS, 200.0)],
+        },
+        Workload {
+            id: 'h',
+            title: format!(
+                "{H_CLIENTS} clients in {H_ROOMS} rooms, {H_SENDERS} send, 2,000 msg/s (chat-server only)"
+            ),
+            kind: traffic(
+                Shape {
+                    rooms: H_ROOMS,
+                    ..shape(H_CLIENTS, H_SENDERS, 0)
+                },
+                open(2000.0),
+                LINE,
+                phases(short),
+            ),
+            ncat: false,
+            flags: Flags::Plain,
+            goals: vec![
+                Goal::Equal(LOST, 0.0),
+                Goal::Equal(WRONG_ROOM, 0.0),
+                Goal::Below(P99, 10.0),
+            ],
+        },
+        Workload {
+            id: 'i',
+            title: format!("(c) with --history {I_HISTORY} --transcript (chat-server only)"),
+            kind: traffic(shape(100, 100, 0), closed, LINE, phases(short)),
+            ncat: false,
+            flags: Flags::HistoryTranscript,
+            goals: vec![Goal::AtMostTimesOf(CPU_PER_LINE, 'c', I_CPU_FACTOR)],
         },
     ]
 }
@@ -291,9 +398,24 @@ fn peak_rss(server: &Running) -> Value {
 
 /// Runs `w` against a fresh instance of `target`, stderr logged to `log`.
 pub fn run(w: &Workload, target: &Target, log: &Path) -> Measured {
-    let mut server = match target.start(log) {
+    let failed = |e: String| vec![(metric::STATUS, Value::Text(e))];
+    // Declared before the server, so dropped (folder removed) after it.
+    let mut scratch = None;
+    let mut extra = Vec::new();
+    let mut transcript = None;
+    if w.flags == Flags::HistoryTranscript {
+        let dir = match ScratchDir::new() {
+            Ok(d) => scratch.insert(d),
+            Err(e) => return failed(format!("no temp folder: {e}")),
+        };
+        let file = dir.path().join("transcript");
+        extra.extend(["--history".into(), I_HISTORY.to_string().into()]);
+        extra.extend(["--transcript".into(), file.clone().into_os_string()]);
+        transcript = Some(file);
+    }
+    let mut server = match target.start(log, &extra) {
         Ok(s) => s,
-        Err(e) => return vec![(metric::STATUS, Value::Text(format!("did not start: {e}")))],
+        Err(e) => return failed(format!("did not start: {e}")),
     };
     let result = match w.kind {
         Kind::Traffic {
@@ -301,11 +423,35 @@ pub fn run(w: &Workload, target: &Target, log: &Path) -> Measured {
             traffic,
             line_len,
             phases,
-        } => run_traffic(&mut server, shape, traffic, line_len, phases, log),
+        } => run_traffic(&mut server, shape, traffic, line_len, phases, log).map(|mut m| {
+            if let Some(file) = &transcript {
+                let lines = match count_lines(file) {
+                    Ok(n) => count(n),
+                    Err(e) => Value::Text(format!("unreadable: {e}")),
+                };
+                m.push((metric::TRANSCRIPT_LINES, lines));
+            }
+            m
+        }),
         Kind::Idle { clients } => run_idle(&mut server, clients, log),
         Kind::Interrupt { clients } => run_interrupt(server, clients, log),
     };
-    result.unwrap_or_else(|e| vec![(metric::STATUS, Value::Text(e))])
+    result.unwrap_or_else(failed)
+}
+
+/// Lines in `file` so far (the server may still be appending).
+fn count_lines(file: &Path) -> io::Result<u64> {
+    let mut f = File::open(file)?;
+    let mut buf = vec![0; COUNT_CHUNK];
+    let mut n = 0;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => n += memchr::memchr_iter(b'\n', &buf[..k]).count() as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn run_traffic(
@@ -342,6 +488,7 @@ fn run_traffic(
     };
     let mut m = vec![
         (STATUS, Value::Text("ok".into())),
+        (SENT, count(t.sent_total())),
         (RATE, Value::Num(t.delivered as f64 / st.window_s, 0)),
         (P50, lat(0.5)),
         (P99, lat(0.99)),
@@ -351,8 +498,11 @@ fn run_traffic(
         (DUPS, count(t.dups)),
         (OOO, count(t.out_of_order)),
         (GARBLED, count(t.garbled)),
-        (DROPPED, count(st.dropped_healthy as u64)),
     ];
+    if shape.rooms > 1 {
+        m.push((WRONG_ROOM, count(t.wrong_room)));
+    }
+    m.push((DROPPED, count(st.dropped_healthy as u64)));
     if shape.stalled > 0 {
         m.push((STALLED_DROPPED, count(st.dropped_stalled as u64)));
     }
@@ -384,6 +534,7 @@ fn connect_idle(
         clients,
         senders: 0,
         stalled: 0,
+        rooms: 0,
     };
     let mut eng = Engine::new(server.addr, shape).map_err(|e| e.to_string())?;
     let status = match eng.connect_all(connect_limit(clients)) {
@@ -457,4 +608,62 @@ fn run_interrupt(mut server: Running, clients: usize, log: &Path) -> Result<Meas
         }
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (i)'s goal: at most 10% above (c)'s value, the ratio shown, and no
+    /// verdict when (c) did not run.
+    #[test]
+    fn a_goal_relative_to_another_workload_shows_the_ratio() {
+        let g = Goal::AtMostTimesOf(metric::CPU_PER_LINE, 'c', 1.10);
+        let v = |x| Value::Num(x, 2);
+        assert_eq!(g.reference(), Some('c'));
+        assert_eq!(
+            g.judge(Some(&v(0.21)), None, Some(&v(0.20))),
+            "<= 1.1 x (c) (ratio 1.05): PASS"
+        );
+        assert_eq!(
+            g.judge(Some(&v(0.23)), None, Some(&v(0.20))),
+            "<= 1.1 x (c) (ratio 1.15): FAIL"
+        );
+        assert_eq!(
+            g.judge(Some(&v(0.2)), None, None),
+            "<= 1.1 x (c) (c) not in this run: n/a"
+        );
+        let none = Value::Text("no lines".into());
+        assert!(g.judge(Some(&none), None, Some(&v(0.2))).ends_with("FAIL"));
+    }
+
+    /// (h) is 500 clients in 10 rooms with 2 senders each, (h) and (i) are
+    /// chat-server's alone, and only (i) passes extra flags.
+    #[test]
+    fn h_and_i_are_shaped_as_the_issues_say() {
+        let all = all(false);
+        let find = |id| all.iter().find(|w| w.id == id).unwrap();
+        let Kind::Traffic { shape, traffic, .. } = find('h').kind else {
+            panic!("(h) is a traffic workload");
+        };
+        assert_eq!((shape.clients, shape.senders, shape.rooms), (500, 20, 10));
+        assert!(matches!(traffic, Traffic::Open { per_second } if per_second == 2000.0));
+        assert!(!find('h').ncat && !find('i').ncat);
+        assert_eq!(find('i').flags, Flags::HistoryTranscript);
+        let flagged: Vec<char> = all
+            .iter()
+            .filter(|w| w.flags != Flags::Plain)
+            .map(|w| w.id)
+            .collect();
+        assert_eq!(flagged, ['i']);
+        let (Kind::Traffic { shape: c, .. }, Kind::Traffic { shape: i, .. }) =
+            (find('c').kind, find('i').kind)
+        else {
+            panic!("(c) and (i) are traffic workloads");
+        };
+        assert_eq!(
+            (c.clients, c.senders, c.rooms),
+            (i.clients, i.senders, i.rooms)
+        );
+    }
 }
