@@ -510,7 +510,7 @@ fn run_traffic(
         Some(cpu) => {
             m.push((CPU, Value::Num(cpu, 2)));
             let per = if t.delivered > 0 {
-                Value::Num(cpu * 1e6 / t.delivered as f64, 2)
+                Value::Num(cpu * 1e6 / t.delivered as f64, 3)
             } else {
                 Value::Text("no lines".into())
             };
