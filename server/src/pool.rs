@@ -218,14 +218,16 @@ impl Pool {
 fn work(shared: &Shared) {
     let mut state = shared.state.lock();
     loop {
-        if let Some(next) = state.line.pop_front() {
+        if let Some(Waiting { job, watch, .. }) = state.line.pop_front() {
             drop(state);
-            if next.watch.as_deref().is_some_and(gave_up) {
-                log_gave_up(next.watch.as_deref());
+            if watch.as_deref().is_some_and(gave_up) {
+                log_gave_up(watch.as_deref());
             } else {
+                // The session holds the connection from here on.
+                drop(watch);
                 // The job logs its own errors; a panic is reported by the
                 // panic hook and must not take the worker with it.
-                let _ = panic::catch_unwind(AssertUnwindSafe(next.job));
+                let _ = panic::catch_unwind(AssertUnwindSafe(job));
             }
             state = shared.state.lock();
             state.busy -= 1;
