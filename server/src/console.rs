@@ -9,7 +9,7 @@
 //! The input thread reads stdin lines: text goes to everyone as
 //! `<server> text`; `/who`, `/kick NAME [REASON]` and `/quit` are commands.
 //! A line that is not UTF-8 is decoded with U+FFFD, as a client's is, and
-//! one longer than `--max-line` is dropped with a word on stderr: the
+//! one longer than `--max-line` is dropped with a word on stdout: the
 //! console goes on either way. A closed stdin just ends this thread; the
 //! server goes on.
 //! It is the one thread shutdown does not join: a read on stdin cannot be
