@@ -5,9 +5,9 @@
 //! then it gets its socket options ([`tune`]: TCP_NODELAY, so a chat line
 //! does not wait for a delayed ACK, and TCP keepalive, so a peer that
 //! vanished is noticed), is checked against the per-address cap, and is
-//! handed to the pool, or told why not. No connection ever waits without a word: a
-//! connection that must wait for a worker is told so (in chat mode, where a
-//! line of text is the protocol), and one past the queue hears
+//! handed to the pool, or told why not. No connection ever waits without a
+//! word: a connection that must wait for a worker is told so (in chat mode,
+//! where a line of text is the protocol), and one past the queue hears
 //! `! server full, try again later` before it is closed.
 //!
 //! The kernel holds up to [`LISTEN_BACKLOG`] connections for `accept`, so a
