@@ -11,7 +11,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chat_tests::hosts::{connect_from, host, HostClient};
+use chat_tests::hosts::{host, HostClient};
 use chat_tests::{bin, wait_timeout, welcome_name, Server, TIMEOUT};
 
 /// The SPEC's defaults: `--connect-burst` 20, then `--connect-rate` 5/s.
