@@ -5,17 +5,18 @@
 //! never blocks: when a client's queue is full it fails, and the registry
 //! drops that client alone.
 //!
-//! Full means one of two things. In lines: `--sendq` lines piled up since
-//! the client's socket filled, so the client is not keeping up. While its
-//! socket still takes everything written, a longer queue is the server's own
-//! lag (a storm of joins on a busy machine, a paste relayed faster than the
-//! flushers get CPU), so the queue may hold [`Limits::lag_lines`] before the
-//! client is dropped anyway; what was queued when the socket filled does not
-//! count against `--sendq` either. In bytes: `--sendq-bytes` queued, whatever
-//! the socket does, so a client that asks for big replies (`/who` of a large
-//! room) and never reads cannot grow the server. The limit is checked once
-//! per batch of lines ([`Queue::push_all`]), so a paste is never cut by a
-//! drop in its middle: a queue may pass its limit by one batch.
+//! Full means `--sendq` lines, or `--sendq-bytes` bytes, piled up since the
+//! client's socket filled: the client is not keeping up. Bytes matter for a
+//! client that asks for big replies (`/who` of a large room) and never
+//! reads: one line can be 12 KB. While its socket still takes everything
+//! written, a longer queue is the server's own lag (a storm of joins on a
+//! busy machine, a paste relayed faster than the flushers get CPU), so the
+//! queue may hold [`Limits::lag_lines`] lines and [`LAG_ALLOWANCE`] times
+//! `--sendq-bytes` bytes before the client is dropped anyway; what was
+//! queued when the socket filled does not count against the limits either.
+//! The limits are checked once per batch of lines ([`Queue::push_all`]), so
+//! a paste is never cut by a drop in its middle: a queue may pass its limit
+//! by one batch.
 //!
 //! Who drains the queue is part of its state ([`Owner`]): nobody while it is
 //! empty, a shared flusher thread while writes go through at once, or a
@@ -45,10 +46,11 @@ pub const BATCH_BYTES: usize = 64 * 1024;
 /// takes at most 1,024 pieces (`IOV_MAX`) in one call.
 pub const BATCH_LINES: usize = 512;
 
-/// How many times the larger of `--sendq` and `--burst` a queue may hold
-/// while the client's socket takes everything written: the backlog is the
-/// server's, not the client's. It still bounds the queue in lines, so memory
-/// stays bounded when the server is overloaded.
+/// How many times the larger of `--sendq` and `--burst` lines, and how many
+/// times `--sendq-bytes` bytes, a queue may hold while the client's socket
+/// takes everything written: the backlog is the server's, not the client's.
+/// It still bounds the queue, so memory stays bounded when the server is
+/// overloaded.
 pub const LAG_ALLOWANCE: usize = 4;
 
 /// A queue whose storage grew past this many entries gives it back once
@@ -67,7 +69,8 @@ pub struct Limits {
     /// an allowance of `LAG_ALLOWANCE * --sendq` alone dropped readers that
     /// read at full speed. Counting in pastes, it holds four at once.
     pub lag_lines: usize,
-    /// `--sendq-bytes`: bytes queued, socket full or not; the memory bound.
+    /// `--sendq-bytes`: bytes that may pile up once the socket is full
+    /// ([`LAG_ALLOWANCE`] times that before).
     pub bytes: usize,
 }
 
@@ -145,6 +148,9 @@ pub(super) struct State {
     /// Lines already queued when the socket filled (the server's lag, not
     /// the client's): they do not count against `--sendq`.
     backlog_at_stall: usize,
+    /// Bytes queued when the socket filled: not counted against
+    /// `--sendq-bytes`.
+    bytes_at_stall: usize,
 }
 
 impl State {
@@ -202,6 +208,7 @@ impl Queue {
                 listed: false,
                 owner,
                 backlog_at_stall: 0,
+                bytes_at_stall: 0,
             }),
             ready: Condvar::new(),
             limits,
@@ -229,7 +236,8 @@ impl Queue {
     pub(super) fn enqueue(&self, lines: &[Arc<str>]) -> Result<MutexGuard<'_, State>, Full> {
         let mut state = self.state.lock();
         if state.end.is_none() {
-            if state.lines.len() >= self.room(&state) || state.bytes >= self.limits.bytes {
+            let (room_lines, room_bytes) = self.room(&state);
+            if state.lines.len() >= room_lines || state.bytes >= room_bytes {
                 return Err(Full);
             }
             for line in lines {
@@ -240,17 +248,21 @@ impl Queue {
         Ok(state)
     }
 
-    /// How many lines may wait before a batch is refused: once a thread of
-    /// its own waits on the client's full socket, `--sendq` more than were
-    /// queued when it filled; while the socket takes everything (the client
-    /// cannot be behind what it was never sent), [`Limits::lag_lines`],
-    /// which also caps the first.
-    fn room(&self, state: &State) -> usize {
-        let allowance = self.limits.lag_lines;
+    /// How many lines and bytes may wait before a batch is refused: once a
+    /// thread of its own waits on the client's full socket, `--sendq` lines
+    /// and `--sendq-bytes` bytes more than were queued when it filled; while
+    /// the socket takes everything (the client cannot be behind what it was
+    /// never sent), the lag allowance, which also caps the first.
+    fn room(&self, state: &State) -> (usize, usize) {
+        let lines = self.limits.lag_lines;
+        let bytes = self.limits.bytes.saturating_mul(LAG_ALLOWANCE);
         if state.owner == Owner::Thread {
-            (state.backlog_at_stall + self.limits.lines).min(allowance)
+            (
+                (state.backlog_at_stall + self.limits.lines).min(lines),
+                (state.bytes_at_stall.saturating_add(self.limits.bytes)).min(bytes),
+            )
         } else {
-            allowance
+            (lines, bytes)
         }
     }
 
@@ -332,6 +344,7 @@ impl Queue {
             state.owner = Owner::Idle;
             state.quiet = false;
             state.backlog_at_stall = 0;
+            state.bytes_at_stall = 0;
             return Taken::Idle;
         }
         Self::take_batch(&mut state, batch)
@@ -373,6 +386,7 @@ impl Queue {
         let mut state = self.state.lock();
         state.owner = Owner::Thread;
         state.backlog_at_stall = state.lines.len();
+        state.bytes_at_stall = state.bytes;
     }
 
     /// Nothing more will be sent: drops what is queued and says how to shut
