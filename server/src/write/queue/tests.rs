@@ -68,7 +68,11 @@ fn bounded_in_bytes() {
         assert!(queue.push_all(&[Arc::clone(&big)]).is_ok());
     }
     assert_eq!(queue.bytes(), 3 * big.len());
-    assert_eq!(queue.push_all(&[Arc::clone(&big)]), Err(Full), "past 4 x 10");
+    assert_eq!(
+        queue.push_all(&[Arc::clone(&big)]),
+        Err(Full),
+        "past 4 x 10"
+    );
     let mut batch = Vec::new();
     assert_eq!(queue.take_now(&mut batch), Taken::Batch { last: false });
     assert_eq!(queue.bytes(), 0);
