@@ -128,11 +128,10 @@ impl Server {
         } else {
             0
         };
-        let limits = Limits::new(
-            config.sendq as usize,
-            config.sendq_bytes as usize,
-            config.burst as usize,
-        );
+        // A paste is `--burst` lines, relayed in batches of up to
+        // `session::BATCH_LINES` (more with flood control off).
+        let paste = (config.burst as usize).max(session::BATCH_LINES);
+        let limits = Limits::new(config.sendq as usize, config.sendq_bytes as usize, paste);
         let writers = Writers::start(flushers, limits)?;
         let display = (!config.quiet && config.mode == Mode::Chat)
             .then(|| writers.display(console::DISPLAY_QUEUE));

@@ -23,7 +23,7 @@ use crate::write::{self, Peer, Pushed, WRITE_POLL};
 use crate::Context;
 
 /// Most chat lines of one client relayed under one lock acquisition.
-const BATCH_LINES: usize = 64;
+pub const BATCH_LINES: usize = 64;
 
 /// Serves one chat client until it leaves.
 pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {

@@ -63,11 +63,12 @@ pub struct Limits {
     /// `--sendq`: lines that may pile up once the client's socket is full.
     pub lines: usize,
     /// Lines the queue may hold while the socket takes everything:
-    /// [`LAG_ALLOWANCE`] times the larger of `--sendq` and `--burst`. A paste
-    /// of `--burst` lines is pushed to every reader (in relay batches) before
-    /// a flusher may get the CPU to send any of it; with a small `--sendq`,
-    /// an allowance of `LAG_ALLOWANCE * --sendq` alone dropped readers that
-    /// read at full speed. Counting in pastes, it holds four at once.
+    /// [`LAG_ALLOWANCE`] times the larger of `--sendq` and a paste (`--burst`
+    /// lines, and at least one relay batch). A paste is pushed to every
+    /// reader, in relay batches, before a flusher may get the CPU to send any
+    /// of it; with a small `--sendq`, an allowance of `LAG_ALLOWANCE *
+    /// --sendq` alone dropped readers that read at full speed. Counted in
+    /// pastes, it holds four at once.
     pub lag_lines: usize,
     /// `--sendq-bytes`: bytes that may pile up once the socket is full
     /// ([`LAG_ALLOWANCE`] times that before).
@@ -75,11 +76,12 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits for `--sendq`, `--sendq-bytes` and `--burst`.
-    pub fn new(sendq: usize, sendq_bytes: usize, burst: usize) -> Limits {
+    /// The limits for `--sendq`, `--sendq-bytes` and a paste of `paste`
+    /// lines (`--burst`, at least one relay batch).
+    pub fn new(sendq: usize, sendq_bytes: usize, paste: usize) -> Limits {
         Limits {
             lines: sendq,
-            lag_lines: sendq.max(burst).saturating_mul(LAG_ALLOWANCE),
+            lag_lines: sendq.max(paste).saturating_mul(LAG_ALLOWANCE),
             bytes: sendq_bytes,
         }
     }
