@@ -20,6 +20,7 @@
 //! serve the echo and uppercase modes.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod config;
 pub mod conns;
 pub mod console;

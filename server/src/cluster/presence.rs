@@ -1,0 +1,257 @@
+//! Presence: which servers live, who is on each, and who announces the
+//! members of a server that died.
+//!
+//! Each server refreshes a heartbeat key with a TTL ([`HEARTBEAT_TTL`])
+//! every [`HEARTBEAT_EVERY`]; its members (name -> room) are a hash beside
+//! it, kept by [`super::names::Names`]. The same thread looks at the other
+//! registered servers: one whose heartbeat expired is lost. The survivor
+//! that takes its lock key (SET NX PX, [`REAP_LOCK_TTL`]) announces each of
+//! its members as left ([`LOST_KIND`]) in the member's room log and frees
+//! its name, one member per [`keys::REAP_MEMBER`] call, which does it only
+//! if the member is still listed: even two survivors racing past an expired
+//! lock announce each member once.
+//!
+//! So a server killed with `kill -9` is announced within
+//! `HEARTBEAT_TTL + HEARTBEAT_EVERY` (6 s), inside SPEC's 10 s.
+//!
+//! After Redis came back empty (a new epoch) the thread registers this
+//! server again from scratch: heartbeat, members, their names, and the
+//! guest counter raised past every number this server gave.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::link::{Failure, Link, IO_TIMEOUT};
+use super::{keys, LogConfig, RedisUrl};
+use crate::log;
+use crate::shutdown::Shutdown;
+
+/// How often a server refreshes its heartbeat and looks for lost servers.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a heartbeat lasts: a server silent this long is lost.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
+
+/// How long one survivor holds the right to announce a lost server.
+pub const REAP_LOCK_TTL: Duration = Duration::from_secs(10);
+
+/// The kind of the log entry announcing a lost server's member.
+pub const LOST_KIND: &str = "lost";
+
+/// Its text: the leave reason clients see (`left (server lost)`).
+pub const LOST_TEXT: &str = "server lost";
+
+/// What this server has, for registering again after Redis lost it.
+pub trait Local: Send + Sync + 'static {
+    /// Every local member: (name, room key).
+    fn members(&self) -> Vec<(String, String)>;
+    /// The highest `guest-N` number this server gave.
+    fn highest_guest(&self) -> u64;
+}
+
+/// The presence thread's state.
+pub struct Presence {
+    link: Link,
+    server_id: String,
+    config: LogConfig,
+    local: Arc<dyn Local>,
+    /// The epoch this server registered in; `None` before the first time.
+    registered: Option<String>,
+}
+
+impl Presence {
+    /// Starts the presence thread of `server_id`.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start(
+        url: &RedisUrl,
+        server_id: &str,
+        config: LogConfig,
+        local: Arc<dyn Local>,
+        shutdown: Arc<Shutdown>,
+    ) -> std::io::Result<thread::JoinHandle<()>> {
+        let mut presence = Presence {
+            link: Link::new(url, "presence", IO_TIMEOUT),
+            server_id: server_id.to_string(),
+            config,
+            local,
+            registered: None,
+        };
+        thread::Builder::new()
+            .name("redis-presence".into())
+            .spawn(move || loop {
+                if let Err(Failure::Refused(e)) = presence.beat() {
+                    log!("redis presence: {}", super::link::brief(&e));
+                }
+                if shutdown.pause(HEARTBEAT_EVERY) {
+                    presence.leave();
+                    return;
+                }
+            })
+    }
+
+    /// One heartbeat: register again if Redis is new, refresh the TTL,
+    /// announce the servers found lost.
+    fn beat(&mut self) -> Result<(), Failure> {
+        let me = self.server_id.clone();
+        self.link.run(|conn| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(keys::alive(&me))
+                .arg(1)
+                .arg("PX")
+                .arg(HEARTBEAT_TTL.as_millis() as u64)
+                .ignore()
+                .cmd("SADD")
+                .arg(keys::servers())
+                .arg(&me)
+                .ignore()
+                .exec(conn)
+        })?;
+        if self.registered.as_deref() != self.link.epoch() {
+            self.register()?;
+        }
+        self.reap_lost()
+    }
+
+    /// Writes this server's members, their names and its guest floor into
+    /// a Redis that does not have them (new, or restarted empty).
+    fn register(&mut self) -> Result<(), Failure> {
+        let members = self.local.members();
+        let floor = self.local.highest_guest();
+        let me = self.server_id.clone();
+        let raise = Script::new(keys::RAISE_TO);
+        self.link.run(|conn| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("DEL").arg(keys::members(&me)).ignore();
+            for (name, room) in &members {
+                pipe.cmd("HSET")
+                    .arg(keys::members(&me))
+                    .arg(name)
+                    .arg(room)
+                    .ignore();
+                pipe.cmd("SET")
+                    .arg(keys::name(&name.to_lowercase()))
+                    .arg(&me)
+                    .ignore();
+            }
+            pipe.cmd("EVALSHA")
+                .arg(raise.get_hash())
+                .arg(1)
+                .arg(keys::guest())
+                .arg(floor)
+                .ignore();
+            pipe.exec(conn)
+        })?;
+        self.registered = self.link.epoch().map(str::to_string);
+        Ok(())
+    }
+
+    /// Finds the registered servers whose heartbeat expired and, for each
+    /// whose lock this server takes, announces its members as left.
+    fn reap_lost(&mut self) -> Result<(), Failure> {
+        let servers: Vec<String> = self.link.run(|conn| {
+            redis::cmd("SMEMBERS").arg(keys::servers()).query(conn)
+        })?;
+        let me = self.server_id.clone();
+        for other in servers.into_iter().filter(|s| *s != me) {
+            let alive: bool = self.link.run(|conn| {
+                redis::cmd("EXISTS").arg(keys::alive(&other)).query(conn)
+            })?;
+            if alive {
+                continue;
+            }
+            let locked: Option<String> = self.link.run(|conn| {
+                redis::cmd("SET")
+                    .arg(keys::reap(&other))
+                    .arg(&me)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(REAP_LOCK_TTL.as_millis() as u64)
+                    .query(conn)
+            })?;
+            if locked.is_some() {
+                let announced = self.reap(&other)?;
+                log!("redis: server {other} lost; announced {announced} of its clients as gone");
+            }
+        }
+        Ok(())
+    }
+
+    /// Announces every member of lost server `other` once, then forgets it.
+    fn reap(&mut self, other: &str) -> Result<usize, Failure> {
+        let members: Vec<(String, String)> = self.link.run(|conn| {
+            redis::cmd("HGETALL").arg(keys::members(other)).query(conn)
+        })?;
+        let script = Script::new(keys::REAP_MEMBER);
+        let mut announced = 0;
+        for (name, room) in members {
+            let done: i64 = self.link.run(|conn| {
+                redis::cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(4)
+                    .arg(keys::members(other))
+                    .arg(keys::name(&name.to_lowercase()))
+                    .arg(keys::log(&room))
+                    .arg(keys::seq(&room))
+                    .arg(&name)
+                    .arg(other)
+                    .arg(self.config.max_len)
+                    .arg(self.config.idle_ttl.as_millis() as u64)
+                    .arg(format!("reap:{other}:{name}"))
+                    .arg(LOST_KIND)
+                    .arg(LOST_TEXT)
+                    .query(conn)
+            })?;
+            announced += usize::from(done == 1);
+        }
+        self.link.run(|conn| {
+            redis::pipe()
+                .cmd("SREM")
+                .arg(keys::servers())
+                .arg(other)
+                .ignore()
+                .cmd("DEL")
+                .arg(keys::members(other))
+                .ignore()
+                .exec(conn)
+        })?;
+        Ok(announced)
+    }
+
+    /// A graceful stop: frees this server's names and registration at once,
+    /// so the others need not wait for the heartbeat to expire. Best effort.
+    fn leave(&mut self) {
+        let me = self.server_id.clone();
+        let members: Vec<(String, String)> = self
+            .link
+            .run(|conn| redis::cmd("HGETALL").arg(keys::members(&me)).query(conn))
+            .unwrap_or_default();
+        let delete_if = Script::new(keys::DELETE_IF);
+        let _ = self.link.run(|conn| {
+            let mut pipe = redis::pipe();
+            for (name, _) in &members {
+                pipe.cmd("EVALSHA")
+                    .arg(delete_if.get_hash())
+                    .arg(1)
+                    .arg(keys::name(&name.to_lowercase()))
+                    .arg(&me)
+                    .ignore();
+            }
+            pipe.cmd("DEL")
+                .arg(keys::members(&me))
+                .arg(keys::alive(&me))
+                .arg(keys::wake(&me))
+                .ignore()
+                .cmd("SREM")
+                .arg(keys::servers())
+                .arg(&me)
+                .ignore();
+            pipe.exec(conn)
+        });
+    }
+}

@@ -1,0 +1,349 @@
+//! The reader: one thread per server reads every room log that has local
+//! members, with one blocking XREAD over all of them, and hands each entry
+//! to the [`Sink`] once (never once per client).
+//!
+//! It keeps, per watched room, a [`Cursor`]: the id and number of the last
+//! entry it delivered and the epoch of the Redis it came from. After a lost
+//! link it resumes from that id, so nothing the log still holds is missed or
+//! doubled; a jump in the entries' numbers is reported as
+//! [`Missed::Lines`] (trimmed before it was read), a new epoch as
+//! [`Missed::LogLost`] (Redis restarted empty; the cursor starts again at
+//! the new log's beginning).
+//!
+//! A member entering a room ([`Reader::watch`]) gets the room's history
+//! from the log up to exactly the cursor, in this thread, before any later
+//! entry: history and live lines never overlap nor leave a gap.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use redis::streams::{StreamRangeReply, StreamReadReply};
+
+use super::link::{Failure, Link, IO_TIMEOUT};
+use super::writer::Writer;
+use super::{keys, Entry, Missed, RedisUrl, Sink, Token};
+use crate::log;
+use crate::shutdown::Shutdown;
+
+/// How long one XREAD blocks in Redis: the longest a change of the watched
+/// rooms waits when its wake-up entry is lost, and how often an idle reader
+/// checks for shutdown.
+pub const READ_BLOCK: Duration = Duration::from_millis(500);
+
+/// Most entries one XREAD returns per stream: bounds one reply's size.
+pub const READ_COUNT: usize = 1024;
+
+/// What the reader is asked to do between two XREADs.
+enum Control {
+    /// A local member enters `room`: send it `history` lines, then read on.
+    Watch {
+        room: String,
+        token: Token,
+        history: usize,
+    },
+    /// A local member left `room`.
+    Unwatch { room: String },
+}
+
+/// Where the reader is in one room's log.
+#[derive(Debug, Clone)]
+struct Cursor {
+    /// The stream id of the last entry delivered ("0-0": none yet).
+    id: String,
+    /// Its number in the log (0: none yet).
+    n: u64,
+    /// The epoch of the Redis the cursor points into.
+    epoch: String,
+    /// Local members in the room: the room is read while this is above 0.
+    watchers: usize,
+}
+
+/// The handle to the reader thread.
+#[derive(Clone)]
+pub struct Reader {
+    control: Sender<Control>,
+    writer: Writer,
+    server_id: String,
+}
+
+impl Reader {
+    /// Starts the reader thread of server `server_id`; `writer` is used to
+    /// wake it when the rooms it reads change.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start(
+        url: &RedisUrl,
+        server_id: &str,
+        writer: Writer,
+        sink: Arc<dyn Sink>,
+        shutdown: Arc<Shutdown>,
+    ) -> std::io::Result<(Reader, thread::JoinHandle<()>)> {
+        let (control, inbox) = crossbeam_channel::unbounded();
+        let mut state = ReaderThread {
+            link: Link::new(url, "reader", READ_BLOCK + IO_TIMEOUT),
+            wake_key: keys::wake(server_id),
+            wake_id: "0-0".into(),
+            inbox,
+            waiting: VecDeque::new(),
+            cursors: HashMap::new(),
+            sink,
+            shutdown,
+            connects: 0,
+            up: true,
+        };
+        let handle = thread::Builder::new()
+            .name("redis-reader".into())
+            .spawn(move || state.run())?;
+        Ok((
+            Reader {
+                control,
+                writer,
+                server_id: server_id.to_string(),
+            },
+            handle,
+        ))
+    }
+
+    /// A local member (behind `token`) enters `room`: it gets the room's
+    /// last `history` lines through [`Sink::history`], then the room's
+    /// entries as they come.
+    pub fn watch(&self, room: &str, token: Token, history: usize) {
+        let _ = self.control.send(Control::Watch {
+            room: room.to_string(),
+            token,
+            history,
+        });
+        self.writer.wake(&self.server_id);
+    }
+
+    /// A local member left `room`.
+    pub fn unwatch(&self, room: &str) {
+        let _ = self.control.send(Control::Unwatch {
+            room: room.to_string(),
+        });
+    }
+}
+
+/// The reader thread's state.
+struct ReaderThread {
+    link: Link,
+    /// This server's wake stream, read along with the room logs.
+    wake_key: String,
+    /// The last wake entry seen.
+    wake_id: String,
+    inbox: Receiver<Control>,
+    /// Watches that could not be served yet (Redis down), in order.
+    waiting: VecDeque<Control>,
+    /// Rooms read, by key.
+    cursors: HashMap<String, Cursor>,
+    sink: Arc<dyn Sink>,
+    shutdown: Arc<Shutdown>,
+    /// The link's connection count last seen: a change is a new connection.
+    connects: u64,
+    /// What the sink was last told about the link.
+    up: bool,
+}
+
+impl ReaderThread {
+    fn run(&mut self) {
+        loop {
+            if !self.link.wait_up(&self.shutdown) {
+                return;
+            }
+            if self.link.connects() != self.connects {
+                self.connected();
+            }
+            self.waiting.extend(self.inbox.try_iter());
+            if let Err(failure) = self.serve_controls() {
+                self.failed(failure);
+                continue;
+            }
+            if let Err(failure) = self.read_once() {
+                self.failed(failure);
+            }
+        }
+    }
+
+    /// A new connection: tell the sink the link is back, and if Redis lost
+    /// everything meanwhile, tell it every watched room's log is gone.
+    fn connected(&mut self) {
+        self.connects = self.link.connects();
+        let epoch = self.link.epoch().unwrap_or_default().to_string();
+        for (room, cursor) in &mut self.cursors {
+            if cursor.epoch != epoch {
+                if cursor.n > 0 || cursor.id != "0-0" {
+                    self.sink.missed(room, Missed::LogLost);
+                }
+                cursor.id = "0-0".into();
+                cursor.n = 0;
+                cursor.epoch.clone_from(&epoch);
+            }
+        }
+        self.wake_id = "0-0".into();
+        if !self.up {
+            self.up = true;
+            self.sink.link(true);
+        }
+    }
+
+    fn failed(&mut self, failure: Failure) {
+        match failure {
+            Failure::Refused(e) => {
+                // Not the link: a key of ours holds something else. Logged,
+                // and the next read goes on (after a pause, not a spin).
+                log!("redis reader: {}", super::link::brief(&e));
+                let _ = self.shutdown.pause(READ_BLOCK);
+            }
+            Failure::Down | Failure::Lost => {
+                if self.up {
+                    self.up = false;
+                    self.sink.link(false);
+                }
+            }
+        }
+    }
+
+    /// Serves the queued watches and unwatches, in order. A watch that
+    /// fails stays first in line.
+    fn serve_controls(&mut self) -> Result<(), Failure> {
+        while let Some(control) = self.waiting.pop_front() {
+            match control {
+                Control::Unwatch { ref room } => {
+                    if let Some(cursor) = self.cursors.get_mut(room) {
+                        cursor.watchers = cursor.watchers.saturating_sub(1);
+                        if cursor.watchers == 0 {
+                            self.cursors.remove(room);
+                        }
+                    }
+                }
+                Control::Watch {
+                    ref room,
+                    token,
+                    history,
+                } => {
+                    if let Err(failure) = self.enter(room, token, history) {
+                        self.waiting.push_front(control);
+                        return Err(failure);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One member enters `room`: its history up to the cursor (the log's end
+    /// if the room was not read yet), and the room is read from then on.
+    fn enter(&mut self, room: &str, token: Token, history: usize) -> Result<(), Failure> {
+        let log_key = keys::log(room);
+        let end = self
+            .cursors
+            .get(room)
+            .map_or_else(|| "+".to_string(), |c| c.id.clone());
+        let known = self.cursors.contains_key(room);
+        let want = if known { history } else { history.max(1) };
+        let mut entries = if want == 0 || end == "0-0" {
+            Vec::new()
+        } else {
+            let reply: StreamRangeReply = self.link.run(|conn| {
+                redis::cmd("XREVRANGE")
+                    .arg(&log_key)
+                    .arg(&end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(want)
+                    .query(conn)
+            })?;
+            reply.ids.iter().filter_map(Entry::from_stream).collect()
+        };
+        entries.reverse();
+        if !known {
+            let epoch = self.link.epoch().unwrap_or_default().to_string();
+            let (id, n) = entries
+                .last()
+                .map_or(("0-0".to_string(), 0), |e| (e.id.clone(), e.n));
+            self.cursors.insert(
+                room.to_string(),
+                Cursor {
+                    id,
+                    n,
+                    epoch,
+                    watchers: 0,
+                },
+            );
+        }
+        if let Some(cursor) = self.cursors.get_mut(room) {
+            cursor.watchers += 1;
+        }
+        let skip = entries.len().saturating_sub(history);
+        self.sink.history(room, token, entries.split_off(skip));
+        Ok(())
+    }
+
+    /// One blocking XREAD over every watched log and the wake stream.
+    fn read_once(&mut self) -> Result<(), Failure> {
+        let rooms: Vec<(String, String)> = self
+            .cursors
+            .iter()
+            .map(|(room, c)| (room.clone(), c.id.clone()))
+            .collect();
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("BLOCK")
+            .arg(READ_BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.wake_key);
+        for (room, _) in &rooms {
+            cmd.arg(keys::log(room));
+        }
+        cmd.arg(&self.wake_id);
+        for (_, id) in &rooms {
+            cmd.arg(id);
+        }
+        let reply: Option<StreamReadReply> = self.link.run(|conn| cmd.query(conn))?;
+        let Some(reply) = reply else {
+            return Ok(());
+        };
+        for stream in reply.keys {
+            if stream.key == self.wake_key {
+                if let Some(last) = stream.ids.last() {
+                    self.wake_id.clone_from(&last.id);
+                }
+                continue;
+            }
+            let Some(room) = stream.key.strip_prefix(&keys::log("")).map(str::to_string) else {
+                continue;
+            };
+            for id in &stream.ids {
+                let Some(entry) = Entry::from_stream(id) else {
+                    log!("redis reader: entry {} of {} is not ours; skipped", id.id, stream.key);
+                    continue;
+                };
+                self.deliver(&room, entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers one entry, after reporting the lines missed before it.
+    fn deliver(&mut self, room: &str, entry: Entry) {
+        let Some(cursor) = self.cursors.get_mut(room) else {
+            return;
+        };
+        if entry.n <= cursor.n {
+            // Already delivered (cannot happen with ids moving forward).
+            return;
+        }
+        let missed = entry.n - cursor.n - 1;
+        cursor.id.clone_from(&entry.id);
+        cursor.n = entry.n;
+        if missed > 0 {
+            self.sink.missed(room, Missed::Lines(missed));
+        }
+        self.sink.deliver(room, entry);
+    }
+}
