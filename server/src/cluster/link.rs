@@ -13,6 +13,8 @@
 //! Every new connection loads the cluster's Lua scripts and reads (or sets)
 //! the epoch before anything else runs on it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::{Connection, ErrorKind, RedisError, RedisResult};
@@ -54,8 +56,44 @@ pub enum Failure {
     Refused(RedisError),
 }
 
+/// Shared by the links of one server: how many connections they have made
+/// in all. A link waiting out its back-off tries again at once when a
+/// sibling got through, so the writer is not left refusing lines for
+/// seconds after the reader saw Redis come back.
+#[derive(Clone, Default)]
+pub struct Siblings(Arc<AtomicU64>);
+
+/// The Redis of one server's links: its URL and the [`Siblings`] count they
+/// share. Every thread of the cluster makes its link from this.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Where Redis is.
+    pub url: RedisUrl,
+    /// Shared by every link made from this endpoint (and its clones).
+    siblings: Siblings,
+}
+
+impl Endpoint {
+    /// The endpoint of a new server: its links share one [`Siblings`].
+    pub fn new(url: RedisUrl) -> Endpoint {
+        Endpoint {
+            url,
+            siblings: Siblings::default(),
+        }
+    }
+
+    /// A new link to this Redis for thread `name`.
+    pub fn link(&self, name: &'static str, read_timeout: Duration) -> Link {
+        Link::new(&self.url, name, read_timeout, &self.siblings)
+    }
+}
+
 /// A connection to Redis that comes back by itself.
 pub struct Link {
+    /// The connection count shared with this server's other links.
+    siblings: Siblings,
+    /// Its value when this link last failed to connect.
+    siblings_seen: u64,
     /// Which thread owns it, for log lines.
     name: &'static str,
     /// What to connect to.
@@ -83,8 +121,15 @@ pub struct Link {
 impl Link {
     /// A link that connects on first use. `read_timeout` bounds every reply
     /// (at least [`IO_TIMEOUT`]).
-    pub fn new(url: &RedisUrl, name: &'static str, read_timeout: Duration) -> Link {
+    pub fn new(
+        url: &RedisUrl,
+        name: &'static str,
+        read_timeout: Duration,
+        siblings: &Siblings,
+    ) -> Link {
         Link {
+            siblings: siblings.clone(),
+            siblings_seen: 0,
             name,
             // The URL was checked by `RedisUrl::parse`, with this same call.
             client: redis::Client::open(url.as_str()).expect("a checked URL opens"),
@@ -164,7 +209,8 @@ impl Link {
         if self.conn.is_some() {
             return Ok(());
         }
-        if Instant::now() < self.retry_at {
+        let siblings = self.siblings.0.load(Ordering::Acquire);
+        if Instant::now() < self.retry_at && siblings == self.siblings_seen {
             return Err(Failure::Down);
         }
         match self.open() {
@@ -173,6 +219,7 @@ impl Link {
                     log!("redis {}: {} link back", self.url, self.name);
                 }
                 self.conn = Some(conn);
+                self.siblings.0.fetch_add(1, Ordering::AcqRel);
                 self.epoch = Some(epoch);
                 self.connects += 1;
                 self.backoff = BACKOFF_FIRST;
@@ -180,6 +227,7 @@ impl Link {
                 Ok(())
             }
             Err(e) => {
+                self.siblings_seen = siblings;
                 self.lose(&e);
                 Err(Failure::Down)
             }
@@ -208,9 +256,14 @@ impl Link {
         Ok((conn, epoch))
     }
 
-    /// Forgets the connection after `e` and schedules the next attempt.
+    /// Forgets the connection after `e` and schedules the next attempt: at
+    /// once after a connection that worked (one dropped connection is not
+    /// an outage), then with the back-off doubling.
     fn lose(&mut self, e: &RedisError) {
-        self.conn = None;
+        if self.conn.take().is_some() {
+            self.retry_at = Instant::now();
+            return;
+        }
         self.retry_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         if !self.logged_down {
@@ -255,7 +308,8 @@ pub fn brief(e: &RedisError) -> String {
 /// # Errors
 /// The one line `main` prints before exiting 1.
 pub fn check(url: &RedisUrl) -> Result<(), String> {
-    let client = redis::Client::open(url.as_str()).map_err(|e| format!("--redis: {}", brief(&e)))?;
+    let client =
+        redis::Client::open(url.as_str()).map_err(|e| format!("--redis: {}", brief(&e)))?;
     let mut conn = client
         .get_connection_with_timeout(CONNECT_TIMEOUT)
         .map_err(|e| format!("cannot use Redis at {url}: {}", brief(&e)))?;

@@ -9,8 +9,8 @@
 use parking_lot::Mutex;
 use redis::Script;
 
-use super::link::{Failure, Link, IO_TIMEOUT};
-use super::{keys, RedisUrl};
+use super::keys;
+use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
 
 /// The answer to [`Names::claim`].
 #[must_use]
@@ -32,9 +32,9 @@ pub struct Names {
 
 impl Names {
     /// Names for server `server_id` (connects on first use).
-    pub fn new(url: &RedisUrl, server_id: &str) -> Names {
+    pub fn new(endpoint: &Endpoint, server_id: &str) -> Names {
         Names {
-            link: Mutex::new(Link::new(url, "names", IO_TIMEOUT)),
+            link: Mutex::new(endpoint.link("names", IO_TIMEOUT)),
             server_id: server_id.to_string(),
         }
     }

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::link::{Failure, Link, IO_TIMEOUT};
-use super::{keys, LogConfig, RedisUrl};
+use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
+use super::{keys, LogConfig};
 use crate::log;
 use crate::shutdown::Shutdown;
 
@@ -68,14 +68,14 @@ impl Presence {
     /// # Errors
     /// When the thread cannot be spawned.
     pub fn start(
-        url: &RedisUrl,
+        endpoint: &Endpoint,
         server_id: &str,
         config: LogConfig,
         local: Arc<dyn Local>,
         shutdown: Arc<Shutdown>,
     ) -> std::io::Result<thread::JoinHandle<()>> {
         let mut presence = Presence {
-            link: Link::new(url, "presence", IO_TIMEOUT),
+            link: endpoint.link("presence", IO_TIMEOUT),
             server_id: server_id.to_string(),
             config,
             local,
@@ -154,14 +154,14 @@ impl Presence {
     /// Finds the registered servers whose heartbeat expired and, for each
     /// whose lock this server takes, announces its members as left.
     fn reap_lost(&mut self) -> Result<(), Failure> {
-        let servers: Vec<String> = self.link.run(|conn| {
-            redis::cmd("SMEMBERS").arg(keys::servers()).query(conn)
-        })?;
+        let servers: Vec<String> = self
+            .link
+            .run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
         let me = self.server_id.clone();
         for other in servers.into_iter().filter(|s| *s != me) {
-            let alive: bool = self.link.run(|conn| {
-                redis::cmd("EXISTS").arg(keys::alive(&other)).query(conn)
-            })?;
+            let alive: bool = self
+                .link
+                .run(|conn| redis::cmd("EXISTS").arg(keys::alive(&other)).query(conn))?;
             if alive {
                 continue;
             }
@@ -184,9 +184,9 @@ impl Presence {
 
     /// Announces every member of lost server `other` once, then forgets it.
     fn reap(&mut self, other: &str) -> Result<usize, Failure> {
-        let members: Vec<(String, String)> = self.link.run(|conn| {
-            redis::cmd("HGETALL").arg(keys::members(other)).query(conn)
-        })?;
+        let members: Vec<(String, String)> = self
+            .link
+            .run(|conn| redis::cmd("HGETALL").arg(keys::members(other)).query(conn))?;
         let script = Script::new(keys::REAP_MEMBER);
         let mut announced = 0;
         for (name, room) in members {

@@ -22,9 +22,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use redis::streams::{StreamRangeReply, StreamReadReply};
 
-use super::link::{Failure, Link, IO_TIMEOUT};
+use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
 use super::writer::Writer;
-use super::{keys, Entry, Missed, RedisUrl, Sink, Token};
+use super::{keys, Entry, Missed, Sink, Token};
 use crate::log;
 use crate::shutdown::Shutdown;
 
@@ -76,7 +76,7 @@ impl Reader {
     /// # Errors
     /// When the thread cannot be spawned.
     pub fn start(
-        url: &RedisUrl,
+        endpoint: &Endpoint,
         server_id: &str,
         writer: Writer,
         sink: Arc<dyn Sink>,
@@ -84,7 +84,7 @@ impl Reader {
     ) -> std::io::Result<(Reader, thread::JoinHandle<()>)> {
         let (control, inbox) = crossbeam_channel::unbounded();
         let mut state = ReaderThread {
-            link: Link::new(url, "reader", READ_BLOCK + IO_TIMEOUT),
+            link: endpoint.link("reader", READ_BLOCK + IO_TIMEOUT),
             wake_key: keys::wake(server_id),
             wake_id: "0-0".into(),
             inbox,
@@ -320,7 +320,11 @@ impl ReaderThread {
             };
             for id in &stream.ids {
                 let Some(entry) = Entry::from_stream(id) else {
-                    log!("redis reader: entry {} of {} is not ours; skipped", id.id, stream.key);
+                    log!(
+                        "redis reader: entry {} of {} is not ours; skipped",
+                        id.id,
+                        stream.key
+                    );
                     continue;
                 };
                 self.deliver(&room, entry);

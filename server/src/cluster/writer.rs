@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use redis::{Script, Value};
 
-use super::link::{Failure, Link, IO_TIMEOUT};
-use super::{keys, Line, LogConfig, RedisUrl, Sink, Token};
+use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
+use super::{keys, Line, LogConfig, Sink, Token};
 use crate::log;
 use crate::shutdown::Shutdown;
 
@@ -60,6 +60,8 @@ pub enum Queued {
 pub struct Writer {
     /// The queue to the thread.
     jobs: Sender<Job>,
+    /// Pipelines sent so far (one round trip each), for tests and stats.
+    round_trips: Arc<AtomicU64>,
 }
 
 /// A line sent in a batch whose reply was lost.
@@ -80,15 +82,17 @@ impl Writer {
     /// # Errors
     /// When the thread cannot be spawned.
     pub fn start(
-        url: &RedisUrl,
+        endpoint: &Endpoint,
         server_id: &str,
         config: LogConfig,
         sink: Arc<dyn Sink>,
         shutdown: Arc<Shutdown>,
     ) -> std::io::Result<(Writer, thread::JoinHandle<()>)> {
         let (jobs, queue) = crossbeam_channel::bounded(QUEUE_MAX);
+        let round_trips = Arc::new(AtomicU64::new(0));
         let mut thread = WriterThread {
-            link: Link::new(url, "writer", IO_TIMEOUT),
+            round_trips: Arc::clone(&round_trips),
+            link: endpoint.link("writer", IO_TIMEOUT),
             server_id: server_id.to_string(),
             config,
             sink,
@@ -101,7 +105,7 @@ impl Writer {
         let handle = thread::Builder::new()
             .name("redis-writer".into())
             .spawn(move || thread.run())?;
-        Ok((Writer { jobs }, handle))
+        Ok((Writer { jobs, round_trips }, handle))
     }
 
     /// Queues a line for its room's log.
@@ -110,6 +114,11 @@ impl Writer {
             Ok(()) => Queued::Queued,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Queued::Refused,
         }
+    }
+
+    /// How many pipelines (round trips) the writer has sent.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
     }
 
     /// Asks for an entry in `server_id`'s wake stream (best effort: a
@@ -121,6 +130,8 @@ impl Writer {
 
 /// The writer thread's state.
 struct WriterThread {
+    /// Shared with [`Writer::round_trips`].
+    round_trips: Arc<AtomicU64>,
     link: Link,
     server_id: String,
     config: LogConfig,
@@ -208,6 +219,7 @@ impl WriterThread {
                 }
             }
         }
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         match self.link.run(|conn| pipe.query::<Vec<Value>>(conn)) {
             Ok(replies) => {
                 for (reply, line) in replies.into_iter().zip(sent) {
