@@ -79,6 +79,12 @@ pub struct Config {
     #[arg(long)]
     pub limit_loopback: bool,
 
+    /// `redis://HOST:PORT[/DB]`: share rooms with every server using the
+    /// same Redis (6.2 or later). Checked at start: unreachable or refusing
+    /// is one line on stderr and exit 1.
+    #[arg(long, value_name = "URL", value_parser = crate::cluster::RedisUrl::parse)]
+    pub redis: Option<crate::cluster::RedisUrl>,
+
     /// Do not show the room's conversation on stdout (for benchmarks).
     #[arg(long)]
     pub quiet: bool,
