@@ -77,8 +77,14 @@ fn redis_with_a_lab_mode_is_exit_2() {
 #[test]
 fn reachable_redis_is_refused_clearly_until_rooms_share() {
     let redis = Redis::start();
-    let (code, stderr) =
-        run_server_to_exit(&["--bind", "127.0.0.1", "--port", "0", "--redis", &redis.url()]);
+    let (code, stderr) = run_server_to_exit(&[
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--redis",
+        &redis.url(),
+    ]);
     assert_eq!(code, Some(1), "stderr:\n{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
     assert!(stderr.contains("cannot share rooms"), "{stderr}");

@@ -36,9 +36,14 @@ pub fn guest() -> String {
 }
 
 /// A name in use anywhere in the cluster (lowercase, so unique ignoring
-/// case); its value is the id of the server whose client holds it.
+/// case); its value is its holder, `SERVER:CLIENT` ([`holder`]).
 pub fn name(lowercase: &str) -> String {
     format!("{PREFIX}name:{lowercase}")
+}
+
+/// The value of a name key: which client of which server holds it.
+pub fn holder(server: &str, client: u64) -> String {
+    format!("{server}:{client}")
 }
 
 /// The set of server ids that have registered, live or lost.
@@ -82,11 +87,16 @@ return {id, n}
 
 /// Announces one member of a lost server as gone, once: only the call that
 /// removes it from the lost server's members appends the leave line and
-/// frees its name. KEYS: members, name, log, seq. ARGV: name, lost server
-/// id, maxlen, idle ttl, uid, kind, text. Returns 1 if it announced.
+/// frees its name (if a client of that server still holds it). KEYS:
+/// members, name, log, seq. ARGV: name, `SERVER:` (the lost server's
+/// holder prefix), maxlen, idle ttl, uid, kind, text. Returns 1 if it
+/// announced.
 pub const REAP_MEMBER: &str = r"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+local holder = redis.call('GET', KEYS[2])
+if holder and string.sub(holder, 1, #ARGV[2]) == ARGV[2] then
+  redis.call('DEL', KEYS[2])
+end
 local n = redis.call('INCR', KEYS[4])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
   'n', n, 'uid', ARGV[5], 'from', ARGV[1], 'kind', ARGV[6], 'text', ARGV[7])

@@ -139,9 +139,6 @@ pub trait Sink: Send + Sync + 'static {
     fn refused(&self, token: Token, line: &Line);
     /// The next entry of `room`'s log, for every local member.
     fn deliver(&self, room: &str, entry: Entry);
-    /// The history of `room` (oldest first) for the member behind `token`,
-    /// handed before any entry after it is delivered.
-    fn history(&self, room: &str, token: Token, entries: Vec<Entry>);
     /// The reader could not deliver some of `room`'s lines.
     fn missed(&self, room: &str, missed: Missed);
     /// The reader lost (`false`) or regained (`true`) its link to Redis.

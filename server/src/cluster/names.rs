@@ -1,10 +1,11 @@
 //! Names across the cluster: one name per client in all servers ignoring
-//! case (`SET name NX`), and `guest-N` numbers from one shared counter.
+//! case (`SET name NX`), `guest-N` numbers from one shared counter, and
+//! the members list presence announces if this server is lost.
 //!
 //! These are questions a client waits for (`/nick`, connecting), so they
 //! run on the asking thread over one shared [`Link`], held only for the
 //! round trip. When Redis is down they fail at once with
-//! [`Failure::Down`]: the client is told, nothing waits.
+//! [`Failure::Down`]: the caller refuses, nothing waits.
 
 use parking_lot::Mutex;
 use redis::Script;
@@ -16,9 +17,9 @@ use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// The name is this client's now, on every server.
+    /// The name is this holder's now (or was already), on every server.
     Claimed,
-    /// A client on some server holds it (ignoring case).
+    /// Another client, on some server, holds it (ignoring case).
     InUse,
 }
 
@@ -26,7 +27,7 @@ pub enum Claim {
 pub struct Names {
     /// The link for these short commands, one round trip at a time.
     link: Mutex<Link>,
-    /// This server's id: the value of every name key it holds.
+    /// This server's id: the first half of every holder it writes.
     server_id: String,
 }
 
@@ -39,70 +40,59 @@ impl Names {
         }
     }
 
-    /// Claims `name` for a client of this server in `room`, and records it
-    /// among this server's members (what a survivor announces if this
-    /// server is lost).
+    /// Claims `name` for local client `client`.
     ///
     /// # Errors
     /// When Redis cannot be asked (the name is then not claimed).
-    pub fn claim(&self, name: &str, room: &str) -> Result<Claim, Failure> {
+    pub fn claim(&self, name: &str, client: u64) -> Result<Claim, Failure> {
         let key = keys::name(&name.to_lowercase());
-        let mut link = self.link.lock();
-        let claimed: bool = link.run(|conn| {
-            redis::cmd("SET")
+        let holder = keys::holder(&self.server_id, client);
+        let (set, now): (Option<String>, Option<String>) = self.link.lock().run(|conn| {
+            redis::pipe()
+                .cmd("SET")
                 .arg(&key)
-                .arg(&self.server_id)
+                .arg(&holder)
                 .arg("NX")
-                .query::<Option<String>>(conn)
-                .map(|ok| ok.is_some())
+                .cmd("GET")
+                .arg(&key)
+                .query(conn)
         })?;
-        if !claimed {
-            return Ok(Claim::InUse);
-        }
-        link.run(|conn| {
-            redis::cmd("HSET")
-                .arg(keys::members(&self.server_id))
-                .arg(name)
-                .arg(room)
-                .exec(conn)
-        })?;
-        Ok(Claim::Claimed)
+        Ok(
+            if set.is_some() || now.as_deref() == Some(holder.as_str()) {
+                Claim::Claimed
+            } else {
+                Claim::InUse
+            },
+        )
     }
 
-    /// Records that `name` (held here) is now in `room`.
+    /// Frees `name` if local client `client` holds it.
     ///
     /// # Errors
-    /// When Redis cannot be asked.
-    pub fn moved(&self, name: &str, room: &str) -> Result<(), Failure> {
+    /// When Redis cannot be asked (the name stays taken until this server
+    /// stops or is reaped).
+    pub fn release(&self, name: &str, client: u64) -> Result<(), Failure> {
+        let script = Script::new(keys::DELETE_IF);
         self.link.lock().run(|conn| {
-            redis::cmd("HSET")
-                .arg(keys::members(&self.server_id))
-                .arg(name)
-                .arg(room)
+            redis::cmd("EVALSHA")
+                .arg(script.get_hash())
+                .arg(1)
+                .arg(keys::name(&name.to_lowercase()))
+                .arg(keys::holder(&self.server_id, client))
                 .exec(conn)
         })
     }
 
-    /// Frees `name` if this server holds it, and forgets it as a member.
+    /// Records that local member `name` is in room `room` (`None`: it
+    /// left), for presence to announce if this server is lost.
     ///
     /// # Errors
-    /// When Redis cannot be asked (the name stays taken until this server
-    /// re-registers or is reaped).
-    pub fn release(&self, name: &str) -> Result<(), Failure> {
-        let script = Script::new(keys::DELETE_IF);
-        self.link.lock().run(|conn| {
-            redis::pipe()
-                .cmd("EVALSHA")
-                .arg(script.get_hash())
-                .arg(1)
-                .arg(keys::name(&name.to_lowercase()))
-                .arg(&self.server_id)
-                .ignore()
-                .cmd("HDEL")
-                .arg(keys::members(&self.server_id))
-                .arg(name)
-                .ignore()
-                .exec(conn)
+    /// When Redis cannot be asked.
+    pub fn member(&self, name: &str, room: Option<&str>) -> Result<(), Failure> {
+        let key = keys::members(&self.server_id);
+        self.link.lock().run(|conn| match room {
+            Some(room) => redis::cmd("HSET").arg(&key).arg(name).arg(room).exec(conn),
+            None => redis::cmd("HDEL").arg(&key).arg(name).exec(conn),
         })
     }
 

@@ -41,13 +41,27 @@ pub const REAP_LOCK_TTL: Duration = Duration::from_secs(10);
 /// The kind of the log entry announcing a lost server's member.
 pub const LOST_KIND: &str = "lost";
 
-/// Its text: the leave reason clients see (`left (server lost)`).
-pub const LOST_TEXT: &str = "server lost";
+/// The kind of the log entry announcing a member of a server that stopped.
+pub const STOPPED_KIND: &str = "stopped";
 
-/// What this server has, for registering again after Redis lost it.
+/// One local member, as registered in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its name as shown.
+    pub name: String,
+    /// The key of the room it is in.
+    pub room: String,
+    /// Its client id on this server.
+    pub client: u64,
+}
+
+/// What this server has, for registering again after Redis lost it, and
+/// how its rooms word a leave.
 pub trait Local: Send + Sync + 'static {
-    /// Every local member: (name, room key).
-    fn members(&self) -> Vec<(String, String)>;
+    /// Every local member.
+    fn members(&self) -> Vec<Member>;
+    /// The line a room shows when `name` left for `reason` (`server lost`).
+    fn left(&self, name: &str, reason: &str) -> String;
     /// The highest `guest-N` number this server gave.
     fn highest_guest(&self) -> u64;
 }
@@ -128,15 +142,15 @@ impl Presence {
         self.link.run(|conn| {
             let mut pipe = redis::pipe();
             pipe.cmd("DEL").arg(keys::members(&me)).ignore();
-            for (name, room) in &members {
+            for member in &members {
                 pipe.cmd("HSET")
                     .arg(keys::members(&me))
-                    .arg(name)
-                    .arg(room)
+                    .arg(&member.name)
+                    .arg(&member.room)
                     .ignore();
                 pipe.cmd("SET")
-                    .arg(keys::name(&name.to_lowercase()))
-                    .arg(&me)
+                    .arg(keys::name(&member.name.to_lowercase()))
+                    .arg(keys::holder(&me, member.client))
                     .ignore();
             }
             pipe.cmd("EVALSHA")
@@ -175,21 +189,23 @@ impl Presence {
                     .query(conn)
             })?;
             if locked.is_some() {
-                let announced = self.reap(&other)?;
+                let announced = self.reap(&other, LOST_KIND, "server lost")?;
                 log!("redis: server {other} lost; announced {announced} of its clients as gone");
             }
         }
         Ok(())
     }
 
-    /// Announces every member of lost server `other` once, then forgets it.
-    fn reap(&mut self, other: &str) -> Result<usize, Failure> {
+    /// Announces every member of server `other` as left (`kind`, for
+    /// `reason`) once, frees their names, then forgets the server.
+    fn reap(&mut self, other: &str, kind: &str, reason: &str) -> Result<usize, Failure> {
         let members: Vec<(String, String)> = self
             .link
             .run(|conn| redis::cmd("HGETALL").arg(keys::members(other)).query(conn))?;
         let script = Script::new(keys::REAP_MEMBER);
         let mut announced = 0;
         for (name, room) in members {
+            let line = self.local.left(&name, reason);
             let done: i64 = self.link.run(|conn| {
                 redis::cmd("EVALSHA")
                     .arg(script.get_hash())
@@ -199,12 +215,12 @@ impl Presence {
                     .arg(keys::log(&room))
                     .arg(keys::seq(&room))
                     .arg(&name)
-                    .arg(other)
+                    .arg(format!("{other}:"))
                     .arg(self.config.max_len)
                     .arg(self.config.idle_ttl.as_millis() as u64)
-                    .arg(format!("reap:{other}:{name}"))
-                    .arg(LOST_KIND)
-                    .arg(LOST_TEXT)
+                    .arg(format!("{kind}:{other}:{name}"))
+                    .arg(kind)
+                    .arg(&line)
                     .query(conn)
             })?;
             announced += usize::from(done == 1);
@@ -223,35 +239,20 @@ impl Presence {
         Ok(announced)
     }
 
-    /// A graceful stop: frees this server's names and registration at once,
-    /// so the others need not wait for the heartbeat to expire. Best effort.
+    /// A graceful stop: announces this server's members as left (their
+    /// rooms on the other servers see it at once), frees their names and
+    /// unregisters, so the others need not wait for the heartbeat to
+    /// expire. Best effort: if Redis is away, the others reap it later.
     fn leave(&mut self) {
         let me = self.server_id.clone();
-        let members: Vec<(String, String)> = self
-            .link
-            .run(|conn| redis::cmd("HGETALL").arg(keys::members(&me)).query(conn))
-            .unwrap_or_default();
-        let delete_if = Script::new(keys::DELETE_IF);
+        if let Err(e) = self.reap(&me, STOPPED_KIND, "server stopped") {
+            log!("redis presence: could not unregister ({e:?}); the others will see this server lost");
+        }
         let _ = self.link.run(|conn| {
-            let mut pipe = redis::pipe();
-            for (name, _) in &members {
-                pipe.cmd("EVALSHA")
-                    .arg(delete_if.get_hash())
-                    .arg(1)
-                    .arg(keys::name(&name.to_lowercase()))
-                    .arg(&me)
-                    .ignore();
-            }
-            pipe.cmd("DEL")
-                .arg(keys::members(&me))
+            redis::cmd("DEL")
                 .arg(keys::alive(&me))
                 .arg(keys::wake(&me))
-                .ignore()
-                .cmd("SREM")
-                .arg(keys::servers())
-                .arg(&me)
-                .ignore();
-            pipe.exec(conn)
+                .exec(conn)
         });
     }
 }

@@ -10,9 +10,9 @@
 //! [`Missed::LogLost`] (Redis restarted empty; the cursor starts again at
 //! the new log's beginning).
 //!
-//! A member entering a room ([`Reader::watch`]) gets the room's history
-//! from the log up to exactly the cursor, in this thread, before any later
-//! entry: history and live lines never overlap nor leave a gap.
+//! A room starts being read ([`Reader::watch`]) from a [`Position`]: the
+//! last entry its history was loaded from ([`tail`]), so history and live
+//! lines never overlap nor leave a gap.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use redis::streams::{StreamRangeReply, StreamReadReply};
 
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
 use super::writer::Writer;
-use super::{keys, Entry, Missed, Sink, Token};
+use super::{keys, Entry, Missed, Sink};
 use crate::log;
 use crate::shutdown::Shutdown;
 
@@ -36,15 +36,25 @@ pub const READ_BLOCK: Duration = Duration::from_millis(500);
 /// Most entries one XREAD returns per stream: bounds one reply's size.
 pub const READ_COUNT: usize = 1024;
 
+/// Where a room's log was read up to: the next entry read is the one after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The stream id of the last entry taken ("0-0": none).
+    pub id: String,
+    /// Its number in the log (0: none).
+    pub n: u64,
+    /// The epoch of the Redis it was read from.
+    pub epoch: String,
+}
+
 /// What the reader is asked to do between two XREADs.
 enum Control {
-    /// A local member enters `room`: send it `history` lines, then read on.
+    /// Read `room` from `from` on (from its current end if `None`).
     Watch {
         room: String,
-        token: Token,
-        history: usize,
+        from: Option<Position>,
     },
-    /// A local member left `room`.
+    /// One reason less to read `room`.
     Unwatch { room: String },
 }
 
@@ -57,7 +67,8 @@ struct Cursor {
     n: u64,
     /// The epoch of the Redis the cursor points into.
     epoch: String,
-    /// Local members in the room: the room is read while this is above 0.
+    /// Reasons to read the room ([`Reader::watch`] calls not yet undone):
+    /// it is read while this is above 0.
     watchers: usize,
 }
 
@@ -108,19 +119,18 @@ impl Reader {
         ))
     }
 
-    /// A local member (behind `token`) enters `room`: it gets the room's
-    /// last `history` lines through [`Sink::history`], then the room's
-    /// entries as they come.
-    pub fn watch(&self, room: &str, token: Token, history: usize) {
+    /// Reads `room` from `from` on (its history was loaded up to there), or
+    /// from its end as the reader finds it if `None`. A room watched already
+    /// keeps its cursor: each watch only counts one more reason to read it.
+    pub fn watch(&self, room: &str, from: Option<Position>) {
         let _ = self.control.send(Control::Watch {
             room: room.to_string(),
-            token,
-            history,
+            from,
         });
         self.writer.wake(&self.server_id);
     }
 
-    /// A local member left `room`.
+    /// Undoes one [`Reader::watch`] of `room`.
     pub fn unwatch(&self, room: &str) {
         let _ = self.control.send(Control::Unwatch {
             room: room.to_string(),
@@ -220,12 +230,8 @@ impl ReaderThread {
                         }
                     }
                 }
-                Control::Watch {
-                    ref room,
-                    token,
-                    history,
-                } => {
-                    if let Err(failure) = self.enter(room, token, history) {
+                Control::Watch { ref room, ref from } => {
+                    if let Err(failure) = self.enter(room, from.clone()) {
                         self.waiting.push_front(control);
                         return Err(failure);
                     }
@@ -235,51 +241,36 @@ impl ReaderThread {
         Ok(())
     }
 
-    /// One member enters `room`: its history up to the cursor (the log's end
-    /// if the room was not read yet), and the room is read from then on.
-    fn enter(&mut self, room: &str, token: Token, history: usize) -> Result<(), Failure> {
-        let log_key = keys::log(room);
-        let end = self
-            .cursors
-            .get(room)
-            .map_or_else(|| "+".to_string(), |c| c.id.clone());
-        let known = self.cursors.contains_key(room);
-        let want = if known { history } else { history.max(1) };
-        let mut entries = if want == 0 || end == "0-0" {
-            Vec::new()
-        } else {
-            let reply: StreamRangeReply = self.link.run(|conn| {
-                redis::cmd("XREVRANGE")
-                    .arg(&log_key)
-                    .arg(&end)
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(want)
-                    .query(conn)
-            })?;
-            reply.ids.iter().filter_map(Entry::from_stream).collect()
-        };
-        entries.reverse();
-        if !known {
-            let epoch = self.link.epoch().unwrap_or_default().to_string();
-            let (id, n) = entries
-                .last()
-                .map_or(("0-0".to_string(), 0), |e| (e.id.clone(), e.n));
-            self.cursors.insert(
-                room.to_string(),
-                Cursor {
-                    id,
-                    n,
-                    epoch,
-                    watchers: 0,
-                },
-            );
-        }
+    /// Starts reading `room` at `from` (or its end), or counts one more
+    /// watch of a room read already.
+    fn enter(&mut self, room: &str, from: Option<Position>) -> Result<(), Failure> {
         if let Some(cursor) = self.cursors.get_mut(room) {
             cursor.watchers += 1;
+            return Ok(());
         }
-        let skip = entries.len().saturating_sub(history);
-        self.sink.history(room, token, entries.split_off(skip));
+        let epoch = self.link.epoch().unwrap_or_default().to_string();
+        let from = match from {
+            Some(from) if from.epoch == epoch => from,
+            // Read before Redis restarted empty: that log is gone.
+            Some(_) => {
+                self.sink.missed(room, Missed::LogLost);
+                Position {
+                    id: "0-0".into(),
+                    n: 0,
+                    epoch,
+                }
+            }
+            None => tail(&mut self.link, room, 0, |_| false)?.1,
+        };
+        self.cursors.insert(
+            room.to_string(),
+            Cursor {
+                id: from.id,
+                n: from.n,
+                epoch: from.epoch,
+                watchers: 1,
+            },
+        );
         Ok(())
     }
 
@@ -350,4 +341,63 @@ impl ReaderThread {
         }
         self.sink.deliver(room, entry);
     }
+}
+
+/// Entries read back from the end of a log per round trip, while looking
+/// for history.
+pub const TAIL_PAGE: usize = 256;
+
+/// The last `want` entries of `room`'s log that `keep` accepts (oldest
+/// first), looking back at most [`super::LOG_MAX_LEN`] entries, and the
+/// position of the log's last entry (where reading goes on).
+///
+/// # Errors
+/// When Redis cannot be asked.
+pub fn tail(
+    link: &mut Link,
+    room: &str,
+    want: usize,
+    keep: impl Fn(&Entry) -> bool,
+) -> Result<(Vec<Entry>, Position), Failure> {
+    let key = keys::log(room);
+    let mut kept = Vec::new();
+    let mut end = "+".to_string();
+    let mut last: Option<(String, u64)> = None;
+    let mut seen = 0u64;
+    loop {
+        let page: StreamRangeReply = link.run(|conn| {
+            redis::cmd("XREVRANGE")
+                .arg(&key)
+                .arg(&end)
+                .arg("-")
+                .arg("COUNT")
+                .arg(TAIL_PAGE)
+                .query(conn)
+        })?;
+        let full = page.ids.len() == TAIL_PAGE;
+        for id in &page.ids {
+            // Pages after the first start at the previous page's last id,
+            // which is excluded by its "(" prefix.
+            let Some(entry) = Entry::from_stream(id) else {
+                continue;
+            };
+            if last.is_none() {
+                last = Some((entry.id.clone(), entry.n));
+            }
+            if kept.len() < want && keep(&entry) {
+                kept.push(entry);
+            }
+        }
+        seen += page.ids.len() as u64;
+        match page.ids.last() {
+            Some(id) if full && kept.len() < want && seen < super::LOG_MAX_LEN => {
+                end = format!("({}", id.id);
+            }
+            _ => break,
+        }
+    }
+    kept.reverse();
+    let epoch = link.epoch().unwrap_or_default().to_string();
+    let (id, n) = last.unwrap_or_else(|| ("0-0".to_string(), 0));
+    Ok((kept, Position { id, n, epoch }))
 }

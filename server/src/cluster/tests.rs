@@ -11,8 +11,8 @@ use parking_lot::{Condvar, Mutex};
 
 use super::link::{check, Endpoint, Failure, Link, Siblings, BACKOFF_MAX, IO_TIMEOUT};
 use super::names::{Claim, Names};
-use super::presence::{Local, Presence, HEARTBEAT_EVERY, HEARTBEAT_TTL, LOST_KIND};
-use super::reader::Reader;
+use super::presence::{Local, Member, Presence, HEARTBEAT_EVERY, HEARTBEAT_TTL, LOST_KIND};
+use super::reader::{tail, Reader};
 use super::writer::{Queued, Writer};
 use super::{Entry, Line, LogConfig, Missed, RedisUrl, Sink, Token};
 use crate::shutdown::Shutdown;
@@ -31,7 +31,11 @@ fn endpoint(redis: &Redis) -> Endpoint {
 
 /// A lone link (no siblings) to `redis`.
 fn link(redis: &Redis) -> Link {
-    Link::new(&url(redis), "test", IO_TIMEOUT, &Siblings::default())
+    link_to(&url(redis))
+}
+
+fn link_to(url: &RedisUrl) -> Link {
+    Link::new(url, "test", IO_TIMEOUT, &Siblings::default())
 }
 
 /// What the cluster threads told the test.
@@ -39,7 +43,6 @@ fn link(redis: &Redis) -> Link {
 enum Event {
     Refused(Token, String),
     Deliver(String, u64, String),
-    History(String, Token, Vec<String>),
     Missed(String, Missed),
     Link(bool),
 }
@@ -90,10 +93,6 @@ impl Sink for Recorder {
     fn deliver(&self, room: &str, entry: Entry) {
         self.push(Event::Deliver(room.into(), entry.n, entry.text));
     }
-    fn history(&self, room: &str, token: Token, entries: Vec<Entry>) {
-        let texts = entries.into_iter().map(|e| e.text).collect();
-        self.push(Event::History(room.into(), token, texts));
-    }
     fn missed(&self, room: &str, missed: Missed) {
         self.push(Event::Missed(room.into(), missed));
     }
@@ -104,6 +103,7 @@ impl Sink for Recorder {
 
 /// A writer and a reader of one server, stopped on drop.
 struct Node {
+    url: RedisUrl,
     writer: Writer,
     reader: Reader,
     sink: Arc<Recorder>,
@@ -127,6 +127,7 @@ impl Node {
         )
         .unwrap();
         Node {
+            url: url(redis),
             writer,
             reader,
             sink,
@@ -147,21 +148,12 @@ impl Node {
         )
     }
 
-    /// Watches `room` and waits for its (empty or not) history.
-    fn watch(&self, room: &str, token: Token, history: usize) -> Vec<String> {
-        self.reader.watch(room, token, history);
-        let events = self.sink.until("history", |events| {
-            events
-                .iter()
-                .any(|e| matches!(e, Event::History(r, t, _) if r == room && *t == token))
-        });
-        events
-            .into_iter()
-            .find_map(|e| match e {
-                Event::History(r, t, texts) if r == room && t == token => Some(texts),
-                _ => None,
-            })
-            .unwrap()
+    /// Starts reading `room` from its end now: every line appended after
+    /// this call is delivered.
+    fn watch(&self, room: &str) {
+        let mut link = link_to(&self.url);
+        let (_, from) = tail(&mut link, room, 0, |_| false).unwrap();
+        self.reader.watch(room, Some(from));
     }
 }
 
@@ -285,7 +277,7 @@ fn start_check_reachable_unreachable_refusing() {
 fn lines_are_one_entry_each_in_order_and_batched() {
     let redis = Redis::start();
     let node = Node::start(&redis, "a", LogConfig::default());
-    assert!(node.watch("lobby", 1, 10).is_empty());
+    node.watch("lobby");
     const LINES: usize = 2000;
     for i in 0..LINES {
         assert_eq!(node.say("lobby", &format!("line {i}")), Queued::Queued);
@@ -321,8 +313,8 @@ fn two_servers_one_order() {
     let redis = Redis::start();
     let a = Node::start(&redis, "a", LogConfig::default());
     let b = Node::start(&redis, "b", LogConfig::default());
-    a.watch("lobby", 1, 0);
-    b.watch("lobby", 1, 0);
+    a.watch("lobby");
+    b.watch("lobby");
     for i in 0..300 {
         let _ = a.say("lobby", &format!("a{i}"));
         let _ = b.say("lobby", &format!("b{i}"));
@@ -339,30 +331,40 @@ fn two_servers_one_order() {
     );
 }
 
-/// History: a member entering gets the room's last lines from the log;
-/// a second member on the same server gets history ending exactly where
-/// live delivery stands.
+/// History is the log's tail: the last lines that pass the filter, oldest
+/// first, looking back past other entries, and reading goes on right after
+/// the log's last entry, so history and live lines neither overlap nor
+/// leave a gap.
 #[test]
-fn history_comes_from_the_log() {
+fn history_is_the_logs_tail_and_reading_goes_on_after_it() {
     let redis = Redis::start();
     let writer_node = Node::start(&redis, "w", LogConfig::default());
-    writer_node.watch("games", 1, 0);
-    for i in 0..20 {
+    writer_node.watch("games");
+    for i in 0..600 {
         let _ = writer_node.say("games", &format!("g{i}"));
     }
-    writer_node
-        .sink
-        .until("20 lines", |e| Recorder::delivered(e, "games").len() >= 20);
+    writer_node.sink.until("600 lines", |e| {
+        Recorder::delivered(e, "games").len() >= 600
+    });
+
+    let mut link = link(&redis);
+    let (history, from) = tail(&mut link, "games", 3, |e| e.text.ends_with('0')).unwrap();
+    let texts: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, ["g570", "g580", "g590"]);
+    assert_eq!(from.n, 600);
+    let (far, _) = tail(&mut link, "games", 2, |e| e.text == "g3" || e.text == "g1").unwrap();
+    assert_eq!(far.len(), 2, "found across pages");
+    assert_eq!(far[0].text, "g1");
 
     let other = Node::start(&redis, "o", LogConfig::default());
-    let history = other.watch("games", 1, 5);
-    assert_eq!(history, ["g15", "g16", "g17", "g18", "g19"]);
-    let _ = writer_node.say("games", "g20");
+    let _ = writer_node.say("games", "g600");
+    writer_node.sink.until("g600 written", |e| {
+        Recorder::delivered(e, "games").len() >= 601
+    });
+    other.reader.watch("games", Some(from));
     other
         .sink
-        .until("g20", |e| Recorder::delivered(e, "games") == ["g20"]);
-    let second = other.watch("games", 2, 3);
-    assert_eq!(second, ["g18", "g19", "g20"]);
+        .until("g600 only", |e| Recorder::delivered(e, "games") == ["g600"]);
 }
 
 /// The reader resumes after its connection is cut (Redis itself fine):
@@ -373,7 +375,7 @@ fn reader_resumes_after_a_cut_without_gap_or_double() {
     let redis = Redis::start();
     let node = Node::start(&redis, "a", LogConfig::default());
     let other = Node::start(&redis, "b", LogConfig::default());
-    node.watch("lobby", 1, 0);
+    node.watch("lobby");
     let mut sent = vec!["before".to_string()];
     let _ = other.say("lobby", "before");
     node.sink
@@ -422,7 +424,7 @@ fn reader_resumes_after_a_cut_without_gap_or_double() {
 fn trimmed_lines_are_counted() {
     let redis = Redis::start();
     let node = Node::start(&redis, "a", LogConfig::default());
-    node.watch("lobby", 1, 0);
+    node.watch("lobby");
     let _ = node.say("lobby", "first");
     node.sink
         .until("first", |e| Recorder::delivered(e, "lobby").len() == 1);
@@ -448,7 +450,7 @@ fn trimmed_lines_are_counted() {
 fn redis_restarted_empty_is_reported_and_lines_refused_meanwhile() {
     let mut redis = Redis::start();
     let node = Node::start(&redis, "a", LogConfig::default());
-    node.watch("lobby", 1, 0);
+    node.watch("lobby");
     let _ = node.say("lobby", "one");
     node.sink
         .until("one", |e| Recorder::delivered(e, "lobby").len() == 1);
@@ -487,11 +489,14 @@ fn redis_restarted_empty_is_reported_and_lines_refused_meanwhile() {
 }
 
 /// What a test "server" has locally, for presence.
-struct Members(Vec<(String, String)>, u64);
+struct Members(Vec<Member>, u64);
 
 impl Local for Members {
-    fn members(&self) -> Vec<(String, String)> {
+    fn members(&self) -> Vec<Member> {
         self.0.clone()
+    }
+    fn left(&self, name: &str, reason: &str) -> String {
+        chat_common::protocol::notice(&format!("{name} left ({reason})"))
     }
     fn highest_guest(&self) -> u64 {
         self.1
@@ -505,17 +510,23 @@ fn names_unique_ignoring_case_and_guests_never_repeat() {
     let redis = Redis::start();
     let a = Names::new(&endpoint(&redis), "a");
     let b = Names::new(&endpoint(&redis), "b");
-    assert_eq!(a.claim("Alice", "lobby").unwrap(), Claim::Claimed);
-    assert_eq!(b.claim("alice", "lobby").unwrap(), Claim::InUse);
-    assert_eq!(b.claim("ALICE", "games").unwrap(), Claim::InUse);
-    b.release("alice").unwrap();
+    assert_eq!(a.claim("Alice", 1).unwrap(), Claim::Claimed);
     assert_eq!(
-        b.claim("alice", "lobby").unwrap(),
+        a.claim("alice", 1).unwrap(),
+        Claim::Claimed,
+        "its own again"
+    );
+    assert_eq!(a.claim("alice", 2).unwrap(), Claim::InUse, "another client");
+    assert_eq!(b.claim("alice", 1).unwrap(), Claim::InUse);
+    assert_eq!(b.claim("ALICE", 3).unwrap(), Claim::InUse);
+    b.release("alice", 1).unwrap();
+    assert_eq!(
+        b.claim("alice", 1).unwrap(),
         Claim::InUse,
         "b cannot free a's name"
     );
-    a.release("Alice").unwrap();
-    assert_eq!(b.claim("alice", "lobby").unwrap(), Claim::Claimed);
+    a.release("Alice", 1).unwrap();
+    assert_eq!(b.claim("alice", 1).unwrap(), Claim::Claimed);
 
     let mut seen = std::collections::HashSet::new();
     for _ in 0..50 {
@@ -531,7 +542,7 @@ fn names_fail_fast_when_redis_is_down() {
     let names = Names::new(&endpoint(&redis), "a");
     redis.kill();
     let started = Instant::now();
-    assert!(names.claim("bob", "lobby").is_err());
+    assert!(names.claim("bob", 1).is_err());
     assert!(names.next_guest().is_err());
     assert!(started.elapsed() < Duration::from_secs(3));
 }
@@ -543,8 +554,10 @@ fn names_fail_fast_when_redis_is_down() {
 fn a_lost_server_is_announced_once_and_its_names_freed() {
     let redis = Redis::start();
     let dead = Names::new(&endpoint(&redis), "dead");
-    assert_eq!(dead.claim("carol", "lobby").unwrap(), Claim::Claimed);
-    assert_eq!(dead.claim("dave", "games").unwrap(), Claim::Claimed);
+    assert_eq!(dead.claim("carol", 1).unwrap(), Claim::Claimed);
+    assert_eq!(dead.claim("dave", 2).unwrap(), Claim::Claimed);
+    dead.member("carol", Some("lobby")).unwrap();
+    dead.member("dave", Some("games")).unwrap();
     redis.command(&["SADD", "chat:servers", "dead"]);
     redis.command(&["SET", "chat:alive:dead", "1", "PX", "200"]);
 
@@ -581,11 +594,14 @@ fn a_lost_server_is_announced_once_and_its_names_freed() {
         1,
         "{games:?}"
     );
-    assert!(lobby.contains(&"carol".to_string()));
+    assert!(
+        lobby.contains(&"* carol left (server lost)\n".to_string()),
+        "{lobby:?}"
+    );
     assert_eq!(redis.query(&["EXISTS", "chat:name:carol"]), ["0"]);
     assert_eq!(redis.query(&["SISMEMBER", "chat:servers", "dead"]), ["0"]);
     let names = Names::new(&endpoint(&redis), "s1");
-    assert_eq!(names.claim("Carol", "lobby").unwrap(), Claim::Claimed);
+    assert_eq!(names.claim("Carol", 9).unwrap(), Claim::Claimed);
 
     shutdown.trigger();
     for s in survivors {
@@ -609,13 +625,20 @@ fn presence_registers_again_after_redis_came_back_empty() {
         &endpoint(&redis),
         "a",
         LogConfig::default(),
-        Arc::new(Members(vec![("Erin".into(), "lobby".into())], 41)),
+        Arc::new(Members(
+            vec![Member {
+                name: "Erin".into(),
+                room: "lobby".into(),
+                client: 5,
+            }],
+            41,
+        )),
         shutdown.clone(),
     )
     .unwrap();
     let wait_for = |redis: &Redis| {
         let deadline = Instant::now() + DEADLINE;
-        while redis.query(&["GET", "chat:name:erin"]) != ["a"] {
+        while redis.query(&["GET", "chat:name:erin"]) != ["a:5"] {
             assert!(Instant::now() < deadline, "never registered");
             thread::sleep(Duration::from_millis(20));
         }
