@@ -137,8 +137,9 @@ pub enum Missed {
 pub trait Sink: Send + Sync + 'static {
     /// The writer could not append this line: tell its sender with a `! `.
     fn refused(&self, token: Token, line: &Line);
-    /// The next entry of `room`'s log, for every local member.
-    fn deliver(&self, room: &str, entry: Entry);
+    /// The next entries of `room`'s log (in its order), for every local
+    /// member.
+    fn deliver(&self, room: &str, entries: Vec<Entry>);
     /// The reader could not deliver some of `room`'s lines.
     fn missed(&self, room: &str, missed: Missed);
     /// The reader lost (`false`) or regained (`true`) its link to Redis.

@@ -246,6 +246,12 @@ impl ReaderThread {
     fn enter(&mut self, room: &str, from: Option<Position>) -> Result<(), Failure> {
         if let Some(cursor) = self.cursors.get_mut(room) {
             cursor.watchers += 1;
+            // Its history was loaded past where this reader stands: skip
+            // what the history holds already.
+            if let Some(from) = from.filter(|f| f.epoch == cursor.epoch && f.n > cursor.n) {
+                cursor.id = from.id;
+                cursor.n = from.n;
+            }
             return Ok(());
         }
         let epoch = self.link.epoch().unwrap_or_default().to_string();
@@ -309,6 +315,7 @@ impl ReaderThread {
             let Some(room) = stream.key.strip_prefix(&keys::log("")).map(str::to_string) else {
                 continue;
             };
+            let mut run = Vec::with_capacity(stream.ids.len());
             for id in &stream.ids {
                 let Some(entry) = Entry::from_stream(id) else {
                     log!(
@@ -318,28 +325,36 @@ impl ReaderThread {
                     );
                     continue;
                 };
-                self.deliver(&room, entry);
+                self.take(&room, entry, &mut run);
+            }
+            if !run.is_empty() {
+                self.sink.deliver(&room, run);
             }
         }
         Ok(())
     }
 
-    /// Delivers one entry, after reporting the lines missed before it.
-    fn deliver(&mut self, room: &str, entry: Entry) {
+    /// Takes one entry into `run` (what will be delivered in one go),
+    /// moving the cursor; lines missed before it are reported first, after
+    /// delivering what `run` holds so far, so the order stays the log's.
+    fn take(&mut self, room: &str, entry: Entry, run: &mut Vec<Entry>) {
         let Some(cursor) = self.cursors.get_mut(room) else {
             return;
         };
         if entry.n <= cursor.n {
-            // Already delivered (cannot happen with ids moving forward).
+            // Already taken (a watch moved the cursor past it).
             return;
         }
         let missed = entry.n - cursor.n - 1;
         cursor.id.clone_from(&entry.id);
         cursor.n = entry.n;
         if missed > 0 {
+            if !run.is_empty() {
+                self.sink.deliver(room, std::mem::take(run));
+            }
             self.sink.missed(room, Missed::Lines(missed));
         }
-        self.sink.deliver(room, entry);
+        run.push(entry);
     }
 }
 

@@ -90,8 +90,10 @@ impl Sink for Recorder {
     fn refused(&self, token: Token, line: &Line) {
         self.push(Event::Refused(token, line.text.clone()));
     }
-    fn deliver(&self, room: &str, entry: Entry) {
-        self.push(Event::Deliver(room.into(), entry.n, entry.text));
+    fn deliver(&self, room: &str, entries: Vec<Entry>) {
+        for entry in entries {
+            self.push(Event::Deliver(room.into(), entry.n, entry.text));
+        }
     }
     fn missed(&self, room: &str, missed: Missed) {
         self.push(Event::Missed(room.into(), missed));
