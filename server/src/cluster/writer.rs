@@ -19,6 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::Mutex;
 use redis::{Script, Value};
 
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
@@ -60,6 +61,10 @@ pub enum Queued {
 pub struct Writer {
     /// The queue to the thread.
     jobs: Sender<Job>,
+    /// Lines of a batch that found the queue full half-way (another thread
+    /// filled it first): refused by the writer thread, which may call the
+    /// sink (the caller of [`Writer::append_all`] holds a room's lock).
+    late: Arc<Mutex<Vec<(Token, Line)>>>,
     /// Pipelines sent so far (one round trip each), for tests and stats.
     round_trips: Arc<AtomicU64>,
 }
@@ -90,7 +95,9 @@ impl Writer {
     ) -> std::io::Result<(Writer, thread::JoinHandle<()>)> {
         let (jobs, queue) = crossbeam_channel::bounded(QUEUE_MAX);
         let round_trips = Arc::new(AtomicU64::new(0));
+        let late = Arc::new(Mutex::new(Vec::new()));
         let mut thread = WriterThread {
+            late: Arc::clone(&late),
             round_trips: Arc::clone(&round_trips),
             link: endpoint.link("writer", IO_TIMEOUT),
             server_id: server_id.to_string(),
@@ -105,7 +112,14 @@ impl Writer {
         let handle = thread::Builder::new()
             .name("redis-writer".into())
             .spawn(move || thread.run())?;
-        Ok((Writer { jobs, round_trips }, handle))
+        Ok((
+            Writer {
+                jobs,
+                late,
+                round_trips,
+            },
+            handle,
+        ))
     }
 
     /// Queues a line for its room's log.
@@ -114,6 +128,30 @@ impl Writer {
             Ok(()) => Queued::Queued,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Queued::Refused,
         }
+    }
+
+    /// Queues every line of a batch, in order, or none of them if the
+    /// queue has no room for all ([`Queued::Refused`]). Should another
+    /// thread fill the queue in between, the lines that did not fit are
+    /// refused through the sink by the writer thread.
+    pub fn append_all(&self, token: Token, lines: impl ExactSizeIterator<Item = Line>) -> Queued {
+        if self.jobs.len() + lines.len() > QUEUE_MAX {
+            return Queued::Refused;
+        }
+        let mut lines = lines;
+        let mut missed = None;
+        for line in lines.by_ref() {
+            if let Err(e) = self.jobs.try_send(Job::Append(token, line)) {
+                missed = Some(e.into_inner());
+                break;
+            }
+        }
+        if let Some(Job::Append(token, line)) = missed {
+            let mut late = self.late.lock();
+            late.push((token, line));
+            late.extend(lines.map(|line| (token, line)));
+        }
+        Queued::Queued
     }
 
     /// How many pipelines (round trips) the writer has sent.
@@ -130,6 +168,8 @@ impl Writer {
 
 /// The writer thread's state.
 struct WriterThread {
+    /// Shared with [`Writer::late`].
+    late: Arc<Mutex<Vec<(Token, Line)>>>,
     /// Shared with [`Writer::round_trips`].
     round_trips: Arc<AtomicU64>,
     link: Link,
@@ -152,6 +192,10 @@ impl WriterThread {
         loop {
             if !self.unsure.is_empty() {
                 self.settle_unsure();
+            }
+            let late = std::mem::take(&mut *self.late.lock());
+            for (token, line) in late {
+                self.sink.refused(token, &line);
             }
             let wait = if self.unsure.is_empty() {
                 Duration::from_millis(200)
