@@ -659,3 +659,26 @@ fn presence_registers_again_after_redis_came_back_empty() {
         "freed on a graceful stop"
     );
 }
+
+/// A line sent on a connection that had died (its reply lost): the writer
+/// finds it is not in the log and sends it again, so it arrives once and
+/// its sender is not told it was refused.
+#[test]
+fn a_line_lost_on_a_dead_connection_is_sent_again_once() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    node.watch("lobby");
+    let _ = node.say("lobby", "first");
+    node.sink.until("first", |e| Recorder::delivered(e, "lobby").len() == 1);
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    let _ = node.say("lobby", "second");
+    let _ = node.say("lobby", "third");
+    let events = node.sink.until("third", |e| {
+        Recorder::delivered(e, "lobby").last().map(String::as_str) == Some("third")
+    });
+    assert_eq!(Recorder::delivered(&events, "lobby"), ["first", "second", "third"]);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Refused(..))),
+        "{events:?}"
+    );
+}

@@ -9,8 +9,10 @@
 //! full) it is handed back to [`Sink::refused`] at once. A batch whose
 //! connection broke after it was sent may or may not be in the log; those
 //! lines are looked up by their uid once the link is back (found: they will
-//! be delivered like any other; not found: refused), and refused after
-//! [`UNSURE_DEADLINE`] if it does not come back, so no sender waits forever.
+//! be delivered like any other; not found, or Redis restarted empty: sent
+//! again, first, so their order holds), and refused after
+//! [`UNSURE_DEADLINE`] if the link does not come back, so no sender waits
+//! forever. Lines queued behind unsettled ones are refused meanwhile.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +46,9 @@ enum Job {
     Append(Token, Line),
     /// Add an entry to a reader's wake stream, ending its blocking XREAD.
     Wake(String),
+    /// Send again a line whose first sending was lost on the way (it is
+    /// not in the log), first sent at the instant given.
+    Retry(Token, Line, Instant),
 }
 
 /// What happened to a line handed to [`Writer::append`].
@@ -107,6 +112,7 @@ impl Writer {
             shutdown,
             next_uid: AtomicU64::new(1),
             unsure: Vec::new(),
+            retry: Vec::new(),
             script: Script::new(keys::APPEND),
         };
         let handle = thread::Builder::new()
@@ -182,6 +188,8 @@ struct WriterThread {
     next_uid: AtomicU64,
     /// Lines sent in a batch whose reply was lost.
     unsure: Vec<Unsure>,
+    /// Lines found not to be in the log after all: sent again first.
+    retry: Vec<Job>,
     /// The append script (for its hash).
     script: Script,
 }
@@ -192,6 +200,11 @@ impl WriterThread {
         loop {
             if !self.unsure.is_empty() {
                 self.settle_unsure();
+            }
+            if !self.retry.is_empty() {
+                let mut retry = std::mem::take(&mut self.retry);
+                self.send(&mut retry);
+                continue;
             }
             let late = std::mem::take(&mut *self.late.lock());
             for (token, line) in late {
@@ -221,7 +234,22 @@ impl WriterThread {
                     Err(_) => break,
                 }
             }
-            self.send(&mut batch);
+            if self.unsure.is_empty() {
+                self.send(&mut batch);
+            } else {
+                // Behind lines not settled yet: refused, so the log never
+                // takes them before those.
+                self.refuse(&mut batch);
+            }
+        }
+    }
+
+    /// Refuses every line of `batch`.
+    fn refuse(&mut self, batch: &mut Vec<Job>) {
+        for job in batch.drain(..) {
+            if let Job::Append(token, line) | Job::Retry(token, line, _) = job {
+                self.sink.refused(token, &line);
+            }
         }
     }
 
@@ -230,27 +258,11 @@ impl WriterThread {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         let mut sent = Vec::with_capacity(batch.len());
+        let now = Instant::now();
         for job in batch.drain(..) {
-            match job {
-                Job::Append(token, line) => {
-                    let uid = format!(
-                        "{}:{}",
-                        self.server_id,
-                        self.next_uid.fetch_add(1, Ordering::Relaxed)
-                    );
-                    pipe.cmd("EVALSHA")
-                        .arg(self.script.get_hash())
-                        .arg(2)
-                        .arg(keys::log(&line.room))
-                        .arg(keys::seq(&line.room))
-                        .arg(self.config.max_len)
-                        .arg(self.config.idle_ttl.as_millis() as u64)
-                        .arg(&uid)
-                        .arg(&line.from)
-                        .arg(&line.kind)
-                        .arg(&line.text);
-                    sent.push(Some((token, line, uid)));
-                }
+            let (token, line, since) = match job {
+                Job::Append(token, line) => (token, line, now),
+                Job::Retry(token, line, since) => (token, line, since),
                 Job::Wake(key) => {
                     pipe.cmd("XADD")
                         .arg(key)
@@ -260,33 +272,54 @@ impl WriterThread {
                         .arg("w")
                         .arg(1);
                     sent.push(None);
+                    continue;
                 }
-            }
+            };
+            let uid = format!(
+                "{}:{}",
+                self.server_id,
+                self.next_uid.fetch_add(1, Ordering::Relaxed)
+            );
+            pipe.cmd("EVALSHA")
+                .arg(self.script.get_hash())
+                .arg(2)
+                .arg(keys::log(&line.room))
+                .arg(keys::seq(&line.room))
+                .arg(self.config.max_len)
+                .arg(self.config.idle_ttl.as_millis() as u64)
+                .arg(&uid)
+                .arg(&line.from)
+                .arg(&line.kind)
+                .arg(&line.text);
+            sent.push(Some((token, line, uid, since)));
         }
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         match self.link.run(|conn| pipe.query::<Vec<Value>>(conn)) {
             Ok(replies) => {
                 for (reply, line) in replies.into_iter().zip(sent) {
-                    if let (Value::ServerError(e), Some((token, line, _))) = (&reply, line) {
+                    if let (Value::ServerError(e), Some((token, line, _, _))) = (&reply, line) {
                         log!("redis: append to #{} refused: {e:?}", line.room);
                         self.sink.refused(token, &line);
                     }
                 }
             }
             Err(Failure::Lost) => {
-                let since = Instant::now();
                 let epoch = self.link.epoch().map(str::to_string);
                 self.unsure
-                    .extend(sent.into_iter().flatten().map(|(token, line, uid)| Unsure {
-                        token,
-                        line,
-                        uid,
-                        since,
-                        epoch: epoch.clone(),
-                    }));
+                    .extend(
+                        sent.into_iter()
+                            .flatten()
+                            .map(|(token, line, uid, since)| Unsure {
+                                token,
+                                line,
+                                uid,
+                                since,
+                                epoch: epoch.clone(),
+                            }),
+                    );
             }
             Err(Failure::Down | Failure::Refused(_)) => {
-                for (token, line, _) in sent.into_iter().flatten() {
+                for (token, line, _, _) in sent.into_iter().flatten() {
                     self.sink.refused(token, &line);
                 }
             }
@@ -320,9 +353,17 @@ impl WriterThread {
                     .filter_map(|id| id.get::<String>("uid"))
                     .collect();
                 let epoch = self.link.epoch().map(str::to_string);
+                let now = Instant::now();
                 for unsure in std::mem::take(&mut self.unsure) {
                     // In a Redis restarted empty since, it is gone for sure.
-                    if unsure.epoch != epoch || !in_log.contains(&unsure.uid) {
+                    let lost = unsure.epoch != epoch || !in_log.contains(&unsure.uid);
+                    if !lost {
+                        continue;
+                    }
+                    if now.duration_since(unsure.since) < UNSURE_DEADLINE {
+                        self.retry
+                            .push(Job::Retry(unsure.token, unsure.line, unsure.since));
+                    } else {
                         self.sink.refused(unsure.token, &unsure.line);
                     }
                 }
