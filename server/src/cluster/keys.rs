@@ -36,14 +36,50 @@ pub fn guest() -> String {
 }
 
 /// A name in use anywhere in the cluster (lowercase, so unique ignoring
-/// case); its value is its holder, `SERVER:CLIENT` ([`holder`]).
+/// case); its value is its holder, `SERVER:CLIENT:Name` ([`holder`]).
 pub fn name(lowercase: &str) -> String {
     format!("{PREFIX}name:{lowercase}")
 }
 
-/// The value of a name key: which client of which server holds it.
-pub fn holder(server: &str, client: u64) -> String {
-    format!("{server}:{client}")
+/// The value of a name key: which client of which server holds it, and
+/// the name as it spelled it. Compared by its [`holder_prefix`], so a
+/// holder may change the case of its own name.
+pub fn holder(server: &str, client: u64, name: &str) -> String {
+    format!("{server}:{client}:{name}")
+}
+
+/// `SERVER:CLIENT:`: what every name key of one client starts with.
+pub fn holder_prefix(server: &str, client: u64) -> String {
+    format!("{server}:{client}:")
+}
+
+/// A holder read back: (server, client, name as spelled).
+pub fn parse_holder(value: &str) -> Option<(&str, u64, &str)> {
+    let (server, rest) = value.split_once(':')?;
+    let (client, name) = rest.split_once(':')?;
+    Some((server, client.parse().ok()?, name))
+}
+
+/// The value of a member in [`members`]: its room's key and when it
+/// entered it (ms since the epoch), so `/who` lists a room's members across
+/// servers in the order they entered.
+pub fn member_value(room: &str, entered_ms: u64) -> String {
+    format!("{room}\t{entered_ms}")
+}
+
+/// A member value read back: (room key, entered ms).
+pub fn parse_member(value: &str) -> (&str, u64) {
+    match value.split_once('\t') {
+        Some((room, ms)) => (room, ms.parse().unwrap_or(0)),
+        None => (value, 0),
+    }
+}
+
+/// A server's inbox: a stream its reader reads along with the room logs,
+/// for what other servers ask of it (a private message for one of its
+/// clients, a kick).
+pub fn inbox(server: &str) -> String {
+    format!("{PREFIX}inbox:{server}")
 }
 
 /// The set of server ids that have registered, live or lost.
@@ -105,10 +141,25 @@ redis.call('PEXPIRE', KEYS[4], ARGV[4])
 return 1
 ";
 
-/// Deletes a key only if it still holds the given value (a name frees only
-/// if this server holds it). KEYS: key. ARGV: value. Returns 1 if deleted.
+/// Deletes a key only if its value still starts with the given prefix (a
+/// name frees only if this client holds it). KEYS: key. ARGV: prefix.
+/// Returns 1 if deleted.
 pub const DELETE_IF: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Claims a name: set if free, or re-spelled if this client holds it
+/// already. KEYS: name. ARGV: holder, holder prefix. Returns 1 if the name
+/// is this client's now, else 0.
+pub const CLAIM: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
 return 0
 ";
 
@@ -122,9 +173,10 @@ return 1
 
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 4] {
+pub fn scripts() -> [Script; 5] {
     [
         Script::new(APPEND),
+        Script::new(CLAIM),
         Script::new(REAP_MEMBER),
         Script::new(DELETE_IF),
         Script::new(RAISE_TO),

@@ -120,6 +120,42 @@ impl Entry {
     }
 }
 
+/// What another server asks of this one, through its inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Send `line` (a private message) to local client `client`.
+    Tell {
+        /// The client's id here.
+        client: u64,
+        /// The whole line, formatted.
+        line: String,
+    },
+    /// Kick the local client called `name` (the console of another server).
+    Kick {
+        /// Its name.
+        name: String,
+        /// Why, if the operator said.
+        reason: Option<String>,
+    },
+}
+
+impl Request {
+    /// Reads a request from an inbox entry; `None` if it is not one.
+    fn from_stream(id: &redis::streams::StreamId) -> Option<Request> {
+        match id.get::<String>("kind")?.as_str() {
+            "tell" => Some(Request::Tell {
+                client: id.get::<String>("client")?.parse().ok()?,
+                line: id.get("line")?,
+            }),
+            "kick" => Some(Request::Kick {
+                name: id.get("name")?,
+                reason: id.get::<String>("reason").filter(|r| !r.is_empty()),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// What a reader could not deliver.
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,4 +180,6 @@ pub trait Sink: Send + Sync + 'static {
     fn missed(&self, room: &str, missed: Missed);
     /// The reader lost (`false`) or regained (`true`) its link to Redis.
     fn link(&self, up: bool);
+    /// Another server asks something of this one.
+    fn request(&self, request: Request);
 }

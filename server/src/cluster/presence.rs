@@ -53,6 +53,8 @@ pub struct Member {
     pub room: String,
     /// Its client id on this server.
     pub client: u64,
+    /// When it entered its room (ms since the epoch).
+    pub entered: u64,
 }
 
 /// What this server has, for registering again after Redis lost it, and
@@ -146,11 +148,11 @@ impl Presence {
                 pipe.cmd("HSET")
                     .arg(keys::members(&me))
                     .arg(&member.name)
-                    .arg(&member.room)
+                    .arg(keys::member_value(&member.room, member.entered))
                     .ignore();
                 pipe.cmd("SET")
                     .arg(keys::name(&member.name.to_lowercase()))
-                    .arg(keys::holder(&me, member.client))
+                    .arg(keys::holder(&me, member.client, &member.name))
                     .ignore();
             }
             pipe.cmd("EVALSHA")
@@ -204,7 +206,8 @@ impl Presence {
             .run(|conn| redis::cmd("HGETALL").arg(keys::members(other)).query(conn))?;
         let script = Script::new(keys::REAP_MEMBER);
         let mut announced = 0;
-        for (name, room) in members {
+        for (name, value) in members {
+            let (room, _) = keys::parse_member(&value);
             let line = self.local.left(&name, reason);
             let done: i64 = self.link.run(|conn| {
                 redis::cmd("EVALSHA")
@@ -212,8 +215,8 @@ impl Presence {
                     .arg(4)
                     .arg(keys::members(other))
                     .arg(keys::name(&name.to_lowercase()))
-                    .arg(keys::log(&room))
-                    .arg(keys::seq(&room))
+                    .arg(keys::log(room))
+                    .arg(keys::seq(room))
                     .arg(&name)
                     .arg(format!("{other}:"))
                     .arg(self.config.max_len)

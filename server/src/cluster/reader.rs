@@ -24,7 +24,7 @@ use redis::streams::{StreamRangeReply, StreamReadReply};
 
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
 use super::writer::Writer;
-use super::{keys, Entry, Missed, Sink};
+use super::{keys, Entry, Missed, Request, Sink};
 use crate::log;
 use crate::shutdown::Shutdown;
 
@@ -98,6 +98,8 @@ impl Reader {
             link: endpoint.link("reader", READ_BLOCK + IO_TIMEOUT),
             wake_key: keys::wake(server_id),
             wake_id: "0-0".into(),
+            inbox_key: keys::inbox(server_id),
+            inbox_id: "0-0".into(),
             inbox,
             waiting: VecDeque::new(),
             cursors: HashMap::new(),
@@ -105,6 +107,7 @@ impl Reader {
             shutdown,
             connects: 0,
             up: true,
+            epoch_seen: String::new(),
         };
         let handle = thread::Builder::new()
             .name("redis-reader".into())
@@ -145,6 +148,10 @@ struct ReaderThread {
     wake_key: String,
     /// The last wake entry seen.
     wake_id: String,
+    /// This server's inbox, read along with the room logs.
+    inbox_key: String,
+    /// The last inbox entry taken.
+    inbox_id: String,
     inbox: Receiver<Control>,
     /// Watches that could not be served yet (Redis down), in order.
     waiting: VecDeque<Control>,
@@ -156,6 +163,8 @@ struct ReaderThread {
     connects: u64,
     /// What the sink was last told about the link.
     up: bool,
+    /// The epoch the wake and inbox cursors point into.
+    epoch_seen: String,
 }
 
 impl ReaderThread {
@@ -193,7 +202,12 @@ impl ReaderThread {
                 cursor.epoch.clone_from(&epoch);
             }
         }
-        self.wake_id = "0-0".into();
+        if self.epoch_seen != epoch {
+            // A new Redis: its wake stream and inbox start empty.
+            self.wake_id = "0-0".into();
+            self.inbox_id = "0-0".into();
+            self.epoch_seen = epoch;
+        }
         if !self.up {
             self.up = true;
             self.sink.link(true);
@@ -293,11 +307,12 @@ impl ReaderThread {
             .arg("BLOCK")
             .arg(READ_BLOCK.as_millis() as u64)
             .arg("STREAMS")
-            .arg(&self.wake_key);
+            .arg(&self.wake_key)
+            .arg(&self.inbox_key);
         for (room, _) in &rooms {
             cmd.arg(keys::log(room));
         }
-        cmd.arg(&self.wake_id);
+        cmd.arg(&self.wake_id).arg(&self.inbox_id);
         for (_, id) in &rooms {
             cmd.arg(id);
         }
@@ -309,6 +324,19 @@ impl ReaderThread {
             if stream.key == self.wake_key {
                 if let Some(last) = stream.ids.last() {
                     self.wake_id.clone_from(&last.id);
+                }
+                continue;
+            }
+            if stream.key == self.inbox_key {
+                for id in &stream.ids {
+                    self.inbox_id.clone_from(&id.id);
+                    match Request::from_stream(id) {
+                        Some(request) => self.sink.request(request),
+                        None => log!(
+                            "redis reader: inbox entry {} is not a request; skipped",
+                            id.id
+                        ),
+                    }
                 }
                 continue;
             }

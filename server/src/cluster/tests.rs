@@ -14,7 +14,7 @@ use super::names::{Claim, Names};
 use super::presence::{Local, Member, Presence, HEARTBEAT_EVERY, HEARTBEAT_TTL, LOST_KIND};
 use super::reader::{tail, Reader};
 use super::writer::{Queued, Writer};
-use super::{Entry, Line, LogConfig, Missed, RedisUrl, Sink, Token};
+use super::{Entry, Line, LogConfig, Missed, RedisUrl, Request, Sink, Token};
 use crate::shutdown::Shutdown;
 
 /// The longest any event here may take.
@@ -45,6 +45,7 @@ enum Event {
     Deliver(String, u64, String),
     Missed(String, Missed),
     Link(bool),
+    Request(Request),
 }
 
 /// A sink that records every event, for assertions with a deadline.
@@ -100,6 +101,9 @@ impl Sink for Recorder {
     }
     fn link(&self, up: bool) {
         self.push(Event::Link(up));
+    }
+    fn request(&self, request: Request) {
+        self.push(Event::Request(request));
     }
 }
 
@@ -632,6 +636,7 @@ fn presence_registers_again_after_redis_came_back_empty() {
                 name: "Erin".into(),
                 room: "lobby".into(),
                 client: 5,
+                entered: 7,
             }],
             41,
         )),
@@ -640,7 +645,7 @@ fn presence_registers_again_after_redis_came_back_empty() {
     .unwrap();
     let wait_for = |redis: &Redis| {
         let deadline = Instant::now() + DEADLINE;
-        while redis.query(&["GET", "chat:name:erin"]) != ["a:5"] {
+        while redis.query(&["GET", "chat:name:erin"]) != ["a:5:Erin"] {
             assert!(Instant::now() < deadline, "never registered");
             thread::sleep(Duration::from_millis(20));
         }
@@ -648,7 +653,10 @@ fn presence_registers_again_after_redis_came_back_empty() {
     wait_for(&redis);
     redis.restart();
     wait_for(&redis);
-    assert_eq!(redis.query(&["HGET", "chat:members:a", "Erin"]), ["lobby"]);
+    assert_eq!(
+        redis.query(&["HGET", "chat:members:a", "Erin"]),
+        ["lobby\t7"]
+    );
     let names = Names::new(&endpoint(&redis), "b");
     assert_eq!(names.next_guest().unwrap(), 42);
     shutdown.trigger();
@@ -669,16 +677,61 @@ fn a_line_lost_on_a_dead_connection_is_sent_again_once() {
     let node = Node::start(&redis, "a", LogConfig::default());
     node.watch("lobby");
     let _ = node.say("lobby", "first");
-    node.sink.until("first", |e| Recorder::delivered(e, "lobby").len() == 1);
+    node.sink
+        .until("first", |e| Recorder::delivered(e, "lobby").len() == 1);
     redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
     let _ = node.say("lobby", "second");
     let _ = node.say("lobby", "third");
     let events = node.sink.until("third", |e| {
         Recorder::delivered(e, "lobby").last().map(String::as_str) == Some("third")
     });
-    assert_eq!(Recorder::delivered(&events, "lobby"), ["first", "second", "third"]);
+    assert_eq!(
+        Recorder::delivered(&events, "lobby"),
+        ["first", "second", "third"]
+    );
     assert!(
         !events.iter().any(|e| matches!(e, Event::Refused(..))),
         "{events:?}"
     );
+}
+
+/// The directory: who holds a name (with its spelling), everyone listed in
+/// the order they entered, and a request put in another server's inbox
+/// reaches that server's reader.
+#[test]
+fn directory_and_inbox_across_servers() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    let a = Names::new(&endpoint(&redis), "a");
+    let b = Names::new(&endpoint(&redis), "b");
+    redis.command(&["SADD", "chat:servers", "a", "b"]);
+    assert_eq!(a.claim("Alice", 4).unwrap(), Claim::Claimed);
+    assert_eq!(a.claim("ALICE", 4).unwrap(), Claim::Claimed, "re-spelled");
+    a.member("ALICE", Some("lobby")).unwrap();
+    assert_eq!(b.claim("bob", 1).unwrap(), Claim::Claimed);
+    b.member("bob", Some("lobby")).unwrap();
+    let holder = b.holder("alice").unwrap().expect("held");
+    assert_eq!(
+        (holder.server.as_str(), holder.client, holder.name.as_str()),
+        ("a", 4, "ALICE")
+    );
+    assert_eq!(b.holder("nobody").unwrap(), None);
+    let all = b.everyone().unwrap();
+    let names: Vec<(&str, &str)> = all
+        .iter()
+        .map(|l| (l.name.as_str(), l.server.as_str()))
+        .collect();
+    assert_eq!(names, [("ALICE", "a"), ("bob", "b")]);
+
+    b.tell("a", 4, "[from bob] hi\n").unwrap();
+    b.kick("a", "ALICE", Some("spam")).unwrap();
+    node.sink.until("both requests", |e| {
+        e.contains(&Event::Request(Request::Tell {
+            client: 4,
+            line: "[from bob] hi\n".into(),
+        })) && e.contains(&Event::Request(Request::Kick {
+            name: "ALICE".into(),
+            reason: Some("spam".into()),
+        }))
+    });
 }
