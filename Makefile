@@ -5,7 +5,7 @@ HOST ?= localhost
 ARGS ?=
 CARGO ?= cargo
 
-.PHONY: help run-server run-client build test check unit soak bench bench-quick clean
+.PHONY: help run-server run-client build test check unit soak bench bench-quick clean redis
 
 help:
 	@echo "make run-server [PORT=2000]                 start the chat server"
@@ -13,6 +13,7 @@ help:
 	@echo "make test                                    fmt + clippy + every test"
 	@echo "make soak                                    the one-minute soak test"
 	@echo "make bench | bench-quick                     chat-server vs ncat --chat"
+	@echo "make redis [REDIS_PORT=6379]                 a throwaway redis-server in the foreground, for --redis"
 
 run-server:
 	$(CARGO) run --release -q -p chat-server -- --port $(PORT) $(ARGS)
@@ -41,6 +42,12 @@ bench:
 
 bench-quick:
 	QUICK=1 bash bench/run.sh
+
+# A Redis for trying --redis by hand: in the foreground, nothing saved to
+# disk, loopback only (Ctrl+C stops it). Needs Debian's redis-server.
+REDIS_PORT ?= 6379
+redis:
+	redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --save '' --appendonly no
 
 clean:
 	$(CARGO) clean
