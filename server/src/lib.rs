@@ -201,7 +201,7 @@ impl Server {
         ctx.conns.close_all();
         drop(self.listener);
         drop(pool);
-        ctx.writers.stop();
+        ctx.writers.stop(deadline);
         let udp_woken = self.udp.as_ref().is_some_and(udp::wake);
         for (name, thread) in [("udp", udp)] {
             match thread {
