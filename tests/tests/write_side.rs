@@ -2,7 +2,10 @@
 //! does not hold the shutdown past its deadline, and `--help` describes
 //! `--sendq-bytes` as the server counts it.
 
+use std::io::Read;
+use std::net::Shutdown;
 use std::process::Command;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use chat_tests::{bin, Server};
@@ -22,13 +25,28 @@ const BIG_LINE: usize = 500_000;
 /// send buffer take, so its writer is still blocked when the server stops.
 const BIG_LINES: usize = 8;
 
-/// A client that never reads is kicked with megabytes still queued for it
-/// (its queue drains for up to 2 s), then the console says `/quit`: the
-/// shutdown's 1 s deadline binds that queue too, so the server stops in
-/// about 1 s. (Before the fix `Writers::stop` joined the kicked client's
-/// writer until its own deadline: `stopped in` about 2,000 ms.)
-#[test]
-fn a_kicked_client_does_not_hold_the_shutdown() {
+/// How the stalled client reads.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// Not at all.
+    Never,
+    /// [`TRICKLE_BYTES`] every [`TRICKLE_EVERY`]: its socket takes a little
+    /// in every writer's poll, so each blocking write returns short instead
+    /// of timing out.
+    Trickle,
+}
+
+/// Bytes the trickling client reads at a time.
+const TRICKLE_BYTES: usize = 1024;
+
+/// How often it reads them: 100 KB/s, 40 s for the 4 MB.
+const TRICKLE_EVERY: Duration = Duration::from_millis(10);
+
+/// Joins a talker and a small-buffered client that reads as `reading`
+/// says, sends the latter 4 MB, kicks it once its writer is blocked, then
+/// stops the server with the console's `/quit`. Returns how long the exit
+/// took and the summary's `stopped in` milliseconds.
+fn quit_after_kicking_a_stalled_client(reading: Reading) -> (Duration, u64) {
     let mut server = Server::start(&[
         "--max-line",
         "1048576",
@@ -42,6 +60,20 @@ fn a_kicked_client_does_not_hold_the_shutdown() {
     // The talker sees the stalled client join, so the relay below reaches
     // it.
     talker.recv_until(|line| line.contains(&format!("{stalled_name} joined")));
+    let reader = match reading {
+        Reading::Never => None,
+        Reading::Trickle => {
+            let mut stream = stalled.stream().try_clone().expect("clone stream");
+            Some(thread::spawn(move || {
+                let mut buf = [0; TRICKLE_BYTES];
+                let until = Instant::now() + Duration::from_secs(20);
+                // Until end of stream, an error, or 20 s.
+                while Instant::now() < until && matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                    thread::sleep(TRICKLE_EVERY);
+                }
+            }))
+        }
+    };
     let big = "x".repeat(BIG_LINE);
     for _ in 0..BIG_LINES {
         talker.send(&big);
@@ -50,7 +82,7 @@ fn a_kicked_client_does_not_hold_the_shutdown() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.threads_named("writer-") == 0 {
         assert!(Instant::now() < deadline, "no writer thread was started");
-        std::thread::sleep(Duration::from_millis(10));
+        thread::sleep(Duration::from_millis(10));
     }
     server.console(&format!("/kick {stalled_name}"));
     talker.recv_until(|line| line == format!("* {stalled_name} left (kicked)"));
@@ -67,12 +99,42 @@ fn a_kicked_client_does_not_hold_the_shutdown() {
         .and_then(|rest| rest.split(" ms").next())
         .and_then(|ms| ms.parse().ok())
         .unwrap_or_else(|| panic!("no summary line: {stderr}"));
+    // The server's kernel may still be sending it what was in the socket:
+    // stop reading.
+    let _ = stalled.stream().shutdown(Shutdown::Both);
+    if let Some(reader) = reader {
+        reader.join().expect("the trickling reader");
+    }
+    (took, stopped_ms)
+}
+
+/// A client that never reads is kicked with megabytes still queued for it
+/// (its queue drains for up to 2 s), then the console says `/quit`: the
+/// shutdown's 1 s deadline binds that queue too, so the server stops in
+/// about 1 s. (Before the fix `Writers::stop` joined the kicked client's
+/// writer until its own deadline: `stopped in` about 2,000 ms.)
+#[test]
+fn a_kicked_client_does_not_hold_the_shutdown() {
+    let (took, stopped_ms) = quit_after_kicking_a_stalled_client(Reading::Never);
     assert!(
         stopped_ms < STOPPED_WITHIN_MS,
         "stopped in {stopped_ms} ms: the kicked client's drain outlived the shutdown deadline"
     );
     assert!(took < SHUTDOWN_LIMIT, "exit took {took:?}");
-    drop(stalled);
+}
+
+/// The same with a client that reads a trickle: every blocking write to it
+/// returns short after the poll instead of failing, and its writer must
+/// still look up and give up at the deadline. (Before the fix a short write
+/// never asked, and the shutdown waited for the 4 MB to trickle out.)
+#[test]
+fn a_trickling_client_does_not_hold_the_shutdown() {
+    let (took, stopped_ms) = quit_after_kicking_a_stalled_client(Reading::Trickle);
+    assert!(
+        stopped_ms < STOPPED_WITHIN_MS,
+        "stopped in {stopped_ms} ms: the trickling client's writer never gave up"
+    );
+    assert!(took < SHUTDOWN_LIMIT, "exit took {took:?}");
 }
 
 /// `--help` says `--sendq-bytes` counts once the socket is full, like
