@@ -23,6 +23,8 @@
 pub mod config;
 pub mod conns;
 pub mod console;
+pub mod file_mode;
+pub mod files;
 pub mod flood;
 pub mod lab;
 pub mod leave;
@@ -34,6 +36,7 @@ pub mod registry;
 pub mod session;
 pub mod shutdown;
 pub mod udp;
+pub mod udp_guard;
 pub mod writer;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -62,6 +65,8 @@ pub struct Context {
     pub writers: Writers,
     /// The switch every thread watches.
     pub shutdown: Shutdown,
+    /// The folder `--mode file` serves (`None` in the other modes).
+    pub files: Option<files::Root>,
     /// The listening address, for waking the accept loop.
     local: SocketAddr,
     /// Connections handed to a worker since start.
@@ -101,6 +106,11 @@ fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
     match ctx.config.mode {
         Mode::Chat => session::serve(stream, peer, ctx),
         Mode::Echo | Mode::Upper => lab::serve(&stream, peer, ctx),
+        Mode::File => {
+            if let Some(root) = &ctx.files {
+                file_mode::serve(&stream, peer, ctx, root);
+            }
+        }
     }
 }
 
@@ -118,13 +128,20 @@ impl Server {
     /// A server for already-bound sockets (tests bind port 0).
     ///
     /// # Errors
-    /// When the listener's address cannot be read.
+    /// When the listener's address cannot be read, or `--mode file` has no
+    /// usable `--root` (the error is the line to show).
     pub fn new(
         config: Config,
         listener: TcpListener,
         udp: Option<UdpSocket>,
     ) -> std::io::Result<Server> {
         let local = listener.local_addr()?;
+        let files = match config.mode {
+            Mode::File => {
+                Some(files::Root::open(config.root.as_deref()).map_err(std::io::Error::other)?)
+            }
+            _ => None,
+        };
         let display = (!config.quiet && config.mode == Mode::Chat)
             .then(|| Arc::new(Outbox::for_thread(console::DISPLAY_QUEUE)));
         let writers = Writers::start(if config.mode == Mode::Chat {
@@ -137,6 +154,7 @@ impl Server {
             writers,
             conns: Connections::new(config.max_per_ip, config.limit_loopback),
             shutdown: Shutdown::new(),
+            files,
             config,
             local,
             accepted: AtomicU64::new(0),
@@ -178,7 +196,7 @@ impl Server {
             thread::Builder::new()
                 .name("udp".into())
                 .spawn(move || match socket {
-                    Ok(socket) => udp::serve(&socket, ctx.config.mode, &ctx.shutdown),
+                    Ok(socket) => udp::serve(&socket, &ctx),
                     Err(e) => log!("udp: {e}"),
                 })
         });

@@ -149,11 +149,6 @@ impl Pool {
         }
     }
 
-    /// Threads alive now (for tests and the summary).
-    pub fn workers(&self) -> usize {
-        self.state.lock().workers
-    }
-
     fn spawn_worker(&mut self) -> std::io::Result<()> {
         self.workers.retain(|w| !w.thread.is_finished());
         self.next_id += 1;
