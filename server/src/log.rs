@@ -26,7 +26,7 @@ pub use chat_common::plain::plain;
 
 /// Log lines that may wait for the logger thread; past that they are
 /// dropped (and counted) rather than block the thread that logs.
-pub const LOG_QUEUE: usize = 4096;
+pub const LOG_QUEUE: usize = 1024;
 
 /// How long [`flush`] waits at exit for queued lines to reach stderr: a
 /// stderr nobody reads must not hold up the exit.
