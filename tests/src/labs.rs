@@ -12,7 +12,9 @@ use crate::TIMEOUT;
 /// A raw TCP connection whose reads and writes time out.
 pub fn connect_raw(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to server");
-    stream.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("read timeout");
     stream
         .set_write_timeout(Some(TIMEOUT))
         .expect("write timeout");

@@ -113,7 +113,9 @@ fn every_escape_is_refused() {
         "sub/up/out".to_string(),
     ];
     for name in &names {
-        stream.write_all(format!("{name}\n").as_bytes()).expect("send");
+        stream
+            .write_all(format!("{name}\n").as_bytes())
+            .expect("send");
         let line = read_line(&mut stream);
         assert!(
             line.starts_with(b"! ") && line.ends_with(b"\n"),
@@ -147,7 +149,9 @@ fn fifo_directory_missing_and_too_big_are_refused() {
         ("big.txt", "too big (2048 bytes, at most 1024)"),
         ("", "no file name"),
     ] {
-        stream.write_all(format!("{name}\n").as_bytes()).expect("send");
+        stream
+            .write_all(format!("{name}\n").as_bytes())
+            .expect("send");
         let line = String::from_utf8(read_line(&mut stream)).expect("UTF-8");
         assert!(
             line.starts_with("! ") && line.contains(says),
@@ -164,7 +168,9 @@ fn the_stop_line_ends_it() {
     let (_s, root) = fixture();
     let server = start(&root, &[]);
     let mut stream = connect_raw(server.addr());
-    stream.write_all(b"text.txt\nEXIT\ntext.txt\n").expect("send");
+    stream
+        .write_all(b"text.txt\nEXIT\ntext.txt\n")
+        .expect("send");
     assert_eq!(read_to_eof(&mut stream), TEXT);
 }
 
@@ -203,7 +209,11 @@ fn a_symlink_swapped_in_while_serving_never_leaks() {
         if line == TEXT {
             served += 1;
         } else {
-            assert!(line.starts_with(b"! "), "{:?}", String::from_utf8_lossy(&line));
+            assert!(
+                line.starts_with(b"! "),
+                "{:?}",
+                String::from_utf8_lossy(&line)
+            );
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -230,9 +240,15 @@ fn udp_datagrams_name_files() {
     assert_eq!(ask(b"text.txt\r\n"), TEXT);
     assert_eq!(ask(b"sub/deep.txt\n"), b"deep\n");
     let refused = String::from_utf8(ask(b"../secret")).expect("UTF-8");
-    assert!(refused.starts_with("! ") && refused.contains("outside"), "{refused:?}");
+    assert!(
+        refused.starts_with("! ") && refused.contains("outside"),
+        "{refused:?}"
+    );
     let too_big = String::from_utf8(ask(b"binary.dat")).expect("UTF-8");
-    assert!(too_big.starts_with("! ") && too_big.contains("too big"), "{too_big:?}");
+    assert!(
+        too_big.starts_with("! ") && too_big.contains("too big"),
+        "{too_big:?}"
+    );
 }
 
 /// No `--root`, a missing folder, a file as the root: one line on stderr,
@@ -244,8 +260,14 @@ fn root_errors_are_one_line_and_exit_1() {
     let file = s.path().join("secret");
     let cases: [(&[&str], &str); 3] = [
         (&[], "--root"),
-        (&["--root", missing.to_str().expect("UTF-8")], "no such file"),
-        (&["--root", file.to_str().expect("UTF-8")], "not a directory"),
+        (
+            &["--root", missing.to_str().expect("UTF-8")],
+            "no such file",
+        ),
+        (
+            &["--root", file.to_str().expect("UTF-8")],
+            "not a directory",
+        ),
     ];
     for (extra, says) in cases {
         let mut child = Command::new(bin("chat-server"))

@@ -18,7 +18,9 @@ const QUIET: Duration = Duration::from_millis(300);
 fn exit_alone_closes_after_echoing_what_came_before() {
     let server = Server::start(&["--mode", "echo"]);
     let mut stream = connect_raw(server.addr());
-    stream.write_all(b"hello\nEXIT\nnever echoed\n").expect("send");
+    stream
+        .write_all(b"hello\nEXIT\nnever echoed\n")
+        .expect("send");
     assert_eq!(read_to_eof(&mut stream), b"hello\n");
 }
 

@@ -50,7 +50,10 @@ fn a_datagram_from_our_own_address_is_not_answered() {
     assert_eq!(echoed(addr, b"before"), b"before");
     send_spoofed(addr.port(), addr, b"bounce");
     let cpu = cpu_during_watch(&[server.pid()]);
-    eprintln!("self-addressed datagram: {:.3} s of CPU in {WATCH:?}", cpu[0]);
+    eprintln!(
+        "self-addressed datagram: {:.3} s of CPU in {WATCH:?}",
+        cpu[0]
+    );
     assert!(
         cpu[0] < IDLE_CPU,
         "the server used {:.2} s of CPU in {WATCH:?}: it is answering itself",
@@ -75,7 +78,10 @@ fn two_echo_servers_pointed_at_each_other_stay_idle() {
         thread::yield_now();
     }
     let cpu = cpu_during_watch(&[a.pid(), b.pid()]);
-    eprintln!("bouncing pair: {:.3} s and {:.3} s of CPU in {WATCH:?}", cpu[0], cpu[1]);
+    eprintln!(
+        "bouncing pair: {:.3} s and {:.3} s of CPU in {WATCH:?}",
+        cpu[0], cpu[1]
+    );
     for (name, used) in [("first", cpu[0]), ("second", cpu[1])] {
         assert!(
             used < IDLE_CPU,
@@ -114,6 +120,9 @@ fn replies_to_one_source_are_rate_limited() {
     let most = 100 + (sending.as_secs_f64() * 100.0).ceil() as usize + 2;
     eprintln!("{SENT} sent in {sending:?}: {replies} replies (at most {most})");
     assert!(replies <= most, "{replies} replies, more than {most}");
-    assert!(replies >= 90, "only {replies} replies: the first 100 should all be answered");
+    assert!(
+        replies >= 90,
+        "only {replies} replies: the first 100 should all be answered"
+    );
     assert_eq!(echoed(server.addr(), b"someone else"), b"someone else");
 }
