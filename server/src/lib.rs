@@ -17,7 +17,8 @@
 //!
 //! [`shutdown`] is the switch every thread watches; [`Server::run`] performs
 //! the graceful stop. [`console`] is the operator's side; [`lab`] and [`udp`]
-//! serve the echo and uppercase modes.
+//! serve the echo and uppercase modes; [`file_mode`] serves the files that
+//! [`files`] finds safely under `--root`.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -290,3 +290,20 @@ fn root_errors_are_one_line_and_exit_1() {
         assert!(out.stdout.is_empty(), "{extra:?}: printed an address");
     }
 }
+
+/// Ctrl+C with a client idle and another half-way through a name: exit 0
+/// within 2 s.
+#[test]
+fn ctrl_c_stops_a_file_server_promptly() {
+    let (_s, root) = fixture();
+    let mut server = start(&root, &["--udp"]);
+    let mut idle = connect_raw(server.addr());
+    let mut partial = connect_raw(server.addr());
+    idle.write_all(b"text.txt\n").expect("send");
+    assert_eq!(read_len(&mut idle, TEXT.len()), TEXT);
+    partial.write_all(b"sub/de").expect("send");
+    server.signal("INT");
+    let status = server.wait_exit(Duration::from_secs(2));
+    assert!(status.success(), "{status:?}; stderr:\n{}", server.stderr());
+    assert_eq!(read_to_eof(&mut idle), b"");
+}
