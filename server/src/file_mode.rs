@@ -22,7 +22,7 @@ use chat_common::stop::is_stop_line;
 use crate::files::{Found, Root, MAX_NAME};
 use crate::lab::CHUNK;
 use crate::log;
-use crate::writer::{write_polling, WRITE_POLL};
+use crate::write::{write_polling, WRITE_POLL};
 use crate::Context;
 
 /// Silence after part of a name that makes it a name (SPEC: 200 ms).
