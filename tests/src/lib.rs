@@ -484,11 +484,6 @@ impl Client {
         }
     }
 
-    /// The bytes of a line begun but not yet ended (kept across timeouts).
-    pub fn partial(&self) -> &[u8] {
-        &self.partial
-    }
-
     /// Reads lines until one satisfies `pred`; returns every line read,
     /// the match last.
     pub fn recv_until(&mut self, pred: impl Fn(&str) -> bool) -> Vec<String> {
