@@ -92,7 +92,7 @@ pub fn serve(socket: &UdpSocket, ctx: &Context) {
         let now = Instant::now();
         let verdict = guard.check(peer, to.map(destination_ip), now);
         if let Some((own, over)) = guard.report(now) {
-            log!("udp: {own} datagrams from our own address and {over} over --udp-rate left unanswered");
+            log!("udp: left unanswered: {own} from our own address, {over} over --udp-rate");
         }
         if verdict != Verdict::Reply {
             continue;

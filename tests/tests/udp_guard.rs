@@ -59,7 +59,7 @@ fn a_datagram_from_our_own_address_is_not_answered() {
         "the server used {:.2} s of CPU in {WATCH:?}: it is answering itself",
         cpu[0]
     );
-    server.stderr_until("from our own address");
+    server.stderr_until("left unanswered: 1 from our own address, 0 over --udp-rate");
     assert_eq!(echoed(addr, b"after"), b"after");
 }
 
@@ -90,7 +90,7 @@ fn two_echo_servers_pointed_at_each_other_stay_idle() {
     }
     assert_eq!(echoed(a.addr(), b"to a"), b"to a");
     assert_eq!(echoed(b.addr(), b"to b"), b"to b");
-    a.stderr_until("over --udp-rate");
+    a.stderr_until("left unanswered: 0 from our own address, 1 over --udp-rate");
 }
 
 /// One source gets `--udp-rate` replies at once and no more until the
