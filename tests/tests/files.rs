@@ -305,3 +305,38 @@ fn ctrl_c_stops_a_file_server_promptly() {
     assert!(status.success(), "{status:?}; stderr:\n{}", server.stderr());
     assert_eq!(read_to_eof(&mut idle), b"");
 }
+
+/// A file the server may not read: `! permission denied`, and the
+/// connection goes on. The server runs as `nobody` (uid 65534) for this,
+/// since root reads everything; the test itself runs as root.
+#[test]
+fn an_unreadable_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let (s, root) = fixture();
+    let locked = s.file("root/locked.txt", b"locked\n");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let mut cmd = Command::new(bin("chat-server"));
+    cmd.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--mode",
+        "file",
+        "--root",
+        &root,
+    ])
+    .uid(65_534)
+    .gid(65_534);
+    let server = Server::spawn(cmd);
+    let mut stream = connect_raw(server.addr());
+    stream.write_all(b"locked.txt\n").expect("send");
+    let line = String::from_utf8(read_line(&mut stream)).expect("UTF-8");
+    assert!(
+        line.starts_with("! ") && line.contains("permission denied"),
+        "{line:?}"
+    );
+    stream.write_all(b"text.txt\n").expect("send");
+    assert_eq!(read_len(&mut stream, TEXT.len()), TEXT);
+}
