@@ -6,8 +6,8 @@
 //! hanging it. A failure message carries the server's stderr.
 #![forbid(unsafe_code)]
 
-pub mod labs;
 pub mod hosts;
+pub mod labs;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
