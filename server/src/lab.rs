@@ -2,9 +2,11 @@
 //!
 //! No banner and no framing: each read is answered at once, so a textbook
 //! client that sends `hello` without a newline and blocks in `recv` gets
-//! `hello` back. Memory per connection is one read buffer ([`CHUNK`]) and its
-//! transformed copy (at most three times as long: no character's uppercase
-//! is more than three times its UTF-8 length), whatever the client sends. A
+//! `hello` back. Memory per connection is one read buffer ([`CHUNK`]), the
+//! bytes passed by the stop line (at most [`CHUNK`] and a held stop line)
+//! and their transformed copy (at most three times as long: no character's
+//! uppercase is more than three times its UTF-8 length), whatever the
+//! client sends. A
 //! client that sends but never reads is pushed back on by TCP: we stop
 //! reading while our write waits.
 //!
