@@ -340,3 +340,43 @@ fn an_unreadable_file_is_refused() {
     stream.write_all(b"text.txt\n").expect("send");
     assert_eq!(read_len(&mut stream, TEXT.len()), TEXT);
 }
+
+/// Every entry under `dir` (not following symlinks): its path, size and
+/// modification time.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut seen = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("lstat");
+            if meta.is_dir() {
+                stack.push(path.clone());
+            }
+            seen.push((path, meta.len(), meta.modified().expect("mtime")));
+        }
+    }
+    seen.sort();
+    seen
+}
+
+/// Serving, refusing and stopping leave the root exactly as it was: no
+/// file created, changed or removed.
+#[test]
+fn the_root_is_never_written() {
+    let (s, root) = fixture();
+    let before = snapshot(s.path());
+    let server = start(&root, &["--udp"]);
+    let mut stream = connect_raw(server.addr());
+    stream
+        .write_all(b"text.txt\nnope\nsub\nfifo\n../secret\nbinary.dat\nEXIT\n")
+        .expect("send");
+    let _ = read_to_eof(&mut stream);
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    socket.send_to(b"text.txt", server.addr()).expect("send");
+    let mut buf = [0u8; 256];
+    socket.recv(&mut buf).expect("a reply");
+    drop(server);
+    assert_eq!(snapshot(s.path()), before);
+}
