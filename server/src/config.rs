@@ -4,6 +4,7 @@
 //! shown by `--help`, so an operator can see and change every limit.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
@@ -82,4 +83,18 @@ pub struct Config {
     /// Do not show the room's conversation on stdout (for benchmarks).
     #[arg(long)]
     pub quiet: bool,
+
+    /// A file the ban list is kept in (loaded at start, rewritten on every
+    /// change), so bans survive a restart.
+    #[arg(long, value_name = "FILE")]
+    pub bans: Option<PathBuf>,
+
+    /// A file whose first line is the password every chat client must give
+    /// with /pass (read once, at start).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Seconds a chat client has to give the password before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub password_timeout: u64,
 }

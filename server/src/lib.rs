@@ -20,6 +20,8 @@
 //! serve the echo and uppercase modes.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod bans;
 pub mod config;
 pub mod conns;
 pub mod console;
@@ -29,6 +31,7 @@ pub mod leave;
 pub mod listener;
 pub mod log;
 pub mod outbox;
+pub mod password;
 pub mod pool;
 pub mod registry;
 pub mod session;
@@ -62,6 +65,10 @@ pub struct Context {
     pub writers: Writers,
     /// The switch every thread watches.
     pub shutdown: Shutdown,
+    /// `--bans`: who is refused at accept ([`access`]).
+    pub bans: bans::Bans,
+    /// `--password-file` (chat mode): the password and the wrong tries.
+    pub gate: Option<password::Gate>,
     /// The listening address, for waking the accept loop.
     local: SocketAddr,
     /// Connections handed to a worker since start.
@@ -118,7 +125,8 @@ impl Server {
     /// A server for already-bound sockets (tests bind port 0).
     ///
     /// # Errors
-    /// When the listener's address cannot be read.
+    /// When the listener's address cannot be read, or the `--bans` or
+    /// `--password-file` file cannot be read (one line saying which).
     pub fn new(
         config: Config,
         listener: TcpListener,
@@ -132,7 +140,10 @@ impl Server {
         } else {
             0
         })?;
+        let (bans, gate) = access::load(&config).map_err(std::io::Error::other)?;
         let ctx = Arc::new(Context {
+            bans,
+            gate,
             registry: Registry::new(display.clone(), writers.clone(), config.sendq as usize),
             writers,
             conns: Connections::new(config.max_per_ip, config.limit_loopback),

@@ -130,6 +130,15 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>, pool: &mut Poo
     let stream = Arc::new(stream);
     // An IPv4 client of a dual-stack listener is named as IPv4.
     let ip = peer.ip().to_canonical();
+    // Banned or locked out: refused before it takes any slot (issue 13).
+    if let crate::access::Admission::Refused(line) = crate::access::at_accept(ctx, ip) {
+        log!(
+            "{peer} refused: {}",
+            line.trim_start_matches("! ").trim_end()
+        );
+        refuse(&stream, &line);
+        return;
+    }
     let tracked = match ctx.conns.admit(Arc::clone(&stream), ip) {
         Ok(tracked) => tracked,
         Err(too_many) => {
