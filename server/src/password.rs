@@ -353,9 +353,10 @@ impl Gate {
                     "wrong password; {MAX_TRIES} wrong tries, closing"
                 ))));
             }
+            let left = MAX_TRIES - wrong;
             say(protocol::error(&format!(
-                "wrong password; {} tries left",
-                MAX_TRIES - wrong
+                "wrong password; {left} {} left",
+                if left == 1 { "try" } else { "tries" }
             )))?;
         }
     }
