@@ -1,7 +1,7 @@
 //! Who may come in: the checks a connection meets at accept and before it
 //! joins the room, and the console's `/ban`, `/unban` and `/bans`.
 //!
-//! At accept ([`at_accept`]), on the accept thread, before a worker, a queue
+//! At accept ([`Access::at_accept`]), on the accept thread, before a worker, a queue
 //! place or a per-address slot is taken: a banned address, or one locked out
 //! for wrong passwords ([`crate::password`]), gets one `! ` line and is
 //! closed. So a banned flood costs the server an `accept` and a `close` per
@@ -14,11 +14,12 @@
 //! `/ban` of a connected name bans that client's address (every client from
 //! it is disconnected); of an address or prefix, every client inside it.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::time::{Duration, SystemTime};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant, SystemTime};
 
 use chat_common::protocol;
 use chat_common::sanitize::sanitize;
+use parking_lot::Mutex;
 
 use crate::bans::{self, Added, Ban, Bans, Prefix};
 use crate::config::{Config, Mode};
@@ -40,53 +41,95 @@ pub enum Admission {
     Gone(String),
 }
 
-/// The ban list (`--bans`) and, in chat mode, the password gate
-/// (`--password-file`), read at start.
-///
-/// # Errors
-/// A file that cannot be read: one line saying which (never the password).
-pub fn load(config: &Config) -> Result<(Bans, Option<Gate>), String> {
-    let bans = Bans::load(config.bans.as_deref())?;
-    let gate = match &config.password_file {
-        Some(file) if config.mode == Mode::Chat => Some(Gate::load(
-            file,
-            Duration::from_secs(config.password_timeout),
-        )?),
-        Some(_) => {
-            log!("--password-file applies to chat mode only; this server asks no password");
-            None
-        }
-        None => None,
-    };
-    Ok((bans, gate))
+/// How often refusals at accept are logged one by one: a banned flood
+/// gets one line a second and a count of the rest, not a line per
+/// connection.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// The ban list and the password gate: what decides who may come in.
+pub struct Access {
+    /// `--bans`: who is refused at accept.
+    pub bans: Bans,
+    /// `--password-file` (chat mode only): the password and the wrong tries.
+    pub gate: Option<Gate>,
+    /// When a refusal at accept was last logged, and how many were not
+    /// since (see [`REFUSAL_LOG_EVERY`]).
+    refusals: Mutex<(Option<Instant>, u64)>,
 }
 
-/// The check at accept: a banned or locked-out address is refused.
-pub fn at_accept(ctx: &Context, ip: IpAddr) -> Admission {
-    if let Some(ban) = ctx.bans.find(ip) {
-        return Admission::Refused(protocol::error(&ban.message()));
+impl Access {
+    /// The ban list (`--bans`) and, in chat mode, the password gate
+    /// (`--password-file`), read at start.
+    ///
+    /// # Errors
+    /// A file that cannot be read: one line saying which (never the
+    /// password).
+    pub fn load(config: &Config) -> Result<Access, String> {
+        let bans = Bans::load(config.bans.as_deref())?;
+        let gate = match &config.password_file {
+            Some(file) if config.mode == Mode::Chat => Some(Gate::load(
+                file,
+                Duration::from_secs(config.password_timeout),
+            )?),
+            Some(_) => {
+                log!("--password-file applies to chat mode only; this server asks no password");
+                None
+            }
+            None => None,
+        };
+        Ok(Access {
+            bans,
+            gate,
+            refusals: Mutex::new((None, 0)),
+        })
     }
-    if let Some(left) = ctx.gate.as_ref().and_then(|gate| gate.locked(ip)) {
-        return Admission::Refused(protocol::error(&format!(
-            "too many wrong passwords from your address; try again in {}",
-            bans::format_left(left)
-        )));
+
+    /// The check at accept: a banned or locked-out address is refused (and
+    /// logged, at most one line per [`REFUSAL_LOG_EVERY`] plus a count).
+    pub fn at_accept(&self, peer: SocketAddr) -> Admission {
+        let ip = peer.ip();
+        let line = if let Some(ban) = self.bans.find(ip) {
+            protocol::error(&ban.message())
+        } else if let Some(left) = self.gate.as_ref().and_then(|gate| gate.locked(ip)) {
+            protocol::error(&format!(
+                "too many wrong passwords from your address; try again in {}",
+                bans::format_left(left)
+            ))
+        } else {
+            return Admission::Admitted;
+        };
+        let mut refusals = self.refusals.lock();
+        let now = Instant::now();
+        if refusals
+            .0
+            .is_some_and(|last| now.duration_since(last) < REFUSAL_LOG_EVERY)
+        {
+            refusals.1 += 1;
+        } else {
+            let hidden = std::mem::take(&mut refusals.1);
+            *refusals = (Some(now), 0);
+            drop(refusals);
+            if hidden > 0 {
+                log!("{hidden} more connections refused at accept (banned or locked out)");
+            }
+            log!("{peer} refused: {}", line[2..].trim_end());
+        }
+        Admission::Refused(line)
     }
-    Admission::Admitted
 }
 
 /// The check before a chat client joins the room: the ban again, then the
 /// password, if the server has one.
 pub fn enter(stream: &TcpStream, peer: SocketAddr, ctx: &Context) -> Admission {
-    if let Some(ban) = ctx.bans.find(peer.ip()) {
+    if let Some(ban) = ctx.access.bans.find(peer.ip()) {
         return Admission::Refused(protocol::error(&ban.message()));
     }
-    let Some(gate) = &ctx.gate else {
+    let Some(gate) = &ctx.access.gate else {
         return Admission::Admitted;
     };
     match gate.pass(stream, peer, ctx) {
         // Banned while it was typing the password.
-        Passage::Granted => match ctx.bans.find(peer.ip()) {
+        Passage::Granted => match ctx.access.bans.find(peer.ip()) {
             Some(ban) => Admission::Refused(protocol::error(&ban.message())),
             None => Admission::Admitted,
         },
@@ -122,7 +165,7 @@ pub fn ban(ctx: &Context, args: &str) -> Vec<String> {
     };
     let ban = Ban::new(prefix, duration, name.clone(), reason, SystemTime::now());
     let leave = Leave::Banned(ban.reason.clone());
-    let added = match ctx.bans.add(ban.clone()) {
+    let added = match ctx.access.bans.add(ban.clone()) {
         Ok(added) => added,
         Err(bans::ListFull) => {
             return vec![format!(
@@ -156,7 +199,7 @@ pub fn ban(ctx: &Context, args: &str) -> Vec<String> {
 /// for.
 pub fn unban(ctx: &Context, target: &str) -> Vec<String> {
     let target = target.trim();
-    let lifted = ctx.bans.remove(target);
+    let lifted = ctx.access.bans.remove(target);
     if lifted.is_empty() {
         return vec![format!("! no ban on {}", sanitize(target))];
     }
@@ -173,7 +216,7 @@ pub fn unban(ctx: &Context, target: &str) -> Vec<String> {
 
 /// Console `/bans`: every live ban with what is left of it.
 pub fn list(ctx: &Context) -> Vec<String> {
-    let bans = ctx.bans.list();
+    let bans = ctx.access.bans.list();
     let now = SystemTime::now();
     let mut lines = vec![match bans.len() {
         0 => "* no bans".to_string(),

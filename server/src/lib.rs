@@ -65,10 +65,8 @@ pub struct Context {
     pub writers: Writers,
     /// The switch every thread watches.
     pub shutdown: Shutdown,
-    /// `--bans`: who is refused at accept ([`access`]).
-    pub bans: bans::Bans,
-    /// `--password-file` (chat mode): the password and the wrong tries.
-    pub gate: Option<password::Gate>,
+    /// Bans and the password: who may come in.
+    pub access: access::Access,
     /// The listening address, for waking the accept loop.
     local: SocketAddr,
     /// Connections handed to a worker since start.
@@ -140,10 +138,9 @@ impl Server {
         } else {
             0
         })?;
-        let (bans, gate) = access::load(&config).map_err(std::io::Error::other)?;
+        let access = access::Access::load(&config).map_err(std::io::Error::other)?;
         let ctx = Arc::new(Context {
-            bans,
-            gate,
+            access,
             registry: Registry::new(display.clone(), writers.clone(), config.sendq as usize),
             writers,
             conns: Connections::new(config.max_per_ip, config.limit_loopback),

@@ -131,11 +131,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>, pool: &mut Poo
     // An IPv4 client of a dual-stack listener is named as IPv4.
     let ip = peer.ip().to_canonical();
     // Banned or locked out: refused before it takes any slot (issue 13).
-    if let crate::access::Admission::Refused(line) = crate::access::at_accept(ctx, ip) {
-        log!(
-            "{peer} refused: {}",
-            line.trim_start_matches("! ").trim_end()
-        );
+    if let crate::access::Admission::Refused(line) = ctx.access.at_accept(peer) {
         refuse(&stream, &line);
         return;
     }

@@ -141,7 +141,6 @@ pub struct Failures {
     by_ip: Mutex<HashMap<IpAddr, Record>>,
 }
 
-#[derive(Default)]
 struct Record {
     /// When its recent wrong tries were made, oldest first; at most
     /// [`LOCKOUT_TRIES`].
@@ -184,7 +183,11 @@ impl Failures {
                 return Strike::Counted;
             }
         }
-        let record = by_ip.entry(ip).or_default();
+        let record = by_ip.entry(ip).or_insert_with(|| Record {
+            // Never more than this: no growth past the stated bound.
+            tries: Vec::with_capacity(LOCKOUT_TRIES),
+            locked_until: None,
+        });
         record
             .tries
             .retain(|&t| now.saturating_duration_since(t) < LOCKOUT_WINDOW);
@@ -303,15 +306,13 @@ impl Gate {
             let _ = stream.set_read_timeout(Some(left));
             let line = match lines.read_line() {
                 Ok(Some(line)) => line,
+                _ if ctx.shutdown.is_triggered() => return Ok(shutting_down()),
                 Ok(None) => return Ok(Passage::Gone("closed before giving the password".into())),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     continue
                 }
                 Err(e) => return Ok(Passage::Gone(log::plain(&e))),
             };
-            if ctx.shutdown.is_triggered() {
-                return Ok(shutting_down());
-            }
             if !bucket.try_take() && !bucket.wait(&ctx.shutdown) {
                 return Ok(shutting_down());
             }
