@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 
 use crate::flood::TokenBucket;
 use crate::log;
-use crate::writer::write_polling;
+use crate::write::write_polling;
 use crate::Context;
 
 /// How long a wrong password waits for its answer: guessing costs time.
@@ -264,7 +264,7 @@ impl Gate {
 
     /// Asks the client on `stream` for the password and reads lines until
     /// it gives the right one, gives up, or is turned away. The stream must
-    /// have a write timeout (the session sets [`crate::writer::WRITE_POLL`]);
+    /// have a write timeout (the session sets [`crate::write::WRITE_POLL`]);
     /// its read timeout is cleared again on the way out.
     pub fn pass(&self, stream: &TcpStream, peer: SocketAddr, ctx: &Context) -> Passage {
         let deadline = Instant::now() + self.timeout;
