@@ -384,6 +384,32 @@ fn no_password_in_time_closes() {
     assert!(took >= Duration::from_millis(1500), "closed after {took:?}");
 }
 
+/// A client at the password prompt hears of a shutdown like everyone
+/// else, and the server still stops within 2 s.
+#[test]
+fn shutdown_reaches_the_password_prompt() {
+    let (mut server, _dir) = password_server(&[]);
+    let (mut alice, _) = Host::pass(server.addr(), loopback(0, 0, 1), SECRET);
+    let mut waiting = Host::connect(server.addr(), loopback(0, 0, 2));
+    waiting.recv();
+    let stopped = Instant::now();
+    server.signal("TERM");
+    for host in [&mut alice, &mut waiting] {
+        let lines = host.recv_to_eof();
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("* server shutting down"),
+            "{lines:?}"
+        );
+    }
+    server.wait_exit(TIMEOUT);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopped.elapsed()
+    );
+}
+
 /// The password, and near misses of it, appear in no output: not on
 /// stdout, not in stderr, not to other clients, not to the client itself.
 #[test]
