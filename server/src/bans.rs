@@ -379,18 +379,29 @@ impl Bans {
     }
 
     /// The list kept in `file` (`--bans`), or an empty one without it. A
-    /// missing file is an empty list (created at the first `/ban`); each
-    /// malformed line is logged with its number and skipped.
+    /// missing file is an empty list, and is created now; each malformed
+    /// line is logged with its number and skipped.
     ///
     /// # Errors
-    /// A file that exists but cannot be read: one line saying so.
+    /// A file that cannot be read, or created: one line saying so.
     pub fn load(file: Option<&Path>) -> Result<Bans, String> {
         let Some(file) = file else {
             return Ok(Bans::in_memory());
         };
         let text = match fs::read(file) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Created now, so a path that can never be written is
+                // found at start, not at the first /ban.
+                write_atomically(file, render(&[]).as_bytes()).map_err(|e| {
+                    format!(
+                        "cannot create the ban list {}: {}",
+                        file.display(),
+                        log::plain(&e)
+                    )
+                })?;
+                String::new()
+            }
             Err(e) => {
                 return Err(format!(
                     "cannot read the ban list {}: {}",
@@ -403,7 +414,7 @@ impl Bans {
         for problem in &problems {
             log!("ban list {}: {problem}; skipped", file.display());
         }
-        if !text.is_empty() {
+        if !text.trim().is_empty() {
             log!("{} bans loaded from {}", bans.len(), file.display());
         }
         Ok(Bans::with(bans, Some(file.to_path_buf())))

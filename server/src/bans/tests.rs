@@ -246,6 +246,10 @@ fn saves_and_loads() {
     let _ = fs::remove_file(&file);
     let bans = Bans::load(Some(&file)).unwrap();
     assert!(bans.list().is_empty(), "a missing file is an empty list");
+    assert!(file.exists(), "and is created at once");
+    let nowhere = dir.join("no-such-dir").join("bans.txt");
+    let err = Bans::load(Some(&nowhere)).err().expect("cannot be created");
+    assert!(err.contains("cannot create the ban list"), "{err}");
     let now = SystemTime::now();
     let _ = bans.add(Ban::new(
         Prefix::host(ip("10.0.0.7")),
