@@ -277,6 +277,32 @@ mod tests {
         }
     }
 
+    /// A banned address is refused at accept, others are not; a flood of
+    /// refusals is logged once and counted, not logged one by one.
+    #[test]
+    fn refused_at_accept_and_logged_sparingly() {
+        let access = Access {
+            bans: Bans::in_memory(),
+            gate: None,
+            refusals: Mutex::new((None, 0)),
+        };
+        let banned: SocketAddr = "127.0.0.9:5000".parse().unwrap();
+        let other: SocketAddr = "127.0.0.10:5000".parse().unwrap();
+        let prefix = Prefix::parse("127.0.0.9").unwrap();
+        let ban = Ban::new(prefix, None, None, Some("flood"), SystemTime::now());
+        assert_eq!(access.bans.add(ban), Ok(Added::New));
+        for _ in 0..5 {
+            assert_eq!(
+                access.at_accept(banned),
+                Admission::Refused("! you are banned from this server: flood\n".into())
+            );
+        }
+        assert_eq!(access.at_accept(other), Admission::Admitted);
+        let (logged, hidden) = *access.refusals.lock();
+        assert!(logged.is_some());
+        assert_eq!(hidden, 4);
+    }
+
     #[test]
     fn words_split_once() {
         assert_eq!(split_word("  a  b c "), ("a", "b c"));
