@@ -35,6 +35,7 @@ pub mod pool;
 pub mod registry;
 pub mod session;
 pub mod shutdown;
+pub mod throttle;
 pub mod udp;
 pub mod write;
 
