@@ -21,6 +21,8 @@
 //! [`files`] finds safely under `--root`.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod bans;
 pub mod config;
 pub mod conns;
 pub mod console;
@@ -31,6 +33,7 @@ pub mod lab;
 pub mod leave;
 pub mod listener;
 pub mod log;
+pub mod password;
 pub mod pool;
 pub mod registry;
 pub mod session;
@@ -67,6 +70,8 @@ pub struct Context {
     pub shutdown: Shutdown,
     /// The folder `--mode file` serves (`None` in the other modes).
     pub files: Option<files::Root>,
+    /// Bans and the password: who may come in.
+    pub access: access::Access,
     /// The listening address, for waking the accept loop.
     local: SocketAddr,
     /// Connections handed to a worker since start.
@@ -128,8 +133,9 @@ impl Server {
     /// A server for already-bound sockets (tests bind port 0).
     ///
     /// # Errors
-    /// When the listener's address cannot be read, or `--mode file` has no
-    /// usable `--root` (the error is the line to show).
+    /// When the listener's address cannot be read, the `--bans` or
+    /// `--password-file` file cannot be read, or `--mode file` has no usable
+    /// `--root` (one line saying which).
     pub fn new(
         config: Config,
         listener: TcpListener,
@@ -154,7 +160,9 @@ impl Server {
         let writers = Writers::start(flushers, limits)?;
         let display = (!config.quiet && config.mode == Mode::Chat)
             .then(|| writers.display(console::DISPLAY_QUEUE));
+        let access = access::Access::load(&config).map_err(std::io::Error::other)?;
         let ctx = Arc::new(Context {
+            access,
             registry: Registry::new(display.clone(), writers.clone()),
             writers,
             conns: Connections::new(config.max_per_ip, config.limit_loopback),
