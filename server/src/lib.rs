@@ -17,23 +17,30 @@
 //!
 //! [`shutdown`] is the switch every thread watches; [`Server::run`] performs
 //! the graceful stop. [`console`] is the operator's side; [`lab`] and [`udp`]
-//! serve the echo and uppercase modes.
+//! serve the echo and uppercase modes; [`file_mode`] serves the files that
+//! [`files`] finds safely under `--root`.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod bans;
 pub mod config;
 pub mod conns;
 pub mod console;
+pub mod file_mode;
+pub mod files;
 pub mod flood;
 pub mod lab;
 pub mod leave;
 pub mod listener;
 pub mod log;
+pub mod password;
 pub mod pool;
 pub mod registry;
 pub mod session;
 pub mod shutdown;
 pub mod throttle;
 pub mod udp;
+pub mod udp_guard;
 pub mod write;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -61,6 +68,10 @@ pub struct Context {
     pub writers: Writers,
     /// The switch every thread watches.
     pub shutdown: Shutdown,
+    /// The folder `--mode file` serves (`None` in the other modes).
+    pub files: Option<files::Root>,
+    /// Bans and the password: who may come in.
+    pub access: access::Access,
     /// The listening address, for waking the accept loop.
     local: SocketAddr,
     /// Connections handed to a worker since start.
@@ -100,6 +111,11 @@ fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
     match ctx.config.mode {
         Mode::Chat => session::serve(stream, peer, ctx),
         Mode::Echo | Mode::Upper => lab::serve(&stream, peer, ctx),
+        Mode::File => {
+            if let Some(root) = &ctx.files {
+                file_mode::serve(&stream, peer, ctx, root);
+            }
+        }
     }
 }
 
@@ -117,13 +133,21 @@ impl Server {
     /// A server for already-bound sockets (tests bind port 0).
     ///
     /// # Errors
-    /// When the listener's address cannot be read.
+    /// When the listener's address cannot be read, the `--bans` or
+    /// `--password-file` file cannot be read, or `--mode file` has no usable
+    /// `--root` (one line saying which).
     pub fn new(
         config: Config,
         listener: TcpListener,
         udp: Option<UdpSocket>,
     ) -> std::io::Result<Server> {
         let local = listener.local_addr()?;
+        let files = match config.mode {
+            Mode::File => {
+                Some(files::Root::open(config.root.as_deref()).map_err(std::io::Error::other)?)
+            }
+            _ => None,
+        };
         let flushers = if config.mode == Mode::Chat {
             write::flushers_for(thread::available_parallelism().map_or(1, |n| n.get()))
         } else {
@@ -136,11 +160,14 @@ impl Server {
         let writers = Writers::start(flushers, limits)?;
         let display = (!config.quiet && config.mode == Mode::Chat)
             .then(|| writers.display(console::DISPLAY_QUEUE));
+        let access = access::Access::load(&config).map_err(std::io::Error::other)?;
         let ctx = Arc::new(Context {
+            access,
             registry: Registry::new(display.clone(), writers.clone()),
             writers,
             conns: Connections::new(config.max_per_ip, config.limit_loopback),
             shutdown: Shutdown::new(),
+            files,
             config,
             local,
             accepted: AtomicU64::new(0),
@@ -182,7 +209,7 @@ impl Server {
             thread::Builder::new()
                 .name("udp".into())
                 .spawn(move || match socket {
-                    Ok(socket) => udp::serve(&socket, ctx.config.mode, &ctx.shutdown),
+                    Ok(socket) => udp::serve(&socket, &ctx),
                     Err(e) => log!("udp: {e}"),
                 })
         });

@@ -16,7 +16,7 @@
 //! Nothing takes them the other way.
 
 use std::collections::VecDeque;
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +48,9 @@ struct Member {
     /// Its queue (where lines for it go) and its socket (kept to wake its
     /// reader when it is evicted).
     peer: Arc<Peer>,
+    /// Where it connects from (IPv4 as IPv4), for `/ban`; `None` if the
+    /// socket could not say (it already failed).
+    ip: Option<IpAddr>,
 }
 
 struct Inner {
@@ -90,6 +93,7 @@ impl Registry {
     /// # Errors
     /// [`Closing`] once shutdown has begun.
     pub fn join(&self, stream: Arc<TcpStream>) -> Result<(Arc<Peer>, String), Closing> {
+        let ip = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
         let mut inner = self.inner.lock();
         if inner.closing {
             return Err(Closing);
@@ -110,6 +114,7 @@ impl Registry {
             id,
             name: name.clone(),
             peer: Arc::clone(&peer),
+            ip,
         });
         Ok((peer, name))
     }
@@ -195,6 +200,34 @@ impl Registry {
         };
         self.evict_all(&mut inner, vec![(id, Leave::Kicked(reason))]);
         true
+    }
+
+    /// The address the client named `name` (any case) connects from.
+    pub fn address_of(&self, name: &str) -> Option<(String, IpAddr)> {
+        let inner = self.inner.lock();
+        let member = inner
+            .members
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(name))?;
+        Some((member.name.clone(), member.ip?))
+    }
+
+    /// Disconnects every client whose address satisfies `pred` (`/ban`),
+    /// through the ordinary eviction path: each is told
+    /// `! disconnected: REASON` and the others see it leave. Returns their
+    /// names.
+    pub fn evict_where(&self, pred: impl Fn(IpAddr) -> bool, reason: &Leave) -> Vec<String> {
+        let mut inner = self.inner.lock();
+        let (ids, names): (Vec<_>, Vec<_>) = inner
+            .members
+            .iter()
+            .filter(|m| m.ip.is_some_and(&pred))
+            .map(|m| ((m.id, reason.clone()), m.name.clone()))
+            .unzip();
+        if !ids.is_empty() {
+            self.evict_all(&mut inner, ids);
+        }
+        names
     }
 
     /// Removes client `id` after its session ended, telling the others why.
