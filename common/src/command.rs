@@ -56,7 +56,7 @@ pub fn parse(line: &str) -> Command<'_> {
     if line.trim().is_empty() {
         return Command::Empty;
     }
-    if line == "EXIT" {
+    if crate::stop::is_exit(line.as_bytes()) {
         return Command::Quit(None);
     }
     if line.starts_with("//") {

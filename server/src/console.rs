@@ -1,26 +1,31 @@
 //! The server's console: the conversation on stdout, the operator's lines
 //! and commands on stdin.
 //!
-//! The display is one more [`Outbox`] that the registry fills in the same
-//! order as everyone else's, drained by a thread that writes to stdout. So
+//! The display is one more queue ([`Display`]) that the registry fills in
+//! the same order as everyone else's, drained by a thread that writes to
+//! stdout. So
 //! the registry never writes to stdout under its lock, and a stdout nobody
 //! reads (a full pipe) costs the room nothing: the display just loses lines.
 //!
 //! The input thread reads stdin lines: text goes to everyone as
 //! `<server> text`; `/who`, `/kick NAME [REASON]` and `/quit` are commands.
-//! A closed or non-terminal stdin just ends this thread; the server goes on.
+//! A line that is not UTF-8 is decoded with U+FFFD, as a client's is, and
+//! one longer than `--max-line` is dropped with a word on stdout: the
+//! console goes on either way. A closed stdin just ends this thread; the
+//! server goes on.
 //! It is the one thread shutdown does not join: a read on stdin cannot be
 //! interrupted, and the thread holds nothing that needs cleaning up.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use chat_common::protocol;
 use chat_common::sanitize::sanitize;
+use chat_common::{Line, LineReader};
 
 use crate::log;
-use crate::outbox::{Outbox, Taken};
+use crate::write::{Batch, Display};
 use crate::Context;
 
 /// Lines the display may fall behind by before it starts dropping them.
@@ -30,16 +35,14 @@ pub const DISPLAY_QUEUE: usize = 4096;
 ///
 /// # Errors
 /// When the thread cannot be started.
-pub fn spawn_display(display: Arc<Outbox>) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn_display(display: Display) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("display".into())
         .stack_size(64 * 1024)
         .spawn(move || {
             let mut batch = Vec::new();
             loop {
-                let Taken::Batch { last } = display.take_wait(&mut batch, None) else {
-                    continue;
-                };
+                let last = display.wait(&mut batch) == Batch::Last;
                 let mut out = std::io::stdout().lock();
                 for line in batch.drain(..) {
                     // A closed stdout must not stop the server.
@@ -60,6 +63,10 @@ enum Input<'a> {
     Say(&'a str),
     Who,
     Kick(&'a str, Option<&'a str>),
+    /// `/ban TARGET [DURATION] [REASON]`: the arguments, parsed by `access`.
+    Ban(&'a str),
+    Unban(&'a str),
+    Bans,
     Quit,
     Unknown(&'a str),
 }
@@ -85,6 +92,9 @@ fn parse(line: &str) -> Input<'_> {
             let reason = reason.trim();
             Input::Kick(name, (!reason.is_empty()).then_some(reason))
         }
+        "ban" if !rest.is_empty() => Input::Ban(rest),
+        "unban" if !rest.is_empty() => Input::Unban(rest),
+        "bans" => Input::Bans,
         _ => Input::Unknown(word),
     }
 }
@@ -96,13 +106,28 @@ pub fn spawn_input(ctx: Arc<Context>) {
         .name("console".into())
         .stack_size(128 * 1024)
         .spawn(move || {
-            let stdin = std::io::stdin();
-            for line in stdin.lock().lines() {
-                let Ok(line) = line else { return };
+            // The same framing as a client's: bounded by --max-line, invalid
+            // UTF-8 shown as U+FFFD, so no console line stops this loop.
+            let max_line = ctx.config.max_line as usize;
+            let mut lines = LineReader::new(std::io::stdin().lock(), max_line);
+            loop {
+                let line = match lines.read_line() {
+                    Ok(Some(line)) => line,
+                    Ok(None) => return,
+                    Err(e) => {
+                        log!("console: cannot read stdin: {e}");
+                        return;
+                    }
+                };
                 if ctx.shutdown.is_triggered() {
                     return;
                 }
-                run_line(&line, &ctx);
+                match line {
+                    Line::Text(line) => run_line(&line, &ctx),
+                    Line::TooLong => log::say(format_args!(
+                        "! console line too long (over {max_line} bytes): dropped"
+                    )),
+                }
             }
         });
     if let Err(e) = started {
@@ -130,15 +155,25 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                 log::say(format_args!("! no one called {name} is online"));
             }
         }
+        Input::Ban(args) => show(crate::access::ban(ctx, args)),
+        Input::Unban(target) => show(crate::access::unban(ctx, target)),
+        Input::Bans => show(crate::access::list(ctx)),
         Input::Quit => {
             log!("console asked to quit");
             ctx.stop();
         }
         Input::Unknown(word) => {
             log::say(format_args!(
-                "! unknown console command /{word}; try /who, /kick NAME [REASON], /quit, or //text"
+                "! unknown console command /{word}; try /who, /kick NAME [REASON], /ban TARGET [DURATION] [REASON], /unban TARGET, /bans, /quit, or //text"
             ));
         }
+    }
+}
+
+/// Shows a console command's answer on stdout.
+fn show(lines: Vec<String>) {
+    for line in lines {
+        log::say(format_args!("{line}"));
     }
 }
 
@@ -161,5 +196,12 @@ mod tests {
         );
         assert_eq!(parse("/kick"), Input::Unknown("kick"));
         assert_eq!(parse("/x y"), Input::Unknown("x"));
+        assert_eq!(
+            parse("/ban 10.0.0.0/8 1h spam"),
+            Input::Ban("10.0.0.0/8 1h spam")
+        );
+        assert_eq!(parse("/ban"), Input::Unknown("ban"));
+        assert_eq!(parse("/unban bob"), Input::Unban("bob"));
+        assert_eq!(parse("/bans"), Input::Bans);
     }
 }

@@ -10,32 +10,39 @@
 //!    lines with `chat_common::LineReader`, paces them with [`flood`], and
 //!    parses commands with `chat_common::command`.
 //! 3. [`registry`]: under one lock, the line (sanitised, formatted once) is
-//!    pushed as a shared `Arc<str>` into every other client's [`outbox`].
-//! 4. [`outbox`] and [`writer`]: a shared flusher thread takes everything
-//!    queued for a client and sends it in one `sendmsg`; a client whose
-//!    socket is full gets a writer thread of its own until it catches up.
+//!    pushed as a shared `Arc<str>` into every other client's queue.
+//! 4. [`write`]: a shared flusher thread takes everything queued for a
+//!    client and sends it in one `sendmsg`; a client whose socket is full
+//!    gets a writer thread of its own until it catches up.
 //!
 //! [`shutdown`] is the switch every thread watches; [`Server::run`] performs
 //! the graceful stop. [`console`] is the operator's side; [`lab`] and [`udp`]
-//! serve the echo and uppercase modes.
+//! serve the echo and uppercase modes; [`file_mode`] serves the files that
+//! [`files`] finds safely under `--root`.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod bans;
 pub mod cluster;
 pub mod config;
 pub mod conns;
 pub mod console;
+pub mod file_mode;
+pub mod files;
 pub mod flood;
 pub mod lab;
 pub mod leave;
 pub mod listener;
 pub mod log;
-pub mod outbox;
+pub mod password;
 pub mod pool;
 pub mod registry;
 pub mod session;
 pub mod shutdown;
+pub mod throttle;
 pub mod udp;
-pub mod writer;
+pub mod udp_guard;
+pub mod write;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,11 +52,10 @@ use std::time::{Duration, Instant};
 
 pub use config::{Config, Mode};
 use conns::Connections;
-use outbox::Outbox;
 use pool::Pool;
 use registry::Registry;
 use shutdown::Shutdown;
-use writer::Writers;
+use write::{Display, Limits, Writers};
 
 /// What every thread of the server shares.
 pub struct Context {
@@ -63,6 +69,10 @@ pub struct Context {
     pub writers: Writers,
     /// The switch every thread watches.
     pub shutdown: Shutdown,
+    /// The folder `--mode file` serves (`None` in the other modes).
+    pub files: Option<files::Root>,
+    /// Bans and the password: who may come in.
+    pub access: access::Access,
     /// The listening address, for waking the accept loop.
     local: SocketAddr,
     /// Connections handed to a worker since start.
@@ -102,6 +112,11 @@ fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
     match ctx.config.mode {
         Mode::Chat => session::serve(stream, peer, ctx),
         Mode::Echo | Mode::Upper => lab::serve(&stream, peer, ctx),
+        Mode::File => {
+            if let Some(root) = &ctx.files {
+                file_mode::serve(&stream, peer, ctx, root);
+            }
+        }
     }
 }
 
@@ -112,32 +127,48 @@ pub struct Server {
     spare: Option<std::fs::File>,
     udp: Option<UdpSocket>,
     ctx: Arc<Context>,
-    display: Option<Arc<Outbox>>,
+    display: Option<Display>,
 }
 
 impl Server {
     /// A server for already-bound sockets (tests bind port 0).
     ///
     /// # Errors
-    /// When the listener's address cannot be read.
+    /// When the listener's address cannot be read, the `--bans` or
+    /// `--password-file` file cannot be read, or `--mode file` has no usable
+    /// `--root` (one line saying which).
     pub fn new(
         config: Config,
         listener: TcpListener,
         udp: Option<UdpSocket>,
     ) -> std::io::Result<Server> {
         let local = listener.local_addr()?;
-        let display = (!config.quiet && config.mode == Mode::Chat)
-            .then(|| Arc::new(Outbox::for_thread(console::DISPLAY_QUEUE)));
-        let writers = Writers::start(if config.mode == Mode::Chat {
-            writer::flushers_for(thread::available_parallelism().map_or(1, |n| n.get()))
+        let files = match config.mode {
+            Mode::File => {
+                Some(files::Root::open(config.root.as_deref()).map_err(std::io::Error::other)?)
+            }
+            _ => None,
+        };
+        let flushers = if config.mode == Mode::Chat {
+            write::flushers_for(thread::available_parallelism().map_or(1, |n| n.get()))
         } else {
             0
-        })?;
+        };
+        // A paste is `--burst` lines, relayed in batches of up to
+        // `session::BATCH_LINES` (more with flood control off).
+        let paste = (config.burst as usize).max(session::BATCH_LINES);
+        let limits = Limits::new(config.sendq as usize, config.sendq_bytes as usize, paste);
+        let writers = Writers::start(flushers, limits)?;
+        let display = (!config.quiet && config.mode == Mode::Chat)
+            .then(|| writers.display(console::DISPLAY_QUEUE));
+        let access = access::Access::load(&config).map_err(std::io::Error::other)?;
         let ctx = Arc::new(Context {
-            registry: Registry::new(display.clone(), writers.clone(), config.sendq as usize),
+            access,
+            registry: Registry::new(display.clone(), writers.clone()),
             writers,
             conns: Connections::new(config.max_per_ip, config.limit_loopback),
             shutdown: Shutdown::new(),
+            files,
             config,
             local,
             accepted: AtomicU64::new(0),
@@ -163,43 +194,26 @@ impl Server {
     pub fn run(self) -> String {
         let ctx = &self.ctx;
         let started = Instant::now();
-        let display =
-            self.display
-                .as_ref()
-                .and_then(|d| match console::spawn_display(Arc::clone(d)) {
-                    Ok(thread) => Some(thread),
-                    Err(e) => {
-                        log!("cannot show the conversation: {e}");
-                        None
-                    }
-                });
+        let display = self
+            .display
+            .as_ref()
+            .and_then(|d| match console::spawn_display(d.clone()) {
+                Ok(thread) => Some(thread),
+                Err(e) => {
+                    log!("cannot show the conversation: {e}");
+                    None
+                }
+            });
         let udp = self.udp.as_ref().map(|socket| {
             let ctx = Arc::clone(ctx);
             let socket = socket.try_clone();
             thread::Builder::new()
                 .name("udp".into())
                 .spawn(move || match socket {
-                    Ok(socket) => udp::serve(&socket, ctx.config.mode, &ctx.shutdown),
+                    Ok(socket) => udp::serve(&socket, &ctx),
                     Err(e) => log!("udp: {e}"),
                 })
         });
-
-        let notices = {
-            let ctx = Arc::clone(ctx);
-            thread::Builder::new()
-                .name("notices".into())
-                .stack_size(64 * 1024)
-                .spawn(move || loop {
-                    // Asleep until a notice waits; then a short pause lets
-                    // a burst of joins share one wake-up.
-                    ctx.registry.wait_quiet();
-                    let interval = registry::wake_interval(ctx.registry.online());
-                    if ctx.shutdown.pause(interval) {
-                        return;
-                    }
-                    ctx.registry.wake_quiet();
-                })
-        };
 
         let mut pool = Pool::new(ctx.config.workers as usize, ctx.config.queue as usize);
         listener::accept_loop(&self.listener, ctx, &mut pool, self.spare);
@@ -215,9 +229,9 @@ impl Server {
         ctx.conns.close_all();
         drop(self.listener);
         drop(pool);
-        ctx.writers.stop();
+        ctx.writers.stop(deadline);
         let udp_woken = self.udp.as_ref().is_some_and(udp::wake);
-        for (name, thread) in [("udp", udp), ("notices", Some(notices))] {
+        for (name, thread) in [("udp", udp)] {
             match thread {
                 // Without its wake-up the UDP thread stops at the next
                 // datagram: not waited for past the deadline.
@@ -232,8 +246,8 @@ impl Server {
                 None => {}
             }
         }
-        if let (Some(outbox), Some(thread)) = (&self.display, display) {
-            outbox.drain(None, deadline);
+        if let (Some(display), Some(thread)) = (&self.display, display) {
+            display.close(deadline);
             join_until(thread, deadline);
         }
         format!(

@@ -1,31 +1,31 @@
 //! The room: who is connected, under which name, and the relay.
 //!
 //! Relaying a line means pushing one shared `Arc<str>` into each recipient's
-//! [`Outbox`] while holding the registry lock. Holding one lock for the whole
-//! fan-out is what gives every client the same total order; it stays cheap
+//! queue ([`crate::write`]) while holding the registry lock. Holding one
+//! lock for the whole fan-out is what gives every client the same total
+//! order; it stays cheap
 //! because a push only moves a pointer into a queue: nothing under this lock
 //! writes to a socket, logs, sleeps or blocks. (Waking a reader with
 //! `shutdown(2)` does not block.)
 //!
 //! A recipient whose queue is full is evicted on the spot: removed, its
-//! outbox aborted with `! disconnected: too slow`, its reader woken, and a
+//! queue aborted with `! disconnected: too slow`, its reader woken, and a
 //! leave notice delivered to the rest. The room never waits for it.
 //!
-//! Lock order: registry, then an outbox. Nothing takes them the other way.
+//! Lock order: registry, then a client's queue (see [`crate::write`]).
+//! Nothing takes them the other way.
 
 use std::collections::VecDeque;
-use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_common::{name, protocol};
-use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use crate::leave::Leave;
-use crate::outbox::{Full, Outbox};
-use crate::writer::{Peer, Writers};
+use crate::write::{Display, Peer, Pushed, Wake, Writers};
 
 /// How long a leaving client's queued lines may take to go out.
 pub const LINGER: Duration = Duration::from_secs(2);
@@ -45,9 +45,12 @@ pub struct Closing;
 struct Member {
     id: ClientId,
     name: String,
-    /// Its outbox (where lines for it go) and its socket (kept to wake its
+    /// Its queue (where lines for it go) and its socket (kept to wake its
     /// reader when it is evicted).
     peer: Arc<Peer>,
+    /// Where it connects from (IPv4 as IPv4), for `/ban`; `None` if the
+    /// socket could not say (it already failed).
+    ip: Option<IpAddr>,
 }
 
 struct Inner {
@@ -62,23 +65,16 @@ struct Inner {
 pub struct Registry {
     inner: Mutex<Inner>,
     /// The server console's view of the room (stdout), unless `--quiet`.
-    display: Option<Arc<Outbox>>,
+    display: Option<Display>,
     /// Who writes the lines pushed here.
     writers: Writers,
-    /// `--sendq`: each new client's outbox limit.
-    sendq: usize,
     /// Lines accepted from clients and relayed (for the summary).
     relayed: AtomicU64,
-    /// Some outbox holds quietly pushed notices: see [`Wake::Later`].
-    quiet_pending: AtomicBool,
-    /// Holds a token when `quiet_pending` went up, or at shutdown: what the
-    /// notice thread blocks on, so an idle server never wakes it.
-    quiet_ready: (Sender<()>, Receiver<()>),
 }
 
 impl Registry {
     /// An empty room; `display` receives every public line.
-    pub fn new(display: Option<Arc<Outbox>>, writers: Writers, sendq: usize) -> Registry {
+    pub fn new(display: Option<Display>, writers: Writers) -> Registry {
         Registry {
             inner: Mutex::new(Inner {
                 members: Vec::new(),
@@ -87,10 +83,7 @@ impl Registry {
             }),
             display,
             writers,
-            sendq,
             relayed: AtomicU64::new(0),
-            quiet_pending: AtomicBool::new(false),
-            quiet_ready: crossbeam_channel::bounded(1),
         }
     }
 
@@ -100,19 +93,20 @@ impl Registry {
     /// # Errors
     /// [`Closing`] once shutdown has begun.
     pub fn join(&self, stream: Arc<TcpStream>) -> Result<(Arc<Peer>, String), Closing> {
+        let ip = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
         let mut inner = self.inner.lock();
         if inner.closing {
             return Err(Closing);
         }
         let id = inner.next_guest;
         inner.next_guest += 1;
-        let peer = Arc::new(Peer::new(id, self.sendq, stream));
+        let peer = self.writers.peer(id, stream);
         let name = name::guest(id);
         let online = inner.members.len() + 1;
         let welcome = protocol::notice(&format!(
             "welcome, {name}! {online} online; type /help for commands"
         ));
-        // A fresh outbox has room: this cannot fail.
+        // A fresh queue has room: this cannot fail.
         let _ = self.writers.push(&peer, &welcome.into());
         let joined = protocol::notice(&format!("{name} joined ({online} online)"));
         self.deliver(&mut inner, &[joined.into()], None, Wake::Later);
@@ -120,6 +114,7 @@ impl Registry {
             id,
             name: name.clone(),
             peer: Arc::clone(&peer),
+            ip,
         });
         Ok((peer, name))
     }
@@ -184,7 +179,7 @@ impl Registry {
             .find(|m| m.name.eq_ignore_ascii_case(to))?;
         let name = target.name.clone();
         let line: Arc<str> = protocol::private_from(from, text).into();
-        if self.writers.push(&target.peer, &line).is_err() {
+        if self.writers.push(&target.peer, &line) == Pushed::TooSlow {
             let id = target.id;
             self.evict_all(&mut inner, vec![(id, Leave::TooSlow)]);
         }
@@ -205,6 +200,34 @@ impl Registry {
         };
         self.evict_all(&mut inner, vec![(id, Leave::Kicked(reason))]);
         true
+    }
+
+    /// The address the client named `name` (any case) connects from.
+    pub fn address_of(&self, name: &str) -> Option<(String, IpAddr)> {
+        let inner = self.inner.lock();
+        let member = inner
+            .members
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(name))?;
+        Some((member.name.clone(), member.ip?))
+    }
+
+    /// Disconnects every client whose address satisfies `pred` (`/ban`),
+    /// through the ordinary eviction path: each is told
+    /// `! disconnected: REASON` and the others see it leave. Returns their
+    /// names.
+    pub fn evict_where(&self, pred: impl Fn(IpAddr) -> bool, reason: &Leave) -> Vec<String> {
+        let mut inner = self.inner.lock();
+        let (ids, names): (Vec<_>, Vec<_>) = inner
+            .members
+            .iter()
+            .filter(|m| m.ip.is_some_and(&pred))
+            .map(|m| ((m.id, reason.clone()), m.name.clone()))
+            .unzip();
+        if !ids.is_empty() {
+            self.evict_all(&mut inner, ids);
+        }
+        names
     }
 
     /// Removes client `id` after its session ended, telling the others why.
@@ -235,8 +258,6 @@ impl Registry {
         let notice: Arc<str> = protocol::notice(notice).into();
         let mut inner = self.inner.lock();
         inner.closing = true;
-        // Wake the notice thread so it sees the shutdown.
-        let _ = self.quiet_ready.0.try_send(());
         for member in inner.members.drain(..) {
             member.peer.note_cause(Leave::Shutdown.to_string());
             self.writers.drain(&member.peer, Some(&notice), deadline);
@@ -254,36 +275,7 @@ impl Registry {
         self.relayed.load(Ordering::Relaxed)
     }
 
-    /// Blocks until quiet notices wait (or the server stops): the notice
-    /// thread's idle state.
-    pub fn wait_quiet(&self) {
-        let _ = self.quiet_ready.1.recv();
-    }
-
-    /// Some outbox got a quiet notice: make sure the notice thread wakes.
-    fn note_quiet(&self) {
-        if !self.quiet_pending.swap(true, Ordering::AcqRel) {
-            // Full means a token already waits: the thread will come.
-            let _ = self.quiet_ready.0.try_send(());
-        }
-    }
-
-    /// Wakes the writers of every client that has join or leave notices
-    /// waiting. Called every [`wake_interval`] by the server's notice thread.
-    pub fn wake_quiet(&self) {
-        if !self.quiet_pending.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        let inner = self.inner.lock();
-        for member in &inner.members {
-            self.writers.signal(&member.peer);
-        }
-        if let Some(display) = &self.display {
-            display.signal();
-        }
-    }
-
-    /// Pushes `lines`, in order, to every member but `except` (one outbox
+    /// Pushes `lines`, in order, to every member but `except` (one queue
     /// lock per member for all of them), and to the display; then evicts
     /// whoever could not take them. Eviction notices are delivered the
     /// same way, from a work list rather than by recursion, so a cascade of
@@ -291,12 +283,11 @@ impl Registry {
     fn deliver(&self, inner: &mut Inner, lines: &[Arc<str>], except: Option<ClientId>, wake: Wake) {
         let mut slow = Vec::new();
         for member in &inner.members {
-            if Some(member.id) != except && self.push(&member.peer, lines, wake).is_err() {
+            if Some(member.id) != except
+                && self.writers.push_all(&member.peer, lines, wake) == Pushed::TooSlow
+            {
                 slow.push((member.id, Leave::TooSlow));
             }
-        }
-        if wake == Wake::Later {
-            self.note_quiet();
         }
         for line in lines {
             self.show(line, wake);
@@ -306,7 +297,7 @@ impl Registry {
         }
     }
 
-    /// Removes each listed client, ends its outbox with the reason (at once
+    /// Removes each listed client, ends its queue with the reason (at once
     /// if too slow, after what is queued if kicked), wakes its reader, and
     /// tells the rest (which may find more slow clients).
     fn evict_all(&self, inner: &mut Inner, mut evict: Vec<(ClientId, Leave)>) {
@@ -341,13 +332,13 @@ impl Registry {
             let line: Arc<str> = notice.into();
             for member in &inner.members {
                 if self
-                    .push(&member.peer, std::slice::from_ref(&line), Wake::Later)
-                    .is_err()
+                    .writers
+                    .push_all(&member.peer, std::slice::from_ref(&line), Wake::Later)
+                    == Pushed::TooSlow
                 {
                     evict.push((member.id, Leave::TooSlow));
                 }
             }
-            self.note_quiet();
             self.show(&line, Wake::Later);
         }
     }
@@ -356,47 +347,7 @@ impl Registry {
     /// keep up loses lines rather than slowing the room.
     fn show(&self, line: &Arc<str>, wake: Wake) {
         if let Some(display) = &self.display {
-            let _ = match wake {
-                Wake::Now => display.push(line).map(drop),
-                Wake::Later => display.push_quiet(line).map(|half_full| {
-                    if half_full {
-                        display.signal();
-                    }
-                }),
-            };
+            display.show(line, wake);
         }
     }
-
-    fn push(&self, peer: &Arc<Peer>, lines: &[Arc<str>], wake: Wake) -> Result<(), Full> {
-        match wake {
-            Wake::Now => self.writers.push_all(peer, lines),
-            Wake::Later => {
-                for line in lines {
-                    if peer.outbox.push_quiet(line)? {
-                        self.writers.signal(peer);
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-/// When a pushed line's writer is woken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wake {
-    /// At once: chat lines, which must not wait.
-    Now,
-    /// At the next [`Registry::wake_quiet`]: join and leave notices. In a
-    /// storm of joins every client would otherwise be woken (one context
-    /// switch and one `write`) once per join: n joins, n * n wake-ups.
-    Later,
-}
-
-/// How long join and leave notices may wait for a wake-up: short in a small
-/// room (10 ms), longer in a big one (20 us per client, at most 250 ms), so
-/// waking everyone never costs more than about 50,000 wake-ups a second.
-pub fn wake_interval(online: usize) -> Duration {
-    let scaled = Duration::from_micros(20).saturating_mul(online.try_into().unwrap_or(u32::MAX));
-    scaled.clamp(Duration::from_millis(10), Duration::from_millis(250))
 }

@@ -1,8 +1,8 @@
 //! One chat client's session: its reader loop and its commands.
 //!
 //! The worker thread that runs [`serve`] is the client's reader; what the
-//! client is sent goes through its outbox to the shared writers
-//! ([`crate::writer`]). Whatever ends the session (end of stream, error,
+//! client is sent goes through its queue to the shared writers
+//! ([`crate::write`]). Whatever ends the session (end of stream, error,
 //! `/quit`, eviction, shutdown, a panic), the [`Membership`] guard takes the
 //! client out of the room, everyone else hears why, and what was queued for
 //! the client still goes out.
@@ -15,21 +15,28 @@ use chat_common::command::{self, Command};
 use chat_common::sanitize::sanitize;
 use chat_common::{name, protocol, Line, LineReader};
 
+use crate::access::Admission;
 use crate::flood::TokenBucket;
 use crate::leave::Leave;
 use crate::log;
 use crate::registry::{ClientId, Registry};
-use crate::writer::{self, Peer, WRITE_POLL};
+use crate::write::{self, Peer, Pushed, WRITE_POLL};
 use crate::Context;
 
 /// Most chat lines of one client relayed under one lock acquisition.
-const BATCH_LINES: usize = 64;
+pub const BATCH_LINES: usize = 64;
 
 /// Serves one chat client until it leaves.
 pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
     // The client's own writer thread, if it ever needs one, blocks at most
     // this long per write before looking up.
     let _ = stream.set_write_timeout(Some(WRITE_POLL));
+    // Banned meanwhile, or no password yet: not in the room (issue 13).
+    match crate::access::enter(&stream, peer_addr, ctx) {
+        Admission::Admitted => {}
+        Admission::Refused(line) => return crate::listener::refuse(&stream, &line),
+        Admission::Gone(why) => return log!("{peer_addr} left before joining: {why}"),
+    }
     let Ok((peer, name)) = ctx.registry.join(Arc::clone(&stream)) else {
         crate::listener::refuse(&stream, &protocol::notice("server shutting down"));
         return;
@@ -74,7 +81,7 @@ struct Session<'a> {
     /// A copy of the registry's name for this client; only this session
     /// changes it, so formatting a line needs no lock.
     name: String,
-    /// This client's outbox and socket, for replies meant for it alone.
+    /// This client's queue and socket, for replies meant for it alone.
     peer: &'a Arc<Peer>,
     /// Chat lines read but not yet relayed: lines that arrived together are
     /// relayed together ([`Registry::relay`]), before anything else this
@@ -100,7 +107,7 @@ impl Session<'_> {
         let config = &self.ctx.config;
         let answer_to = Arc::clone(&self.peer.stream);
         let mut lines = LineReader::new(stream, config.max_line as usize)
-            .with_telnet_replies(move |bytes| writer::send_aside(&answer_to, bytes));
+            .with_telnet_replies(move |bytes| write::send_aside(&answer_to, bytes));
         let mut bucket = TokenBucket::new(config.rate_limit, config.burst);
         loop {
             if !lines.has_line() || self.pending.len() >= BATCH_LINES {
@@ -223,9 +230,9 @@ impl Session<'_> {
     /// Queues a line for this client only. A client that lets its own
     /// replies pile up is too slow like any other.
     fn reply(&self, line: String) -> Result<(), Leave> {
-        self.ctx
-            .writers
-            .push(self.peer, &line.into())
-            .map_err(|_| Leave::TooSlow)
+        match self.ctx.writers.push(self.peer, &line.into()) {
+            Pushed::Queued => Ok(()),
+            Pushed::TooSlow => Err(Leave::TooSlow),
+        }
     }
 }
