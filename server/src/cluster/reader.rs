@@ -30,7 +30,8 @@ use crate::shutdown::Shutdown;
 
 /// How long one XREAD blocks in Redis: the longest a change of the watched
 /// rooms waits when its wake-up entry is lost, and how often an idle reader
-/// checks for shutdown.
+/// checks for shutdown. Its reply may take twice `IO_TIMEOUT` more before
+/// the link counts as lost: a busy machine must not look like a Redis gone.
 pub const READ_BLOCK: Duration = Duration::from_millis(500);
 
 /// Most entries one XREAD returns per stream: bounds one reply's size.
@@ -95,7 +96,7 @@ impl Reader {
     ) -> std::io::Result<(Reader, thread::JoinHandle<()>)> {
         let (control, inbox) = crossbeam_channel::unbounded();
         let mut state = ReaderThread {
-            link: endpoint.link("reader", READ_BLOCK + IO_TIMEOUT),
+            link: endpoint.link("reader", READ_BLOCK + 2 * IO_TIMEOUT),
             wake_key: keys::wake(server_id),
             wake_id: "0-0".into(),
             inbox_key: keys::inbox(server_id),
