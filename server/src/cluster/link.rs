@@ -61,7 +61,10 @@ pub enum Failure {
 /// sibling got through, so the writer is not left refusing lines for
 /// seconds after the reader saw Redis come back.
 #[derive(Clone, Default)]
-pub struct Siblings(Arc<AtomicU64>);
+pub struct Siblings(
+    /// Connections made by all the links sharing it.
+    Arc<AtomicU64>,
+);
 
 /// The Redis of one server's links: its URL and the [`Siblings`] count they
 /// share. Every thread of the cluster makes its link from this.

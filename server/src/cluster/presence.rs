@@ -70,9 +70,13 @@ pub trait Local: Send + Sync + 'static {
 
 /// The presence thread's state.
 pub struct Presence {
+    /// Presence's own connection.
     link: Link,
+    /// This server's id: its heartbeat, members and reap keys.
     server_id: String,
+    /// How the logs it appends leave lines to are bounded.
     config: LogConfig,
+    /// This server's members, for registering again and wording a leave.
     local: Arc<dyn Local>,
     /// The epoch this server registered in; `None` before the first time.
     registered: Option<String>,

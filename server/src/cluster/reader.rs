@@ -76,8 +76,11 @@ struct Cursor {
 /// The handle to the reader thread.
 #[derive(Clone)]
 pub struct Reader {
+    /// To the thread: watches and unwatches, served between two XREADs.
     control: Sender<Control>,
+    /// Writes the wake-up entry that ends a blocked XREAD.
     writer: Writer,
+    /// Whose wake stream that is.
     server_id: String,
 }
 
@@ -144,6 +147,7 @@ impl Reader {
 
 /// The reader thread's state.
 struct ReaderThread {
+    /// The reader's own connection (its reads block for [`READ_BLOCK`]).
     link: Link,
     /// This server's wake stream, read along with the room logs.
     wake_key: String,
@@ -153,12 +157,15 @@ struct ReaderThread {
     inbox_key: String,
     /// The last inbox entry taken.
     inbox_id: String,
+    /// What [`Reader`] handles asked.
     inbox: Receiver<Control>,
     /// Watches that could not be served yet (Redis down), in order.
     waiting: VecDeque<Control>,
     /// Rooms read, by key.
     cursors: HashMap<String, Cursor>,
+    /// Where entries, missed lines, link changes and requests go.
     sink: Arc<dyn Sink>,
+    /// The cluster's stop switch, looked at between two reads.
     shutdown: Arc<Shutdown>,
     /// The link's connection count last seen: a change is a new connection.
     connects: u64,

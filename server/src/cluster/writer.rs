@@ -76,8 +76,11 @@ pub struct Writer {
 
 /// A line sent in a batch whose reply was lost.
 struct Unsure {
+    /// Whom to tell if it is refused in the end.
     token: Token,
+    /// The line, to send again or hand back.
     line: Line,
+    /// The id it was sent with: looked for in the log.
     uid: String,
     /// When it was sent: refused after [`UNSURE_DEADLINE`].
     since: Instant,
@@ -178,11 +181,17 @@ struct WriterThread {
     late: Arc<Mutex<Vec<(Token, Line)>>>,
     /// Shared with [`Writer::round_trips`].
     round_trips: Arc<AtomicU64>,
+    /// The writer's own connection.
     link: Link,
+    /// This server's id: the first part of every uid.
     server_id: String,
+    /// How the logs are bounded (MAXLEN, idle expiry).
     config: LogConfig,
+    /// Told of every line refused.
     sink: Arc<dyn Sink>,
+    /// What [`Writer`] handles queued.
     queue: Receiver<Job>,
+    /// The cluster's stop switch: the thread ends once the queue is empty.
     shutdown: Arc<Shutdown>,
     /// Numbers the uids this server gives its lines.
     next_uid: AtomicU64,
