@@ -154,9 +154,12 @@ impl Presence {
                     .arg(&member.name)
                     .arg(keys::member_value(&member.room, member.entered))
                     .ignore();
+                // NX: a client of another server may have taken the name
+                // in the moment Redis was back and this server not yet.
                 pipe.cmd("SET")
                     .arg(keys::name(&member.name.to_lowercase()))
                     .arg(keys::holder(&me, member.client, &member.name))
+                    .arg("NX")
                     .ignore();
             }
             pipe.cmd("EVALSHA")
