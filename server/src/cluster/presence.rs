@@ -14,9 +14,12 @@
 //! So a server killed with `kill -9` is announced within
 //! `HEARTBEAT_TTL + HEARTBEAT_EVERY` (6 s), inside SPEC's 10 s.
 //!
-//! After Redis came back empty (a new epoch) the thread registers this
-//! server again from scratch: heartbeat, members, their names, and the
-//! guest counter raised past every number this server gave.
+//! After Redis came back empty (a new epoch), or when this server finds it
+//! was taken for lost (cut off from Redis longer than the heartbeat lasts:
+//! the others have announced its clients gone), the thread registers this
+//! server again from scratch: heartbeat, members, their names (unless
+//! taken meanwhile), and the guest counter raised past every number this
+//! server gave.
 
 use std::sync::Arc;
 use std::thread;
@@ -118,7 +121,7 @@ impl Presence {
     /// announce the servers found lost.
     fn beat(&mut self) -> Result<(), Failure> {
         let me = self.server_id.clone();
-        self.link.run(|conn| {
+        let (added,): (i64,) = self.link.run(|conn| {
             redis::pipe()
                 .cmd("SET")
                 .arg(keys::alive(&me))
@@ -129,10 +132,13 @@ impl Presence {
                 .cmd("SADD")
                 .arg(keys::servers())
                 .arg(&me)
-                .ignore()
-                .exec(conn)
+                .query(conn)
         })?;
-        if self.registered.as_deref() != self.link.epoch() {
+        // Not listed any more: Redis is new or lost everything, or the
+        // others took this server for lost (cut off from Redis longer than
+        // the heartbeat lasts) and announced its clients gone. Either way
+        // its clients are still here: register them again.
+        if added == 1 || self.registered.as_deref() != self.link.epoch() {
             self.register()?;
         }
         self.reap_lost()

@@ -735,3 +735,45 @@ fn directory_and_inbox_across_servers() {
         }))
     });
 }
+
+/// A server the others took for lost (cut off longer than its heartbeat,
+/// its registration reaped) registers its clients again at its next beat.
+#[test]
+fn a_server_taken_for_lost_registers_again() {
+    let redis = Redis::start();
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        Arc::new(Members(
+            vec![Member {
+                name: "Finn".into(),
+                room: "lobby".into(),
+                client: 3,
+                entered: 9,
+            }],
+            0,
+        )),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let registered = |redis: &Redis| {
+        let deadline = Instant::now() + DEADLINE;
+        while redis.query(&["GET", "chat:name:finn"]) != ["a:3:Finn"] {
+            assert!(Instant::now() < deadline, "never registered");
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    registered(&redis);
+    // What a survivor's reap leaves behind.
+    redis.command(&["SREM", "chat:servers", "a"]);
+    redis.command(&["DEL", "chat:members:a", "chat:name:finn"]);
+    registered(&redis);
+    assert_eq!(
+        redis.query(&["HGET", "chat:members:a", "Finn"]),
+        ["lobby\t9"]
+    );
+    shutdown.trigger();
+    presence.join().unwrap();
+}
