@@ -12,6 +12,7 @@
 //! | [`name`] | the rules for nicknames |
 //! | [`command`] | parsing a line a client typed into a [`Command`] |
 //! | [`protocol`] | the lines the server sends, by prefix |
+//! | [`room`] | the rules for room names |
 //! | [`upper`] | streaming Unicode uppercasing for the lab's uppercase server |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod command;
 pub mod line;
 pub mod name;
 pub mod protocol;
+pub mod room;
 pub mod sanitize;
 pub mod telnet;
 pub mod upper;

@@ -4,6 +4,7 @@
 //! shown by `--help`, so an operator can see and change every limit.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
@@ -82,4 +83,18 @@ pub struct Config {
     /// Do not show the room's conversation on stdout (for benchmarks).
     #[arg(long)]
     pub quiet: bool,
+
+    /// Rooms that may have members at once, #lobby included (and empty
+    /// rooms whose history is kept).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_rooms: u32,
+
+    /// Chat lines of a room replayed to whoever enters it; 0 = off.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub history: u32,
+
+    /// A file every room's public lines are appended to (created mode
+    /// 0600), and history reloaded from at start.
+    #[arg(long)]
+    pub transcript: Option<PathBuf>,
 }

@@ -1,13 +1,15 @@
 //! The server's console: the conversation on stdout, the operator's lines
 //! and commands on stdin.
 //!
-//! The display is one more [`Outbox`] that the registry fills in the same
-//! order as everyone else's, drained by a thread that writes to stdout. So
-//! the registry never writes to stdout under its lock, and a stdout nobody
+//! The display is one more [`Outbox`] that the rooms fill in the same
+//! order as everyone else's (each line marked with its room: `#lobby <bob>
+//! hi`), drained by a thread that writes to stdout. So the rooms never
+//! write to stdout under a lock, and a stdout nobody
 //! reads (a full pipe) costs the room nothing: the display just loses lines.
 //!
-//! The input thread reads stdin lines: text goes to everyone as
-//! `<server> text`; `/who`, `/kick NAME [REASON]` and `/quit` are commands.
+//! The input thread reads stdin lines: text goes to every room as
+//! `<server> text`; `/who` (everyone, by room), `/rooms`, `/kick NAME
+//! [REASON]` and `/quit` are commands.
 //! A closed or non-terminal stdin just ends this thread; the server goes on.
 //! It is the one thread shutdown does not join: a read on stdin cannot be
 //! interrupted, and the thread holds nothing that needs cleaning up.
@@ -19,9 +21,9 @@ use std::thread::{self, JoinHandle};
 use chat_common::protocol;
 use chat_common::sanitize::sanitize;
 
-use crate::log;
 use crate::outbox::{Outbox, Taken};
 use crate::Context;
+use crate::{log, session};
 
 /// Lines the display may fall behind by before it starts dropping them.
 pub const DISPLAY_QUEUE: usize = 4096;
@@ -59,6 +61,7 @@ enum Input<'a> {
     Empty,
     Say(&'a str),
     Who,
+    Rooms,
     Kick(&'a str, Option<&'a str>),
     Quit,
     Unknown(&'a str),
@@ -79,6 +82,7 @@ fn parse(line: &str) -> Input<'_> {
     let rest = rest.trim();
     match word.to_ascii_lowercase().as_str() {
         "who" => Input::Who,
+        "rooms" => Input::Rooms,
         "quit" => Input::Quit,
         "kick" if !rest.is_empty() => {
             let (name, reason) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -111,20 +115,20 @@ pub fn spawn_input(ctx: Arc<Context>) {
 }
 
 fn run_line(line: &str, ctx: &Arc<Context>) {
-    let registry = &ctx.registry;
+    let rooms = &ctx.rooms;
     match parse(line) {
         Input::Empty => {}
-        Input::Say(text) => registry.announce(protocol::chat("server", &sanitize(text))),
+        Input::Say(text) => rooms.announce(&protocol::chat("server", &sanitize(text))),
         Input::Who => {
-            let names = registry.names();
-            log::say(format_args!(
-                "* {} online: {}",
-                names.len(),
-                names.join(", ")
-            ));
+            for (room, names) in rooms.everyone() {
+                log::say(format_args!("* {}", session::who_line(&room, &names)));
+            }
+        }
+        Input::Rooms => {
+            log::say(format_args!("* {}", session::rooms_line(&rooms.everyone())));
         }
         Input::Kick(name, reason) => {
-            if registry.kick(name, reason.map(|r| sanitize(r).into_owned())) {
+            if rooms.kick(name, reason.map(|r| sanitize(r).into_owned())) {
                 log!("console kicked {name}");
             } else {
                 log::say(format_args!("! no one called {name} is online"));
@@ -136,7 +140,7 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
         }
         Input::Unknown(word) => {
             log::say(format_args!(
-                "! unknown console command /{word}; try /who, /kick NAME [REASON], /quit, or //text"
+                "! unknown console command /{word}; try /who, /rooms, /kick NAME [REASON], /quit, or //text"
             ));
         }
     }
@@ -153,6 +157,7 @@ mod tests {
         assert_eq!(parse("//who"), Input::Say("/who"));
         assert_eq!(parse("  "), Input::Empty);
         assert_eq!(parse("/who"), Input::Who);
+        assert_eq!(parse("/rooms"), Input::Rooms);
         assert_eq!(parse("/QUIT"), Input::Quit);
         assert_eq!(parse("/kick bob"), Input::Kick("bob", None));
         assert_eq!(
