@@ -6,6 +6,8 @@
 //! hanging it. A failure message carries the server's stderr.
 #![forbid(unsafe_code)]
 
+pub mod rooms;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
