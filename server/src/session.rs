@@ -22,7 +22,7 @@ use chat_common::{name, protocol, Line, LineReader};
 use crate::flood::TokenBucket;
 use crate::leave::Leave;
 use crate::log;
-use crate::rooms::{ClientId, Moved, Relayed, Renamed, Room, Rooms, Ticket, Whisper};
+use crate::rooms::{ClientId, Moved, Relayed, Renamed, Room, Rooms, Ticket, Whisper, Who};
 use crate::writer::{self, Peer, WRITE_POLL};
 use crate::Context;
 
@@ -319,7 +319,7 @@ pub fn who_line(room: &str, names: &[String]) -> String {
 }
 
 /// `/rooms`' answer: `2 rooms: #lobby (3), #games (1)`.
-pub fn rooms_line(all: &[(Arc<str>, Vec<String>)]) -> String {
+pub fn rooms_line(all: &[Who]) -> String {
     let list: Vec<String> = all
         .iter()
         .map(|(room, names)| format!("{room} ({})", names.len()))

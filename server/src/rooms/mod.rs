@@ -70,6 +70,9 @@ pub struct Entered {
     pub room: Arc<Room>,
 }
 
+/// A room's name as shown and its members in order of entering.
+pub type Who = (Arc<str>, Vec<String>);
+
 /// What became of a client's lines.
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
@@ -499,7 +502,7 @@ impl Rooms {
     }
 
     /// The members of `room` in order of entering.
-    pub fn who(&self, room: &Room) -> (Arc<str>, Vec<String>) {
+    pub fn who(&self, room: &Room) -> Who {
         let inner = room.inner.lock();
         let names = inner.members.iter().map(|m| m.name.clone()).collect();
         (Arc::clone(&inner.name), names)
@@ -507,9 +510,9 @@ impl Rooms {
 
     /// Every room with members (`#lobby` first, then by name), with its
     /// members in order of entering.
-    pub fn everyone(&self) -> Vec<(Arc<str>, Vec<String>)> {
+    pub fn everyone(&self) -> Vec<Who> {
         let rooms: Vec<Arc<Room>> = self.dir.lock().rooms.values().cloned().collect();
-        let mut all: Vec<(String, (Arc<str>, Vec<String>))> = rooms
+        let mut all: Vec<(String, Who)> = rooms
             .iter()
             .map(|room| (room.key.clone(), self.who(room)))
             .filter(|(key, (_, names))| key == LOBBY || !names.is_empty())
