@@ -1,7 +1,7 @@
 //! The server's console: the conversation on stdout, the operator's lines
 //! and commands on stdin.
 //!
-//! The display is one more [`Outbox`] that the rooms fill in the same
+//! The display is one more queue ([`Display`]) that the rooms fill in the same
 //! order as everyone else's (each line marked with its room: `#lobby <bob>
 //! hi`), drained by a thread that writes to stdout. So the rooms never
 //! write to stdout under a lock, and a stdout nobody
@@ -21,7 +21,7 @@ use std::thread::{self, JoinHandle};
 use chat_common::protocol;
 use chat_common::sanitize::sanitize;
 
-use crate::outbox::{Outbox, Taken};
+use crate::write::{Batch, Display};
 use crate::Context;
 use crate::{log, session};
 
@@ -32,16 +32,14 @@ pub const DISPLAY_QUEUE: usize = 4096;
 ///
 /// # Errors
 /// When the thread cannot be started.
-pub fn spawn_display(display: Arc<Outbox>) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn_display(display: Display) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("display".into())
         .stack_size(64 * 1024)
         .spawn(move || {
             let mut batch = Vec::new();
             loop {
-                let Taken::Batch { last } = display.take_wait(&mut batch, None) else {
-                    continue;
-                };
+                let last = display.wait(&mut batch) == Batch::Last;
                 let mut out = std::io::stdout().lock();
                 for line in batch.drain(..) {
                     // A closed stdout must not stop the server.

@@ -15,7 +15,7 @@ use chat_common::upper::Upcaser;
 
 use crate::config::Mode;
 use crate::log;
-use crate::writer::{write_polling, WRITE_POLL};
+use crate::write::{write_polling, WRITE_POLL};
 use crate::Context;
 
 /// Bytes read at a time.

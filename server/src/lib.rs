@@ -11,11 +11,11 @@
 //!    parses commands with `chat_common::command`.
 //! 3. [`rooms`]: under the sender's room's lock only, the line (sanitised,
 //!    formatted once) is appended to the room's log ([`rooms::log`]) and
-//!    pushed as a shared `Arc<str>` into every other member's [`outbox`];
+//!    pushed as a shared `Arc<str>` into every other member's queue;
 //!    [`transcript`] writes it to a file on a thread of its own.
-//! 4. [`outbox`] and [`writer`]: a shared flusher thread takes everything
-//!    queued for a client and sends it in one `sendmsg`; a client whose
-//!    socket is full gets a writer thread of its own until it catches up.
+//! 4. [`write`]: a shared flusher thread takes everything queued for a
+//!    client and sends it in one `sendmsg`; a client whose socket is full
+//!    gets a writer thread of its own until it catches up.
 //!
 //! [`shutdown`] is the switch every thread watches; [`Server::run`] is
 //! [`Server::start`], the accept loop, then [`Running::stop`], the graceful
@@ -31,14 +31,13 @@ pub mod lab;
 pub mod leave;
 pub mod listener;
 pub mod log;
-pub mod outbox;
 pub mod pool;
 pub mod rooms;
 pub mod session;
 pub mod shutdown;
 pub mod transcript;
 pub mod udp;
-pub mod writer;
+pub mod write;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,11 +47,10 @@ use std::time::{Duration, Instant};
 
 pub use config::{Config, Mode};
 use conns::Connections;
-use outbox::Outbox;
 use pool::Pool;
 use rooms::Rooms;
 use shutdown::Shutdown;
-use writer::Writers;
+use write::{Display, Limits, Writers};
 
 /// What every thread of the server shares.
 pub struct Context {
@@ -116,7 +114,7 @@ pub struct Server {
     spare: Option<std::fs::File>,
     udp: Option<UdpSocket>,
     ctx: Arc<Context>,
-    display: Option<Arc<Outbox>>,
+    display: Option<Display>,
 }
 
 impl Server {
@@ -134,8 +132,17 @@ impl Server {
     ) -> std::io::Result<Server> {
         let local = listener.local_addr()?;
         let chat = config.mode == Mode::Chat;
-        let display =
-            (!config.quiet && chat).then(|| Arc::new(Outbox::for_thread(console::DISPLAY_QUEUE)));
+        let flushers = if chat {
+            write::flushers_for(thread::available_parallelism().map_or(1, |n| n.get()))
+        } else {
+            0
+        };
+        // A paste is `--burst` lines, relayed in batches of up to
+        // `session::BATCH_LINES` (more with flood control off).
+        let paste = (config.burst as usize).max(session::BATCH_LINES);
+        let limits = Limits::new(config.sendq as usize, config.sendq_bytes as usize, paste);
+        let writers = Writers::start(flushers, limits)?;
+        let display = (!config.quiet && chat).then(|| writers.display(console::DISPLAY_QUEUE));
         let (transcript, history) = match (&config.transcript, chat) {
             (Some(path), true) => {
                 let file = transcript::open(path).map_err(std::io::Error::other)?;
@@ -149,16 +156,10 @@ impl Server {
             }
             _ => (None, Vec::new()),
         };
-        let writers = Writers::start(if chat {
-            writer::flushers_for(thread::available_parallelism().map_or(1, |n| n.get()))
-        } else {
-            0
-        })?;
         let shutdown = Arc::new(Shutdown::new());
         let rooms = Rooms::new(
             rooms::Fanout::new(writers.clone(), display.clone(), transcript),
             Box::new(rooms::embedded::Embedded::new(config.history as usize)),
-            config.sendq as usize,
             config.max_rooms as usize,
             Arc::clone(&shutdown),
         );
@@ -200,20 +201,20 @@ impl Server {
         running.stop(listener, pool)
     }
 
-    /// Starts the threads around the accept loop: the display, UDP, the
-    /// notice thread.
+    /// Starts the threads around the accept loop: the display and UDP (the
+    /// write side started its own in [`Server::new`]).
     fn start(self) -> (Running, TcpListener, Option<std::fs::File>) {
         let ctx = &self.ctx;
-        let display =
-            self.display
-                .as_ref()
-                .and_then(|d| match console::spawn_display(Arc::clone(d)) {
-                    Ok(thread) => Some(thread),
-                    Err(e) => {
-                        log!("cannot show the conversation: {e}");
-                        None
-                    }
-                });
+        let display = self
+            .display
+            .as_ref()
+            .and_then(|d| match console::spawn_display(d.clone()) {
+                Ok(thread) => Some(thread),
+                Err(e) => {
+                    log!("cannot show the conversation: {e}");
+                    None
+                }
+            });
         let udp = self.udp.as_ref().map(|socket| {
             let ctx = Arc::clone(ctx);
             let socket = socket.try_clone();
@@ -224,29 +225,12 @@ impl Server {
                     Err(e) => log!("udp: {e}"),
                 })
         });
-        let notices = {
-            let ctx = Arc::clone(ctx);
-            thread::Builder::new()
-                .name("notices".into())
-                .stack_size(64 * 1024)
-                .spawn(move || loop {
-                    // Asleep until a notice waits; then a short pause lets
-                    // a burst of joins share one wake-up.
-                    ctx.rooms.wait_quiet();
-                    let interval = rooms::wake_interval(ctx.rooms.online());
-                    if ctx.shutdown.pause(interval) {
-                        return;
-                    }
-                    ctx.rooms.wake_quiet();
-                })
-        };
         let running = Running {
             ctx: Arc::clone(&self.ctx),
             started: Instant::now(),
             udp_socket: self.udp,
             udp,
-            notices,
-            display_outbox: self.display,
+            display_queue: self.display,
             display,
         };
         (running, self.listener, self.spare)
@@ -259,8 +243,7 @@ pub struct Running {
     started: Instant,
     udp_socket: Option<UdpSocket>,
     udp: Option<std::io::Result<thread::JoinHandle<()>>>,
-    notices: std::io::Result<thread::JoinHandle<()>>,
-    display_outbox: Option<Arc<Outbox>>,
+    display_queue: Option<Display>,
     display: Option<thread::JoinHandle<()>>,
 }
 
@@ -283,7 +266,7 @@ impl Running {
         drop(pool);
         ctx.writers.stop();
         let udp_woken = self.udp_socket.as_ref().is_some_and(udp::wake);
-        for (name, thread) in [("udp", self.udp), ("notices", Some(self.notices))] {
+        for (name, thread) in [("udp", self.udp)] {
             match thread {
                 // Without its wake-up the UDP thread stops at the next
                 // datagram: not waited for past the deadline.
@@ -298,8 +281,8 @@ impl Running {
                 None => {}
             }
         }
-        if let (Some(outbox), Some(thread)) = (&self.display_outbox, self.display) {
-            outbox.drain(None, deadline);
+        if let (Some(display), Some(thread)) = (&self.display_queue, self.display) {
+            display.close(deadline);
             join_until(thread, deadline);
         }
         let transcript = ctx

@@ -1,8 +1,8 @@
 //! One chat client's session: its reader loop and its commands.
 //!
 //! The worker thread that runs [`serve`] is the client's reader; what the
-//! client is sent goes through its outbox to the shared writers
-//! ([`crate::writer`]). Whatever ends the session (end of stream, error,
+//! client is sent goes through its queue to the shared writers
+//! ([`crate::write`]). Whatever ends the session (end of stream, error,
 //! `/quit`, removal, shutdown, a panic), the [`Membership`] guard takes the
 //! client out through the one removal path, [`Rooms::remove`]: everyone
 //! else hears why, and what was queued for the client still goes out.
@@ -23,11 +23,11 @@ use crate::flood::TokenBucket;
 use crate::leave::Leave;
 use crate::log;
 use crate::rooms::{ClientId, Moved, Relayed, Renamed, Room, Rooms, Ticket, Whisper, Who};
-use crate::writer::{self, Peer, WRITE_POLL};
+use crate::write::{self, Peer, Pushed, WRITE_POLL};
 use crate::Context;
 
 /// Most chat lines of one client relayed under one lock acquisition.
-const BATCH_LINES: usize = 64;
+pub const BATCH_LINES: usize = 64;
 
 /// Serves one chat client until it leaves.
 pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
@@ -88,7 +88,7 @@ struct Session<'a> {
     /// A copy of the directory's name for this client; only this session
     /// changes it, so formatting a line needs no lock.
     name: String,
-    /// This client's outbox and socket, for replies meant for it alone.
+    /// This client's queue and socket, for replies meant for it alone.
     peer: &'a Arc<Peer>,
     /// Settled once the client is removed: then the session stops.
     ticket: &'a Ticket,
@@ -141,7 +141,7 @@ impl Session<'_> {
         let config = &self.ctx.config;
         let answer_to = Arc::clone(&self.peer.stream);
         let mut lines = LineReader::new(stream, config.max_line as usize)
-            .with_telnet_replies(move |bytes| writer::send_aside(&answer_to, bytes));
+            .with_telnet_replies(move |bytes| write::send_aside(&answer_to, bytes));
         let mut bucket = TokenBucket::new(config.rate_limit, config.burst);
         loop {
             if !lines.has_line() || self.pending.len() >= BATCH_LINES {
@@ -306,10 +306,10 @@ impl Session<'_> {
     /// Queues a line for this client only. A client that lets its own
     /// replies pile up is too slow like any other.
     fn reply(&self, line: String) -> Result<(), Leave> {
-        self.ctx
-            .writers
-            .push(self.peer, &line.into())
-            .map_err(|_| Leave::TooSlow)
+        match self.ctx.writers.push(self.peer, &line.into()) {
+            Pushed::Queued => Ok(()),
+            Pushed::TooSlow => Err(Leave::TooSlow),
+        }
     }
 }
 

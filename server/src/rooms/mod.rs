@@ -9,7 +9,8 @@
 //!
 //! # Lock order (the one place it is written)
 //!
-//! directory, then one room, then an outbox. At most one room lock is held
+//! directory, then one room, then a client's queue (and what
+//! [`crate::write`] takes after it). At most one room lock is held
 //! at a time: a move releases the old room before it locks the new one.
 //! Nothing takes them the other way; the relay takes a room and outboxes
 //! only. A [`log::RoomLog`] is called under its room's lock, a [`log::Log`]
@@ -21,7 +22,7 @@
 //! Every way out (quit, end of stream, error, kick, too slow, shutdown)
 //! goes through [`Rooms::remove`]: the client's [`Ticket`] is settled under
 //! its room's lock (from then on nothing it sends is relayed), its name is
-//! freed, its outbox ended with the right last line, and its room told
+//! freed, its queue ended with the right last line, and its room told
 //! (except at shutdown, when everyone gets the shutdown notice instead).
 
 pub mod embedded;
@@ -39,12 +40,12 @@ use chat_common::room::{self as room_name, LOBBY};
 use chat_common::{name, protocol};
 use parking_lot::Mutex;
 
-pub use fanout::{wake_interval, Fanout};
+pub use fanout::Fanout;
 pub use room::{Room, Ticket};
 
 use crate::leave::Leave;
 use crate::shutdown;
-use fanout::Wake;
+use crate::write::{Peer, Pushed, Wake};
 use log::{Appended, Batch, Log, Origin};
 use room::{Member, RoomInner};
 
@@ -61,7 +62,7 @@ pub struct Closing;
 /// A client that just connected, in `#lobby`.
 pub struct Entered {
     /// Its outbox and socket.
-    pub peer: Arc<crate::writer::Peer>,
+    pub peer: Arc<Peer>,
     /// `guest-N`.
     pub name: String,
     /// Settled when it is removed.
@@ -129,7 +130,7 @@ pub enum Moved {
 /// One connected client, as the directory sees it.
 struct Client {
     name: String,
-    peer: Arc<crate::writer::Peer>,
+    peer: Arc<Peer>,
     ticket: Arc<Ticket>,
     /// The room it is in.
     room: Arc<Room>,
@@ -160,8 +161,6 @@ pub struct Rooms {
     fan: Fanout,
     /// Where rooms' lines are ordered.
     log: Box<dyn Log>,
-    /// `--sendq`: each new client's outbox limit.
-    sendq: usize,
     /// `--max-rooms`.
     max_rooms: usize,
     /// For the shutdown notice's delivery deadline.
@@ -175,7 +174,6 @@ impl Rooms {
     pub fn new(
         fan: Fanout,
         log: Box<dyn Log>,
-        sendq: usize,
         max_rooms: usize,
         shutdown: Arc<crate::shutdown::Shutdown>,
     ) -> Rooms {
@@ -194,7 +192,6 @@ impl Rooms {
             }),
             fan,
             log,
-            sendq,
             max_rooms: max_rooms.max(1),
             shutdown,
             relayed: AtomicU64::new(0),
@@ -228,7 +225,7 @@ impl Rooms {
         }
         let id = dir.next_guest;
         dir.next_guest += 1;
-        let peer = Arc::new(crate::writer::Peer::new(id, self.sendq, stream));
+        let peer = self.fan.writers.peer(id, stream);
         let name = name::guest(id);
         let ticket = Arc::new(Ticket::default());
         let lobby = Arc::clone(&dir.rooms[LOBBY]);
@@ -393,7 +390,7 @@ impl Rooms {
             return Whisper::NoOne;
         };
         let name = recipient.name.clone();
-        if self.fan.writers.push(&recipient.peer, &line).is_err() {
+        if self.fan.writers.push(&recipient.peer, &line) == Pushed::TooSlow {
             self.remove_locked(&mut dir, vec![(target, Leave::TooSlow)]);
             return Whisper::Dropped(name);
         }
@@ -489,8 +486,6 @@ impl Rooms {
     pub fn shutdown(&self) {
         let mut dir = self.dir.lock();
         dir.closing = true;
-        // Wake the notice thread so it sees the shutdown.
-        self.fan.wake_notice_thread();
         let mut ids: Vec<ClientId> = dir.clients.keys().copied().collect();
         ids.sort_unstable();
         self.remove_locked(
@@ -531,24 +526,6 @@ impl Rooms {
         self.relayed.load(Ordering::Relaxed)
     }
 
-    /// The notice thread's idle state: see [`Fanout::wait_quiet`].
-    pub fn wait_quiet(&self) {
-        self.fan.wait_quiet();
-    }
-
-    /// Wakes the writers of every client that has join or leave notices
-    /// waiting. Called every [`wake_interval`] by the server's notice thread.
-    pub fn wake_quiet(&self) {
-        if !self.fan.take_quiet() {
-            return;
-        }
-        let dir = self.dir.lock();
-        for client in dir.clients.values() {
-            self.fan.writers.signal(&client.peer);
-        }
-        self.fan.signal_display();
-    }
-
     /// The sinks (for the transcript's summary).
     pub fn fanout(&self) -> &Fanout {
         &self.fan
@@ -578,7 +555,7 @@ impl Rooms {
         dir: &mut Directory,
         room: &Arc<Room>,
         spelling: Option<&str>,
-        (id, name, peer, ticket): (ClientId, &str, &Arc<crate::writer::Peer>, &Arc<Ticket>),
+        (id, name, peer, ticket): (ClientId, &str, &Arc<Peer>, &Arc<Ticket>),
         answer: impl FnOnce(&str, usize) -> String,
     ) -> Vec<ClientId> {
         let mut inner = room.inner.lock();
@@ -604,7 +581,7 @@ impl Rooms {
             lines.extend(history);
         }
         let mut own = false;
-        if self.fan.writers.push_all(peer, &lines).is_err() {
+        if self.fan.writers.push_all(peer, &lines, Wake::Now) == Pushed::TooSlow {
             // Its own replies piled up: too slow like any other.
             ticket.settle(Leave::TooSlow);
             own = true;
@@ -709,7 +686,7 @@ impl Rooms {
     /// Ends a removed client's outbox with the last line its fate calls
     /// for: too slow at once (what it did not read is dropped), the others
     /// after what is queued.
-    fn end(&self, peer: &Arc<crate::writer::Peer>, fate: &Leave) {
+    fn end(&self, peer: &Arc<Peer>, fate: &Leave) {
         let writers = &self.fan.writers;
         let linger = Instant::now() + LINGER;
         match fate {

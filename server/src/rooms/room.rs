@@ -6,7 +6,7 @@
 //! queue, so nothing under this lock writes to a socket, logs or blocks.
 //!
 //! A member whose queue is full is marked too slow on the spot (its
-//! [`Ticket`] settled, its outbox aborted, its reader woken) and skipped from
+//! [`Ticket`] settled, its queue aborted, its reader woken) and skipped from
 //! then on; the caller then takes it out through the one removal path,
 //! [`super::Rooms::remove`], once this lock is released.
 
@@ -16,11 +16,11 @@ use std::sync::{Arc, OnceLock};
 use chat_common::protocol;
 use parking_lot::Mutex;
 
-use super::fanout::{Fanout, Wake};
+use super::fanout::Fanout;
 use super::log::{Batch, RoomLog};
 use super::ClientId;
 use crate::leave::Leave;
-use crate::writer::Peer;
+use crate::write::{Peer, Pushed, Wake};
 
 /// Whether a client is still in the room, shared by its session, the
 /// directory and its room.
@@ -50,7 +50,7 @@ pub(super) struct Member {
     pub id: ClientId,
     /// Its name now (renames update it), for `/who`.
     pub name: String,
-    /// Its outbox and socket.
+    /// Its queue and socket.
     pub peer: Arc<Peer>,
     /// Settled when it is removed.
     pub ticket: Arc<Ticket>,
@@ -111,7 +111,7 @@ impl RoomInner {
             if Some(member.id) == skip || member.ticket.fate().is_some() {
                 continue;
             }
-            if fan.push(&member.peer, &batch.lines, wake).is_err() {
+            if fan.push(&member.peer, &batch.lines, wake) == Pushed::TooSlow {
                 mark_too_slow(fan, member);
                 slow.push(member.id);
             }

@@ -5,15 +5,14 @@ use std::sync::Arc;
 
 use super::*;
 use crate::rooms::embedded::Embedded;
-use crate::writer::Writers;
+use crate::write::{Limits, Writers};
 
 /// Rooms with one flusher, no display, no transcript.
 fn rooms() -> Rooms {
-    let writers = Writers::start(1).expect("start a flusher");
+    let writers = Writers::start(1, Limits::new(16, 1 << 20, 64)).expect("start a flusher");
     Rooms::new(
         Fanout::new(writers, None, None),
         Box::new(Embedded::new(20)),
-        16,
         8,
         Arc::new(crate::shutdown::Shutdown::new()),
     )

@@ -1,0 +1,65 @@
+//! The console's view of the room: one more queue, filled by the registry in
+//! the same order as every client's, drained by the console's display thread
+//! (`console::spawn_display`) instead of a socket.
+//!
+//! So the registry never writes to stdout under its lock, and a stdout
+//! nobody reads (a full pipe) costs the room nothing: the display just loses
+//! lines once its queue is full.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::queue::{Queue, Taken};
+use super::quiet::{self, Wake};
+use super::Writers;
+
+/// What [`Display::wait`] put in the batch.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// Lines to show (maybe none); more will come.
+    More,
+    /// The display was closed: show these and stop.
+    Last,
+}
+
+/// A handle on the display's queue; cheap to clone.
+#[derive(Clone)]
+pub struct Display {
+    queue: Arc<Queue>,
+    /// For the notice thread, which wakes the display for quiet lines.
+    writers: Writers,
+}
+
+impl Display {
+    pub(super) fn new(queue: Arc<Queue>, writers: Writers) -> Display {
+        Display { queue, writers }
+    }
+
+    /// Queues a public line for stdout, now or with the next quiet wake-up.
+    /// A display that cannot keep up loses lines rather than slowing the
+    /// room.
+    pub fn show(&self, line: &Arc<str>, wake: Wake) {
+        match wake {
+            // A thread-owned queue is notified, never scheduled.
+            Wake::Now => {
+                let _ = self.queue.push_all(std::slice::from_ref(line));
+            }
+            Wake::Later => quiet::show(self.writers.shared(), &self.queue, line),
+        }
+    }
+
+    /// For the display thread: waits for lines and moves them into `batch`.
+    pub fn wait(&self, batch: &mut Vec<Arc<str>>) -> Batch {
+        match self.queue.take_wait(batch, None) {
+            Taken::Batch { last: true } => Batch::Last,
+            Taken::Batch { last: false } | Taken::Idle => Batch::More,
+        }
+    }
+
+    /// Closes the display at shutdown: what is queued still goes out, until
+    /// `deadline`.
+    pub fn close(&self, deadline: Instant) {
+        let _ = self.queue.drain(None, deadline);
+    }
+}

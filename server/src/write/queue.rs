@@ -1,0 +1,435 @@
+//! One client's queue of outgoing lines: its bounds, and who drains it.
+//!
+//! The relay pushes a shared `Arc<str>` into each recipient's queue under
+//! the registry lock; that is what gives every client the same order. A push
+//! never blocks: when a client's queue is full it fails, and the registry
+//! drops that client alone.
+//!
+//! Full means `--sendq` lines, or `--sendq-bytes` bytes, piled up since the
+//! client's socket filled: the client is not keeping up. Bytes matter for a
+//! client that asks for big replies (`/who` of a large room) and never
+//! reads: one line can be 12 KB. While its socket still takes everything
+//! written, a longer queue is the server's own lag (a storm of joins on a
+//! busy machine, a paste relayed faster than the flushers get CPU), so the
+//! queue may hold [`Limits::lag_lines`] lines and [`LAG_ALLOWANCE`] times
+//! `--sendq-bytes` bytes before the client is dropped anyway; what was
+//! queued when the socket filled does not count against the limits either.
+//! The limits are checked once per batch of lines ([`Queue::push_all`]), so
+//! a paste is never cut by a drop in its middle: a queue may pass its limit
+//! by one batch.
+//!
+//! Who drains the queue is part of its state ([`Owner`]): nobody while it is
+//! empty, a shared flusher thread while writes go through at once, or a
+//! thread of its own while the client's socket is full (see `slow.rs`). A
+//! push into an idle queue says so ([`Handoff::Schedule`]), and the pusher
+//! hands the client to the flushers. So an idle client costs no thread and no
+//! buffer, and a busy room costs one `sendmsg` per batch, not per line.
+//!
+//! Quiet lines (join and leave notices) are pushed and signalled by the
+//! methods in `quiet.rs`; this file only keeps their flag.
+//!
+//! Lock order: registry, then queue, then the notice list (`quiet.rs`). The
+//! writers take only the queue lock, and never hold it across a write.
+
+use std::collections::VecDeque;
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+/// Most bytes a writer takes from the queue for one `sendmsg`. A batch's
+/// buffer lives only as long as the batch.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// Most lines a writer takes at once: one `sendmsg` gathers them, and Linux
+/// takes at most 1,024 pieces (`IOV_MAX`) in one call.
+pub const BATCH_LINES: usize = 512;
+
+/// How many times the larger of `--sendq` and `--burst` lines, and how many
+/// times `--sendq-bytes` bytes, a queue may hold while the client's socket
+/// takes everything written: the backlog is the server's, not the client's.
+/// It still bounds the queue, so memory stays bounded when the server is
+/// overloaded.
+pub const LAG_ALLOWANCE: usize = 4;
+
+/// A queue whose storage grew past this many entries gives it back once
+/// empty, so a burst cannot pin memory for the rest of the connection.
+const KEEP_CAPACITY: usize = 64;
+
+/// How much one client's queue may hold. Fixed for the server's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `--sendq`: lines that may pile up once the client's socket is full.
+    pub lines: usize,
+    /// Lines the queue may hold while the socket takes everything:
+    /// [`LAG_ALLOWANCE`] times the larger of `--sendq` and a paste (`--burst`
+    /// lines, and at least one relay batch). A paste is pushed to every
+    /// reader, in relay batches, before a flusher may get the CPU to send any
+    /// of it; with a small `--sendq`, an allowance of `LAG_ALLOWANCE *
+    /// --sendq` alone dropped readers that read at full speed. Counted in
+    /// pastes, it holds four at once.
+    pub lag_lines: usize,
+    /// `--sendq-bytes`: bytes that may pile up once the socket is full
+    /// ([`LAG_ALLOWANCE`] times that before).
+    pub bytes: usize,
+}
+
+impl Limits {
+    /// The limits for `--sendq`, `--sendq-bytes` and a paste of `paste`
+    /// lines (`--burst`, at least one relay batch).
+    pub fn new(sendq: usize, sendq_bytes: usize, paste: usize) -> Limits {
+        Limits {
+            lines: sendq,
+            lag_lines: sendq.max(paste).saturating_mul(LAG_ALLOWANCE),
+            bytes: sendq_bytes,
+        }
+    }
+}
+
+/// The queue is full: the client is not reading fast enough (or the server
+/// is hopelessly behind; see [`Limits::lag_lines`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Full;
+
+/// What the caller of a push, signal or ending must do next.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Handoff {
+    /// Nothing: someone already drains the queue, or nothing is to be sent.
+    Done,
+    /// The queue was idle: hand its client to the flushers.
+    Schedule,
+}
+
+/// Whether a writer waiting on a full socket should stop waiting.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Stall {
+    /// Keep waiting for the client to read.
+    Wait,
+    /// Stop: the queue was aborted (too slow, kicked), or its drain deadline
+    /// passed.
+    GiveUp,
+}
+
+/// How a queue ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Deliver what is queued, until the deadline, then close.
+    Drain(Instant),
+    /// Stop now: what is queued is discarded (bar one last word).
+    Abort,
+}
+
+/// Who is responsible for draining the queue now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Nobody: the queue is empty, or holds only quiet lines.
+    Idle,
+    /// Handed to the flushers, waiting for one to pick it up.
+    Queued,
+    /// A flusher is writing it.
+    Flushing,
+    /// A thread of its own, which waits on `ready`.
+    Thread,
+    /// Finished: the socket is closed for writing.
+    Done,
+}
+
+pub(super) struct State {
+    lines: VecDeque<Arc<str>>,
+    /// Bytes of `lines`, for [`Limits::bytes`].
+    bytes: usize,
+    end: Option<End>,
+    /// Lines pushed quietly wait: nobody has been woken for them yet.
+    pub(super) quiet: bool,
+    /// The queue is on the notice thread's list (`quiet.rs`): at most once.
+    pub(super) listed: bool,
+    owner: Owner,
+    /// Lines already queued when the socket filled (the server's lag, not
+    /// the client's): they do not count against `--sendq`.
+    backlog_at_stall: usize,
+    /// Bytes queued when the socket filled: not counted against
+    /// `--sendq-bytes`.
+    bytes_at_stall: usize,
+}
+
+impl State {
+    /// Lines waiting now.
+    pub(super) fn queued(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether the queue was drained or aborted: nothing more goes in.
+    pub(super) fn ended(&self) -> bool {
+        self.end.is_some()
+    }
+}
+
+/// What a writer got from [`Queue::take_now`] or [`Queue::take_wait`].
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Taken {
+    /// Nothing to write: the queue went back to idle.
+    Idle,
+    /// Lines were moved into the batch; `last` means the queue has ended
+    /// and this batch (possibly empty) is all that is left.
+    Batch {
+        /// Close after writing this batch.
+        last: bool,
+    },
+}
+
+/// A bounded queue of lines for one client (or the console's display).
+pub(super) struct Queue {
+    pub(super) state: Mutex<State>,
+    /// Signalled for a queue owned by a thread: lines or end arrived.
+    ready: Condvar,
+    pub(super) limits: Limits,
+}
+
+impl Queue {
+    /// An empty, idle queue. Allocates no storage until the first line.
+    pub(super) fn new(limits: Limits) -> Queue {
+        Queue::with_owner(limits, Owner::Idle)
+    }
+
+    /// A queue drained by one dedicated thread for its whole life (the
+    /// server's stdout display).
+    pub(super) fn for_thread(limits: Limits) -> Queue {
+        Queue::with_owner(limits, Owner::Thread)
+    }
+
+    fn with_owner(limits: Limits, owner: Owner) -> Queue {
+        Queue {
+            state: Mutex::new(State {
+                lines: VecDeque::new(),
+                bytes: 0,
+                end: None,
+                quiet: false,
+                listed: false,
+                owner,
+                backlog_at_stall: 0,
+                bytes_at_stall: 0,
+            }),
+            ready: Condvar::new(),
+            limits,
+        }
+    }
+
+    /// Queues `lines`, in order, for prompt delivery, under one lock: the
+    /// lines a client sent in one packet cost each recipient one lock, not
+    /// one per line. They are taken whole or not at all. Lines pushed after
+    /// the queue ended are dropped.
+    ///
+    /// # Errors
+    /// [`Full`] when the queue was already full (see [`Queue::room`]).
+    pub(super) fn push_all(&self, lines: &[Arc<str>]) -> Result<Handoff, Full> {
+        let mut state = self.enqueue(lines)?;
+        if state.end.is_some() {
+            return Ok(Handoff::Done);
+        }
+        state.quiet = false;
+        Ok(self.wake(&mut state))
+    }
+
+    /// Appends `lines` unless the queue is full; the caller decides whom to
+    /// wake.
+    pub(super) fn enqueue(&self, lines: &[Arc<str>]) -> Result<MutexGuard<'_, State>, Full> {
+        let mut state = self.state.lock();
+        if state.end.is_none() {
+            let (room_lines, room_bytes) = self.room(&state);
+            if state.lines.len() >= room_lines || state.bytes >= room_bytes {
+                return Err(Full);
+            }
+            for line in lines {
+                state.bytes += line.len();
+                state.lines.push_back(Arc::clone(line));
+            }
+        }
+        Ok(state)
+    }
+
+    /// How many lines and bytes may wait before a batch is refused: once a
+    /// thread of its own waits on the client's full socket, `--sendq` lines
+    /// and `--sendq-bytes` bytes more than were queued when it filled; while
+    /// the socket takes everything (the client cannot be behind what it was
+    /// never sent), the lag allowance, which also caps the first.
+    fn room(&self, state: &State) -> (usize, usize) {
+        let lines = self.limits.lag_lines;
+        let bytes = self.limits.bytes.saturating_mul(LAG_ALLOWANCE);
+        if state.owner == Owner::Thread {
+            (
+                (state.backlog_at_stall + self.limits.lines).min(lines),
+                (state.bytes_at_stall.saturating_add(self.limits.bytes)).min(bytes),
+            )
+        } else {
+            (lines, bytes)
+        }
+    }
+
+    /// Ends the queue gracefully: `last` (the shutdown notice, say) is
+    /// queued past the limit, then what is queued goes out until `deadline`.
+    pub(super) fn drain(&self, last: Option<&Arc<str>>, deadline: Instant) -> Handoff {
+        let mut state = self.state.lock();
+        if state.end.is_some() {
+            return Handoff::Done;
+        }
+        if let Some(last) = last {
+            state.bytes += last.len();
+            state.lines.push_back(Arc::clone(last));
+        }
+        state.end = Some(End::Drain(deadline));
+        state.quiet = false;
+        self.wake(&mut state)
+    }
+
+    /// Ends the queue now: queued lines are dropped and only `last` (the
+    /// reason, best effort) is left to send.
+    pub(super) fn abort(&self, last: Option<Arc<str>>) -> Handoff {
+        let mut state = self.state.lock();
+        if state.end == Some(End::Abort) {
+            return Handoff::Done;
+        }
+        state.bytes = last.as_ref().map_or(0, |line| line.len());
+        state.lines = last.into_iter().collect();
+        state.end = Some(End::Abort);
+        state.quiet = false;
+        self.wake(&mut state)
+    }
+
+    /// Makes sure someone drains what is queued.
+    pub(super) fn wake(&self, state: &mut State) -> Handoff {
+        match state.owner {
+            Owner::Idle => {
+                state.owner = Owner::Queued;
+                Handoff::Schedule
+            }
+            Owner::Thread => {
+                self.ready.notify_one();
+                Handoff::Done
+            }
+            Owner::Queued | Owner::Flushing | Owner::Done => Handoff::Done,
+        }
+    }
+
+    /// For a flusher that picked this queue up: takes a batch without
+    /// waiting, or returns it to idle when there is nothing to write.
+    pub(super) fn take_now(&self, batch: &mut Vec<Arc<str>>) -> Taken {
+        let mut state = self.state.lock();
+        debug_assert!(matches!(state.owner, Owner::Queued | Owner::Flushing));
+        if state.lines.is_empty() && state.end.is_none() {
+            state.owner = Owner::Idle;
+            return Taken::Idle;
+        }
+        state.owner = Owner::Flushing;
+        Self::take_batch(&mut state, batch)
+    }
+
+    /// For a thread that owns this queue: waits for lines, up to `idle` if
+    /// given; when that passes with nothing to write, the queue goes back
+    /// to idle and the thread may leave.
+    pub(super) fn take_wait(&self, batch: &mut Vec<Arc<str>>, idle: Option<Duration>) -> Taken {
+        let mut state = self.state.lock();
+        let until = idle.map(|idle| Instant::now() + idle);
+        while (state.lines.is_empty() || state.quiet) && state.end.is_none() {
+            match until {
+                Some(until) => {
+                    if self.ready.wait_until(&mut state, until).timed_out() {
+                        break;
+                    }
+                }
+                None => self.ready.wait(&mut state),
+            }
+        }
+        if state.lines.is_empty() && state.end.is_none() {
+            state.owner = Owner::Idle;
+            state.quiet = false;
+            state.backlog_at_stall = 0;
+            state.bytes_at_stall = 0;
+            return Taken::Idle;
+        }
+        Self::take_batch(&mut state, batch)
+    }
+
+    fn take_batch(state: &mut State, batch: &mut Vec<Arc<str>>) -> Taken {
+        state.quiet = false;
+        let mut bytes = 0;
+        while bytes < BATCH_BYTES && batch.len() < BATCH_LINES {
+            let Some(line) = state.lines.pop_front() else {
+                break;
+            };
+            bytes += line.len();
+            batch.push(line);
+        }
+        state.bytes -= bytes;
+        if state.lines.is_empty() && state.lines.capacity() > KEEP_CAPACITY {
+            // Give back what a burst grew, so an idle client holds little.
+            state.lines = VecDeque::new();
+        }
+        Taken::Batch {
+            last: state.end.is_some() && state.lines.is_empty(),
+        }
+    }
+
+    /// A flusher ran its turn and lines remain: back in line for fairness.
+    pub(super) fn requeue(&self) -> Handoff {
+        let mut state = self.state.lock();
+        if state.owner == Owner::Flushing {
+            state.owner = Owner::Queued;
+            return Handoff::Schedule;
+        }
+        Handoff::Done
+    }
+
+    /// The client's socket is full: a thread of its own takes over. What
+    /// is queued now is the server's backlog, not the client's.
+    pub(super) fn hand_to_thread(&self) {
+        let mut state = self.state.lock();
+        state.owner = Owner::Thread;
+        state.backlog_at_stall = state.lines.len();
+        state.bytes_at_stall = state.bytes;
+    }
+
+    /// Nothing more will be sent: drops what is queued and says how to shut
+    /// the socket: both ways if the queue was aborted (which also wakes the
+    /// client's reader), else for writing only, so the client reads our
+    /// last line and then end of stream.
+    pub(super) fn finish(&self) -> Shutdown {
+        let mut state = self.state.lock();
+        let how = if state.end == Some(End::Abort) {
+            Shutdown::Both
+        } else {
+            Shutdown::Write
+        };
+        state.owner = Owner::Done;
+        state.lines = VecDeque::new();
+        state.bytes = 0;
+        state.end.get_or_insert(End::Abort);
+        how
+    }
+
+    /// Whether a writer should stop waiting on a stalled socket.
+    pub(super) fn stall(&self, now: Instant) -> Stall {
+        match self.state.lock().end {
+            Some(End::Abort) => Stall::GiveUp,
+            Some(End::Drain(deadline)) if now >= deadline => Stall::GiveUp,
+            Some(End::Drain(_)) | None => Stall::Wait,
+        }
+    }
+
+    /// Lines waiting now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.state.lock().lines.len()
+    }
+
+    /// Bytes waiting now.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests;
