@@ -160,6 +160,7 @@ impl Server {
         let rooms = Rooms::new(
             rooms::Fanout::new(writers.clone(), display.clone(), transcript),
             Box::new(rooms::embedded::Embedded::new(config.history as usize)),
+            Box::new(rooms::names::LocalNames::default()),
             config.max_rooms as usize,
             Arc::clone(&shutdown),
         );

@@ -18,7 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
@@ -31,7 +31,12 @@ use crate::log;
 /// Batches of lines that may wait for the transcript thread; past that,
 /// lines are counted as lost rather than slowing the room. Each holds one
 /// room's batch (at most 64 lines of one client's read).
-pub const TRANSCRIPT_QUEUE: usize = 8192;
+pub const TRANSCRIPT_QUEUE: usize = 4096;
+
+/// Lines that may wait for the transcript thread, whatever the batches:
+/// what bounds its memory (16,384 x `--max-line`, 32 MiB by default) when
+/// the disk is slower than the rooms.
+pub const TRANSCRIPT_LINES: usize = 16_384;
 
 /// How long a relayed line may wait before it is written: SPEC says it is
 /// in the file within 1 s.
@@ -62,6 +67,8 @@ pub struct Transcript {
     /// Lines the file lacks: dropped at a full queue or lost to a failed
     /// write.
     lost: Arc<AtomicU64>,
+    /// Lines in the queue now (see [`TRANSCRIPT_LINES`]).
+    queued: Arc<AtomicUsize>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -92,13 +99,15 @@ impl Transcript {
     pub fn start(file: File, name: String) -> std::io::Result<Transcript> {
         let (queue, records) = crossbeam_channel::bounded(TRANSCRIPT_QUEUE);
         let lost = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&lost);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let counters = (Arc::clone(&lost), Arc::clone(&queued));
         let thread = thread::Builder::new()
             .name("transcript".into())
-            .spawn(move || write_loop(file, &name, &records, &counter))?;
+            .spawn(move || write_loop(file, &name, &records, &counters.0, &counters.1))?;
         Ok(Transcript {
             queue,
             lost,
+            queued,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -106,6 +115,12 @@ impl Transcript {
     /// Hands a room's lines to the thread. Never blocks: a full queue
     /// counts them as lost.
     pub fn record(&self, room: &Arc<str>, lines: &[Arc<str>]) {
+        let n = lines.len();
+        if self.queued.fetch_add(n, Ordering::AcqRel) + n > TRANSCRIPT_LINES {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            self.lost.fetch_add(n as u64, Ordering::Relaxed);
+            return;
+        }
         let record = Record::Lines {
             at: SystemTime::now(),
             room: Arc::clone(room),
@@ -135,7 +150,13 @@ impl Transcript {
 
 /// The transcript thread: gathers lines, writes them at least every
 /// [`FLUSH_EVERY`].
-fn write_loop(mut file: File, name: &str, records: &Receiver<Record>, lost: &AtomicU64) {
+fn write_loop(
+    mut file: File,
+    name: &str,
+    records: &Receiver<Record>,
+    lost: &AtomicU64,
+    queued: &AtomicUsize,
+) {
     let mut out = Pending::default();
     let mut failing = false;
     let mut due: Option<Instant> = None;
@@ -145,6 +166,7 @@ fn write_loop(mut file: File, name: &str, records: &Receiver<Record>, lost: &Ato
         });
         let stop = match records.recv_timeout(wait) {
             Ok(Record::Lines { at, room, lines }) => {
+                queued.fetch_sub(lines.len(), Ordering::AcqRel);
                 let time = humantime::format_rfc3339_millis(at).to_string();
                 for line in &lines {
                     // LINE keeps its own LF.

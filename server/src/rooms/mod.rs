@@ -28,6 +28,7 @@
 pub mod embedded;
 mod fanout;
 pub mod log;
+pub mod names;
 mod room;
 
 use std::collections::{HashMap, VecDeque};
@@ -47,6 +48,7 @@ use crate::leave::Leave;
 use crate::shutdown;
 use crate::write::{Peer, Pushed, Wake};
 use log::{Appended, Batch, Log, Origin};
+use names::Names;
 use room::{Member, RoomInner};
 
 /// How long a leaving client's queued lines may take to go out.
@@ -140,16 +142,14 @@ struct Client {
 struct Directory {
     /// Everyone connected, by id.
     clients: HashMap<ClientId, Client>,
-    /// Names in lower case: unique server-wide.
-    names: HashMap<String, ClientId>,
+    /// Name claims and guest numbers: unique server-wide.
+    names: Box<dyn Names>,
     /// Every room the server knows: with members, or empty with history.
     rooms: HashMap<String, Arc<Room>>,
     /// Rooms other than `#lobby` with members (`#lobby` always counts).
     busy: usize,
     /// Empty rooms kept for their history, emptied longest ago first.
     emptied: VecDeque<String>,
-    /// Next `guest-N`; never reused while the server runs.
-    next_guest: u64,
     /// Set by shutdown: no joins, no leave notices.
     closing: bool,
 }
@@ -174,6 +174,7 @@ impl Rooms {
     pub fn new(
         fan: Fanout,
         log: Box<dyn Log>,
+        names: Box<dyn Names>,
         max_rooms: usize,
         shutdown: Arc<crate::shutdown::Shutdown>,
     ) -> Rooms {
@@ -183,11 +184,10 @@ impl Rooms {
         Rooms {
             dir: Mutex::new(Directory {
                 clients: HashMap::new(),
-                names: HashMap::new(),
+                names,
                 rooms,
                 busy: 0,
                 emptied: VecDeque::new(),
-                next_guest: 1,
                 closing: false,
             }),
             fan,
@@ -223,13 +223,13 @@ impl Rooms {
         if dir.closing {
             return Err(Closing);
         }
-        let id = dir.next_guest;
-        dir.next_guest += 1;
+        let id = dir.names.next_guest();
         let peer = self.fan.writers.peer(id, stream);
         let name = name::guest(id);
         let ticket = Arc::new(Ticket::default());
         let lobby = Arc::clone(&dir.rooms[LOBBY]);
-        dir.names.insert(name.to_ascii_lowercase(), id);
+        // A number never given before: its guest name is free.
+        let _ = dir.names.claim(&name, id);
         dir.clients.insert(
             id,
             Client {
@@ -341,16 +341,20 @@ impl Rooms {
         if client.ticket.fate().is_some() {
             return Renamed::Gone;
         }
-        let key = new.to_ascii_lowercase();
-        if dir.names.get(&key).is_some_and(|&other| other != id) {
+        let (room, old, ticket) = (
+            Arc::clone(&client.room),
+            client.name.clone(),
+            Arc::clone(&client.ticket),
+        );
+        if dir.names.claim(new, id).is_err() {
             return Renamed::Taken;
         }
-        let room = Arc::clone(&client.room);
-        let old = client.name.clone();
         let mut slow = Vec::new();
         {
             let mut inner = room.inner.lock();
-            if client.ticket.fate().is_some() {
+            if ticket.fate().is_some() {
+                drop(inner);
+                dir.names.release(new, id);
                 return Renamed::Gone;
             }
             if let Some(pos) = inner.position(id) {
@@ -362,8 +366,9 @@ impl Rooms {
             };
             self.append(&mut inner, &batch, Wake::Now, &mut slow);
         }
-        dir.names.remove(&old.to_ascii_lowercase());
-        dir.names.insert(key, id);
+        if !old.eq_ignore_ascii_case(new) {
+            dir.names.release(&old, id);
+        }
         if let Some(client) = dir.clients.get_mut(&id) {
             client.name = new.to_string();
         }
@@ -379,7 +384,7 @@ impl Rooms {
             return Whisper::Gone;
         };
         let line: Arc<str> = protocol::private_from(&sender.name, text).into();
-        let Some(&target) = dir.names.get(&to.to_ascii_lowercase()) else {
+        let Some(target) = dir.names.holder(to) else {
             return Whisper::NoOne;
         };
         let Some(recipient) = dir
@@ -466,7 +471,7 @@ impl Rooms {
     /// whether someone by that name was connected.
     pub fn kick(&self, name: &str, reason: Option<String>) -> bool {
         let mut dir = self.dir.lock();
-        let Some(&id) = dir.names.get(&name.to_ascii_lowercase()) else {
+        let Some(id) = dir.names.holder(name) else {
             return false;
         };
         self.remove_locked(&mut dir, vec![(id, Leave::Kicked(reason))]);
@@ -658,7 +663,7 @@ impl Rooms {
             let Some(client) = dir.clients.remove(&id) else {
                 continue;
             };
-            dir.names.remove(&client.name.to_ascii_lowercase());
+            dir.names.release(&client.name, id);
             let room = client.room;
             let mut slow = Vec::new();
             let mut inner = room.inner.lock();

@@ -13,6 +13,7 @@ fn rooms() -> Rooms {
     Rooms::new(
         Fanout::new(writers, None, None),
         Box::new(Embedded::new(20)),
+        Box::new(names::LocalNames::default()),
         8,
         Arc::new(crate::shutdown::Shutdown::new()),
     )
