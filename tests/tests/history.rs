@@ -253,3 +253,22 @@ fn a_transcript_that_cannot_be_opened_exits_1() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// History is kept for at most `--max-rooms` empty rooms: past that, the
+/// room left empty longest ago is forgotten first.
+#[test]
+fn the_room_emptied_longest_ago_is_forgotten_first() {
+    let server = Server::start(&["--max-rooms", "2"]);
+    let (mut alice, _) = server.join();
+    for room in ["a", "b", "c"] {
+        join_room(&mut alice, room);
+        alice.send(&format!("said in {room}"));
+    }
+    join_room(&mut alice, "lobby");
+    // #a, #b and #c are empty now: #a was emptied first and is forgotten.
+    assert_eq!(join_room(&mut alice, "b"), "* you are now in #b (1 online)");
+    assert_eq!(alice.recv(), "* last 1 lines of #b:");
+    assert_eq!(alice.recv(), "<guest-1> said in b");
+    assert_eq!(join_room(&mut alice, "a"), "* you are now in #a (1 online)");
+    alice.assert_silent(QUIET);
+}
