@@ -302,3 +302,44 @@ fn read_tail(path: &Path) -> std::io::Result<Vec<u8>> {
     }
     Ok(tail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// History comes back per room, chat lines only, the last `keep` of
+    /// each, from the tail of the file; a cut first line is skipped.
+    #[test]
+    fn loads_the_tail_per_room() {
+        let path =
+            std::env::temp_dir().join(format!("chat-transcript-unit-{}", std::process::id()));
+        let mut body = String::new();
+        // More than TAIL_BYTES of filler first: only the tail of it is read.
+        let old = "2026-01-01T00:00:00.000Z #old <a> far too old to be read\n";
+        while (body.len() as u64) < TAIL_BYTES + 1000 {
+            body.push_str(old);
+        }
+        for line in [
+            "2026-01-01T00:00:01.000Z #lobby <a> one",
+            "2026-01-01T00:00:02.000Z #lobby * b joined (2 online)",
+            "2026-01-01T00:00:03.000Z #Games <b> two",
+            "2026-01-01T00:00:04.000Z #lobby <a> three",
+            "2026-01-01T00:00:05.000Z #lobby <a> four",
+            "garbage without fields",
+        ] {
+            body.push_str(line);
+            body.push('\n');
+        }
+        std::fs::write(&path, body).unwrap();
+        let mut rooms = load_history(&path, 2, 8);
+        let _ = std::fs::remove_file(&path);
+        rooms.retain(|(room, _)| room != "old");
+        let as_text =
+            |lines: &Vec<Arc<str>>| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        assert_eq!(rooms.len(), 2, "{rooms:?}");
+        assert_eq!(rooms[0].0, "Games");
+        assert_eq!(as_text(&rooms[0].1), ["<b> two\n"]);
+        assert_eq!(rooms[1].0, "lobby");
+        assert_eq!(as_text(&rooms[1].1), ["<a> three\n", "<a> four\n"]);
+    }
+}

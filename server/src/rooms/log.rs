@@ -47,9 +47,17 @@
 //! Locking: every [`RoomLog`] method is called with its room's lock held,
 //! so it must not block for long (a Redis `XADD` is a short network round
 //! trip; pipelining it off the lock is the implementation's business).
-//! [`Log`] methods are called under the directory lock. Neither may call
-//! back into [`super::Rooms`] from inside (that would take the locks again);
-//! delivery comes from the log's own thread.
+//! [`Log`] methods are called under the directory lock (`watch(key, true)`
+//! also under that room's lock, as its first member enters). Neither may
+//! call back into [`super::Rooms`] from inside (that would take the locks
+//! again); delivery comes from the log's own thread, holding no lock.
+//!
+//! Also for a second implementation: [`Batch::from`] carries the server id
+//! ([`Log::server`]) so that delivery skips the sender on its own server
+//! only; client ids are `guest-N` numbers, unique across servers when
+//! [`super::names::Names`] is shared. The transcript and the console's
+//! display are fed by delivery, so they see each room in the log's order
+//! on every server.
 
 use std::sync::Arc;
 
