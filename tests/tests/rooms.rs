@@ -237,3 +237,23 @@ fn msg_to_a_client_it_evicts_is_not_reported_delivered() {
     }
     panic!("the stalled client was never dropped");
 }
+
+/// A rename is told to the renamer's room only; names stay unique across
+/// rooms.
+#[test]
+fn renames_stay_in_their_room_and_names_are_server_wide() {
+    let server = Server::start(&[]);
+    let mut room = join_n(&server, 3);
+    join_room(&mut room[1].0, "den");
+    join_room(&mut room[2].0, "den");
+    room[1].0.recv_until(|l| l.starts_with("* guest-3 joined"));
+    room[0]
+        .0
+        .recv_until(|l| l.starts_with("* guest-3 left for #den"));
+    room[2].0.send("/nick carol");
+    assert_eq!(room[2].0.recv(), "* you are now known as carol");
+    assert_eq!(room[1].0.recv(), "* guest-3 is now known as carol");
+    room[0].0.assert_silent(QUIET);
+    room[0].0.send("/nick CAROL");
+    assert_eq!(room[0].0.recv(), "! name \"CAROL\" is taken");
+}
