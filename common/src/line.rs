@@ -389,6 +389,31 @@ mod tests {
         }
     }
 
+    /// With telnet on, CR NUL is a CR (kept inside a line, dropped before
+    /// its LF like any CR), even when split across reads; and a
+    /// subnegotiation that is never closed mutes at most
+    /// `MAX_SUBNEGOTIATION` bytes, then lines come through again.
+    #[test]
+    fn telnet_cr_nul_and_unclosed_subnegotiation() {
+        let data = b"a\r\0b\r\0\nc\n";
+        for size in 1..data.len() {
+            let reader = LineReader::new(Chunked::new(data, &[size]), 10).with_telnet();
+            assert_eq!(all_lines(reader), [text("a\rb"), text("c")]);
+        }
+        let mut data = vec![0xff, 0xfa, 24];
+        for i in 0..100 {
+            data.extend(format!("line {i:02}\n").as_bytes());
+        }
+        let reader = LineReader::new(Chunked::new(&data, &[64]), 10).with_telnet();
+        let got = all_lines(reader);
+        assert_eq!(got.last(), Some(&text("line 99")));
+        let muted = usize::from(crate::telnet::MAX_SUBNEGOTIATION) / 8;
+        assert!(
+            (100 - muted - 1..=100 - muted + 1).contains(&got.len()),
+            "{got:?}"
+        );
+    }
+
     /// A read that only held telnet commands is not end of stream.
     #[test]
     fn telnet_only_read_is_not_eof() {
@@ -515,6 +540,7 @@ mod tests {
                 1 => Just(0xa9u8),
                 1 => Just(0xffu8),
                 1 => Just(0xfbu8),
+                1 => Just(0u8),
             ],
             0..80,
         )

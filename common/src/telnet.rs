@@ -10,6 +10,12 @@
 //! between chunks, because TCP may split a three-byte sequence anywhere and
 //! the line framer must not buffer raw bytes just to find out.
 //!
+//! A subnegotiation (`IAC SB ... IAC SE`) is bounded: at most
+//! [`MAX_SUBNEGOTIATION`] bytes before its `IAC SE`, or it is abandoned and
+//! what follows is data again, so a client that never closes one is not
+//! muted for good. A NUL right after a CR is dropped: CR NUL is how telnet's
+//! network virtual terminal sends a bare CR (RFC 854).
+//!
 //! It also says no to every option the client asks for (`DO x` gets
 //! `WONT x`, `WILL x` gets `DONT x`), the minimal correct server of RFC 854.
 //! That answer matters: when its user presses Ctrl+C, telnet sends
@@ -32,6 +38,16 @@ const DO: u8 = 253;
 /// See [`WILL`].
 const DONT: u8 = 254;
 
+/// Carriage return: CR NUL is a bare CR (RFC 854), so the NUL is dropped.
+const CR: u8 = b'\r';
+/// See [`CR`].
+const NUL: u8 = 0;
+
+/// Most bytes a subnegotiation may hold before its `IAC SE` (an escaped
+/// `IAC IAC` counts two). Real ones (terminal type, window size) are a few
+/// dozen bytes; past this one is abandoned and reading goes on as data.
+pub const MAX_SUBNEGOTIATION: u16 = 512;
+
 /// Most reply bytes held between two calls to [`TelnetFilter::take_replies`]:
 /// a client that floods requests gets some answers, not our memory.
 const MAX_REPLIES: usize = 3 * 64;
@@ -47,10 +63,12 @@ enum State {
     /// After `IAC WILL/WONT/DO/DONT` (the verb kept): the next byte is the
     /// option, dropped.
     Option(u8),
-    /// Inside `IAC SB ...`: dropped until `IAC SE`.
-    Sub,
-    /// IAC inside a subnegotiation: SE ends it, anything else stays inside.
-    SubIac,
+    /// Inside `IAC SB ...`, this many bytes in: dropped until `IAC SE`, or
+    /// until [`MAX_SUBNEGOTIATION`] is passed.
+    Sub(u16),
+    /// IAC inside a subnegotiation (bytes before it counted): SE ends it,
+    /// anything else stays inside.
+    SubIac(u16),
 }
 
 /// A streaming filter: state is kept across calls, so a sequence split
@@ -63,6 +81,18 @@ pub struct TelnetFilter {
     /// Answers to send back to the client (refusals), at most
     /// [`MAX_REPLIES`] bytes until taken.
     replies: Vec<u8>,
+    /// The last data byte kept was a CR: a NUL now is the second half of
+    /// telnet's CR NUL and is dropped. Survives between calls like `state`.
+    after_cr: bool,
+}
+
+/// The subnegotiation state after `more` bytes on top of `n`, or data
+/// again once that passes [`MAX_SUBNEGOTIATION`].
+fn sub_after(n: u16, more: u16) -> State {
+    match n.checked_add(more) {
+        Some(total) if total <= MAX_SUBNEGOTIATION => State::Sub(total),
+        _ => State::Data,
+    }
 }
 
 impl TelnetFilter {
@@ -76,33 +106,40 @@ impl TelnetFilter {
     /// 0xFF byte (kept, it decodes to U+FFFD); `IAC WILL/WONT/DO/DONT x`,
     /// `IAC SB ... IAC SE` and every other `IAC x` are dropped.
     ///
-    /// A subnegotiation that never ends swallows everything after it; that
-    /// costs no memory (nothing is buffered), and a client that sends one is
-    /// not speaking telnet's grammar anyway.
+    /// A subnegotiation swallows at most [`MAX_SUBNEGOTIATION`] bytes: the
+    /// byte that would pass the bound ends it (dropped too), and reading goes
+    /// on as data. It costs no memory either way (nothing is buffered). A NUL
+    /// right after a kept CR is dropped (telnet's CR NUL is a CR).
     pub fn filter(&mut self, buf: &mut [u8]) -> usize {
         let mut kept = 0;
         for i in 0..buf.len() {
             let byte = buf[i];
             let (next, keep) = match (self.state, byte) {
                 (State::Data, IAC) => (State::Iac, false),
+                (State::Data, NUL) if self.after_cr => {
+                    // The NUL of CR NUL is spent: a second NUL is data.
+                    self.after_cr = false;
+                    (State::Data, false)
+                }
                 (State::Data, _) => (State::Data, true),
                 (State::Iac, IAC) => (State::Data, true),
-                (State::Iac, SB) => (State::Sub, false),
+                (State::Iac, SB) => (State::Sub(0), false),
                 (State::Iac, WILL..=DONT) => (State::Option(byte), false),
                 (State::Option(verb), option) => {
                     self.refuse(verb, option);
                     (State::Data, false)
                 }
                 (State::Iac, _) => (State::Data, false),
-                (State::Sub, IAC) => (State::SubIac, false),
-                (State::Sub, _) => (State::Sub, false),
-                (State::SubIac, SE) => (State::Data, false),
-                (State::SubIac, _) => (State::Sub, false),
+                (State::Sub(n), IAC) => (State::SubIac(n), false),
+                (State::Sub(n), _) => (sub_after(n, 1), false),
+                (State::SubIac(_), SE) => (State::Data, false),
+                (State::SubIac(n), _) => (sub_after(n, 2), false),
             };
             self.state = next;
             if keep {
                 buf[kept] = byte;
                 kept += 1;
+                self.after_cr = byte == CR;
             }
         }
         kept
@@ -198,6 +235,45 @@ mod tests {
         assert_eq!(once(&bytes), b"ab");
     }
 
+    /// A subnegotiation of exactly [`MAX_SUBNEGOTIATION`] bytes is removed
+    /// whole; one that goes on past it is abandoned there, and the bytes
+    /// after the bound are data again, however the input is cut.
+    #[test]
+    fn subnegotiation_is_bounded() {
+        let max = usize::from(MAX_SUBNEGOTIATION);
+        let mut exact = vec![IAC, SB];
+        exact.extend(std::iter::repeat_n(b'x', max));
+        exact.extend([IAC, SE, b'o', b'k']);
+        assert_eq!(once(&exact), b"ok");
+
+        let mut endless = vec![IAC, SB];
+        endless.extend(std::iter::repeat_n(b'x', max + 1));
+        endless.extend(b"hello");
+        assert_eq!(once(&endless), b"hello");
+        let mut filter = TelnetFilter::new();
+        let mut kept = Vec::new();
+        for chunk in endless.chunks(7) {
+            kept.extend(run(&mut filter, chunk));
+        }
+        assert_eq!(kept, b"hello");
+
+        // Escaped IACs count two bytes each towards the bound.
+        let mut escaped = vec![IAC, SB];
+        escaped.extend([IAC, IAC].repeat(max / 2));
+        escaped.extend([b'z', b'!']);
+        assert_eq!(once(&escaped), b"!");
+    }
+
+    /// CR NUL is a CR; a NUL elsewhere, or a second one, is data.
+    #[test]
+    fn cr_nul_is_a_cr() {
+        assert_eq!(once(b"a\r\0b\r\n"), b"a\rb\r\n");
+        assert_eq!(once(b"\0a\0\r\0\0"), b"\0a\0\r\0");
+        let mut filter = TelnetFilter::new();
+        assert_eq!(run(&mut filter, b"a\r"), b"a\r");
+        assert_eq!(run(&mut filter, b"\0b"), b"b", "split between reads");
+    }
+
     /// A sequence split between two reads is still removed whole.
     #[test]
     fn state_survives_between_calls() {
@@ -214,7 +290,7 @@ mod tests {
         #[test]
         fn chunking_does_not_matter(
             bytes in proptest::collection::vec(
-                prop_oneof![Just(IAC), Just(SB), Just(SE), Just(WILL), Just(DONT), Just(244u8), any::<u8>()],
+                prop_oneof![Just(IAC), Just(SB), Just(SE), Just(WILL), Just(DONT), Just(244u8), Just(CR), Just(NUL), any::<u8>()],
                 0..64,
             ),
             cut in 0usize..64,

@@ -49,7 +49,7 @@ pub struct Config {
 
     /// Accepted connections that may wait for a free worker; past that the
     /// server says it is full and closes.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub queue: u32,
 
     /// Longest line in bytes, terminator excluded; longer lines are dropped
@@ -70,16 +70,16 @@ pub struct Config {
 
     /// Lines per second one client may send, sustained; 0 turns flood
     /// control off.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub rate_limit: u32,
 
     /// Lines one client may send at once before the rate applies.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub burst: u32,
 
     /// Connections from one address; 0 = no cap. Loopback is exempt unless
     /// --limit-loopback.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_per_ip: u32,
 
     /// Apply --max-per-ip to loopback addresses too.
@@ -103,4 +103,15 @@ pub struct Config {
     /// 0600), and history reloaded from at start.
     #[arg(long)]
     pub transcript: Option<PathBuf>,
+
+    /// New connections one address may open at once before
+    /// --connect-rate applies; past it they are refused at accept. Loopback
+    /// is exempt unless --limit-loopback.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connect_burst: u32,
+
+    /// New connections per second one address may open, sustained, after
+    /// --connect-burst; 0 turns the throttle off.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub connect_rate: u32,
 }

@@ -84,16 +84,6 @@ impl Connections {
         }
     }
 
-    /// Connections open now.
-    pub fn len(&self) -> usize {
-        self.inner.lock().live.len()
-    }
-
-    /// Whether no connection is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Most connections open at once since start.
     pub fn peak(&self) -> usize {
         self.inner.lock().peak

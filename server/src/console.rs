@@ -10,16 +10,20 @@
 //! The input thread reads stdin lines: text goes to every room as
 //! `<server> text`; `/who` (everyone, by room), `/rooms`, `/kick NAME
 //! [REASON]` and `/quit` are commands.
-//! A closed or non-terminal stdin just ends this thread; the server goes on.
+//! A line that is not UTF-8 is decoded with U+FFFD, as a client's is, and
+//! one longer than `--max-line` is dropped with a word on stdout: the
+//! console goes on either way. A closed stdin just ends this thread; the
+//! server goes on.
 //! It is the one thread shutdown does not join: a read on stdin cannot be
 //! interrupted, and the thread holds nothing that needs cleaning up.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use chat_common::protocol;
 use chat_common::sanitize::sanitize;
+use chat_common::{Line, LineReader};
 
 use crate::write::{Batch, Display};
 use crate::Context;
@@ -98,13 +102,28 @@ pub fn spawn_input(ctx: Arc<Context>) {
         .name("console".into())
         .stack_size(128 * 1024)
         .spawn(move || {
-            let stdin = std::io::stdin();
-            for line in stdin.lock().lines() {
-                let Ok(line) = line else { return };
+            // The same framing as a client's: bounded by --max-line, invalid
+            // UTF-8 shown as U+FFFD, so no console line stops this loop.
+            let max_line = ctx.config.max_line as usize;
+            let mut lines = LineReader::new(std::io::stdin().lock(), max_line);
+            loop {
+                let line = match lines.read_line() {
+                    Ok(Some(line)) => line,
+                    Ok(None) => return,
+                    Err(e) => {
+                        log!("console: cannot read stdin: {e}");
+                        return;
+                    }
+                };
                 if ctx.shutdown.is_triggered() {
                     return;
                 }
-                run_line(&line, &ctx);
+                match line {
+                    Line::Text(line) => run_line(&line, &ctx),
+                    Line::TooLong => log::say(format_args!(
+                        "! console line too long (over {max_line} bytes): dropped"
+                    )),
+                }
             }
         });
     if let Err(e) = started {

@@ -35,6 +35,7 @@ pub mod pool;
 pub mod rooms;
 pub mod session;
 pub mod shutdown;
+pub mod throttle;
 pub mod transcript;
 pub mod udp;
 pub mod write;

@@ -1,10 +1,13 @@
 //! The accept loop, on the server's main thread.
 //!
-//! Each accepted socket gets TCP_NODELAY (a chat line must not wait for a
-//! delayed ACK), is checked against the per-address cap, and is handed to the
-//! pool, or told why not. No connection ever waits without a word: a
-//! connection that must wait for a worker is told so (in chat mode, where a
-//! line of text is the protocol), and one past the queue hears
+//! Each accepted socket first meets the early refusals ([`early_refusal`]:
+//! the per-address connect throttle), which cost it nothing but one line;
+//! then it gets its socket options ([`tune`]: TCP_NODELAY, so a chat line
+//! does not wait for a delayed ACK, and TCP keepalive, so a peer that
+//! vanished is noticed), is checked against the per-address cap, and is
+//! handed to the pool, or told why not. No connection ever waits without a
+//! word: a connection that must wait for a worker is told so (in chat mode,
+//! where a line of text is the protocol), and one past the queue hears
 //! `! server full, try again later` before it is closed.
 //!
 //! The kernel holds up to [`LISTEN_BACKLOG`] connections for `accept`, so a
@@ -22,14 +25,15 @@
 use std::io::{ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chat_common::protocol;
-use socket2::SockRef;
+use socket2::{SockRef, TcpKeepalive};
 
 use crate::config::Mode;
 use crate::log;
 use crate::pool::Pool;
+use crate::throttle::{ConnectThrottle, Verdict};
 use crate::Context;
 
 /// First pause after an accept error.
@@ -43,6 +47,22 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// drops the SYN and the client waits 1 s (then 3 s) to retry. The kernel
 /// caps it at `net.core.somaxconn` (4096 by default).
 pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Idle time before the first keepalive probe on an accepted socket.
+/// With [`KEEPALIVE_INTERVAL`] and [`KEEPALIVE_PROBES`], a peer that vanished
+/// without a FIN or a reset is noticed after 120 + 4 x 15 = 180 s (SPEC:
+/// about three minutes), and its worker and name are freed.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(120);
+/// Time between unanswered keepalive probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Unanswered probes before the kernel gives up on the connection.
+pub const KEEPALIVE_PROBES: u32 = 4;
+/// Longest data sent may stay unacknowledged before the kernel gives up
+/// (TCP_USER_TIMEOUT): keepalive probes only an idle connection, and a
+/// vanished peer that is still sent lines would otherwise be retried for
+/// about 15 minutes. A live reader that is merely slow keeps acknowledging
+/// (window probes), so it is not affected.
+pub const USER_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Accepts until shutdown, handing connections to `pool`.
 /// `spare` is a descriptor held in reserve (see [`reserve_descriptor`]),
@@ -58,6 +78,12 @@ pub fn accept_loop(
     if let Err(e) = SockRef::from(listener).listen(LISTEN_BACKLOG) {
         log!("cannot raise the listen backlog to {LISTEN_BACKLOG}: {e}");
     }
+    let config = &ctx.config;
+    let mut throttle = ConnectThrottle::new(
+        config.connect_rate,
+        config.connect_burst,
+        config.limit_loopback,
+    );
     let mut backoff = MIN_BACKOFF;
     loop {
         let accepted = listener.accept();
@@ -67,7 +93,7 @@ pub fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = MIN_BACKOFF;
-                admit(stream, peer, ctx, pool);
+                admit(stream, peer, ctx, pool, &mut throttle);
             }
             Err(e)
                 if matches!(
@@ -124,12 +150,62 @@ fn is_out_of_descriptors(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
+/// The checks that turn a connection away at accept before it is
+/// registered, takes a place in line or a worker, or is announced: the line
+/// to tell it, or `None` to go on. Each logs its own refusal.
+fn early_refusal(ip: IpAddr, throttle: &mut ConnectThrottle, ctx: &Context) -> Option<String> {
+    let config = &ctx.config;
+    if let Verdict::Throttled { first } = throttle.check(ip, Instant::now()) {
+        if first {
+            log!(
+                "{ip} throttled: over {} new connections at once or {} per second; refusing its new connections until it slows down",
+                config.connect_burst,
+                config.connect_rate
+            );
+        }
+        return Some(protocol::error(&format!(
+            "too many new connections from {ip}, try again in a few seconds"
+        )));
+    }
+    None
+}
+
+/// Sets the options every accepted socket needs: TCP_NODELAY, TCP
+/// keepalive ([`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`],
+/// [`KEEPALIVE_PROBES`]) and [`USER_TIMEOUT`].
+///
+/// # Errors
+/// The first option the kernel refused.
+pub fn tune(stream: &TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let socket = SockRef::from(stream);
+    socket.set_tcp_keepalive(
+        &TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_PROBES),
+    )?;
+    socket.set_tcp_user_timeout(Some(USER_TIMEOUT))
+}
+
 /// Registers one connection and hands it to the pool, or refuses it.
-fn admit(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>, pool: &mut Pool) {
-    let _ = stream.set_nodelay(true);
-    let stream = Arc::new(stream);
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Arc<Context>,
+    pool: &mut Pool,
+    throttle: &mut ConnectThrottle,
+) {
     // An IPv4 client of a dual-stack listener is named as IPv4.
     let ip = peer.ip().to_canonical();
+    if let Some(line) = early_refusal(ip, throttle, ctx) {
+        refuse(&stream, &line);
+        return;
+    }
+    if let Err(e) = tune(&stream) {
+        log!("{peer}: cannot set socket options: {e}");
+    }
+    let stream = Arc::new(stream);
     let tracked = match ctx.conns.admit(Arc::clone(&stream), ip) {
         Ok(tracked) => tracked,
         Err(too_many) => {
@@ -168,6 +244,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>, pool: &mut Poo
     }
     ctx.stats_accepted();
     let ctx = Arc::clone(ctx);
+    let watch = Arc::clone(&stream);
     pool.execute(
         ticket,
         Box::new(move || {
@@ -175,6 +252,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>, pool: &mut Poo
             let _tracked = tracked;
             crate::serve_connection(stream, peer, &ctx);
         }),
+        watch,
     );
 }
 
@@ -220,5 +298,46 @@ pub fn reachable(local: SocketAddr) -> Vec<SocketAddr> {
             (Ipv4Addr::LOCALHOST.to_ipv6_mapped(), port).into(),
         ],
         _ => vec![local],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An accepted socket, tuned, has TCP_NODELAY, SO_KEEPALIVE with the
+    /// intended idle time, interval and probe count, and the user timeout:
+    /// read back from the kernel on a loopback pair.
+    #[test]
+    fn tune_sets_nodelay_keepalive_and_user_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let _client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        let socket = SockRef::from(&accepted);
+        assert!(!socket.keepalive().expect("SO_KEEPALIVE"), "off by default");
+        tune(&accepted).expect("tune");
+        assert!(accepted.nodelay().expect("TCP_NODELAY"));
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            socket.keepalive_time().expect("TCP_KEEPIDLE"),
+            KEEPALIVE_IDLE
+        );
+        assert_eq!(
+            socket.keepalive_interval().expect("TCP_KEEPINTVL"),
+            KEEPALIVE_INTERVAL
+        );
+        assert_eq!(
+            socket.keepalive_retries().expect("TCP_KEEPCNT"),
+            KEEPALIVE_PROBES
+        );
+        assert_eq!(
+            socket.tcp_user_timeout().expect("TCP_USER_TIMEOUT"),
+            Some(USER_TIMEOUT)
+        );
+        let noticed = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES;
+        assert!(
+            noticed <= Duration::from_secs(200),
+            "about three minutes: {noticed:?}"
+        );
     }
 }

@@ -1,8 +1,7 @@
 //! The bounded worker pool that serves connections.
 //!
-//! Shaped like the Rust Book's `ThreadPool` (a job channel, named workers,
-//! shutdown by dropping the sender and joining), with three changes a chat
-//! server needs:
+//! Shaped like the Rust Book's `ThreadPool` (named workers, shutdown by
+//! closing the queue and joining), with four changes a chat server needs:
 //!
 //! - Workers are started on demand, up to `--workers`, and leave after
 //!   [`IDLE_EXIT`] without work, so a quiet server holds few threads.
@@ -10,18 +9,29 @@
 //!   connection learns at once whether it is served, waits (and where it is
 //!   in line), or is refused because the queue is full. The bound on waiting
 //!   connections is `--queue`; the pool size caps the clients served at once.
+//! - A connection that gives up while it waits (closes, or is reset) leaves
+//!   the line: a watcher thread notices within [`WATCH_INTERVAL`] and drops
+//!   its job, which frees its place in line and, through the job's guards,
+//!   its per-address slot. A worker also looks before it serves one, so a
+//!   connection that is gone is never served (never joins a room).
 //! - A panicking job is caught, so it never shrinks the pool.
 //!
-//! The crossbeam receiver is cloned into each worker: no lock is held while
-//! a job runs. The `State` lock is taken only at job boundaries.
+//! The line is a `VecDeque` under the `State` lock (a channel cannot give
+//! back a job from its middle), grown as connections wait: nothing is
+//! reserved up front in proportion to `--workers` or `--queue`. The lock is
+//! taken only at job boundaries, never while a job runs.
 
+use std::collections::VecDeque;
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use parking_lot::Mutex;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{recv, MsgFlags};
+use parking_lot::{Condvar, Mutex};
 
 use crate::log;
 
@@ -36,13 +46,47 @@ pub const IDLE_EXIT: Duration = Duration::from_secs(30);
 /// clients fit; only touched pages count towards memory.
 pub const WORKER_STACK: usize = 256 * 1024;
 
-/// Counts shared by the pool and its workers.
-#[derive(Debug, Default)]
+/// Longest a waiting connection that closed keeps its place: the watcher
+/// looks at every waiting socket at least this often (SPEC: within 1 s).
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Stack of the watcher thread: it only polls.
+const WATCHER_STACK: usize = 64 * 1024;
+
+/// A job waiting for a worker.
+struct Waiting {
+    /// Names it for [`Pool`]'s watcher, which may take it out of line.
+    id: u64,
+    job: Job,
+    /// Its connection, watched for the peer giving up; `None` once it is
+    /// known to have data to serve (a half-close after a last line).
+    watch: Option<Arc<TcpStream>>,
+}
+
+/// What the pool, its workers and its watcher share, under one lock.
+#[derive(Default)]
 struct State {
-    /// Jobs admitted and not finished: running plus waiting in the channel.
+    /// Jobs admitted and not finished: running plus waiting in `line`, plus
+    /// places reserved by a [`Ticket`] not yet used.
     busy: usize,
     /// Worker threads alive.
     workers: usize,
+    /// Jobs waiting for a worker, oldest first.
+    line: VecDeque<Waiting>,
+    /// Set on shutdown: workers finish the line and stop, the watcher stops.
+    closed: bool,
+    /// Id of the next job.
+    next_id: u64,
+}
+
+/// The lock and the two wake-ups.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// A job was queued, or the pool closed.
+    work: Condvar,
+    /// A job started waiting, or the pool closed (for the watcher).
+    waiting: Condvar,
 }
 
 /// Why [`Pool::reserve`] refused a connection.
@@ -51,7 +95,7 @@ pub struct Full;
 
 /// A place reserved in the pool for one job; given back if dropped unused.
 pub struct Ticket {
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     /// 1-based position in line when every worker is busy.
     waiting: Option<usize>,
     used: bool,
@@ -67,45 +111,49 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.used {
-            self.state.lock().busy -= 1;
+            self.shared.state.lock().busy -= 1;
         }
     }
-}
-
-/// A thread the pool started.
-struct Worker {
-    thread: JoinHandle<()>,
 }
 
 /// Runs jobs on at most `max_workers` threads, with at most `max_waiting`
 /// jobs waiting for one.
 pub struct Pool {
-    /// `None` once shutting down: dropping it lets workers drain the
-    /// channel and stop.
-    sender: Option<Sender<Job>>,
-    /// Cloned into each new worker.
-    receiver: Receiver<Job>,
-    state: Arc<Mutex<State>>,
-    workers: Vec<Worker>,
+    shared: Arc<Shared>,
+    /// Threads started (finished ones are pruned when a new one starts).
+    workers: Vec<JoinHandle<()>>,
+    /// Takes jobs whose connection gave up out of line.
+    watcher: Option<JoinHandle<()>>,
     max_workers: usize,
     max_waiting: usize,
-    next_id: usize,
+    next_worker: usize,
 }
 
 impl Pool {
-    /// A pool with no threads yet.
+    /// A pool with no threads yet but its watcher.
     pub fn new(max_workers: usize, max_waiting: usize) -> Pool {
-        // Admission (`reserve`) bounds what is in flight to workers +
-        // waiting, so a send never blocks.
-        let (sender, receiver) = crossbeam_channel::bounded(max_workers + max_waiting);
+        let shared = Arc::new(Shared::default());
+        let watcher = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("queue-watch".into())
+                .stack_size(WATCHER_STACK)
+                .spawn(move || watch(&shared))
+        };
+        let watcher = match watcher {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                log!("cannot watch waiting connections: {e}");
+                None
+            }
+        };
         Pool {
-            sender: Some(sender),
-            receiver,
-            state: Arc::new(Mutex::new(State::default())),
+            shared,
             workers: Vec::new(),
+            watcher,
             max_workers,
             max_waiting,
-            next_id: 0,
+            next_worker: 0,
         }
     }
 
@@ -114,8 +162,8 @@ impl Pool {
     /// # Errors
     /// [`Full`] when every worker is busy and `max_waiting` jobs already wait.
     pub fn reserve(&mut self) -> Result<Ticket, Full> {
-        let shared = Arc::clone(&self.state);
-        let mut state = shared.lock();
+        let shared = Arc::clone(&self.shared);
+        let mut state = shared.state.lock();
         if state.busy >= state.workers && state.workers < self.max_workers {
             match self.spawn_worker() {
                 Ok(()) => state.workers += 1,
@@ -128,79 +176,300 @@ impl Pool {
         }
         state.busy += 1;
         Ok(Ticket {
-            state: Arc::clone(&self.state),
+            shared: Arc::clone(&self.shared),
             waiting: (waiting > 0).then_some(waiting),
             used: false,
         })
     }
 
-    /// Hands `job` to a worker, in the place `ticket` reserved.
-    pub fn execute(&mut self, mut ticket: Ticket, job: Job) {
+    /// Hands `job` to a worker, in the place `ticket` reserved. While it
+    /// waits, `watch` is watched: if its peer gives up, the job is dropped
+    /// unrun.
+    pub fn execute(&mut self, mut ticket: Ticket, job: Job, watch: Arc<TcpStream>) {
         ticket.used = true;
-        let sender = self
-            .sender
-            .as_ref()
-            .expect("execute is not called after shutdown");
-        if sender.try_send(job).is_err() {
-            // Cannot happen: the channel holds workers + waiting, and
-            // admission keeps busy below that. Give the place back.
-            ticket.used = false;
-            log!("worker channel full: connection dropped");
-        }
-    }
-
-    /// Threads alive now (for tests and the summary).
-    pub fn workers(&self) -> usize {
-        self.state.lock().workers
+        let mut state = self.shared.state.lock();
+        state.next_id += 1;
+        let id = state.next_id;
+        state.line.push_back(Waiting {
+            id,
+            job,
+            watch: Some(watch),
+        });
+        drop(state);
+        self.shared.work.notify_one();
+        self.shared.waiting.notify_one();
     }
 
     fn spawn_worker(&mut self) -> std::io::Result<()> {
-        self.workers.retain(|w| !w.thread.is_finished());
-        self.next_id += 1;
-        let receiver = self.receiver.clone();
-        let state = Arc::clone(&self.state);
+        self.workers.retain(|w| !w.is_finished());
+        self.next_worker += 1;
+        let shared = Arc::clone(&self.shared);
         let thread = thread::Builder::new()
-            .name(format!("worker-{}", self.next_id))
+            .name(format!("worker-{}", self.next_worker))
             .stack_size(WORKER_STACK)
-            .spawn(move || work(&receiver, &state))?;
-        self.workers.push(Worker { thread });
+            .spawn(move || work(&shared))?;
+        self.workers.push(thread);
         Ok(())
     }
 }
 
-/// A worker's life: take jobs until the channel closes, or until idle long
-/// enough while spare.
-fn work(receiver: &Receiver<Job>, state: &Mutex<State>) {
+/// A worker's life: take jobs until the pool closes and the line is empty,
+/// or until idle long enough while spare.
+fn work(shared: &Shared) {
+    let mut state = shared.state.lock();
     loop {
-        match receiver.recv_timeout(IDLE_EXIT) {
-            Ok(job) => {
+        if let Some(Waiting { job, watch, .. }) = state.line.pop_front() {
+            drop(state);
+            if watch.as_deref().is_some_and(gave_up) {
+                log_gave_up(watch.as_deref());
+            } else {
+                // The session holds the connection from here on.
+                drop(watch);
                 // The job logs its own errors; a panic is reported by the
                 // panic hook and must not take the worker with it.
                 let _ = panic::catch_unwind(AssertUnwindSafe(job));
-                state.lock().busy -= 1;
             }
-            Err(RecvTimeoutError::Timeout) => {
-                let mut state = state.lock();
-                // Leave only if every admitted job still has a worker.
-                if state.busy < state.workers {
-                    state.workers -= 1;
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
+            state = shared.state.lock();
+            state.busy -= 1;
+            continue;
+        }
+        if state.closed {
+            return;
+        }
+        if shared.work.wait_for(&mut state, IDLE_EXIT).timed_out()
+            && state.line.is_empty()
+            && state.busy < state.workers
+        {
+            // Leave only if every admitted job still has a worker.
+            state.workers -= 1;
+            return;
         }
     }
 }
 
+/// The watcher's life: while connections wait, poll their sockets for the
+/// peer's hang-up and take those that gave up out of line.
+fn watch(shared: &Shared) {
+    loop {
+        let watched: Vec<(u64, Arc<TcpStream>)> = {
+            let mut state = shared.state.lock();
+            while !state.closed && !state.line.iter().any(|w| w.watch.is_some()) {
+                shared.waiting.wait(&mut state);
+            }
+            if state.closed {
+                return;
+            }
+            state
+                .line
+                .iter()
+                .filter_map(|w| Some((w.id, Arc::clone(w.watch.as_ref()?))))
+                .collect()
+        };
+        let hung_up = hung_up(&watched);
+        if hung_up.is_empty() {
+            continue;
+        }
+        let mut gone = Vec::new();
+        {
+            let mut state = shared.state.lock();
+            for id in hung_up {
+                let Some(at) = state.line.iter().position(|w| w.id == id) else {
+                    continue; // A worker took it meanwhile.
+                };
+                let stream = state.line[at].watch.as_deref().map(gave_up);
+                if stream == Some(true) {
+                    gone.extend(state.line.remove(at));
+                    state.busy -= 1;
+                } else {
+                    // Half-closed after sending: it has lines to serve.
+                    state.line[at].watch = None;
+                }
+            }
+        }
+        // Dropping a job closes its connection and frees its per-address
+        // slot (its guards), outside the pool's lock.
+        for waiting in gone {
+            log_gave_up(waiting.watch.as_deref());
+        }
+    }
+}
+
+/// Ids of the watched connections whose peer hung up (or that failed),
+/// waiting at most [`WATCH_INTERVAL`] for one to.
+fn hung_up(watched: &[(u64, Arc<TcpStream>)]) -> Vec<u64> {
+    let mut fds: Vec<PollFd> = watched
+        .iter()
+        .map(|(_, stream)| PollFd::new(stream.as_fd(), rdhup()))
+        .collect();
+    let timeout = PollTimeout::try_from(WATCH_INTERVAL).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, timeout) {
+        Ok(0) => Vec::new(),
+        Ok(_) => fds
+            .iter()
+            .zip(watched)
+            // nix reads back only the flags it names (not POLLRDHUP):
+            // `None` means an unnamed one, here POLLRDHUP, was reported.
+            .filter(|(fd, _)| !fd.revents().is_some_and(|r| r.is_empty()))
+            .map(|(_, (id, _))| *id)
+            .collect(),
+        Err(e) => {
+            log!("cannot watch waiting connections: {e}");
+            thread::sleep(WATCH_INTERVAL);
+            Vec::new()
+        }
+    }
+}
+
+/// POLLRDHUP: the peer shut its side down (nix names no constant for it).
+fn rdhup() -> PollFlags {
+    PollFlags::from_bits_retain(libc::POLLRDHUP)
+}
+
+/// Whether the peer of a connection not yet served has gone: it closed with
+/// nothing left to read, or the connection failed. A peer that half-closed
+/// after sending data has not: its lines are still to be served.
+fn gave_up(stream: &TcpStream) -> bool {
+    let mut fds = [PollFd::new(stream.as_fd(), rdhup())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(0) => false,
+        Ok(_) => {
+            let mut byte = [0u8; 1];
+            // Nothing buffered (0) or an error (reset): gone.
+            !matches!(
+                recv(
+                    stream.as_raw_fd(),
+                    &mut byte,
+                    MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+                ),
+                Ok(n) if n > 0
+            )
+        }
+        Err(_) => false,
+    }
+}
+
+fn log_gave_up(stream: Option<&TcpStream>) {
+    match stream.and_then(|s| s.peer_addr().ok()) {
+        Some(peer) => log!("{peer} closed while waiting for a worker; its place is free"),
+        None => log!("a connection closed while waiting for a worker; its place is free"),
+    }
+}
+
 impl Drop for Pool {
-    /// Graceful shutdown: close the channel, let the workers finish what was
-    /// admitted, join them all.
+    /// Graceful shutdown: close the line, let the workers finish what was
+    /// admitted, join them all and the watcher.
     fn drop(&mut self) {
-        drop(self.sender.take());
+        self.shared.state.lock().closed = true;
+        self.shared.work.notify_all();
+        self.shared.waiting.notify_all();
         for worker in self.workers.drain(..) {
-            if worker.thread.join().is_err() {
+            if worker.join().is_err() {
                 log!("a worker thread panicked");
             }
         }
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    /// A connected loopback pair: (our side, the server's side).
+    fn pair() -> (TcpStream, Arc<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (served, _) = listener.accept().expect("accept");
+        (client, Arc::new(served))
+    }
+
+    /// Sends on `tx` when dropped: tells whether a job was dropped unrun.
+    struct Dropped(mpsc::Sender<&'static str>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            let _ = self.0.send("dropped");
+        }
+    }
+
+    /// A pool of one worker, kept busy until the returned sender is
+    /// dropped (with the busy job's open connection).
+    fn busy_pool() -> (Pool, (mpsc::Sender<()>, TcpStream)) {
+        let mut pool = Pool::new(1, 2);
+        let (release, wait) = mpsc::channel::<()>();
+        let (peer, busy) = pair();
+        let ticket = pool.reserve().expect("a worker");
+        assert_eq!(ticket.waiting(), None);
+        pool.execute(
+            ticket,
+            Box::new(move || {
+                let _ = wait.recv();
+            }),
+            busy,
+        );
+        (pool, (release, peer))
+    }
+
+    /// A waiting connection whose peer closes is dropped unrun within a
+    /// second, and its place in line is free again.
+    #[test]
+    fn a_waiter_that_closes_leaves_the_line() {
+        let (mut pool, release) = busy_pool();
+        let (client, served) = pair();
+        let (tx, rx) = mpsc::channel();
+        let ticket = pool.reserve().expect("a place in line");
+        assert_eq!(ticket.waiting(), Some(1));
+        let guard = Dropped(tx.clone());
+        pool.execute(
+            ticket,
+            Box::new(move || {
+                let _guard = guard;
+                let _ = tx.send("ran");
+            }),
+            served,
+        );
+        let closed = Instant::now();
+        drop(client);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok("dropped"));
+        assert!(closed.elapsed() < Duration::from_secs(1));
+        let again = pool.reserve().expect("a place in line");
+        assert_eq!(again.waiting(), Some(1), "its place was given back");
+        drop(again);
+        drop(release);
+        drop(pool);
+        assert!(rx.try_recv().is_err(), "it never ran");
+    }
+
+    /// A waiting connection that sent a line and half-closed has not given
+    /// up: it keeps its place and is served when the worker frees.
+    #[test]
+    fn a_waiter_that_half_closed_after_sending_is_served() {
+        let (mut pool, release) = busy_pool();
+        let (mut client, served) = pair();
+        client.write_all(b"last words\n").expect("write");
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        let (tx, rx) = mpsc::channel();
+        let ticket = pool.reserve().expect("a place in line");
+        pool.execute(
+            ticket,
+            Box::new(move || {
+                let _ = tx.send("ran");
+            }),
+            served,
+        );
+        assert!(
+            rx.recv_timeout(WATCH_INTERVAL * 4).is_err(),
+            "still waiting, not dropped"
+        );
+        drop(release);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok("ran"));
     }
 }

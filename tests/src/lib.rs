@@ -6,6 +6,7 @@
 //! hanging it. A failure message carries the server's stderr.
 #![forbid(unsafe_code)]
 
+pub mod hosts;
 pub mod rooms;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -288,6 +289,14 @@ impl Server {
     pub fn console(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin still open");
         writeln!(stdin, "{line}").expect("write to server console");
+        stdin.flush().expect("flush server console");
+    }
+
+    /// Writes bytes exactly as given to the server's console (its stdin),
+    /// for input that is not UTF-8.
+    pub fn console_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).expect("write to server console");
         stdin.flush().expect("flush server console");
     }
 

@@ -126,7 +126,16 @@ fn help_shows_defaults() {
 /// exits 0 within 2 s with a one-line summary on stderr.
 #[test]
 fn ctrl_c_with_twenty_clients_and_a_stalled_one() {
-    let mut server = Server::start(&["--rate-limit", "0", "--sendq", "100000"]);
+    // Queues large enough in lines and in bytes that the stalled client is
+    // never dropped as too slow: it must hold the first shutdown.
+    let mut server = Server::start(&[
+        "--rate-limit",
+        "0",
+        "--sendq",
+        "100000",
+        "--sendq-bytes",
+        "1073741824",
+    ]);
     let mut readers: Vec<Client> = Vec::new();
     for _ in 0..19 {
         let (client, _) = server.join();
@@ -211,7 +220,16 @@ fn console_quit_is_graceful() {
 /// for a stalled client's writer.
 #[test]
 fn second_ctrl_c_exits_at_once() {
-    let mut server = Server::start(&["--rate-limit", "0", "--sendq", "100000"]);
+    // Queues large enough in lines and in bytes that the stalled client is
+    // never dropped as too slow: it must hold the first shutdown.
+    let mut server = Server::start(&[
+        "--rate-limit",
+        "0",
+        "--sendq",
+        "100000",
+        "--sendq-bytes",
+        "1073741824",
+    ]);
     // A small receive window: the server's send buffer for it cannot grow
     // to swallow what is queued (with a default one it grows to 4 MB, and
     // a slow machine may relay no more than that before the first Ctrl+C).

@@ -1,0 +1,302 @@
+//! Hardening (issue 14, defects 4, 5, 7, 8 and 9), against the real
+//! `chat-server`: connect/close churn, waiters that give up, huge flag
+//! values, a console line that is not UTF-8, and telnet's subnegotiation
+//! and CR NUL.
+//!
+//! Clients bind source addresses in 127.0.0.0/8 to act as other hosts
+//! (`chat_tests::hosts`). Every wait is on a condition with a deadline,
+//! every read has a timeout, every load loop is bounded in count and time.
+#![forbid(unsafe_code)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chat_tests::hosts::{host, HostClient};
+use chat_tests::{bin, wait_timeout, welcome_name, Server, TIMEOUT};
+
+/// The SPEC's defaults: `--connect-burst` 20, then `--connect-rate` 5/s.
+const CONNECT_BURST: u64 = 20;
+/// See [`CONNECT_BURST`].
+const CONNECT_RATE: u64 = 5;
+
+/// Connects from `source` and reads the welcome line; returns the client
+/// and its name.
+fn join_from(server: &Server, source: u8) -> (HostClient, String) {
+    let mut client = HostClient::connect(server.addr(), host(source));
+    let welcome = client.recv();
+    let name = welcome_name(&welcome)
+        .unwrap_or_else(|| panic!("not a welcome line: {welcome:?}"))
+        .to_string();
+    (client, name)
+}
+
+/// Whether `line` is a join or leave notice.
+fn is_join_or_leave(line: &str) -> bool {
+    line.starts_with("* ") && (line.contains(" joined (") || line.contains(" left ("))
+}
+
+/// One address connects, reads its first line and closes, 200 times as
+/// fast as it can (for at most 5 s), under `--limit-loopback` (and no
+/// per-address cap, so only the throttle refuses): it is welcomed at most
+/// burst plus rate times the time taken (with slack), refused with the
+/// throttle's `! ` line after that, and an observer hears at most two
+/// notices (join and leave) per welcome. A client from another address is
+/// still welcomed at once afterwards.
+#[test]
+fn connect_churn_from_one_address_is_throttled() {
+    let server = Server::start(&["--limit-loopback", "--max-per-ip", "0"]);
+    let (mut observer, _) = join_from(&server, 1);
+    let started = Instant::now();
+    let (mut welcomed, mut throttled) = (0u64, 0u64);
+    for _ in 0..200 {
+        if started.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        let mut churner = HostClient::connect(server.addr(), host(2));
+        match churner.try_recv(Duration::from_secs(2)) {
+            Some(line) if welcome_name(&line).is_some() => welcomed += 1,
+            Some(line) if line.starts_with("! too many new connections from 127.0.0.2") => {
+                throttled += 1;
+            }
+            other => panic!("neither welcomed nor throttled: {other:?}"),
+        }
+    }
+    let took = started.elapsed();
+    let allowed = CONNECT_BURST + CONNECT_RATE * (took.as_secs() + 1) + 5;
+    let other = Instant::now();
+    let (_newcomer, name) = join_from(&server, 3);
+    assert!(
+        other.elapsed() < Duration::from_secs(2),
+        "another address waited {:?} to get in",
+        other.elapsed()
+    );
+    assert!(
+        welcomed <= allowed && throttled > 0,
+        "one address was welcomed {welcomed} times and throttled {throttled} times in {took:?} (at most {allowed} welcomes)"
+    );
+    let heard = observer.drain(Duration::from_secs(1), TIMEOUT);
+    let churn = heard
+        .iter()
+        .filter(|line| is_join_or_leave(line) && !line.contains(&name))
+        .count() as u64;
+    assert!(
+        churn <= 2 * allowed,
+        "{churn} join/leave notices from one churning address in {took:?} (at most {}); stderr tail:\n{}",
+        2 * allowed,
+        tail(&server.stderr())
+    );
+    assert!(
+        heard
+            .iter()
+            .any(|line| line.contains(&format!("{name} joined"))),
+        "the other address's join was not heard: {heard:?}"
+    );
+}
+
+/// `--workers 2 --queue 2 --limit-loopback --max-per-ip 2`: two
+/// connections from one address wait, then close. Within a second their
+/// queue places and their per-address slots are free again (a new one from
+/// that address waits as number 1 in line, one from elsewhere as number 2,
+/// a third is told the server is full), and when a worker frees, the room
+/// hears only the newcomer join, never the two that gave up.
+#[test]
+fn waiters_that_give_up_free_their_places_and_are_never_announced() {
+    let server = Server::start(&[
+        "--workers",
+        "2",
+        "--queue",
+        "2",
+        "--limit-loopback",
+        "--max-per-ip",
+        "2",
+    ]);
+    let (mut a, a_name) = join_from(&server, 10);
+    let (mut b, _) = join_from(&server, 11);
+    a.recv_until(|line| line.contains(" joined (2 online)"));
+    let in_line = |client: &mut HostClient, place: usize| {
+        let line = client.recv();
+        assert!(
+            line.starts_with("* all 2 places are taken")
+                && line.contains(&format!("number {place} in line")),
+            "not told to wait as number {place}: {line:?}"
+        );
+    };
+    let mut w1 = HostClient::connect(server.addr(), host(12));
+    in_line(&mut w1, 1);
+    let mut w2 = HostClient::connect(server.addr(), host(12));
+    in_line(&mut w2, 2);
+    drop(w1);
+    drop(w2);
+    let closed = Instant::now();
+
+    // The address's slots come back: retry (a few times a second, well
+    // under the connect burst) until one is not refused.
+    let mut w3 = loop {
+        let mut w3 = HostClient::connect(server.addr(), host(12));
+        let line = w3.recv();
+        if !line.starts_with("! too many connections from 127.0.0.12") {
+            assert!(
+                line.contains("number 1 in line"),
+                "the freed queue places were not given back: {line:?}"
+            );
+            break w3;
+        }
+        assert!(
+            closed.elapsed() < Duration::from_millis(1500),
+            "the closed waiters still hold their per-address slots after {:?}; stderr:\n{}",
+            closed.elapsed(),
+            tail(&server.stderr())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut w4 = HostClient::connect(server.addr(), host(13));
+    in_line(&mut w4, 2);
+    let mut full = HostClient::connect(server.addr(), host(14));
+    let line = full.recv();
+    assert!(line.starts_with("! server full"), "{line:?}");
+
+    // A worker frees: the newcomer is served, and the room hears only it.
+    drop(a);
+    let welcome = w3.recv_until(|line| welcome_name(line).is_some());
+    let w3_name = welcome_name(welcome.last().expect("a line")).expect("named");
+    let heard = b.recv_until(|line| line.contains(&format!("{w3_name} joined")));
+    let heard: Vec<String> = heard
+        .into_iter()
+        .chain(b.drain(Duration::from_millis(500), TIMEOUT))
+        .collect();
+    let notices: Vec<&String> = heard.iter().filter(|line| is_join_or_leave(line)).collect();
+    assert_eq!(
+        notices,
+        [
+            &format!("* {a_name} left (connection closed)"),
+            &format!("* {w3_name} joined (2 online)")
+        ],
+        "the room heard of connections that were gone: {heard:?}"
+    );
+}
+
+/// Runs `chat-server` with `args`; returns its exit code (`None` if it was
+/// killed by a signal or was still running after a few seconds) and stderr.
+fn run_server(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(bin("chat-server"))
+        .args(["--bind", "127.0.0.1", "--port", "0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chat-server");
+    let stderr = chat_tests::Captured::drain(child.stderr.take().expect("piped"), None);
+    let status = wait_timeout(&mut child, Duration::from_secs(5));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    stderr.wait_end(TIMEOUT);
+    (status.and_then(|s| s.code()), stderr.text())
+}
+
+/// Huge or zero values of numeric flags are clap's error and exit 2, not an
+/// abort or gigabytes reserved.
+#[test]
+fn numeric_flags_out_of_range_exit_2_with_clap_error() {
+    for args in [
+        &["--queue", "4294967295"][..],
+        &["--queue", "200000000"],
+        &["--workers", "0"],
+        &["--workers", "4294967295"],
+        &["--sendq", "0"],
+        &["--max-line", "4294967295"],
+        &["--burst", "4294967295"],
+        &["--rate-limit", "4294967295"],
+        &["--max-per-ip", "4294967295"],
+        &["--connect-burst", "0"],
+        &["--connect-rate", "4294967295"],
+    ] {
+        let (code, stderr) = run_server(args);
+        assert_eq!(code, Some(2), "{args:?}: exit {code:?}; stderr:\n{stderr}");
+        assert!(
+            stderr.starts_with("error: invalid value") && stderr.contains("is not in"),
+            "{args:?}: not clap's range error:\n{stderr}"
+        );
+    }
+}
+
+/// The largest `--queue` and `--workers` reserve nothing up front: the
+/// server starts within 2 MB of the RSS it has with the defaults.
+#[test]
+fn the_largest_queue_and_pool_start_small() {
+    let rss = |args: &[&str]| {
+        let server = Server::start(args);
+        // The accept loop runs once the address is printed; a client that is
+        // welcomed proves it.
+        let _ = server.join();
+        server.proc_status("VmRSS")
+    };
+    let base = rss(&[]);
+    let big = rss(&["--queue", "1000000", "--workers", "100000"]);
+    assert!(
+        big < base + 2048,
+        "--queue 1000000 --workers 100000: RSS {big} kB against {base} kB with the defaults"
+    );
+}
+
+/// A console line in Latin-1 (`caf\xe9`) reaches the room with U+FFFD, and
+/// the console goes on: a later line is relayed and `/quit` stops the
+/// server.
+#[test]
+fn a_latin1_console_line_leaves_the_console_working() {
+    let mut server = Server::start(&[]);
+    let (mut client, _) = server.join();
+    server.console_bytes(b"caf\xe9\n");
+    assert_eq!(client.recv(), "<server> caf\u{fffd}");
+    server.console("still here");
+    assert_eq!(client.recv(), "<server> still here");
+    server.console("/quit");
+    let status = server.wait_exit(TIMEOUT);
+    assert!(status.success(), "{status:?}");
+}
+
+/// Telnet's IAC, SB and SE bytes.
+const IAC: u8 = 255;
+/// See [`IAC`].
+const SB: u8 = 250;
+
+/// A client opens a subnegotiation (`IAC SB TERMINAL-TYPE ...`) and never
+/// closes it, then keeps typing: once the bound (512 bytes) has passed, its
+/// lines reach the room again.
+#[test]
+fn an_unterminated_subnegotiation_is_bounded() {
+    let server = Server::start(&[]);
+    let (mut talker, name) = join_from(&server, 20);
+    let (mut listener, _) = join_from(&server, 21);
+    talker.recv_until(|line| line.contains(" joined (2 online)"));
+    talker.send_raw(&[IAC, SB, 24, 0, b'x', b't', b'e', b'r', b'm']);
+    for i in 1..=80 {
+        talker.send(&format!("line {i:02}"));
+    }
+    let heard = listener.recv_until(|line| line == format!("<{name}> line 80"));
+    assert!(heard.len() > 1, "{heard:?}");
+}
+
+/// Telnet's CR NUL (a bare CR in its network virtual terminal) reaches the
+/// room as one CR, shown as its control picture, without a NUL stand-in.
+#[test]
+fn telnet_cr_nul_is_a_cr() {
+    let server = Server::start(&[]);
+    let (mut talker, name) = join_from(&server, 22);
+    let (mut listener, _) = join_from(&server, 23);
+    talker.recv_until(|line| line.contains(" joined (2 online)"));
+    talker.send_raw(b"a\r\0b\r\n");
+    let heard = listener.recv_until(|line| line.starts_with(&format!("<{name}> ")));
+    assert_eq!(
+        heard.last().map(String::as_str),
+        Some(format!("<{name}> a\u{240d}b").as_str())
+    );
+}
+
+/// The last lines of a log, for failure messages.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
