@@ -53,8 +53,11 @@ pub const TAIL_BYTES: u64 = 4 * 1024 * 1024;
 enum Record {
     /// Lines of one room, relayed at `at`.
     Lines {
+        /// When they were relayed: TIME in the file.
         at: SystemTime,
+        /// `#name`, as shown.
         room: Arc<str>,
+        /// The lines, each with its LF, shared with the members' queues.
         lines: Vec<Arc<str>>,
     },
     /// Write what is left, sync, and stop.
@@ -63,12 +66,14 @@ enum Record {
 
 /// The sending side, kept by the rooms.
 pub struct Transcript {
+    /// To the transcript thread; bounded ([`TRANSCRIPT_QUEUE`]).
     queue: Sender<Record>,
     /// Lines the file lacks: dropped at a full queue or lost to a failed
     /// write.
     lost: Arc<AtomicU64>,
     /// Lines in the queue now (see [`TRANSCRIPT_LINES`]).
     queued: Arc<AtomicUsize>,
+    /// The writing thread, joined by [`Transcript::stop`].
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -221,7 +226,9 @@ fn write_loop(
 /// Formatted lines not yet written.
 #[derive(Default)]
 struct Pending {
+    /// Formatted `TIME #room LINE` lines.
     bytes: Vec<u8>,
+    /// How many: what is counted lost if writing them fails.
     lines: u64,
 }
 

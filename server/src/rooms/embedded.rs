@@ -42,6 +42,7 @@ impl Log for Embedded {
 
 /// One room's history ring.
 struct Ring {
+    /// The last chat lines delivered, oldest first.
     lines: VecDeque<Arc<str>>,
     /// At most this many lines.
     keep: usize,

@@ -131,8 +131,11 @@ pub enum Moved {
 
 /// One connected client, as the directory sees it.
 struct Client {
+    /// Its name now: what `/msg`, `/kick` and leave notices go by.
     name: String,
+    /// Its queue and socket: for private messages and removal.
     peer: Arc<Peer>,
+    /// Shared with its session and its room's member entry.
     ticket: Arc<Ticket>,
     /// The room it is in.
     room: Arc<Room>,

@@ -47,6 +47,7 @@ impl Ticket {
 
 /// One member, as its room sees it.
 pub(super) struct Member {
+    /// Its number: how delivery recognises the sender to skip.
     pub id: ClientId,
     /// Its name now (renames update it), for `/who`.
     pub name: String,
@@ -60,6 +61,8 @@ pub(super) struct Member {
 pub struct Room {
     /// Its name in lower case: the directory's key.
     pub key: String,
+    /// Members, name and log: what relaying in this room locks, and
+    /// nothing else does.
     pub(super) inner: Mutex<RoomInner>,
 }
 
