@@ -124,8 +124,8 @@ fn rooms_lists_counts() {
             .unwrap(),
         "* 2 rooms: #lobby (1), #games (2)"
     );
-    room[1].0.send("/join lobby");
-    room[2].0.send("/join lobby");
+    join_room(&mut room[1].0, "lobby");
+    join_room(&mut room[2].0, "lobby");
     room[0].0.recv_until(|l| l == "* guest-3 joined (3 online)");
     room[0].0.send("/rooms");
     assert_eq!(room[0].0.recv(), "* 1 rooms: #lobby (3)");
