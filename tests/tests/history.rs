@@ -75,13 +75,16 @@ fn an_emptied_room_keeps_its_history() {
 #[test]
 fn history_zero_replays_nothing() {
     let server = Server::start(&["--history", "0"]);
-    let (mut first, _) = server.join();
-    first.send("said before");
-    let (mut second, name) = server.join();
-    second.assert_silent(QUIET);
-    first.recv_until(|l| l.starts_with(&format!("* {name} joined")));
-    first.send("said after");
-    assert_eq!(second.recv(), "<guest-1> said after");
+    let mut room = join_n(&server, 2);
+    room[0].0.send("said before");
+    room[1].0.recv_until(|l| l == "<guest-1> said before");
+    let (mut late, name) = server.join();
+    late.assert_silent(QUIET);
+    room[0]
+        .0
+        .recv_until(|l| l.starts_with(&format!("* {name} joined")));
+    room[0].0.send("said after");
+    assert_eq!(late.recv(), "<guest-1> said after");
 }
 
 /// Whether `line` is `TIME #room LINE` with TIME in UTC RFC 3339 with
