@@ -40,12 +40,18 @@ impl Fanout {
         self.writers.push_all(peer, lines, wake)
     }
 
-    /// Shows the lines of room `room` (`#name`) on the console, each marked
-    /// with its room, and writes them to the transcript.
-    pub fn record(&self, room: &Arc<str>, lines: &[Arc<str>], wake: Wake) {
+    /// Shows the lines of room `room` (`#name`) on the console, each after
+    /// the room's `label` (`#name `), and writes them to the transcript.
+    /// A chat line costs the display no new string: the label and the line
+    /// are queued side by side. Notices, which may wait for a quiet
+    /// wake-up, are formatted whole.
+    pub fn record(&self, room: &Arc<str>, label: &Arc<str>, lines: &[Arc<str>], wake: Wake) {
         if let Some(display) = &self.display {
             for line in lines {
-                display.show(&format!("{room} {line}").into(), wake);
+                match wake {
+                    Wake::Now => display.show_now(&[Arc::clone(label), Arc::clone(line)]),
+                    Wake::Later => display.show(&format!("{label}{line}").into(), wake),
+                }
             }
         }
         if let Some(transcript) = &self.transcript {

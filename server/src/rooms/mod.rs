@@ -574,6 +574,7 @@ impl Rooms {
                 if let Some(spelling) = spelling {
                     // Whoever creates a room names it.
                     inner.name = format!("#{spelling}").into();
+                    inner.label = format!("#{spelling} ").into();
                 }
             }
         }

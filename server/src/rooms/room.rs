@@ -70,6 +70,8 @@ pub struct Room {
 pub(super) struct RoomInner {
     /// `#name` in the spelling of whoever created it.
     pub name: Arc<str>,
+    /// `#name ` (with the space): what the console shows before each line.
+    pub label: Arc<str>,
     /// In order of entering (removal keeps the order).
     pub members: Vec<Member>,
     /// Where the room's lines are ordered and its history kept.
@@ -83,6 +85,7 @@ impl Room {
             key: chat_common::room::key(name),
             inner: Mutex::new(RoomInner {
                 name: format!("#{name}").into(),
+                label: format!("#{name} ").into(),
                 members: Vec::new(),
                 log,
             }),
@@ -123,7 +126,7 @@ impl RoomInner {
             }
         }
         self.log.delivered(batch);
-        fan.record(&self.name, &batch.lines, wake);
+        fan.record(&self.name, &self.label, &batch.lines, wake);
     }
 
     /// The position of member `id`.
