@@ -12,7 +12,7 @@
 //! directory, then one room, then a client's queue (and what
 //! [`crate::write`] takes after it). At most one room lock is held
 //! at a time: a move releases the old room before it locks the new one.
-//! Nothing takes them the other way; the relay takes a room and outboxes
+//! Nothing takes them the other way; the relay takes a room and queues
 //! only. A [`log::RoomLog`] is called under its room's lock, a [`log::Log`]
 //! under the directory's. Nothing under any of these locks writes to a
 //! socket, logs or sleeps.
@@ -63,7 +63,7 @@ pub struct Closing;
 
 /// A client that just connected, in `#lobby`.
 pub struct Entered {
-    /// Its outbox and socket.
+    /// Its queue and socket.
     pub peer: Arc<Peer>,
     /// `guest-N`.
     pub name: String,
@@ -210,10 +210,7 @@ impl Rooms {
             from: self.origin(None),
             lines,
         });
-        if room.key != LOBBY && !dir.emptied.contains(&room.key) {
-            dir.emptied.push_back(room.key.clone());
-            self.forget_old(&mut dir);
-        }
+        self.park(&mut dir, &room);
     }
 
     /// Adds a client as `guest-N` to `#lobby`: it gets the welcome and the
@@ -431,11 +428,16 @@ impl Rooms {
         if !target_busy && !frees_one && dir.busy + 1 >= self.max_rooms {
             return Moved::Full(self.max_rooms);
         }
+        // The new room first: emptying the old one may forget the room
+        // emptied longest ago, which must not be the one being entered.
+        let room = self.room_for(&mut dir, name);
         let mut slow = Vec::new();
         // Out of the old room (its lock released before the new one's).
         {
             let mut inner = old.inner.lock();
             if ticket.fate().is_some() {
+                drop(inner);
+                self.park(&mut dir, &room);
                 return Moved::Gone;
             }
             if let Some(pos) = inner.position(id) {
@@ -455,7 +457,6 @@ impl Rooms {
                 self.emptied(&mut dir, &old);
             }
         }
-        let room = self.room_for(&mut dir, name);
         if let Some(client) = dir.clients.get_mut(&id) {
             client.room = Arc::clone(&room);
         }
@@ -642,6 +643,18 @@ impl Rooms {
         self.forget_old(dir);
     }
 
+    /// Puts `room`, looked up for a move that did not happen, back in the
+    /// forgetting line if it is empty, so the table stays bounded.
+    fn park(&self, dir: &mut Directory, room: &Room) {
+        if room.key != LOBBY
+            && room.inner.lock().members.is_empty()
+            && !dir.emptied.contains(&room.key)
+        {
+            dir.emptied.push_back(room.key.clone());
+            self.forget_old(dir);
+        }
+    }
+
     /// Forgets the rooms left empty longest ago, past `--max-rooms` of them.
     fn forget_old(&self, dir: &mut Directory) {
         while dir.emptied.len() > self.max_rooms {
@@ -692,7 +705,7 @@ impl Rooms {
         }
     }
 
-    /// Ends a removed client's outbox with the last line its fate calls
+    /// Ends a removed client's queue with the last line its fate calls
     /// for: too slow at once (what it did not read is dropped), the others
     /// after what is queued.
     fn end(&self, peer: &Arc<Peer>, fate: &Leave) {
