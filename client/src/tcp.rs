@@ -66,6 +66,10 @@ enum Event {
 /// that breaks: a [`Failure`] naming `host:port` and the cause.
 pub fn run(options: &Options) -> Result<()> {
     let target = &options.target;
+    let password = match &options.password_file {
+        Some(file) => Some(read_password(file)?),
+        None => None,
+    };
     let addrs = target.resolve()?;
     let stream = connect(target, &addrs, options.timeout)?;
     // A chat line must not wait for a delayed ACK; failure only costs latency.
@@ -94,7 +98,7 @@ pub fn run(options: &Options) -> Result<()> {
     })?;
     let name = options.name.clone();
     spawn("writer", move || {
-        let _ = events.send(write_loop(write_half, name));
+        let _ = events.send(write_loop(write_half, password, name));
     })?;
     wait(target, &verdicts)
 }
@@ -214,10 +218,35 @@ fn print(bytes: &[u8]) -> io::Result<()> {
     out.flush()
 }
 
-/// Sends `/nick NAME` if asked, then each line typed, as typed, until
-/// `EXIT` or the end of stdin. Dropping `half` closes our sending side, so
-/// the server sees end of stream on every way out.
-fn write_loop(mut half: WriteHalf, name: Option<String>) -> Event {
+/// The first line of the password file, without surrounding whitespace (the
+/// server trims its own the same way). Errors name the file, never show
+/// its contents.
+fn read_password(file: &std::path::Path) -> Result<String> {
+    let unreadable = |why: String| {
+        Failure::new(format!(
+            "cannot use the password file {}: {why}",
+            file.display()
+        ))
+    };
+    let bytes = std::fs::read(file).map_err(|err| unreadable(plain(&err)))?;
+    let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8".into()))?;
+    let first = text.lines().next().unwrap_or("").trim();
+    if first.is_empty() {
+        return Err(unreadable("its first line is empty".into()));
+    }
+    Ok(first.to_string())
+}
+
+/// Sends `/pass PASSWORD` and `/nick NAME` if asked (the password first:
+/// a server with a password reads nothing else before it), then each line
+/// typed, as typed, until `EXIT` or the end of stdin. Dropping `half` closes
+/// our sending side, so the server sees end of stream on every way out.
+fn write_loop(mut half: WriteHalf, password: Option<String>, name: Option<String>) -> Event {
+    if let Some(password) = password {
+        if let Err(err) = half.0.write_all(format!("/pass {password}\n").as_bytes()) {
+            return Event::WriteFailed(err);
+        }
+    }
     if let Some(name) = name {
         if let Err(err) = half.0.write_all(format!("/nick {name}\n").as_bytes()) {
             return Event::WriteFailed(err);

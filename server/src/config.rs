@@ -114,4 +114,18 @@ pub struct Config {
     /// --connect-burst; 0 turns the throttle off.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub connect_rate: u32,
+
+    /// A file the ban list is kept in (loaded at start, rewritten on every
+    /// change), so bans survive a restart.
+    #[arg(long, value_name = "FILE")]
+    pub bans: Option<PathBuf>,
+
+    /// A file whose first line is the password every chat client must give
+    /// with /pass (read once, at start).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Seconds a chat client has to give the password before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub password_timeout: u64,
 }

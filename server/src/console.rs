@@ -65,6 +65,10 @@ enum Input<'a> {
     Who,
     Rooms,
     Kick(&'a str, Option<&'a str>),
+    /// `/ban TARGET [DURATION] [REASON]`: the arguments, parsed by `access`.
+    Ban(&'a str),
+    Unban(&'a str),
+    Bans,
     Quit,
     Unknown(&'a str),
 }
@@ -91,6 +95,9 @@ fn parse(line: &str) -> Input<'_> {
             let reason = reason.trim();
             Input::Kick(name, (!reason.is_empty()).then_some(reason))
         }
+        "ban" if !rest.is_empty() => Input::Ban(rest),
+        "unban" if !rest.is_empty() => Input::Unban(rest),
+        "bans" => Input::Bans,
         _ => Input::Unknown(word),
     }
 }
@@ -151,15 +158,25 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                 log::say(format_args!("! no one called {name} is online"));
             }
         }
+        Input::Ban(args) => show(crate::access::ban(ctx, args)),
+        Input::Unban(target) => show(crate::access::unban(ctx, target)),
+        Input::Bans => show(crate::access::list(ctx)),
         Input::Quit => {
             log!("console asked to quit");
             ctx.stop();
         }
         Input::Unknown(word) => {
             log::say(format_args!(
-                "! unknown console command /{word}; try /who, /rooms, /kick NAME [REASON], /quit, or //text"
+                "! unknown console command /{word}; try /who, /rooms, /kick NAME [REASON], /ban TARGET [DURATION] [REASON], /unban TARGET, /bans, /quit, or //text"
             ));
         }
+    }
+}
+
+/// Shows a console command's answer on stdout.
+fn show(lines: Vec<String>) {
+    for line in lines {
+        log::say(format_args!("{line}"));
     }
 }
 
@@ -183,5 +200,12 @@ mod tests {
         );
         assert_eq!(parse("/kick"), Input::Unknown("kick"));
         assert_eq!(parse("/x y"), Input::Unknown("x"));
+        assert_eq!(
+            parse("/ban 10.0.0.0/8 1h spam"),
+            Input::Ban("10.0.0.0/8 1h spam")
+        );
+        assert_eq!(parse("/ban"), Input::Unknown("ban"));
+        assert_eq!(parse("/unban bob"), Input::Unban("bob"));
+        assert_eq!(parse("/bans"), Input::Bans);
     }
 }

@@ -23,6 +23,8 @@
 //! serve the echo and uppercase modes.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod bans;
 pub mod config;
 pub mod conns;
 pub mod console;
@@ -31,6 +33,7 @@ pub mod lab;
 pub mod leave;
 pub mod listener;
 pub mod log;
+pub mod password;
 pub mod pool;
 pub mod rooms;
 pub mod session;
@@ -66,6 +69,8 @@ pub struct Context {
     /// The switch every thread watches (the rooms keep a handle, for the
     /// shutdown notice's deadline).
     pub shutdown: Arc<Shutdown>,
+    /// Bans and the password: who may come in.
+    pub access: access::Access,
     /// The listening address, for waking the accept loop.
     local: SocketAddr,
     /// Connections handed to a worker since start.
@@ -124,8 +129,9 @@ impl Server {
     /// history loaded from its tail.
     ///
     /// # Errors
-    /// When the listener's address cannot be read, or the transcript cannot
-    /// be opened (the error says which file, in one line).
+    /// When the listener's address cannot be read, the transcript cannot
+    /// be opened, or the `--bans` or `--password-file` file cannot be read
+    /// (the error says which file, in one line).
     pub fn new(
         config: Config,
         listener: TcpListener,
@@ -144,6 +150,7 @@ impl Server {
         let limits = Limits::new(config.sendq as usize, config.sendq_bytes as usize, paste);
         let writers = Writers::start(flushers, limits)?;
         let display = (!config.quiet && chat).then(|| writers.display(console::DISPLAY_QUEUE));
+        let access = access::Access::load(&config).map_err(std::io::Error::other)?;
         let (transcript, history) = match (&config.transcript, chat) {
             (Some(path), true) => {
                 let file = transcript::open(path).map_err(std::io::Error::other)?;
@@ -169,6 +176,7 @@ impl Server {
             rooms.seed(&room, lines);
         }
         let ctx = Arc::new(Context {
+            access,
             rooms,
             writers,
             conns: Connections::new(config.max_per_ip, config.limit_loopback),

@@ -198,6 +198,11 @@ fn admit(
 ) {
     // An IPv4 client of a dual-stack listener is named as IPv4.
     let ip = peer.ip().to_canonical();
+    // Banned or locked out: refused before it takes any slot (issue 13).
+    if let crate::access::Admission::Refused(line) = ctx.access.at_accept(peer) {
+        refuse(&stream, &line);
+        return;
+    }
     if let Some(line) = early_refusal(ip, throttle, ctx) {
         refuse(&stream, &line);
         return;

@@ -19,6 +19,7 @@ use chat_common::command::{self, Command};
 use chat_common::sanitize::sanitize;
 use chat_common::{name, protocol, Line, LineReader};
 
+use crate::access::Admission;
 use crate::flood::TokenBucket;
 use crate::leave::Leave;
 use crate::log;
@@ -34,6 +35,12 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
     // The client's own writer thread, if it ever needs one, blocks at most
     // this long per write before looking up.
     let _ = stream.set_write_timeout(Some(WRITE_POLL));
+    // Banned meanwhile, or no password yet: not in the room (issue 13).
+    match crate::access::enter(&stream, peer_addr, ctx) {
+        Admission::Admitted => {}
+        Admission::Refused(line) => return crate::listener::refuse(&stream, &line),
+        Admission::Gone(why) => return log!("{peer_addr} left before joining: {why}"),
+    }
     let Ok(entered) = ctx.rooms.enter(Arc::clone(&stream)) else {
         crate::listener::refuse(&stream, &protocol::notice("server shutting down"));
         return;

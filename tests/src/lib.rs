@@ -6,6 +6,7 @@
 //! hanging it. A failure message carries the server's stderr.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod hosts;
 pub mod rooms;
 

@@ -32,7 +32,7 @@ pub mod names;
 mod room;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,6 +139,9 @@ struct Client {
     ticket: Arc<Ticket>,
     /// The room it is in.
     room: Arc<Room>,
+    /// Where it connects from (IPv4 as IPv4), for `/ban`; `None` if the
+    /// socket could not say (it already failed).
+    ip: Option<IpAddr>,
 }
 
 /// What the directory lock guards.
@@ -219,6 +222,7 @@ impl Rooms {
     /// # Errors
     /// [`Closing`] once shutdown has begun.
     pub fn enter(&self, stream: Arc<TcpStream>) -> Result<Entered, Closing> {
+        let ip = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
         let mut dir = self.dir.lock();
         if dir.closing {
             return Err(Closing);
@@ -237,6 +241,7 @@ impl Rooms {
                 peer: Arc::clone(&peer),
                 ticket: Arc::clone(&ticket),
                 room: Arc::clone(&lobby),
+                ip,
             },
         );
         let slow = self.add_member(
@@ -482,6 +487,30 @@ impl Rooms {
         true
     }
 
+    /// The client named `name` (any case) and the address it connects from.
+    pub fn address_of(&self, name: &str) -> Option<(String, IpAddr)> {
+        let dir = self.dir.lock();
+        let client = dir.clients.get(&dir.names.holder(name)?)?;
+        Some((client.name.clone(), client.ip?))
+    }
+
+    /// Disconnects every client whose address satisfies `pred` (`/ban`),
+    /// through the one removal path: each is told `! disconnected: REASON`
+    /// and its room sees it leave. Returns their names.
+    pub fn evict_where(&self, pred: impl Fn(IpAddr) -> bool, reason: &Leave) -> Vec<String> {
+        let mut dir = self.dir.lock();
+        let mut hit: Vec<(ClientId, String)> = dir
+            .clients
+            .iter()
+            .filter(|(_, c)| c.ip.is_some_and(&pred))
+            .map(|(&id, c)| (id, c.name.clone()))
+            .collect();
+        hit.sort_unstable();
+        let work = hit.iter().map(|(id, _)| (*id, reason.clone())).collect();
+        self.remove_locked(&mut dir, work);
+        hit.into_iter().map(|(_, name)| name).collect()
+    }
+
     /// Takes client `id` out: the one removal path (see the module docs).
     /// Does nothing if it is already out. The reason that counts is the
     /// first one given: see [`Ticket::fate`].
@@ -717,7 +746,7 @@ impl Rooms {
                 writers.abort(peer, Some(protocol::error("disconnected: too slow").into()));
                 let _ = peer.stream.shutdown(Shutdown::Read);
             }
-            Leave::Kicked(_) => {
+            Leave::Kicked(_) | Leave::Banned(_) => {
                 peer.note_cause(fate.to_string());
                 let last = protocol::error(&format!("disconnected: {fate}")).into();
                 writers.drain(peer, Some(&last), linger);
