@@ -19,37 +19,50 @@
 //!
 //! # One removal path
 //!
-//! Every way out (quit, end of stream, error, kick, too slow, shutdown)
-//! goes through [`Rooms::remove`]: the client's [`Ticket`] is settled under
-//! its room's lock (from then on nothing it sends is relayed), its name is
-//! freed, its queue ended with the right last line, and its room told
-//! (except at shutdown, when everyone gets the shutdown notice instead).
+//! Every way out (quit, end of stream, error, kick, ban, too slow,
+//! shutdown) goes through [`Rooms::remove`]: the client's [`Ticket`] is
+//! settled under its room's lock (from then on nothing it sends is
+//! relayed), its name is freed, its queue ended with the right last line,
+//! and its room told (except at shutdown, when everyone gets the shutdown
+//! notice instead).
+//!
+//! # Files
+//!
+//! This file: the directory and the relay (`relay`, `deliver`, `announce`,
+//! `rename`, `whisper`, the queries). `moving.rs`: entering and leaving
+//! rooms and a room's life in the table. `removal.rs`: the removal path.
+//! `room.rs`: one room and its delivery. `log.rs`: the seam to where a
+//! room's lines are ordered; `embedded.rs` its in-process side. `names.rs`:
+//! name claims and guest numbers. `fanout.rs`: the display and the
+//! transcript beside the members' queues.
 
 pub mod embedded;
 mod fanout;
 pub mod log;
+mod moving;
 pub mod names;
+mod removal;
 mod room;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Shutdown, TcpStream};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chat_common::room::{self as room_name, LOBBY};
-use chat_common::{name, protocol};
+use chat_common::protocol;
+use chat_common::room::LOBBY;
 use parking_lot::Mutex;
 
 pub use fanout::Fanout;
 pub use room::{Room, Ticket};
 
 use crate::leave::Leave;
-use crate::shutdown;
 use crate::write::{Peer, Pushed, Wake};
 use log::{Appended, Batch, Log, Origin};
 use names::Names;
-use room::{Member, RoomInner};
+use removal::too_slow;
+use room::RoomInner;
 
 /// How long a leaving client's queued lines may take to go out.
 pub const LINGER: Duration = Duration::from_secs(2);
@@ -204,64 +217,6 @@ impl Rooms {
         }
     }
 
-    /// Loads old history into room `name` (from the transcript at start):
-    /// the room is known, empty, and replays these lines to whoever enters.
-    pub fn seed(&self, name: &str, lines: Vec<Arc<str>>) {
-        let mut dir = self.dir.lock();
-        let room = self.room_for(&mut dir, name);
-        room.inner.lock().log.delivered(&Batch {
-            from: self.origin(None),
-            lines,
-        });
-        self.park(&mut dir, &room);
-    }
-
-    /// Adds a client as `guest-N` to `#lobby`: it gets the welcome and the
-    /// room's history first, the room a join notice.
-    ///
-    /// # Errors
-    /// [`Closing`] once shutdown has begun.
-    pub fn enter(&self, stream: Arc<TcpStream>) -> Result<Entered, Closing> {
-        let ip = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
-        let mut dir = self.dir.lock();
-        if dir.closing {
-            return Err(Closing);
-        }
-        let id = dir.names.next_guest();
-        let peer = self.fan.writers.peer(id, stream);
-        let name = name::guest(id);
-        let ticket = Arc::new(Ticket::default());
-        let lobby = Arc::clone(&dir.rooms[LOBBY]);
-        // A number never given before: its guest name is free.
-        let _ = dir.names.claim(&name, id);
-        dir.clients.insert(
-            id,
-            Client {
-                name: name.clone(),
-                peer: Arc::clone(&peer),
-                ticket: Arc::clone(&ticket),
-                room: Arc::clone(&lobby),
-                ip,
-            },
-        );
-        let slow = self.add_member(
-            &mut dir,
-            &lobby,
-            None,
-            (id, &name, &peer, &ticket),
-            |room, n| {
-                format!("welcome, {name}! you are in {room} ({n} online); type /help for commands")
-            },
-        );
-        self.remove_locked(&mut dir, too_slow(slow));
-        Ok(Entered {
-            peer,
-            name,
-            ticket,
-            room: lobby,
-        })
-    }
-
     /// Relays `lines` from client `from` in `room`, in order, under that
     /// room's lock only. Empties `lines`. Nothing is relayed once the
     /// client was removed ([`Ticket`]).
@@ -407,131 +362,11 @@ impl Rooms {
         Whisper::Delivered(name)
     }
 
-    /// Moves client `id` to room `name` (already checked), creating it when
-    /// no room of that name has members.
-    pub fn move_to(&self, id: ClientId, name: &str) -> Moved {
-        let mut dir = self.dir.lock();
-        let Some(client) = dir.clients.get(&id).filter(|c| c.ticket.fate().is_none()) else {
-            return Moved::Gone;
-        };
-        let key = room_name::key(name);
-        let old = Arc::clone(&client.room);
-        if old.key == key {
-            return Moved::Already(old.name());
-        }
-        let (peer, ticket, me) = (
-            Arc::clone(&client.peer),
-            Arc::clone(&client.ticket),
-            client.name.clone(),
-        );
-        let target_busy = key == LOBBY
-            || dir
-                .rooms
-                .get(&key)
-                .is_some_and(|r| !r.inner.lock().members.is_empty());
-        let frees_one = old.key != LOBBY && old.inner.lock().members.len() == 1;
-        if !target_busy && !frees_one && dir.busy + 1 >= self.max_rooms {
-            return Moved::Full(self.max_rooms);
-        }
-        // The new room first: emptying the old one may forget the room
-        // emptied longest ago, which must not be the one being entered.
-        let room = self.room_for(&mut dir, name);
-        let mut slow = Vec::new();
-        // Out of the old room (its lock released before the new one's).
-        {
-            let mut inner = old.inner.lock();
-            if ticket.fate().is_some() {
-                drop(inner);
-                self.park(&mut dir, &room);
-                return Moved::Gone;
-            }
-            if let Some(pos) = inner.position(id) {
-                inner.members.remove(pos);
-            }
-            let batch = Batch {
-                from: self.origin(Some(id)),
-                lines: vec![protocol::notice(&format!(
-                    "{me} left for #{name} ({} online)",
-                    inner.members.len()
-                ))
-                .into()],
-            };
-            self.append(&mut inner, &batch, Wake::Later, &mut slow);
-            if inner.members.is_empty() {
-                drop(inner);
-                self.emptied(&mut dir, &old);
-            }
-        }
-        if let Some(client) = dir.clients.get_mut(&id) {
-            client.room = Arc::clone(&room);
-        }
-        slow.extend(self.add_member(
-            &mut dir,
-            &room,
-            Some(name),
-            (id, &me, &peer, &ticket),
-            |room, n| format!("you are now in {room} ({n} online)"),
-        ));
-        self.remove_locked(&mut dir, too_slow(slow));
-        Moved::To(room)
-    }
-
-    /// Disconnects the client named `name` on the operator's word. Returns
-    /// whether someone by that name was connected.
-    pub fn kick(&self, name: &str, reason: Option<String>) -> bool {
-        let mut dir = self.dir.lock();
-        let Some(id) = dir.names.holder(name) else {
-            return false;
-        };
-        self.remove_locked(&mut dir, vec![(id, Leave::Kicked(reason))]);
-        true
-    }
-
     /// The client named `name` (any case) and the address it connects from.
     pub fn address_of(&self, name: &str) -> Option<(String, IpAddr)> {
         let dir = self.dir.lock();
         let client = dir.clients.get(&dir.names.holder(name)?)?;
         Some((client.name.clone(), client.ip?))
-    }
-
-    /// Disconnects every client whose address satisfies `pred` (`/ban`),
-    /// through the one removal path: each is told `! disconnected: REASON`
-    /// and its room sees it leave. Returns their names.
-    pub fn evict_where(&self, pred: impl Fn(IpAddr) -> bool, reason: &Leave) -> Vec<String> {
-        let mut dir = self.dir.lock();
-        let mut hit: Vec<(ClientId, String)> = dir
-            .clients
-            .iter()
-            .filter(|(_, c)| c.ip.is_some_and(&pred))
-            .map(|(&id, c)| (id, c.name.clone()))
-            .collect();
-        hit.sort_unstable();
-        let work = hit.iter().map(|(id, _)| (*id, reason.clone())).collect();
-        self.remove_locked(&mut dir, work);
-        hit.into_iter().map(|(_, name)| name).collect()
-    }
-
-    /// Takes client `id` out: the one removal path (see the module docs).
-    /// Does nothing if it is already out. The reason that counts is the
-    /// first one given: see [`Ticket::fate`].
-    pub fn remove(&self, id: ClientId, reason: Leave) {
-        let mut dir = self.dir.lock();
-        self.remove_locked(&mut dir, vec![(id, reason)]);
-    }
-
-    /// Starts shutdown: no more joins; every client gets `* server shutting
-    /// down` after what is already queued.
-    pub fn shutdown(&self) {
-        let mut dir = self.dir.lock();
-        dir.closing = true;
-        let mut ids: Vec<ClientId> = dir.clients.keys().copied().collect();
-        ids.sort_unstable();
-        self.remove_locked(
-            &mut dir,
-            ids.into_iter().map(|id| (id, Leave::Shutdown)).collect(),
-        );
-        self.fan
-            .show_plain(&protocol::notice("server shutting down").into());
     }
 
     /// The members of `room` in order of entering.
@@ -584,191 +419,6 @@ impl Rooms {
             inner.deliver(&self.fan, self.log.server(), batch, wake, slow);
         }
     }
-
-    /// Adds a member to `room` (directory lock held): it gets `answer`,
-    /// then the room's history, before any live line; the room gets a
-    /// join notice. Returns who was found too slow.
-    fn add_member(
-        &self,
-        dir: &mut Directory,
-        room: &Arc<Room>,
-        spelling: Option<&str>,
-        (id, name, peer, ticket): (ClientId, &str, &Arc<Peer>, &Arc<Ticket>),
-        answer: impl FnOnce(&str, usize) -> String,
-    ) -> Vec<ClientId> {
-        let mut inner = room.inner.lock();
-        if inner.members.is_empty() {
-            self.log.watch(&room.key, true);
-            if room.key != LOBBY {
-                dir.busy += 1;
-                if let Some(spelling) = spelling {
-                    // Whoever creates a room names it.
-                    inner.name = format!("#{spelling}").into();
-                    inner.label = format!("#{spelling} ").into();
-                }
-            }
-        }
-        let online = inner.members.len() + 1;
-        let mut lines: Vec<Arc<str>> = vec![protocol::notice(&answer(&inner.name, online)).into()];
-        let mut history = Vec::new();
-        inner.log.history(&mut history);
-        if !history.is_empty() {
-            lines.push(
-                protocol::notice(&format!("last {} lines of {}:", history.len(), inner.name))
-                    .into(),
-            );
-            lines.extend(history);
-        }
-        let mut own = false;
-        if self.fan.writers.push_all(peer, &lines, Wake::Now) == Pushed::TooSlow {
-            // Its own replies piled up: too slow like any other.
-            ticket.settle(Leave::TooSlow);
-            own = true;
-        }
-        let batch = Batch {
-            from: self.origin(Some(id)),
-            lines: vec![protocol::notice(&format!("{name} joined ({online} online)")).into()],
-        };
-        let mut slow = Vec::new();
-        self.append(&mut inner, &batch, Wake::Later, &mut slow);
-        inner.members.push(Member {
-            id,
-            name: name.to_string(),
-            peer: Arc::clone(peer),
-            ticket: Arc::clone(ticket),
-        });
-        if own {
-            slow.push(id);
-        }
-        slow
-    }
-
-    /// The room called `name` (any case), made if the server does not know
-    /// it, and taken out of the forgetting line.
-    fn room_for(&self, dir: &mut Directory, name: &str) -> Arc<Room> {
-        let key = room_name::key(name);
-        if let Some(pos) = dir.emptied.iter().position(|k| *k == key) {
-            dir.emptied.remove(pos);
-        }
-        match dir.rooms.get(&key) {
-            Some(room) => Arc::clone(room),
-            None => {
-                let room = Arc::new(Room::new(name, self.log.open(&key)));
-                dir.rooms.insert(key, Arc::clone(&room));
-                room
-            }
-        }
-    }
-
-    /// `room` just lost its last member: it leaves `/rooms`, and its
-    /// history is kept for at most `--max-rooms` empty rooms.
-    fn emptied(&self, dir: &mut Directory, room: &Room) {
-        self.log.watch(&room.key, false);
-        if room.key == LOBBY {
-            return;
-        }
-        dir.busy -= 1;
-        dir.emptied.push_back(room.key.clone());
-        self.forget_old(dir);
-    }
-
-    /// Puts `room`, looked up for a move that did not happen, back in the
-    /// forgetting line if it is empty, so the table stays bounded.
-    fn park(&self, dir: &mut Directory, room: &Room) {
-        if room.key != LOBBY
-            && room.inner.lock().members.is_empty()
-            && !dir.emptied.contains(&room.key)
-        {
-            dir.emptied.push_back(room.key.clone());
-            self.forget_old(dir);
-        }
-    }
-
-    /// Forgets the rooms left empty longest ago, past `--max-rooms` of them.
-    fn forget_old(&self, dir: &mut Directory) {
-        while dir.emptied.len() > self.max_rooms {
-            if let Some(key) = dir.emptied.pop_front() {
-                dir.rooms.remove(&key);
-            }
-        }
-    }
-
-    /// [`Rooms::remove`] for a work list, with the directory locked: the
-    /// leave notices may find more slow members, who join the list (a work
-    /// list, not recursion, so a cascade cannot overflow a small stack).
-    fn remove_all(&self, slow: Vec<ClientId>) {
-        if !slow.is_empty() {
-            let mut dir = self.dir.lock();
-            self.remove_locked(&mut dir, too_slow(slow));
-        }
-    }
-
-    fn remove_locked(&self, dir: &mut Directory, work: Vec<(ClientId, Leave)>) {
-        let mut work: VecDeque<(ClientId, Leave)> = work.into();
-        while let Some((id, reason)) = work.pop_front() {
-            let Some(client) = dir.clients.remove(&id) else {
-                continue;
-            };
-            dir.names.release(&client.name, id);
-            let room = client.room;
-            let mut slow = Vec::new();
-            let mut inner = room.inner.lock();
-            let fate = client.ticket.settle(reason).clone();
-            if let Some(pos) = inner.position(id) {
-                inner.members.remove(pos);
-            }
-            self.end(&client.peer, &fate);
-            if !dir.closing && fate != Leave::Shutdown {
-                let batch = Batch {
-                    from: self.origin(Some(id)),
-                    lines: vec![protocol::notice(&format!("{} left ({fate})", client.name)).into()],
-                };
-                self.append(&mut inner, &batch, Wake::Later, &mut slow);
-            }
-            let empty = inner.members.is_empty();
-            drop(inner);
-            if empty {
-                self.emptied(dir, &room);
-            }
-            work.extend(slow.into_iter().map(|id| (id, Leave::TooSlow)));
-        }
-    }
-
-    /// Ends a removed client's queue with the last line its fate calls
-    /// for: too slow at once (what it did not read is dropped), the others
-    /// after what is queued.
-    fn end(&self, peer: &Arc<Peer>, fate: &Leave) {
-        let writers = &self.fan.writers;
-        let linger = Instant::now() + LINGER;
-        match fate {
-            Leave::TooSlow => {
-                peer.note_cause(fate.to_string());
-                writers.abort(peer, Some(protocol::error("disconnected: too slow").into()));
-                let _ = peer.stream.shutdown(Shutdown::Read);
-            }
-            Leave::Kicked(_) | Leave::Banned(_) => {
-                peer.note_cause(fate.to_string());
-                let last = protocol::error(&format!("disconnected: {fate}")).into();
-                writers.drain(peer, Some(&last), linger);
-                let _ = peer.stream.shutdown(Shutdown::Read);
-            }
-            Leave::Shutdown => {
-                peer.note_cause(fate.to_string());
-                let deadline = self
-                    .shutdown
-                    .deadline()
-                    .unwrap_or_else(|| Instant::now() + shutdown::GRACE);
-                let last = protocol::notice("server shutting down").into();
-                writers.drain(peer, Some(&last), deadline);
-            }
-            _ => writers.drain(peer, None, linger),
-        }
-    }
-}
-
-/// A work list of members found too slow.
-fn too_slow(ids: Vec<ClientId>) -> Vec<(ClientId, Leave)> {
-    ids.into_iter().map(|id| (id, Leave::TooSlow)).collect()
 }
 
 #[cfg(test)]
