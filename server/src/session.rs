@@ -325,11 +325,12 @@ pub fn who_line(room: &str, names: &[String]) -> String {
     format!("{} in {room}: {}", names.len(), names.join(", "))
 }
 
-/// `/rooms`' answer: `2 rooms: #lobby (3), #games (1)`.
+/// `/rooms`' answer: `2 rooms: #lobby (3), #games (1)` (`1 room: ...`).
 pub fn rooms_line(all: &[Who]) -> String {
     let list: Vec<String> = all
         .iter()
         .map(|(room, names)| format!("{room} ({})", names.len()))
         .collect();
-    format!("{} rooms: {}", all.len(), list.join(", "))
+    let rooms = if all.len() == 1 { "room" } else { "rooms" };
+    format!("{} {rooms}: {}", all.len(), list.join(", "))
 }

@@ -56,10 +56,10 @@ fn an_emptied_room_keeps_its_history() {
     assert_eq!(
         room[1]
             .0
-            .recv_until(|l| l.starts_with("* 1 rooms"))
+            .recv_until(|l| l.starts_with("* 1 room"))
             .pop()
             .unwrap(),
-        "* 1 rooms: #lobby (2)"
+        "* 1 room: #lobby (2)"
     );
     assert_eq!(
         join_room(&mut room[1].0, "ATTIC"),

@@ -135,7 +135,7 @@ fn rooms_lists_counts() {
     join_room(&mut room[2].0, "lobby");
     room[0].0.recv_until(|l| l == "* guest-3 joined (3 online)");
     room[0].0.send("/rooms");
-    assert_eq!(room[0].0.recv(), "* 1 rooms: #lobby (3)");
+    assert_eq!(room[0].0.recv(), "* 1 room: #lobby (3)");
 }
 
 /// Defect: `/who` was not in order of entering after a leave
