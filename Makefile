@@ -14,11 +14,18 @@ help:
 	@echo "make soak                                    the one-minute soak test"
 	@echo "make bench | bench-quick                     chat-server vs ncat --chat"
 
+# The build shows its progress (on a fresh clone it takes a minute or two,
+# which must not look like a hang); the run itself is quiet, since the
+# binary is already built.
 run-server:
-	$(CARGO) run --release -q -p chat-server -- --port $(PORT) $(ARGS)
+	@echo "building chat-server (release; the first build takes a minute or two)..." >&2
+	$(CARGO) build --release -p chat-server
+	@$(CARGO) run --release -q -p chat-server -- --port $(PORT) $(ARGS)
 
 run-client:
-	$(CARGO) run --release -q -p chat-client -- $(ARGS) $(HOST) $(PORT)
+	@echo "building chat-client (release; the first build takes a minute)..." >&2
+	$(CARGO) build --release -p chat-client
+	@$(CARGO) run --release -q -p chat-client -- $(ARGS) $(HOST) $(PORT)
 
 build:
 	$(CARGO) build --workspace --bins

@@ -68,7 +68,7 @@ pub fn parse(line: &str) -> Option<Command<'_>> {
 }
 
 fn parse_text(line: &str) -> Command<'_> {
-    if line == "EXIT" {
+    if crate::stop::is_exit(line.as_bytes()) {
         return Command::Quit(None);
     }
     if line.starts_with("//") {

@@ -17,6 +17,9 @@ pub enum Mode {
     Echo,
     /// The Kurose and Ross uppercase server: bytes back, uppercased.
     Upper,
+    /// The CS 346 file server: each line names a file under --root, the
+    /// reply is its contents.
+    File,
 }
 
 /// `chat-server`'s command line.
@@ -24,7 +27,7 @@ pub enum Mode {
 #[command(
     name = "chat-server",
     version,
-    about = "A line-based TCP chat relay (and the lab's echo and uppercase servers)."
+    about = "A line-based TCP chat relay (and the lab's echo, uppercase and file servers)."
 )]
 pub struct Config {
     /// TCP (and UDP) port to listen on; 0 picks any free port.
@@ -39,7 +42,7 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = Mode::Chat)]
     pub mode: Mode,
 
-    /// Also answer UDP datagrams on the same port (echo and upper modes only).
+    /// Also answer UDP datagrams on the same port (echo, upper and file modes).
     #[arg(long)]
     pub udp: bool,
 
@@ -104,6 +107,24 @@ pub struct Config {
     #[arg(long)]
     pub transcript: Option<PathBuf>,
 
+    /// The folder --mode file serves (required in that mode).
+    #[arg(long)]
+    pub root: Option<std::path::PathBuf>,
+
+    /// Largest file --mode file sends, in bytes.
+    #[arg(long, default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(0..=1_u64 << 40))]
+    pub max_file: u64,
+
+    /// The line that ends a connection in echo, upper and file modes; ''
+    /// turns it off.
+    #[arg(long, default_value = chat_common::stop::EXIT, value_parser = stop_word)]
+    pub stop: String,
+
+    /// UDP replies per second to one source address; more are not answered
+    /// (so a spoofed datagram cannot set two servers bouncing at full speed).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub udp_rate: u32,
+
     /// New connections one address may open at once before
     /// --connect-rate applies; past it they are refused at accept. Loopback
     /// is exempt unless --limit-loopback.
@@ -128,4 +149,18 @@ pub struct Config {
     /// Seconds a chat client has to give the password before it is closed.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub password_timeout: u64,
+}
+
+/// Longest `--stop` word: it is held back while a line could still be it.
+pub const MAX_STOP: usize = 64;
+
+/// `--stop`: one line's worth of text, no line breaks.
+fn stop_word(word: &str) -> Result<String, String> {
+    if word.contains(['\n', '\r']) {
+        return Err("the stop line cannot contain a line break".into());
+    }
+    if word.len() > MAX_STOP {
+        return Err(format!("at most {MAX_STOP} bytes"));
+    }
+    Ok(word.to_string())
 }

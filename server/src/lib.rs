@@ -20,7 +20,8 @@
 //! [`shutdown`] is the switch every thread watches; [`Server::run`] is
 //! [`Server::start`], the accept loop, then [`Running::stop`], the graceful
 //! stop. [`console`] is the operator's side; [`lab`] and [`udp`]
-//! serve the echo and uppercase modes.
+//! serve the echo and uppercase modes; [`file_mode`] serves the files that
+//! [`files`] finds safely under `--root`.
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -28,6 +29,8 @@ pub mod bans;
 pub mod config;
 pub mod conns;
 pub mod console;
+pub mod file_mode;
+pub mod files;
 pub mod flood;
 pub mod lab;
 pub mod leave;
@@ -41,6 +44,7 @@ pub mod shutdown;
 pub mod throttle;
 pub mod transcript;
 pub mod udp;
+pub mod udp_guard;
 pub mod write;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -69,6 +73,8 @@ pub struct Context {
     /// The switch every thread watches (the rooms keep a handle, for the
     /// shutdown notice's deadline).
     pub shutdown: Arc<Shutdown>,
+    /// The folder `--mode file` serves (`None` in the other modes).
+    pub files: Option<files::Root>,
     /// Bans and the password: who may come in.
     pub access: access::Access,
     /// The listening address, for waking the accept loop.
@@ -110,6 +116,11 @@ fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
     match ctx.config.mode {
         Mode::Chat => session::serve(stream, peer, ctx),
         Mode::Echo | Mode::Upper => lab::serve(&stream, peer, ctx),
+        Mode::File => {
+            if let Some(root) = &ctx.files {
+                file_mode::serve(&stream, peer, ctx, root);
+            }
+        }
     }
 }
 
@@ -130,8 +141,8 @@ impl Server {
     ///
     /// # Errors
     /// When the listener's address cannot be read, the transcript cannot
-    /// be opened, or the `--bans` or `--password-file` file cannot be read
-    /// (the error says which file, in one line).
+    /// be opened, the `--bans` or `--password-file` file cannot be read, or
+    /// `--mode file` has no usable `--root` (one line saying which).
     pub fn new(
         config: Config,
         listener: TcpListener,
@@ -139,6 +150,12 @@ impl Server {
     ) -> std::io::Result<Server> {
         let local = listener.local_addr()?;
         let chat = config.mode == Mode::Chat;
+        let files = match config.mode {
+            Mode::File => {
+                Some(files::Root::open(config.root.as_deref()).map_err(std::io::Error::other)?)
+            }
+            _ => None,
+        };
         let flushers = if chat {
             write::flushers_for(thread::available_parallelism().map_or(1, |n| n.get()))
         } else {
@@ -181,6 +198,7 @@ impl Server {
             writers,
             conns: Connections::new(config.max_per_ip, config.limit_loopback),
             shutdown,
+            files,
             config,
             local,
             accepted: AtomicU64::new(0),
@@ -231,7 +249,7 @@ impl Server {
             thread::Builder::new()
                 .name("udp".into())
                 .spawn(move || match socket {
-                    Ok(socket) => udp::serve(&socket, ctx.config.mode, &ctx.shutdown),
+                    Ok(socket) => udp::serve(&socket, &ctx),
                     Err(e) => log!("udp: {e}"),
                 })
         });

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         Config::command()
             .error(
                 ErrorKind::ArgumentConflict,
-                "--udp serves the echo and upper modes only; add --mode echo or --mode upper",
+                "--udp serves the echo, upper and file modes only; add --mode echo, upper or file",
             )
             .exit();
     }
@@ -65,11 +65,15 @@ fn main() -> ExitCode {
         if ctx.config.udp { ", also UDP" } else { "" }
     ));
     log!("listening on {local} ({mode} mode); Ctrl+C to stop");
+    if let Some(root) = &ctx.files {
+        log!("serving the files under {}", root.path().display());
+    }
     if ctx.config.mode == Mode::Chat {
         console::spawn_input(ctx);
     }
     let summary = server.run();
     log!("{summary}");
+    chat_server::log::flush();
     ExitCode::SUCCESS
 }
 

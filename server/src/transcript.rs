@@ -166,10 +166,13 @@ fn write_loop(
     let mut failing = false;
     let mut due: Option<Instant> = None;
     loop {
-        let wait = due.map_or(Duration::from_secs(3600), |due| {
-            due.saturating_duration_since(Instant::now())
-        });
-        let stop = match records.recv_timeout(wait) {
+        // Nothing waiting to be written: sleep until lines come (an idle
+        // server's threads make no wake-ups).
+        let received = match due {
+            None => records.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(due) => records.recv_timeout(due.saturating_duration_since(Instant::now())),
+        };
+        let stop = match received {
             Ok(Record::Lines { at, room, lines }) => {
                 queued.fetch_sub(lines.len(), Ordering::AcqRel);
                 let time = humantime::format_rfc3339_millis(at).to_string();

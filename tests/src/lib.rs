@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod hosts;
+pub mod labs;
 pub mod rooms;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -397,6 +398,9 @@ pub fn welcome_name(line: &str) -> Option<&str> {
 pub struct Client {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
+    /// Bytes of a line begun before a read timed out: the next read goes on
+    /// from them, and [`Client::assert_silent`] sees them.
+    partial: Vec<u8>,
 }
 
 impl Client {
@@ -430,6 +434,7 @@ impl Client {
         Client {
             reader: BufReader::new(stream),
             writer,
+            partial: Vec::new(),
         }
     }
 
@@ -440,6 +445,7 @@ impl Client {
         Client {
             writer: stream.try_clone().expect("clone stream"),
             reader: BufReader::new(stream),
+            partial: Vec::new(),
         }
     }
 
@@ -461,25 +467,29 @@ impl Client {
         }
     }
 
-    /// The next line within `timeout`, or `None` on timeout or EOF.
+    /// The next line within `timeout`, or `None` on timeout or EOF. Bytes
+    /// of a line that has not ended by then are kept for the next call.
     pub fn try_recv(&mut self, timeout: Duration) -> Option<String> {
         self.reader
             .get_ref()
             .set_read_timeout(Some(timeout))
             .expect("set timeout");
-        let mut buf = Vec::new();
-        let result = self.reader.read_until(b'\n', &mut buf);
+        let result = self.reader.read_until(b'\n', &mut self.partial);
         self.reader
             .get_ref()
             .set_read_timeout(Some(TIMEOUT))
             .expect("set timeout");
         match result {
-            Ok(0) => None,
-            Ok(_) => {
-                assert!(buf.ends_with(b"\n"), "line without LF: {buf:?}");
+            Ok(_) if self.partial.ends_with(b"\n") => {
+                let mut buf = std::mem::take(&mut self.partial);
                 buf.pop();
                 Some(String::from_utf8(buf).expect("server sends UTF-8"))
             }
+            Ok(0) => None,
+            Ok(_) => panic!(
+                "line without LF at end of stream: {:?}",
+                String::from_utf8_lossy(&self.partial)
+            ),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
             Err(e) => panic!("read from server: {e}"),
         }
@@ -516,9 +526,13 @@ impl Client {
                 .get_ref()
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
                 .expect("set timeout");
-            let mut buf = Vec::new();
+            let mut buf = std::mem::take(&mut self.partial);
             match self.reader.read_until(b'\n', &mut buf) {
-                Ok(0) => return seen,
+                Ok(0) if buf.is_empty() => return seen,
+                Ok(0) => {
+                    seen.push(String::from_utf8_lossy(&buf).trim_end().to_string());
+                    return seen;
+                }
                 Ok(_) => seen.push(String::from_utf8_lossy(&buf).trim_end().to_string()),
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => return seen,
                 Err(e) => panic!("connection not closed in time ({e}); saw {seen:?}"),
@@ -526,11 +540,17 @@ impl Client {
         }
     }
 
-    /// Asserts that nothing arrives for `quiet`.
+    /// Asserts that nothing arrives for `quiet`: no line, and no byte of
+    /// an unfinished one.
     pub fn assert_silent(&mut self, quiet: Duration) {
         if let Some(line) = self.try_recv(quiet) {
             panic!("expected silence, got {line:?}");
         }
+        assert!(
+            self.partial.is_empty(),
+            "expected silence, got part of a line: {:?}",
+            String::from_utf8_lossy(&self.partial)
+        );
     }
 
     /// Half-closes the connection: the server sees end of stream.

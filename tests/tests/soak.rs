@@ -434,7 +434,11 @@ fn a_minute_of_random_clients_loses_nothing_and_leaks_nothing() {
 
     stop.store(true, Ordering::Relaxed);
     let _ = anchor.shutdown(Shutdown::Both);
-    let _ = reader.join();
+    // The reader panics on a read error: that must fail the soak, not
+    // vanish in a discarded `Result`.
+    if let Err(panic) = reader.join() {
+        std::panic::resume_unwind(panic);
+    }
     let room = anchor_lines.lock().unwrap().clone();
     assert!(
         !room.iter().any(|l| l.starts_with("! ")),
