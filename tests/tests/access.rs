@@ -9,11 +9,18 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chat_tests::access::{loopback, Host, TempDir};
+use chat_tests::hosts::{loopback, Host};
+use chat_tests::labs::Scratch;
 use chat_tests::{bin, Captured, Server, TIMEOUT};
 
 /// The password the password tests use; it must appear in no output.
 const SECRET: &str = "correct-horse-7f3a";
+
+/// Writes `text` to `name` in `dir`; returns its path as an argument.
+fn write(dir: &Scratch, name: &str, text: &str) -> String {
+    let path = dir.file(name, text.as_bytes());
+    path.to_str().expect("UTF-8 temp path").to_string()
+}
 
 /// Types `line` on the console and waits for its answer on stdout.
 fn console(server: &mut Server, line: &str, answer: &str) -> String {
@@ -206,7 +213,7 @@ fn banned_flood_takes_no_worker() {
 /// was left of them; `/unban` rewrites the file.
 #[test]
 fn bans_survive_a_restart() {
-    let dir = TempDir::new("bans");
+    let dir = Scratch::new("bans");
     let file = dir.path().join("bans.txt");
     let file_arg = file.to_str().expect("UTF-8 path").to_string();
     {
@@ -247,8 +254,9 @@ fn bans_survive_a_restart() {
 /// skipped; the bans around it still hold; an expired ban is dropped.
 #[test]
 fn malformed_bans_file_line_is_skipped() {
-    let dir = TempDir::new("bans-bad");
-    let file = dir.file(
+    let dir = Scratch::new("bans-bad");
+    let file = write(
+        &dir,
         "bans.txt",
         "127.0.0.11 never - first\n\
          this is not a ban\n\
@@ -274,7 +282,7 @@ fn malformed_bans_file_line_is_skipped() {
 /// line on stderr and exit 1.
 #[test]
 fn unreadable_bans_file_is_one_line_and_exit_1() {
-    let dir = TempDir::new("bans-dir");
+    let dir = Scratch::new("bans-dir");
     let output = Command::new(bin("chat-server"))
         .args(["--port", "0", "--bind", "127.0.0.1", "--bans"])
         .arg(dir.path())
@@ -297,9 +305,13 @@ fn server_has_flag(flag: &str) -> bool {
 }
 
 /// A server started with `--password-file` and the file's directory.
-fn password_server(extra: &[&str]) -> (Server, TempDir) {
-    let dir = TempDir::new("password");
-    let file = dir.file("password.txt", &format!("{SECRET}\nsecond line ignored\n"));
+fn password_server(extra: &[&str]) -> (Server, Scratch) {
+    let dir = Scratch::new("password");
+    let file = write(
+        &dir,
+        "password.txt",
+        &format!("{SECRET}\nsecond line ignored\n"),
+    );
     let mut args = vec!["--password-file", &file];
     args.extend_from_slice(extra);
     (Server::start(&args), dir)
@@ -452,7 +464,7 @@ fn shutdown_reaches_the_password_prompt() {
 #[test]
 fn password_appears_in_no_output() {
     // With the rooms work merged the server keeps a transcript: check it too.
-    let transcript = TempDir::new("transcript");
+    let transcript = Scratch::new("transcript");
     let transcript_file = transcript.path().join("transcript.log");
     let transcript_arg = transcript_file.to_str().expect("UTF-8 path").to_string();
     let extra: Vec<&str> = if server_has_flag("--transcript") {
@@ -502,7 +514,11 @@ fn client_password_file_gets_in() {
     let (server, dir) = password_server(&[]);
     let addr = server.addr();
     let (mut alice, _) = Host::pass(addr, loopback(0, 0, 1), SECRET);
-    let file = dir.file("client-password.txt", &format!("  {SECRET}  \nnot this\n"));
+    let file = write(
+        &dir,
+        "client-password.txt",
+        &format!("  {SECRET}  \nnot this\n"),
+    );
     let mut client = Command::new(bin("chat-client"))
         .args(["--password-file", &file, "--name", "carol"])
         .arg(addr.ip().to_string())
@@ -540,7 +556,7 @@ fn client_password_file_gets_in() {
 fn client_password_file_wrong_or_missing() {
     let (server, dir) = password_server(&[]);
     let addr = server.addr();
-    let file = dir.file("wrong.txt", "not-the-password\n");
+    let file = write(&dir, "wrong.txt", "not-the-password\n");
     let output = Command::new(bin("chat-client"))
         .args(["--password-file", &file])
         .arg(addr.ip().to_string())
