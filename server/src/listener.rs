@@ -85,6 +85,8 @@ pub fn accept_loop(
         config.limit_loopback,
     );
     let mut backoff = MIN_BACKOFF;
+    // The refusals at accept not logged yet are counted when it stops.
+    let _tally = ctx.access.refusals_counted();
     loop {
         let accepted = listener.accept();
         if ctx.shutdown.is_triggered() {
