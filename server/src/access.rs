@@ -147,6 +147,7 @@ impl Access {
     /// A guard that counts the refusals left unlogged when it drops: the
     /// accept loop holds it, so the summary of a flood is logged before the
     /// server stops.
+    #[must_use]
     pub fn refusals_counted(&self) -> RefusalTally<'_> {
         RefusalTally(self)
     }
