@@ -65,9 +65,10 @@ pub struct Config {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub sendq: u32,
 
-    /// Bytes queued to one client, socket full or not, before it counts as
-    /// too slow and is disconnected: what bounds the memory a client that
-    /// asks for big replies (`/who`) and never reads can take.
+    /// Bytes queued to one client, once its socket is full, before it counts
+    /// as too slow and is disconnected (four times that while its socket
+    /// still takes everything): what bounds the memory a client that asks
+    /// for big replies (`/who`) and never reads can take.
     #[arg(long, default_value_t = 1_048_576, value_parser = clap::value_parser!(u32).range(4096..=1_073_741_824))]
     pub sendq_bytes: u32,
 

@@ -292,7 +292,7 @@ impl Running {
         ctx.conns.close_all();
         drop(listener);
         drop(pool);
-        ctx.writers.stop();
+        ctx.writers.stop(deadline);
         let udp_woken = self.udp_socket.as_ref().is_some_and(udp::wake);
         for (name, thread) in [("udp", self.udp)] {
             match thread {

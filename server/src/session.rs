@@ -46,6 +46,7 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
         return;
     };
     log!("{peer_addr} joined as {}", entered.name);
+    crate::access::joined(peer_addr, ctx); // a /ban since enter's check evicts it
     let mut membership = Membership {
         rooms: &ctx.rooms,
         id: entered.peer.id,

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::queue::{Queue, Taken};
+use super::queue::{After, Queue, Taken};
 use super::quiet::{self, Wake};
 use super::Writers;
 
@@ -60,8 +60,8 @@ impl Display {
     /// For the display thread: waits for lines and moves them into `batch`.
     pub fn wait(&self, batch: &mut Vec<Arc<str>>) -> Batch {
         match self.queue.take_wait(batch, None) {
-            Taken::Batch { last: true } => Batch::Last,
-            Taken::Batch { last: false } | Taken::Idle => Batch::More,
+            Taken::Batch(After::Close) => Batch::Last,
+            Taken::Batch(After::More) | Taken::Idle => Batch::More,
         }
     }
 

@@ -16,8 +16,25 @@
 //! - `display.rs`: the console's stdout, one more queue.
 //! - `socket.rs`: the sends themselves.
 //!
-//! Lock order: registry, then a queue, then the notice list. Nothing here
-//! holds a lock across a write.
+//! # Locks
+//!
+//! The write side's locking, stated here only (the other files link here):
+//!
+//! - A queue's lock (`Queue::state`) is taken under the registry's lock by
+//!   every push, drain and abort: registry, then queue. Nothing in `write/`
+//!   takes the registry's lock, so nothing takes them the other way.
+//! - The writers (flushers, a slow client's thread, the display thread)
+//!   take a queue's lock alone, briefly, to take a batch or look up, and
+//!   never hold it across a write.
+//! - The notice list's lock (`quiet::Notices`) nests in nothing of ours: a
+//!   quiet push lets go of the queue before it lists the queue (the
+//!   registry's lock may be held), and the notice thread takes the list,
+//!   lets go, then takes each queue.
+//! - A peer's cause, the list of slow clients' threads and the thread
+//!   handles are leaves: nothing else of `write/` is held while they are
+//!   (a cause may be noted under the registry's lock).
+//! - Handing a client to the flushers is a send on an unbounded channel,
+//!   after the queue's lock is let go: it never blocks.
 
 mod display;
 mod flusher;
