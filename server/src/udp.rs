@@ -129,8 +129,7 @@ pub fn serve(socket: &UdpSocket, ctx: &Context) {
 /// `limit` bytes (and `--max-file`), else one `! ` line.
 fn file_reply(root: &Root, request: &[u8], max_file: u64, limit: usize, out: &mut Vec<u8>) {
     out.clear();
-    let name = request.strip_suffix(b"\n").unwrap_or(request);
-    let name = name.strip_suffix(b"\r").unwrap_or(name);
+    let name = chat_common::stop::without_line_end(request);
     let max = max_file.min(limit as u64);
     match root.lookup(name, max) {
         Ok(Found { file, size }) => {

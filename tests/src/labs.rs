@@ -21,6 +21,49 @@ pub fn connect_raw(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// [`connect_raw`] with a 4 KiB receive buffer set before the handshake: a
+/// client the server's replies wait for, so they sit in the server's send
+/// buffer, not ours (what a reset throws away).
+pub fn connect_small_raw(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&addr.into(), TIMEOUT)
+        .expect("connect to server");
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .expect("write timeout");
+    stream
+}
+
+/// Reads until end of stream within [`TIMEOUT`]; a reset fails the test
+/// (unlike [`read_to_eof`]): it names how many bytes came first.
+pub fn read_to_clean_eof(stream: &mut TcpStream) -> Vec<u8> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no end of stream after {} bytes", got.len());
+        stream.set_read_timeout(Some(left)).expect("timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("{e} after {} bytes", got.len()),
+        }
+    }
+}
+
 /// Reads exactly `len` bytes within [`TIMEOUT`], failing the test with what
 /// did arrive otherwise.
 pub fn read_len(stream: &mut TcpStream, len: usize) -> Vec<u8> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::labs::{connect_raw, read_len, read_line, read_to_eof, Scratch};
+use chat_tests::labs::{connect_small_raw, read_to_clean_eof, connect_raw, read_len, read_line, read_to_eof, Scratch};
 use chat_tests::{bin, wait_timeout, Server, TIMEOUT};
 
 /// What only the file outside the root holds: it must never reach a client.
@@ -170,6 +170,40 @@ fn the_stop_line_ends_it() {
         .write_all(b"text.txt\nEXIT\ntext.txt\n")
         .expect("send");
     assert_eq!(read_to_eof(&mut stream), TEXT);
+}
+
+/// Input after the stop line does not reset the connection: an 8 MiB file
+/// asked for with `EXIT`, another name once the file is on its way; the client reads
+/// the whole file, then end of stream (before the fix: part of it, then
+/// "connection reset by peer").
+#[test]
+fn input_after_the_stop_line_does_not_cut_the_file() {
+    let (s, root) = fixture();
+    let big: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    s.file("root/huge.dat", &big);
+    let server = start(&root, &["--max-file", "16777216"]);
+    let mut stream = connect_small_raw(server.addr());
+    stream.write_all(b"huge.dat\nEXIT\n").expect("send");
+    // The next name arrives while the file is still on its way.
+    let mut got = read_len(&mut stream, 1);
+    stream.write_all(b"text.txt\n").expect("send");
+    got.extend(read_to_clean_eof(&mut stream));
+    assert_eq!(got.len(), big.len());
+    assert!(got == big, "the file came back altered");
+}
+
+/// One CR is dropped from a name, not two: `EXIT\r\r` is a name (refused),
+/// not the stop line, as it is text in echo mode; the connection goes on.
+#[test]
+fn exit_with_two_crs_is_not_the_stop_line() {
+    let (_s, root) = fixture();
+    let server = start(&root, &[]);
+    let mut stream = connect_raw(server.addr());
+    stream.write_all(b"EXIT\r\r\n").expect("send");
+    let line = String::from_utf8(read_line(&mut stream)).expect("UTF-8");
+    assert!(line.starts_with("! "), "{line:?}");
+    stream.write_all(b"text.txt\n").expect("send");
+    assert_eq!(read_len(&mut stream, TEXT.len()), TEXT);
 }
 
 /// A symlink swapped between a file inside and the secret outside, as fast
