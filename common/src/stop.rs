@@ -263,7 +263,6 @@ mod tests {
         assert_eq!(without_line_end(b"EXIT\r\n"), b"EXIT");
         assert_eq!(without_line_end(b"EXIT\n\n"), b"EXIT\n");
         assert!(!is_exit(b"EXIT\r\r\n"));
-        assert!(!is_exit(without_line_end(b"EXIT\r\r\n")));
         assert!(!is_exit(b"EXIT\r\r"));
     }
 }
