@@ -142,7 +142,14 @@ pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-/// A fresh folder under the system's temp dir, removed on drop.
+/// Sets `path`'s mode, whatever the umask gave it.
+fn open_to_all(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A fresh folder under the system's temp dir (mode 0755, as is everything
+/// it creates in it, whatever the umask), removed on drop.
 pub struct Scratch(PathBuf);
 
 impl Scratch {
@@ -157,7 +164,21 @@ impl Scratch {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create scratch folder");
+        open_to_all(&dir, 0o755);
         Scratch(dir)
+    }
+
+    /// Creates `rel` and the folders on the way, each 0755 whatever the
+    /// umask (a server run as another user must be able to search them).
+    pub fn dir(&self, rel: &str) -> PathBuf {
+        let path = self.0.join(rel);
+        std::fs::create_dir_all(&path).expect("mkdir");
+        let mut at = path.as_path();
+        while at != self.0 {
+            open_to_all(at, 0o755);
+            at = at.parent().expect("inside the scratch folder");
+        }
+        path
     }
 
     /// The folder.
@@ -168,10 +189,11 @@ impl Scratch {
     /// Writes `bytes` to `rel` (creating folders on the way); returns the path.
     pub fn file(&self, rel: &str, bytes: &[u8]) -> PathBuf {
         let path = self.0.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("mkdir");
+        if let Some(parent) = Path::new(rel).parent() {
+            self.dir(parent.to_str().expect("UTF-8 name"));
         }
         std::fs::write(&path, bytes).expect("write scratch file");
+        open_to_all(&path, 0o644);
         path
     }
 }

@@ -342,7 +342,8 @@ fn ctrl_c_stops_a_file_server_promptly() {
 
 /// A file the server may not read: `! permission denied`, and the
 /// connection goes on. The server runs as `nobody` (uid 65534) for this,
-/// since root reads everything; the test itself runs as root.
+/// since root reads everything; the test itself runs as root. Every folder
+/// it needs is 0755 whatever the umask (`Scratch`).
 #[test]
 fn an_unreadable_file_is_refused() {
     use std::os::unix::fs::PermissionsExt;
@@ -350,7 +351,13 @@ fn an_unreadable_file_is_refused() {
     let (s, root) = fixture();
     let locked = s.file("root/locked.txt", b"locked\n");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
-    let mut cmd = Command::new(bin("chat-server"));
+    // `nobody` needs search permission on every folder to the binary: a
+    // clone under /root (0700) would not do, so run a copy in the scratch
+    // folder (0755, up to the 1777 temp dir).
+    let server_copy = s.dir("bin").join("chat-server");
+    std::fs::copy(bin("chat-server"), &server_copy).expect("copy chat-server");
+    std::fs::set_permissions(&server_copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cmd = Command::new(&server_copy);
     cmd.args([
         "--bind",
         "127.0.0.1",
