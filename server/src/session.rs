@@ -42,6 +42,7 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
         return;
     };
     log!("{peer_addr} joined as {name}");
+    crate::access::joined(peer_addr, ctx); // a /ban since enter's check evicts it
     let mut membership = Membership {
         registry: &ctx.registry,
         id: peer.id,

@@ -6,7 +6,6 @@
 //! hanging it. A failure message carries the server's stderr.
 #![forbid(unsafe_code)]
 
-pub mod access;
 pub mod hosts;
 pub mod labs;
 
@@ -429,6 +428,12 @@ impl Client {
             .connect_timeout(&addr.into(), TIMEOUT)
             .expect("connect to server");
         Client::with(socket.into())
+    }
+
+    /// A client on a stream already connected (from a chosen source
+    /// address, say: [`hosts`]); sets its read timeouts.
+    pub fn from_stream(stream: TcpStream) -> Client {
+        Client::with(stream)
     }
 
     fn with(stream: TcpStream) -> Client {
