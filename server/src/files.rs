@@ -396,7 +396,10 @@ mod tests {
             assert!(line.contains("openat2") && !line.contains('\n'), "{line}");
         }
         let line = no_openat2(Errno::EACCES, Path::new("/srv"));
-        assert!(line.contains("/srv") && line.contains("permission denied"), "{line}");
+        assert!(
+            line.contains("/srv") && line.contains("permission denied"),
+            "{line}"
+        );
     }
 
     /// A root that is missing or not a folder is one line.

@@ -53,7 +53,11 @@ pub fn read_to_clean_eof(stream: &mut TcpStream) -> Vec<u8> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "no end of stream after {} bytes", got.len());
+        assert!(
+            !left.is_zero(),
+            "no end of stream after {} bytes",
+            got.len()
+        );
         stream.set_read_timeout(Some(left)).expect("timeout");
         match stream.read(&mut buf) {
             Ok(0) => return got,

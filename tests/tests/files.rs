@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::labs::{connect_small_raw, read_to_clean_eof, connect_raw, read_len, read_line, read_to_eof, Scratch};
+use chat_tests::labs::{
+    connect_raw, connect_small_raw, read_len, read_line, read_to_clean_eof, read_to_eof, Scratch,
+};
 use chat_tests::{bin, wait_timeout, Server, TIMEOUT};
 
 /// What only the file outside the root holds: it must never reach a client.

@@ -152,7 +152,11 @@ fn a_slowly_read_stderr_still_ends_with_the_summary() {
     let status = chat_tests::wait_timeout(&mut server.0, TIMEOUT).expect("the server did not exit");
     assert!(status.success(), "{status:?}");
     // SPEC: 2 s; the rest is slack for a loaded machine.
-    assert!(signalled.elapsed() < Duration::from_secs(4), "{:?}", signalled.elapsed());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        signalled.elapsed()
+    );
     let text = reader.join().expect("the stderr reader");
     let last = text.lines().last().unwrap_or("");
     assert!(

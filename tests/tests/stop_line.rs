@@ -7,7 +7,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use chat_tests::labs::{connect_small_raw, read_to_clean_eof, assert_quiet, connect_raw, read_len, read_to_eof};
+use chat_tests::labs::{
+    assert_quiet, connect_raw, connect_small_raw, read_len, read_to_clean_eof, read_to_eof,
+};
 use chat_tests::Server;
 
 /// How long a held byte must stay held to count as "waiting".

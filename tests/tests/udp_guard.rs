@@ -49,7 +49,9 @@ fn a_datagram_from_our_own_address_is_not_answered() {
     let addr = server.addr();
     assert_eq!(echoed(addr, b"before"), b"before");
     send_spoofed(addr.port(), addr, b"bounce");
-    server.stderr_until("left unanswered: 1 from our own port, 0 from service ports, 0 over --udp-rate");
+    server.stderr_until(
+        "left unanswered: 1 from our own port, 0 from service ports, 0 over --udp-rate",
+    );
     let cpu = cpu_during_watch(&[server.pid()]);
     eprintln!(
         "self-addressed datagram: {:.3} s of CPU in {WATCH:?}",
@@ -106,7 +108,10 @@ fn a_datagram_from_a_service_port_is_not_answered() {
     chargen.send_to(b"chargen says hi", addr).expect("send");
     let mut buf = [0u8; 64];
     if let Ok((n, from)) = chargen.recv_from(&mut buf) {
-        panic!("{from} answered port 19: {:?}", String::from_utf8_lossy(&buf[..n]));
+        panic!(
+            "{from} answered port 19: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
     }
     server.stderr_until("left unanswered: 0 from our own port, 1 from service ports");
     assert_eq!(echoed(addr, b"after"), b"after");

@@ -19,7 +19,12 @@ fn answered(guard: &mut Guard, peer: SocketAddr, tries: usize, now: Instant) -> 
 fn our_own_port_is_not_answered_from_any_address() {
     let mut guard = Guard::new(addr("127.0.0.1:5000"), 100);
     let now = Instant::now();
-    for own in ["127.0.0.1:5000", "127.0.0.9:5000", "[::ffff:127.0.0.1]:5000", "192.0.2.7:5000"] {
+    for own in [
+        "127.0.0.1:5000",
+        "127.0.0.9:5000",
+        "[::ffff:127.0.0.1]:5000",
+        "192.0.2.7:5000",
+    ] {
         assert_eq!(guard.check(addr(own), now), Verdict::Own, "{own}");
     }
     assert_eq!(guard.check(addr("127.0.0.1:5001"), now), Verdict::Reply);
@@ -72,7 +77,14 @@ fn one_address_is_capped_whatever_its_ports() {
     assert_eq!(guard.check(addr("192.0.2.10:1000"), t0), Verdict::Reply);
     let later = t0 + Duration::from_millis(500);
     let got: usize = (3000..4000)
-        .map(|port| answered(&mut guard, SocketAddr::from(([192, 0, 2, 9], port)), 1, later))
+        .map(|port| {
+            answered(
+                &mut guard,
+                SocketAddr::from(([192, 0, 2, 9], port)),
+                1,
+                later,
+            )
+        })
         .sum();
     assert_eq!(got, cap / 2);
 }
