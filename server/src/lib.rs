@@ -34,6 +34,7 @@ pub mod files;
 pub mod flood;
 pub mod lab;
 pub mod leave;
+pub mod linger;
 pub mod listener;
 pub mod log;
 pub mod password;

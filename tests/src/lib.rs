@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 /// How long any single expected event may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The shortest read timeout a helper sets: `set_read_timeout(Some(0))`
+/// fails with `InvalidInput`.
+pub const MIN_WAIT: Duration = Duration::from_millis(1);
+
 /// Path of a workspace binary (`chat-server`, `chat-client`), next to the
 /// test executable's `deps/` folder. `make test` builds them first.
 pub fn bin(name: &str) -> PathBuf {
@@ -475,9 +479,11 @@ impl Client {
     /// The next line within `timeout`, or `None` on timeout or EOF. Bytes
     /// of a line that has not ended by then are kept for the next call.
     pub fn try_recv(&mut self, timeout: Duration) -> Option<String> {
+        // A zero timeout is an error to `set_read_timeout`; past a caller's
+        // deadline, wait the least there is instead.
         self.reader
             .get_ref()
-            .set_read_timeout(Some(timeout))
+            .set_read_timeout(Some(timeout.max(MIN_WAIT)))
             .expect("set timeout");
         let result = self.reader.read_until(b'\n', &mut self.partial);
         self.reader
@@ -529,7 +535,7 @@ impl Client {
             let left = deadline.saturating_duration_since(Instant::now());
             self.reader
                 .get_ref()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .set_read_timeout(Some(left.max(MIN_WAIT)))
                 .expect("set timeout");
             let mut buf = std::mem::take(&mut self.partial);
             match self.reader.read_until(b'\n', &mut buf) {
