@@ -43,9 +43,8 @@ pub fn run(options: &Options) -> Result<()> {
             Ok(0) | Err(_) => return Ok(()),
             Ok(_) => {}
         }
-        let payload = line.strip_suffix(b"\n").unwrap_or(&line);
-        let payload = payload.strip_suffix(b"\r").unwrap_or(payload);
-        if chat_common::stop::is_exit(payload) {
+        let payload = chat_common::stop::without_line_end(&line);
+        if payload == chat_common::stop::EXIT.as_bytes() {
             return Ok(());
         }
         link.exchange(payload, &mut reply)?;

@@ -12,6 +12,7 @@
 //! | [`name`] | the rules for nicknames |
 //! | [`command`] | parsing a line a client typed into a [`Command`] |
 //! | [`protocol`] | the lines the server sends, by prefix |
+//! | [`room`] | the rules for room names |
 //! | [`upper`] | streaming Unicode uppercasing for the lab's uppercase server |
 //! | [`stop`] | the stop line (`EXIT`) that ends a session |
 //! | [`datagram`] | how much one UDP datagram carries |
@@ -25,6 +26,7 @@ pub mod line;
 pub mod name;
 pub mod plain;
 pub mod protocol;
+pub mod room;
 pub mod sanitize;
 pub mod stop;
 pub mod telnet;

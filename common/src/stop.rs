@@ -15,12 +15,18 @@
 /// as "leave".
 pub const EXIT: &str = "EXIT";
 
+/// `line` without its line end: one LF, then one CR before it, if there.
+/// Every reader strips a line end here, once: stripping a CR twice would
+/// make `EXIT\r\r` the stop line in one place and text in another.
+pub fn without_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 /// Whether `line` (with or without its LF or CR LF) is exactly `word`.
 /// An empty `word` matches nothing: the stop line is off.
 pub fn is_stop_line(line: &[u8], word: &[u8]) -> bool {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    !word.is_empty() && line == word
+    !word.is_empty() && without_line_end(line) == word
 }
 
 /// Whether `line` (with or without its LF or CR LF) is `EXIT` alone.
@@ -247,5 +253,16 @@ mod tests {
         assert!(!is_exit(b"exit\n"));
         assert!(!is_stop_line(b"", b""));
         assert!(!is_stop_line(b"\n", b""));
+    }
+
+    /// One CR comes off, never two: `EXIT\r\r` is text for every reader.
+    #[test]
+    fn one_cr_only() {
+        assert_eq!(without_line_end(b"EXIT\r\r\n"), b"EXIT\r");
+        assert_eq!(without_line_end(b"EXIT\r\r"), b"EXIT\r");
+        assert_eq!(without_line_end(b"EXIT\r\n"), b"EXIT");
+        assert_eq!(without_line_end(b"EXIT\n\n"), b"EXIT\n");
+        assert!(!is_exit(b"EXIT\r\r\n"));
+        assert!(!is_exit(b"EXIT\r\r"));
     }
 }

@@ -7,14 +7,21 @@
 //! closed. So a banned flood costs the server an `accept` and a `close` per
 //! connection, and never pushes honest clients into "please wait".
 //!
-//! Before joining ([`enter`]), on the client's worker: the ban is checked
-//! again (a connection may have waited in the queue, or at the password
-//! prompt, while its address was banned), then the password gate runs.
+//! Before joining ([`enter`]), on the client's worker: the ban and the
+//! lockout are checked again (a connection may have waited in the queue
+//! while its address was banned), then the password gate runs, then both
+//! are checked once more. Right after joining ([`joined`]), the ban once
+//! more, for a `/ban` that landed in between.
 //!
-//! `/ban` of a connected name bans that client's address (every client from
-//! it is disconnected); of an address or prefix, every client inside it.
+//! `/ban` of a connected name bans that client's address; of an address or
+//! prefix, every address inside it. Every connection from inside is closed
+//! at once: the room's clients are evicted (told why, their room sees them
+//! leave), and every other socket from there has its read side shut
+//! ([`crate::conns::Connections::close_where`]): one at the password prompt
+//! sees end of stream and is told it is banned, one waiting for a worker is
+//! dropped by the pool.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
 use chat_common::protocol;
@@ -25,7 +32,7 @@ use crate::bans::{self, Added, Ban, Bans, Prefix};
 use crate::config::{Config, Mode};
 use crate::leave::Leave;
 use crate::log;
-use crate::password::{Gate, Passage};
+use crate::password::{self, Gate, Passage};
 use crate::Context;
 
 /// May this connection go on?
@@ -87,15 +94,9 @@ impl Access {
     /// The check at accept: a banned or locked-out address is refused (and
     /// logged, at most one line per [`REFUSAL_LOG_EVERY`] plus a count).
     pub fn at_accept(&self, peer: SocketAddr) -> Admission {
-        let ip = peer.ip();
-        let line = if let Some(ban) = self.bans.find(ip) {
-            protocol::error(&ban.message())
-        } else if let Some(left) = self.gate.as_ref().and_then(|gate| gate.locked(ip)) {
-            protocol::error(&format!(
-                "too many wrong passwords from your address; try again in {}",
-                bans::format_left(left)
-            ))
-        } else {
+        let Some(line) = self.shut_out(peer.ip()) else {
+            // A quiet moment: the count of a flood's tail is not left behind.
+            self.flush_refusals(REFUSAL_LOG_EVERY);
             return Admission::Admitted;
         };
         let mut refusals = self.refusals.lock();
@@ -116,25 +117,96 @@ impl Access {
         }
         Admission::Refused(line)
     }
+
+    /// The line that turns `ip` away, if it is banned or locked out.
+    pub fn shut_out(&self, ip: IpAddr) -> Option<String> {
+        if let Some(ban) = self.bans.find(ip) {
+            return Some(protocol::error(&ban.message()));
+        }
+        let left = self.gate.as_ref()?.locked(ip)?;
+        Some(password::lockout_line(left))
+    }
+
+    /// Logs how many refusals at accept went unlogged, if any did and the
+    /// last line logged is at least `quiet` old; `Duration::ZERO` at
+    /// shutdown, so the end of a flood is counted too.
+    pub fn flush_refusals(&self, quiet: Duration) {
+        let mut refusals = self.refusals.lock();
+        let (Some(last), hidden) = *refusals else {
+            return;
+        };
+        let now = Instant::now();
+        if hidden == 0 || now.duration_since(last) < quiet {
+            return;
+        }
+        *refusals = (Some(now), 0);
+        drop(refusals);
+        log!("{hidden} more connections refused at accept (banned or locked out)");
+    }
+
+    /// A guard that counts the refusals left unlogged when it drops: the
+    /// accept loop holds it, so the summary of a flood is logged before the
+    /// server stops.
+    #[must_use]
+    pub fn refusals_counted(&self) -> RefusalTally<'_> {
+        RefusalTally(self)
+    }
 }
 
-/// The check before a chat client joins the room: the ban again, then the
-/// password, if the server has one.
-pub fn enter(stream: &TcpStream, peer: SocketAddr, ctx: &Context) -> Admission {
-    if let Some(ban) = ctx.access.bans.find(peer.ip()) {
-        return Admission::Refused(protocol::error(&ban.message()));
+/// See [`Access::refusals_counted`].
+pub struct RefusalTally<'a>(&'a Access);
+
+impl Drop for RefusalTally<'_> {
+    fn drop(&mut self) {
+        self.0.flush_refusals(Duration::ZERO);
     }
-    let Some(gate) = &ctx.access.gate else {
+}
+
+/// The check before a chat client joins the room: the ban and the lockout
+/// again, then the password, if the server has one, then both again. A
+/// client admitted is marked [`crate::conns::Stage::Entered`], so a later
+/// lockout of its address leaves it in the room.
+pub fn enter(stream: &TcpStream, peer: SocketAddr, ctx: &Context) -> Admission {
+    let access = &ctx.access;
+    if let Some(line) = access.shut_out(peer.ip()) {
+        return Admission::Refused(line);
+    }
+    let Some(gate) = &access.gate else {
+        ctx.conns.entered(stream);
         return Admission::Admitted;
     };
-    match gate.pass(stream, peer, ctx) {
-        // Banned while it was typing the password.
-        Passage::Granted => match ctx.access.bans.find(peer.ip()) {
-            Some(ban) => Admission::Refused(protocol::error(&ban.message())),
-            None => Admission::Admitted,
-        },
-        Passage::Refused(line) => Admission::Refused(line),
+    let admission = match gate.pass(stream, peer, ctx) {
+        Passage::Granted => Admission::Admitted,
+        Passage::Refused(line) => return Admission::Refused(line),
         Passage::Gone(why) => Admission::Gone(why),
+    };
+    // Banned or locked out while at the prompt: it saw end of stream there
+    // (`/ban` and the lockout shut its read side), or gave the password
+    // just then. It is told why.
+    if let Some(line) = access.shut_out(peer.ip()) {
+        return Admission::Refused(line);
+    }
+    if admission == Admission::Admitted {
+        ctx.conns.entered(stream);
+    }
+    admission
+}
+
+/// Right after a chat client joined the room: the ban once more. A `/ban`
+/// that landed between [`enter`]'s last check and the join found the client
+/// in no room, so it is evicted here, as `/ban` would have, through the
+/// registry's one removal path. Either `/ban`'s eviction saw the client in
+/// the room, or its ban was in the list before this looks.
+pub fn joined(peer: SocketAddr, ctx: &Context) {
+    if let Some(ban) = ctx.access.bans.find(peer.ip()) {
+        let leave = Leave::Banned(ban.reason.clone());
+        let gone = ctx.rooms.evict_where(|ip| ban.prefix.contains(ip), &leave);
+        if !gone.is_empty() {
+            log!(
+                "{peer} was banned as it joined; disconnected {}",
+                gone.join(", ")
+            );
+        }
     }
 }
 
@@ -153,7 +225,7 @@ pub fn ban(ctx: &Context, args: &str) -> Vec<String> {
     let reason = (!reason.is_empty()).then_some(reason);
     let (prefix, name) = match Prefix::parse(target) {
         Ok(prefix) => (prefix, None),
-        Err(_) => match ctx.registry.address_of(target) {
+        Err(_) => match ctx.rooms.address_of(target) {
             Some((name, ip)) => (Prefix::host(ip), Some(name)),
             None => {
                 return vec![format!(
@@ -174,14 +246,24 @@ pub fn ban(ctx: &Context, args: &str) -> Vec<String> {
             )]
         }
     };
-    let gone = ctx.registry.evict_where(|ip| prefix.contains(ip), &leave);
+    let gone = ctx.rooms.evict_where(|ip| prefix.contains(ip), &leave);
+    // And every connection from inside it, the room's included (one about
+    // to join is then evicted by `joined`): waiting for a worker (the pool
+    // drops them), at the password prompt (told they are banned), or served
+    // in another mode.
+    let closed = ctx.conns.close_where(|ip, _| prefix.contains(ip));
     let what = describe(&ban, SystemTime::now());
     log!(
-        "console banned {what}{}",
+        "console banned {what}{}{}",
         if gone.is_empty() {
             String::new()
         } else {
             format!("; disconnected {}", gone.join(", "))
+        },
+        if closed == 0 {
+            String::new()
+        } else {
+            format!("; {closed} connections closed in all")
         }
     );
     let verb = match added {

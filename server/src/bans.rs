@@ -26,6 +26,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use chat_common::name::NameError;
 use chat_common::sanitize::sanitize;
 use parking_lot::Mutex;
 
@@ -266,8 +267,12 @@ impl Ban {
         let name = match words.next() {
             None | Some("-") => None,
             Some(name) => {
-                chat_common::name::check(name)
-                    .map_err(|why| format!("name {:?}: {why}", sanitize(name)))?;
+                // By shape only: `/ban guest-3` keeps the name the server
+                // gave, which a user could not take (reserved).
+                match chat_common::name::check(name) {
+                    Ok(()) | Err(NameError::Reserved) => {}
+                    Err(why) => return Err(format!("name {:?}: {why}", sanitize(name))),
+                }
                 Some(name.to_string())
             }
         };

@@ -100,6 +100,20 @@ pub struct Config {
     #[arg(long)]
     pub quiet: bool,
 
+    /// Rooms that may have members at once, #lobby included (and empty
+    /// rooms whose history is kept).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_rooms: u32,
+
+    /// Chat lines of a room replayed to whoever enters it; 0 = off.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub history: u32,
+
+    /// A file every room's public lines are appended to (created mode
+    /// 0600), and history reloaded from at start.
+    #[arg(long)]
+    pub transcript: Option<PathBuf>,
+
     /// The folder --mode file serves (required in that mode).
     #[arg(long)]
     pub root: Option<std::path::PathBuf>,

@@ -1,14 +1,15 @@
 //! The server's console: the conversation on stdout, the operator's lines
 //! and commands on stdin.
 //!
-//! The display is one more queue ([`Display`]) that the registry fills in
-//! the same order as everyone else's, drained by a thread that writes to
-//! stdout. So
-//! the registry never writes to stdout under its lock, and a stdout nobody
+//! The display is one more queue ([`Display`]) that the rooms fill in the same
+//! order as everyone else's (each line marked with its room: `#lobby <bob>
+//! hi`), drained by a thread that writes to stdout. So the rooms never
+//! write to stdout under a lock, and a stdout nobody
 //! reads (a full pipe) costs the room nothing: the display just loses lines.
 //!
-//! The input thread reads stdin lines: text goes to everyone as
-//! `<server> text`; `/who`, `/kick NAME [REASON]` and `/quit` are commands.
+//! The input thread reads stdin lines: text goes to every room as
+//! `<server> text`; `/who` (everyone, by room), `/rooms`, `/kick NAME
+//! [REASON]` and `/quit` are commands.
 //! A line that is not UTF-8 is decoded with U+FFFD, as a client's is, and
 //! one longer than `--max-line` is dropped with a word on stdout: the
 //! console goes on either way. A closed stdin just ends this thread; the
@@ -24,9 +25,9 @@ use chat_common::protocol;
 use chat_common::sanitize::sanitize;
 use chat_common::{Line, LineReader};
 
-use crate::log;
 use crate::write::{Batch, Display};
 use crate::Context;
+use crate::{log, session};
 
 /// Lines the display may fall behind by before it starts dropping them.
 pub const DISPLAY_QUEUE: usize = 4096;
@@ -62,6 +63,7 @@ enum Input<'a> {
     Empty,
     Say(&'a str),
     Who,
+    Rooms,
     Kick(&'a str, Option<&'a str>),
     /// `/ban TARGET [DURATION] [REASON]`: the arguments, parsed by `access`.
     Ban(&'a str),
@@ -86,6 +88,7 @@ fn parse(line: &str) -> Input<'_> {
     let rest = rest.trim();
     match word.to_ascii_lowercase().as_str() {
         "who" => Input::Who,
+        "rooms" => Input::Rooms,
         "quit" => Input::Quit,
         "kick" if !rest.is_empty() => {
             let (name, reason) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -136,20 +139,20 @@ pub fn spawn_input(ctx: Arc<Context>) {
 }
 
 fn run_line(line: &str, ctx: &Arc<Context>) {
-    let registry = &ctx.registry;
+    let rooms = &ctx.rooms;
     match parse(line) {
         Input::Empty => {}
-        Input::Say(text) => registry.announce(protocol::chat("server", &sanitize(text))),
+        Input::Say(text) => rooms.announce(&protocol::chat("server", &sanitize(text))),
         Input::Who => {
-            let names = registry.names();
-            log::say(format_args!(
-                "* {} online: {}",
-                names.len(),
-                names.join(", ")
-            ));
+            for (room, names) in rooms.everyone() {
+                log::say(format_args!("* {}", session::who_line(&room, &names)));
+            }
+        }
+        Input::Rooms => {
+            log::say(format_args!("* {}", session::rooms_line(&rooms.everyone())));
         }
         Input::Kick(name, reason) => {
-            if registry.kick(name, reason.map(|r| sanitize(r).into_owned())) {
+            if rooms.kick(name, reason.map(|r| sanitize(r).into_owned())) {
                 log!("console kicked {name}");
             } else {
                 log::say(format_args!("! no one called {name} is online"));
@@ -164,7 +167,7 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
         }
         Input::Unknown(word) => {
             log::say(format_args!(
-                "! unknown console command /{word}; try /who, /kick NAME [REASON], /ban TARGET [DURATION] [REASON], /unban TARGET, /bans, /quit, or //text"
+                "! unknown console command /{word}; try /who, /rooms, /kick NAME [REASON], /ban TARGET [DURATION] [REASON], /unban TARGET, /bans, /quit, or //text"
             ));
         }
     }
@@ -188,6 +191,7 @@ mod tests {
         assert_eq!(parse("//who"), Input::Say("/who"));
         assert_eq!(parse("  "), Input::Empty);
         assert_eq!(parse("/who"), Input::Who);
+        assert_eq!(parse("/rooms"), Input::Rooms);
         assert_eq!(parse("/QUIT"), Input::Quit);
         assert_eq!(parse("/kick bob"), Input::Kick("bob", None));
         assert_eq!(

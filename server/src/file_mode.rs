@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use chat_common::protocol::error;
-use chat_common::stop::is_stop_line;
+use chat_common::stop::without_line_end;
 
 use crate::files::{Found, Root, MAX_NAME};
 use crate::lab::CHUNK;
@@ -45,12 +45,17 @@ pub fn serve(stream: &TcpStream, peer: SocketAddr, ctx: &Context, root: &Root) {
     log!("{peer} connected (file mode)");
     let mut tally = Tally::default();
     match pump(stream, peer, ctx, root, &mut tally) {
-        Ok(()) => log!(
-            "{peer} disconnected after {} files sent, {} refused{}",
-            tally.sent,
-            tally.refused,
-            if tally.stopped { " (stop line)" } else { "" }
-        ),
+        Ok(()) => {
+            if tally.stopped {
+                crate::linger::close_after_stop(stream, ctx);
+            }
+            log!(
+                "{peer} disconnected after {} files sent, {} refused{}",
+                tally.sent,
+                tally.refused,
+                if tally.stopped { " (stop line)" } else { "" }
+            );
+        }
         Err(e) if e.kind() == ErrorKind::TimedOut && ctx.shutdown.is_triggered() => {
             log!("{peer} disconnected: server shutting down (client not reading)");
         }
@@ -136,19 +141,19 @@ fn answer(
 ) -> std::io::Result<bool> {
     let give_up = || ctx.shutdown.deadline().is_some_and(|d| Instant::now() >= d);
     let too_long = std::mem::take(&mut name.too_long);
-    let mut bytes = std::mem::take(&mut name.bytes);
-    if bytes.last() == Some(&b'\r') {
-        bytes.pop();
-    }
-    if is_stop_line(&bytes, ctx.config.stop.as_bytes()) {
+    let line = std::mem::take(&mut name.bytes);
+    // One CR comes off, once: `EXIT\r\r` is a name, as it is text in echo
+    // mode.
+    let bytes = without_line_end(&line);
+    if !ctx.config.stop.is_empty() && bytes == ctx.config.stop.as_bytes() {
         tally.stopped = true;
         return Ok(true);
     }
-    let shown = String::from_utf8_lossy(&bytes);
+    let shown = String::from_utf8_lossy(bytes);
     let found = if too_long {
         Err(crate::files::Refusal::BadName("file name too long"))
     } else {
-        root.lookup(&bytes, ctx.config.max_file)
+        root.lookup(bytes, ctx.config.max_file)
     };
     match found {
         Ok(Found { file, size }) => {

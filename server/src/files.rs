@@ -18,9 +18,15 @@
 //!   `fstat` on that handle says whether it is a regular file and how big.
 //! - Only a regular file within `--max-file` is then opened for reading,
 //!   through `/proc/self/fd/N` of the `O_PATH` handle: the very inode that
-//!   was checked, whatever the name points to by then. (Without `/proc`,
-//!   the name is opened again the same way and must give the same inode,
-//!   else the request is refused.)
+//!   was checked, whatever the name points to by then. That open is
+//!   `O_NONBLOCK | O_NOCTTY`: a file under someone's write lease fails at
+//!   once instead of holding the connection for the lease-break time (45 s
+//!   by default), and nothing becomes our terminal.
+//! - At start, [`Root::open`] makes sure both exist: `openat2` (Linux 5.6;
+//!   an old seccomp profile may answer `ENOSYS` or `EPERM`) and
+//!   `/proc/self/fd`. Without either the server does not start (one line,
+//!   exit 1), rather than answer "permission denied" to every name or open
+//!   a name twice.
 //! - At most the size `fstat` gave is sent, so a file that grows while it
 //!   is sent cannot exceed `--max-file`.
 //!
@@ -31,7 +37,7 @@ use std::fmt;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -79,7 +85,7 @@ pub enum Refusal {
     },
     /// The server may not read it.
     Unreadable,
-    /// It changed between the check and the open (only without `/proc`).
+    /// A rename kept racing with the lookup (`EAGAIN`, every retry).
     Changed,
     /// Any other error, in plain words.
     Failed(String),
@@ -116,8 +122,8 @@ impl Root {
     /// Opens the folder to serve.
     ///
     /// # Errors
-    /// One line for the operator (exit 1): no `--root`, or a path that is
-    /// not a readable directory.
+    /// One line for the operator (exit 1): no `--root`, a path that is not
+    /// a readable directory, or a system without `openat2` or `/proc`.
     pub fn open(path: Option<&Path>) -> Result<Root, String> {
         let path = path.ok_or("--mode file needs --root DIR, the folder to serve")?;
         let dir = nix::fcntl::open(
@@ -145,10 +151,29 @@ impl Root {
                 chat_common::plain::plain(&std::io::Error::from(e))
             ));
         }
-        Ok(Root {
+        let root = Root {
             dir,
             shown: path.to_path_buf(),
-        })
+        };
+        root.check_system()?;
+        Ok(root)
+    }
+
+    /// The two things every lookup needs from the system: `openat2`, and
+    /// `/proc/self/fd` to reopen what it found.
+    fn check_system(&self) -> Result<(), String> {
+        let handle = match openat2(&self.dir, ".", path_how(OFlag::O_PATH)) {
+            Ok(fd) => File::from(fd),
+            Err(e) => return Err(no_openat2(e, &self.shown)),
+        };
+        let proc_fd = format!("/proc/self/fd/{}", handle.as_raw_fd());
+        if std::fs::symlink_metadata(&proc_fd).is_err() {
+            return Err(
+                "--mode file needs /proc (to reopen exactly the file it checked); mount it and try again"
+                    .to_string(),
+            );
+        }
+        Ok(())
     }
 
     /// The folder as the operator named it.
@@ -189,24 +214,17 @@ impl Root {
                 max,
             });
         }
-        let file = match File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                return Err(Refusal::Unreadable)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // No /proc: open the name again, the same safe way, and
-                // make sure it is still the file we checked.
-                let again =
-                    self.resolve(name, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)?;
-                let now = again.metadata().map_err(|e| failed(&e))?;
-                if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
-                    return Err(Refusal::Changed);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => Refusal::Unreadable,
+                std::io::ErrorKind::WouldBlock => {
+                    Refusal::Failed("the file is busy (leased); try again".to_string())
                 }
-                again
-            }
-            Err(e) => return Err(failed(&e)),
-        };
+                _ => failed(&e),
+            })?;
         Ok(Found {
             file,
             size: meta.len(),
@@ -215,9 +233,7 @@ impl Root {
 
     /// `openat2` below the root, with `flags` (plus `O_CLOEXEC`).
     fn resolve(&self, name: &OsStr, flags: OFlag) -> Result<File, Refusal> {
-        let how = OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let how = path_how(flags);
         let mut tries = 0;
         loop {
             match openat2(&self.dir, name, how) {
@@ -226,6 +242,26 @@ impl Root {
                 Err(e) => return Err(refusal(e)),
             }
         }
+    }
+}
+
+/// How every name is opened: `flags` (plus `O_CLOEXEC`), never above the
+/// root, never through a magic link.
+fn path_how(flags: OFlag) -> OpenHow {
+    OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+}
+
+/// The start-up line when `openat2` fails on the root itself.
+fn no_openat2(e: Errno, root: &Path) -> String {
+    match e {
+        Errno::ENOSYS | Errno::EPERM => "--mode file needs the openat2 system call (Linux 5.6 or later), which this system refuses (an old kernel, or a seccomp profile that predates it)".to_string(),
+        other => format!(
+            "cannot serve --root {}: {}",
+            root.display(),
+            chat_common::plain::plain(&std::io::Error::from(other))
+        ),
     }
 }
 
@@ -349,6 +385,21 @@ mod tests {
         assert_eq!(read(root.lookup(b"sub/a.txt", 6)), Ok(b"inside".to_vec()));
         assert!(matches!(root.lookup(b"", 6), Err(Refusal::BadName(_))));
         assert!(matches!(root.lookup(b"a\0b", 6), Err(Refusal::BadName(_))));
+    }
+
+    /// A system that refuses `openat2` (old kernel, old seccomp profile) is
+    /// one line naming it, not "permission denied" for every name later.
+    #[test]
+    fn no_openat2_is_one_line() {
+        for e in [Errno::ENOSYS, Errno::EPERM] {
+            let line = no_openat2(e, Path::new("/srv"));
+            assert!(line.contains("openat2") && !line.contains('\n'), "{line}");
+        }
+        let line = no_openat2(Errno::EACCES, Path::new("/srv"));
+        assert!(
+            line.contains("/srv") && line.contains("permission denied"),
+            "{line}"
+        );
     }
 
     /// A root that is missing or not a folder is one line.

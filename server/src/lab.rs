@@ -40,10 +40,15 @@ pub fn serve(stream: &TcpStream, peer: SocketAddr, ctx: &Context) {
     };
     log!("{peer} connected ({mode} mode)");
     match pump(stream, ctx) {
-        Ok(Echoed { bytes, stopped }) => log!(
-            "{peer} disconnected after {bytes} bytes{}",
-            if stopped { " (stop line)" } else { "" }
-        ),
+        Ok(Echoed { bytes, stopped }) => {
+            if stopped {
+                crate::linger::close_after_stop(stream, ctx);
+            }
+            log!(
+                "{peer} disconnected after {bytes} bytes{}",
+                if stopped { " (stop line)" } else { "" }
+            );
+        }
         // `write_polling` gave up: the shutdown deadline passed while the
         // client was not reading its replies.
         Err(e) if e.kind() == ErrorKind::TimedOut && ctx.shutdown.is_triggered() => {

@@ -87,11 +87,15 @@ fn main() -> ExitCode {
         log!("serving the files under {}", root.path().display());
     }
     if ctx.config.mode == Mode::Chat {
-        console::spawn_input(ctx);
+        console::spawn_input(std::sync::Arc::clone(&ctx));
     }
     let summary = server.run();
-    log!("{summary}");
-    chat_server::log::flush();
+    let exit_by = ctx
+        .shutdown
+        .deadline()
+        .unwrap_or_else(std::time::Instant::now)
+        + log::FLUSH_LIMIT;
+    log::finish(format_args!("{summary}"), exit_by);
     ExitCode::SUCCESS
 }
 

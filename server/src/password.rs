@@ -10,7 +10,11 @@
 //!   ones close the connection.
 //! - [`LOCKOUT_TRIES`] wrong ones from one address within [`LOCKOUT_WINDOW`]
 //!   lock that address out for [`LOCKOUT`]: the accept loop refuses it like a
-//!   ban ([`crate::access`]).
+//!   ban ([`crate::access`]), and so does the gate, before each line it
+//!   reads: a try from a locked-out address is not judged, whichever of its
+//!   connections makes it ([`Failures::judge`] checks and counts under one
+//!   lock). Its connections not yet in the room are closed at once, with the
+//!   same line where they are at the prompt.
 //! - No right password within `--password-timeout` (30 s): closed.
 //!
 //! The password is compared in constant time for a given length of what the
@@ -31,6 +35,7 @@ use std::time::{Duration, Instant};
 use chat_common::{protocol, Line, LineReader};
 use parking_lot::Mutex;
 
+use crate::conns::Stage;
 use crate::flood::TokenBucket;
 use crate::log;
 use crate::write::write_polling;
@@ -135,6 +140,18 @@ pub enum Strike {
     LockedOut,
 }
 
+/// What [`Failures::judge`] made of one try.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Judged {
+    /// The right password.
+    Right,
+    /// A wrong one, counted.
+    Wrong(Strike),
+    /// Not judged: the address is locked out for this much longer.
+    Locked(Duration),
+}
+
 /// Wrong tries per address, and lockouts; bounded by [`MAX_TRACKED`].
 #[derive(Default)]
 pub struct Failures {
@@ -173,37 +190,59 @@ impl Failures {
 
     /// Counts a wrong try from `ip` at `now`.
     pub fn strike(&self, ip: IpAddr, now: Instant) -> Strike {
+        strike_in(&mut self.by_ip.lock(), ip.to_canonical(), now)
+    }
+
+    /// Judges one try from `ip` at `now` with `right` (the compare), and
+    /// counts it if wrong, all under the lock: so however many connections
+    /// of one address try at once, at most [`LOCKOUT_TRIES`] of its tries
+    /// are judged before it is locked out, and none while it is.
+    pub fn judge(&self, ip: IpAddr, now: Instant, right: impl FnOnce() -> bool) -> Judged {
         let ip = ip.to_canonical();
         let mut by_ip = self.by_ip.lock();
-        if !by_ip.contains_key(&ip) && by_ip.len() >= MAX_TRACKED {
-            make_room(&mut by_ip, now);
-            if by_ip.len() >= MAX_TRACKED {
-                // Every remembered address is locked out: this one goes
-                // uncounted (its connections still have 3 tries each).
-                return Strike::Counted;
+        if let Some(until) = by_ip.get(&ip).and_then(|r| r.locked_until) {
+            if until > now {
+                return Judged::Locked(until - now);
             }
         }
-        let record = by_ip.entry(ip).or_insert_with(|| Record {
-            // Never more than this: no growth past the stated bound.
-            tries: Vec::with_capacity(LOCKOUT_TRIES),
-            locked_until: None,
-        });
-        record
-            .tries
-            .retain(|&t| now.saturating_duration_since(t) < LOCKOUT_WINDOW);
-        record.tries.push(now);
-        if record.tries.len() >= LOCKOUT_TRIES {
-            record.tries.clear();
-            record.locked_until = Some(now + LOCKOUT);
-            Strike::LockedOut
+        if right() {
+            Judged::Right
         } else {
-            Strike::Counted
+            Judged::Wrong(strike_in(&mut by_ip, ip, now))
         }
     }
 
     /// Addresses remembered now (for tests).
     pub fn tracked(&self) -> usize {
         self.by_ip.lock().len()
+    }
+}
+
+/// Counts a wrong try from `ip` (canonical) at `now`, under the lock.
+fn strike_in(by_ip: &mut HashMap<IpAddr, Record>, ip: IpAddr, now: Instant) -> Strike {
+    if !by_ip.contains_key(&ip) && by_ip.len() >= MAX_TRACKED {
+        make_room(by_ip, now);
+        if by_ip.len() >= MAX_TRACKED {
+            // Every remembered address is locked out: this one goes
+            // uncounted (its connections still have 3 tries each).
+            return Strike::Counted;
+        }
+    }
+    let record = by_ip.entry(ip).or_insert_with(|| Record {
+        // Never more than this: no growth past the stated bound.
+        tries: Vec::with_capacity(LOCKOUT_TRIES),
+        locked_until: None,
+    });
+    record
+        .tries
+        .retain(|&t| now.saturating_duration_since(t) < LOCKOUT_WINDOW);
+    record.tries.push(now);
+    if record.tries.len() >= LOCKOUT_TRIES {
+        record.tries.clear();
+        record.locked_until = Some(now + LOCKOUT);
+        Strike::LockedOut
+    } else {
+        Strike::Counted
     }
 }
 
@@ -316,6 +355,12 @@ impl Gate {
             if !bucket.try_take() && !bucket.wait(&ctx.shutdown) {
                 return Ok(shutting_down());
             }
+            // Banned or locked out meanwhile: its read side was shut, but
+            // lines it sent before (or sends still) may yet arrive. None of
+            // them is handled.
+            if let Some(line) = ctx.access.shut_out(peer.ip()) {
+                return Ok(Passage::Refused(line));
+            }
             let given = match &line {
                 Line::Text(text) if text.trim().is_empty() => continue,
                 Line::Text(text) => pass_argument(text),
@@ -327,23 +372,39 @@ impl Gate {
                 ))?;
                 continue;
             };
-            if self.password.matches(given) {
-                log!("{peer} gave the right password");
-                return Ok(Passage::Granted);
-            }
+            let judged = self
+                .failures
+                .judge(peer.ip(), Instant::now(), || self.password.matches(given));
+            let strike = match judged {
+                Judged::Right => {
+                    log!("{peer} gave the right password");
+                    return Ok(Passage::Granted);
+                }
+                // Locked out by another connection's tries: not judged.
+                Judged::Locked(left) => return Ok(Passage::Refused(lockout_line(left))),
+                Judged::Wrong(strike) => strike,
+            };
             wrong += 1;
-            let strike = self.failures.strike(peer.ip(), Instant::now());
             log!("{peer} gave a wrong password ({wrong} of {MAX_TRIES})");
+            if strike == Strike::LockedOut {
+                let ip = peer.ip().to_canonical();
+                // Its other connections not yet in the room go too: at the
+                // prompt they see end of stream and are told why; waiting
+                // for a worker, the pool drops them.
+                let closed = ctx
+                    .conns
+                    .close_where(|other, stage| other == ip && stage == Stage::Outside);
+                log!(
+                    "{ip} locked out for {} s: {LOCKOUT_TRIES} wrong passwords within {} s; closed its {} other connections not in the room",
+                    LOCKOUT.as_secs(),
+                    LOCKOUT_WINDOW.as_secs(),
+                    closed.saturating_sub(1)
+                );
+            }
             if ctx.shutdown.pause(WRONG_DELAY) {
                 return Ok(shutting_down());
             }
             if strike == Strike::LockedOut {
-                log!(
-                    "{} locked out for {} s: {LOCKOUT_TRIES} wrong passwords within {} s",
-                    peer.ip().to_canonical(),
-                    LOCKOUT.as_secs(),
-                    LOCKOUT_WINDOW.as_secs()
-                );
                 return Ok(Passage::Refused(protocol::error(&format!(
                     "wrong password; too many wrong passwords from your address: refused for {} s",
                     LOCKOUT.as_secs()
@@ -361,6 +422,14 @@ impl Gate {
             )))?;
         }
     }
+}
+
+/// What a locked-out address is told, at accept or at the prompt.
+pub fn lockout_line(left: Duration) -> String {
+    protocol::error(&format!(
+        "too many wrong passwords from your address; try again in {}",
+        crate::bans::format_left(left)
+    ))
 }
 
 fn shutting_down() -> Passage {

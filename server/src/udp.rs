@@ -22,13 +22,15 @@
 //!
 //! In file mode a datagram names a file (a trailing LF or CR LF is not part
 //! of the name) and the reply is its contents when they fit one datagram,
-//! else a `! ` line. Which datagrams are answered at all (never our own,
-//! at most `--udp-rate` a second to one source) is [`udp_guard`]'s call.
+//! else a `! ` line. Which datagrams are answered at all (never from our
+//! own port or a service port, at most `--udp-rate` a second to one source
+//! and a capped rate and byte count to one address) is [`udp_guard`]'s
+//! call.
 //!
 //! [`udp_guard`]: crate::udp_guard
 
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
@@ -89,10 +91,8 @@ pub fn serve(socket: &UdpSocket, ctx: &Context) {
             }
         };
         let now = Instant::now();
-        let verdict = guard.check(peer, to.map(destination_ip), now);
-        if let Some((own, over)) = guard.report(now) {
-            log!("udp: left unanswered: {own} from our own address, {over} over --udp-rate");
-        }
+        let verdict = guard.check(peer, now);
+        report(&mut guard, now);
         if verdict != Verdict::Reply {
             continue;
         }
@@ -119,9 +119,27 @@ pub fn serve(socket: &UdpSocket, ctx: &Context) {
             );
             reply = &reply[..cut];
         }
+        if !guard.spend_bytes(peer, reply.len(), now) {
+            report(&mut guard, now);
+            continue;
+        }
         if let Err(e) = send_from(socket, reply, peer, to) {
             log!("udp: reply to {peer} failed: {e}");
         }
+    }
+}
+
+/// Logs the count of unanswered datagrams, when [`Guard::report`] says it
+/// is time.
+fn report(guard: &mut Guard, now: Instant) {
+    if let Some(w) = guard.report(now) {
+        log!(
+            "udp: left unanswered: {} from our own port, {} from service ports, {} over --udp-rate, {} over the per-address cap",
+            w.own,
+            w.service,
+            w.over_rate,
+            w.over_ip
+        );
     }
 }
 
@@ -129,8 +147,7 @@ pub fn serve(socket: &UdpSocket, ctx: &Context) {
 /// `limit` bytes (and `--max-file`), else one `! ` line.
 fn file_reply(root: &Root, request: &[u8], max_file: u64, limit: usize, out: &mut Vec<u8>) {
     out.clear();
-    let name = request.strip_suffix(b"\n").unwrap_or(request);
-    let name = name.strip_suffix(b"\r").unwrap_or(name);
+    let name = chat_common::stop::without_line_end(request);
     let max = max_file.min(limit as u64);
     match root.lookup(name, max) {
         Ok(Found { file, size }) => {
@@ -142,14 +159,6 @@ fn file_reply(root: &Root, request: &[u8], max_file: u64, limit: usize, out: &mu
             }
         }
         Err(refusal) => out.extend_from_slice(error(&refusal.to_string()).as_bytes()),
-    }
-}
-
-/// The address a datagram was sent to, as the kernel reported it.
-fn destination_ip(to: Destination) -> IpAddr {
-    match to {
-        Destination::V4(info) => IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))),
-        Destination::V6(info) => IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)),
     }
 }
 

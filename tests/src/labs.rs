@@ -21,6 +21,53 @@ pub fn connect_raw(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// [`connect_raw`] with a 4 KiB receive buffer set before the handshake: a
+/// client the server's replies wait for, so they sit in the server's send
+/// buffer, not ours (what a reset throws away).
+pub fn connect_small_raw(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&addr.into(), TIMEOUT)
+        .expect("connect to server");
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .expect("write timeout");
+    stream
+}
+
+/// Reads until end of stream within [`TIMEOUT`]; a reset fails the test
+/// (unlike [`read_to_eof`]): it names how many bytes came first.
+pub fn read_to_clean_eof(stream: &mut TcpStream) -> Vec<u8> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no end of stream after {} bytes",
+            got.len()
+        );
+        stream.set_read_timeout(Some(left)).expect("timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("{e} after {} bytes", got.len()),
+        }
+    }
+}
+
 /// Reads exactly `len` bytes within [`TIMEOUT`], failing the test with what
 /// did arrive otherwise.
 pub fn read_len(stream: &mut TcpStream, len: usize) -> Vec<u8> {
@@ -99,7 +146,14 @@ pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-/// A fresh folder under the system's temp dir, removed on drop.
+/// Sets `path`'s mode, whatever the umask gave it.
+fn open_to_all(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A fresh folder under the system's temp dir (mode 0755, as is everything
+/// it creates in it, whatever the umask), removed on drop.
 pub struct Scratch(PathBuf);
 
 impl Scratch {
@@ -114,7 +168,21 @@ impl Scratch {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create scratch folder");
+        open_to_all(&dir, 0o755);
         Scratch(dir)
+    }
+
+    /// Creates `rel` and the folders on the way, each 0755 whatever the
+    /// umask (a server run as another user must be able to search them).
+    pub fn dir(&self, rel: &str) -> PathBuf {
+        let path = self.0.join(rel);
+        std::fs::create_dir_all(&path).expect("mkdir");
+        let mut at = path.as_path();
+        while at != self.0 {
+            open_to_all(at, 0o755);
+            at = at.parent().expect("inside the scratch folder");
+        }
+        path
     }
 
     /// The folder.
@@ -125,10 +193,11 @@ impl Scratch {
     /// Writes `bytes` to `rel` (creating folders on the way); returns the path.
     pub fn file(&self, rel: &str, bytes: &[u8]) -> PathBuf {
         let path = self.0.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("mkdir");
+        if let Some(parent) = Path::new(rel).parent() {
+            self.dir(parent.to_str().expect("UTF-8 name"));
         }
         std::fs::write(&path, bytes).expect("write scratch file");
+        open_to_all(&path, 0o644);
         path
     }
 }

@@ -6,10 +6,10 @@
 //! hanging it. A failure message carries the server's stderr.
 #![forbid(unsafe_code)]
 
-pub mod access;
 pub mod hosts;
 pub mod labs;
 pub mod redis;
+pub mod rooms;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 /// How long any single expected event may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shortest read timeout a helper sets: `set_read_timeout(Some(0))`
+/// fails with `InvalidInput`.
+pub const MIN_WAIT: Duration = Duration::from_millis(1);
 
 /// Path of a workspace binary (`chat-server`, `chat-client`), next to the
 /// test executable's `deps/` folder. `make test` builds them first.
@@ -428,6 +432,12 @@ impl Client {
         Client::with(socket.into())
     }
 
+    /// A client on a stream already connected (from a chosen source
+    /// address, say: [`hosts`]); sets its read timeouts.
+    pub fn from_stream(stream: TcpStream) -> Client {
+        Client::with(stream)
+    }
+
     fn with(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(TIMEOUT)).expect("set timeout");
         let writer = stream.try_clone().expect("clone stream");
@@ -470,9 +480,11 @@ impl Client {
     /// The next line within `timeout`, or `None` on timeout or EOF. Bytes
     /// of a line that has not ended by then are kept for the next call.
     pub fn try_recv(&mut self, timeout: Duration) -> Option<String> {
+        // A zero timeout is an error to `set_read_timeout`; past a caller's
+        // deadline, wait the least there is instead.
         self.reader
             .get_ref()
-            .set_read_timeout(Some(timeout))
+            .set_read_timeout(Some(timeout.max(MIN_WAIT)))
             .expect("set timeout");
         let result = self.reader.read_until(b'\n', &mut self.partial);
         self.reader
@@ -524,7 +536,7 @@ impl Client {
             let left = deadline.saturating_duration_since(Instant::now());
             self.reader
                 .get_ref()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .set_read_timeout(Some(left.max(MIN_WAIT)))
                 .expect("set timeout");
             let mut buf = std::mem::take(&mut self.partial);
             match self.reader.read_until(b'\n', &mut buf) {

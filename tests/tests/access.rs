@@ -9,11 +9,18 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chat_tests::access::{loopback, Host, TempDir};
+use chat_tests::hosts::{loopback, Host};
+use chat_tests::labs::Scratch;
 use chat_tests::{bin, Captured, Server, TIMEOUT};
 
 /// The password the password tests use; it must appear in no output.
 const SECRET: &str = "correct-horse-7f3a";
+
+/// Writes `text` to `name` in `dir`; returns its path as an argument.
+fn write(dir: &Scratch, name: &str, text: &str) -> String {
+    let path = dir.file(name, text.as_bytes());
+    path.to_str().expect("UTF-8 temp path").to_string()
+}
 
 /// Types `line` on the console and waits for its answer on stdout.
 fn console(server: &mut Server, line: &str, answer: &str) -> String {
@@ -203,14 +210,18 @@ fn banned_flood_takes_no_worker() {
 
 /// `--bans FILE`: bans are written to FILE (whole, through a temporary
 /// file that does not stay behind) and are back after a restart, with what
-/// was left of them; `/unban` rewrites the file.
+/// was left of them, a ban by a `guest-N` name included (with its name, so
+/// `/unban guest-N` still finds it); `/unban` rewrites the file.
 #[test]
 fn bans_survive_a_restart() {
-    let dir = TempDir::new("bans");
+    let dir = Scratch::new("bans");
     let file = dir.path().join("bans.txt");
     let file_arg = file.to_str().expect("UTF-8 path").to_string();
-    {
+    let guest = {
         let mut server = Server::start(&["--bans", &file_arg]);
+        // By name: the name the server gave is kept with the ban.
+        let (_guest, guest) = Host::join(server.addr(), loopback(0, 0, 6));
+        console(&mut server, &format!("/ban {guest}"), "* banned 127.0.0.6");
         console(
             &mut server,
             "/ban 127.0.0.7 1h flooding",
@@ -228,14 +239,20 @@ fn bans_survive_a_restart() {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["bans.txt"], "no temporary file left behind");
-    }
+        assert!(text.contains(&format!("127.0.0.6 never {guest}")), "{text}");
+        guest
+    };
     let mut server = Server::start(&["--bans", &file_arg]);
     assert_refused(&server, loopback(0, 0, 7), "flooding");
+    assert_refused(&server, loopback(0, 0, 6), "banned");
     let _ = Host::join(server.addr(), loopback(0, 0, 8));
     server.console("/bans");
-    server.stdout_until(|l| l.contains("2 bans"));
+    server.stdout_until(|l| l.contains("3 bans"));
     let line = server.stdout_until(|l| l.contains("127.0.0.7"));
     assert!(line.contains("59m") || line.contains("1h 0m"), "{line}");
+    let answer = console(&mut server, &format!("/unban {guest}"), "lifted");
+    assert!(answer.contains("127.0.0.6"), "{answer}");
+    let _ = Host::join(server.addr(), loopback(0, 0, 6));
     console(&mut server, "/unban 127.0.0.7", "lifted");
     let text = std::fs::read_to_string(&file).expect("ban file");
     assert!(!text.contains("127.0.0.7"), "{text}");
@@ -247,8 +264,9 @@ fn bans_survive_a_restart() {
 /// skipped; the bans around it still hold; an expired ban is dropped.
 #[test]
 fn malformed_bans_file_line_is_skipped() {
-    let dir = TempDir::new("bans-bad");
-    let file = dir.file(
+    let dir = Scratch::new("bans-bad");
+    let file = write(
+        &dir,
         "bans.txt",
         "127.0.0.11 never - first\n\
          this is not a ban\n\
@@ -274,7 +292,7 @@ fn malformed_bans_file_line_is_skipped() {
 /// line on stderr and exit 1.
 #[test]
 fn unreadable_bans_file_is_one_line_and_exit_1() {
-    let dir = TempDir::new("bans-dir");
+    let dir = Scratch::new("bans-dir");
     let output = Command::new(bin("chat-server"))
         .args(["--port", "0", "--bind", "127.0.0.1", "--bans"])
         .arg(dir.path())
@@ -297,9 +315,13 @@ fn server_has_flag(flag: &str) -> bool {
 }
 
 /// A server started with `--password-file` and the file's directory.
-fn password_server(extra: &[&str]) -> (Server, TempDir) {
-    let dir = TempDir::new("password");
-    let file = dir.file("password.txt", &format!("{SECRET}\nsecond line ignored\n"));
+fn password_server(extra: &[&str]) -> (Server, Scratch) {
+    let dir = Scratch::new("password");
+    let file = write(
+        &dir,
+        "password.txt",
+        &format!("{SECRET}\nsecond line ignored\n"),
+    );
     let mut args = vec!["--password-file", &file];
     args.extend_from_slice(extra);
     (Server::start(&args), dir)
@@ -452,7 +474,7 @@ fn shutdown_reaches_the_password_prompt() {
 #[test]
 fn password_appears_in_no_output() {
     // With the rooms work merged the server keeps a transcript: check it too.
-    let transcript = TempDir::new("transcript");
+    let transcript = Scratch::new("transcript");
     let transcript_file = transcript.path().join("transcript.log");
     let transcript_arg = transcript_file.to_str().expect("UTF-8 path").to_string();
     let extra: Vec<&str> = if server_has_flag("--transcript") {
@@ -502,7 +524,11 @@ fn client_password_file_gets_in() {
     let (server, dir) = password_server(&[]);
     let addr = server.addr();
     let (mut alice, _) = Host::pass(addr, loopback(0, 0, 1), SECRET);
-    let file = dir.file("client-password.txt", &format!("  {SECRET}  \nnot this\n"));
+    let file = write(
+        &dir,
+        "client-password.txt",
+        &format!("  {SECRET}  \nnot this\n"),
+    );
     let mut client = Command::new(bin("chat-client"))
         .args(["--password-file", &file, "--name", "carol"])
         .arg(addr.ip().to_string())
@@ -540,7 +566,7 @@ fn client_password_file_gets_in() {
 fn client_password_file_wrong_or_missing() {
     let (server, dir) = password_server(&[]);
     let addr = server.addr();
-    let file = dir.file("wrong.txt", "not-the-password\n");
+    let file = write(&dir, "wrong.txt", "not-the-password\n");
     let output = Command::new(bin("chat-client"))
         .args(["--password-file", &file])
         .arg(addr.ip().to_string())
@@ -571,4 +597,120 @@ fn client_password_file_wrong_or_missing() {
         1,
         "one try only: {stderr}"
     );
+}
+
+/// Six connections from one address wait at once, three at the prompt and
+/// three in line for a worker (`--workers 3`), and each sends three wrong
+/// passwords: eighteen tries, of which only ten are judged. The tenth
+/// locks the address out; the tries still to come, at the prompt or from
+/// the line, are answered with the lockout line without being judged.
+#[test]
+fn a_lockout_stops_tries_already_waiting() {
+    let (mut server, _dir) = password_server(&["--workers", "3"]);
+    let addr = server.addr();
+    let attacker = loopback(0, 0, 30);
+    let mut hosts: Vec<Host> = (0..6).map(|_| Host::connect(addr, attacker)).collect();
+    for host in &mut hosts {
+        let first = host.recv();
+        assert!(
+            first.contains("/pass") || first.contains("please wait"),
+            "{first}"
+        );
+        for _ in 0..3 {
+            host.send("/pass wrong");
+        }
+    }
+    for host in &mut hosts {
+        let lines = host.recv_to_eof();
+        let last = lines.last().map(String::as_str).unwrap_or_default();
+        assert!(
+            last.starts_with("! ") && last.contains("wrong password"),
+            "{lines:?}"
+        );
+    }
+    server.signal("TERM");
+    server.wait_exit(TIMEOUT);
+    let stderr = server.stderr();
+    let judged = stderr.matches("gave a wrong password").count();
+    assert_eq!(judged, 10, "tries judged; stderr:\n{stderr}");
+    assert_eq!(stderr.matches("locked out").count(), 1, "{stderr}");
+}
+
+/// With `--workers 1`, one connection from 127.0.0.40 at the password
+/// prompt and another waiting for the worker: `/ban 127.0.0.40` closes both
+/// within two seconds, the one at the prompt told it is banned (the one in
+/// line has the "please wait" line, and the ban line only if the worker
+/// reached it first); a third, from elsewhere and behind them in line, then
+/// gets the prompt.
+#[test]
+fn a_ban_closes_the_prompt_and_the_line() {
+    let (mut server, _dir) = password_server(&["--workers", "1"]);
+    let addr = server.addr();
+    let mut at_prompt = Host::connect(addr, loopback(0, 0, 40));
+    assert!(at_prompt.recv().contains("/pass"));
+    let mut in_line = Host::connect(addr, loopback(0, 0, 40));
+    assert!(in_line.recv().contains("number 1 in line"));
+    let mut other = Host::connect(addr, loopback(0, 0, 41));
+    assert!(other.recv().contains("number 2 in line"));
+
+    let banned = Instant::now();
+    console(&mut server, "/ban 127.0.0.40 scram", "* banned 127.0.0.40");
+    let told = "! you are banned from this server: scram";
+    let lines = at_prompt.recv_to_eof();
+    assert_eq!(lines, [told]);
+    // Dropped from the line, or (if the worker freed just then reached it
+    // first) refused with the ban line.
+    let lines = in_line.recv_to_eof();
+    assert!(lines.is_empty() || lines == [told], "{lines:?}");
+    let took = banned.elapsed();
+    assert!(took < Duration::from_secs(2), "closed after {took:?}");
+    assert!(other.recv().contains("/pass"));
+}
+
+/// A banned flood's refusals are all counted in the log: the ones not
+/// logged one by one are summed once a second has passed quietly (at the
+/// next connection), and the tail of a flood at shutdown.
+#[test]
+fn every_refusal_at_accept_is_counted() {
+    let mut server = Server::start(&[]);
+    let addr = server.addr();
+    console(&mut server, "/ban 127.0.0.50", "* banned 127.0.0.50");
+    let flood = |n: usize| {
+        for _ in 0..n {
+            let mut host = Host::connect(addr, loopback(0, 0, 50));
+            assert!(first_line(&mut host).contains("banned"));
+        }
+    };
+    let counted = |stderr: &str| -> usize {
+        let one_by_one = stderr
+            .lines()
+            .filter(|l| l.contains("127.0.0.50:") && l.contains(" refused: "))
+            .count();
+        let summed: usize = stderr
+            .lines()
+            .filter_map(|l| {
+                let (before, _) = l.split_once(" more connections refused at accept")?;
+                before.rsplit(' ').next()?.parse::<usize>().ok()
+            })
+            .sum();
+        one_by_one + summed
+    };
+    flood(30);
+    // A quiet second later, the next connection brings the count out.
+    let flooded = Instant::now();
+    while counted(&server.stderr()) < 30 {
+        assert!(
+            flooded.elapsed() < TIMEOUT,
+            "30 refusals, {} counted:\n{}",
+            counted(&server.stderr()),
+            server.stderr()
+        );
+        let _ = Host::join(addr, loopback(0, 0, 51));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    flood(10);
+    server.signal("TERM");
+    server.wait_exit(TIMEOUT);
+    let stderr = server.stderr();
+    assert_eq!(counted(&stderr), 40, "{stderr}");
 }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::labs::{connect_raw, read_len, read_line, read_to_eof, Scratch};
+use chat_tests::labs::{
+    connect_raw, connect_small_raw, read_len, read_line, read_to_clean_eof, read_to_eof, Scratch,
+};
 use chat_tests::{bin, wait_timeout, Server, TIMEOUT};
 
 /// What only the file outside the root holds: it must never reach a client.
@@ -172,6 +174,40 @@ fn the_stop_line_ends_it() {
     assert_eq!(read_to_eof(&mut stream), TEXT);
 }
 
+/// Input after the stop line does not reset the connection: an 8 MiB file
+/// asked for with `EXIT`, another name once the file is on its way; the client reads
+/// the whole file, then end of stream (before the fix: part of it, then
+/// "connection reset by peer").
+#[test]
+fn input_after_the_stop_line_does_not_cut_the_file() {
+    let (s, root) = fixture();
+    let big: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    s.file("root/huge.dat", &big);
+    let server = start(&root, &["--max-file", "16777216"]);
+    let mut stream = connect_small_raw(server.addr());
+    stream.write_all(b"huge.dat\nEXIT\n").expect("send");
+    // The next name arrives while the file is still on its way.
+    let mut got = read_len(&mut stream, 1);
+    stream.write_all(b"text.txt\n").expect("send");
+    got.extend(read_to_clean_eof(&mut stream));
+    assert_eq!(got.len(), big.len());
+    assert!(got == big, "the file came back altered");
+}
+
+/// One CR is dropped from a name, not two: `EXIT\r\r` is a name (refused),
+/// not the stop line, as it is text in echo mode; the connection goes on.
+#[test]
+fn exit_with_two_crs_is_not_the_stop_line() {
+    let (_s, root) = fixture();
+    let server = start(&root, &[]);
+    let mut stream = connect_raw(server.addr());
+    stream.write_all(b"EXIT\r\r\n").expect("send");
+    let line = String::from_utf8(read_line(&mut stream)).expect("UTF-8");
+    assert!(line.starts_with("! "), "{line:?}");
+    stream.write_all(b"text.txt\n").expect("send");
+    assert_eq!(read_len(&mut stream, TEXT.len()), TEXT);
+}
+
 /// A symlink swapped between a file inside and the secret outside, as fast
 /// as the test can, while a client asks for it again and again: every reply
 /// is the inside file or a refusal, never the secret.
@@ -308,7 +344,8 @@ fn ctrl_c_stops_a_file_server_promptly() {
 
 /// A file the server may not read: `! permission denied`, and the
 /// connection goes on. The server runs as `nobody` (uid 65534) for this,
-/// since root reads everything; the test itself runs as root.
+/// since root reads everything; the test itself runs as root. Every folder
+/// it needs is 0755 whatever the umask (`Scratch`).
 #[test]
 fn an_unreadable_file_is_refused() {
     use std::os::unix::fs::PermissionsExt;
@@ -316,7 +353,13 @@ fn an_unreadable_file_is_refused() {
     let (s, root) = fixture();
     let locked = s.file("root/locked.txt", b"locked\n");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
-    let mut cmd = Command::new(bin("chat-server"));
+    // `nobody` needs search permission on every folder to the binary: a
+    // clone under /root (0700) would not do, so run a copy in the scratch
+    // folder (0755, up to the 1777 temp dir).
+    let server_copy = s.dir("bin").join("chat-server");
+    std::fs::copy(bin("chat-server"), &server_copy).expect("copy chat-server");
+    std::fs::set_permissions(&server_copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cmd = Command::new(&server_copy);
     cmd.args([
         "--bind",
         "127.0.0.1",

@@ -58,3 +58,21 @@ fn recv_to_eof_includes_a_kept_partial_line() {
     drop(server);
     assert_eq!(client.recv_to_eof(), vec!["half line", "last"]);
 }
+
+/// A zero timeout (what `recv_until` passes once its deadline is past) is
+/// "nothing yet", not a panic on `set_read_timeout(Some(0))`; a line that
+/// is already there is still returned.
+#[test]
+fn try_recv_with_no_time_left_does_not_panic() {
+    let (mut client, mut server) = pair();
+    assert_eq!(client.try_recv(Duration::ZERO), None);
+    server.write_all(b"ready\n").expect("send");
+    assert_eq!(client.try_recv(SHORT), Some("ready".to_string()));
+    server.write_all(b"there\n").expect("send");
+    let deadline = std::time::Instant::now() + chat_tests::TIMEOUT;
+    let mut got = None;
+    while got.is_none() && std::time::Instant::now() < deadline {
+        got = client.try_recv(Duration::ZERO);
+    }
+    assert_eq!(got.as_deref(), Some("there"));
+}

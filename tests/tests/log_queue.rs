@@ -101,6 +101,72 @@ fn an_unread_stderr_does_not_stop_the_room() {
     drop(server);
 }
 
+/// A server whose stderr is read slowly (a small pipe, a few hundred bytes
+/// at a time), 2,000 echo clients, then Ctrl+C: it exits 0 within SPEC's
+/// 2 s and its stderr ends with the summary, whatever was lost before it
+/// (before the fix: exit 0, no summary).
+#[test]
+fn a_slowly_read_stderr_still_ends_with_the_summary() {
+    /// Bytes read from stderr at a time, and the pause after each read.
+    const SIP: usize = 256;
+    const PAUSE: Duration = Duration::from_millis(5);
+    raise_fd_limit(IDLE as u64 + 300);
+    let mut child = Command::new(bin("chat-server"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--mode", "echo"])
+        .args(["--workers", "2100"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chat-server");
+    let (tx, stdout) = std::sync::mpsc::channel();
+    Captured::drain(child.stdout.take().expect("piped"), Some(tx));
+    let mut stderr = child.stderr.take().expect("piped");
+    nix::fcntl::fcntl(&stderr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).expect("shrink the pipe");
+    let pid = child.id();
+    let mut server = Reaped(child);
+    let reader = thread::spawn(move || {
+        let deadline = Instant::now() + 3 * TIMEOUT;
+        let mut text = Vec::new();
+        let mut buf = [0u8; SIP];
+        while Instant::now() < deadline {
+            match stderr.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.extend_from_slice(&buf[..n]),
+            }
+            thread::sleep(PAUSE);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let first = stdout.recv_timeout(TIMEOUT).expect("the address line");
+    let addr: std::net::SocketAddr = first
+        .split_whitespace()
+        .last()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let idle: Vec<TcpStream> = (0..IDLE)
+        .map(|_| TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect"))
+        .collect();
+    chat_tests::signal(pid, "INT");
+    let signalled = Instant::now();
+    let status = chat_tests::wait_timeout(&mut server.0, TIMEOUT).expect("the server did not exit");
+    assert!(status.success(), "{status:?}");
+    // SPEC: 2 s; the rest is slack for a loaded machine.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        signalled.elapsed()
+    );
+    let text = reader.join().expect("the stderr reader");
+    let last = text.lines().last().unwrap_or("");
+    assert!(
+        last.contains("stopped in"),
+        "stderr does not end with the summary; it ends:\n{}",
+        tail(&text)
+    );
+    drop(idle);
+}
+
 /// The last lines of `text`, for a failure message.
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();

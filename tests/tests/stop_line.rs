@@ -7,7 +7,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use chat_tests::labs::{assert_quiet, connect_raw, read_len, read_to_eof};
+use chat_tests::labs::{
+    assert_quiet, connect_raw, connect_small_raw, read_len, read_to_clean_eof, read_to_eof,
+};
 use chat_tests::Server;
 
 /// How long a held byte must stay held to count as "waiting".
@@ -99,4 +101,26 @@ fn the_log_names_the_stop_line() {
     stream.write_all(b"EXIT\n").expect("send");
     assert_eq!(read_to_eof(&mut stream), b"");
     server.stderr_until("(stop line)");
+}
+
+/// Input after the stop line does not cost the client the replies it was
+/// owed: 2 MiB echoed, then `EXIT`, then one more line once the echo is
+/// back. The client gets every byte before the stop line, then end of
+/// stream, not a reset (before the fix: "connection reset by peer", and a
+/// slower client lost all but ~127 KB).
+#[test]
+fn input_after_the_stop_line_does_not_reset_the_replies() {
+    let server = Server::start(&["--mode", "echo"]);
+    let mut stream = connect_small_raw(server.addr());
+    let len = 2 << 20;
+    let mut writer = stream.try_clone().expect("clone");
+    let sent = std::thread::spawn(move || {
+        writer.write_all(&vec![b'x'; len]).expect("send");
+        writer.write_all(b"\nEXIT\n").expect("send");
+    });
+    let got = read_len(&mut stream, len + 1);
+    sent.join().expect("the sender failed");
+    assert!(got[..len].iter().all(|&b| b == b'x'));
+    stream.write_all(b"after\n").expect("send");
+    assert_eq!(read_to_clean_eof(&mut stream), b"");
 }

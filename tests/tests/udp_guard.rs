@@ -49,7 +49,9 @@ fn a_datagram_from_our_own_address_is_not_answered() {
     let addr = server.addr();
     assert_eq!(echoed(addr, b"before"), b"before");
     send_spoofed(addr.port(), addr, b"bounce");
-    server.stderr_until("left unanswered: 1 from our own address, 0 over --udp-rate");
+    server.stderr_until(
+        "left unanswered: 1 from our own port, 0 from service ports, 0 over --udp-rate",
+    );
     let cpu = cpu_during_watch(&[server.pid()]);
     eprintln!(
         "self-addressed datagram: {:.3} s of CPU in {WATCH:?}",
@@ -65,15 +67,17 @@ fn a_datagram_from_our_own_address_is_not_answered() {
 
 /// Two echo servers, one spoofed datagram from the second to the first:
 /// they may trade `--udp-rate` datagrams a second, not more, so both stay
-/// near idle and both still answer ordinary clients.
+/// near idle and both still answer ordinary clients. The second's rate is
+/// huge so the first is the one that runs out, and says so (which of two
+/// equal servers runs out first is timing).
 #[test]
 fn two_echo_servers_pointed_at_each_other_stay_idle() {
     let a = Server::start(&["--mode", "echo", "--udp"]);
-    let b = Server::start(&["--mode", "echo", "--udp"]);
+    let b = Server::start(&["--mode", "echo", "--udp", "--udp-rate", "1000000"]);
     send_spoofed(b.addr().port(), a.addr(), b"ping-pong");
     // The bounce ran until the first server's allowance for the second ran
     // out (a bouncing pair without a guard never gets here).
-    a.stderr_until("left unanswered: 0 from our own address, 1 over --udp-rate");
+    a.stderr_until("left unanswered: 0 from our own port, 0 from service ports, 1 over --udp-rate");
     let cpu = cpu_during_watch(&[a.pid(), b.pid()]);
     eprintln!(
         "bouncing pair: {:.3} s and {:.3} s of CPU in {WATCH:?}",
@@ -87,6 +91,72 @@ fn two_echo_servers_pointed_at_each_other_stay_idle() {
     }
     assert_eq!(echoed(a.addr(), b"to a"), b"to a");
     assert_eq!(echoed(b.addr(), b"to b"), b"to b");
+}
+
+/// A datagram from a service port that answers anything (here chargen, 19)
+/// gets no reply: answering it would start a bounce. The test binds port
+/// 19 itself (root), so it would see a reply.
+#[test]
+fn a_datagram_from_a_service_port_is_not_answered() {
+    let server = Server::start(&["--mode", "echo", "--udp"]);
+    let addr = server.addr();
+    let chargen = UdpSocket::bind("127.0.0.1:19")
+        .unwrap_or_else(|e| panic!("this test binds UDP port 19, which needs root: {e}"));
+    chargen
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    chargen.send_to(b"chargen says hi", addr).expect("send");
+    let mut buf = [0u8; 64];
+    if let Ok((n, from)) = chargen.recv_from(&mut buf) {
+        panic!(
+            "{from} answered port 19: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+    server.stderr_until("left unanswered: 0 from our own port, 1 from service ports");
+    assert_eq!(echoed(addr, b"after"), b"after");
+}
+
+/// Many source ports on one address share one cap: 4 times `--udp-rate`
+/// replies at once, then as many a second (a spoofer rotating ports would
+/// otherwise get `--udp-rate` for each).
+#[test]
+fn rotating_source_ports_share_one_cap() {
+    const PORTS: usize = 200;
+    let server = Server::start(&["--mode", "echo", "--udp", "--udp-rate", "10"]);
+    let sockets: Vec<UdpSocket> = (0..PORTS)
+        .map(|_| {
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            socket.connect(server.addr()).expect("connect");
+            socket.set_nonblocking(true).expect("nonblocking");
+            socket
+        })
+        .collect();
+    let started = Instant::now();
+    for socket in &sockets {
+        socket.send(b"x").expect("send");
+    }
+    // Count replies until none has come for QUIET.
+    const QUIET: Duration = Duration::from_millis(500);
+    let mut buf = [0u8; 16];
+    let mut replies = 0;
+    let mut last = Instant::now();
+    while last.elapsed() < QUIET {
+        assert!(started.elapsed() < TIMEOUT, "replies never stop");
+        let got = sockets.iter().filter(|s| s.recv(&mut buf).is_ok()).count();
+        if got > 0 {
+            replies += got;
+            last = Instant::now();
+        } else {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let window = started.elapsed();
+    let most = 40 + (window.as_secs_f64() * 40.0).ceil() as usize + 1;
+    eprintln!("{PORTS} ports: {replies} replies within {window:?} (at most {most})");
+    assert!(replies <= most, "{replies} replies, more than {most}");
+    assert!(replies >= 30, "only {replies} replies");
+    server.stderr_until("over the per-address cap");
 }
 
 /// One source gets `--udp-rate` replies at once and no more until the

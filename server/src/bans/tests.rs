@@ -116,6 +116,14 @@ fn file_round_trips() {
             None,
             now,
         ),
+        // `/ban guest-3`: a name the server gave, reserved for users.
+        Ban::new(
+            Prefix::host(ip("127.0.0.6")),
+            None,
+            Some("guest-3".into()),
+            Some("flood"),
+            now,
+        ),
     ];
     let text = render(&bans);
     assert!(
@@ -126,6 +134,7 @@ fn file_round_trips() {
         text.contains("\n127.0.0.5 2026-12-06T01:10:00Z bob\n"),
         "{text}"
     );
+    assert!(text.contains("\n127.0.0.6 never guest-3 flood\n"), "{text}");
     let (back, problems) = parse_file(&text, now);
     assert_eq!(back, bans);
     assert!(problems.is_empty(), "{problems:?}");

@@ -49,6 +49,14 @@ impl Display {
         }
     }
 
+    /// Queues pieces of one line for stdout now, together or not at all
+    /// (the rooms show a line after its room's label without formatting a
+    /// new string per line). A display that cannot keep up loses them
+    /// rather than slowing the room.
+    pub fn show_now(&self, pieces: &[Arc<str>]) {
+        let _ = self.queue.push_all(pieces);
+    }
+
     /// For the display thread: waits for lines and moves them into `batch`.
     pub fn wait(&self, batch: &mut Vec<Arc<str>>) -> Batch {
         match self.queue.take_wait(batch, None) {

@@ -1,0 +1,277 @@
+//! History and transcript (SPEC "History and transcript"): what a client
+//! entering a room is replayed, the transcript's format and mode, history
+//! surviving a restart and a `kill -9`, a failing disk, a transcript that
+//! cannot be opened.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chat_tests::rooms::{file_until, join_n, join_room, TempDir};
+use chat_tests::{bin, Server, TIMEOUT};
+
+/// A short wait for "nothing more arrives" checks.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// A newcomer gets the count, then exactly the last chat lines as they were
+/// delivered (`/me` and the console's included; no notices, no private
+/// messages), then live lines.
+#[test]
+fn history_is_counted_framed_and_chat_only() {
+    let mut server = Server::start(&["--history", "3"]);
+    let mut room = join_n(&server, 2);
+    room[0].0.send("first, dropped from a history of 3");
+    room[0].0.send("/msg guest-2 private, never replayed");
+    room[0].0.send("/me waves");
+    room[1].0.recv_until(|l| l == "<guest-1> * waves");
+    server.console("from the desk");
+    room[1].0.recv_until(|l| l == "<server> from the desk");
+    room[1].0.send("/nick bob");
+    room[1].0.send("hello");
+    room[0].0.recv_until(|l| l == "<bob> hello");
+    let (mut late, name) = server.join();
+    assert_eq!(late.recv(), "* last 3 lines of #lobby:");
+    assert_eq!(late.recv(), "<guest-1> * waves");
+    assert_eq!(late.recv(), "<server> from the desk");
+    assert_eq!(late.recv(), "<bob> hello");
+    late.assert_silent(QUIET);
+    room[0]
+        .0
+        .recv_until(|l| l.starts_with(&format!("* {name} joined")));
+    room[0].0.send("live");
+    assert_eq!(late.recv(), "<guest-1> live");
+}
+
+/// A room whose last member left keeps its history for the next to enter.
+#[test]
+fn an_emptied_room_keeps_its_history() {
+    let server = Server::start(&[]);
+    let mut room = join_n(&server, 2);
+    join_room(&mut room[0].0, "attic");
+    room[0].0.send("anyone up here?");
+    room[0].0.send("guess not");
+    join_room(&mut room[0].0, "lobby");
+    room[1].0.send("/rooms");
+    assert_eq!(
+        room[1]
+            .0
+            .recv_until(|l| l.starts_with("* 1 room"))
+            .pop()
+            .unwrap(),
+        "* 1 room: #lobby (2)"
+    );
+    assert_eq!(
+        join_room(&mut room[1].0, "ATTIC"),
+        "* you are now in #ATTIC (1 online)"
+    );
+    assert_eq!(room[1].0.recv(), "* last 2 lines of #ATTIC:");
+    assert_eq!(room[1].0.recv(), "<guest-1> anyone up here?");
+    assert_eq!(room[1].0.recv(), "<guest-1> guess not");
+    room[1].0.assert_silent(QUIET);
+}
+
+/// `--history 0`: no history and no notice about it.
+#[test]
+fn history_zero_replays_nothing() {
+    let server = Server::start(&["--history", "0"]);
+    let mut room = join_n(&server, 2);
+    room[0].0.send("said before");
+    room[1].0.recv_until(|l| l == "<guest-1> said before");
+    let (mut late, name) = server.join();
+    late.assert_silent(QUIET);
+    room[0]
+        .0
+        .recv_until(|l| l.starts_with(&format!("* {name} joined")));
+    room[0].0.send("said after");
+    assert_eq!(late.recv(), "<guest-1> said after");
+}
+
+/// Whether `line` is `TIME #room LINE` with TIME in UTC RFC 3339 with
+/// milliseconds.
+fn is_stamped(line: &str, rest: &str) -> bool {
+    let Some((time, tail)) = line.split_once(' ') else {
+        return false;
+    };
+    let b = time.as_bytes();
+    tail == rest
+        && b.len() == 24
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && time.chars().filter(|c| c.is_ascii_digit()).count() == 17
+}
+
+/// The transcript: mode 0600, one `TIME #room LINE` per public line within
+/// a second, notices and every room included, private messages never.
+#[test]
+fn transcript_format_and_mode() {
+    let dir = TempDir::new("format");
+    let path = dir.join("chat.log");
+    let path_arg = path.to_str().unwrap();
+    let server = Server::start(&["--transcript", path_arg]);
+    let mut room = join_n(&server, 2);
+    room[0].0.send("/msg guest-2 secret whisper");
+    room[1].0.recv_until(|l| l.starts_with("[from guest-1]"));
+    let sent = Instant::now();
+    room[0].0.send("hello lobby");
+    let body = file_until(&path, "hello lobby", Duration::from_secs(3));
+    assert!(
+        sent.elapsed() < Duration::from_millis(1500),
+        "the line took {:?} to reach the file",
+        sent.elapsed()
+    );
+    join_room(&mut room[1].0, "den");
+    room[1].0.send("/me hides");
+    let body2 = file_until(&path, "hides", Duration::from_secs(3));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "transcript mode {mode:o}");
+    assert!(
+        !body2.contains("secret"),
+        "a private message was written:\n{body2}"
+    );
+    let lines: Vec<&str> = body2.lines().collect();
+    let expect = [
+        "#lobby * guest-1 joined (1 online)",
+        "#lobby * guest-2 joined (2 online)",
+        "#lobby <guest-1> hello lobby",
+        "#lobby * guest-2 left for #den (1 online)",
+        "#den * guest-2 joined (1 online)",
+        "#den <guest-2> * hides",
+    ];
+    assert_eq!(lines.len(), expect.len(), "{body2}");
+    for (line, rest) in lines.iter().zip(expect) {
+        assert!(is_stamped(line, rest), "{line:?} is not `TIME {rest}`");
+    }
+    assert!(body.lines().count() >= 3);
+}
+
+/// Starts a server with `--transcript path` and `extra`.
+fn start_with(path: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--transcript", path];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// History survives a graceful restart: the new server replays the lines
+/// of each room from the transcript.
+#[test]
+fn history_after_a_graceful_restart() {
+    let dir = TempDir::new("restart");
+    let path = dir.join("chat.log");
+    let path = path.to_str().unwrap();
+    let mut server = start_with(path, &[]);
+    let (mut alice, _) = server.join();
+    alice.send("before the restart");
+    join_room(&mut alice, "side");
+    alice.send("in a side room");
+    server.stdout_until(|l| l == "#side <guest-1> in a side room");
+    server.signal("INT");
+    assert!(server.wait_exit(TIMEOUT).success());
+    let server = start_with(path, &[]);
+    let (mut bob, _) = server.join();
+    assert_eq!(bob.recv(), "* last 1 lines of #lobby:");
+    assert_eq!(bob.recv(), "<guest-1> before the restart");
+    join_room(&mut bob, "side");
+    assert_eq!(bob.recv(), "* last 1 lines of #side:");
+    assert_eq!(bob.recv(), "<guest-1> in a side room");
+}
+
+/// History survives `kill -9`: a line relayed 1.2 s before the kill is in
+/// the file, and replayed after a restart.
+#[test]
+fn history_after_kill_9() {
+    let dir = TempDir::new("kill9");
+    let path = dir.join("chat.log");
+    let path = path.to_str().unwrap();
+    let server = start_with(path, &[]);
+    let mut room = join_n(&server, 2);
+    room[0].0.send("said 1.2 s before the kill");
+    room[1]
+        .0
+        .recv_until(|l| l == "<guest-1> said 1.2 s before the kill");
+    thread::sleep(Duration::from_millis(1200));
+    server.signal("KILL");
+    drop(server);
+    let server = start_with(path, &[]);
+    let (mut late, _) = server.join();
+    assert_eq!(late.recv(), "* last 1 lines of #lobby:");
+    assert_eq!(late.recv(), "<guest-1> said 1.2 s before the kill");
+}
+
+/// A transcript on a disk that fails every write (`/dev/full`): the room
+/// goes on, the failure is logged once, and the exit summary counts the
+/// lines the transcript lacks.
+#[test]
+fn a_failing_disk_never_holds_up_the_room() {
+    let mut server = Server::start(&["--transcript", "/dev/full"]);
+    let mut room = join_n(&server, 2);
+    for i in 0..20 {
+        room[0].0.send(&format!("line {i}"));
+        assert_eq!(room[1].0.recv(), format!("<guest-1> line {i}"));
+        if i == 9 {
+            // The first write failed; the next ones (at the latest the
+            // one at the stop) fail too, and are not logged again.
+            server.stderr_until("cannot write");
+        }
+    }
+    server.signal("INT");
+    assert!(server.wait_exit(TIMEOUT).success());
+    let stderr = server.stderr();
+    assert_eq!(stderr.matches("cannot write").count(), 1, "{stderr}");
+    let missing: u64 = stderr
+        .split(", ")
+        .find_map(|part| {
+            part.trim()
+                .strip_suffix(" lines missing from the transcript")
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count of missing lines:\n{stderr}"));
+    // Two joins and twenty lines, at least.
+    assert!(missing >= 22, "{missing} lines counted missing:\n{stderr}");
+}
+
+/// A transcript that cannot be opened (its folder is missing): one line on
+/// stderr naming it, exit 1.
+#[test]
+fn a_transcript_that_cannot_be_opened_exits_1() {
+    let dir = TempDir::new("missing");
+    let path = dir.join("no/such/folder/chat.log");
+    let out = Command::new(bin("chat-server"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--transcript"])
+        .arg(&path)
+        .output()
+        .expect("run chat-server");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("chat.log"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// History is kept for at most `--max-rooms` empty rooms: past that, the
+/// room left empty longest ago is forgotten first.
+#[test]
+fn the_room_emptied_longest_ago_is_forgotten_first() {
+    let server = Server::start(&["--max-rooms", "2"]);
+    let (mut alice, _) = server.join();
+    for room in ["a", "b", "c"] {
+        join_room(&mut alice, room);
+        alice.send(&format!("said in {room}"));
+    }
+    join_room(&mut alice, "lobby");
+    // #a, #b and #c are empty now: #a was emptied first and is forgotten.
+    assert_eq!(join_room(&mut alice, "b"), "* you are now in #b (1 online)");
+    assert_eq!(alice.recv(), "* last 1 lines of #b:");
+    assert_eq!(alice.recv(), "<guest-1> said in b");
+    assert_eq!(join_room(&mut alice, "a"), "* you are now in #a (1 online)");
+    alice.assert_silent(QUIET);
+}
