@@ -37,9 +37,6 @@ fn main() -> ExitCode {
         if let Err(e) = chat_server::cluster::check(url) {
             return fail(&e);
         }
-        return fail(&format!(
-            "Redis at {url} answers, but this build cannot share rooms through it yet (see docs/CLUSTER.md)"
-        ));
     }
     // Let --workers, not a default `ulimit -n` of 1024, cap the clients.
     // Failing to raise it is not fatal: the accept loop copes with EMFILE.

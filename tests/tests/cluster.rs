@@ -2,7 +2,35 @@
 //! with the real binaries and a real redis-server started by each test on a
 //! free loopback port (persistence off).
 
+use std::thread;
+use std::time::{Duration, Instant};
+
 use chat_tests::redis::{run_server_to_exit, Redis};
+use chat_tests::{Client, Server, TIMEOUT};
+
+/// Starts `n` chat-servers sharing `redis`, flood control off.
+fn cluster(redis: &Redis, n: usize) -> Vec<Server> {
+    (0..n)
+        .map(|_| Server::start(&["--redis", &redis.url(), "--rate-limit", "0"]))
+        .collect()
+}
+
+/// Reads until a line equal to `want` arrives.
+fn expect(client: &mut Client, want: &str) -> Vec<String> {
+    client.recv_until(|line| line == want)
+}
+
+/// Joins a client and reads past its welcome and the lobby's history (its
+/// own join notice is not sent to it); returns it with its name.
+fn joined(server: &Server) -> (Client, String) {
+    let (mut client, name) = server.join();
+    // A marker: /who answers only the asker, after whatever came before.
+    client.send("/who");
+    client.recv_until(|line| {
+        line.starts_with("* ") && line.contains(&name) && line.contains("#lobby")
+    });
+    (client, name)
+}
 
 /// Redis absent at start: one line on stderr naming it, exit 1, and no
 /// address line (the server never looked like it was running).
@@ -71,21 +99,344 @@ fn redis_with_a_lab_mode_is_exit_2() {
     assert_eq!(code, Some(2), "stderr:\n{stderr}");
 }
 
-/// Until the rooms run on Redis, a reachable Redis is refused clearly
-/// (exit 1, one line) rather than a server that only pretends to share
-/// its rooms.
+/// A line said on one server reaches the room's members on every server
+/// (3 servers), the sender not getting it back.
 #[test]
-fn reachable_redis_is_refused_clearly_until_rooms_share() {
+fn relay_across_three_servers() {
     let redis = Redis::start();
-    let (code, stderr) = run_server_to_exit(&[
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--redis",
-        &redis.url(),
-    ]);
-    assert_eq!(code, Some(1), "stderr:\n{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
-    assert!(stderr.contains("cannot share rooms"), "{stderr}");
+    let servers = cluster(&redis, 3);
+    let mut clients: Vec<(Client, String)> = servers.iter().map(joined).collect();
+    let sender = clients[0].1.clone();
+    clients[0].0.send("hello from the first server");
+    let want = format!("<{sender}> hello from the first server");
+    for (client, _) in clients.iter_mut().skip(1) {
+        expect(client, &want);
+    }
+    clients[0].0.send("/who");
+    let seen = clients[0]
+        .0
+        .recv_until(|l| l.starts_with("* ") && l.contains("#lobby"));
+    assert!(
+        !seen.contains(&want),
+        "the sender does not get its line back: {seen:?}"
+    );
+}
+
+/// Six readers on three servers, a sender on each: every reader sees all
+/// the lines, in one and the same order.
+#[test]
+fn one_order_at_six_readers_on_three_servers() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 3);
+    let mut readers: Vec<(Client, String)> = (0..6).map(|i| joined(&servers[i % 3])).collect();
+    let mut senders: Vec<(Client, String)> = servers.iter().map(joined).collect();
+    const LINES: usize = 200;
+    let handles: Vec<_> = senders
+        .iter_mut()
+        .enumerate()
+        .map(|(s, (client, _))| {
+            let mut client = client.try_clone();
+            thread::spawn(move || {
+                for i in 0..LINES {
+                    client.send(&format!("s{s} line {i}"));
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let mut orders = Vec::new();
+    for (reader, _) in &mut readers {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + TIMEOUT * 3;
+        while got.len() < 3 * LINES {
+            assert!(Instant::now() < deadline, "only {} lines", got.len());
+            let line = reader.recv();
+            if let Some(rest) = line.strip_prefix('<') {
+                if let Some((_, text)) = rest.split_once("> ") {
+                    got.push(text.to_string());
+                }
+            }
+        }
+        orders.push(got);
+    }
+    for order in &orders[1..] {
+        assert_eq!(order, &orders[0], "one order for everyone");
+    }
+    for s in 0..3 {
+        let mine: Vec<&String> = orders[0]
+            .iter()
+            .filter(|t| t.starts_with(&format!("s{s} ")))
+            .collect();
+        let want: Vec<String> = (0..LINES).map(|i| format!("s{s} line {i}")).collect();
+        assert_eq!(
+            mine.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            want,
+            "each sender's order kept, nothing lost"
+        );
+    }
+    drop(senders);
+}
+
+/// Names are unique across servers, ignoring case.
+#[test]
+fn name_clash_across_servers() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut a, _) = joined(&servers[0]);
+    let (mut b, _) = joined(&servers[1]);
+    a.send("/nick Alice");
+    a.recv_until(|l| l.contains("now known as Alice"));
+    b.send("/nick ALICE");
+    let seen = b.recv_until(|l| l.starts_with("! "));
+    assert!(
+        seen.last().unwrap().contains("ALICE")
+            || seen.last().unwrap().to_lowercase().contains("alice"),
+        "{seen:?}"
+    );
+    a.send("/quit");
+    a.recv_to_eof();
+    // Freed once its holder left: the other server may take it now.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        b.send("/nick ALICE");
+        let line = b.recv_until(|l| l.starts_with("! ") || l.contains("now known as ALICE"));
+        if line.last().unwrap().contains("now known as ALICE") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never freed: {line:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// History is the room's, whichever server wrote it: a client entering on
+/// another server gets the lines said on the first.
+#[test]
+fn history_across_servers() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut a, name) = joined(&servers[0]);
+    let (mut watcher, _) = joined(&servers[0]);
+    for i in 0..3 {
+        a.send(&format!("old line {i}"));
+    }
+    expect(&mut watcher, &format!("<{name}> old line 2"));
+    let (mut b, _) = servers[1].join();
+    let seen = b.recv_until(|l| l == format!("<{name}> old line 2"));
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("* last 3 lines of #lobby")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen[seen.len() - 3..],
+        [
+            format!("<{name}> old line 0"),
+            format!("<{name}> old line 1"),
+            format!("<{name}> old line 2")
+        ]
+    );
+}
+
+/// Each accepted line is one entry of the room's stream.
+#[test]
+fn each_accepted_line_is_one_stream_entry() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut a, name) = joined(&servers[0]);
+    let (mut b, _) = joined(&servers[1]);
+    for i in 0..50 {
+        a.send(&format!("counted {i}"));
+    }
+    expect(&mut b, &format!("<{name}> counted 49"));
+    let fields = redis.query(&["XRANGE", "chat:log:lobby", "-", "+"]);
+    let lines: Vec<&String> = fields
+        .iter()
+        .filter(|f| f.starts_with(&format!("<{name}> counted ")))
+        .collect();
+    let want: Vec<String> = (0..50).map(|i| format!("<{name}> counted {i}\n")).collect();
+    assert_eq!(
+        lines,
+        want.iter().collect::<Vec<_>>(),
+        "one entry per line, in order"
+    );
+}
+
+/// A server killed with `kill -9`: within 10 s the others announce its
+/// client's leave, once (not once per surviving server), and its name is
+/// free again.
+#[test]
+fn kill_9_of_a_server_is_announced_once_and_frees_names() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 3);
+    let (mut victim, _) = joined(&servers[0]);
+    victim.send("/nick Victim");
+    victim.recv_until(|l| l.contains("now known as Victim"));
+    let (mut w1, _) = joined(&servers[1]);
+    let (mut w2, _) = joined(&servers[2]);
+    let killed = Instant::now();
+    servers[0].signal("KILL");
+    for watcher in [&mut w1, &mut w2] {
+        watcher.recv_until(|l| l == "* Victim left (server lost)");
+    }
+    assert!(
+        killed.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        killed.elapsed()
+    );
+    w1.send("/nick victim");
+    w1.recv_until(|l| l.contains("now known as victim"));
+    // Once: one entry in the room's log, and no second one at a watcher by
+    // the time its own rename came back.
+    let fields = redis.query(&["XRANGE", "chat:log:lobby", "-", "+"]);
+    let leaves = fields
+        .iter()
+        .filter(|f| f.starts_with("* Victim left"))
+        .count();
+    assert_eq!(leaves, 1, "{fields:?}");
+    let seen = w2.recv_until(|l| l.contains("now known as victim"));
+    assert!(
+        !seen.iter().any(|l| l.starts_with("* Victim left")),
+        "{seen:?}"
+    );
+}
+
+/// A graceful stop of one server: its clients are told, and the other
+/// servers' clients see them leave within 3 s.
+#[test]
+fn graceful_stop_of_one_server() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 2);
+    let (mut leaving, name) = joined(&servers[0]);
+    let (mut staying, _) = joined(&servers[1]);
+    let stopped = Instant::now();
+    servers[0].signal("TERM");
+    let last = leaving.recv_to_eof();
+    assert!(
+        last.iter().any(|l| l == "* server shutting down"),
+        "{last:?}"
+    );
+    staying.recv_until(|l| l == format!("* {name} left (server stopped)"));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        stopped.elapsed()
+    );
+    let status = servers[0].wait_exit(TIMEOUT);
+    assert!(status.success(), "stderr:\n{}", servers[0].stderr());
+}
+
+/// Redis killed, then restarted (empty) on the same port: clients are told
+/// once that they are cut off, lines meanwhile are refused with a `! ` each
+/// and never show up later, the clients are told when it is back and that
+/// the log was lost, and the room goes on across the servers.
+#[test]
+fn redis_killed_and_restarted() {
+    let mut redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut a, name) = joined(&servers[0]);
+    let (mut b, _) = joined(&servers[1]);
+    a.send("before");
+    expect(&mut b, &format!("<{name}> before"));
+
+    redis.kill();
+    let cut = a.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+    assert_eq!(
+        cut.iter().filter(|l| l.contains("cut off")).count(),
+        1,
+        "{cut:?}"
+    );
+    b.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+    for i in 0..3 {
+        a.send(&format!("during {i}"));
+        let refused = a.recv();
+        assert!(refused.starts_with("! "), "{refused:?}");
+    }
+    a.send("/help");
+    a.recv_until(|l| l.contains("/nick"));
+
+    redis.restart();
+    let back = a.recv_until(|l| l.starts_with("* ") && l.contains("again"));
+    assert!(
+        back.iter().all(|l| !l.contains("cut off")),
+        "told once that it is cut off: {back:?}"
+    );
+    assert!(
+        back.iter()
+            .any(|l| l.starts_with("! ") && l.contains("restarted empty")),
+        "told the log was lost: {back:?}"
+    );
+    // Lines flow again (the first may still meet a writer reconnecting).
+    let deadline = Instant::now() + TIMEOUT;
+    let mut i = 0;
+    loop {
+        a.send(&format!("after {i}"));
+        let line = a.try_recv(Duration::from_millis(300));
+        if line.is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never accepted again: {line:?}");
+        i += 1;
+    }
+    let seen = b.recv_until(|l| l == format!("<{name}> after {i}"));
+    assert!(
+        !seen.iter().any(|l| l.contains("during")),
+        "a refused line never shows up: {seen:?}"
+    );
+}
+
+/// `/who`, `/rooms`, `/msg` and the console's `/kick` reach across the
+/// servers.
+#[test]
+fn who_rooms_msg_and_kick_across_servers() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 2);
+    let (mut a, _) = joined(&servers[0]);
+    a.send("/nick ann");
+    a.recv_until(|l| l.contains("now known as ann"));
+    let (mut b, _) = joined(&servers[1]);
+    b.send("/nick bea");
+    b.recv_until(|l| l.contains("now known as bea"));
+    let (mut c, _) = joined(&servers[1]);
+    c.send("/nick cy");
+    c.recv_until(|l| l.contains("now known as cy"));
+    c.send("/join games");
+    c.recv_until(|l| l.starts_with("* you are now in #games"));
+
+    a.send("/who");
+    a.recv_until(|l| l == "* 2 in #lobby: ann, bea");
+    a.send("/rooms");
+    a.recv_until(|l| l == "* 2 rooms: #lobby (2), #games (1)");
+
+    a.send("/msg CY psst");
+    a.recv_until(|l| l == "[to cy] psst");
+    c.recv_until(|l| l == "[from ann] psst");
+    a.send("/msg nobody hello?");
+    a.recv_until(|l| l.starts_with("! ") && l.contains("nobody"));
+
+    servers[0].console("/kick cy flooding");
+    let last = c.recv_to_eof();
+    assert!(
+        last.iter()
+            .any(|l| l.starts_with("! ") && l.contains("flooding")),
+        "{last:?}"
+    );
+    b.send("/rooms");
+    b.recv_until(|l| l == "* 1 room: #lobby (2)");
+}
+
+/// The console's `<server>` lines reach every server: a room whose members
+/// are all on other servers gets them too.
+#[test]
+fn console_lines_reach_every_server() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 2);
+    let (mut lobby, _) = joined(&servers[1]);
+    let (mut gamer, _) = joined(&servers[1]);
+    gamer.send("/join games");
+    gamer.recv_until(|l| l.starts_with("* you are now in #games"));
+    servers[0].console("hello all");
+    lobby.recv_until(|l| l == "<server> hello all");
+    gamer.recv_until(|l| l == "<server> hello all");
 }

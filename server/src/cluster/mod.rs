@@ -24,14 +24,24 @@
 //! - [`link`]: the connection and the reconnect loop with back-off, in one
 //!   place, used by every thread above.
 //!
+//! How the rooms run on it, without knowing: [`room_log`] is the second
+//! implementation of the rooms' `Log` seam (and [`shared_names`] of their
+//! `Names`), [`bridge`] turns what the threads above hand over into calls
+//! of the rooms (and the rooms' calls into Redis entries), and [`node`]
+//! starts and stops one server's side of it all.
+//!
 //! Lock order: the cluster takes no lock of the rooms'; it calls the
 //! [`Sink`] from its own threads holding none of its own.
 
+pub mod bridge;
 pub mod keys;
 pub mod link;
 pub mod names;
+pub mod node;
 pub mod presence;
 pub mod reader;
+pub mod room_log;
+pub mod shared_names;
 pub mod url;
 pub mod writer;
 
@@ -41,6 +51,7 @@ mod tests;
 use std::time::Duration;
 
 pub use link::{check, Failure, Link};
+pub use node::Node;
 pub use url::RedisUrl;
 
 /// Entries a room's log keeps, about (XADD MAXLEN ~): what history and a

@@ -27,7 +27,7 @@ impl Rooms {
     pub fn kick(&self, name: &str, reason: Option<String>) -> bool {
         let mut dir = self.dir.lock();
         let Some(id) = dir.names.holder(name) else {
-            return false;
+            return self.log.kick(name, reason.as_deref());
         };
         self.remove_locked(&mut dir, vec![(id, Leave::Kicked(reason))]);
         true
