@@ -406,12 +406,17 @@ fn who_rooms_msg_and_kick_across_servers() {
 
     a.send("/who");
     a.recv_until(|l| l == "* 2 in #lobby: ann, bea");
+    // A rename keeps its place: in the order they entered the room.
+    a.send("/nick ann2");
+    a.recv_until(|l| l.contains("now known as ann2"));
+    b.send("/who");
+    b.recv_until(|l| l == "* 2 in #lobby: ann2, bea");
     a.send("/rooms");
     a.recv_until(|l| l == "* 2 rooms: #lobby (2), #games (1)");
 
     a.send("/msg CY psst");
     a.recv_until(|l| l == "[to cy] psst");
-    c.recv_until(|l| l == "[from ann] psst");
+    c.recv_until(|l| l == "[from ann2] psst");
     a.send("/msg nobody hello?");
     a.recv_until(|l| l.starts_with("! ") && l.contains("nobody"));
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use chat_common::protocol;
 use parking_lot::Mutex;
 
-use super::names::Names;
+use super::names::{now_ms, Names};
 use super::presence::{Local, Member};
 use super::{Entry, Line, Missed, Request, Sink, Token};
 use crate::rooms::log::{Batch, Origin, ServerId};
@@ -93,7 +93,7 @@ impl Bridge {
     /// Local client `client` put a line in room `room` (its join notice
     /// first): if that is a new room for it, file it there, for presence.
     pub fn entered(&self, client: ClientId, room: &str) {
-        let name = {
+        let (name, entered) = {
             let mut members = self.members.lock();
             let Some(w) = members.get_mut(&client) else {
                 return;
@@ -102,12 +102,10 @@ impl Bridge {
                 return;
             }
             w.room = Some(room.to_string());
-            w.entered = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            w.name.clone()
+            w.entered = now_ms();
+            (w.name.clone(), w.entered)
         };
-        if let Err(e) = self.names.member(&name, Some(room)) {
+        if let Err(e) = self.names.member(&name, Some((room, entered))) {
             crate::log!("redis: cannot file {name} in #{room} ({e:?})");
         }
     }

@@ -18,6 +18,13 @@ use redis::Script;
 use super::keys;
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
 
+/// Now, in ms since the epoch: when a member entered its room.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Entries a server's inbox keeps, about (MAXLEN ~): it is read at once,
 /// so this only bounds what piles up for a server that died.
 pub const INBOX_MAX_LEN: u64 = 1000;
@@ -113,21 +120,19 @@ impl Names {
         })
     }
 
-    /// Records that local member `name` entered room `room` now (`None`: it
-    /// left), for `/who` and for presence.
+    /// Records that local member `name` is in room `room`, which it entered
+    /// at `entered` (ms since the epoch: see [`now_ms`]); `None`: it left.
+    /// For `/who` and for presence.
     ///
     /// # Errors
     /// When Redis cannot be asked.
-    pub fn member(&self, name: &str, room: Option<&str>) -> Result<(), Failure> {
+    pub fn member(&self, name: &str, room: Option<(&str, u64)>) -> Result<(), Failure> {
         let key = keys::members(&self.server_id);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         self.link.lock().run(|conn| match room {
-            Some(room) => redis::cmd("HSET")
+            Some((room, entered)) => redis::cmd("HSET")
                 .arg(&key)
                 .arg(name)
-                .arg(keys::member_value(room, now))
+                .arg(keys::member_value(room, entered))
                 .exec(conn),
             None => redis::cmd("HDEL").arg(&key).arg(name).exec(conn),
         })

@@ -2,7 +2,7 @@
 //! members, with one blocking XREAD over all of them, and hands each entry
 //! to the [`Sink`] once (never once per client).
 //!
-//! It keeps, per watched room, a [`Cursor`]: the id and number of the last
+//! It keeps, per watched room, a cursor: the id and number of the last
 //! entry it delivered and the epoch of the Redis it came from. After a lost
 //! link it resumes from that id, so nothing the log still holds is missed or
 //! doubled; a jump in the entries' numbers is reported as

@@ -85,10 +85,14 @@ impl Names for SharedNames {
             let mut members = self.bridge.members.lock();
             let whereabouts = members.entry(id).or_default();
             whereabouts.name = name.to_string();
-            whereabouts.room.clone()
+            whereabouts
+                .room
+                .clone()
+                .map(|room| (room, whereabouts.entered))
         };
-        if let Some(room) = room {
-            if let Err(e) = self.redis.member(name, Some(&room)) {
+        // A rename keeps its place in `/who`: the time it entered the room.
+        if let Some((room, entered)) = room {
+            if let Err(e) = self.redis.member(name, Some((&room, entered))) {
                 log!("redis: cannot file {name} as a member ({e:?})");
             }
         }

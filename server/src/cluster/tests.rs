@@ -562,8 +562,8 @@ fn a_lost_server_is_announced_once_and_its_names_freed() {
     let dead = Names::new(&endpoint(&redis), "dead");
     assert_eq!(dead.claim("carol", 1).unwrap(), Claim::Claimed);
     assert_eq!(dead.claim("dave", 2).unwrap(), Claim::Claimed);
-    dead.member("carol", Some("lobby")).unwrap();
-    dead.member("dave", Some("games")).unwrap();
+    dead.member("carol", Some(("lobby", 1))).unwrap();
+    dead.member("dave", Some(("games", 2))).unwrap();
     redis.command(&["SADD", "chat:servers", "dead"]);
     redis.command(&["SET", "chat:alive:dead", "1", "PX", "200"]);
 
@@ -707,9 +707,9 @@ fn directory_and_inbox_across_servers() {
     redis.command(&["SADD", "chat:servers", "a", "b"]);
     assert_eq!(a.claim("Alice", 4).unwrap(), Claim::Claimed);
     assert_eq!(a.claim("ALICE", 4).unwrap(), Claim::Claimed, "re-spelled");
-    a.member("ALICE", Some("lobby")).unwrap();
+    a.member("ALICE", Some(("lobby", 1))).unwrap();
     assert_eq!(b.claim("bob", 1).unwrap(), Claim::Claimed);
-    b.member("bob", Some("lobby")).unwrap();
+    b.member("bob", Some(("lobby", 2))).unwrap();
     let holder = b.holder("alice").unwrap().expect("held");
     assert_eq!(
         (holder.server.as_str(), holder.client, holder.name.as_str()),
