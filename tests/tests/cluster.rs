@@ -445,3 +445,72 @@ fn console_lines_reach_every_server() {
     lobby.recv_until(|l| l == "<server> hello all");
     gamer.recv_until(|l| l == "<server> hello all");
 }
+
+/// Every server's links to Redis cut at once while lines flow (Redis
+/// itself fine, as in a network cut): each line is either delivered once, in order, or refused
+/// to its sender with a `! ` line; none is lost silently, none doubled.
+#[test]
+fn links_cut_while_lines_flow_resume_without_gap_or_double() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut a, name) = joined(&servers[0]);
+    let (mut b, _) = joined(&servers[1]);
+    const LINES: usize = 300;
+    let mut writer = a.try_clone();
+    let sending = thread::spawn(move || {
+        for i in 0..LINES {
+            writer.send(&format!("cut {i}"));
+        }
+    });
+    // Mid-flow: the lines go on arriving while the links are cut.
+    thread::sleep(Duration::from_millis(5));
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    sending.join().unwrap();
+    // After the links are back, one more line: when it arrives, everything
+    // before it is settled.
+    let deadline = Instant::now() + TIMEOUT;
+    let (mut refused, mut cut_off, mut back) = (0, 0, 0);
+    let mut all = Vec::new();
+    loop {
+        a.send("/who");
+        let seen = a.recv_until(|l| l.starts_with("* ") && l.contains(" in #lobby: "));
+        all.extend(seen.iter().filter(|l| !l.contains(" in #lobby: ")).cloned());
+        refused += seen.iter().filter(|l| l.starts_with("! ")).count();
+        cut_off += seen
+            .iter()
+            .filter(|l| l.starts_with("* ") && l.contains("cut off"))
+            .count();
+        back += seen
+            .iter()
+            .filter(|l| l.starts_with("* ") && l.contains("again"))
+            .count();
+        if cut_off > 0 && cut_off == back {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never back: {all:?}; stderr:\n{}",
+            servers[0].stderr()
+        );
+    }
+    a.send("last");
+    let seen = b.recv_until(|l| l == format!("<{name}> last"));
+    let got: Vec<usize> = seen
+        .iter()
+        .filter_map(|l| l.strip_prefix(&format!("<{name}> cut ")))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice: {got:?}"
+    );
+    a.send("/who");
+    let rest = a.recv_until(|l| l.starts_with("* ") && l.contains(" in #lobby: "));
+    refused += rest.iter().filter(|l| l.starts_with("! ")).count();
+    assert_eq!(
+        got.len() + refused,
+        LINES,
+        "every line delivered or refused: {} delivered, {refused} refused",
+        got.len()
+    );
+}
