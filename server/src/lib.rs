@@ -190,7 +190,8 @@ impl Server {
         let (cluster, log, names): (_, Box<dyn rooms::log::Log>, Box<dyn rooms::names::Names>) =
             match (&config.redis, chat) {
                 (Some(url), true) => {
-                    let (node, seams) = cluster::Node::start(url, config.history as usize)?;
+                    let (node, seams) =
+                        cluster::Node::start(url, config.history as usize, config.redis_log_len)?;
                     (Some(node), seams.log, seams.names)
                 }
                 _ => (

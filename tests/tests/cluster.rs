@@ -514,3 +514,75 @@ fn links_cut_while_lines_flow_resume_without_gap_or_double() {
         got.len()
     );
 }
+
+/// One server cut off from Redis (its Redis user switched off and its
+/// connections closed) while the room goes on elsewhere past what the log
+/// keeps: when it is back, its clients are told exactly how many lines
+/// they missed, then get the rest in order.
+#[test]
+fn lines_trimmed_while_cut_off_are_counted() {
+    let redis = Redis::start();
+    redis.command(&["ACL", "SETUSER", "bee", "on", ">pw", "~*", "&*", "+@all"]);
+    let bee_url = redis.url().replace("redis://", "redis://bee:pw@");
+    let a_server = Server::start(&[
+        "--redis",
+        &redis.url(),
+        "--rate-limit",
+        "0",
+        "--redis-log-len",
+        "100",
+    ]);
+    let b_server = Server::start(&[
+        "--redis",
+        &bee_url,
+        "--rate-limit",
+        "0",
+        "--redis-log-len",
+        "100",
+    ]);
+    let (mut a, name) = joined(&a_server);
+    let (mut b, _) = joined(&b_server);
+    a.send("before");
+    expect(&mut b, &format!("<{name}> before"));
+
+    redis.command(&["ACL", "SETUSER", "bee", "off"]);
+    redis.command(&["CLIENT", "KILL", "USER", "bee"]);
+    b.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+    const LINES: usize = 500;
+    for i in 0..LINES {
+        a.send(&format!("while away {i}"));
+    }
+    // Wait until the log took the last of them.
+    let last = format!("<{name}> while away {}\n", LINES - 1);
+    let deadline = Instant::now() + TIMEOUT;
+    while !redis
+        .query(&["XREVRANGE", "chat:log:lobby", "+", "-", "COUNT", "1"])
+        .contains(&last)
+    {
+        assert!(Instant::now() < deadline, "the log never took them");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let first_kept: usize = {
+        let fields = redis.query(&["XRANGE", "chat:log:lobby", "-", "+", "COUNT", "1"]);
+        let text = fields
+            .iter()
+            .find(|f| f.contains("while away"))
+            .expect("a line kept");
+        text.trim_end().rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(first_kept > 0, "the log was trimmed");
+    redis.command(&["ACL", "SETUSER", "bee", "on"]);
+
+    let seen = b.recv_until(|l| l == format!("<{name}> while away {}", LINES - 1));
+    let missed = seen
+        .iter()
+        .find(|l| l.starts_with("! ") && l.contains("missed"))
+        .unwrap_or_else(|| panic!("no missed-lines notice: {seen:?}"));
+    assert!(
+        missed.contains(&format!("missed {first_kept} lines")),
+        "{missed} (first kept: {first_kept})"
+    );
+    let got: Vec<&String> = seen.iter().filter(|l| l.contains("while away")).collect();
+    assert_eq!(got.len(), LINES - first_kept, "the rest, each once");
+    assert!(got[0].ends_with(&format!("while away {first_kept}")));
+}

@@ -55,18 +55,22 @@ fn new_server_id() -> u64 {
 
 impl Node {
     /// Starts the cluster side of a server on `url`, keeping `history`
-    /// chat lines per room; returns it with the rooms' seams.
+    /// chat lines per room, each room's log trimmed to about `log_len`
+    /// entries; returns it with the rooms' seams.
     ///
     /// # Errors
     /// When a thread cannot be spawned.
-    pub fn start(url: &RedisUrl, history: usize) -> std::io::Result<(Node, Seams)> {
+    pub fn start(url: &RedisUrl, history: usize, log_len: u64) -> std::io::Result<(Node, Seams)> {
         let endpoint = Endpoint::new(url.clone());
         let server = new_server_id();
         let id = server.to_string();
         let redis_names = Arc::new(RedisNames::new(&endpoint, &id));
         let bridge = Arc::new(Bridge::new(server, Arc::clone(&redis_names)));
         let shutdown = Arc::new(Shutdown::new());
-        let config = LogConfig::default();
+        let config = LogConfig {
+            max_len: log_len,
+            ..LogConfig::default()
+        };
         let (writer, _) = Writer::start(
             &endpoint,
             &id,

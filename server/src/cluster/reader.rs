@@ -398,8 +398,12 @@ impl ReaderThread {
 /// for history.
 pub const TAIL_PAGE: usize = 256;
 
+/// The most entries read back looking for history: a room of notices
+/// with few chat lines does not make a first member wait for its whole log.
+pub const TAIL_MAX: u64 = 10_000;
+
 /// The last `want` entries of `room`'s log that `keep` accepts (oldest
-/// first), looking back at most [`super::LOG_MAX_LEN`] entries, and the
+/// first), looking back at most [`TAIL_MAX`] entries, and the
 /// position of the log's last entry (where reading goes on).
 ///
 /// # Errors
@@ -441,7 +445,7 @@ pub fn tail(
         }
         seen += page.ids.len() as u64;
         match page.ids.last() {
-            Some(id) if full && kept.len() < want && seen < super::LOG_MAX_LEN => {
+            Some(id) if full && kept.len() < want && seen < TAIL_MAX => {
                 end = format!("({}", id.id);
             }
             _ => break,
