@@ -68,7 +68,9 @@ pub fn parse(line: &str) -> Option<Command<'_>> {
 }
 
 fn parse_text(line: &str) -> Command<'_> {
-    if crate::stop::is_exit(line.as_bytes()) {
+    // The terminator is already gone: compare exactly, or `EXIT\r` (sent
+    // as `EXIT\r\r\n`) would lose a second CR and leave.
+    if line == crate::stop::EXIT {
         return Command::Quit(None);
     }
     if line.starts_with("//") {
@@ -153,6 +155,9 @@ mod tests {
         assert_eq!(parse("EXIT "), Say("EXIT "));
         assert_eq!(parse("exit"), Say("exit"));
         assert_eq!(parse("EXIT now"), Say("EXIT now"));
+        // The line reader removed the one CR a line may end with: another
+        // CR is text, not a second line end.
+        assert_eq!(parse("EXIT\r"), Say("EXIT\r"));
     }
 
     /// `//text` sends `/text`.
