@@ -353,6 +353,12 @@ fn redis_killed_and_restarted() {
         let refused = a.recv();
         assert!(refused.starts_with("! "), "{refused:?}");
     }
+    a.send("/msg somebody psst");
+    let refused = a.recv();
+    assert!(
+        refused.starts_with("! ") && refused.contains("private message"),
+        "{refused:?}"
+    );
     a.send("/help");
     a.recv_until(|l| l.contains("/nick"));
 

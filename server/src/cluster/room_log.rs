@@ -129,6 +129,10 @@ impl Log for RedisLog {
         }
     }
 
+    fn reachable(&self) -> bool {
+        self.bridge.is_up()
+    }
+
     fn who(&self, key: &str) -> Option<Vec<String>> {
         let all = self.names.everyone().ok()?;
         Some(

@@ -132,6 +132,12 @@ pub trait Log: Send + Sync {
         None
     }
 
+    /// Whether the log takes lines now: while it does not (Redis
+    /// unreachable), private messages are refused like chat lines.
+    fn reachable(&self) -> bool {
+        true
+    }
+
     /// Hands a private message (`line`, formatted) to `to` on another
     /// server: its name as registered, or `None` if no one elsewhere has it.
     fn whisper(&self, _to: &str, _line: &str) -> Option<String> {

@@ -127,6 +127,8 @@ pub enum Whisper {
     Dropped(String),
     /// The sender was removed meanwhile.
     Gone,
+    /// The log is cut off (Redis unreachable): refused, like a chat line.
+    CutOff,
 }
 
 /// What became of a `/join`.
@@ -345,6 +347,9 @@ impl Rooms {
         let Some(sender) = dir.clients.get(&from).filter(|c| c.ticket.fate().is_none()) else {
             return Whisper::Gone;
         };
+        if !self.log.reachable() {
+            return Whisper::CutOff;
+        }
         let line: Arc<str> = protocol::private_from(&sender.name, text).into();
         let Some(target) = dir.names.holder(to) else {
             return match self.log.whisper(to, &line) {
