@@ -592,3 +592,40 @@ fn lines_trimmed_while_cut_off_are_counted() {
     assert_eq!(got.len(), LINES - first_kept, "the rest, each once");
     assert!(got[0].ends_with(&format!("while away {first_kept}")));
 }
+
+/// The console's `/ban` reaches every server: a client of another server
+/// from the banned address is disconnected, and that server refuses the
+/// address from then on; `/unban` lifts it there too.
+#[test]
+fn ban_and_unban_across_servers() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 2);
+    let source = chat_tests::hosts::loopback(0, 0, 9);
+    let (mut banned, _) = chat_tests::hosts::Host::join(servers[1].addr(), source);
+    servers[0].console("/ban 127.0.0.9 spam");
+    let last = banned.recv_to_eof();
+    assert!(
+        last.iter()
+            .any(|l| l.starts_with("! ") && l.contains("banned")),
+        "{last:?}"
+    );
+    let mut again = chat_tests::hosts::Host::connect(servers[1].addr(), source);
+    let refused = again.recv_to_eof();
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.starts_with("! ") && l.contains("banned")),
+        "{refused:?}"
+    );
+    servers[0].console("/unban 127.0.0.9");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut host = chat_tests::hosts::Host::connect(servers[1].addr(), source);
+        let first = host.recv();
+        if first.starts_with("* welcome") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never lifted: {first:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -268,6 +268,18 @@ impl Bridge {
             Request::Kick { name, reason } => {
                 let _ = ctx.rooms.kick(&name, reason);
             }
+            Request::Console { line } => {
+                let answer = if let Some(args) = line.strip_prefix("/ban ") {
+                    crate::access::ban(ctx, args)
+                } else if let Some(target) = line.strip_prefix("/unban ") {
+                    crate::access::unban(ctx, target)
+                } else {
+                    vec![format!("! not a command the cluster passes on: {line}")]
+                };
+                for said in answer {
+                    crate::log!("another server's console: {line}: {said}");
+                }
+            }
         }
     }
 }

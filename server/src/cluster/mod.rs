@@ -148,6 +148,12 @@ pub enum Request {
         /// Why, if the operator said.
         reason: Option<String>,
     },
+    /// Run a console command another server's operator typed (`/ban ...`,
+    /// `/unban ...`), so it holds on every server.
+    Console {
+        /// The command line.
+        line: String,
+    },
 }
 
 impl Request {
@@ -161,6 +167,9 @@ impl Request {
             "kick" => Some(Request::Kick {
                 name: id.get("name")?,
                 reason: id.get::<String>("reason").filter(|r| !r.is_empty()),
+            }),
+            "console" => Some(Request::Console {
+                line: id.get("line")?,
             }),
             _ => None,
         }

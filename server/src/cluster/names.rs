@@ -253,4 +253,21 @@ impl Names {
             ],
         )
     }
+
+    /// Asks every other registered server to run console command `line`.
+    /// Returns how many were asked.
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    pub fn broadcast_console(&self, line: &str) -> Result<usize, Failure> {
+        let servers: Vec<String> = self
+            .link
+            .lock()
+            .run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
+        let others: Vec<&String> = servers.iter().filter(|s| **s != self.server_id).collect();
+        for server in &others {
+            self.send(server, &[("kind", "console"), ("line", line)])?;
+        }
+        Ok(others.len())
+    }
 }

@@ -36,6 +36,8 @@ pub struct Seams {
 pub struct Node {
     /// Shared with the rooms' seams and the cluster's threads.
     bridge: Arc<Bridge>,
+    /// For passing console commands on to the other servers.
+    names: Arc<RedisNames>,
     /// Stops the cluster's threads (not the server's own switch: the
     /// cluster stops after the rooms are told).
     shutdown: Arc<Shutdown>,
@@ -99,10 +101,11 @@ impl Node {
             reader,
             history,
         );
-        let names = SharedNames::new(redis_names, Arc::clone(&bridge));
+        let names = SharedNames::new(Arc::clone(&redis_names), Arc::clone(&bridge));
         Ok((
             Node {
                 bridge,
+                names: Arc::clone(&redis_names),
                 shutdown,
                 presence: parking_lot::Mutex::new(Some(presence)),
             },
@@ -111,6 +114,15 @@ impl Node {
                 names: Box::new(names),
             },
         ))
+    }
+
+    /// Passes a console command (`/ban ...`, `/unban ...`) on to every other
+    /// server, so it holds cluster-wide; returns what to tell the operator.
+    pub fn share_console(&self, line: &str) -> String {
+        match self.names.broadcast_console(line) {
+            Ok(n) => format!("* passed on to the {n} other server(s)"),
+            Err(e) => format!("! not passed on to the other servers (Redis: {e:?})"),
+        }
     }
 
     /// Connects the cluster to the server whose rooms it feeds.

@@ -725,6 +725,11 @@ fn directory_and_inbox_across_servers() {
 
     b.tell("a", 4, "[from bob] hi\n").unwrap();
     b.kick("a", "ALICE", Some("spam")).unwrap();
+    assert_eq!(
+        b.broadcast_console("/ban 192.0.2.1").unwrap(),
+        1,
+        "a only, not b itself"
+    );
     node.sink.until("both requests", |e| {
         e.contains(&Event::Request(Request::Tell {
             client: 4,
@@ -732,6 +737,8 @@ fn directory_and_inbox_across_servers() {
         })) && e.contains(&Event::Request(Request::Kick {
             name: "ALICE".into(),
             reason: Some("spam".into()),
+        })) && e.contains(&Event::Request(Request::Console {
+            line: "/ban 192.0.2.1".into(),
         }))
     });
 }
