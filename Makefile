@@ -32,8 +32,10 @@ build:
 	$(CARGO) build --workspace --bins
 
 # Style gates first, then the binaries the integration tests start, then
-# every test in the workspace (unit, property and integration).
+# every test in the workspace (unit, property and integration). The cluster
+# tests need Debian's redis-server: installed first when missing (as root).
 test: check build
+	@bash tests/scripts/need-redis.sh
 	$(CARGO) test --workspace
 
 check:
