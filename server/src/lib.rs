@@ -320,7 +320,7 @@ impl Running {
             .transcript
             .as_ref()
             .map_or(String::new(), |t| {
-                t.stop();
+                t.stop(deadline + transcript::SYNC_WAIT);
                 format!(", {} lines missing from the transcript", t.lost())
             });
         format!(

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::rooms::{file_until, join_n, join_room, TempDir};
+use chat_tests::rooms::{file_until, join_n, join_room, missing_from_transcript, Fifo, TempDir};
 use chat_tests::{bin, Server, TIMEOUT};
 
 /// A short wait for "nothing more arrives" checks.
@@ -274,4 +274,87 @@ fn the_room_emptied_longest_ago_is_forgotten_first() {
     assert_eq!(alice.recv(), "<guest-1> said in b");
     assert_eq!(join_room(&mut alice, "a"), "* you are now in #a (1 online)");
     alice.assert_silent(QUIET);
+}
+
+/// Defect: a transcript write that never returns (a FIFO nobody reads)
+/// held up the graceful stop forever, with no summary. Now the stop gives
+/// up on it: exit 0 within 2 s of Ctrl+C, the skipped sync logged, and the
+/// summary counting every line the FIFO could not take as missing.
+#[test]
+fn a_stalled_transcript_does_not_hold_up_the_stop() {
+    let dir = TempDir::new("fifo-stall");
+    let path = dir.join("chat.fifo");
+    let fifo = Fifo::new(&path);
+    let capacity = fifo.capacity();
+    let mut server = start_with(path.to_str().unwrap(), &["--rate-limit", "0"]);
+    let (mut alice, _) = server.join();
+    // Each line is over 1,000 bytes in the file: four times what the FIFO
+    // holds, and more.
+    let text = "x".repeat(1000);
+    let lines = 4 * capacity / 1000 + 100;
+    for i in 0..lines {
+        alice.send(&format!("{i} {text}"));
+    }
+    // Its lines are relayed (and handed to the transcript) before its next
+    // command is answered.
+    alice.send("/who");
+    alice.recv_until(|l| l.starts_with("* 1 in #lobby"));
+    server.signal("INT");
+    let status = server.wait_exit(Duration::from_secs(2));
+    assert!(status.success(), "{status:?}");
+    let stderr = server.stderr();
+    assert!(stderr.contains("not synced"), "{stderr}");
+    // The join notice and the lines; the FIFO took at most `capacity`
+    // bytes of them, a line started and not finished counting as missing.
+    let written_at_most = (capacity / 1000) as u64;
+    let missing = missing_from_transcript(&stderr);
+    assert!(
+        missing >= lines as u64 + 1 - written_at_most,
+        "{missing} of {} lines counted missing:\n{stderr}",
+        lines + 1
+    );
+    drop(fifo);
+}
+
+/// Defect: lines dropped at a full transcript queue (a disk slower than the
+/// rooms) were never logged. Now the episode is logged once when it starts
+/// and once when the transcript has caught up, and the exit summary counts
+/// the dropped lines: the file and the count add up to every line relayed.
+#[test]
+fn lines_dropped_at_a_full_queue_are_logged_once_and_counted() {
+    // More than the transcript's queue (16,384 lines), what its thread
+    // holds for one write (64 KiB) and what the FIFO holds.
+    const LINES: usize = 30_000;
+    let dir = TempDir::new("fifo-lag");
+    let path = dir.join("chat.fifo");
+    let fifo = Fifo::new(&path);
+    let mut server = start_with(path.to_str().unwrap(), &["--rate-limit", "0"]);
+    let (mut alice, _) = server.join();
+    for i in 0..LINES {
+        alice.send(&format!("line {i}"));
+    }
+    alice.send("/who");
+    alice.recv_until(|l| l.starts_with("* 1 in #lobby"));
+    // Every line was handed over while the FIFO was not read: the disk
+    // "catches up" now.
+    let body = fifo.read_to_end();
+    server.stderr_until("caught up");
+    server.signal("INT");
+    assert!(server.wait_exit(TIMEOUT).success());
+    let stderr = server.stderr();
+    let body = String::from_utf8(body.join().unwrap()).unwrap();
+    let written = body.lines().count() as u64;
+    let missing = missing_from_transcript(&stderr);
+    assert_eq!(
+        stderr.matches("slower than the rooms").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("caught up").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("caught up; {missing} lines were dropped")),
+        "{stderr}"
+    );
+    assert!(missing > 0, "{stderr}");
+    assert_eq!(written + missing, LINES as u64 + 1, "{stderr}");
 }
