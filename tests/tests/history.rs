@@ -5,11 +5,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chat_tests::rooms::{file_until, join_n, join_room, missing_from_transcript, Fifo, TempDir};
-use chat_tests::{bin, Server, TIMEOUT};
+use chat_tests::{bin, Client, Server, TIMEOUT};
 
 /// A short wait for "nothing more arrives" checks.
 const QUIET: Duration = Duration::from_millis(300);
@@ -357,4 +359,72 @@ fn lines_dropped_at_a_full_queue_are_logged_once_and_counted() {
     );
     assert!(missing > 0, "{stderr}");
     assert_eq!(written + missing, LINES as u64 + 1, "{stderr}");
+}
+
+/// Defect: a high `--history` got joiners dropped as too slow: the replay
+/// was pushed whole and counted against the queue's lag allowance (4 x
+/// 1,024 lines by default), so the first live line after it found the
+/// queue full. With `--history 10000`, 1 KB lines and a live sender, 4 of
+/// 5 joiners reading at full speed were dropped. Now the replay is the
+/// server's backlog: each joiner gets the whole history, then live lines.
+#[test]
+fn a_long_history_does_not_drop_joiners_that_read() {
+    const HISTORY: usize = 10_000;
+    const JOINERS: usize = 5;
+    const LIVE: usize = 20;
+    let server = Server::start(&["--history", "10000", "--rate-limit", "0"]);
+    let (mut talker, _) = server.join();
+    let text = "h".repeat(1000);
+    for i in 0..HISTORY {
+        talker.send(&format!("{i} {text}"));
+    }
+    talker.send("/who");
+    talker.recv_until(|l| l.starts_with("* 1 in #lobby"));
+    // A live sender, paced, until every joiner is done (bounded anyway).
+    let done = Arc::new(AtomicBool::new(false));
+    let live = {
+        let done = Arc::clone(&done);
+        let mut talker = talker.try_clone();
+        thread::spawn(move || {
+            for i in 0..60_000 {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                talker.send(&format!("live {i}"));
+                thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let joiners: Vec<_> = (0..JOINERS)
+        .map(|_| {
+            let mut client = Client::connect(server.addr());
+            thread::spawn(move || {
+                assert!(client.recv().starts_with("* welcome, "));
+                assert_eq!(client.recv(), format!("* last {HISTORY} lines of #lobby:"));
+                // The live lines relayed before it entered are history too.
+                for _ in 0..HISTORY {
+                    let line = client.recv();
+                    assert!(line.starts_with("<guest-1> "), "{line:.80}");
+                }
+                let mut live = 0;
+                while live < LIVE {
+                    let line = client.recv();
+                    assert!(!line.starts_with('!'), "dropped: {line}");
+                    if line.starts_with("<guest-1> live ") {
+                        live += 1;
+                    }
+                }
+                client
+            })
+        })
+        .collect();
+    let results: Vec<_> = joiners.into_iter().map(|j| j.join()).collect();
+    done.store(true, Ordering::Relaxed);
+    live.join().unwrap();
+    for result in results {
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
+    assert!(!server.stderr().contains("too slow"), "{}", server.stderr());
 }

@@ -185,7 +185,9 @@ impl Rooms {
             lines.extend(history);
         }
         let mut own = false;
-        if self.fan.writers.push_all(peer, &lines, Wake::Now) == Pushed::TooSlow {
+        // The replay is the server's backlog, not the client's: it does not
+        // count against the queue's limits (`--history` may exceed them).
+        if self.fan.writers.push_replay(peer, &lines) == Pushed::TooSlow {
             // Its own replies piled up: too slow like any other.
             ticket.settle(Leave::TooSlow);
             own = true;

@@ -156,6 +156,21 @@ impl Writers {
         }
     }
 
+    /// Queues the answer to a client entering a room and the room's history
+    /// for `peer`, and makes sure someone writes them now. Unlike
+    /// [`Writers::push_all`], the lines do not count against the queue's
+    /// limits while they wait: the replay is the server's backlog, not the
+    /// client's (see `queue.rs`).
+    pub fn push_replay(&self, peer: &Arc<Peer>, lines: &[Arc<str>]) -> Pushed {
+        match peer.queue.push_replay(lines) {
+            Ok(handoff) => {
+                self.shared.hand_off(peer, handoff);
+                Pushed::Queued
+            }
+            Err(_) => Pushed::TooSlow,
+        }
+    }
+
     /// Ends `peer` gracefully: `last`, then what is queued, until `deadline`.
     pub fn drain(&self, peer: &Arc<Peer>, last: Option<&Arc<str>>, deadline: Instant) {
         self.shared.hand_off(peer, peer.queue.drain(last, deadline));
