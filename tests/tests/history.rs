@@ -176,10 +176,10 @@ fn history_after_a_graceful_restart() {
     assert!(server.wait_exit(TIMEOUT).success());
     let server = start_with(path, &[]);
     let (mut bob, _) = server.join();
-    assert_eq!(bob.recv(), "* last 1 lines of #lobby:");
+    assert_eq!(bob.recv(), "* last 1 line of #lobby:");
     assert_eq!(bob.recv(), "<guest-1> before the restart");
     join_room(&mut bob, "side");
-    assert_eq!(bob.recv(), "* last 1 lines of #side:");
+    assert_eq!(bob.recv(), "* last 1 line of #side:");
     assert_eq!(bob.recv(), "<guest-1> in a side room");
 }
 
@@ -201,7 +201,7 @@ fn history_after_kill_9() {
     drop(server);
     let server = start_with(path, &[]);
     let (mut late, _) = server.join();
-    assert_eq!(late.recv(), "* last 1 lines of #lobby:");
+    assert_eq!(late.recv(), "* last 1 line of #lobby:");
     assert_eq!(late.recv(), "<guest-1> said 1.2 s before the kill");
 }
 
@@ -272,7 +272,7 @@ fn the_room_emptied_longest_ago_is_forgotten_first() {
     join_room(&mut alice, "lobby");
     // #a, #b and #c are empty now: #a was emptied first and is forgotten.
     assert_eq!(join_room(&mut alice, "b"), "* you are now in #b (1 online)");
-    assert_eq!(alice.recv(), "* last 1 lines of #b:");
+    assert_eq!(alice.recv(), "* last 1 line of #b:");
     assert_eq!(alice.recv(), "<guest-1> said in b");
     assert_eq!(join_room(&mut alice, "a"), "* you are now in #a (1 online)");
     alice.assert_silent(QUIET);
