@@ -288,9 +288,7 @@ fn write_loop(mut file: File, name: &str, records: &Receiver<Record>, counters: 
             _ => {}
         }
         if written.is_err() {
-            counters
-                .lost
-                .fetch_add(out.lines as u64, Ordering::Relaxed);
+            counters.lost.fetch_add(out.lines as u64, Ordering::Relaxed);
         }
         counters.queued.fetch_sub(out.lines, Ordering::AcqRel);
         out.bytes.clear();

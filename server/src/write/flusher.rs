@@ -50,7 +50,7 @@ pub enum Pushed {
 }
 
 /// The write side: flushers, slow-client threads and the notice thread.
-/// Cheap to clone (the registry keeps one).
+/// Cheap to clone (the rooms keep one).
 #[derive(Clone)]
 pub struct Writers {
     shared: Arc<Shared>,

@@ -1,9 +1,9 @@
 //! One client's queue of outgoing lines: its bounds, and who drains it.
 //!
 //! The relay pushes a shared `Arc<str>` into each recipient's queue under
-//! the registry lock; that is what gives every client the same order. A push
-//! never blocks: when a client's queue is full it fails, and the registry
-//! drops that client alone.
+//! the room's lock; that is what gives every member of a room the same
+//! order. A push never blocks: when a client's queue is full it fails, and
+//! the rooms drop that client alone.
 //!
 //! Full means `--sendq` lines, or `--sendq-bytes` bytes, piled up since the
 //! client's socket filled: the client is not keeping up. Bytes matter for a
@@ -516,14 +516,14 @@ impl Queue {
 
     /// Shutdown: whoever waits on this client gives up by `deadline` at the
     /// latest, even if the queue was draining until later (a kicked or
-    /// leaving client's queue drains for the registry's `LINGER`, longer
+    /// leaving client's queue drains for the rooms' `LINGER`, longer
     /// than the shutdown's grace).
     pub(super) fn cut(&self, deadline: Instant) {
         let mut state = self.state.lock();
         match state.end {
             Some(End::Drain(until)) => state.end = Some(End::Drain(until.min(deadline))),
             Some(End::Abort) => {}
-            // Not ended (the registry ends every member's queue first):
+            // Not ended (the rooms end every member's queue first):
             // what is queued goes out until the deadline.
             None if state.owner == Owner::Thread => {
                 state.end = Some(End::Drain(deadline));
