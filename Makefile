@@ -5,7 +5,7 @@ HOST ?= localhost
 ARGS ?=
 CARGO ?= cargo
 
-.PHONY: help run-server run-client build test check unit soak bench bench-quick clean
+.PHONY: help run-server run-client build test check unit soak bench bench-quick clean redis
 
 help:
 	@echo "make run-server [PORT=2000]                 start the chat server"
@@ -13,6 +13,7 @@ help:
 	@echo "make test                                    fmt + clippy + every test"
 	@echo "make soak                                    the one-minute soak test"
 	@echo "make bench | bench-quick                     chat-server vs ncat --chat"
+	@echo "make redis [REDIS_PORT=6379]                 a throwaway redis-server in the foreground, for --redis"
 
 # The build shows its progress (on a fresh clone it takes a minute or two,
 # which must not look like a hang); the run itself is quiet, since the
@@ -48,6 +49,12 @@ bench:
 
 bench-quick:
 	QUICK=1 bash bench/run.sh
+
+# A Redis for trying --redis by hand: in the foreground, nothing saved to
+# disk, loopback only (Ctrl+C stops it). Needs Debian's redis-server.
+REDIS_PORT ?= 6379
+redis:
+	redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --save '' --appendonly no
 
 clean:
 	$(CARGO) clean

@@ -90,6 +90,18 @@ pub struct Config {
     #[arg(long)]
     pub limit_loopback: bool,
 
+    /// `redis://HOST:PORT[/DB]`: share rooms with every server using the
+    /// same Redis (6.2 or later). Checked at start: unreachable or refusing
+    /// is one line on stderr and exit 1.
+    #[arg(long, value_name = "URL", value_parser = crate::cluster::RedisUrl::parse)]
+    pub redis: Option<crate::cluster::RedisUrl>,
+
+    /// With --redis: about how many lines each room's log in Redis keeps
+    /// (XADD MAXLEN ~): what history and a server that lost its link can
+    /// get back.
+    #[arg(long, default_value_t = crate::cluster::LOG_MAX_LEN, value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    pub redis_log_len: u64,
+
     /// Do not show the room's conversation on stdout (for benchmarks).
     #[arg(long)]
     pub quiet: bool,

@@ -158,8 +158,13 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                 Kicked::NoOne => log::say(format_args!("! no one called {name} is online")),
             }
         }
-        Input::Ban(args) => show(crate::access::ban(ctx, args)),
-        Input::Unban(target) => show(crate::access::unban(ctx, target)),
+        Input::Ban(args) => show(shared(ctx, "ban", args, crate::access::ban(ctx, args))),
+        Input::Unban(target) => show(shared(
+            ctx,
+            "unban",
+            target,
+            crate::access::unban(ctx, target),
+        )),
         Input::Bans => show(crate::access::list(ctx)),
         Input::Quit => {
             log!("console asked to quit");
@@ -174,6 +179,15 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
 }
 
 /// Shows a console command's answer on stdout.
+/// With `--redis`, a `/ban` or `/unban` is passed on to every other server
+/// too (a name is banned by the server its client is on).
+fn shared(ctx: &Context, command: &str, args: &str, mut answer: Vec<String>) -> Vec<String> {
+    if let Some(cluster) = &ctx.cluster {
+        answer.push(cluster.share_console(&format!("/{command} {args}")));
+    }
+    answer
+}
+
 fn show(lines: Vec<String>) {
     for line in lines {
         log::say(format_args!("{line}"));

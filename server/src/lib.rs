@@ -26,6 +26,7 @@
 
 pub mod access;
 pub mod bans;
+pub mod cluster;
 pub mod config;
 pub mod conns;
 pub mod console;
@@ -78,6 +79,9 @@ pub struct Context {
     pub files: Option<files::Root>,
     /// Bans and the password: who may come in.
     pub access: access::Access,
+    /// With `--redis`: this server's side of the cluster (the rooms' log
+    /// and names are on Redis).
+    pub cluster: Option<cluster::Node>,
     /// The listening address, for waking the accept loop.
     local: SocketAddr,
     /// Connections handed to a worker since start.
@@ -183,10 +187,23 @@ impl Server {
             _ => (None, Vec::new()),
         };
         let shutdown = Arc::new(Shutdown::new());
+        let (cluster, log, names): (_, Box<dyn rooms::log::Log>, Box<dyn rooms::names::Names>) =
+            match (&config.redis, chat) {
+                (Some(url), true) => {
+                    let (node, seams) =
+                        cluster::Node::start(url, config.history as usize, config.redis_log_len)?;
+                    (Some(node), seams.log, seams.names)
+                }
+                _ => (
+                    None,
+                    Box::new(rooms::embedded::Embedded::new(config.history as usize)),
+                    Box::new(rooms::names::LocalNames::default()),
+                ),
+            };
         let rooms = Rooms::new(
             rooms::Fanout::new(writers.clone(), display.clone(), transcript),
-            Box::new(rooms::embedded::Embedded::new(config.history as usize)),
-            Box::new(rooms::names::LocalNames::default()),
+            log,
+            names,
             config.max_rooms as usize,
             Arc::clone(&shutdown),
         );
@@ -201,9 +218,13 @@ impl Server {
             shutdown,
             files,
             config,
+            cluster,
             local,
             accepted: AtomicU64::new(0),
         });
+        if let Some(cluster) = &ctx.cluster {
+            cluster.attach(&ctx);
+        }
         Ok(Server {
             listener,
             spare: listener::reserve_descriptor(),
@@ -289,6 +310,11 @@ impl Running {
             .deadline()
             .unwrap_or(stopping + shutdown::GRACE);
         let online = ctx.rooms.online();
+        if let Some(cluster) = &ctx.cluster {
+            // First, while the clients are still listed: the other servers
+            // see them leave.
+            cluster.stop();
+        }
         ctx.rooms.shutdown();
         ctx.conns.close_all();
         drop(listener);

@@ -23,6 +23,21 @@ fn main() -> ExitCode {
             )
             .exit();
     }
+    if config.redis.is_some() && config.mode != Mode::Chat {
+        Config::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                "--redis shares chat rooms; it does not apply to --mode echo, upper or file",
+            )
+            .exit();
+    }
+    if let Some(url) = &config.redis {
+        // Before anything else: a mistyped URL must never look like a
+        // running server.
+        if let Err(e) = chat_server::cluster::check(url) {
+            return fail(&e);
+        }
+    }
     // Let --workers, not a default `ulimit -n` of 1024, cap the clients.
     // Failing to raise it is not fatal: the accept loop copes with EMFILE.
     let _ = rlimit::increase_nofile_limit(u64::MAX);

@@ -245,6 +245,9 @@ impl Session<'_> {
                         "{to} was disconnected (too slow): message not delivered"
                     )))?,
                     Whisper::Gone => return Err(self.gone()),
+                    Whisper::CutOff => self.reply(protocol::error(
+                        "the room is cut off: private message not sent",
+                    ))?,
                 }
             }
             Command::Quit(reason) => {

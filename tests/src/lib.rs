@@ -8,6 +8,7 @@
 
 pub mod hosts;
 pub mod labs;
+pub mod redis;
 pub mod rooms;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};

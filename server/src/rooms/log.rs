@@ -115,6 +115,44 @@ pub trait Log: Send + Sync {
 
     /// Room `key` has local members now (`true`), or no longer (`false`).
     fn watch(&self, key: &str, local: bool);
+
+    // Across servers (a cluster's log; the embedded log keeps these
+    // defaults: this server is the whole world).
+
+    /// The members of room `key` on every server, in order of entering;
+    /// `None`: only this server's are known.
+    fn who(&self, _key: &str) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Every room with members on any server, by key (`#lobby` first), each
+    /// with its members in order of entering; `None`: only this server's
+    /// are known.
+    fn everyone(&self) -> Option<Vec<(String, Vec<String>)>> {
+        None
+    }
+
+    /// Whether the log takes lines now: while it does not (Redis
+    /// unreachable), private messages are refused like chat lines.
+    fn reachable(&self) -> bool {
+        true
+    }
+
+    /// Hands a private message (`line`, formatted) to `to` on another
+    /// server: its name as registered, or `None` if no one elsewhere has it.
+    fn whisper(&self, _to: &str, _line: &str) -> Option<String> {
+        None
+    }
+
+    /// Kicks `name` on another server: whether someone there has it.
+    fn kick(&self, _name: &str, _reason: Option<&str>) -> bool {
+        false
+    }
+
+    /// Appends `line` (the console's) to every room that has members on
+    /// another server and none here (`here`: the rooms this server told
+    /// already).
+    fn announce_elsewhere(&self, _line: &str, _here: &[String]) {}
 }
 
 /// One room's log, owned by the room and called under its lock.

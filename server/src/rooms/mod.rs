@@ -128,6 +128,8 @@ pub enum Whisper {
     Dropped(String),
     /// The sender was removed meanwhile.
     Gone,
+    /// The log is cut off (Redis unreachable): refused, like a chat line.
+    CutOff,
 }
 
 /// What became of a `/join`.
@@ -280,6 +282,8 @@ impl Rooms {
                 .cloned()
                 .collect()
         };
+        let here: Vec<String> = rooms.iter().map(|r| r.key.clone()).collect();
+        self.log.announce_elsewhere(line, &here);
         let line: Arc<str> = line.into();
         for room in rooms {
             let batch = Batch {
@@ -344,9 +348,15 @@ impl Rooms {
         let Some(sender) = dir.clients.get(&from).filter(|c| c.ticket.fate().is_none()) else {
             return Whisper::Gone;
         };
+        if !self.log.reachable() {
+            return Whisper::CutOff;
+        }
         let line: Arc<str> = protocol::private_from(&sender.name, text).into();
         let Some(target) = dir.names.holder(to) else {
-            return Whisper::NoOne;
+            return match self.log.whisper(to, &line) {
+                Some(name) => Whisper::Delivered(name),
+                None => Whisper::NoOne,
+            };
         };
         let Some(recipient) = dir
             .clients
@@ -363,6 +373,19 @@ impl Rooms {
         Whisper::Delivered(name)
     }
 
+    /// Sends `line` to client `id` alone: an asynchronous log's word about
+    /// that client (a line refused after all, a private message from
+    /// another server). Does nothing if it left.
+    pub fn tell(&self, id: ClientId, line: &str) {
+        let mut dir = self.dir.lock();
+        let Some(client) = dir.clients.get(&id).filter(|c| c.ticket.fate().is_none()) else {
+            return;
+        };
+        if self.fan.writers.push(&client.peer, &line.into()) == Pushed::TooSlow {
+            self.remove_locked(&mut dir, vec![(id, Leave::TooSlow)]);
+        }
+    }
+
     /// The client named `name` (any case) and the address it connects from.
     pub fn address_of(&self, name: &str) -> Option<(String, IpAddr)> {
         let dir = self.dir.lock();
@@ -372,6 +395,9 @@ impl Rooms {
 
     /// The members of `room` in order of entering.
     pub fn who(&self, room: &Room) -> Who {
+        if let Some(names) = self.log.who(&room.key) {
+            return (room.name(), names);
+        }
         let inner = room.inner.lock();
         let names = inner.members.iter().map(|m| m.name.clone()).collect();
         (Arc::clone(&inner.name), names)
@@ -380,6 +406,19 @@ impl Rooms {
     /// Every room with members (`#lobby` first, then by name), with its
     /// members in order of entering.
     pub fn everyone(&self) -> Vec<Who> {
+        if let Some(all) = self.log.everyone() {
+            let dir = self.dir.lock();
+            return all
+                .into_iter()
+                .map(|(key, names)| {
+                    let name = dir
+                        .rooms
+                        .get(&key)
+                        .map_or_else(|| format!("#{key}").into(), |r| r.name());
+                    (name, names)
+                })
+                .collect();
+        }
         let rooms: Vec<Arc<Room>> = self.dir.lock().rooms.values().cloned().collect();
         let mut all: Vec<(String, Who)> = rooms
             .iter()

@@ -22,11 +22,17 @@ use crate::shutdown;
 use crate::write::{Peer, Wake, Writers};
 
 impl Rooms {
-    /// Disconnects the client named `name` on the operator's word.
+    /// Disconnects the client named `name` (here or, in a cluster, on
+    /// another server) on the operator's word.
     pub fn kick(&self, name: &str, reason: Option<String>) -> Kicked {
         let mut dir = self.dir.lock();
         let Some(id) = dir.names.holder(name) else {
-            return Kicked::NoOne;
+            // Maybe someone on another server of a cluster has it.
+            return if self.log.kick(name, reason.as_deref()) {
+                Kicked::Done
+            } else {
+                Kicked::NoOne
+            };
         };
         self.remove_locked(&mut dir, vec![(id, Leave::Kicked(reason))]);
         Kicked::Done
