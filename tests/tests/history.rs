@@ -428,3 +428,90 @@ fn a_long_history_does_not_drop_joiners_that_read() {
     }
     assert!(!server.stderr().contains("too slow"), "{}", server.stderr());
 }
+
+/// The boundary between history and live lines holds under concurrency: a
+/// sender streams numbered lines into its room while other clients keep
+/// entering and leaving it; for every entry, the replayed history and the
+/// live lines after it are one run of numbers, with no gap and no
+/// duplicate.
+#[test]
+fn history_then_live_has_no_gap_and_no_duplicate_while_clients_come_and_go() {
+    const HISTORY: usize = 30;
+    const MOVERS: usize = 3;
+    const ENTRIES: usize = 40;
+    const LIVE: u64 = 15;
+    let server = Server::start(&["--history", "30", "--rate-limit", "0"]);
+    let (mut sender, sender_name) = server.join();
+    join_room(&mut sender, "flow");
+    for n in 0..HISTORY {
+        sender.send(&n.to_string());
+    }
+    // Its lines are relayed before its next command is answered.
+    sender.send("/who");
+    sender.recv_until(|l| l.starts_with("* 1 in #flow"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let streaming = {
+        let stop = Arc::clone(&stop);
+        let mut sender = sender.try_clone();
+        thread::spawn(move || {
+            // Bounded in count as well as by the flag.
+            for n in HISTORY..HISTORY + 200_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                sender.send(&n.to_string());
+                thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let prefix = format!("<{sender_name}> ");
+    let movers: Vec<_> = (0..MOVERS)
+        .map(|_| {
+            let (mut mover, _) = server.join();
+            let prefix = prefix.clone();
+            thread::spawn(move || {
+                let number = |line: &str| -> u64 {
+                    line.strip_prefix(&prefix)
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| panic!("not a numbered line: {line:?}"))
+                };
+                for entry in 0..ENTRIES {
+                    join_room(&mut mover, "flow");
+                    assert_eq!(mover.recv(), format!("* last {HISTORY} lines of #flow:"));
+                    let first = number(&mover.recv());
+                    let mut last = first;
+                    for _ in 1..HISTORY {
+                        let n = number(&mover.recv());
+                        assert_eq!(n, last + 1, "entry {entry}: gap or duplicate in history");
+                        last = n;
+                    }
+                    let mut live = 0;
+                    while live < LIVE {
+                        let line = mover.recv();
+                        if line.starts_with("* ") {
+                            // Others coming and going.
+                            continue;
+                        }
+                        let n = number(&line);
+                        assert_eq!(
+                            n,
+                            last + 1,
+                            "entry {entry}: after history up to {last}, live line {n}"
+                        );
+                        last = n;
+                        live += 1;
+                    }
+                    join_room(&mut mover, "lobby");
+                }
+            })
+        })
+        .collect();
+    let results: Vec<_> = movers.into_iter().map(|m| m.join()).collect();
+    stop.store(true, Ordering::Relaxed);
+    streaming.join().unwrap();
+    for result in results {
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
+}
