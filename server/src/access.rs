@@ -195,7 +195,7 @@ pub fn enter(stream: &TcpStream, peer: SocketAddr, ctx: &Context) -> Admission {
 /// Right after a chat client joined the room: the ban once more. A `/ban`
 /// that landed between [`enter`]'s last check and the join found the client
 /// in no room, so it is evicted here, as `/ban` would have, through the
-/// registry's one removal path. Either `/ban`'s eviction saw the client in
+/// rooms' one removal path. Either `/ban`'s eviction saw the client in
 /// the room, or its ban was in the list before this looks.
 pub fn joined(peer: SocketAddr, ctx: &Context) {
     if let Some(ban) = ctx.access.bans.find(peer.ip()) {

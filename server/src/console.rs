@@ -25,6 +25,7 @@ use chat_common::protocol;
 use chat_common::sanitize::sanitize;
 use chat_common::{Line, LineReader};
 
+use crate::rooms::Kicked;
 use crate::write::{Batch, Display};
 use crate::Context;
 use crate::{log, session};
@@ -152,10 +153,9 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
             log::say(format_args!("* {}", session::rooms_line(&rooms.everyone())));
         }
         Input::Kick(name, reason) => {
-            if rooms.kick(name, reason.map(|r| sanitize(r).into_owned())) {
-                log!("console kicked {name}");
-            } else {
-                log::say(format_args!("! no one called {name} is online"));
+            match rooms.kick(name, reason.map(|r| sanitize(r).into_owned())) {
+                Kicked::Done => log!("console kicked {name}"),
+                Kicked::NoOne => log::say(format_args!("! no one called {name} is online")),
             }
         }
         Input::Ban(args) => show(shared(ctx, "ban", args, crate::access::ban(ctx, args))),

@@ -300,8 +300,10 @@ pub struct Running {
 impl Running {
     /// Stops gracefully once the accept loop has returned: tell every chat
     /// client, deliver what is queued (for at most [`shutdown::GRACE`]),
-    /// close every connection, write and sync the transcript, join every
-    /// thread. Returns a one-line summary.
+    /// close every connection, write and sync the transcript (by the
+    /// deadline plus [`transcript::SYNC_WAIT`]; a write stuck past it is
+    /// left to process exit, its lines counted missing), join every thread.
+    /// Returns a one-line summary.
     fn stop(self, listener: TcpListener, pool: Pool) -> String {
         let ctx = &self.ctx;
         let stopping = Instant::now();
@@ -346,7 +348,7 @@ impl Running {
             .transcript
             .as_ref()
             .map_or(String::new(), |t| {
-                t.stop();
+                t.stop(deadline + transcript::SYNC_WAIT);
                 format!(", {} lines missing from the transcript", t.lost())
             });
         format!(

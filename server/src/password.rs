@@ -1,8 +1,8 @@
 //! The server password (`--password-file`): the gate a chat client passes
 //! before it joins the room, and the per-address count of wrong tries.
 //!
-//! Until it gives `/pass PASSWORD` the client is in no room: the registry
-//! does not know it, so it sees no line, is announced to no one, and nothing
+//! Until it gives `/pass PASSWORD` the client is in no room: the rooms do
+//! not know it, so it sees no line, is announced to no one, and nothing
 //! it sends is relayed. The gate runs on the client's worker, before
 //! [`crate::session`] joins it to the room.
 //!

@@ -5,11 +5,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::rooms::{file_until, join_n, join_room, TempDir};
-use chat_tests::{bin, Server, TIMEOUT};
+use chat_tests::rooms::{file_until, join_n, join_room, missing_from_transcript, Fifo, TempDir};
+use chat_tests::{bin, Client, Server, TIMEOUT};
 
 /// A short wait for "nothing more arrives" checks.
 const QUIET: Duration = Duration::from_millis(300);
@@ -174,10 +176,10 @@ fn history_after_a_graceful_restart() {
     assert!(server.wait_exit(TIMEOUT).success());
     let server = start_with(path, &[]);
     let (mut bob, _) = server.join();
-    assert_eq!(bob.recv(), "* last 1 lines of #lobby:");
+    assert_eq!(bob.recv(), "* last 1 line of #lobby:");
     assert_eq!(bob.recv(), "<guest-1> before the restart");
     join_room(&mut bob, "side");
-    assert_eq!(bob.recv(), "* last 1 lines of #side:");
+    assert_eq!(bob.recv(), "* last 1 line of #side:");
     assert_eq!(bob.recv(), "<guest-1> in a side room");
 }
 
@@ -199,7 +201,7 @@ fn history_after_kill_9() {
     drop(server);
     let server = start_with(path, &[]);
     let (mut late, _) = server.join();
-    assert_eq!(late.recv(), "* last 1 lines of #lobby:");
+    assert_eq!(late.recv(), "* last 1 line of #lobby:");
     assert_eq!(late.recv(), "<guest-1> said 1.2 s before the kill");
 }
 
@@ -270,8 +272,246 @@ fn the_room_emptied_longest_ago_is_forgotten_first() {
     join_room(&mut alice, "lobby");
     // #a, #b and #c are empty now: #a was emptied first and is forgotten.
     assert_eq!(join_room(&mut alice, "b"), "* you are now in #b (1 online)");
-    assert_eq!(alice.recv(), "* last 1 lines of #b:");
+    assert_eq!(alice.recv(), "* last 1 line of #b:");
     assert_eq!(alice.recv(), "<guest-1> said in b");
     assert_eq!(join_room(&mut alice, "a"), "* you are now in #a (1 online)");
     alice.assert_silent(QUIET);
+}
+
+/// Defect: a transcript write that never returns (a FIFO nobody reads)
+/// held up the graceful stop forever, with no summary. Now the stop gives
+/// up on it: exit 0 within 2 s of Ctrl+C, the skipped sync logged, and the
+/// summary counting every line the FIFO could not take as missing.
+#[test]
+fn a_stalled_transcript_does_not_hold_up_the_stop() {
+    let dir = TempDir::new("fifo-stall");
+    let path = dir.join("chat.fifo");
+    let fifo = Fifo::new(&path);
+    let capacity = fifo.capacity();
+    let mut server = start_with(path.to_str().unwrap(), &["--rate-limit", "0"]);
+    let (mut alice, _) = server.join();
+    // Each line is over 1,000 bytes in the file: four times what the FIFO
+    // holds, and more.
+    let text = "x".repeat(1000);
+    let lines = 4 * capacity / 1000 + 100;
+    for i in 0..lines {
+        alice.send(&format!("{i} {text}"));
+    }
+    // Its lines are relayed (and handed to the transcript) before its next
+    // command is answered.
+    alice.send("/who");
+    alice.recv_until(|l| l.starts_with("* 1 in #lobby"));
+    server.signal("INT");
+    let status = server.wait_exit(Duration::from_secs(2));
+    assert!(status.success(), "{status:?}");
+    let stderr = server.stderr();
+    assert!(stderr.contains("not synced"), "{stderr}");
+    // The join notice and the lines; the FIFO took at most `capacity`
+    // bytes of them, a line started and not finished counting as missing.
+    let written_at_most = (capacity / 1000) as u64;
+    let missing = missing_from_transcript(&stderr);
+    assert!(
+        missing >= lines as u64 + 1 - written_at_most,
+        "{missing} of {} lines counted missing:\n{stderr}",
+        lines + 1
+    );
+    drop(fifo);
+}
+
+/// Defect: lines dropped at a full transcript queue (a disk slower than the
+/// rooms) were never logged. Now the episode is logged once when it starts
+/// and once when the transcript has caught up, and the exit summary counts
+/// the dropped lines: the file and the count add up to every line relayed.
+#[test]
+fn lines_dropped_at_a_full_queue_are_logged_once_and_counted() {
+    // More than the transcript's queue (16,384 lines), what its thread
+    // holds for one write (64 KiB) and what the FIFO holds.
+    const LINES: usize = 30_000;
+    let dir = TempDir::new("fifo-lag");
+    let path = dir.join("chat.fifo");
+    let fifo = Fifo::new(&path);
+    let mut server = start_with(path.to_str().unwrap(), &["--rate-limit", "0"]);
+    let (mut alice, _) = server.join();
+    for i in 0..LINES {
+        alice.send(&format!("line {i}"));
+    }
+    alice.send("/who");
+    alice.recv_until(|l| l.starts_with("* 1 in #lobby"));
+    // Every line was handed over while the FIFO was not read: the disk
+    // "catches up" now.
+    let body = fifo.read_to_end();
+    server.stderr_until("caught up");
+    server.signal("INT");
+    assert!(server.wait_exit(TIMEOUT).success());
+    let stderr = server.stderr();
+    let body = String::from_utf8(body.join().unwrap()).unwrap();
+    let written = body.lines().count() as u64;
+    let missing = missing_from_transcript(&stderr);
+    assert_eq!(
+        stderr.matches("slower than the rooms").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("caught up").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("caught up; {missing} lines were dropped")),
+        "{stderr}"
+    );
+    assert!(missing > 0, "{stderr}");
+    assert_eq!(written + missing, LINES as u64 + 1, "{stderr}");
+}
+
+/// Defect: a high `--history` got joiners dropped as too slow: the replay
+/// was pushed whole and counted against the queue's lag allowance (4 x
+/// 1,024 lines by default), so the first live line after it found the
+/// queue full. With `--history 10000`, 1 KB lines and a live sender, 4 of
+/// 5 joiners reading at full speed were dropped. Now the replay is the
+/// server's backlog: each joiner gets the whole history, then live lines.
+#[test]
+fn a_long_history_does_not_drop_joiners_that_read() {
+    const HISTORY: usize = 10_000;
+    const JOINERS: usize = 5;
+    const LIVE: usize = 20;
+    let server = Server::start(&["--history", "10000", "--rate-limit", "0"]);
+    let (mut talker, _) = server.join();
+    let text = "h".repeat(1000);
+    for i in 0..HISTORY {
+        talker.send(&format!("{i} {text}"));
+    }
+    talker.send("/who");
+    talker.recv_until(|l| l.starts_with("* 1 in #lobby"));
+    // A live sender, paced, until every joiner is done (bounded anyway).
+    let done = Arc::new(AtomicBool::new(false));
+    let live = {
+        let done = Arc::clone(&done);
+        let mut talker = talker.try_clone();
+        thread::spawn(move || {
+            for i in 0..60_000 {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                talker.send(&format!("live {i}"));
+                thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let joiners: Vec<_> = (0..JOINERS)
+        .map(|_| {
+            let mut client = Client::connect(server.addr());
+            thread::spawn(move || {
+                assert!(client.recv().starts_with("* welcome, "));
+                assert_eq!(client.recv(), format!("* last {HISTORY} lines of #lobby:"));
+                // The live lines relayed before it entered are history too.
+                for _ in 0..HISTORY {
+                    let line = client.recv();
+                    assert!(line.starts_with("<guest-1> "), "{line:.80}");
+                }
+                let mut live = 0;
+                while live < LIVE {
+                    let line = client.recv();
+                    assert!(!line.starts_with('!'), "dropped: {line}");
+                    if line.starts_with("<guest-1> live ") {
+                        live += 1;
+                    }
+                }
+                client
+            })
+        })
+        .collect();
+    let results: Vec<_> = joiners.into_iter().map(|j| j.join()).collect();
+    done.store(true, Ordering::Relaxed);
+    live.join().unwrap();
+    for result in results {
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
+    assert!(!server.stderr().contains("too slow"), "{}", server.stderr());
+}
+
+/// The boundary between history and live lines holds under concurrency: a
+/// sender streams numbered lines into its room while other clients keep
+/// entering and leaving it; for every entry, the replayed history and the
+/// live lines after it are one run of numbers, with no gap and no
+/// duplicate.
+#[test]
+fn history_then_live_has_no_gap_and_no_duplicate_while_clients_come_and_go() {
+    const HISTORY: usize = 30;
+    const MOVERS: usize = 3;
+    const ENTRIES: usize = 40;
+    const LIVE: u64 = 15;
+    let server = Server::start(&["--history", "30", "--rate-limit", "0"]);
+    let (mut sender, sender_name) = server.join();
+    join_room(&mut sender, "flow");
+    for n in 0..HISTORY {
+        sender.send(&n.to_string());
+    }
+    // Its lines are relayed before its next command is answered.
+    sender.send("/who");
+    sender.recv_until(|l| l.starts_with("* 1 in #flow"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let streaming = {
+        let stop = Arc::clone(&stop);
+        let mut sender = sender.try_clone();
+        thread::spawn(move || {
+            // Bounded in count as well as by the flag.
+            for n in HISTORY..HISTORY + 200_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                sender.send(&n.to_string());
+                thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let prefix = format!("<{sender_name}> ");
+    let movers: Vec<_> = (0..MOVERS)
+        .map(|_| {
+            let (mut mover, _) = server.join();
+            let prefix = prefix.clone();
+            thread::spawn(move || {
+                let number = |line: &str| -> u64 {
+                    line.strip_prefix(&prefix)
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| panic!("not a numbered line: {line:?}"))
+                };
+                for entry in 0..ENTRIES {
+                    join_room(&mut mover, "flow");
+                    assert_eq!(mover.recv(), format!("* last {HISTORY} lines of #flow:"));
+                    let first = number(&mover.recv());
+                    let mut last = first;
+                    for _ in 1..HISTORY {
+                        let n = number(&mover.recv());
+                        assert_eq!(n, last + 1, "entry {entry}: gap or duplicate in history");
+                        last = n;
+                    }
+                    let mut live = 0;
+                    while live < LIVE {
+                        let line = mover.recv();
+                        if line.starts_with("* ") {
+                            // Others coming and going.
+                            continue;
+                        }
+                        let n = number(&line);
+                        assert_eq!(
+                            n,
+                            last + 1,
+                            "entry {entry}: after history up to {last}, live line {n}"
+                        );
+                        last = n;
+                        live += 1;
+                    }
+                    join_room(&mut mover, "lobby");
+                }
+            })
+        })
+        .collect();
+    let results: Vec<_> = movers.into_iter().map(|m| m.join()).collect();
+    stop.store(true, Ordering::Relaxed);
+    streaming.join().unwrap();
+    for result in results {
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
 }

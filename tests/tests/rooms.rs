@@ -42,13 +42,20 @@ fn rooms_are_isolated_both_ways() {
     assert_eq!(room[2].0.recv(), "<guest-2> games only");
     assert_eq!(room[2].0.recv(), "<guest-2> * waves");
     assert_eq!(room[1].0.recv(), "* guest-3 joined (2 online)");
-    assert_eq!(room[0].0.recv(), "* guest-3 left for #games (1 online)");
+    // The room it left is told the room's name as shown, not as typed.
+    assert_eq!(room[0].0.recv(), "* guest-3 left for #Games (1 online)");
     room[2].0.send("/who");
     assert_eq!(room[2].0.recv(), "* 2 in #Games: guest-2, guest-3");
     // Joining the room you are in changes nothing.
     room[2].0.send("/join #GAMES");
     assert_eq!(room[2].0.recv(), "* you are already in #Games");
     room[1].0.assert_silent(QUIET);
+    // `#lobby` is always spelled so.
+    assert_eq!(
+        join_room(&mut room[2].0, "LOBBY"),
+        "* you are now in #lobby (2 online)"
+    );
+    assert_eq!(room[1].0.recv(), "* guest-3 left for #lobby (1 online)");
 }
 
 /// Two senders in each of three rooms send at once; both readers of a room

@@ -10,7 +10,7 @@
 //! # Lock order (the one place it is written)
 //!
 //! directory, then one room, then a client's queue (and what
-//! [`crate::write`] takes after it). At most one room lock is held
+//! [`crate::write`] takes after it: [its part](crate::write#locks)). At most one room lock is held
 //! at a time: a move releases the old room before it locks the new one.
 //! Nothing takes them the other way; the relay takes a room and queues
 //! only. A [`log::RoomLog`] is called under its room's lock, a [`log::Log`]
@@ -55,6 +55,7 @@ use chat_common::room::LOBBY;
 use parking_lot::Mutex;
 
 pub use fanout::Fanout;
+pub use removal::Kicked;
 pub use room::{Room, Ticket};
 
 use crate::leave::Leave;

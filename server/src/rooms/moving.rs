@@ -110,6 +110,13 @@ impl Rooms {
         // The new room first: emptying the old one may forget the room
         // emptied longest ago, which must not be the one being entered.
         let room = self.room_for(&mut dir, name);
+        // As the room will be shown: in its creator's spelling while it has
+        // members (`#lobby` always), else the mover's, who creates it.
+        let shown = if target_busy {
+            room.name()
+        } else {
+            format!("#{name}").into()
+        };
         let mut slow = Vec::new();
         // Out of the old room (its lock released before the new one's).
         {
@@ -125,7 +132,7 @@ impl Rooms {
             let batch = Batch {
                 from: self.origin(Some(id)),
                 lines: vec![protocol::notice(&format!(
-                    "{me} left for #{name} ({} online)",
+                    "{me} left for {shown} ({} online)",
                     inner.members.len()
                 ))
                 .into()],
@@ -179,13 +186,20 @@ impl Rooms {
         inner.log.history(&mut history);
         if !history.is_empty() {
             lines.push(
-                protocol::notice(&format!("last {} lines of {}:", history.len(), inner.name))
-                    .into(),
+                protocol::notice(&format!(
+                    "last {} line{} of {}:",
+                    history.len(),
+                    if history.len() == 1 { "" } else { "s" },
+                    inner.name
+                ))
+                .into(),
             );
             lines.extend(history);
         }
         let mut own = false;
-        if self.fan.writers.push_all(peer, &lines, Wake::Now) == Pushed::TooSlow {
+        // The replay is the server's backlog, not the client's: it does not
+        // count against the queue's limits (`--history` may exceed them).
+        if self.fan.writers.push_replay(peer, &lines) == Pushed::TooSlow {
             // Its own replies piled up: too slow like any other.
             ticket.settle(Leave::TooSlow);
             own = true;

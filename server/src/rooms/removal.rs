@@ -19,18 +19,23 @@ use super::log::Batch;
 use super::{ClientId, Directory, Rooms, LINGER};
 use crate::leave::Leave;
 use crate::shutdown;
-use crate::write::{Peer, Wake};
+use crate::write::{Peer, Wake, Writers};
 
 impl Rooms {
-    /// Disconnects the client named `name` on the operator's word. Returns
-    /// whether someone by that name was connected.
-    pub fn kick(&self, name: &str, reason: Option<String>) -> bool {
+    /// Disconnects the client named `name` (here or, in a cluster, on
+    /// another server) on the operator's word.
+    pub fn kick(&self, name: &str, reason: Option<String>) -> Kicked {
         let mut dir = self.dir.lock();
         let Some(id) = dir.names.holder(name) else {
-            return self.log.kick(name, reason.as_deref());
+            // Maybe someone on another server of a cluster has it.
+            return if self.log.kick(name, reason.as_deref()) {
+                Kicked::Done
+            } else {
+                Kicked::NoOne
+            };
         };
         self.remove_locked(&mut dir, vec![(id, Leave::Kicked(reason))]);
-        true
+        Kicked::Done
     }
 
     /// Disconnects every client whose address satisfies `pred` (`/ban`),
@@ -121,11 +126,7 @@ impl Rooms {
         let writers = &self.fan.writers;
         let linger = Instant::now() + LINGER;
         match fate {
-            Leave::TooSlow => {
-                peer.note_cause(fate.to_string());
-                writers.abort(peer, Some(protocol::error("disconnected: too slow").into()));
-                let _ = peer.stream.shutdown(Shutdown::Read);
-            }
+            Leave::TooSlow => cut_off(writers, peer),
             Leave::Kicked(_) | Leave::Banned(_) => {
                 peer.note_cause(fate.to_string());
                 let last = protocol::error(&format!("disconnected: {fate}")).into();
@@ -144,6 +145,25 @@ impl Rooms {
             _ => writers.drain(peer, None, linger),
         }
     }
+}
+
+/// What became of a `/kick`.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kicked {
+    /// The client was disconnected (or was already leaving).
+    Done,
+    /// No one by that name is connected.
+    NoOne,
+}
+
+/// The too-slow ending, wherever a client is found too slow (a push under a
+/// room's lock, or the removal path): its outbox is aborted (what it did
+/// not read is dropped, bar the reason) and its reader woken. Never blocks.
+pub(super) fn cut_off(writers: &Writers, peer: &Arc<Peer>) {
+    peer.note_cause(Leave::TooSlow.to_string());
+    writers.abort(peer, Some(protocol::error("disconnected: too slow").into()));
+    let _ = peer.stream.shutdown(Shutdown::Read);
 }
 
 /// A work list of members found too slow.

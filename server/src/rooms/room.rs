@@ -10,14 +10,13 @@
 //! then on; the caller then takes it out through the one removal path,
 //! [`super::Rooms::remove`], once this lock is released.
 
-use std::net::Shutdown;
 use std::sync::{Arc, OnceLock};
 
-use chat_common::protocol;
 use parking_lot::Mutex;
 
 use super::fanout::Fanout;
 use super::log::{Batch, RoomLog};
+use super::removal::cut_off;
 use super::ClientId;
 use crate::leave::Leave;
 use crate::write::{Peer, Pushed, Wake};
@@ -135,12 +134,9 @@ impl RoomInner {
     }
 }
 
-/// A member's queue is full: it is out from now on. Its outbox is aborted
-/// (what it did not read is dropped, bar the reason) and its reader woken.
+/// A member's queue is full: it is out from now on, and ends the way every
+/// too-slow client does ([`cut_off`]).
 fn mark_too_slow(fan: &Fanout, member: &Member) {
     member.ticket.settle(Leave::TooSlow);
-    member.peer.note_cause(Leave::TooSlow.to_string());
-    let last = protocol::error("disconnected: too slow").into();
-    fan.writers.abort(&member.peer, Some(last));
-    let _ = member.peer.stream.shutdown(Shutdown::Read);
+    cut_off(&fan.writers, &member.peer);
 }

@@ -1,8 +1,8 @@
-//! The console's view of the room: one more queue, filled by the registry in
-//! the same order as every client's, drained by the console's display thread
-//! (`console::spawn_display`) instead of a socket.
+//! The console's view of the rooms: one more queue, filled by each room
+//! under its lock in the same order as its members', drained by the
+//! console's display thread (`console::spawn_display`) instead of a socket.
 //!
-//! So the registry never writes to stdout under its lock, and a stdout
+//! So no room writes to stdout under its lock, and a stdout
 //! nobody reads (a full pipe) costs the room nothing: the display just loses
 //! lines once its queue is full.
 

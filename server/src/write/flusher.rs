@@ -50,7 +50,7 @@ pub enum Pushed {
 }
 
 /// The write side: flushers, slow-client threads and the notice thread.
-/// Cheap to clone (the registry keeps one).
+/// Cheap to clone (the rooms keep one).
 #[derive(Clone)]
 pub struct Writers {
     shared: Arc<Shared>,
@@ -152,6 +152,21 @@ impl Writers {
         };
         match pushed {
             Ok(()) => Pushed::Queued,
+            Err(_) => Pushed::TooSlow,
+        }
+    }
+
+    /// Queues the answer to a client entering a room and the room's history
+    /// for `peer`, and makes sure someone writes them now. Unlike
+    /// [`Writers::push_all`], the lines do not count against the queue's
+    /// limits while they wait: the replay is the server's backlog, not the
+    /// client's (see `queue.rs`).
+    pub fn push_replay(&self, peer: &Arc<Peer>, lines: &[Arc<str>]) -> Pushed {
+        match peer.queue.push_replay(lines) {
+            Ok(handoff) => {
+                self.shared.hand_off(peer, handoff);
+                Pushed::Queued
+            }
             Err(_) => Pushed::TooSlow,
         }
     }

@@ -1,9 +1,9 @@
 //! One client's queue of outgoing lines: its bounds, and who drains it.
 //!
 //! The relay pushes a shared `Arc<str>` into each recipient's queue under
-//! the registry lock; that is what gives every client the same order. A push
-//! never blocks: when a client's queue is full it fails, and the registry
-//! drops that client alone.
+//! the room's lock; that is what gives every member of a room the same
+//! order. A push never blocks: when a client's queue is full it fails, and
+//! the rooms drop that client alone.
 //!
 //! Full means `--sendq` lines, or `--sendq-bytes` bytes, piled up since the
 //! client's socket filled: the client is not keeping up. Bytes matter for a
@@ -20,6 +20,15 @@
 //! from what is queued then). The limits are checked once per batch of
 //! lines ([`Queue::push_all`]), so a paste is never cut by a drop in its
 //! middle: a queue may pass its limit by one batch.
+//!
+//! A room's history replayed to a client entering it ([`Queue::push_replay`])
+//! is the server's own backlog too: up to `--history` lines at once, more
+//! than the limits may allow (`--history 10000` of 1 KB lines is 10 MB), so
+//! they do not count against them while they wait; the lines relayed after
+//! them do. One replay at a time is so exempt (a second one, pushed before
+//! the client read the first, counts like any line), so a client that
+//! never reads and keeps entering rooms is still dropped: a queue holds at
+//! most one replay beyond its limits.
 //!
 //! Who drains the queue is part of its state ([`Owner`]): nobody while it is
 //! empty, a shared flusher thread while writes go through at once, or a
@@ -164,9 +173,43 @@ pub(super) struct State {
     owner: Owner,
     /// Whether the socket is full, and the backlog when it filled.
     socket: Socket,
+    /// Lines ever taken from the front: the number of `lines[0]` in the
+    /// order the queue was pushed, for [`Replay`].
+    front: u64,
+    /// A replayed history still (partly) queued: not counted against the
+    /// limits.
+    replay: Option<Replay>,
+}
+
+/// The lines of a replayed history, by their numbers in the order the queue
+/// was pushed (see [`State::front`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Replay {
+    /// The number of its first line.
+    from: u64,
+    /// The number after its last line.
+    to: u64,
+    /// Bytes of its lines still queued.
+    bytes: usize,
 }
 
 impl State {
+    /// Lines and bytes waiting that count against the limits: all but what
+    /// is left of a replayed history.
+    fn counted(&self) -> (usize, usize) {
+        match self.replay {
+            Some(replay) => {
+                let left = replay.to - replay.from.max(self.front);
+                let left = usize::try_from(left).unwrap_or(usize::MAX);
+                (
+                    self.lines.len().saturating_sub(left),
+                    self.bytes.saturating_sub(replay.bytes),
+                )
+            }
+            None => (self.lines.len(), self.bytes),
+        }
+    }
+
     /// Lines waiting now.
     pub(super) fn queued(&self) -> usize {
         self.lines.len()
@@ -229,6 +272,8 @@ impl Queue {
                 listed: false,
                 owner,
                 socket: Socket::TakesAll,
+                front: 0,
+                replay: None,
             }),
             ready: Condvar::new(),
             limits,
@@ -251,13 +296,38 @@ impl Queue {
         Ok(self.wake(&mut state))
     }
 
+    /// [`Queue::push_all`] for a room's history replayed to a client
+    /// entering it (with the answer before it): the lines do not count
+    /// against the limits while they wait, unless an earlier replay still
+    /// does not (see the module docs).
+    ///
+    /// # Errors
+    /// [`Full`] when the queue was already full.
+    pub(super) fn push_replay(&self, lines: &[Arc<str>]) -> Result<Handoff, Full> {
+        let mut state = self.enqueue(lines)?;
+        if state.end.is_some() {
+            return Ok(Handoff::Done);
+        }
+        if state.replay.is_none() {
+            let to = state.front + state.lines.len() as u64;
+            state.replay = Some(Replay {
+                from: to - lines.len() as u64,
+                to,
+                bytes: lines.iter().map(|line| line.len()).sum(),
+            });
+        }
+        state.quiet = false;
+        Ok(self.wake(&mut state))
+    }
+
     /// Appends `lines` unless the queue is full; the caller decides whom to
     /// wake.
     pub(super) fn enqueue(&self, lines: &[Arc<str>]) -> Result<MutexGuard<'_, State>, Full> {
         let mut state = self.state.lock();
         if state.end.is_none() {
             let (room_lines, room_bytes) = self.room(&state);
-            if state.lines.len() >= room_lines || state.bytes >= room_bytes {
+            let (counted_lines, counted_bytes) = state.counted();
+            if counted_lines >= room_lines || counted_bytes >= room_bytes {
                 return Err(Full);
             }
             for line in lines {
@@ -313,6 +383,7 @@ impl Queue {
         }
         state.bytes = last.as_ref().map_or(0, |line| line.len());
         state.lines = last.into_iter().collect();
+        state.replay = None;
         state.end = Some(End::Abort);
         state.quiet = false;
         self.wake(&mut state)
@@ -378,6 +449,16 @@ impl Queue {
             let Some(line) = state.lines.pop_front() else {
                 break;
             };
+            let number = state.front;
+            state.front += 1;
+            if let Some(replay) = &mut state.replay {
+                if number >= replay.from {
+                    replay.bytes -= line.len();
+                }
+                if number + 1 >= replay.to {
+                    state.replay = None;
+                }
+            }
             bytes += line.len();
             batch.push(line);
         }
@@ -409,10 +490,8 @@ impl Queue {
     pub(super) fn hand_to_thread(&self, now: Instant) -> Stall {
         let mut state = self.state.lock();
         state.owner = Owner::Thread;
-        state.socket = Socket::Full {
-            lines: state.lines.len(),
-            bytes: state.bytes,
-        };
+        let (lines, bytes) = state.counted();
+        state.socket = Socket::Full { lines, bytes };
         Self::stall(&state, now)
     }
 
@@ -423,10 +502,8 @@ impl Queue {
     pub(super) fn still_full(&self, now: Instant) -> Stall {
         let mut state = self.state.lock();
         if state.socket == Socket::TakesAll {
-            state.socket = Socket::Full {
-                lines: state.lines.len(),
-                bytes: state.bytes,
-            };
+            let (lines, bytes) = state.counted();
+            state.socket = Socket::Full { lines, bytes };
         }
         Self::stall(&state, now)
     }
@@ -439,14 +516,14 @@ impl Queue {
 
     /// Shutdown: whoever waits on this client gives up by `deadline` at the
     /// latest, even if the queue was draining until later (a kicked or
-    /// leaving client's queue drains for the registry's `LINGER`, longer
+    /// leaving client's queue drains for the rooms' `LINGER`, longer
     /// than the shutdown's grace).
     pub(super) fn cut(&self, deadline: Instant) {
         let mut state = self.state.lock();
         match state.end {
             Some(End::Drain(until)) => state.end = Some(End::Drain(until.min(deadline))),
             Some(End::Abort) => {}
-            // Not ended (the registry ends every member's queue first):
+            // Not ended (the rooms end every member's queue first):
             // what is queued goes out until the deadline.
             None if state.owner == Owner::Thread => {
                 state.end = Some(End::Drain(deadline));
@@ -470,6 +547,7 @@ impl Queue {
         state.owner = Owner::Done;
         state.lines = VecDeque::new();
         state.bytes = 0;
+        state.replay = None;
         state.end.get_or_insert(End::Abort);
         how
     }

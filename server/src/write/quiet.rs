@@ -19,7 +19,7 @@
 //!
 //! A queue's first quiet line puts it on the notice thread's list (once: the
 //! queue's `listed` flag), so the thread wakes exactly the clients that have
-//! notices waiting, without the registry lock, and sleeps while the server
+//! notices waiting, without any room's lock, and sleeps while the server
 //! is idle. Locks: see [the write side's lock facts](super#locks).
 
 use std::sync::Arc;

@@ -293,3 +293,48 @@ fn the_strict_limit_lasts_only_while_the_socket_is_full() {
     let _ = push(&queue, "d\n").unwrap();
     assert_eq!(push(&queue, "d\n"), Err(Full), "1 + 2: full");
 }
+
+/// A replayed history longer than the limits does not count against them:
+/// the lines relayed after it still fit while it waits, and count as usual.
+/// A second replay pushed before the first is read counts like any line.
+#[test]
+fn a_replay_is_the_servers_backlog() {
+    // `--sendq 2`: 8 lines while the socket takes everything.
+    let queue = queue(2);
+    // More than a writer's batch: taking one leaves part of the replay.
+    let history: Vec<Arc<str>> = (0..2 * BATCH_LINES).map(|_| line("<a> old\n")).collect();
+    assert_eq!(queue.push_replay(&history), Ok(Handoff::Schedule));
+    for _ in 0..2 * LAG_ALLOWANCE {
+        assert!(push(&queue, "live\n").is_ok(), "live lines fit beside it");
+    }
+    assert_eq!(push(&queue, "live\n"), Err(Full), "and are counted");
+    // Reading part of the replay frees nothing: it was not counted.
+    let mut batch = Vec::new();
+    let _ = queue.take_now(&mut batch);
+    assert_eq!(push(&queue, "live\n"), Err(Full));
+    // A second replay while the first waits counts: the queue is full.
+    let fresh = Queue::new(lines(2));
+    assert!(fresh.push_replay(&history).is_ok());
+    assert!(fresh.push_replay(&history).is_ok(), "taken whole");
+    assert_eq!(push(&fresh, "live\n"), Err(Full));
+}
+
+/// Once the replay is read, the lines after it count as before, and the
+/// next replay is exempt again.
+#[test]
+fn a_read_replay_leaves_the_limits_as_they_were() {
+    let queue = queue(2);
+    let history: Vec<Arc<str>> = (0..10).map(|_| line("<a> old\n")).collect();
+    assert!(queue.push_replay(&history).is_ok());
+    assert!(push(&queue, "live\n").is_ok());
+    let mut batch = Vec::new();
+    while queue.take_now(&mut batch) != Taken::Idle {
+        batch.clear();
+    }
+    assert!(queue.push_replay(&history).is_ok());
+    for _ in 0..2 * LAG_ALLOWANCE {
+        assert!(push(&queue, "live\n").is_ok());
+    }
+    assert_eq!(push(&queue, "live\n"), Err(Full));
+    assert_eq!(queue.len(), 10 + 2 * LAG_ALLOWANCE);
+}
