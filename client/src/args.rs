@@ -9,6 +9,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::address::Target;
@@ -39,6 +40,9 @@ pub struct Options {
     pub target: Target,
     /// `--name`: sent as `/nick NAME` right after connecting (TCP only).
     pub name: Option<String>,
+    /// `--password-file`: its first line is sent as `/pass PASSWORD` before
+    /// anything else (TCP only). Read when the session starts.
+    pub password_file: Option<PathBuf>,
     /// `--udp`: one datagram per line instead of a TCP connection.
     pub udp: bool,
     /// `--timeout`: bound on each connect attempt and each UDP reply wait;
@@ -65,6 +69,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Usage> 
     let mut args = args.into_iter();
     let mut operands: Vec<String> = Vec::new();
     let mut name: Option<String> = None;
+    let mut password_file: Option<PathBuf> = None;
     let mut timeout: Option<Duration> = None;
     let mut udp = false;
     let mut options_done = false;
@@ -103,6 +108,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Usage> 
                 let value = value_of(&flag, "NAME", inline, &mut args)?;
                 name = Some(check_name(&value)?);
             }
+            "--password-file" => {
+                if password_file.is_some() {
+                    return Err(Usage("--password-file given more than once".into()));
+                }
+                let value = value_of(&flag, "FILE", inline, &mut args)?;
+                if value.is_empty() {
+                    return Err(Usage("--password-file needs a file name".into()));
+                }
+                password_file = Some(PathBuf::from(value));
+            }
             "--timeout" => {
                 if timeout.is_some() {
                     return Err(Usage("--timeout given more than once".into()));
@@ -129,9 +144,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Usage> 
             "--name has no meaning with --udp (there is no session to name)".into(),
         ));
     }
+    if udp && password_file.is_some() {
+        return Err(Usage(
+            "--password-file has no meaning with --udp (only a chat session asks for one)".into(),
+        ));
+    }
     Ok(Parsed::Run(Options {
         target: Target::new(host, port),
         name,
+        password_file,
         udp,
         timeout: timeout.unwrap_or(Duration::from_secs(DEFAULT_TIMEOUT_SECS)),
     }))
@@ -220,6 +241,10 @@ Arguments:
 Options:
       --name NAME     send /nick NAME right after connecting (TCP only)
                       [default: none, the server's guest-N]
+      --password-file FILE
+                      send /pass with the first line of FILE before
+                      anything else, for a server that asks for a password
+                      [default: none]
       --udp           send each line as one UDP datagram and print the reply
                       [default: off, TCP]
       --timeout SECS  limit on each connect attempt and each UDP reply wait,
@@ -258,6 +283,7 @@ mod tests {
         let o = options(&["localhost", "2000"]);
         assert_eq!(o.target, Target::new("localhost", 2000));
         assert_eq!(o.name, None);
+        assert_eq!(o.password_file, None);
         assert!(!o.udp);
         assert_eq!(o.timeout, Duration::from_secs(DEFAULT_TIMEOUT_SECS));
     }
@@ -268,6 +294,8 @@ mod tests {
         assert_eq!(o.target, Target::new("::1", 7));
         assert_eq!(o.name.as_deref(), Some("alice"));
         assert_eq!(o.timeout, Duration::from_millis(500));
+        let o = options(&["--password-file=pw.txt", "h", "9"]);
+        assert_eq!(o.password_file, Some(PathBuf::from("pw.txt")));
         let o = options(&["--udp", "--", "h", "9"]);
         assert!(o.udp);
     }
@@ -297,6 +325,10 @@ mod tests {
             &["--name", "a b", "host", "1"],
             &["--name", "a", "--name", "b", "host", "1"],
             &["--udp", "--name", "a", "host", "1"],
+            &["--udp", "--password-file", "f", "host", "1"],
+            &["--password-file", "a", "--password-file", "b", "host", "1"],
+            &["--password-file=", "host", "1"],
+            &["host", "1", "--password-file"],
             &["", "1"],
         ] {
             let err = run(bad).expect_err(&format!("{bad:?} should fail"));

@@ -30,10 +30,10 @@ impl fmt::Display for Failure {
     }
 }
 
-/// What `err` means, in a few plain words: the common socket errors get a
-/// sentence of their own; anything else is the operating system's message
-/// without its `(os error N)` suffix.
-pub fn plain(err: &io::Error) -> String {
+/// What `err` means to someone at the client, in a few plain words: the
+/// common socket errors get a sentence of their own; anything else is the
+/// operating system's message in [`chat_common::plain`]'s words.
+pub fn words(err: &io::Error) -> String {
     let words = match err.kind() {
         ErrorKind::ConnectionRefused => "connection refused (nothing is listening on that port)",
         ErrorKind::ConnectionReset => "connection reset by the server",
@@ -42,24 +42,9 @@ pub fn plain(err: &io::Error) -> String {
         ErrorKind::BrokenPipe => "the server is no longer reading (broken pipe)",
         ErrorKind::NotConnected => "not connected",
         ErrorKind::AddrNotAvailable => "that address is not available from this machine",
-        _ => return os_words(err),
+        _ => return chat_common::plain::plain(err),
     };
     words.to_string()
-}
-
-/// The OS's own description of `err`, first letter lowercased and without
-/// `(os error N)`, so it reads as the end of our sentence.
-fn os_words(err: &io::Error) -> String {
-    let text = err.to_string();
-    let text = match text.rfind(" (os error ") {
-        Some(at) => &text[..at],
-        None => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => "unknown error".to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -69,15 +54,15 @@ mod tests {
     #[test]
     fn refused_is_said_plainly() {
         let err = io::Error::from(ErrorKind::ConnectionRefused);
-        assert!(plain(&err).starts_with("connection refused"));
+        assert!(words(&err).starts_with("connection refused"));
     }
 
     #[test]
     fn os_errors_lose_their_number() {
         // EHOSTUNREACH on Linux; the kind has no stable name before Rust 1.83.
         let err = io::Error::from_raw_os_error(113);
-        let words = plain(&err);
-        assert!(!words.contains("os error"), "{words}");
-        assert!(words.starts_with(char::is_lowercase), "{words}");
+        let said = words(&err);
+        assert!(!said.contains("os error"), "{said}");
+        assert!(said.starts_with(char::is_lowercase), "{said}");
     }
 }

@@ -15,7 +15,9 @@
 //!   as after Ctrl+D), replies still on their way are printed, and we wait
 //!   at most [`LINGER`] for the server to close too, so our socket never
 //!   closes with unread data (which would reset it). `EXIT` itself is not
-//!   sent: an echo server would only send it back;
+//!   sent: end of stream says "done" to every server mode alike, whatever
+//!   its `--stop` word (the stop line is `chat_common::stop`'s, shared with
+//!   the server);
 //! - a reset, a timeout, or any other error: one [`Failure`] line, exit 1.
 
 use std::io::{self, BufRead, ErrorKind, Read, Write};
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::address::{summarize, Target};
 use crate::args::Options;
-use crate::error::{plain, Failure, Result};
+use crate::error::{words, Failure, Result};
 
 /// How long we wait, after `EXIT` or a failed write, for the server to close
 /// its side or for the reader to say what went wrong. Long enough for a
@@ -37,9 +39,6 @@ pub const LINGER: Duration = Duration::from_secs(1);
 /// whatever their length, so this only sets how often we call `read`.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// The line that ends the session when typed alone (no leading spaces).
-const EXIT: &[u8] = b"EXIT";
-
 /// What a thread reports to the main thread; the first decisive one ends
 /// the session.
 #[derive(Debug)]
@@ -48,7 +47,7 @@ enum Event {
     Closed,
     /// Reading from the server failed (reset, timeout).
     ReadFailed(io::Error),
-    /// The user typed `EXIT`; it was sent and the write half closed.
+    /// The user typed `EXIT`; it was not sent, and the write half closed.
     Exit,
     /// Stdin ended; everything was sent and the write half closed.
     InputDone,
@@ -66,6 +65,10 @@ enum Event {
 /// that breaks: a [`Failure`] naming `host:port` and the cause.
 pub fn run(options: &Options) -> Result<()> {
     let target = &options.target;
+    let password = match &options.password_file {
+        Some(file) => Some(read_password(file)?),
+        None => None,
+    };
     let addrs = target.resolve()?;
     let stream = connect(target, &addrs, options.timeout)?;
     // A chat line must not wait for a delayed ACK; failure only costs latency.
@@ -82,7 +85,7 @@ pub fn run(options: &Options) -> Result<()> {
     let (read_half, write_half) = split(stream).map_err(|err| {
         Failure::new(format!(
             "cannot use the connection to {target}: {}",
-            plain(&err)
+            words(&err)
         ))
     })?;
     let (events, verdicts) = mpsc::channel();
@@ -94,7 +97,7 @@ pub fn run(options: &Options) -> Result<()> {
     })?;
     let name = options.name.clone();
     spawn("writer", move || {
-        let _ = events.send(write_loop(write_half, name));
+        let _ = events.send(write_loop(write_half, password, name));
     })?;
     wait(target, &verdicts)
 }
@@ -110,7 +113,7 @@ fn connect(target: &Target, addrs: &[SocketAddr], timeout: Duration) -> Result<T
                     ErrorKind::TimedOut | ErrorKind::WouldBlock => {
                         format!("no answer within {} (timed out)", secs(timeout))
                     }
-                    _ => plain(&err),
+                    _ => words(&err),
                 };
                 attempts.push((*addr, reason));
             }
@@ -139,7 +142,7 @@ fn wait(target: &Target, verdicts: &Receiver<Event>) -> Result<()> {
             Event::OutputFailed(err) => {
                 return Err(Failure::new(format!(
                     "cannot print to stdout: {}",
-                    plain(&err)
+                    words(&err)
                 )))
             }
             Event::InputDone => continue,
@@ -176,7 +179,7 @@ fn next_within(verdicts: &Receiver<Event>, limit: Duration) -> Option<Event> {
 
 /// The line for a connection that broke after it was made.
 fn lost(target: &Target, err: &io::Error) -> Failure {
-    Failure::new(format!("connection to {target} lost: {}", plain(err)))
+    Failure::new(format!("connection to {target} lost: {}", words(err)))
 }
 
 /// Prints whatever the server sends, as it arrives, until it closes.
@@ -214,10 +217,35 @@ fn print(bytes: &[u8]) -> io::Result<()> {
     out.flush()
 }
 
-/// Sends `/nick NAME` if asked, then each line typed, as typed, until
-/// `EXIT` or the end of stdin. Dropping `half` closes our sending side, so
-/// the server sees end of stream on every way out.
-fn write_loop(mut half: WriteHalf, name: Option<String>) -> Event {
+/// The first line of the password file, without surrounding whitespace (the
+/// server trims its own the same way). Errors name the file, never show
+/// its contents.
+fn read_password(file: &std::path::Path) -> Result<String> {
+    let unreadable = |why: String| {
+        Failure::new(format!(
+            "cannot use the password file {}: {why}",
+            file.display()
+        ))
+    };
+    let bytes = std::fs::read(file).map_err(|err| unreadable(chat_common::plain::plain(&err)))?;
+    let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8".into()))?;
+    let first = text.lines().next().unwrap_or("").trim();
+    if first.is_empty() {
+        return Err(unreadable("its first line is empty".into()));
+    }
+    Ok(first.to_string())
+}
+
+/// Sends `/pass PASSWORD` and `/nick NAME` if asked (the password first:
+/// a server with a password reads nothing else before it), then each line
+/// typed, as typed, until `EXIT` or the end of stdin. Dropping `half` closes
+/// our sending side, so the server sees end of stream on every way out.
+fn write_loop(mut half: WriteHalf, password: Option<String>, name: Option<String>) -> Event {
+    if let Some(password) = password {
+        if let Err(err) = half.0.write_all(format!("/pass {password}\n").as_bytes()) {
+            return Event::WriteFailed(err);
+        }
+    }
     if let Some(name) = name {
         if let Err(err) = half.0.write_all(format!("/nick {name}\n").as_bytes()) {
             return Event::WriteFailed(err);
@@ -232,20 +260,13 @@ fn write_loop(mut half: WriteHalf, name: Option<String>) -> Event {
             Ok(0) | Err(_) => return Event::InputDone,
             Ok(_) => {}
         }
-        if is_exit(&line) {
+        if chat_common::stop::is_exit(&line) {
             return Event::Exit;
         }
         if let Err(err) = half.0.write_all(&line) {
             return Event::WriteFailed(err);
         }
     }
-}
-
-/// `EXIT` alone on a line, with or without its LF or CR LF.
-fn is_exit(line: &[u8]) -> bool {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    line == EXIT
 }
 
 /// The receiving side of the connection; shuts reading down when dropped.
@@ -279,7 +300,7 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> {
         .name(name.to_string())
         .spawn(body)
         .map(drop)
-        .map_err(|err| Failure::new(format!("cannot start the {name} thread: {}", plain(&err))))
+        .map_err(|err| Failure::new(format!("cannot start the {name} thread: {}", words(&err))))
 }
 
 /// Whether a person is typing (then a hint on how to leave is worth a line).
@@ -296,16 +317,6 @@ pub fn secs(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exit_must_be_alone() {
-        assert!(is_exit(b"EXIT\n"));
-        assert!(is_exit(b"EXIT\r\n"));
-        assert!(is_exit(b"EXIT"));
-        assert!(!is_exit(b" EXIT\n"));
-        assert!(!is_exit(b"EXIT now\n"));
-        assert!(!is_exit(b"exit\n"));
-    }
 
     #[test]
     fn durations_read_plainly() {

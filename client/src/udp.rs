@@ -13,14 +13,12 @@ use std::io::{self, BufRead, ErrorKind, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use chat_common::datagram::MAX_DATAGRAM;
+
 use crate::address::{summarize, Target};
 use crate::args::Options;
-use crate::error::{plain, Failure, Result};
+use crate::error::{words, Failure, Result};
 use crate::tcp::secs;
-
-/// The largest payload one UDP datagram can carry over IPv4 (65535 less the
-/// IP and UDP headers); a longer line could never be sent whole.
-pub const MAX_DATAGRAM: usize = 65_507;
 
 /// A reply buffer one byte larger than any datagram we accept, so a
 /// too-long reply is noticed rather than silently cut.
@@ -45,9 +43,8 @@ pub fn run(options: &Options) -> Result<()> {
             Ok(0) | Err(_) => return Ok(()),
             Ok(_) => {}
         }
-        let payload = line.strip_suffix(b"\n").unwrap_or(&line);
-        let payload = payload.strip_suffix(b"\r").unwrap_or(payload);
-        if payload == b"EXIT" {
+        let payload = chat_common::stop::without_line_end(&line);
+        if payload == chat_common::stop::EXIT.as_bytes() {
             return Ok(());
         }
         link.exchange(payload, &mut reply)?;
@@ -83,7 +80,7 @@ impl<'a> Link<'a> {
                         timeout,
                     })
                 }
-                Err(err) => attempts.push((*addr, plain(&err))),
+                Err(err) => attempts.push((*addr, words(&err))),
             }
         }
         Err(Failure::new(format!(
@@ -127,7 +124,7 @@ impl<'a> Link<'a> {
                 }
                 return Err(Failure::new(format!(
                     "cannot send to {target}: {}",
-                    plain(&err)
+                    words(&err)
                 )));
             }
             match self.socket.recv(reply) {
@@ -141,7 +138,7 @@ impl<'a> Link<'a> {
                         .write_all(&out)
                         .and_then(|()| stdout.flush())
                         .map_err(|err| {
-                            Failure::new(format!("cannot print to stdout: {}", plain(&err)))
+                            Failure::new(format!("cannot print to stdout: {}", words(&err)))
                         });
                 }
                 Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -162,7 +159,7 @@ impl<'a> Link<'a> {
                 Err(err) => {
                     return Err(Failure::new(format!(
                         "no reply from {target}: {}",
-                        plain(&err)
+                        words(&err)
                     )))
                 }
             }

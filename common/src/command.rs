@@ -10,10 +10,10 @@
 //! session; it must match exactly, so ` EXIT` or `exit` is still chat text.
 
 /// What a line asks for. Borrowed from the line: parsing allocates nothing.
+/// A line of nothing but whitespace is no command at all ([`parse`] gives
+/// `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command<'a> {
-    /// Nothing but whitespace: ignored.
-    Empty,
     /// Chat text for everyone. `//text` arrives here as `/text`.
     Say(&'a str),
     /// `/nick NAME`.
@@ -33,6 +33,11 @@ pub enum Command<'a> {
     Quit(Option<&'a str>),
     /// `/help`.
     Help,
+    /// `/join NAME`: the whole rest of the line, as typed (checked by
+    /// [`crate::room::check`]).
+    Join(&'a str),
+    /// `/rooms`.
+    Rooms,
     /// A known command with missing arguments: the usage line to send back.
     Usage(&'static str),
     /// `/something` we do not know: the command word as typed.
@@ -45,18 +50,27 @@ const NICK_USAGE: &str = "usage: /nick NAME";
 const ME_USAGE: &str = "usage: /me TEXT";
 /// See [`NICK_USAGE`].
 const MSG_USAGE: &str = "usage: /msg NAME TEXT";
+/// See [`NICK_USAGE`].
+const JOIN_USAGE: &str = "usage: /join ROOM";
 
-/// Parses one line (terminator already removed).
+/// Parses one line (terminator already removed); `None` for a blank line,
+/// which is ignored.
 ///
 /// Command words are matched ignoring ASCII case (`/NICK` works); arguments
 /// are trimmed; extra arguments to `/who` and `/help` are ignored. A `/`
 /// with no word after it gives `Unknown("")`. A line that starts with a
 /// space is never a command.
-pub fn parse(line: &str) -> Command<'_> {
+pub fn parse(line: &str) -> Option<Command<'_>> {
     if line.trim().is_empty() {
-        return Command::Empty;
+        return None;
     }
-    if line == "EXIT" {
+    Some(parse_text(line))
+}
+
+fn parse_text(line: &str) -> Command<'_> {
+    // The terminator is already gone: compare exactly, or `EXIT\r` (sent
+    // as `EXIT\r\r\n`) would lose a second CR and leave.
+    if line == crate::stop::EXIT {
         return Command::Quit(None);
     }
     if line.starts_with("//") {
@@ -83,6 +97,10 @@ pub fn parse(line: &str) -> Command<'_> {
         Command::Quit(non_empty(args))
     } else if is("help") {
         Command::Help
+    } else if is("join") {
+        non_empty(args).map_or(Command::Usage(JOIN_USAGE), Command::Join)
+    } else if is("rooms") {
+        Command::Rooms
     } else {
         Command::Unknown(word)
     }
@@ -107,11 +125,16 @@ mod tests {
     use super::*;
     use Command::*;
 
+    /// Tests read better with the command itself.
+    fn parse(line: &str) -> Command<'_> {
+        super::parse(line).expect("not a blank line")
+    }
+
     /// Whitespace-only lines are empty.
     #[test]
     fn empty_lines() {
         for line in ["", " ", "\t", "  \t  "] {
-            assert_eq!(parse(line), Empty, "{line:?}");
+            assert_eq!(super::parse(line), None, "{line:?}");
         }
     }
 
@@ -132,6 +155,9 @@ mod tests {
         assert_eq!(parse("EXIT "), Say("EXIT "));
         assert_eq!(parse("exit"), Say("exit"));
         assert_eq!(parse("EXIT now"), Say("EXIT now"));
+        // The line reader removed the one CR a line may end with: another
+        // CR is text, not a second line end.
+        assert_eq!(parse("EXIT\r"), Say("EXIT\r"));
     }
 
     /// `//text` sends `/text`.
@@ -200,6 +226,17 @@ mod tests {
         assert_eq!(parse("/quit"), Quit(None));
         assert_eq!(parse("/quit   "), Quit(None));
         assert_eq!(parse("/quit gone  fishing "), Quit(Some("gone  fishing")));
+    }
+
+    /// `/join` takes the whole rest of the line; `/rooms` ignores arguments.
+    #[test]
+    fn join_and_rooms() {
+        assert_eq!(parse("/join games"), Join("games"));
+        assert_eq!(parse("/JOIN  #games "), Join("#games"));
+        assert_eq!(parse("/join a b"), Join("a b"));
+        assert_eq!(parse("/join"), Usage("usage: /join ROOM"));
+        assert_eq!(parse("/rooms"), Rooms);
+        assert_eq!(parse("/rooms all"), Rooms);
     }
 
     /// Anything else after `/` is unknown, reported as typed.

@@ -12,15 +12,23 @@
 //! | [`name`] | the rules for nicknames |
 //! | [`command`] | parsing a line a client typed into a [`Command`] |
 //! | [`protocol`] | the lines the server sends, by prefix |
+//! | [`room`] | the rules for room names |
 //! | [`upper`] | streaming Unicode uppercasing for the lab's uppercase server |
+//! | [`stop`] | the stop line (`EXIT`) that ends a session |
+//! | [`datagram`] | how much one UDP datagram carries |
+//! | [`plain`](mod@plain) | I/O errors in plain words |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod datagram;
 pub mod line;
 pub mod name;
+pub mod plain;
 pub mod protocol;
+pub mod room;
 pub mod sanitize;
+pub mod stop;
 pub mod telnet;
 pub mod upper;
 

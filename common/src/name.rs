@@ -7,7 +7,7 @@
 //! the server hands out, so users may not take either.
 //!
 //! Uniqueness needs the set of connected clients and is checked by the
-//! server's registry. Names are ASCII, so `eq_ignore_ascii_case` is the whole
+//! server's rooms. Names are ASCII, so `eq_ignore_ascii_case` is the whole
 //! of "ignoring case".
 
 use std::fmt;
@@ -61,7 +61,7 @@ impl std::error::Error for NameError {}
 
 /// Checks a name a user asked for: 1 to 16 characters of ASCII letters,
 /// digits, `-`, `_`, `.`, starting with a letter, not reserved.
-/// Uniqueness is the registry's business, not this function's.
+/// Uniqueness is the server's business, not this function's.
 ///
 /// # Errors
 /// The first rule the name breaks, in this order: empty, too long, bad first

@@ -46,7 +46,9 @@ pub fn private_to(name: &str, text: &str) -> String {
 pub const HELP: &[&str] = &[
     "commands:",
     "  /nick NAME        change your name",
-    "  /who              list who is online",
+    "  /who              list who is in your room",
+    "  /join ROOM        go to ROOM (#ROOM), creating it if it is empty",
+    "  /rooms            list the rooms with people in them",
     "  /me TEXT          say TEXT as an action",
     "  /msg NAME TEXT    send TEXT to NAME only",
     "  /quit [REASON]    leave (EXIT alone on a line does the same)",
@@ -87,7 +89,7 @@ mod tests {
         }
         let all = HELP.join("\n");
         for command in [
-            "/nick", "/who", "/me", "/msg", "/quit", "/help", "//", "EXIT",
+            "/nick", "/who", "/me", "/msg", "/quit", "/help", "//", "EXIT", "/join", "/rooms",
         ] {
             assert!(all.contains(command), "{command}");
         }

@@ -1,11 +1,14 @@
 //! Every live TCP connection, whatever the mode: the per-address cap, and
-//! the handles shutdown uses to wake readers blocked in `read`.
+//! the handles shutdown and `/ban` use to wake readers blocked in `read`.
 //!
 //! A connection is registered on the accept thread before it is handed to
 //! the pool, and unregistered when its [`Tracked`] guard drops (served,
 //! refused, or never started because the server stopped). So the per-address
-//! count covers waiting connections too, and [`Connections::close_all`] reaches
-//! every socket that a worker may still read from.
+//! count covers waiting connections too, and [`Connections::close_all`] and
+//! [`Connections::close_where`] reach every socket that a worker may still
+//! read from: one waiting in the pool's line (its watcher then drops it),
+//! one at the password prompt (which then sees end of stream), one in the
+//! room.
 //!
 //! Each socket is one `Arc<TcpStream>`: the reader, the writer and this table
 //! share one descriptor, so 10,000 clients cost 10,000 descriptors, not
@@ -13,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -28,11 +32,32 @@ pub struct Connections {
 
 #[derive(Default)]
 struct Inner {
-    live: HashMap<u64, Arc<TcpStream>>,
+    /// By descriptor: unique among live connections, since each entry holds
+    /// its socket open until its [`Tracked`] guard removes it. So a worker
+    /// that has only the stream can find its entry ([`Connections::entered`]).
+    live: HashMap<RawFd, Live>,
     per_ip: HashMap<IpAddr, u32>,
-    next_id: u64,
     /// Most connections open at once since start.
     peak: usize,
+}
+
+/// One live connection.
+struct Live {
+    stream: Arc<TcpStream>,
+    /// Its peer's address (IPv4 as IPv4), for [`Connections::close_where`].
+    ip: IpAddr,
+    /// How far it got, so a lockout closes those still outside only.
+    stage: Stage,
+}
+
+/// How far a connection got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Waiting for a worker, at the password prompt, or served in a mode
+    /// with no room (echo, upper, file).
+    Outside,
+    /// Past the ban and the password: a chat client in (or joining) the room.
+    Entered,
 }
 
 /// Refusal: this address already holds `--max-per-ip` connections.
@@ -64,24 +89,54 @@ impl Connections {
             return Err(TooMany(self.max_per_ip));
         }
         *count += 1;
-        inner.next_id += 1;
-        let id = inner.next_id;
-        inner.live.insert(id, stream);
+        let fd = stream.as_raw_fd();
+        inner.live.insert(
+            fd,
+            Live {
+                stream,
+                ip,
+                stage: Stage::Outside,
+            },
+        );
         inner.peak = inner.peak.max(inner.live.len());
         Ok(Tracked {
             table: Arc::clone(self),
-            id,
+            fd,
             ip,
         })
+    }
+
+    /// Marks the connection on `stream` as past the access checks
+    /// ([`Stage::Entered`]).
+    pub fn entered(&self, stream: &TcpStream) {
+        if let Some(live) = self.inner.lock().live.get_mut(&stream.as_raw_fd()) {
+            live.stage = Stage::Entered;
+        }
     }
 
     /// Wakes every reader: a `read` blocked on any connection returns end of
     /// stream. Writing still works, so queued lines can still go out.
     pub fn close_all(&self) {
-        let streams: Vec<_> = self.inner.lock().live.values().cloned().collect();
-        for stream in streams {
+        self.close_where(|_, _| true);
+    }
+
+    /// Wakes the reader of every connection whose address and stage satisfy
+    /// `pred` (`/ban`, a password lockout), as [`Connections::close_all`]
+    /// does for all: a `read` returns end of stream, writing still works,
+    /// so the reader can still say why. Returns how many.
+    pub fn close_where(&self, pred: impl Fn(IpAddr, Stage) -> bool) -> usize {
+        let streams: Vec<_> = self
+            .inner
+            .lock()
+            .live
+            .values()
+            .filter(|live| pred(live.ip, live.stage))
+            .map(|live| Arc::clone(&live.stream))
+            .collect();
+        for stream in &streams {
             let _ = stream.shutdown(Shutdown::Read);
         }
+        streams.len()
     }
 
     /// Most connections open at once since start.
@@ -93,14 +148,14 @@ impl Connections {
 /// A registered connection; unregisters on drop, on every path.
 pub struct Tracked {
     table: Arc<Connections>,
-    id: u64,
+    fd: RawFd,
     ip: IpAddr,
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
         let mut inner = self.table.inner.lock();
-        inner.live.remove(&self.id);
+        inner.live.remove(&self.fd);
         if let Some(count) = inner.per_ip.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {

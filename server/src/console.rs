@@ -1,14 +1,15 @@
 //! The server's console: the conversation on stdout, the operator's lines
 //! and commands on stdin.
 //!
-//! The display is one more queue ([`Display`]) that the registry fills in
-//! the same order as everyone else's, drained by a thread that writes to
-//! stdout. So
-//! the registry never writes to stdout under its lock, and a stdout nobody
+//! The display is one more queue ([`Display`]) that the rooms fill in the same
+//! order as everyone else's (each line marked with its room: `#lobby <bob>
+//! hi`), drained by a thread that writes to stdout. So the rooms never
+//! write to stdout under a lock, and a stdout nobody
 //! reads (a full pipe) costs the room nothing: the display just loses lines.
 //!
-//! The input thread reads stdin lines: text goes to everyone as
-//! `<server> text`; `/who`, `/kick NAME [REASON]` and `/quit` are commands.
+//! The input thread reads stdin lines: text goes to every room as
+//! `<server> text`; `/who` (everyone, by room), `/rooms`, `/kick NAME
+//! [REASON]` and `/quit` are commands.
 //! A line that is not UTF-8 is decoded with U+FFFD, as a client's is, and
 //! one longer than `--max-line` is dropped with a word on stdout: the
 //! console goes on either way. A closed stdin just ends this thread; the
@@ -24,9 +25,10 @@ use chat_common::protocol;
 use chat_common::sanitize::sanitize;
 use chat_common::{Line, LineReader};
 
-use crate::log;
+use crate::rooms::Kicked;
 use crate::write::{Batch, Display};
 use crate::Context;
+use crate::{log, session};
 
 /// Lines the display may fall behind by before it starts dropping them.
 pub const DISPLAY_QUEUE: usize = 4096;
@@ -62,7 +64,12 @@ enum Input<'a> {
     Empty,
     Say(&'a str),
     Who,
+    Rooms,
     Kick(&'a str, Option<&'a str>),
+    /// `/ban TARGET [DURATION] [REASON]`: the arguments, parsed by `access`.
+    Ban(&'a str),
+    Unban(&'a str),
+    Bans,
     Quit,
     Unknown(&'a str),
 }
@@ -82,12 +89,16 @@ fn parse(line: &str) -> Input<'_> {
     let rest = rest.trim();
     match word.to_ascii_lowercase().as_str() {
         "who" => Input::Who,
+        "rooms" => Input::Rooms,
         "quit" => Input::Quit,
         "kick" if !rest.is_empty() => {
             let (name, reason) = rest.split_once(' ').unwrap_or((rest, ""));
             let reason = reason.trim();
             Input::Kick(name, (!reason.is_empty()).then_some(reason))
         }
+        "ban" if !rest.is_empty() => Input::Ban(rest),
+        "unban" if !rest.is_empty() => Input::Unban(rest),
+        "bans" => Input::Bans,
         _ => Input::Unknown(word),
     }
 }
@@ -129,34 +140,57 @@ pub fn spawn_input(ctx: Arc<Context>) {
 }
 
 fn run_line(line: &str, ctx: &Arc<Context>) {
-    let registry = &ctx.registry;
+    let rooms = &ctx.rooms;
     match parse(line) {
         Input::Empty => {}
-        Input::Say(text) => registry.announce(protocol::chat("server", &sanitize(text))),
+        Input::Say(text) => rooms.announce(&protocol::chat("server", &sanitize(text))),
         Input::Who => {
-            let names = registry.names();
-            log::say(format_args!(
-                "* {} online: {}",
-                names.len(),
-                names.join(", ")
-            ));
-        }
-        Input::Kick(name, reason) => {
-            if registry.kick(name, reason.map(|r| sanitize(r).into_owned())) {
-                log!("console kicked {name}");
-            } else {
-                log::say(format_args!("! no one called {name} is online"));
+            for (room, names) in rooms.everyone() {
+                log::say(format_args!("* {}", session::who_line(&room, &names)));
             }
         }
+        Input::Rooms => {
+            log::say(format_args!("* {}", session::rooms_line(&rooms.everyone())));
+        }
+        Input::Kick(name, reason) => {
+            match rooms.kick(name, reason.map(|r| sanitize(r).into_owned())) {
+                Kicked::Done => log!("console kicked {name}"),
+                Kicked::NoOne => log::say(format_args!("! no one called {name} is online")),
+            }
+        }
+        Input::Ban(args) => show(shared(ctx, "ban", args, crate::access::ban(ctx, args))),
+        Input::Unban(target) => show(shared(
+            ctx,
+            "unban",
+            target,
+            crate::access::unban(ctx, target),
+        )),
+        Input::Bans => show(crate::access::list(ctx)),
         Input::Quit => {
             log!("console asked to quit");
             ctx.stop();
         }
         Input::Unknown(word) => {
             log::say(format_args!(
-                "! unknown console command /{word}; try /who, /kick NAME [REASON], /quit, or //text"
+                "! unknown console command /{word}; try /who, /rooms, /kick NAME [REASON], /ban TARGET [DURATION] [REASON], /unban TARGET, /bans, /quit, or //text"
             ));
         }
+    }
+}
+
+/// Shows a console command's answer on stdout.
+/// With `--redis`, a `/ban` or `/unban` is passed on to every other server
+/// too (a name is banned by the server its client is on).
+fn shared(ctx: &Context, command: &str, args: &str, mut answer: Vec<String>) -> Vec<String> {
+    if let Some(cluster) = &ctx.cluster {
+        answer.push(cluster.share_console(&format!("/{command} {args}")));
+    }
+    answer
+}
+
+fn show(lines: Vec<String>) {
+    for line in lines {
+        log::say(format_args!("{line}"));
     }
 }
 
@@ -171,6 +205,7 @@ mod tests {
         assert_eq!(parse("//who"), Input::Say("/who"));
         assert_eq!(parse("  "), Input::Empty);
         assert_eq!(parse("/who"), Input::Who);
+        assert_eq!(parse("/rooms"), Input::Rooms);
         assert_eq!(parse("/QUIT"), Input::Quit);
         assert_eq!(parse("/kick bob"), Input::Kick("bob", None));
         assert_eq!(
@@ -179,5 +214,12 @@ mod tests {
         );
         assert_eq!(parse("/kick"), Input::Unknown("kick"));
         assert_eq!(parse("/x y"), Input::Unknown("x"));
+        assert_eq!(
+            parse("/ban 10.0.0.0/8 1h spam"),
+            Input::Ban("10.0.0.0/8 1h spam")
+        );
+        assert_eq!(parse("/ban"), Input::Unknown("ban"));
+        assert_eq!(parse("/unban bob"), Input::Unban("bob"));
+        assert_eq!(parse("/bans"), Input::Bans);
     }
 }

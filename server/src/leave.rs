@@ -17,6 +17,8 @@ pub enum Leave {
     TooSlow,
     /// The server operator's `/kick`.
     Kicked(Option<String>),
+    /// The server operator's `/ban` (of its name or its address).
+    Banned(Option<String>),
     /// The server is stopping.
     Shutdown,
     /// The session failed inside the server (a bug): reported, not hidden.
@@ -33,6 +35,8 @@ impl fmt::Display for Leave {
             Leave::TooSlow => f.write_str("too slow"),
             Leave::Kicked(None) => f.write_str("kicked"),
             Leave::Kicked(Some(reason)) => write!(f, "kicked: {reason}"),
+            Leave::Banned(None) => f.write_str("banned"),
+            Leave::Banned(Some(reason)) => write!(f, "banned: {reason}"),
             Leave::Shutdown => f.write_str("server shutting down"),
             Leave::Internal => f.write_str("internal error"),
         }

@@ -9,31 +9,44 @@
 //! 2. [`session`]: the worker is the client's reader. It frames bytes into
 //!    lines with `chat_common::LineReader`, paces them with [`flood`], and
 //!    parses commands with `chat_common::command`.
-//! 3. [`registry`]: under one lock, the line (sanitised, formatted once) is
-//!    pushed as a shared `Arc<str>` into every other client's queue.
+//! 3. [`rooms`]: under the sender's room's lock only, the line (sanitised,
+//!    formatted once) is appended to the room's log ([`rooms::log`]) and
+//!    pushed as a shared `Arc<str>` into every other member's queue;
+//!    [`transcript`] writes it to a file on a thread of its own.
 //! 4. [`write`]: a shared flusher thread takes everything queued for a
 //!    client and sends it in one `sendmsg`; a client whose socket is full
 //!    gets a writer thread of its own until it catches up.
 //!
-//! [`shutdown`] is the switch every thread watches; [`Server::run`] performs
-//! the graceful stop. [`console`] is the operator's side; [`lab`] and [`udp`]
-//! serve the echo and uppercase modes.
+//! [`shutdown`] is the switch every thread watches; [`Server::run`] is
+//! [`Server::start`], the accept loop, then [`Running::stop`], the graceful
+//! stop. [`console`] is the operator's side; [`lab`] and [`udp`]
+//! serve the echo and uppercase modes; [`file_mode`] serves the files that
+//! [`files`] finds safely under `--root`.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod bans;
+pub mod cluster;
 pub mod config;
 pub mod conns;
 pub mod console;
+pub mod file_mode;
+pub mod files;
 pub mod flood;
 pub mod lab;
 pub mod leave;
+pub mod linger;
 pub mod listener;
 pub mod log;
+pub mod password;
 pub mod pool;
-pub mod registry;
+pub mod rooms;
 pub mod session;
 pub mod shutdown;
 pub mod throttle;
+pub mod transcript;
 pub mod udp;
+pub mod udp_guard;
 pub mod write;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -45,7 +58,7 @@ use std::time::{Duration, Instant};
 pub use config::{Config, Mode};
 use conns::Connections;
 use pool::Pool;
-use registry::Registry;
+use rooms::Rooms;
 use shutdown::Shutdown;
 use write::{Display, Limits, Writers};
 
@@ -53,14 +66,22 @@ use write::{Display, Limits, Writers};
 pub struct Context {
     /// The flags, fixed for the server's life.
     pub config: Config,
-    /// The chat room (empty in echo and upper modes).
-    pub registry: Registry,
+    /// The chat rooms (empty in echo and upper modes).
+    pub rooms: Rooms,
     /// Every live connection, for the per-address cap and shutdown.
     pub conns: Arc<Connections>,
     /// The flusher threads that write what is queued for chat clients.
     pub writers: Writers,
-    /// The switch every thread watches.
-    pub shutdown: Shutdown,
+    /// The switch every thread watches (the rooms keep a handle, for the
+    /// shutdown notice's deadline).
+    pub shutdown: Arc<Shutdown>,
+    /// The folder `--mode file` serves (`None` in the other modes).
+    pub files: Option<files::Root>,
+    /// Bans and the password: who may come in.
+    pub access: access::Access,
+    /// With `--redis`: this server's side of the cluster (the rooms' log
+    /// and names are on Redis).
+    pub cluster: Option<cluster::Node>,
     /// The listening address, for waking the accept loop.
     local: SocketAddr,
     /// Connections handed to a worker since start.
@@ -100,6 +121,11 @@ fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
     match ctx.config.mode {
         Mode::Chat => session::serve(stream, peer, ctx),
         Mode::Echo | Mode::Upper => lab::serve(&stream, peer, ctx),
+        Mode::File => {
+            if let Some(root) = &ctx.files {
+                file_mode::serve(&stream, peer, ctx, root);
+            }
+        }
     }
 }
 
@@ -114,17 +140,28 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server for already-bound sockets (tests bind port 0).
+    /// A server for already-bound sockets (tests bind port 0). With
+    /// `--transcript`, the file is opened (created 0600) and each room's
+    /// history loaded from its tail.
     ///
     /// # Errors
-    /// When the listener's address cannot be read.
+    /// When the listener's address cannot be read, the transcript cannot
+    /// be opened, the `--bans` or `--password-file` file cannot be read, or
+    /// `--mode file` has no usable `--root` (one line saying which).
     pub fn new(
         config: Config,
         listener: TcpListener,
         udp: Option<UdpSocket>,
     ) -> std::io::Result<Server> {
         let local = listener.local_addr()?;
-        let flushers = if config.mode == Mode::Chat {
+        let chat = config.mode == Mode::Chat;
+        let files = match config.mode {
+            Mode::File => {
+                Some(files::Root::open(config.root.as_deref()).map_err(std::io::Error::other)?)
+            }
+            _ => None,
+        };
+        let flushers = if chat {
             write::flushers_for(thread::available_parallelism().map_or(1, |n| n.get()))
         } else {
             0
@@ -134,17 +171,60 @@ impl Server {
         let paste = (config.burst as usize).max(session::BATCH_LINES);
         let limits = Limits::new(config.sendq as usize, config.sendq_bytes as usize, paste);
         let writers = Writers::start(flushers, limits)?;
-        let display = (!config.quiet && config.mode == Mode::Chat)
-            .then(|| writers.display(console::DISPLAY_QUEUE));
+        let display = (!config.quiet && chat).then(|| writers.display(console::DISPLAY_QUEUE));
+        let access = access::Access::load(&config).map_err(std::io::Error::other)?;
+        let (transcript, history) = match (&config.transcript, chat) {
+            (Some(path), true) => {
+                let file = transcript::open(path).map_err(std::io::Error::other)?;
+                let history = transcript::load_history(
+                    path,
+                    config.history as usize,
+                    config.max_rooms as usize,
+                );
+                let name = path.display().to_string();
+                (Some(transcript::Transcript::start(file, name)?), history)
+            }
+            _ => (None, Vec::new()),
+        };
+        let shutdown = Arc::new(Shutdown::new());
+        let (cluster, log, names): (_, Box<dyn rooms::log::Log>, Box<dyn rooms::names::Names>) =
+            match (&config.redis, chat) {
+                (Some(url), true) => {
+                    let (node, seams) =
+                        cluster::Node::start(url, config.history as usize, config.redis_log_len)?;
+                    (Some(node), seams.log, seams.names)
+                }
+                _ => (
+                    None,
+                    Box::new(rooms::embedded::Embedded::new(config.history as usize)),
+                    Box::new(rooms::names::LocalNames::default()),
+                ),
+            };
+        let rooms = Rooms::new(
+            rooms::Fanout::new(writers.clone(), display.clone(), transcript),
+            log,
+            names,
+            config.max_rooms as usize,
+            Arc::clone(&shutdown),
+        );
+        for (room, lines) in history {
+            rooms.seed(&room, lines);
+        }
         let ctx = Arc::new(Context {
-            registry: Registry::new(display.clone(), writers.clone()),
+            access,
+            rooms,
             writers,
             conns: Connections::new(config.max_per_ip, config.limit_loopback),
-            shutdown: Shutdown::new(),
+            shutdown,
+            files,
             config,
+            cluster,
             local,
             accepted: AtomicU64::new(0),
         });
+        if let Some(cluster) = &ctx.cluster {
+            cluster.attach(&ctx);
+        }
         Ok(Server {
             listener,
             spare: listener::reserve_descriptor(),
@@ -159,13 +239,22 @@ impl Server {
         Arc::clone(&self.ctx)
     }
 
-    /// Serves until shutdown is triggered, then stops gracefully: stop
-    /// accepting, tell every chat client, deliver what is queued (for at most
-    /// [`shutdown::GRACE`]), close every connection, join every thread.
-    /// Returns a one-line summary.
+    /// Serves until shutdown is triggered, then stops gracefully (see
+    /// [`Running::stop`]). Returns a one-line summary.
     pub fn run(self) -> String {
+        let (running, listener, spare) = self.start();
+        let mut pool = Pool::new(
+            running.ctx.config.workers as usize,
+            running.ctx.config.queue as usize,
+        );
+        listener::accept_loop(&listener, &running.ctx, &mut pool, spare);
+        running.stop(listener, pool)
+    }
+
+    /// Starts the threads around the accept loop: the display and UDP (the
+    /// write side started its own in [`Server::new`]).
+    fn start(self) -> (Running, TcpListener, Option<std::fs::File>) {
         let ctx = &self.ctx;
-        let started = Instant::now();
         let display = self
             .display
             .as_ref()
@@ -182,28 +271,59 @@ impl Server {
             thread::Builder::new()
                 .name("udp".into())
                 .spawn(move || match socket {
-                    Ok(socket) => udp::serve(&socket, ctx.config.mode, &ctx.shutdown),
+                    Ok(socket) => udp::serve(&socket, &ctx),
                     Err(e) => log!("udp: {e}"),
                 })
         });
+        let running = Running {
+            ctx: Arc::clone(&self.ctx),
+            started: Instant::now(),
+            udp_socket: self.udp,
+            udp,
+            display_queue: self.display,
+            display,
+        };
+        (running, self.listener, self.spare)
+    }
+}
 
-        let mut pool = Pool::new(ctx.config.workers as usize, ctx.config.queue as usize);
-        listener::accept_loop(&self.listener, ctx, &mut pool, self.spare);
+/// A started server's threads, for the graceful stop.
+pub struct Running {
+    ctx: Arc<Context>,
+    started: Instant,
+    udp_socket: Option<UdpSocket>,
+    udp: Option<std::io::Result<thread::JoinHandle<()>>>,
+    display_queue: Option<Display>,
+    display: Option<thread::JoinHandle<()>>,
+}
 
-        // Graceful stop.
+impl Running {
+    /// Stops gracefully once the accept loop has returned: tell every chat
+    /// client, deliver what is queued (for at most [`shutdown::GRACE`]),
+    /// close every connection, write and sync the transcript (by the
+    /// deadline plus [`transcript::SYNC_WAIT`]; a write stuck past it is
+    /// left to process exit, its lines counted missing), join every thread.
+    /// Returns a one-line summary.
+    fn stop(self, listener: TcpListener, pool: Pool) -> String {
+        let ctx = &self.ctx;
         let stopping = Instant::now();
         let deadline = ctx
             .shutdown
             .deadline()
             .unwrap_or(stopping + shutdown::GRACE);
-        let online = ctx.registry.online();
-        ctx.registry.shutdown("server shutting down", deadline);
+        let online = ctx.rooms.online();
+        if let Some(cluster) = &ctx.cluster {
+            // First, while the clients are still listed: the other servers
+            // see them leave.
+            cluster.stop();
+        }
+        ctx.rooms.shutdown();
         ctx.conns.close_all();
-        drop(self.listener);
+        drop(listener);
         drop(pool);
-        ctx.writers.stop();
-        let udp_woken = self.udp.as_ref().is_some_and(udp::wake);
-        for (name, thread) in [("udp", udp)] {
+        ctx.writers.stop(deadline);
+        let udp_woken = self.udp_socket.as_ref().is_some_and(udp::wake);
+        for (name, thread) in [("udp", self.udp)] {
             match thread {
                 // Without its wake-up the UDP thread stops at the next
                 // datagram: not waited for past the deadline.
@@ -218,22 +338,30 @@ impl Server {
                 None => {}
             }
         }
-        if let (Some(display), Some(thread)) = (&self.display, display) {
+        if let (Some(display), Some(thread)) = (&self.display_queue, self.display) {
             display.close(deadline);
             join_until(thread, deadline);
         }
+        let transcript = ctx
+            .rooms
+            .fanout()
+            .transcript
+            .as_ref()
+            .map_or(String::new(), |t| {
+                t.stop(deadline + transcript::SYNC_WAIT);
+                format!(", {} lines missing from the transcript", t.lost())
+            });
         format!(
-            "stopped in {} ms after {:.1} s: {} connections served (peak {} at once), {} online at the end, {} lines relayed",
+            "stopped in {} ms after {:.1} s: {} connections served (peak {} at once), {} online at the end, {} lines relayed{transcript}",
             stopping.elapsed().as_millis(),
-            started.elapsed().as_secs_f64(),
+            self.started.elapsed().as_secs_f64(),
             ctx.accepted.load(Ordering::Relaxed),
             ctx.conns.peak(),
             online,
-            ctx.registry.relayed()
+            ctx.rooms.relayed()
         )
     }
 }
-
 /// Joins `thread` unless it is still running at `deadline` (a display stuck
 /// on a stdout nobody reads), in which case it is left to process exit.
 fn join_until(thread: thread::JoinHandle<()>, deadline: Instant) {

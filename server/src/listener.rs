@@ -60,8 +60,12 @@ pub const KEEPALIVE_PROBES: u32 = 4;
 /// Longest data sent may stay unacknowledged before the kernel gives up
 /// (TCP_USER_TIMEOUT): keepalive probes only an idle connection, and a
 /// vanished peer that is still sent lines would otherwise be retried for
-/// about 15 minutes. A live reader that is merely slow keeps acknowledging
-/// (window probes), so it is not affected.
+/// about 15 minutes. It also bounds a zero window: since Linux 5.11 a peer
+/// that keeps its receive window shut for this long is aborted, although it
+/// answers the window probes, so a client that stopped reading with its
+/// socket full leaves as timed out after 3 minutes (if `--sendq` has not
+/// dropped it first). A reader that is slow but reads, opening its window
+/// again within that time, is not affected.
 pub const USER_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Accepts until shutdown, handing connections to `pool`.
@@ -85,6 +89,8 @@ pub fn accept_loop(
         config.limit_loopback,
     );
     let mut backoff = MIN_BACKOFF;
+    // The refusals at accept not logged yet are counted when it stops.
+    let _tally = ctx.access.refusals_counted();
     loop {
         let accepted = listener.accept();
         if ctx.shutdown.is_triggered() {
@@ -198,6 +204,11 @@ fn admit(
 ) {
     // An IPv4 client of a dual-stack listener is named as IPv4.
     let ip = peer.ip().to_canonical();
+    // Banned or locked out: refused before it takes any slot (issue 13).
+    if let crate::access::Admission::Refused(line) = ctx.access.at_accept(peer) {
+        refuse(&stream, &line);
+        return;
+    }
     if let Some(line) = early_refusal(ip, throttle, ctx) {
         refuse(&stream, &line);
         return;

@@ -19,9 +19,24 @@ fn main() -> ExitCode {
         Config::command()
             .error(
                 ErrorKind::ArgumentConflict,
-                "--udp serves the echo and upper modes only; add --mode echo or --mode upper",
+                "--udp serves the echo, upper and file modes only; add --mode echo, upper or file",
             )
             .exit();
+    }
+    if config.redis.is_some() && config.mode != Mode::Chat {
+        Config::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                "--redis shares chat rooms; it does not apply to --mode echo, upper or file",
+            )
+            .exit();
+    }
+    if let Some(url) = &config.redis {
+        // Before anything else: a mistyped URL must never look like a
+        // running server.
+        if let Err(e) = chat_server::cluster::check(url) {
+            return fail(&e);
+        }
     }
     // Let --workers, not a default `ulimit -n` of 1024, cap the clients.
     // Failing to raise it is not fatal: the accept loop copes with EMFILE.
@@ -65,11 +80,19 @@ fn main() -> ExitCode {
         if ctx.config.udp { ", also UDP" } else { "" }
     ));
     log!("listening on {local} ({mode} mode); Ctrl+C to stop");
+    if let Some(root) = &ctx.files {
+        log!("serving the files under {}", root.path().display());
+    }
     if ctx.config.mode == Mode::Chat {
-        console::spawn_input(ctx);
+        console::spawn_input(std::sync::Arc::clone(&ctx));
     }
     let summary = server.run();
-    log!("{summary}");
+    let exit_by = ctx
+        .shutdown
+        .deadline()
+        .unwrap_or_else(std::time::Instant::now)
+        + log::FLUSH_LIMIT;
+    log::finish(format_args!("{summary}"), exit_by);
     ExitCode::SUCCESS
 }
 

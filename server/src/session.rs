@@ -3,9 +3,13 @@
 //! The worker thread that runs [`serve`] is the client's reader; what the
 //! client is sent goes through its queue to the shared writers
 //! ([`crate::write`]). Whatever ends the session (end of stream, error,
-//! `/quit`, eviction, shutdown, a panic), the [`Membership`] guard takes the
-//! client out of the room, everyone else hears why, and what was queued for
-//! the client still goes out.
+//! `/quit`, removal, shutdown, a panic), the [`Membership`] guard takes the
+//! client out through the one removal path, [`Rooms::remove`]: everyone
+//! else hears why, and what was queued for the client still goes out.
+//!
+//! Once the client was removed by someone else (kick, too slow, shutdown),
+//! its [`Ticket`] says so, and nothing more it sent is relayed or handled,
+//! even lines the kernel had already buffered.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
@@ -15,10 +19,11 @@ use chat_common::command::{self, Command};
 use chat_common::sanitize::sanitize;
 use chat_common::{name, protocol, Line, LineReader};
 
+use crate::access::Admission;
 use crate::flood::TokenBucket;
 use crate::leave::Leave;
 use crate::log;
-use crate::registry::{ClientId, Registry};
+use crate::rooms::{ClientId, Moved, Relayed, Renamed, Room, Rooms, Ticket, Whisper, Who};
 use crate::write::{self, Peer, Pushed, WRITE_POLL};
 use crate::Context;
 
@@ -30,33 +35,49 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
     // The client's own writer thread, if it ever needs one, blocks at most
     // this long per write before looking up.
     let _ = stream.set_write_timeout(Some(WRITE_POLL));
-    let Ok((peer, name)) = ctx.registry.join(Arc::clone(&stream)) else {
+    // Banned meanwhile, or no password yet: not in the room (issue 13).
+    match crate::access::enter(&stream, peer_addr, ctx) {
+        Admission::Admitted => {}
+        Admission::Refused(line) => return crate::listener::refuse(&stream, &line),
+        Admission::Gone(why) => return log!("{peer_addr} left before joining: {why}"),
+    }
+    let Ok(entered) = ctx.rooms.enter(Arc::clone(&stream)) else {
         crate::listener::refuse(&stream, &protocol::notice("server shutting down"));
         return;
     };
-    log!("{peer_addr} joined as {name}");
+    log!("{peer_addr} joined as {}", entered.name);
+    crate::access::joined(peer_addr, ctx); // a /ban since enter's check evicts it
     let mut membership = Membership {
-        registry: &ctx.registry,
-        id: peer.id,
+        rooms: &ctx.rooms,
+        id: entered.peer.id,
         reason: Leave::Internal,
     };
     let mut session = Session {
         ctx,
-        name,
-        peer: &peer,
+        name: entered.name,
+        peer: &entered.peer,
+        ticket: &entered.ticket,
+        room: entered.room,
         pending: Vec::new(),
     };
-    membership.reason = match session.read_loop(&stream) {
+    let reason = match session.read_loop(&stream) {
         // The writer may have met the reset first and closed the socket.
-        Leave::Closed => peer.cause().map_or(Leave::Closed, Leave::Error),
+        Leave::Closed => entered.peer.cause().map_or(Leave::Closed, Leave::Error),
         reason => reason,
     };
-    log!("{peer_addr} left: {}", membership.reason);
+    // Removed by someone else first: that is why it left.
+    let reason = entered.ticket.fate().cloned().unwrap_or(reason);
+    membership.reason = reason.clone();
+    drop(membership);
+    log!(
+        "{peer_addr} left: {}",
+        entered.ticket.fate().unwrap_or(&reason)
+    );
 }
 
-/// Takes the client out of the room on every exit path.
+/// Takes the client out of its room on every exit path.
 struct Membership<'a> {
-    registry: &'a Registry,
+    rooms: &'a Rooms,
     id: ClientId,
     /// Set when the session ends normally; `Internal` if it panicked.
     reason: Leave,
@@ -64,36 +85,64 @@ struct Membership<'a> {
 
 impl Drop for Membership<'_> {
     fn drop(&mut self) {
-        self.registry.leave(self.id, &self.reason);
+        let reason = std::mem::replace(&mut self.reason, Leave::Internal);
+        self.rooms.remove(self.id, reason);
     }
 }
 
 /// The reader's state for one client.
 struct Session<'a> {
     ctx: &'a Context,
-    /// A copy of the registry's name for this client; only this session
+    /// A copy of the directory's name for this client; only this session
     /// changes it, so formatting a line needs no lock.
     name: String,
     /// This client's queue and socket, for replies meant for it alone.
     peer: &'a Arc<Peer>,
+    /// Settled once the client is removed: then the session stops.
+    ticket: &'a Ticket,
+    /// The room it is in; only this session moves it.
+    room: Arc<Room>,
     /// Chat lines read but not yet relayed: lines that arrived together are
-    /// relayed together ([`Registry::relay`]), before anything else this
+    /// relayed together ([`Rooms::relay`]), before anything else this
     /// client does and before the reader could block.
     pending: Vec<String>,
 }
 
 impl Session<'_> {
     /// Reads and handles lines until the client leaves; returns why. Every
-    /// line read is relayed before this returns.
+    /// line read is relayed before this returns (unless the client was
+    /// removed).
     fn read_loop(&mut self, stream: &TcpStream) -> Leave {
         let reason = self.read_lines(stream);
-        self.flush();
-        reason
+        match self.flush() {
+            Ok(()) => reason,
+            Err(gone) => gone,
+        }
     }
 
     /// Relays the chat lines held in `pending`.
-    fn flush(&mut self) {
-        self.ctx.registry.relay(self.peer.id, &mut self.pending);
+    fn flush(&mut self) -> Result<(), Leave> {
+        let count = self.pending.len();
+        match self
+            .ctx
+            .rooms
+            .relay(&self.room, self.ticket, self.peer.id, &mut self.pending)
+        {
+            Relayed::Done => Ok(()),
+            Relayed::Gone => Err(self.gone()),
+            Relayed::Refused(n) => {
+                debug_assert_eq!(n, count);
+                for _ in 0..n {
+                    self.reply(protocol::error("the room is cut off: line not sent"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Why the client is out, when the rooms say it is.
+    fn gone(&self) -> Leave {
+        self.ticket.fate().cloned().unwrap_or(Leave::Closed)
     }
 
     fn read_lines(&mut self, stream: &TcpStream) -> Leave {
@@ -105,7 +154,9 @@ impl Session<'_> {
         loop {
             if !lines.has_line() || self.pending.len() >= BATCH_LINES {
                 // The next read may block: what was read goes out first.
-                self.flush();
+                if let Err(gone) = self.flush() {
+                    return gone;
+                }
             }
             let line = match lines.read_line() {
                 Ok(Some(line)) => line,
@@ -115,22 +166,33 @@ impl Session<'_> {
                 }
                 Err(e) => return Leave::Error(crate::log::plain(&e)),
             };
+            if let Some(fate) = self.ticket.fate() {
+                // Removed: what it had sent meanwhile goes nowhere.
+                return fate.clone();
+            }
             if self.ctx.shutdown.is_triggered() {
                 return Leave::Shutdown;
             }
-            let text = match &line {
-                Line::Text(text) if text.trim().is_empty() => continue,
-                Line::Text(text) => Some(text.as_str()),
+            let command = match &line {
+                Line::Text(text) => match command::parse(text) {
+                    Some(command) => Some(command),
+                    None => continue,
+                },
                 Line::TooLong => None,
             };
             if !bucket.try_take() {
-                self.flush();
+                if let Err(gone) = self.flush() {
+                    return gone;
+                }
                 if !bucket.wait(&self.ctx.shutdown) {
                     return Leave::Shutdown;
                 }
+                if let Some(fate) = self.ticket.fate() {
+                    return fate.clone();
+                }
             }
-            let handled = match text {
-                Some(text) => self.handle(text),
+            let handled = match command {
+                Some(command) => self.handle(command),
                 None => self.reply(protocol::error(&format!(
                     "line too long (over {} bytes): dropped",
                     config.max_line
@@ -143,11 +205,8 @@ impl Session<'_> {
     }
 
     /// Handles one line. `Err` means the client leaves, and why.
-    fn handle(&mut self, text: &str) -> Result<(), Leave> {
-        let registry = &self.ctx.registry;
-        let command = command::parse(text);
+    fn handle(&mut self, command: Command<'_>) -> Result<(), Leave> {
         match command {
-            Command::Empty => return Ok(()),
             Command::Say(text) => {
                 let line = protocol::chat(&self.name, &sanitize(text));
                 self.pending.push(line);
@@ -159,27 +218,36 @@ impl Session<'_> {
                 return Ok(());
             }
             // Anything else this client does comes after its chat lines.
-            _ => registry.relay(self.peer.id, &mut self.pending),
+            _ => self.flush()?,
         }
+        let rooms = &self.ctx.rooms;
         match command {
-            Command::Empty | Command::Say(_) | Command::Me(_) => {}
+            Command::Say(_) | Command::Me(_) => {}
             Command::Nick(new) => self.nick(new)?,
             Command::Who => {
-                let names = registry.names();
-                self.reply(protocol::notice(&format!(
-                    "{} online: {}",
-                    names.len(),
-                    names.join(", ")
-                )))?;
+                let (room, names) = rooms.who(&self.room);
+                self.reply(protocol::notice(&who_line(&room, &names)))?;
             }
+            Command::Rooms => {
+                let all = rooms.everyone();
+                self.reply(protocol::notice(&rooms_line(&all)))?;
+            }
+            Command::Join(asked) => self.join(asked)?,
             Command::Msg { to, text } => {
                 let text = sanitize(text);
-                match registry.whisper(&self.name, to, &text) {
-                    Some(to) => self.reply(protocol::private_to(&to, &text))?,
-                    None => self.reply(protocol::error(&format!(
+                match rooms.whisper(self.peer.id, to, &text) {
+                    Whisper::Delivered(to) => self.reply(protocol::private_to(&to, &text))?,
+                    Whisper::NoOne => self.reply(protocol::error(&format!(
                         "no one called {} is online",
                         sanitize(to)
                     )))?,
+                    Whisper::Dropped(to) => self.reply(protocol::error(&format!(
+                        "{to} was disconnected (too slow): message not delivered"
+                    )))?,
+                    Whisper::Gone => return Err(self.gone()),
+                    Whisper::CutOff => self.reply(protocol::error(
+                        "the room is cut off: private message not sent",
+                    ))?,
                 }
             }
             Command::Quit(reason) => {
@@ -199,7 +267,32 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// `/nick NAME`: checked here, made unique by the registry.
+    /// `/join ROOM`: checked here, done by the rooms.
+    fn join(&mut self, asked: &str) -> Result<(), Leave> {
+        let name = match chat_common::room::check(asked) {
+            Ok(name) => name,
+            Err(why) => {
+                return self.reply(protocol::error(&format!(
+                    "room {:?} refused: {why}",
+                    sanitize(asked)
+                )))
+            }
+        };
+        match self.ctx.rooms.move_to(self.peer.id, name) {
+            Moved::To(room) => {
+                log!("{} went to {}", self.name, room.name());
+                self.room = room;
+                Ok(())
+            }
+            Moved::Already(room) => self.reply(protocol::notice(&format!("you are already in {room}"))),
+            Moved::Full(max) => self.reply(protocol::error(&format!(
+                "too many rooms ({max} at most have people in them): stay here or join one in /rooms"
+            ))),
+            Moved::Gone => Err(self.gone()),
+        }
+    }
+
+    /// `/nick NAME`: checked here, made unique by the rooms.
     fn nick(&mut self, new: &str) -> Result<(), Leave> {
         if let Err(why) = name::check(new) {
             return self.reply(protocol::error(&format!(
@@ -210,13 +303,14 @@ impl Session<'_> {
         if new == self.name {
             return self.reply(protocol::notice(&format!("you are already {new}")));
         }
-        match self.ctx.registry.rename(self.peer.id, new) {
-            Ok(old) => {
+        match self.ctx.rooms.rename(self.peer.id, new) {
+            Renamed::Done(old) => {
                 log!("{old} is now {new}");
                 self.name = new.to_string();
                 self.reply(protocol::notice(&format!("you are now known as {new}")))
             }
-            Err(_) => self.reply(protocol::error(&format!("name {new:?} is taken"))),
+            Renamed::Taken => self.reply(protocol::error(&format!("name {new:?} is taken"))),
+            Renamed::Gone => Err(self.gone()),
         }
     }
 
@@ -228,4 +322,19 @@ impl Session<'_> {
             Pushed::TooSlow => Err(Leave::TooSlow),
         }
     }
+}
+
+/// `/who`'s answer: `3 in #lobby: a, b, c`.
+pub fn who_line(room: &str, names: &[String]) -> String {
+    format!("{} in {room}: {}", names.len(), names.join(", "))
+}
+
+/// `/rooms`' answer: `2 rooms: #lobby (3), #games (1)` (`1 room: ...`).
+pub fn rooms_line(all: &[Who]) -> String {
+    let list: Vec<String> = all
+        .iter()
+        .map(|(room, names)| format!("{room} ({})", names.len()))
+        .collect();
+    let rooms = if all.len() == 1 { "room" } else { "rooms" };
+    format!("{} {rooms}: {}", all.len(), list.join(", "))
 }

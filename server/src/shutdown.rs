@@ -1,10 +1,13 @@
 //! The shutdown signal every long-lived thread watches.
 //!
-//! One [`Shutdown`] is shared by the accept loop, the workers, the writers and
-//! the UDP thread. Triggering it is a one-way switch: a flag for cheap polls
-//! plus a dropped channel sender, so that a thread pausing on purpose (the
-//! accept loop's back-off, a flooder's rate limit) wakes at once instead of
-//! sleeping through the shutdown.
+//! One [`Shutdown`], in the server's `Context`, is watched by the accept
+//! loop, every session (chat, echo, upper and file: flood control pauses on
+//! it), the console, the notices thread and the UDP thread; the write side
+//! does not watch it, [`Server::run`](crate::Server::run) stops it in turn.
+//! Triggering it is a one-way switch: a flag for cheap polls plus a dropped
+//! channel sender, so that a thread pausing on purpose (the accept loop's
+//! back-off, a flooder's rate limit, the notices thread's interval) wakes at
+//! once instead of sleeping through the shutdown.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -19,27 +19,35 @@
 //! character boundary, to the largest that fits, because one short reply
 //! is better than none to a textbook client waiting in `recvfrom` without a
 //! timeout.
+//!
+//! In file mode a datagram names a file (a trailing LF or CR LF is not part
+//! of the name) and the reply is its contents when they fit one datagram,
+//! else a `! ` line. Which datagrams are answered at all (never from our
+//! own port or a service port, at most `--udp-rate` a second to one source
+//! and a capped rate and byte count to one address) is [`udp_guard`]'s
+//! call.
+//!
+//! [`udp_guard`]: crate::udp_guard
 
-use std::io::{self, ErrorKind, IoSlice, IoSliceMut};
+use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read};
 use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::time::Instant;
 
+use chat_common::protocol::error;
 use chat_common::upper::Upcaser;
 use nix::sys::socket::{
     self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage,
 };
 
 use crate::config::Mode;
+use crate::files::{Found, Root};
 use crate::listener::reachable;
 use crate::log;
-use crate::shutdown::Shutdown;
+use crate::udp_guard::{Guard, Verdict};
+use crate::Context;
 
-/// Largest UDP payload over IPv4 (65,535 - 8 - 20).
-pub const MAX_DATAGRAM: usize = 65_507;
-
-/// Largest UDP payload over IPv6 without jumbograms (65,535 - 8): the IPv6
-/// payload length does not count the IPv6 header itself.
-pub const MAX_DATAGRAM_V6: usize = 65_527;
+pub use chat_common::datagram::{MAX_DATAGRAM, MAX_DATAGRAM_V6};
 
 /// Receive buffer: larger than any datagram, so none is silently cut.
 const RECV_BUF: usize = 65_536;
@@ -52,10 +60,18 @@ enum Destination {
 }
 
 /// Answers datagrams on `socket` until shutdown (and the [`wake`] after it).
-pub fn serve(socket: &UdpSocket, mode: Mode, shutdown: &Shutdown) {
+pub fn serve(socket: &UdpSocket, ctx: &Context) {
+    let (mode, shutdown) = (ctx.config.mode, &ctx.shutdown);
     if let Err(e) = ask_for_destinations(socket) {
         log!("udp: cannot learn where datagrams were sent ({e}); replies leave from the address the kernel picks");
     }
+    let mut guard = match socket.local_addr() {
+        Ok(local) => Guard::new(local, ctx.config.udp_rate),
+        Err(e) => {
+            log!("udp: {e}");
+            return;
+        }
+    };
     let mut buf = vec![0; RECV_BUF];
     let mut control = nix::cmsg_space!(libc::in6_pktinfo);
     let mut out = Vec::new();
@@ -74,16 +90,27 @@ pub fn serve(socket: &UdpSocket, mode: Mode, shutdown: &Shutdown) {
                 continue;
             }
         };
-        let mut reply = if mode == Mode::Upper {
-            out.clear();
-            let mut upper = Upcaser::new();
-            upper.push(&buf[..n], &mut out);
-            upper.finish(&mut out);
-            &out[..]
-        } else {
-            &buf[..n]
-        };
+        let now = Instant::now();
+        let verdict = guard.check(peer, now);
+        report(&mut guard, now);
+        if verdict != Verdict::Reply {
+            continue;
+        }
         let limit = max_payload(peer);
+        let mut reply = match (mode, &ctx.files) {
+            (Mode::Upper, _) => {
+                out.clear();
+                let mut upper = Upcaser::new();
+                upper.push(&buf[..n], &mut out);
+                upper.finish(&mut out);
+                &out[..]
+            }
+            (Mode::File, Some(root)) => {
+                file_reply(root, &buf[..n], ctx.config.max_file, limit, &mut out);
+                &out[..]
+            }
+            _ => &buf[..n],
+        };
         if reply.len() > limit {
             let cut = char_boundary(reply, limit);
             log!(
@@ -92,9 +119,46 @@ pub fn serve(socket: &UdpSocket, mode: Mode, shutdown: &Shutdown) {
             );
             reply = &reply[..cut];
         }
+        if !guard.spend_bytes(peer, reply.len(), now) {
+            report(&mut guard, now);
+            continue;
+        }
         if let Err(e) = send_from(socket, reply, peer, to) {
             log!("udp: reply to {peer} failed: {e}");
         }
+    }
+}
+
+/// Logs the count of unanswered datagrams, when [`Guard::report`] says it
+/// is time.
+fn report(guard: &mut Guard, now: Instant) {
+    if let Some(w) = guard.report(now) {
+        log!(
+            "udp: left unanswered: {} from our own port, {} from service ports, {} over --udp-rate, {} over the per-address cap",
+            w.own,
+            w.service,
+            w.over_rate,
+            w.over_ip
+        );
+    }
+}
+
+/// The reply to a datagram naming a file: its contents if they fit in
+/// `limit` bytes (and `--max-file`), else one `! ` line.
+fn file_reply(root: &Root, request: &[u8], max_file: u64, limit: usize, out: &mut Vec<u8>) {
+    out.clear();
+    let name = chat_common::stop::without_line_end(request);
+    let max = max_file.min(limit as u64);
+    match root.lookup(name, max) {
+        Ok(Found { file, size }) => {
+            if let Err(e) = file.take(size).read_to_end(out) {
+                out.clear();
+                out.extend_from_slice(
+                    error(&format!("cannot read that file: {}", log::plain(&e))).as_bytes(),
+                );
+            }
+        }
+        Err(refusal) => out.extend_from_slice(error(&refusal.to_string()).as_bytes()),
     }
 }
 

@@ -1,30 +1,39 @@
-//! Clients that act as other hosts: each binds a source address in
-//! 127.0.0.0/8 (all of it is loopback on Linux) before it connects, so the
-//! server sees distinct addresses for its per-address limits.
+//! Clients that act as other hosts: each binds a source address before it
+//! connects (all of 127.0.0.0/8 is loopback on Linux, and every 127.x.y.z
+//! is its own address to the server; `::1` for IPv6), so one machine plays
+//! many hosts for the per-address limits, bans and lockouts.
 //!
-//! Every read has a timeout; a failure message says what was seen.
+//! A [`Host`] is a [`Client`] (every read has a timeout, a line cut by a
+//! timeout is kept for the next read) that knows how to connect from an
+//! address, join, and give the password. Scratch folders for ban lists and
+//! password files are [`crate::labs::Scratch`].
 
-use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use crate::TIMEOUT;
+use crate::{welcome_name, Client, TIMEOUT};
 
-/// `127.0.0.n`: the address of test host `n`.
-pub fn host(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, n)
+/// `127.a.b.c`: the address a test host speaks from.
+pub fn loopback(a: u8, b: u8, c: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, a, b, c))
 }
 
-/// A TCP connection to `server` from `source` (any port).
+/// A TCP connection to `server` from `source` (any port; IPv4 or IPv6, of
+/// `server`'s family), with a read timeout of [`TIMEOUT`].
 ///
 /// # Panics
 /// When binding or connecting fails within [`TIMEOUT`].
-pub fn connect_from(server: SocketAddr, source: Ipv4Addr) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+pub fn connect_from(server: SocketAddr, source: IpAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(server),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
     socket
-        .bind(&SocketAddr::from((source, 0)).into())
-        .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        .bind(&SocketAddr::new(source, 0).into())
+        .unwrap_or_else(|e| panic!("bind to {source}: {e}"));
     socket
         .connect_timeout(&server.into(), TIMEOUT)
         .unwrap_or_else(|e| panic!("connect from {source}: {e}"));
@@ -33,83 +42,45 @@ pub fn connect_from(server: SocketAddr, source: Ipv4Addr) -> TcpStream {
     stream
 }
 
-/// A line-reading client from a chosen source address.
-pub struct HostClient {
-    reader: BufReader<TcpStream>,
+/// A client connected from a chosen source address: everything a
+/// [`Client`] does (`send`, `send_raw`, `recv`, `try_recv`, `recv_until`,
+/// `recv_to_eof`, `assert_silent`), and [`Host::drain`].
+pub struct Host {
+    client: Client,
 }
 
-impl HostClient {
+impl Host {
     /// Connects from `source` without reading anything.
-    pub fn connect(server: SocketAddr, source: Ipv4Addr) -> HostClient {
-        HostClient {
-            reader: BufReader::new(connect_from(server, source)),
+    pub fn connect(server: SocketAddr, source: IpAddr) -> Host {
+        Host {
+            client: Client::from_stream(connect_from(server, source)),
         }
     }
 
-    /// Sends bytes exactly as given.
-    pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.reader
-            .get_mut()
-            .write_all(bytes)
-            .expect("write to server");
+    /// Connects from `source` and reads the welcome; returns the client and
+    /// its name.
+    pub fn join(server: SocketAddr, source: IpAddr) -> (Host, String) {
+        let mut host = Host::connect(server, source);
+        let name = host.welcomed(source);
+        (host, name)
     }
 
-    /// Sends `line` and a LF.
-    pub fn send(&mut self, line: &str) {
-        self.send_raw(format!("{line}\n").as_bytes());
+    /// Connects from `source`, reads the password prompt, sends `/pass
+    /// password` and reads the welcome; returns the client and its name.
+    pub fn pass(server: SocketAddr, source: IpAddr, password: &str) -> (Host, String) {
+        let mut host = Host::connect(server, source);
+        let ask = host.recv();
+        assert!(ask.starts_with("* ") && ask.contains("/pass"), "{ask:?}");
+        host.send(&format!("/pass {password}"));
+        let name = host.welcomed(source);
+        (host, name)
     }
 
-    /// The next line (without LF) within `timeout`; `None` on timeout, end
-    /// of stream or reset. Invalid UTF-8 is shown as U+FFFD.
-    pub fn try_recv(&mut self, timeout: Duration) -> Option<String> {
-        self.reader
-            .get_ref()
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
-            .expect("set timeout");
-        let mut buf = Vec::new();
-        match self.reader.read_until(b'\n', &mut buf) {
-            Ok(0) => None,
-            Ok(_) => Some(
-                String::from_utf8_lossy(&buf)
-                    .trim_end_matches('\n')
-                    .to_string(),
-            ),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::ConnectionReset
-                ) =>
-            {
-                None
-            }
-            Err(e) => panic!("read from server: {e}"),
-        }
-    }
-
-    /// The next line, failing the test if none comes within [`TIMEOUT`].
-    pub fn recv(&mut self) -> String {
-        self.try_recv(TIMEOUT)
-            .unwrap_or_else(|| panic!("no line from server within {TIMEOUT:?}"))
-    }
-
-    /// Reads lines until one satisfies `pred` (within [`TIMEOUT`]); returns
-    /// every line read, the match last.
-    pub fn recv_until(&mut self, pred: impl Fn(&str) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.try_recv(left) {
-                Some(line) => {
-                    let done = pred(&line);
-                    seen.push(line);
-                    if done {
-                        return seen;
-                    }
-                }
-                None => panic!("no matching line; saw {seen:?}"),
-            }
-        }
+    fn welcomed(&mut self, source: IpAddr) -> String {
+        let welcome = self.recv();
+        welcome_name(&welcome)
+            .unwrap_or_else(|| panic!("not a welcome from {source}: {welcome:?}"))
+            .to_string()
     }
 
     /// Every line that arrives until none has come for `quiet` (or
@@ -117,17 +88,29 @@ impl HostClient {
     pub fn drain(&mut self, quiet: Duration, within: Duration) -> Vec<String> {
         let deadline = Instant::now() + within;
         let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            match self.try_recv(quiet.min(deadline.saturating_duration_since(Instant::now()))) {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return seen;
+            }
+            match self.try_recv(quiet.min(left)) {
                 Some(line) => seen.push(line),
-                None => break,
+                None => return seen,
             }
         }
-        seen
     }
+}
 
-    /// The underlying stream.
-    pub fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
+impl Deref for Host {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl DerefMut for Host {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
     }
 }

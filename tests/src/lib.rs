@@ -7,6 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod hosts;
+pub mod labs;
+pub mod redis;
+pub mod rooms;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -20,6 +23,10 @@ use std::time::{Duration, Instant};
 
 /// How long any single expected event may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shortest read timeout a helper sets: `set_read_timeout(Some(0))`
+/// fails with `InvalidInput`.
+pub const MIN_WAIT: Duration = Duration::from_millis(1);
 
 /// Path of a workspace binary (`chat-server`, `chat-client`), next to the
 /// test executable's `deps/` folder. `make test` builds them first.
@@ -395,6 +402,9 @@ pub fn welcome_name(line: &str) -> Option<&str> {
 pub struct Client {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
+    /// Bytes of a line begun before a read timed out: the next read goes on
+    /// from them, and [`Client::assert_silent`] sees them.
+    partial: Vec<u8>,
 }
 
 impl Client {
@@ -422,12 +432,19 @@ impl Client {
         Client::with(socket.into())
     }
 
+    /// A client on a stream already connected (from a chosen source
+    /// address, say: [`hosts`]); sets its read timeouts.
+    pub fn from_stream(stream: TcpStream) -> Client {
+        Client::with(stream)
+    }
+
     fn with(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(TIMEOUT)).expect("set timeout");
         let writer = stream.try_clone().expect("clone stream");
         Client {
             reader: BufReader::new(stream),
             writer,
+            partial: Vec::new(),
         }
     }
 
@@ -438,6 +455,7 @@ impl Client {
         Client {
             writer: stream.try_clone().expect("clone stream"),
             reader: BufReader::new(stream),
+            partial: Vec::new(),
         }
     }
 
@@ -459,25 +477,31 @@ impl Client {
         }
     }
 
-    /// The next line within `timeout`, or `None` on timeout or EOF.
+    /// The next line within `timeout`, or `None` on timeout or EOF. Bytes
+    /// of a line that has not ended by then are kept for the next call.
     pub fn try_recv(&mut self, timeout: Duration) -> Option<String> {
+        // A zero timeout is an error to `set_read_timeout`; past a caller's
+        // deadline, wait the least there is instead.
         self.reader
             .get_ref()
-            .set_read_timeout(Some(timeout))
+            .set_read_timeout(Some(timeout.max(MIN_WAIT)))
             .expect("set timeout");
-        let mut buf = Vec::new();
-        let result = self.reader.read_until(b'\n', &mut buf);
+        let result = self.reader.read_until(b'\n', &mut self.partial);
         self.reader
             .get_ref()
             .set_read_timeout(Some(TIMEOUT))
             .expect("set timeout");
         match result {
-            Ok(0) => None,
-            Ok(_) => {
-                assert!(buf.ends_with(b"\n"), "line without LF: {buf:?}");
+            Ok(_) if self.partial.ends_with(b"\n") => {
+                let mut buf = std::mem::take(&mut self.partial);
                 buf.pop();
                 Some(String::from_utf8(buf).expect("server sends UTF-8"))
             }
+            Ok(0) => None,
+            Ok(_) => panic!(
+                "line without LF at end of stream: {:?}",
+                String::from_utf8_lossy(&self.partial)
+            ),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
             Err(e) => panic!("read from server: {e}"),
         }
@@ -512,11 +536,15 @@ impl Client {
             let left = deadline.saturating_duration_since(Instant::now());
             self.reader
                 .get_ref()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .set_read_timeout(Some(left.max(MIN_WAIT)))
                 .expect("set timeout");
-            let mut buf = Vec::new();
+            let mut buf = std::mem::take(&mut self.partial);
             match self.reader.read_until(b'\n', &mut buf) {
-                Ok(0) => return seen,
+                Ok(0) if buf.is_empty() => return seen,
+                Ok(0) => {
+                    seen.push(String::from_utf8_lossy(&buf).trim_end().to_string());
+                    return seen;
+                }
                 Ok(_) => seen.push(String::from_utf8_lossy(&buf).trim_end().to_string()),
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => return seen,
                 Err(e) => panic!("connection not closed in time ({e}); saw {seen:?}"),
@@ -524,11 +552,17 @@ impl Client {
         }
     }
 
-    /// Asserts that nothing arrives for `quiet`.
+    /// Asserts that nothing arrives for `quiet`: no line, and no byte of
+    /// an unfinished one.
     pub fn assert_silent(&mut self, quiet: Duration) {
         if let Some(line) = self.try_recv(quiet) {
             panic!("expected silence, got {line:?}");
         }
+        assert!(
+            self.partial.is_empty(),
+            "expected silence, got part of a line: {:?}",
+            String::from_utf8_lossy(&self.partial)
+        );
     }
 
     /// Half-closes the connection: the server sees end of stream.

@@ -30,12 +30,12 @@ fn welcome_names_guests_in_order() {
     let mut a = server.connect();
     assert_eq!(
         a.recv(),
-        "* welcome, guest-1! 1 online; type /help for commands"
+        "* welcome, guest-1! you are in #lobby (1 online); type /help for commands"
     );
     let mut b = server.connect();
     assert_eq!(
         b.recv(),
-        "* welcome, guest-2! 2 online; type /help for commands"
+        "* welcome, guest-2! you are in #lobby (2 online); type /help for commands"
     );
     assert_eq!(a.recv(), "* guest-2 joined (2 online)");
     drop(b);
@@ -230,7 +230,7 @@ fn who_and_me() {
     let server = Server::start(&[]);
     let mut room = join_all(&server, 3);
     room[0].0.send("/who");
-    assert_eq!(room[0].0.recv(), "* 3 online: guest-1, guest-2, guest-3");
+    assert_eq!(room[0].0.recv(), "* 3 in #lobby: guest-1, guest-2, guest-3");
     room[1].0.send("/me joined (9 online)");
     assert_eq!(room[0].0.recv(), "<guest-2> * joined (9 online)");
     assert_eq!(room[2].0.recv(), "<guest-2> * joined (9 online)");
@@ -308,9 +308,9 @@ fn server_console() {
     assert_eq!(room[0].0.recv(), "<server> hello from the desk");
     assert_eq!(room[1].0.recv(), "<server> hello from the desk");
     room[0].0.send("seen on stdout");
-    server.stdout_until(|l| l == "<guest-1> seen on stdout");
+    server.stdout_until(|l| l == "#lobby <guest-1> seen on stdout");
     server.console("/who");
-    server.stdout_until(|l| l == "* 2 online: guest-1, guest-2");
+    server.stdout_until(|l| l == "* 2 in #lobby: guest-1, guest-2");
     server.console("/kick GUEST-2 spamming");
     let last = room[1].0.recv_to_eof();
     assert_eq!(
@@ -324,5 +324,5 @@ fn server_console() {
     // A closed console changes nothing.
     server.close_console();
     room[0].0.send("/who");
-    assert_eq!(room[0].0.recv(), "* 1 online: guest-1");
+    assert_eq!(room[0].0.recv(), "* 1 in #lobby: guest-1");
 }

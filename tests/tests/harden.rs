@@ -11,7 +11,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chat_tests::hosts::{host, HostClient};
+use chat_tests::hosts::{loopback, Host};
 use chat_tests::{bin, wait_timeout, welcome_name, Server, TIMEOUT};
 
 /// The SPEC's defaults: `--connect-burst` 20, then `--connect-rate` 5/s.
@@ -19,15 +19,9 @@ const CONNECT_BURST: u64 = 20;
 /// See [`CONNECT_BURST`].
 const CONNECT_RATE: u64 = 5;
 
-/// Connects from `source` and reads the welcome line; returns the client
-/// and its name.
-fn join_from(server: &Server, source: u8) -> (HostClient, String) {
-    let mut client = HostClient::connect(server.addr(), host(source));
-    let welcome = client.recv();
-    let name = welcome_name(&welcome)
-        .unwrap_or_else(|| panic!("not a welcome line: {welcome:?}"))
-        .to_string();
-    (client, name)
+/// Joins from `127.0.0.source`; returns the client and its name.
+fn join_from(server: &Server, source: u8) -> (Host, String) {
+    Host::join(server.addr(), loopback(0, 0, source))
 }
 
 /// Whether `line` is a join or leave notice.
@@ -52,7 +46,7 @@ fn connect_churn_from_one_address_is_throttled() {
         if started.elapsed() > Duration::from_secs(5) {
             break;
         }
-        let mut churner = HostClient::connect(server.addr(), host(2));
+        let mut churner = Host::connect(server.addr(), loopback(0, 0, 2));
         match churner.try_recv(Duration::from_secs(2)) {
             Some(line) if welcome_name(&line).is_some() => welcomed += 1,
             Some(line) if line.starts_with("! too many new connections from 127.0.0.2") => {
@@ -113,7 +107,7 @@ fn waiters_that_give_up_free_their_places_and_are_never_announced() {
     let (mut a, a_name) = join_from(&server, 10);
     let (mut b, _) = join_from(&server, 11);
     a.recv_until(|line| line.contains(" joined (2 online)"));
-    let in_line = |client: &mut HostClient, place: usize| {
+    let in_line = |client: &mut Host, place: usize| {
         let line = client.recv();
         assert!(
             line.starts_with("* all 2 places are taken")
@@ -121,9 +115,9 @@ fn waiters_that_give_up_free_their_places_and_are_never_announced() {
             "not told to wait as number {place}: {line:?}"
         );
     };
-    let mut w1 = HostClient::connect(server.addr(), host(12));
+    let mut w1 = Host::connect(server.addr(), loopback(0, 0, 12));
     in_line(&mut w1, 1);
-    let mut w2 = HostClient::connect(server.addr(), host(12));
+    let mut w2 = Host::connect(server.addr(), loopback(0, 0, 12));
     in_line(&mut w2, 2);
     drop(w1);
     drop(w2);
@@ -132,7 +126,7 @@ fn waiters_that_give_up_free_their_places_and_are_never_announced() {
     // The address's slots come back: retry (a few times a second, well
     // under the connect burst) until one is not refused.
     let mut w3 = loop {
-        let mut w3 = HostClient::connect(server.addr(), host(12));
+        let mut w3 = Host::connect(server.addr(), loopback(0, 0, 12));
         let line = w3.recv();
         if !line.starts_with("! too many connections from 127.0.0.12") {
             assert!(
@@ -149,9 +143,9 @@ fn waiters_that_give_up_free_their_places_and_are_never_announced() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut w4 = HostClient::connect(server.addr(), host(13));
+    let mut w4 = Host::connect(server.addr(), loopback(0, 0, 13));
     in_line(&mut w4, 2);
-    let mut full = HostClient::connect(server.addr(), host(14));
+    let mut full = Host::connect(server.addr(), loopback(0, 0, 14));
     let line = full.recv();
     assert!(line.starts_with("! server full"), "{line:?}");
 
@@ -257,26 +251,40 @@ fn a_latin1_console_line_leaves_the_console_working() {
     assert!(status.success(), "{status:?}");
 }
 
-/// Telnet's IAC, SB and SE bytes.
+/// Telnet's IAC and SB bytes.
 const IAC: u8 = 255;
 /// See [`IAC`].
 const SB: u8 = 250;
 
+/// The bound on a subnegotiation, `MAX_SUBNEGOTIATION` in
+/// common/src/telnet.rs: bytes after `IAC SB` it may swallow.
+const MAX_SUBNEGOTIATION: usize = 512;
+
 /// A client opens a subnegotiation (`IAC SB TERMINAL-TYPE ...`) and never
-/// closes it, then keeps typing: once the bound (512 bytes) has passed, its
-/// lines reach the room again.
+/// closes it, then keeps typing: the subnegotiation swallows exactly
+/// [`MAX_SUBNEGOTIATION`] bytes after `IAC SB` and the one after them, and
+/// from the next byte on its lines reach the room again, in the middle of
+/// a line as it happens (`ne 64`, then `line 65` to `line 80`).
 #[test]
 fn an_unterminated_subnegotiation_is_bounded() {
     let server = Server::start(&[]);
     let (mut talker, name) = join_from(&server, 20);
     let (mut listener, _) = join_from(&server, 21);
     talker.recv_until(|line| line.contains(" joined (2 online)"));
-    talker.send_raw(&[IAC, SB, 24, 0, b'x', b't', b'e', b'r', b'm']);
-    for i in 1..=80 {
-        talker.send(&format!("line {i:02}"));
-    }
+    let opening = [IAC, SB, 24, 0, b'x', b't', b'e', b'r', b'm'];
+    let typed: String = (1..=80).map(|i| format!("line {i:02}\n")).collect();
+    talker.send_raw(&opening);
+    talker.send_raw(typed.as_bytes());
+    // Swallowed: the 7 bytes of the opening after IAC SB, then typed bytes
+    // up to the bound, then the byte that passes it.
+    let data_from = MAX_SUBNEGOTIATION + 1 - (opening.len() - 2);
+    let expected: Vec<String> = typed[data_from..]
+        .lines()
+        .map(|line| format!("<{name}> {line}"))
+        .collect();
+    assert_eq!(expected[0], format!("<{name}> ne 64"), "the arithmetic");
     let heard = listener.recv_until(|line| line == format!("<{name}> line 80"));
-    assert!(heard.len() > 1, "{heard:?}");
+    assert_eq!(heard, expected);
 }
 
 /// Telnet's CR NUL (a bare CR in its network virtual terminal) reaches the

@@ -346,7 +346,9 @@ fn a_minute_of_random_clients_loses_nothing_and_leaks_nothing() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_c4a7_u64);
     eprintln!("soak: seed {seed} (SOAK_SEED={seed} to replay)");
-    let server = Server::start(&["--quiet"]);
+    // No history: each client's lines after its welcome are compared with
+    // what the anchor saw after its join, and replayed lines are neither.
+    let server = Server::start(&["--quiet", "--history", "0"]);
     let pid = server.pid();
 
     // The anchor: joins first, reads everything, leaves last.
@@ -432,7 +434,11 @@ fn a_minute_of_random_clients_loses_nothing_and_leaks_nothing() {
 
     stop.store(true, Ordering::Relaxed);
     let _ = anchor.shutdown(Shutdown::Both);
-    let _ = reader.join();
+    // The reader panics on a read error: that must fail the soak, not
+    // vanish in a discarded `Result`.
+    if let Err(panic) = reader.join() {
+        std::panic::resume_unwind(panic);
+    }
     let room = anchor_lines.lock().unwrap().clone();
     assert!(
         !room.iter().any(|l| l.starts_with("! ")),

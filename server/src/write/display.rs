@@ -1,15 +1,15 @@
-//! The console's view of the room: one more queue, filled by the registry in
-//! the same order as every client's, drained by the console's display thread
-//! (`console::spawn_display`) instead of a socket.
+//! The console's view of the rooms: one more queue, filled by each room
+//! under its lock in the same order as its members', drained by the
+//! console's display thread (`console::spawn_display`) instead of a socket.
 //!
-//! So the registry never writes to stdout under its lock, and a stdout
+//! So no room writes to stdout under its lock, and a stdout
 //! nobody reads (a full pipe) costs the room nothing: the display just loses
 //! lines once its queue is full.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::queue::{Queue, Taken};
+use super::queue::{After, Queue, Taken};
 use super::quiet::{self, Wake};
 use super::Writers;
 
@@ -49,11 +49,19 @@ impl Display {
         }
     }
 
+    /// Queues pieces of one line for stdout now, together or not at all
+    /// (the rooms show a line after its room's label without formatting a
+    /// new string per line). A display that cannot keep up loses them
+    /// rather than slowing the room.
+    pub fn show_now(&self, pieces: &[Arc<str>]) {
+        let _ = self.queue.push_all(pieces);
+    }
+
     /// For the display thread: waits for lines and moves them into `batch`.
     pub fn wait(&self, batch: &mut Vec<Arc<str>>) -> Batch {
         match self.queue.take_wait(batch, None) {
-            Taken::Batch { last: true } => Batch::Last,
-            Taken::Batch { last: false } | Taken::Idle => Batch::More,
+            Taken::Batch(After::Close) => Batch::Last,
+            Taken::Batch(After::More) | Taken::Idle => Batch::More,
         }
     }
 

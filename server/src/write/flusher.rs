@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use super::display::Display;
-use super::queue::{Handoff, Limits, Queue, Taken};
+use super::queue::{After, Handoff, Limits, Queue, Taken};
 use super::quiet::{self, Notices, Wake};
 use super::socket::send_now;
 use super::{slow, Peer, WRITER_STACK};
@@ -50,7 +50,7 @@ pub enum Pushed {
 }
 
 /// The write side: flushers, slow-client threads and the notice thread.
-/// Cheap to clone (the registry keeps one).
+/// Cheap to clone (the rooms keep one).
 #[derive(Clone)]
 pub struct Writers {
     shared: Arc<Shared>,
@@ -65,8 +65,8 @@ pub(super) struct Shared {
     /// Each new client's queue bounds.
     limits: Limits,
     flushers: Mutex<Vec<JoinHandle<()>>>,
-    /// Threads started for slow clients; joined at shutdown.
-    pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Threads started for slow clients; stopped at shutdown.
+    pub(super) threads: Mutex<Vec<slow::Slow>>,
     /// Queues with quiet lines waiting, and the thread that wakes them.
     pub(super) notices: Notices,
     notice_thread: Mutex<Option<JoinHandle<()>>>,
@@ -156,6 +156,21 @@ impl Writers {
         }
     }
 
+    /// Queues the answer to a client entering a room and the room's history
+    /// for `peer`, and makes sure someone writes them now. Unlike
+    /// [`Writers::push_all`], the lines do not count against the queue's
+    /// limits while they wait: the replay is the server's backlog, not the
+    /// client's (see `queue.rs`).
+    pub fn push_replay(&self, peer: &Arc<Peer>, lines: &[Arc<str>]) -> Pushed {
+        match peer.queue.push_replay(lines) {
+            Ok(handoff) => {
+                self.shared.hand_off(peer, handoff);
+                Pushed::Queued
+            }
+            Err(_) => Pushed::TooSlow,
+        }
+    }
+
     /// Ends `peer` gracefully: `last`, then what is queued, until `deadline`.
     pub fn drain(&self, peer: &Arc<Peer>, last: Option<&Arc<str>>, deadline: Instant) {
         self.shared.hand_off(peer, peer.queue.drain(last, deadline));
@@ -170,10 +185,12 @@ impl Writers {
         &self.shared
     }
 
-    /// Stops the write side at shutdown: the notice thread leaves; flushers
-    /// finish the queue and leave; every writer thread is joined (each gives
-    /// up by its queue's drain deadline).
-    pub fn stop(&self) {
+    /// Stops the write side at shutdown, by `deadline`: the notice thread
+    /// leaves; flushers finish the queue and leave (they never block); every
+    /// slow client's thread gives up by `deadline`, even one whose queue was
+    /// draining until later (a client kicked or gone just before), and is
+    /// joined.
+    pub fn stop(&self, deadline: Instant) {
         self.shared.notices.stop();
         if let Some(thread) = self.shared.notice_thread.lock().take() {
             let _ = thread.join();
@@ -185,10 +202,9 @@ impl Writers {
         for thread in flushers {
             let _ = thread.join();
         }
+        // Only flushers start slow threads: the list is complete now.
         let threads = std::mem::take(&mut *self.shared.threads.lock());
-        for thread in threads {
-            let _ = thread.join();
-        }
+        slow::stop_all(threads, deadline);
     }
 }
 
@@ -212,20 +228,20 @@ fn flusher(shared: &Shared) {
 /// gathering `sendmsg` without blocking.
 fn flush(shared: &Shared, peer: Arc<Peer>, batch: &mut Vec<Arc<str>>) {
     for _ in 0..TURN {
-        let Taken::Batch { last } = peer.queue.take_now(batch) else {
+        let Taken::Batch(after) = peer.queue.take_now(batch) else {
             return;
         };
         let total: usize = batch.iter().map(|line| line.len()).sum();
         match send_now(&peer.stream, batch) {
             Ok(n) if n == total => {
                 batch.clear();
-                if last {
+                if after == After::Close {
                     return peer.close();
                 }
             }
-            Ok(n) => return slow::blocked(shared, peer, slow::rest(batch, n), last),
+            Ok(n) => return slow::blocked(shared, peer, slow::rest(batch, n), after),
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                return slow::blocked(shared, peer, slow::rest(batch, 0), last)
+                return slow::blocked(shared, peer, slow::rest(batch, 0), after)
             }
             Err(e) => {
                 batch.clear();

@@ -1,8 +1,8 @@
 //! The write side: each client's queue of outgoing lines, and whoever
 //! drains it.
 //!
-//! The registry pushes lines through [`Writers`] and learns what became of
-//! them ([`Pushed`]); everything else is private here:
+//! The rooms push lines through [`Writers`] and learn what became of them
+//! ([`Pushed`]); everything else is private here:
 //!
 //! - `peer.rs`: [`Peer`], a client as the write side sees it (its queue, its
 //!   socket, why it is leaving).
@@ -16,8 +16,31 @@
 //! - `display.rs`: the console's stdout, one more queue.
 //! - `socket.rs`: the sends themselves.
 //!
-//! Lock order: registry, then a queue, then the notice list. Nothing here
-//! holds a lock across a write.
+//! # Locks
+//!
+//! The order of every lock of the relay, the rooms' and these, is stated
+//! once, in [the rooms' lock order](crate::rooms#lock-order-the-one-place-it-is-written):
+//! the directory, then one room, then a client's queue. What follows is
+//! the write side's part of it, stated here only (the files of `write/`
+//! link here):
+//!
+//! - A queue's lock (`Queue::state`) is taken by every push, drain and
+//!   abort, under a room's lock or the directory's (the rooms then hold
+//!   at most one room's): they come first, the queue last. Nothing in
+//!   `write/` takes a room's lock or the directory's, so nothing takes them
+//!   the other way.
+//! - The writers (flushers, a slow client's thread, the display thread)
+//!   take a queue's lock alone, briefly, to take a batch or look up, and
+//!   never hold it across a write.
+//! - The notice list's lock (`quiet::Notices`) nests in nothing of ours: a
+//!   quiet push lets go of the queue before it lists the queue (the
+//!   rooms' locks may be held), and the notice thread takes the list,
+//!   lets go, then takes each queue.
+//! - A peer's cause, the list of slow clients' threads and the thread
+//!   handles are leaves: nothing else of `write/` is held while they are
+//!   (a cause may be noted under a room's lock).
+//! - Handing a client to the flushers is a send on an unbounded channel,
+//!   after the queue's lock is let go: it never blocks.
 
 mod display;
 mod flusher;

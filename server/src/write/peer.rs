@@ -1,7 +1,7 @@
 //! A client as the write side sees it: its queue, its socket, and why its
 //! connection ends.
 //!
-//! The registry keeps an `Arc<Peer>` per member and pushes lines to it
+//! The rooms keep an `Arc<Peer>` per client and push lines to it
 //! through [`super::Writers`]; the flushers and the slow-client thread hold
 //! clones while they write. The queue inside is private to `write/`.
 
@@ -21,7 +21,7 @@ pub struct Peer {
     pub(super) queue: Queue,
     /// Shared with the client's reader and the connection table.
     pub stream: Arc<TcpStream>,
-    /// Why the connection is ending, when the write side or the registry
+    /// Why the connection is ending, when the write side or the rooms
     /// knows better than the reader: a writer that meets a reset first
     /// consumes the socket's error and closes it, and an evicted client's
     /// reader is woken with a plain end of stream. The session reads the
@@ -45,7 +45,7 @@ impl Peer {
         self.cause.lock().get_or_insert_with(|| why.into());
     }
 
-    /// Why the connection is ending, if the write side or the registry said.
+    /// Why the connection is ending, if the write side or the rooms said.
     pub fn cause(&self) -> Option<String> {
         self.cause.lock().clone()
     }

@@ -1,9 +1,9 @@
 //! One client's queue of outgoing lines: its bounds, and who drains it.
 //!
 //! The relay pushes a shared `Arc<str>` into each recipient's queue under
-//! the registry lock; that is what gives every client the same order. A push
-//! never blocks: when a client's queue is full it fails, and the registry
-//! drops that client alone.
+//! the room's lock; that is what gives every member of a room the same
+//! order. A push never blocks: when a client's queue is full it fails, and
+//! the rooms drop that client alone.
 //!
 //! Full means `--sendq` lines, or `--sendq-bytes` bytes, piled up since the
 //! client's socket filled: the client is not keeping up. Bytes matter for a
@@ -14,9 +14,21 @@
 //! queue may hold [`Limits::lag_lines`] lines and [`LAG_ALLOWANCE`] times
 //! `--sendq-bytes` bytes before the client is dropped anyway; what was
 //! queued when the socket filled does not count against the limits either.
-//! The limits are checked once per batch of lines ([`Queue::push_all`]), so
-//! a paste is never cut by a drop in its middle: a queue may pass its limit
-//! by one batch.
+//! Whether the socket is full is [`Socket`]: full from the moment a send
+//! finds it so, until a write of the client's own thread goes through whole
+//! (the client caught up: the allowance is back, and the next stall counts
+//! from what is queued then). The limits are checked once per batch of
+//! lines ([`Queue::push_all`]), so a paste is never cut by a drop in its
+//! middle: a queue may pass its limit by one batch.
+//!
+//! A room's history replayed to a client entering it ([`Queue::push_replay`])
+//! is the server's own backlog too: up to `--history` lines at once, more
+//! than the limits may allow (`--history 10000` of 1 KB lines is 10 MB), so
+//! they do not count against them while they wait; the lines relayed after
+//! them do. One replay at a time is so exempt (a second one, pushed before
+//! the client read the first, counts like any line), so a client that
+//! never reads and keeps entering rooms is still dropped: a queue holds at
+//! most one replay beyond its limits.
 //!
 //! Who drains the queue is part of its state ([`Owner`]): nobody while it is
 //! empty, a shared flusher thread while writes go through at once, or a
@@ -28,8 +40,7 @@
 //! Quiet lines (join and leave notices) are pushed and signalled by the
 //! methods in `quiet.rs`; this file only keeps their flag.
 //!
-//! Lock order: registry, then queue, then the notice list (`quiet.rs`). The
-//! writers take only the queue lock, and never hold it across a write.
+//! Locks: see [the write side's lock facts](super#locks).
 
 use std::collections::VecDeque;
 use std::net::Shutdown;
@@ -104,7 +115,7 @@ pub(super) enum Handoff {
 
 /// Whether a writer waiting on a full socket should stop waiting.
 #[must_use]
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stall {
     /// Keep waiting for the client to read.
     Wait,
@@ -137,6 +148,19 @@ enum Owner {
     Done,
 }
 
+/// Whether the client's socket is full, which decides the queue's limits
+/// ([`Queue::room`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Socket {
+    /// It took everything written so far: a longer queue is the server's
+    /// lag, and the allowance for it applies.
+    TakesAll,
+    /// It filled with `lines` lines and `bytes` bytes queued (the server's
+    /// backlog then, not the client's): `--sendq` and `--sendq-bytes` count
+    /// from there, until a write goes through whole again.
+    Full { lines: usize, bytes: usize },
+}
+
 pub(super) struct State {
     lines: VecDeque<Arc<str>>,
     /// Bytes of `lines`, for [`Limits::bytes`].
@@ -147,15 +171,45 @@ pub(super) struct State {
     /// The queue is on the notice thread's list (`quiet.rs`): at most once.
     pub(super) listed: bool,
     owner: Owner,
-    /// Lines already queued when the socket filled (the server's lag, not
-    /// the client's): they do not count against `--sendq`.
-    backlog_at_stall: usize,
-    /// Bytes queued when the socket filled: not counted against
-    /// `--sendq-bytes`.
-    bytes_at_stall: usize,
+    /// Whether the socket is full, and the backlog when it filled.
+    socket: Socket,
+    /// Lines ever taken from the front: the number of `lines[0]` in the
+    /// order the queue was pushed, for [`Replay`].
+    front: u64,
+    /// A replayed history still (partly) queued: not counted against the
+    /// limits.
+    replay: Option<Replay>,
+}
+
+/// The lines of a replayed history, by their numbers in the order the queue
+/// was pushed (see [`State::front`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Replay {
+    /// The number of its first line.
+    from: u64,
+    /// The number after its last line.
+    to: u64,
+    /// Bytes of its lines still queued.
+    bytes: usize,
 }
 
 impl State {
+    /// Lines and bytes waiting that count against the limits: all but what
+    /// is left of a replayed history.
+    fn counted(&self) -> (usize, usize) {
+        match self.replay {
+            Some(replay) => {
+                let left = replay.to - replay.from.max(self.front);
+                let left = usize::try_from(left).unwrap_or(usize::MAX);
+                (
+                    self.lines.len().saturating_sub(left),
+                    self.bytes.saturating_sub(replay.bytes),
+                )
+            }
+            None => (self.lines.len(), self.bytes),
+        }
+    }
+
     /// Lines waiting now.
     pub(super) fn queued(&self) -> usize {
         self.lines.len()
@@ -172,12 +226,20 @@ impl State {
 pub(super) enum Taken {
     /// Nothing to write: the queue went back to idle.
     Idle,
-    /// Lines were moved into the batch; `last` means the queue has ended
-    /// and this batch (possibly empty) is all that is left.
-    Batch {
-        /// Close after writing this batch.
-        last: bool,
-    },
+    /// Lines were moved into the batch (maybe none, when the queue ended).
+    Batch(After),
+}
+
+/// What comes after a batch taken from a queue: its writer carries this
+/// along with what is left of the batch (to a slow client's own thread).
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum After {
+    /// Maybe more lines: keep the connection.
+    More,
+    /// The queue has ended and this batch is all that is left: close the
+    /// socket once it is written.
+    Close,
 }
 
 /// A bounded queue of lines for one client (or the console's display).
@@ -209,8 +271,9 @@ impl Queue {
                 quiet: false,
                 listed: false,
                 owner,
-                backlog_at_stall: 0,
-                bytes_at_stall: 0,
+                socket: Socket::TakesAll,
+                front: 0,
+                replay: None,
             }),
             ready: Condvar::new(),
             limits,
@@ -233,13 +296,38 @@ impl Queue {
         Ok(self.wake(&mut state))
     }
 
+    /// [`Queue::push_all`] for a room's history replayed to a client
+    /// entering it (with the answer before it): the lines do not count
+    /// against the limits while they wait, unless an earlier replay still
+    /// does not (see the module docs).
+    ///
+    /// # Errors
+    /// [`Full`] when the queue was already full.
+    pub(super) fn push_replay(&self, lines: &[Arc<str>]) -> Result<Handoff, Full> {
+        let mut state = self.enqueue(lines)?;
+        if state.end.is_some() {
+            return Ok(Handoff::Done);
+        }
+        if state.replay.is_none() {
+            let to = state.front + state.lines.len() as u64;
+            state.replay = Some(Replay {
+                from: to - lines.len() as u64,
+                to,
+                bytes: lines.iter().map(|line| line.len()).sum(),
+            });
+        }
+        state.quiet = false;
+        Ok(self.wake(&mut state))
+    }
+
     /// Appends `lines` unless the queue is full; the caller decides whom to
     /// wake.
     pub(super) fn enqueue(&self, lines: &[Arc<str>]) -> Result<MutexGuard<'_, State>, Full> {
         let mut state = self.state.lock();
         if state.end.is_none() {
             let (room_lines, room_bytes) = self.room(&state);
-            if state.lines.len() >= room_lines || state.bytes >= room_bytes {
+            let (counted_lines, counted_bytes) = state.counted();
+            if counted_lines >= room_lines || counted_bytes >= room_bytes {
                 return Err(Full);
             }
             for line in lines {
@@ -250,21 +338,23 @@ impl Queue {
         Ok(state)
     }
 
-    /// How many lines and bytes may wait before a batch is refused: once a
-    /// thread of its own waits on the client's full socket, `--sendq` lines
-    /// and `--sendq-bytes` bytes more than were queued when it filled; while
-    /// the socket takes everything (the client cannot be behind what it was
-    /// never sent), the lag allowance, which also caps the first.
+    /// How many lines and bytes may wait before a batch is refused: while
+    /// the client's socket is full, `--sendq` lines and `--sendq-bytes`
+    /// bytes more than were queued when it filled; while it takes everything
+    /// (the client cannot be behind what it was never sent), the lag
+    /// allowance, which also caps the first.
     fn room(&self, state: &State) -> (usize, usize) {
         let lines = self.limits.lag_lines;
         let bytes = self.limits.bytes.saturating_mul(LAG_ALLOWANCE);
-        if state.owner == Owner::Thread {
-            (
-                (state.backlog_at_stall + self.limits.lines).min(lines),
-                (state.bytes_at_stall.saturating_add(self.limits.bytes)).min(bytes),
-            )
-        } else {
-            (lines, bytes)
+        match state.socket {
+            Socket::Full {
+                lines: backlog,
+                bytes: backlog_bytes,
+            } => (
+                backlog.saturating_add(self.limits.lines).min(lines),
+                backlog_bytes.saturating_add(self.limits.bytes).min(bytes),
+            ),
+            Socket::TakesAll => (lines, bytes),
         }
     }
 
@@ -293,6 +383,7 @@ impl Queue {
         }
         state.bytes = last.as_ref().map_or(0, |line| line.len());
         state.lines = last.into_iter().collect();
+        state.replay = None;
         state.end = Some(End::Abort);
         state.quiet = false;
         self.wake(&mut state)
@@ -345,8 +436,7 @@ impl Queue {
         if state.lines.is_empty() && state.end.is_none() {
             state.owner = Owner::Idle;
             state.quiet = false;
-            state.backlog_at_stall = 0;
-            state.bytes_at_stall = 0;
+            state.socket = Socket::TakesAll;
             return Taken::Idle;
         }
         Self::take_batch(&mut state, batch)
@@ -359,6 +449,16 @@ impl Queue {
             let Some(line) = state.lines.pop_front() else {
                 break;
             };
+            let number = state.front;
+            state.front += 1;
+            if let Some(replay) = &mut state.replay {
+                if number >= replay.from {
+                    replay.bytes -= line.len();
+                }
+                if number + 1 >= replay.to {
+                    state.replay = None;
+                }
+            }
             bytes += line.len();
             batch.push(line);
         }
@@ -367,8 +467,10 @@ impl Queue {
             // Give back what a burst grew, so an idle client holds little.
             state.lines = VecDeque::new();
         }
-        Taken::Batch {
-            last: state.end.is_some() && state.lines.is_empty(),
+        if state.end.is_some() && state.lines.is_empty() {
+            Taken::Batch(After::Close)
+        } else {
+            Taken::Batch(After::More)
         }
     }
 
@@ -382,13 +484,53 @@ impl Queue {
         Handoff::Done
     }
 
-    /// The client's socket is full: a thread of its own takes over. What
-    /// is queued now is the server's backlog, not the client's.
-    pub(super) fn hand_to_thread(&self) {
+    /// A flusher found the client's socket full: a thread of its own takes
+    /// over, and what is queued now is the server's backlog, not the
+    /// client's. Says whether to give up instead (see [`Queue::still_full`]).
+    pub(super) fn hand_to_thread(&self, now: Instant) -> Stall {
         let mut state = self.state.lock();
         state.owner = Owner::Thread;
-        state.backlog_at_stall = state.lines.len();
-        state.bytes_at_stall = state.bytes;
+        let (lines, bytes) = state.counted();
+        state.socket = Socket::Full { lines, bytes };
+        Self::stall(&state, now)
+    }
+
+    /// The client's own thread found its socket full (a write timed out or
+    /// went short): counting starts from what is queued now, unless it
+    /// already started. Says whether to stop waiting: the queue was aborted
+    /// (too slow, kicked), or its drain deadline passed.
+    pub(super) fn still_full(&self, now: Instant) -> Stall {
+        let mut state = self.state.lock();
+        if state.socket == Socket::TakesAll {
+            let (lines, bytes) = state.counted();
+            state.socket = Socket::Full { lines, bytes };
+        }
+        Self::stall(&state, now)
+    }
+
+    /// The client's own thread wrote a batch and the socket took it whole:
+    /// the client is keeping up again, so the lag allowance is back.
+    pub(super) fn took_all(&self) {
+        self.state.lock().socket = Socket::TakesAll;
+    }
+
+    /// Shutdown: whoever waits on this client gives up by `deadline` at the
+    /// latest, even if the queue was draining until later (a kicked or
+    /// leaving client's queue drains for the rooms' `LINGER`, longer
+    /// than the shutdown's grace).
+    pub(super) fn cut(&self, deadline: Instant) {
+        let mut state = self.state.lock();
+        match state.end {
+            Some(End::Drain(until)) => state.end = Some(End::Drain(until.min(deadline))),
+            Some(End::Abort) => {}
+            // Not ended (the rooms end every member's queue first):
+            // what is queued goes out until the deadline.
+            None if state.owner == Owner::Thread => {
+                state.end = Some(End::Drain(deadline));
+                self.ready.notify_one();
+            }
+            None => {}
+        }
     }
 
     /// Nothing more will be sent: drops what is queued and says how to shut
@@ -405,13 +547,14 @@ impl Queue {
         state.owner = Owner::Done;
         state.lines = VecDeque::new();
         state.bytes = 0;
+        state.replay = None;
         state.end.get_or_insert(End::Abort);
         how
     }
 
     /// Whether a writer should stop waiting on a stalled socket.
-    pub(super) fn stall(&self, now: Instant) -> Stall {
-        match self.state.lock().end {
+    fn stall(state: &State, now: Instant) -> Stall {
+        match state.end {
             Some(End::Abort) => Stall::GiveUp,
             Some(End::Drain(deadline)) if now >= deadline => Stall::GiveUp,
             Some(End::Drain(_)) | None => Stall::Wait,

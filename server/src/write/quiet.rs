@@ -13,11 +13,14 @@
 //! - the notice thread, which wakes every queue on its list after a short
 //!   pause ([`wake_interval`]) that lets a burst of joins share one wake-up.
 //!
+//! A notice pushed behind lines its writer was already woken for (a chat
+//! line, say) goes out with them: it does not make the queue quiet again,
+//! or a writer not yet at the lock would go back to sleep on the chat line.
+//!
 //! A queue's first quiet line puts it on the notice thread's list (once: the
 //! queue's `listed` flag), so the thread wakes exactly the clients that have
-//! notices waiting, without the registry lock, and sleeps while the server
-//! is idle. Lock order: a queue, then the list; the thread takes the list,
-//! lets go, then takes each queue.
+//! notices waiting, without any room's lock, and sleeps while the server
+//! is idle. Locks: see [the write side's lock facts](super#locks).
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -72,6 +75,11 @@ impl Queue {
     pub(super) fn push_quiet(&self, line: &Arc<str>) -> Result<Quieted, Full> {
         let mut state = self.enqueue(std::slice::from_ref(line))?;
         if state.ended() {
+            return Ok(Quieted::Waiting);
+        }
+        if !state.quiet && state.queued() > 1 {
+            // Lines its writer was woken for wait ahead of this one: it goes
+            // with them.
             return Ok(Quieted::Waiting);
         }
         state.quiet = true;

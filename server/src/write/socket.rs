@@ -43,28 +43,57 @@ pub fn send_aside(stream: &TcpStream, bytes: &[u8]) {
     let _ = SockRef::from(stream).send_with_flags(bytes, flags);
 }
 
+/// How a blocking write went.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wrote {
+    /// The socket took every byte without a timeout: the peer keeps up.
+    Whole,
+    /// The socket was full at least once on the way: a write timed out, or
+    /// went short.
+    AfterStall,
+}
+
 /// Writes all of `buf` to a stream that has a write timeout, asking
-/// `give_up` after each timeout whether to stop waiting for the peer.
+/// `give_up` after each timeout (a write that failed with one, or went
+/// short) whether to stop waiting for the peer.
 ///
 /// # Errors
 /// The socket's error, or `TimedOut` when `give_up` says so.
-pub fn write_polling(
+pub fn write_polling(stream: &TcpStream, buf: &[u8], give_up: impl Fn() -> bool) -> io::Result<()> {
+    write_watching(stream, buf, give_up).map(|_| ())
+}
+
+/// [`write_polling`], saying whether the socket was ever full. A blocking
+/// write that times out after writing some bytes returns short instead of
+/// failing: that is a timeout too, and `give_up` is asked (a peer reading a
+/// trickle would otherwise never be asked about).
+///
+/// # Errors
+/// The socket's error, or `TimedOut` when `give_up` says so.
+pub(super) fn write_watching(
     mut stream: &TcpStream,
     mut buf: &[u8],
     give_up: impl Fn() -> bool,
-) -> io::Result<()> {
+) -> io::Result<Wrote> {
+    let mut wrote = Wrote::Whole;
     while !buf.is_empty() {
-        match stream.write(buf) {
+        let timed_out = match stream.write(buf) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if give_up() {
-                    return Err(ErrorKind::TimedOut.into());
-                }
+            Ok(n) => {
+                buf = &buf[n..];
+                !buf.is_empty()
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => false,
             Err(e) => return Err(e),
+        };
+        if timed_out {
+            wrote = Wrote::AfterStall;
+            if give_up() {
+                return Err(ErrorKind::TimedOut.into());
+            }
         }
     }
-    Ok(())
+    Ok(wrote)
 }

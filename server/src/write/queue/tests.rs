@@ -31,7 +31,7 @@ fn bounded_and_scheduled_once() {
     }
     assert_eq!(push(&queue, "c\n"), Err(Full));
     let mut batch = Vec::new();
-    assert_eq!(queue.take_now(&mut batch), Taken::Batch { last: false });
+    assert_eq!(queue.take_now(&mut batch), Taken::Batch(After::More));
     assert_eq!(batch.len(), 2 * LAG_ALLOWANCE);
     batch.clear();
     assert_eq!(queue.take_now(&mut batch), Taken::Idle);
@@ -74,10 +74,10 @@ fn bounded_in_bytes() {
         "past 4 x 10"
     );
     let mut batch = Vec::new();
-    assert_eq!(queue.take_now(&mut batch), Taken::Batch { last: false });
+    assert_eq!(queue.take_now(&mut batch), Taken::Batch(After::More));
     assert_eq!(queue.bytes(), 0);
     let _ = queue.push_all(&[Arc::clone(&big)]).unwrap();
-    queue.hand_to_thread();
+    assert_eq!(queue.hand_to_thread(Instant::now()), Stall::Wait);
     assert!(queue.push_all(&[Arc::clone(&big)]).is_ok(), "under 17 + 10");
     assert_eq!(queue.push_all(&[big]), Err(Full), "10 more than at stall");
 }
@@ -90,7 +90,7 @@ fn quiet_lines_wait_for_a_wake() {
     assert_eq!(queue.signal(true), Handoff::Schedule, "a signal schedules");
     assert_eq!(queue.signal(false), Handoff::Done, "once");
     let mut batch = Vec::new();
-    assert_eq!(queue.take_now(&mut batch), Taken::Batch { last: false });
+    assert_eq!(queue.take_now(&mut batch), Taken::Batch(After::More));
     assert_eq!(queue.take_now(&mut Vec::new()), Taken::Idle);
     batch.clear();
     assert_eq!(queue.push_quiet(&line("* left\n")), Ok(Quieted::List));
@@ -100,7 +100,7 @@ fn quiet_lines_wait_for_a_wake() {
         "listed once"
     );
     assert_eq!(push(&queue, "<a> hi\n"), Ok(Handoff::Schedule));
-    assert_eq!(queue.take_now(&mut batch), Taken::Batch { last: false });
+    assert_eq!(queue.take_now(&mut batch), Taken::Batch(After::More));
     assert_eq!(
         batch,
         vec![line("* left\n"), line("* left\n"), line("<a> hi\n")]
@@ -123,9 +123,9 @@ fn abort_keeps_only_last_word() {
     assert_eq!(queue.abort(Some(line("! bye\n"))), Handoff::Done);
     let _ = push(&queue, "late\n").unwrap();
     let mut batch = Vec::new();
-    assert_eq!(queue.take_now(&mut batch), Taken::Batch { last: true });
+    assert_eq!(queue.take_now(&mut batch), Taken::Batch(After::Close));
     assert_eq!(batch, vec![line("! bye\n")]);
-    assert_eq!(queue.stall(Instant::now()), Stall::GiveUp);
+    assert_eq!(queue.still_full(Instant::now()), Stall::GiveUp);
     assert_eq!(queue.finish(), Shutdown::Both);
 }
 
@@ -138,10 +138,10 @@ fn drain_delivers_then_gives_up_at_deadline() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let _ = queue.drain(Some(&line("* bye\n")), deadline);
     let mut batch = Vec::new();
-    assert_eq!(queue.take_now(&mut batch), Taken::Batch { last: true });
+    assert_eq!(queue.take_now(&mut batch), Taken::Batch(After::Close));
     assert_eq!(batch, vec![line("a\n"), line("* bye\n")]);
-    assert_eq!(queue.stall(Instant::now()), Stall::Wait);
-    assert_eq!(queue.stall(deadline), Stall::GiveUp);
+    assert_eq!(queue.still_full(Instant::now()), Stall::Wait);
+    assert_eq!(queue.still_full(deadline), Stall::GiveUp);
     assert_eq!(queue.finish(), Shutdown::Write);
 }
 
@@ -153,11 +153,11 @@ fn a_full_socket_leaves_only_the_limit() {
     let queue = queue(2);
     assert_eq!(push(&queue, "a\n"), Ok(Handoff::Schedule));
     let mut batch = Vec::new();
-    assert_eq!(queue.take_now(&mut batch), Taken::Batch { last: false });
+    assert_eq!(queue.take_now(&mut batch), Taken::Batch(After::More));
     let _ = queue
         .push_all(&[line("a\n"), line("a\n"), line("a\n")])
         .unwrap();
-    queue.hand_to_thread();
+    assert_eq!(queue.hand_to_thread(Instant::now()), Stall::Wait);
     assert_eq!(
         queue.len(),
         3,
@@ -180,8 +180,8 @@ fn thread_owner_waits_then_idles() {
     let queue = queue(4);
     let _ = push(&queue, "a\n").unwrap();
     let mut batch = Vec::new();
-    assert_eq!(queue.take_now(&mut batch), Taken::Batch { last: false });
-    queue.hand_to_thread();
+    assert_eq!(queue.take_now(&mut batch), Taken::Batch(After::More));
+    assert_eq!(queue.hand_to_thread(Instant::now()), Stall::Wait);
     assert_eq!(
         push(&queue, "b\n"),
         Ok(Handoff::Done),
@@ -190,7 +190,7 @@ fn thread_owner_waits_then_idles() {
     batch.clear();
     assert_eq!(
         queue.take_wait(&mut batch, Some(Duration::from_millis(1))),
-        Taken::Batch { last: false }
+        Taken::Batch(After::More)
     );
     assert_eq!(batch, vec![line("b\n")]);
     assert_eq!(
@@ -202,4 +202,139 @@ fn thread_owner_waits_then_idles() {
         Ok(Handoff::Schedule),
         "idle: back to the flushers"
     );
+}
+
+/// A notice pushed quietly right after a chat line, before the client's own
+/// thread took the lock, does not put that thread back to sleep: the chat
+/// line goes out at once, the notice with it. (The notice used to set the
+/// queue's `quiet` flag again, and the line waited for the notice thread's
+/// wake-up, up to 250 ms, or on the console display for good.)
+#[test]
+fn a_notice_does_not_hold_back_a_chat_line() {
+    let queue = Queue::for_thread(lines(64));
+    assert_eq!(push(&queue, "<a> hi\n"), Ok(Handoff::Done));
+    assert_eq!(
+        queue.push_quiet(&line("* b joined\n")),
+        Ok(Quieted::Waiting),
+        "it goes out with the chat line: no wake-up to wait for"
+    );
+    let mut batch = Vec::new();
+    let started = Instant::now();
+    assert_eq!(
+        queue.take_wait(&mut batch, Some(Duration::from_secs(5))),
+        Taken::Batch(After::More)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the thread slept on a chat line for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(batch, vec![line("<a> hi\n"), line("* b joined\n")]);
+
+    // A queue that holds only quiet lines still waits for their wake-up
+    // (here, the thread's idle time).
+    batch.clear();
+    assert_eq!(queue.push_quiet(&line("* c joined\n")), Ok(Quieted::List));
+    assert_eq!(
+        queue.push_quiet(&line("* d joined\n")),
+        Ok(Quieted::Waiting)
+    );
+    let started = Instant::now();
+    let idle = Duration::from_millis(20);
+    assert_eq!(
+        queue.take_wait(&mut batch, Some(idle)),
+        Taken::Batch(After::More)
+    );
+    assert!(started.elapsed() >= idle, "notices alone wait");
+    assert_eq!(batch, vec![line("* c joined\n"), line("* d joined\n")]);
+}
+
+/// A client's own thread keeps its queue after the socket drained, but the
+/// strict limit holds only while the socket is full: once a write goes
+/// through whole, the lag allowance is back, and a later stall counts
+/// `--sendq` from what is queued then, not from the first stall's backlog.
+#[test]
+fn the_strict_limit_lasts_only_while_the_socket_is_full() {
+    let queue = queue(2);
+    assert_eq!(push(&queue, "a\n"), Ok(Handoff::Schedule));
+    let mut batch = Vec::new();
+    assert_eq!(queue.take_now(&mut batch), Taken::Batch(After::More));
+    let five: Vec<Arc<str>> = (0..5).map(|_| line("a\n")).collect();
+    let _ = queue.push_all(&five).unwrap();
+    assert_eq!(queue.hand_to_thread(Instant::now()), Stall::Wait);
+    let _ = push(&queue, "b\n").unwrap();
+    let _ = push(&queue, "b\n").unwrap();
+    assert_eq!(push(&queue, "b\n"), Err(Full), "5 + 2: full");
+
+    // The thread sends everything, and the socket takes it at once.
+    batch.clear();
+    assert_eq!(
+        queue.take_wait(&mut batch, Some(Duration::from_millis(1))),
+        Taken::Batch(After::More)
+    );
+    queue.took_all();
+    for _ in 0..2 * LAG_ALLOWANCE {
+        assert!(
+            push(&queue, "c\n").is_ok(),
+            "the socket takes everything: the lag allowance, not 5 + 2"
+        );
+    }
+    assert_eq!(push(&queue, "c\n"), Err(Full), "the allowance still binds");
+
+    // The socket fills again with 1 line queued: 2 more, not 5 + 2.
+    batch.clear();
+    assert_eq!(
+        queue.take_wait(&mut batch, Some(Duration::from_millis(1))),
+        Taken::Batch(After::More)
+    );
+    let _ = push(&queue, "d\n").unwrap();
+    assert_eq!(queue.still_full(Instant::now()), Stall::Wait);
+    let _ = push(&queue, "d\n").unwrap();
+    let _ = push(&queue, "d\n").unwrap();
+    assert_eq!(push(&queue, "d\n"), Err(Full), "1 + 2: full");
+}
+
+/// A replayed history longer than the limits does not count against them:
+/// the lines relayed after it still fit while it waits, and count as usual.
+/// A second replay pushed before the first is read counts like any line.
+#[test]
+fn a_replay_is_the_servers_backlog() {
+    // `--sendq 2`: 8 lines while the socket takes everything.
+    let queue = queue(2);
+    // More than a writer's batch: taking one leaves part of the replay.
+    let history: Vec<Arc<str>> = (0..2 * BATCH_LINES).map(|_| line("<a> old\n")).collect();
+    assert_eq!(queue.push_replay(&history), Ok(Handoff::Schedule));
+    for _ in 0..2 * LAG_ALLOWANCE {
+        assert!(push(&queue, "live\n").is_ok(), "live lines fit beside it");
+    }
+    assert_eq!(push(&queue, "live\n"), Err(Full), "and are counted");
+    // Reading part of the replay frees nothing: it was not counted.
+    let mut batch = Vec::new();
+    let _ = queue.take_now(&mut batch);
+    assert_eq!(push(&queue, "live\n"), Err(Full));
+    // A second replay while the first waits counts: the queue is full.
+    let fresh = Queue::new(lines(2));
+    assert!(fresh.push_replay(&history).is_ok());
+    assert!(fresh.push_replay(&history).is_ok(), "taken whole");
+    assert_eq!(push(&fresh, "live\n"), Err(Full));
+}
+
+/// Once the replay is read, the lines after it count as before, and the
+/// next replay is exempt again.
+#[test]
+fn a_read_replay_leaves_the_limits_as_they_were() {
+    let queue = queue(2);
+    let history: Vec<Arc<str>> = (0..10).map(|_| line("<a> old\n")).collect();
+    assert!(queue.push_replay(&history).is_ok());
+    assert!(push(&queue, "live\n").is_ok());
+    let mut batch = Vec::new();
+    while queue.take_now(&mut batch) != Taken::Idle {
+        batch.clear();
+    }
+    assert!(queue.push_replay(&history).is_ok());
+    for _ in 0..2 * LAG_ALLOWANCE {
+        assert!(push(&queue, "live\n").is_ok());
+    }
+    assert_eq!(push(&queue, "live\n"), Err(Full));
+    assert_eq!(queue.len(), 10 + 2 * LAG_ALLOWANCE);
 }

@@ -1,0 +1,340 @@
+//! The bridge between the cluster's threads and the rooms: what the
+//! reader, the writer and presence hand over ([`Sink`], [`Local`]) becomes
+//! calls of [`crate::rooms::Rooms`], and what the rooms do becomes Redis
+//! entries ([`super::room_log`], [`super::shared_names`]).
+//!
+//! It is the only place that knows both sides; the rooms see a
+//! [`crate::rooms::log::Log`] and a [`crate::rooms::names::Names`] and
+//! nothing of Redis.
+//!
+//! Lock order: the bridge's own mutexes are leaves. The reader calls into
+//! the rooms (which take the directory, then a room) holding none of them.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+use chat_common::protocol;
+use parking_lot::Mutex;
+
+use super::names::{now_ms, Names};
+use super::presence::{Local, Member};
+use super::{Entry, Line, Missed, Request, Sink, Token};
+use crate::rooms::log::{Batch, Origin, ServerId};
+use crate::rooms::ClientId;
+use crate::Context;
+
+/// What a room's log keeps on this server: the history ring and how far
+/// delivery has gone.
+pub struct Feed {
+    /// The number of the last entry delivered to the room (or loaded as its
+    /// history): an entry at or below it is not delivered again.
+    pub floor: AtomicU64,
+    /// The last `--history` chat lines, oldest first.
+    pub ring: Mutex<VecDeque<Arc<str>>>,
+}
+
+/// Where a local client is, for presence.
+#[derive(Debug, Clone, Default)]
+pub struct Whereabouts {
+    /// Its name (as claimed).
+    pub name: String,
+    /// Its room's key, once it entered one.
+    pub room: Option<String>,
+    /// When it entered that room (ms since the epoch).
+    pub entered: u64,
+}
+
+/// The state the cluster's threads and the rooms' seams share.
+pub struct Bridge {
+    /// This server's id in the rooms' [`Origin`]s and in Redis.
+    pub server: ServerId,
+    /// For filing a member's room when it changes.
+    names: Arc<Names>,
+    /// The server, once built (the rooms live in it).
+    ctx: OnceLock<Weak<Context>>,
+    /// Whether the reader's link to Redis is up: while down, lines are
+    /// refused at once.
+    up: AtomicBool,
+    /// Set when the server stops: nothing more is delivered locally.
+    stopping: AtomicBool,
+    /// Every room's feed, by key, while the server knows the room.
+    pub feeds: Mutex<HashMap<String, Arc<Feed>>>,
+    /// Rooms with local members (told when the link goes or comes back).
+    pub local: Mutex<HashSet<String>>,
+    /// Local clients: name and room.
+    pub members: Mutex<HashMap<ClientId, Whereabouts>>,
+    /// The highest guest number Redis gave this server: after Redis came
+    /// back empty its counter is raised past it.
+    pub highest_guest: AtomicU64,
+}
+
+impl Bridge {
+    /// A bridge for server `server`, not yet attached to its rooms.
+    pub fn new(server: ServerId, names: Arc<Names>) -> Bridge {
+        Bridge {
+            server,
+            names,
+            ctx: OnceLock::new(),
+            up: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            feeds: Mutex::new(HashMap::new()),
+            local: Mutex::new(HashSet::new()),
+            members: Mutex::new(HashMap::new()),
+            highest_guest: AtomicU64::new(0),
+        }
+    }
+
+    /// Attaches the bridge to the server whose rooms it feeds.
+    pub fn attach(&self, ctx: &Arc<Context>) {
+        let _ = self.ctx.set(Arc::downgrade(ctx));
+    }
+
+    /// Local client `client` put a line in room `room` (its join notice
+    /// first): if that is a new room for it, file it there, for presence.
+    pub fn entered(&self, client: ClientId, room: &str) {
+        let (name, entered) = {
+            let mut members = self.members.lock();
+            let Some(w) = members.get_mut(&client) else {
+                return;
+            };
+            if w.room.as_deref() == Some(room) {
+                return;
+            }
+            w.room = Some(room.to_string());
+            w.entered = now_ms();
+            (w.name.clone(), w.entered)
+        };
+        if let Err(e) = self.names.member(&name, Some((room, entered))) {
+            crate::log!("redis: cannot file {name} in #{room} ({e:?})");
+        }
+    }
+
+    /// Whether Redis is reachable (as far as the reader knows).
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// From now on nothing is delivered locally (the server is stopping).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Whether the server is stopping (its names were freed already).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The `from` field of an entry: `SERVER:CLIENT`, `SERVER:-` for none.
+    pub fn origin_field(origin: Origin) -> String {
+        match origin.client {
+            Some(client) => format!("{}:{client}", origin.server),
+            None => format!("{}:-", origin.server),
+        }
+    }
+
+    /// The [`Origin`] an entry's `from` field names; an entry some other
+    /// writer made (a lost server's leave) comes from no one.
+    fn origin_of(from: &str) -> Origin {
+        let (server, client) = from.split_once(':').unwrap_or(("0", "-"));
+        Origin {
+            server: server.parse().unwrap_or(0),
+            client: client.parse().ok(),
+        }
+    }
+
+    fn rooms(&self) -> Option<Arc<Context>> {
+        if self.stopping.load(Ordering::Acquire) {
+            return None;
+        }
+        self.ctx.get()?.upgrade()
+    }
+
+    /// Hands one line to room `key`'s local members only (a notice about
+    /// this server's link, never in the log).
+    fn local_notice(&self, ctx: &Context, key: &str, line: &str) {
+        let batch = Batch {
+            from: Origin {
+                server: self.server,
+                client: None,
+            },
+            lines: vec![line.into()],
+        };
+        ctx.rooms.deliver(key, &batch);
+    }
+}
+
+impl Sink for Bridge {
+    fn refused(&self, token: Token, line: &Line) {
+        if let Some(ctx) = self.rooms() {
+            if token != 0 {
+                let what = line.text.trim_end();
+                ctx.rooms.tell(
+                    token,
+                    &protocol::error(&format!("not delivered (Redis did not take it): {what}")),
+                );
+            }
+        }
+    }
+
+    fn deliver(&self, room: &str, entries: Vec<Entry>) {
+        let Some(ctx) = self.rooms() else {
+            return;
+        };
+        let Some(feed) = self.feeds.lock().get(room).cloned() else {
+            return;
+        };
+        // Runs of one origin become one batch: one room lock each.
+        let mut batch: Option<(String, Batch)> = None;
+        for entry in entries {
+            if feed.floor.fetch_max(entry.n, Ordering::AcqRel) >= entry.n {
+                continue;
+            }
+            match &mut batch {
+                Some((from, b)) if *from == entry.from => b.lines.push(entry.text.into()),
+                _ => {
+                    if let Some((_, done)) = batch.take() {
+                        ctx.rooms.deliver(room, &done);
+                    }
+                    let origin = Bridge::origin_of(&entry.from);
+                    batch = Some((
+                        entry.from,
+                        Batch {
+                            from: origin,
+                            lines: vec![entry.text.into()],
+                        },
+                    ));
+                }
+            }
+        }
+        if let Some((_, done)) = batch {
+            ctx.rooms.deliver(room, &done);
+        }
+    }
+
+    fn missed(&self, room: &str, missed: Missed) {
+        if missed == Missed::LogLost {
+            // The new log numbers its lines from 1 again.
+            if let Some(feed) = self.feeds.lock().get(room) {
+                feed.floor.store(0, Ordering::Release);
+            }
+        }
+        let Some(ctx) = self.rooms() else {
+            return;
+        };
+        let line = match missed {
+            Missed::Lines(n) => protocol::error(&format!(
+                "you missed {n} line{} of this room: Redis trimmed them before this server could read them",
+                if n == 1 { "" } else { "s" }
+            )),
+            Missed::LogLost => protocol::error(
+                "Redis restarted empty: this room's log before now is gone, and lines sent just before it went away may be missing",
+            ),
+        };
+        self.local_notice(&ctx, room, &line);
+    }
+
+    fn request(&self, request: Request) {
+        if let Some(ctx) = self.rooms() {
+            self.serve(&ctx, request);
+        }
+    }
+
+    fn link(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+        let Some(ctx) = self.rooms() else {
+            return;
+        };
+        let line = if up {
+            protocol::notice("connected to the other servers again (Redis is back)")
+        } else {
+            protocol::notice(
+                "this room is cut off from the other servers (Redis unreachable); lines are refused until it is back",
+            )
+        };
+        let rooms: Vec<String> = self.local.lock().iter().cloned().collect();
+        for room in rooms {
+            self.local_notice(&ctx, &room, &line);
+        }
+    }
+}
+
+impl Bridge {
+    /// What another server asks: a private message for a local client, or
+    /// a kick.
+    fn serve(&self, ctx: &Context, request: Request) {
+        match request {
+            Request::Tell { client, line } => ctx.rooms.tell(client, &line),
+            Request::Kick { name, reason } => {
+                let _ = ctx.rooms.kick(&name, reason);
+            }
+            Request::Console { line } => {
+                let answer = if let Some(args) = line.strip_prefix("/ban ") {
+                    crate::access::ban(ctx, args)
+                } else if let Some(target) = line.strip_prefix("/unban ") {
+                    crate::access::unban(ctx, target)
+                } else {
+                    vec![format!("! not a command the cluster passes on: {line}")]
+                };
+                for said in answer {
+                    crate::log!("another server's console: {line}: {said}");
+                }
+            }
+        }
+    }
+}
+
+impl Local for Bridge {
+    fn members(&self) -> Vec<Member> {
+        self.members
+            .lock()
+            .iter()
+            .filter_map(|(&client, w)| {
+                Some(Member {
+                    name: w.name.clone(),
+                    room: w.room.clone()?,
+                    client,
+                    entered: w.entered,
+                })
+            })
+            .collect()
+    }
+
+    fn highest_guest(&self) -> u64 {
+        self.highest_guest.load(Ordering::Relaxed)
+    }
+
+    fn left(&self, name: &str, reason: &str) -> String {
+        protocol::notice(&format!("{name} left ({reason})"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry's `from` field names its origin and reads back the same;
+    /// one written by presence (a lost server's leave) comes from no one.
+    #[test]
+    fn origins_round_trip() {
+        for origin in [
+            Origin {
+                server: 42,
+                client: Some(7),
+            },
+            Origin {
+                server: 42,
+                client: None,
+            },
+        ] {
+            assert_eq!(Bridge::origin_of(&Bridge::origin_field(origin)), origin);
+        }
+        assert_eq!(
+            Bridge::origin_of("carol"),
+            Origin {
+                server: 0,
+                client: None
+            }
+        );
+    }
+}

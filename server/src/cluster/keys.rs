@@ -1,0 +1,184 @@
+//! Every Redis key the cluster uses, and the Lua scripts that change more
+//! than one of them at once.
+//!
+//! All keys start with [`PREFIX`], so the `/DB` of the `--redis` URL (or a
+//! Redis of its own) separates one cluster from another. A script runs
+//! atomically in Redis: that is what makes a line's number and its place in
+//! the room's stream one event, and a lost server's member announced once.
+
+use redis::Script;
+
+/// What every key of the cluster starts with.
+pub const PREFIX: &str = "chat:";
+
+/// A random value set (NX) by the first server to reach an empty Redis. A
+/// server that finds a different one after reconnecting knows Redis lost
+/// everything (restarted empty): the room logs it was reading are gone.
+pub fn epoch() -> String {
+    format!("{PREFIX}epoch")
+}
+
+/// The room's log: a Redis Stream, trimmed to about the log length.
+pub fn log(room: &str) -> String {
+    format!("{PREFIX}log:{room}")
+}
+
+/// The room's line counter: entry `n` of the log is the room's n-th line
+/// since the log began, so a gap in `n` is exactly the number of lines a
+/// reader missed.
+pub fn seq(room: &str) -> String {
+    format!("{PREFIX}seq:{room}")
+}
+
+/// The `guest-N` counter (INCR), shared so no number is given twice.
+pub fn guest() -> String {
+    format!("{PREFIX}guest")
+}
+
+/// A name in use anywhere in the cluster (lowercase, so unique ignoring
+/// case); its value is its holder, `SERVER:CLIENT:Name` ([`holder`]).
+pub fn name(lowercase: &str) -> String {
+    format!("{PREFIX}name:{lowercase}")
+}
+
+/// The value of a name key: which client of which server holds it, and
+/// the name as it spelled it. Compared by its [`holder_prefix`], so a
+/// holder may change the case of its own name.
+pub fn holder(server: &str, client: u64, name: &str) -> String {
+    format!("{server}:{client}:{name}")
+}
+
+/// `SERVER:CLIENT:`: what every name key of one client starts with.
+pub fn holder_prefix(server: &str, client: u64) -> String {
+    format!("{server}:{client}:")
+}
+
+/// A holder read back: (server, client, name as spelled).
+pub fn parse_holder(value: &str) -> Option<(&str, u64, &str)> {
+    let (server, rest) = value.split_once(':')?;
+    let (client, name) = rest.split_once(':')?;
+    Some((server, client.parse().ok()?, name))
+}
+
+/// The value of a member in [`members`]: its room's key and when it
+/// entered it (ms since the epoch), so `/who` lists a room's members across
+/// servers in the order they entered.
+pub fn member_value(room: &str, entered_ms: u64) -> String {
+    format!("{room}\t{entered_ms}")
+}
+
+/// A member value read back: (room key, entered ms).
+pub fn parse_member(value: &str) -> (&str, u64) {
+    match value.split_once('\t') {
+        Some((room, ms)) => (room, ms.parse().unwrap_or(0)),
+        None => (value, 0),
+    }
+}
+
+/// A server's inbox: a stream its reader reads along with the room logs,
+/// for what other servers ask of it (a private message for one of its
+/// clients, a kick).
+pub fn inbox(server: &str) -> String {
+    format!("{PREFIX}inbox:{server}")
+}
+
+/// The set of server ids that have registered, live or lost.
+pub fn servers() -> String {
+    format!("{PREFIX}servers")
+}
+
+/// A server's heartbeat: exists (with a TTL) while the server lives.
+pub fn alive(server: &str) -> String {
+    format!("{PREFIX}alive:{server}")
+}
+
+/// A server's members: a hash name -> room, what a survivor announces as
+/// left when the server is lost.
+pub fn members(server: &str) -> String {
+    format!("{PREFIX}members:{server}")
+}
+
+/// The lock (SET NX PX) that lets exactly one survivor announce a lost
+/// server's members.
+pub fn reap(server: &str) -> String {
+    format!("{PREFIX}reap:{server}")
+}
+
+/// A stream only its server reads, written to wake its blocked XREAD when
+/// the set of rooms it must read changes.
+pub fn wake(server: &str) -> String {
+    format!("{PREFIX}wake:{server}")
+}
+
+/// Appends one line to a room's log. KEYS: log, seq. ARGV: maxlen, idle ttl
+/// in ms, uid, from, kind, text. Returns `{id, n}`.
+pub const APPEND: &str = r"
+local n = redis.call('INCR', KEYS[2])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+  'n', n, 'uid', ARGV[3], 'from', ARGV[4], 'kind', ARGV[5], 'text', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return {id, n}
+";
+
+/// Announces one member of a lost server as gone, once: only the call that
+/// removes it from the lost server's members appends the leave line and
+/// frees its name (if a client of that server still holds it). KEYS:
+/// members, name, log, seq. ARGV: name, `SERVER:` (the lost server's
+/// holder prefix), maxlen, idle ttl, uid, kind, text. Returns 1 if it
+/// announced.
+pub const REAP_MEMBER: &str = r"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+local holder = redis.call('GET', KEYS[2])
+if holder and string.sub(holder, 1, #ARGV[2]) == ARGV[2] then
+  redis.call('DEL', KEYS[2])
+end
+local n = redis.call('INCR', KEYS[4])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
+  'n', n, 'uid', ARGV[5], 'from', ARGV[1], 'kind', ARGV[6], 'text', ARGV[7])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
+return 1
+";
+
+/// Deletes a key only if its value still starts with the given prefix (a
+/// name frees only if this client holds it). KEYS: key. ARGV: prefix.
+/// Returns 1 if deleted.
+pub const DELETE_IF: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Claims a name: set if free, or re-spelled if this client holds it
+/// already. KEYS: name. ARGV: holder, holder prefix. Returns 1 if the name
+/// is this client's now, else 0.
+pub const CLAIM: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+";
+
+/// Raises a counter to at least a value (the guest counter after Redis came
+/// back empty, so no `guest-N` is given twice). KEYS: key. ARGV: floor.
+pub const RAISE_TO: &str = r"
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if v < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+";
+
+/// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
+/// works after Redis restarted empty.
+pub fn scripts() -> [Script; 5] {
+    [
+        Script::new(APPEND),
+        Script::new(CLAIM),
+        Script::new(REAP_MEMBER),
+        Script::new(DELETE_IF),
+        Script::new(RAISE_TO),
+    ]
+}

@@ -1,0 +1,340 @@
+//! One connection to Redis and the only reconnect loop of the cluster.
+//!
+//! The redis crate's synchronous connections do not reconnect by
+//! themselves. Each cluster thread (writer, reader, presence, and the
+//! commands of the session threads) owns one [`Link`]; every command goes
+//! through [`Link::run`], which connects when there is no connection, drops
+//! the connection on any failure that is not Redis's own error reply, and
+//! spaces the attempts with a doubling back-off ([`BACKOFF_FIRST`] up to
+//! [`BACKOFF_MAX`]). So the failures it handles, each with a test in
+//! `cluster/tests.rs`, are: Redis never there, Redis killed mid-run, Redis
+//! restarted empty (a new epoch: see [`Link::epoch`]).
+//!
+//! Every new connection loads the cluster's Lua scripts and reads (or sets)
+//! the epoch before anything else runs on it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::{Connection, ErrorKind, RedisError, RedisResult};
+
+use super::keys;
+use super::url::RedisUrl;
+use crate::log;
+use crate::shutdown::Shutdown;
+
+/// How long connecting (TCP and handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one ordinary command (or one pipelined batch) may take before
+/// the link counts as lost.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The first pause after a failed attempt; doubled on each further failure.
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+
+/// The longest pause between two attempts: how soon a server notices that
+/// Redis is back, at worst.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The oldest Redis the cluster runs on (XADD MAXLEN ~ with the stream
+/// commands it uses, and `SET ... PX` semantics as in 6.2).
+pub const MIN_VERSION: (u32, u32) = (6, 2);
+
+/// Why a command did not run, or may not have.
+#[must_use]
+#[derive(Debug)]
+pub enum Failure {
+    /// No connection, and none could be made now: the command was not sent,
+    /// so it certainly had no effect.
+    Down,
+    /// The connection broke (or timed out) with the command sent: it may or
+    /// may not have taken effect.
+    Lost,
+    /// Redis answered with an error; the link is fine.
+    Refused(RedisError),
+}
+
+/// Shared by the links of one server: how many connections they have made
+/// in all. A link waiting out its back-off tries again at once when a
+/// sibling got through, so the writer is not left refusing lines for
+/// seconds after the reader saw Redis come back.
+#[derive(Clone, Default)]
+pub struct Siblings(
+    /// Connections made by all the links sharing it.
+    Arc<AtomicU64>,
+);
+
+/// The Redis of one server's links: its URL and the [`Siblings`] count they
+/// share. Every thread of the cluster makes its link from this.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Where Redis is.
+    pub url: RedisUrl,
+    /// Shared by every link made from this endpoint (and its clones).
+    siblings: Siblings,
+}
+
+impl Endpoint {
+    /// The endpoint of a new server: its links share one [`Siblings`].
+    pub fn new(url: RedisUrl) -> Endpoint {
+        Endpoint {
+            url,
+            siblings: Siblings::default(),
+        }
+    }
+
+    /// A new link to this Redis for thread `name`.
+    pub fn link(&self, name: &'static str, read_timeout: Duration) -> Link {
+        Link::new(&self.url, name, read_timeout, &self.siblings)
+    }
+}
+
+/// A connection to Redis that comes back by itself.
+pub struct Link {
+    /// The connection count shared with this server's other links.
+    siblings: Siblings,
+    /// Its value when this link last failed to connect.
+    siblings_seen: u64,
+    /// Which thread owns it, for log lines.
+    name: &'static str,
+    /// What to connect to.
+    client: redis::Client,
+    /// For log lines (no password).
+    url: RedisUrl,
+    /// The live connection; `None` while down.
+    conn: Option<Connection>,
+    /// The read timeout set on each new connection (longer than a blocking
+    /// XREAD for the reader).
+    read_timeout: Duration,
+    /// The pause after the next failure.
+    backoff: Duration,
+    /// No attempt before this instant (the back-off in force).
+    retry_at: Instant,
+    /// The epoch of the Redis this link last reached.
+    epoch: Option<String>,
+    /// How many connections this link has made: a change tells its owner
+    /// that the connection is new (resubscribe, reload what it kept).
+    connects: u64,
+    /// Whether the current outage was logged (one line per outage).
+    logged_down: bool,
+}
+
+impl Link {
+    /// A link that connects on first use. `read_timeout` bounds every reply
+    /// (at least [`IO_TIMEOUT`]).
+    pub fn new(
+        url: &RedisUrl,
+        name: &'static str,
+        read_timeout: Duration,
+        siblings: &Siblings,
+    ) -> Link {
+        Link {
+            siblings: siblings.clone(),
+            siblings_seen: 0,
+            name,
+            // The URL was checked by `RedisUrl::parse`, with this same call.
+            client: redis::Client::open(url.as_str()).expect("a checked URL opens"),
+            url: url.clone(),
+            conn: None,
+            read_timeout: read_timeout.max(IO_TIMEOUT),
+            backoff: BACKOFF_FIRST,
+            retry_at: Instant::now(),
+            epoch: None,
+            connects: 0,
+            logged_down: false,
+        }
+    }
+
+    /// Runs `op` on the connection, connecting first if there is none and
+    /// the back-off allows. Never sleeps: when down it fails at once.
+    ///
+    /// # Errors
+    /// [`Failure::Down`], [`Failure::Lost`] or [`Failure::Refused`].
+    pub fn run<T>(
+        &mut self,
+        op: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, Failure> {
+        self.connect()?;
+        let conn = self.conn.as_mut().ok_or(Failure::Down)?;
+        match op(conn) {
+            Ok(value) => Ok(value),
+            Err(e) if is_reply(&e) => Err(Failure::Refused(e)),
+            Err(e) => {
+                self.lose(&e);
+                Err(Failure::Lost)
+            }
+        }
+    }
+
+    /// Waits (with back-off, waking at once on shutdown) until connected.
+    /// Returns `false` if shutdown began first.
+    pub fn wait_up(&mut self, shutdown: &Shutdown) -> bool {
+        loop {
+            if shutdown.is_triggered() {
+                return false;
+            }
+            if self.connect().is_ok() {
+                return true;
+            }
+            let pause = self.retry_at.saturating_duration_since(Instant::now());
+            if shutdown.pause(pause.max(Duration::from_millis(1))) {
+                return false;
+            }
+        }
+    }
+
+    /// Whether a connection is open now.
+    pub fn is_up(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// How many connections this link has made so far.
+    pub fn connects(&self) -> u64 {
+        self.connects
+    }
+
+    /// The epoch of the Redis last reached; a new value means Redis lost
+    /// everything in between.
+    pub fn epoch(&self) -> Option<&str> {
+        self.epoch.as_deref()
+    }
+
+    /// Drops the connection (the next command reconnects): for an owner that
+    /// found the connection in a state it cannot trust.
+    pub fn reset(&mut self) {
+        self.conn = None;
+    }
+
+    /// Connects now if there is no connection and the back-off allows.
+    fn connect(&mut self) -> Result<(), Failure> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let siblings = self.siblings.0.load(Ordering::Acquire);
+        if Instant::now() < self.retry_at && siblings == self.siblings_seen {
+            return Err(Failure::Down);
+        }
+        match self.open() {
+            Ok((conn, epoch)) => {
+                if self.logged_down {
+                    log!("redis {}: {} link back", self.url, self.name);
+                }
+                self.conn = Some(conn);
+                self.siblings.0.fetch_add(1, Ordering::AcqRel);
+                self.epoch = Some(epoch);
+                self.connects += 1;
+                self.backoff = BACKOFF_FIRST;
+                self.logged_down = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.siblings_seen = siblings;
+                self.lose(&e);
+                Err(Failure::Down)
+            }
+        }
+    }
+
+    /// A new connection with its timeouts set, the scripts loaded and the
+    /// epoch read (set first if this Redis has none: it is new or empty).
+    fn open(&self) -> RedisResult<(Connection, String)> {
+        let mut conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        conn.set_read_timeout(Some(self.read_timeout))?;
+        conn.set_write_timeout(Some(IO_TIMEOUT))?;
+        for script in keys::scripts() {
+            script.load(&mut conn)?;
+        }
+        let fresh = new_epoch();
+        let (epoch,): (String,) = redis::pipe()
+            .cmd("SET")
+            .arg(keys::epoch())
+            .arg(&fresh)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(keys::epoch())
+            .query(&mut conn)?;
+        Ok((conn, epoch))
+    }
+
+    /// Forgets the connection after `e` and schedules the next attempt: at
+    /// once after a connection that worked (one dropped connection is not
+    /// an outage), then with the back-off doubling.
+    fn lose(&mut self, e: &RedisError) {
+        if self.conn.take().is_some() {
+            self.retry_at = Instant::now();
+            return;
+        }
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        if !self.logged_down {
+            self.logged_down = true;
+            log!(
+                "redis {}: {} link down ({}); retrying with back-off",
+                self.url,
+                self.name,
+                brief(e)
+            );
+        }
+    }
+}
+
+/// Whether `e` is Redis's own error reply (the connection is still in step)
+/// rather than a broken or timed-out connection.
+fn is_reply(e: &RedisError) -> bool {
+    matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
+}
+
+/// A new epoch value: unique enough that two empty starts of Redis never
+/// share one (time in ns and the process id).
+fn new_epoch() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{:x}", std::process::id())
+}
+
+/// A Redis error in one short line.
+pub fn brief(e: &RedisError) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(end) => text[..end].to_string(),
+        None => text,
+    }
+}
+
+/// At start: connects once, checks that Redis answers, accepts us
+/// (password) and is recent enough ([`MIN_VERSION`]).
+///
+/// # Errors
+/// The one line `main` prints before exiting 1.
+pub fn check(url: &RedisUrl) -> Result<(), String> {
+    let client =
+        redis::Client::open(url.as_str()).map_err(|e| format!("--redis: {}", brief(&e)))?;
+    let mut conn = client
+        .get_connection_with_timeout(CONNECT_TIMEOUT)
+        .map_err(|e| format!("cannot use Redis at {url}: {}", brief(&e)))?;
+    conn.set_read_timeout(Some(IO_TIMEOUT))
+        .and_then(|()| conn.set_write_timeout(Some(IO_TIMEOUT)))
+        .map_err(|e| format!("cannot use Redis at {url}: {}", brief(&e)))?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut conn)
+        .map_err(|e| format!("Redis at {url} refused us: {}", brief(&e)))?;
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .map(str::trim)
+        .ok_or_else(|| format!("Redis at {url} did not say its version"))?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_VERSION {
+        return Err(format!(
+            "Redis at {url} is version {version}; the cluster needs {}.{} or later",
+            MIN_VERSION.0, MIN_VERSION.1
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! The cluster (`--redis URL`, SPEC "Several servers, one set of rooms"):
+//! the only code of the server that talks to Redis.
+//!
+//! Several chat-servers share one Redis and so one set of rooms:
+//!
+//! - Each room's log is a Redis Stream ([`keys::log`]), trimmed to about
+//!   [`LogConfig::max_len`] entries. The stream's order is the room's order
+//!   for every client on every server: a server delivers its own clients'
+//!   lines from the stream too, never locally first.
+//! - One [`writer`] thread per server appends every line (a Lua script
+//!   numbers it and XADDs it in one step), pipelining whatever is queued so
+//!   one round trip carries many lines. A line it cannot append is handed
+//!   back as refused: the sender gets a `! ` line, nothing is queued for later.
+//! - One [`reader`] thread per server reads every stream that has local
+//!   members with one blocking XREAD, and hands each entry to the
+//!   [`Sink`] once per server (the rooms fan it out to their members). After
+//!   a lost link it resumes from the last entry it delivered; a gap in the
+//!   entries' numbers, or a new epoch (Redis restarted empty), is reported
+//!   as [`Missed`] so the clients are told.
+//! - [`presence`]: a heartbeat key with a TTL per server and its members
+//!   under it; a lock key decides which survivor announces a lost server's
+//!   members (once) and frees their names. [`names`]: names unique across
+//!   servers ignoring case (SET NX) and `guest-N` from one INCR counter.
+//! - [`link`]: the connection and the reconnect loop with back-off, in one
+//!   place, used by every thread above.
+//!
+//! How the rooms run on it, without knowing: [`room_log`] is the second
+//! implementation of the rooms' `Log` seam (and [`shared_names`] of their
+//! `Names`), [`bridge`] turns what the threads above hand over into calls
+//! of the rooms (and the rooms' calls into Redis entries), and [`node`]
+//! starts and stops one server's side of it all.
+//!
+//! Lock order: the cluster takes no lock of the rooms'; it calls the
+//! [`Sink`] from its own threads holding none of its own.
+
+pub mod bridge;
+pub mod keys;
+pub mod link;
+pub mod names;
+pub mod node;
+pub mod presence;
+pub mod reader;
+pub mod room_log;
+pub mod shared_names;
+pub mod url;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use link::{check, Failure, Link};
+pub use node::Node;
+pub use url::RedisUrl;
+
+/// Entries a room's log keeps, about (XADD MAXLEN ~): what history and a
+/// reader that lost its link can get back. Worst case in Redis per room:
+/// this many lines of up to `--max-line` bytes.
+pub const LOG_MAX_LEN: u64 = 10_000;
+
+/// A room's log (and its counter) expires this long after its last line,
+/// so rooms nobody uses any more do not fill Redis.
+pub const LOG_IDLE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// An opaque handle the caller gives with each line or watch, handed back
+/// with what happened to it (which client to tell).
+pub type Token = u64;
+
+/// How the logs in Redis are bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct LogConfig {
+    /// About how many entries each room's log keeps (MAXLEN ~).
+    pub max_len: u64,
+    /// How long a log with no new line is kept.
+    pub idle_ttl: Duration,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_len: LOG_MAX_LEN,
+            idle_ttl: LOG_IDLE_TTL,
+        }
+    }
+}
+
+/// A line to append to a room's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The room's key (its name, lowercase).
+    pub room: String,
+    /// Who sent it (a name, or the server's console).
+    pub from: String,
+    /// What it is (chat line, notice ...), as the rooms define it.
+    pub kind: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// One entry of a room's log, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its Redis Stream id: where a reader resumes.
+    pub id: String,
+    /// Its number in the room's log (1, 2, ...): a gap is a count of lines
+    /// missed.
+    pub n: u64,
+    /// The id the writer gave it (`server:counter`), to find it again.
+    pub uid: String,
+    /// Who sent it.
+    pub from: String,
+    /// What it is.
+    pub kind: String,
+    /// Its text.
+    pub text: String,
+}
+
+impl Entry {
+    /// Reads an entry from a stream reply; `None` if a field is missing (a
+    /// key some other program wrote: skipped, logged by the caller).
+    fn from_stream(id: &redis::streams::StreamId) -> Option<Entry> {
+        Some(Entry {
+            id: id.id.clone(),
+            n: id.get::<String>("n")?.parse().ok()?,
+            uid: id.get("uid")?,
+            from: id.get("from")?,
+            kind: id.get("kind")?,
+            text: id.get("text")?,
+        })
+    }
+}
+
+/// What another server asks of this one, through its inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Send `line` (a private message) to local client `client`.
+    Tell {
+        /// The client's id here.
+        client: u64,
+        /// The whole line, formatted.
+        line: String,
+    },
+    /// Kick the local client called `name` (the console of another server).
+    Kick {
+        /// Its name.
+        name: String,
+        /// Why, if the operator said.
+        reason: Option<String>,
+    },
+    /// Run a console command another server's operator typed (`/ban ...`,
+    /// `/unban ...`), so it holds on every server.
+    Console {
+        /// The command line.
+        line: String,
+    },
+}
+
+impl Request {
+    /// Reads a request from an inbox entry; `None` if it is not one.
+    fn from_stream(id: &redis::streams::StreamId) -> Option<Request> {
+        match id.get::<String>("kind")?.as_str() {
+            "tell" => Some(Request::Tell {
+                client: id.get::<String>("client")?.parse().ok()?,
+                line: id.get("line")?,
+            }),
+            "kick" => Some(Request::Kick {
+                name: id.get("name")?,
+                reason: id.get::<String>("reason").filter(|r| !r.is_empty()),
+            }),
+            "console" => Some(Request::Console {
+                line: id.get("line")?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What a reader could not deliver.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missed {
+    /// This many lines were trimmed from the log before they were read.
+    Lines(u64),
+    /// Redis restarted empty: the log before now is gone, and any line it
+    /// took after the last one delivered with it.
+    LogLost,
+}
+
+/// Where the cluster's threads hand what they have for the local clients:
+/// the rooms implement it. Called from the cluster's threads, in log order
+/// per room.
+pub trait Sink: Send + Sync + 'static {
+    /// The writer could not append this line: tell its sender with a `! `.
+    fn refused(&self, token: Token, line: &Line);
+    /// The next entries of `room`'s log (in its order), for every local
+    /// member.
+    fn deliver(&self, room: &str, entries: Vec<Entry>);
+    /// The reader could not deliver some of `room`'s lines.
+    fn missed(&self, room: &str, missed: Missed);
+    /// The reader lost (`false`) or regained (`true`) its link to Redis.
+    fn link(&self, up: bool);
+    /// Another server asks something of this one.
+    fn request(&self, request: Request);
+}

@@ -1,0 +1,273 @@
+//! Names and the directory across the cluster: one name per client in all
+//! servers ignoring case (a Lua claim over `SET NX`), `guest-N` numbers
+//! from one shared counter, the members list (name -> room and when it
+//! entered) that `/who` and `/rooms` read and presence announces if this
+//! server is lost, and each server's inbox for a private message or a kick
+//! meant for one of its clients.
+//!
+//! These are questions a client waits for (`/nick`, connecting, `/who`),
+//! so they run on the asking thread over one shared [`Link`], held only for
+//! the round trip. When Redis is down they fail at once with
+//! [`Failure::Down`]: the caller refuses or answers from what it has.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use redis::Script;
+
+use super::keys;
+use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
+
+/// Now, in ms since the epoch: when a member entered its room.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Entries a server's inbox keeps, about (MAXLEN ~): it is read at once,
+/// so this only bounds what piles up for a server that died.
+pub const INBOX_MAX_LEN: u64 = 1000;
+
+/// The answer to [`Names::claim`].
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The name is this holder's now (or was already), on every server.
+    Claimed,
+    /// Another client, on some server, holds it (ignoring case).
+    InUse,
+}
+
+/// A client anywhere in the cluster, as the directory lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The server it is on.
+    pub server: String,
+    /// Its name.
+    pub name: String,
+    /// Its room's key.
+    pub room: String,
+    /// When it entered the room (ms since the epoch).
+    pub entered: u64,
+}
+
+/// Who holds a name, as the name's key says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The server its client is on.
+    pub server: String,
+    /// Its client id there.
+    pub client: u64,
+    /// The name as it spelled it.
+    pub name: String,
+}
+
+/// Names, guest numbers and the directory, shared by every server.
+pub struct Names {
+    /// The link for these short commands, one round trip at a time.
+    link: Mutex<Link>,
+    /// This server's id: the first part of every holder it writes.
+    server_id: String,
+}
+
+impl Names {
+    /// Names for server `server_id` (connects on first use).
+    pub fn new(endpoint: &Endpoint, server_id: &str) -> Names {
+        Names {
+            link: Mutex::new(endpoint.link("names", IO_TIMEOUT)),
+            server_id: server_id.to_string(),
+        }
+    }
+
+    /// Claims `name` for local client `client` (a client may claim its own
+    /// name again in another case).
+    ///
+    /// # Errors
+    /// When Redis cannot be asked (the name is then not claimed).
+    pub fn claim(&self, name: &str, client: u64) -> Result<Claim, Failure> {
+        let script = Script::new(keys::CLAIM);
+        let claimed: i64 = self.link.lock().run(|conn| {
+            redis::cmd("EVALSHA")
+                .arg(script.get_hash())
+                .arg(1)
+                .arg(keys::name(&name.to_lowercase()))
+                .arg(keys::holder(&self.server_id, client, name))
+                .arg(keys::holder_prefix(&self.server_id, client))
+                .query(conn)
+        })?;
+        Ok(if claimed == 1 {
+            Claim::Claimed
+        } else {
+            Claim::InUse
+        })
+    }
+
+    /// Frees `name` if local client `client` holds it.
+    ///
+    /// # Errors
+    /// When Redis cannot be asked (the name stays taken until this server
+    /// stops or is reaped).
+    pub fn release(&self, name: &str, client: u64) -> Result<(), Failure> {
+        let script = Script::new(keys::DELETE_IF);
+        self.link.lock().run(|conn| {
+            redis::cmd("EVALSHA")
+                .arg(script.get_hash())
+                .arg(1)
+                .arg(keys::name(&name.to_lowercase()))
+                .arg(keys::holder_prefix(&self.server_id, client))
+                .exec(conn)
+        })
+    }
+
+    /// Records that local member `name` is in room `room`, which it entered
+    /// at `entered` (ms since the epoch: see [`now_ms`]); `None`: it left.
+    /// For `/who` and for presence.
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    pub fn member(&self, name: &str, room: Option<(&str, u64)>) -> Result<(), Failure> {
+        let key = keys::members(&self.server_id);
+        self.link.lock().run(|conn| match room {
+            Some((room, entered)) => redis::cmd("HSET")
+                .arg(&key)
+                .arg(name)
+                .arg(keys::member_value(room, entered))
+                .exec(conn),
+            None => redis::cmd("HDEL").arg(&key).arg(name).exec(conn),
+        })
+    }
+
+    /// The next `guest-N` number, never given before by any server of this
+    /// Redis.
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    pub fn next_guest(&self) -> Result<u64, Failure> {
+        self.link
+            .lock()
+            .run(|conn| redis::cmd("INCR").arg(keys::guest()).query(conn))
+    }
+
+    /// Who holds `name` (any case), anywhere.
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    pub fn holder(&self, name: &str) -> Result<Option<Holder>, Failure> {
+        let value: Option<String> = self.link.lock().run(|conn| {
+            redis::cmd("GET")
+                .arg(keys::name(&name.to_lowercase()))
+                .query(conn)
+        })?;
+        Ok(value
+            .as_deref()
+            .and_then(keys::parse_holder)
+            .map(|(server, client, name)| Holder {
+                server: server.to_string(),
+                client,
+                name: name.to_string(),
+            }))
+    }
+
+    /// Every client of every registered server, in the order they entered
+    /// their rooms.
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    pub fn everyone(&self) -> Result<Vec<Listed>, Failure> {
+        let mut link = self.link.lock();
+        let servers: Vec<String> =
+            link.run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
+        let hashes: Vec<Vec<(String, String)>> = link.run(|conn| {
+            let mut pipe = redis::pipe();
+            for server in &servers {
+                pipe.cmd("HGETALL").arg(keys::members(server));
+            }
+            pipe.query(conn)
+        })?;
+        let mut all: Vec<Listed> = servers
+            .iter()
+            .zip(hashes)
+            .flat_map(|(server, members)| {
+                members.into_iter().map(move |(name, value)| {
+                    let (room, entered) = keys::parse_member(&value);
+                    Listed {
+                        server: server.clone(),
+                        name,
+                        room: room.to_string(),
+                        entered,
+                    }
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| (a.entered, &a.name).cmp(&(b.entered, &b.name)));
+        Ok(all)
+    }
+
+    /// Puts a request in server `server`'s inbox: `fields` (kind, and what
+    /// that kind needs).
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    pub fn send(&self, server: &str, fields: &[(&str, &str)]) -> Result<(), Failure> {
+        self.link.lock().run(|conn| {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(keys::inbox(server))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(INBOX_MAX_LEN)
+                .arg("*");
+            for (field, value) in fields {
+                cmd.arg(*field).arg(*value);
+            }
+            cmd.exec(conn)
+        })
+    }
+
+    /// Asks server `server` to send `line` to its client `client`.
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    pub fn tell(&self, server: &str, client: u64, line: &str) -> Result<(), Failure> {
+        self.send(
+            server,
+            &[
+                ("kind", "tell"),
+                ("client", &client.to_string()),
+                ("line", line),
+            ],
+        )
+    }
+
+    /// Asks server `server` to kick its client `name`.
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    pub fn kick(&self, server: &str, name: &str, reason: Option<&str>) -> Result<(), Failure> {
+        self.send(
+            server,
+            &[
+                ("kind", "kick"),
+                ("name", name),
+                ("reason", reason.unwrap_or("")),
+            ],
+        )
+    }
+
+    /// Asks every other registered server to run console command `line`.
+    /// Returns how many were asked.
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    pub fn broadcast_console(&self, line: &str) -> Result<usize, Failure> {
+        let servers: Vec<String> = self
+            .link
+            .lock()
+            .run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
+        let others: Vec<&String> = servers.iter().filter(|s| **s != self.server_id).collect();
+        for server in &others {
+            self.send(server, &[("kind", "console"), ("line", line)])?;
+        }
+        Ok(others.len())
+    }
+}

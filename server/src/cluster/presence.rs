@@ -1,0 +1,274 @@
+//! Presence: which servers live, who is on each, and who announces the
+//! members of a server that died.
+//!
+//! Each server refreshes a heartbeat key with a TTL ([`HEARTBEAT_TTL`])
+//! every [`HEARTBEAT_EVERY`]; its members (name -> room) are a hash beside
+//! it, kept by [`super::names::Names`]. The same thread looks at the other
+//! registered servers: one whose heartbeat expired is lost. The survivor
+//! that takes its lock key (SET NX PX, [`REAP_LOCK_TTL`]) announces each of
+//! its members as left ([`LOST_KIND`]) in the member's room log and frees
+//! its name, one member per [`keys::REAP_MEMBER`] call, which does it only
+//! if the member is still listed: even two survivors racing past an expired
+//! lock announce each member once.
+//!
+//! So a server killed with `kill -9` is announced within
+//! `HEARTBEAT_TTL + HEARTBEAT_EVERY` (6 s), inside SPEC's 10 s.
+//!
+//! After Redis came back empty (a new epoch), or when this server finds it
+//! was taken for lost (cut off from Redis longer than the heartbeat lasts:
+//! the others have announced its clients gone), the thread registers this
+//! server again from scratch: heartbeat, members, their names (unless
+//! taken meanwhile), and the guest counter raised past every number this
+//! server gave.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
+use super::{keys, LogConfig};
+use crate::log;
+use crate::shutdown::Shutdown;
+
+/// How often a server refreshes its heartbeat and looks for lost servers.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a heartbeat lasts: a server silent this long is lost.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
+
+/// How long one survivor holds the right to announce a lost server.
+pub const REAP_LOCK_TTL: Duration = Duration::from_secs(10);
+
+/// The kind of the log entry announcing a lost server's member.
+pub const LOST_KIND: &str = "lost";
+
+/// The kind of the log entry announcing a member of a server that stopped.
+pub const STOPPED_KIND: &str = "stopped";
+
+/// One local member, as registered in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its name as shown.
+    pub name: String,
+    /// The key of the room it is in.
+    pub room: String,
+    /// Its client id on this server.
+    pub client: u64,
+    /// When it entered its room (ms since the epoch).
+    pub entered: u64,
+}
+
+/// What this server has, for registering again after Redis lost it, and
+/// how its rooms word a leave.
+pub trait Local: Send + Sync + 'static {
+    /// Every local member.
+    fn members(&self) -> Vec<Member>;
+    /// The line a room shows when `name` left for `reason` (`server lost`).
+    fn left(&self, name: &str, reason: &str) -> String;
+    /// The highest `guest-N` number this server gave.
+    fn highest_guest(&self) -> u64;
+}
+
+/// The presence thread's state.
+pub struct Presence {
+    /// Presence's own connection.
+    link: Link,
+    /// This server's id: its heartbeat, members and reap keys.
+    server_id: String,
+    /// How the logs it appends leave lines to are bounded.
+    config: LogConfig,
+    /// This server's members, for registering again and wording a leave.
+    local: Arc<dyn Local>,
+    /// The epoch this server registered in; `None` before the first time.
+    registered: Option<String>,
+}
+
+impl Presence {
+    /// Starts the presence thread of `server_id`.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start(
+        endpoint: &Endpoint,
+        server_id: &str,
+        config: LogConfig,
+        local: Arc<dyn Local>,
+        shutdown: Arc<Shutdown>,
+    ) -> std::io::Result<thread::JoinHandle<()>> {
+        let mut presence = Presence {
+            link: endpoint.link("presence", IO_TIMEOUT),
+            server_id: server_id.to_string(),
+            config,
+            local,
+            registered: None,
+        };
+        thread::Builder::new()
+            .name("redis-presence".into())
+            .spawn(move || loop {
+                if let Err(Failure::Refused(e)) = presence.beat() {
+                    log!("redis presence: {}", super::link::brief(&e));
+                }
+                if shutdown.pause(HEARTBEAT_EVERY) {
+                    presence.leave();
+                    return;
+                }
+            })
+    }
+
+    /// One heartbeat: register again if Redis is new, refresh the TTL,
+    /// announce the servers found lost.
+    fn beat(&mut self) -> Result<(), Failure> {
+        let me = self.server_id.clone();
+        let (added,): (i64,) = self.link.run(|conn| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(keys::alive(&me))
+                .arg(1)
+                .arg("PX")
+                .arg(HEARTBEAT_TTL.as_millis() as u64)
+                .ignore()
+                .cmd("SADD")
+                .arg(keys::servers())
+                .arg(&me)
+                .query(conn)
+        })?;
+        // Not listed any more: Redis is new or lost everything, or the
+        // others took this server for lost (cut off from Redis longer than
+        // the heartbeat lasts) and announced its clients gone. Either way
+        // its clients are still here: register them again.
+        if added == 1 || self.registered.as_deref() != self.link.epoch() {
+            self.register()?;
+        }
+        self.reap_lost()
+    }
+
+    /// Writes this server's members, their names and its guest floor into
+    /// a Redis that does not have them (new, or restarted empty).
+    fn register(&mut self) -> Result<(), Failure> {
+        let members = self.local.members();
+        let floor = self.local.highest_guest();
+        let me = self.server_id.clone();
+        let raise = Script::new(keys::RAISE_TO);
+        self.link.run(|conn| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("DEL").arg(keys::members(&me)).ignore();
+            for member in &members {
+                pipe.cmd("HSET")
+                    .arg(keys::members(&me))
+                    .arg(&member.name)
+                    .arg(keys::member_value(&member.room, member.entered))
+                    .ignore();
+                // NX: a client of another server may have taken the name
+                // in the moment Redis was back and this server not yet.
+                pipe.cmd("SET")
+                    .arg(keys::name(&member.name.to_lowercase()))
+                    .arg(keys::holder(&me, member.client, &member.name))
+                    .arg("NX")
+                    .ignore();
+            }
+            pipe.cmd("EVALSHA")
+                .arg(raise.get_hash())
+                .arg(1)
+                .arg(keys::guest())
+                .arg(floor)
+                .ignore();
+            pipe.exec(conn)
+        })?;
+        self.registered = self.link.epoch().map(str::to_string);
+        Ok(())
+    }
+
+    /// Finds the registered servers whose heartbeat expired and, for each
+    /// whose lock this server takes, announces its members as left.
+    fn reap_lost(&mut self) -> Result<(), Failure> {
+        let servers: Vec<String> = self
+            .link
+            .run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
+        let me = self.server_id.clone();
+        for other in servers.into_iter().filter(|s| *s != me) {
+            let alive: bool = self
+                .link
+                .run(|conn| redis::cmd("EXISTS").arg(keys::alive(&other)).query(conn))?;
+            if alive {
+                continue;
+            }
+            let locked: Option<String> = self.link.run(|conn| {
+                redis::cmd("SET")
+                    .arg(keys::reap(&other))
+                    .arg(&me)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(REAP_LOCK_TTL.as_millis() as u64)
+                    .query(conn)
+            })?;
+            if locked.is_some() {
+                let announced = self.reap(&other, LOST_KIND, "server lost")?;
+                log!("redis: server {other} lost; announced {announced} of its clients as gone");
+            }
+        }
+        Ok(())
+    }
+
+    /// Announces every member of server `other` as left (`kind`, for
+    /// `reason`) once, frees their names, then forgets the server.
+    fn reap(&mut self, other: &str, kind: &str, reason: &str) -> Result<usize, Failure> {
+        let members: Vec<(String, String)> = self
+            .link
+            .run(|conn| redis::cmd("HGETALL").arg(keys::members(other)).query(conn))?;
+        let script = Script::new(keys::REAP_MEMBER);
+        let mut announced = 0;
+        for (name, value) in members {
+            let (room, _) = keys::parse_member(&value);
+            let line = self.local.left(&name, reason);
+            let done: i64 = self.link.run(|conn| {
+                redis::cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(4)
+                    .arg(keys::members(other))
+                    .arg(keys::name(&name.to_lowercase()))
+                    .arg(keys::log(room))
+                    .arg(keys::seq(room))
+                    .arg(&name)
+                    .arg(format!("{other}:"))
+                    .arg(self.config.max_len)
+                    .arg(self.config.idle_ttl.as_millis() as u64)
+                    .arg(format!("{kind}:{other}:{name}"))
+                    .arg(kind)
+                    .arg(&line)
+                    .query(conn)
+            })?;
+            announced += usize::from(done == 1);
+        }
+        self.link.run(|conn| {
+            redis::pipe()
+                .cmd("SREM")
+                .arg(keys::servers())
+                .arg(other)
+                .ignore()
+                .cmd("DEL")
+                .arg(keys::members(other))
+                .ignore()
+                .exec(conn)
+        })?;
+        Ok(announced)
+    }
+
+    /// A graceful stop: announces this server's members as left (their
+    /// rooms on the other servers see it at once), frees their names and
+    /// unregisters, so the others need not wait for the heartbeat to
+    /// expire. Best effort: if Redis is away, the others reap it later.
+    fn leave(&mut self) {
+        let me = self.server_id.clone();
+        if let Err(e) = self.reap(&me, STOPPED_KIND, "server stopped") {
+            log!("redis presence: could not unregister ({e:?}); the others will see this server lost");
+        }
+        let _ = self.link.run(|conn| {
+            redis::cmd("DEL")
+                .arg(keys::alive(&me))
+                .arg(keys::wake(&me))
+                .exec(conn)
+        });
+    }
+}

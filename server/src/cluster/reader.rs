@@ -1,0 +1,458 @@
+//! The reader: one thread per server reads every room log that has local
+//! members, with one blocking XREAD over all of them, and hands each entry
+//! to the [`Sink`] once (never once per client).
+//!
+//! It keeps, per watched room, a cursor: the id and number of the last
+//! entry it delivered and the epoch of the Redis it came from. After a lost
+//! link it resumes from that id, so nothing the log still holds is missed or
+//! doubled; a jump in the entries' numbers is reported as
+//! [`Missed::Lines`] (trimmed before it was read), a new epoch as
+//! [`Missed::LogLost`] (Redis restarted empty; the cursor starts again at
+//! the new log's beginning).
+//!
+//! A room starts being read ([`Reader::watch`]) from a [`Position`]: the
+//! last entry its history was loaded from ([`tail`]), so history and live
+//! lines never overlap nor leave a gap.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use redis::streams::{StreamRangeReply, StreamReadReply};
+
+use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
+use super::writer::Writer;
+use super::{keys, Entry, Missed, Request, Sink};
+use crate::log;
+use crate::shutdown::Shutdown;
+
+/// How long one XREAD blocks in Redis: the longest a change of the watched
+/// rooms waits when its wake-up entry is lost, and how often an idle reader
+/// checks for shutdown. Its reply may take twice `IO_TIMEOUT` more before
+/// the link counts as lost: a busy machine must not look like a Redis gone.
+pub const READ_BLOCK: Duration = Duration::from_millis(500);
+
+/// Most entries one XREAD returns per stream: bounds one reply's size.
+pub const READ_COUNT: usize = 1024;
+
+/// Where a room's log was read up to: the next entry read is the one after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The stream id of the last entry taken ("0-0": none).
+    pub id: String,
+    /// Its number in the log (0: none).
+    pub n: u64,
+    /// The epoch of the Redis it was read from.
+    pub epoch: String,
+}
+
+/// What the reader is asked to do between two XREADs.
+enum Control {
+    /// Read `room` from `from` on (from its current end if `None`).
+    Watch {
+        room: String,
+        from: Option<Position>,
+    },
+    /// One reason less to read `room`.
+    Unwatch { room: String },
+}
+
+/// Where the reader is in one room's log.
+#[derive(Debug, Clone)]
+struct Cursor {
+    /// The stream id of the last entry delivered ("0-0": none yet).
+    id: String,
+    /// Its number in the log (0: none yet).
+    n: u64,
+    /// The epoch of the Redis the cursor points into.
+    epoch: String,
+    /// Reasons to read the room ([`Reader::watch`] calls not yet undone):
+    /// it is read while this is above 0.
+    watchers: usize,
+}
+
+/// The handle to the reader thread.
+#[derive(Clone)]
+pub struct Reader {
+    /// To the thread: watches and unwatches, served between two XREADs.
+    control: Sender<Control>,
+    /// Writes the wake-up entry that ends a blocked XREAD.
+    writer: Writer,
+    /// Whose wake stream that is.
+    server_id: String,
+}
+
+impl Reader {
+    /// Starts the reader thread of server `server_id`; `writer` is used to
+    /// wake it when the rooms it reads change.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start(
+        endpoint: &Endpoint,
+        server_id: &str,
+        writer: Writer,
+        sink: Arc<dyn Sink>,
+        shutdown: Arc<Shutdown>,
+    ) -> std::io::Result<(Reader, thread::JoinHandle<()>)> {
+        let (control, inbox) = crossbeam_channel::unbounded();
+        let mut state = ReaderThread {
+            link: endpoint.link("reader", READ_BLOCK + 2 * IO_TIMEOUT),
+            wake_key: keys::wake(server_id),
+            wake_id: "0-0".into(),
+            inbox_key: keys::inbox(server_id),
+            inbox_id: "0-0".into(),
+            inbox,
+            waiting: VecDeque::new(),
+            cursors: HashMap::new(),
+            sink,
+            shutdown,
+            connects: 0,
+            up: true,
+            epoch_seen: String::new(),
+        };
+        let handle = thread::Builder::new()
+            .name("redis-reader".into())
+            .spawn(move || state.run())?;
+        Ok((
+            Reader {
+                control,
+                writer,
+                server_id: server_id.to_string(),
+            },
+            handle,
+        ))
+    }
+
+    /// Reads `room` from `from` on (its history was loaded up to there), or
+    /// from its end as the reader finds it if `None`. A room watched already
+    /// keeps its cursor: each watch only counts one more reason to read it.
+    pub fn watch(&self, room: &str, from: Option<Position>) {
+        let _ = self.control.send(Control::Watch {
+            room: room.to_string(),
+            from,
+        });
+        self.writer.wake(&self.server_id);
+    }
+
+    /// Undoes one [`Reader::watch`] of `room`.
+    pub fn unwatch(&self, room: &str) {
+        let _ = self.control.send(Control::Unwatch {
+            room: room.to_string(),
+        });
+    }
+}
+
+/// The reader thread's state.
+struct ReaderThread {
+    /// The reader's own connection (its reads block for [`READ_BLOCK`]).
+    link: Link,
+    /// This server's wake stream, read along with the room logs.
+    wake_key: String,
+    /// The last wake entry seen.
+    wake_id: String,
+    /// This server's inbox, read along with the room logs.
+    inbox_key: String,
+    /// The last inbox entry taken.
+    inbox_id: String,
+    /// What [`Reader`] handles asked.
+    inbox: Receiver<Control>,
+    /// Watches that could not be served yet (Redis down), in order.
+    waiting: VecDeque<Control>,
+    /// Rooms read, by key.
+    cursors: HashMap<String, Cursor>,
+    /// Where entries, missed lines, link changes and requests go.
+    sink: Arc<dyn Sink>,
+    /// The cluster's stop switch, looked at between two reads.
+    shutdown: Arc<Shutdown>,
+    /// The link's connection count last seen: a change is a new connection.
+    connects: u64,
+    /// What the sink was last told about the link.
+    up: bool,
+    /// The epoch the wake and inbox cursors point into.
+    epoch_seen: String,
+}
+
+impl ReaderThread {
+    fn run(&mut self) {
+        loop {
+            if !self.link.wait_up(&self.shutdown) {
+                return;
+            }
+            if self.link.connects() != self.connects {
+                self.connected();
+            }
+            self.waiting.extend(self.inbox.try_iter());
+            if let Err(failure) = self.serve_controls() {
+                self.failed(failure);
+                continue;
+            }
+            if let Err(failure) = self.read_once() {
+                self.failed(failure);
+            }
+        }
+    }
+
+    /// A new connection: tell the sink the link is back, and if Redis lost
+    /// everything meanwhile, tell it every watched room's log is gone.
+    fn connected(&mut self) {
+        self.connects = self.link.connects();
+        let epoch = self.link.epoch().unwrap_or_default().to_string();
+        for (room, cursor) in &mut self.cursors {
+            if cursor.epoch != epoch {
+                if cursor.n > 0 || cursor.id != "0-0" {
+                    self.sink.missed(room, Missed::LogLost);
+                }
+                cursor.id = "0-0".into();
+                cursor.n = 0;
+                cursor.epoch.clone_from(&epoch);
+            }
+        }
+        if self.epoch_seen != epoch {
+            // A new Redis: its wake stream and inbox start empty.
+            self.wake_id = "0-0".into();
+            self.inbox_id = "0-0".into();
+            self.epoch_seen = epoch;
+        }
+        if !self.up {
+            self.up = true;
+            self.sink.link(true);
+        }
+    }
+
+    fn failed(&mut self, failure: Failure) {
+        match failure {
+            Failure::Refused(e) => {
+                // Not the link: a key of ours holds something else. Logged,
+                // and the next read goes on (after a pause, not a spin).
+                log!("redis reader: {}", super::link::brief(&e));
+                let _ = self.shutdown.pause(READ_BLOCK);
+            }
+            Failure::Down | Failure::Lost => {
+                if self.up {
+                    self.up = false;
+                    self.sink.link(false);
+                }
+            }
+        }
+    }
+
+    /// Serves the queued watches and unwatches, in order. A watch that
+    /// fails stays first in line.
+    fn serve_controls(&mut self) -> Result<(), Failure> {
+        while let Some(control) = self.waiting.pop_front() {
+            match control {
+                Control::Unwatch { ref room } => {
+                    if let Some(cursor) = self.cursors.get_mut(room) {
+                        cursor.watchers = cursor.watchers.saturating_sub(1);
+                        if cursor.watchers == 0 {
+                            self.cursors.remove(room);
+                        }
+                    }
+                }
+                Control::Watch { ref room, ref from } => {
+                    if let Err(failure) = self.enter(room, from.clone()) {
+                        self.waiting.push_front(control);
+                        return Err(failure);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts reading `room` at `from` (or its end), or counts one more
+    /// watch of a room read already.
+    fn enter(&mut self, room: &str, from: Option<Position>) -> Result<(), Failure> {
+        if let Some(cursor) = self.cursors.get_mut(room) {
+            cursor.watchers += 1;
+            // Its history was loaded past where this reader stands: skip
+            // what the history holds already.
+            if let Some(from) = from.filter(|f| f.epoch == cursor.epoch && f.n > cursor.n) {
+                cursor.id = from.id;
+                cursor.n = from.n;
+            }
+            return Ok(());
+        }
+        let epoch = self.link.epoch().unwrap_or_default().to_string();
+        let from = match from {
+            Some(from) if from.epoch == epoch => from,
+            // Read before Redis restarted empty: that log is gone.
+            Some(_) => {
+                self.sink.missed(room, Missed::LogLost);
+                Position {
+                    id: "0-0".into(),
+                    n: 0,
+                    epoch,
+                }
+            }
+            None => tail(&mut self.link, room, 0, |_| false)?.1,
+        };
+        self.cursors.insert(
+            room.to_string(),
+            Cursor {
+                id: from.id,
+                n: from.n,
+                epoch: from.epoch,
+                watchers: 1,
+            },
+        );
+        Ok(())
+    }
+
+    /// One blocking XREAD over every watched log and the wake stream.
+    fn read_once(&mut self) -> Result<(), Failure> {
+        let rooms: Vec<(String, String)> = self
+            .cursors
+            .iter()
+            .map(|(room, c)| (room.clone(), c.id.clone()))
+            .collect();
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("BLOCK")
+            .arg(READ_BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.wake_key)
+            .arg(&self.inbox_key);
+        for (room, _) in &rooms {
+            cmd.arg(keys::log(room));
+        }
+        cmd.arg(&self.wake_id).arg(&self.inbox_id);
+        for (_, id) in &rooms {
+            cmd.arg(id);
+        }
+        let reply: Option<StreamReadReply> = self.link.run(|conn| cmd.query(conn))?;
+        let Some(reply) = reply else {
+            return Ok(());
+        };
+        for stream in reply.keys {
+            if stream.key == self.wake_key {
+                if let Some(last) = stream.ids.last() {
+                    self.wake_id.clone_from(&last.id);
+                }
+                continue;
+            }
+            if stream.key == self.inbox_key {
+                for id in &stream.ids {
+                    self.inbox_id.clone_from(&id.id);
+                    match Request::from_stream(id) {
+                        Some(request) => self.sink.request(request),
+                        None => log!(
+                            "redis reader: inbox entry {} is not a request; skipped",
+                            id.id
+                        ),
+                    }
+                }
+                continue;
+            }
+            let Some(room) = stream.key.strip_prefix(&keys::log("")).map(str::to_string) else {
+                continue;
+            };
+            let mut run = Vec::with_capacity(stream.ids.len());
+            for id in &stream.ids {
+                let Some(entry) = Entry::from_stream(id) else {
+                    log!(
+                        "redis reader: entry {} of {} is not ours; skipped",
+                        id.id,
+                        stream.key
+                    );
+                    continue;
+                };
+                self.take(&room, entry, &mut run);
+            }
+            if !run.is_empty() {
+                self.sink.deliver(&room, run);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one entry into `run` (what will be delivered in one go),
+    /// moving the cursor; lines missed before it are reported first, after
+    /// delivering what `run` holds so far, so the order stays the log's.
+    fn take(&mut self, room: &str, entry: Entry, run: &mut Vec<Entry>) {
+        let Some(cursor) = self.cursors.get_mut(room) else {
+            return;
+        };
+        if entry.n <= cursor.n {
+            // Already taken (a watch moved the cursor past it).
+            return;
+        }
+        let missed = entry.n - cursor.n - 1;
+        cursor.id.clone_from(&entry.id);
+        cursor.n = entry.n;
+        if missed > 0 {
+            if !run.is_empty() {
+                self.sink.deliver(room, std::mem::take(run));
+            }
+            self.sink.missed(room, Missed::Lines(missed));
+        }
+        run.push(entry);
+    }
+}
+
+/// Entries read back from the end of a log per round trip, while looking
+/// for history.
+pub const TAIL_PAGE: usize = 256;
+
+/// The most entries read back looking for history: a room of notices
+/// with few chat lines does not make a first member wait for its whole log.
+pub const TAIL_MAX: u64 = 10_000;
+
+/// The last `want` entries of `room`'s log that `keep` accepts (oldest
+/// first), looking back at most [`TAIL_MAX`] entries, and the
+/// position of the log's last entry (where reading goes on).
+///
+/// # Errors
+/// When Redis cannot be asked.
+pub fn tail(
+    link: &mut Link,
+    room: &str,
+    want: usize,
+    keep: impl Fn(&Entry) -> bool,
+) -> Result<(Vec<Entry>, Position), Failure> {
+    let key = keys::log(room);
+    let mut kept = Vec::new();
+    let mut end = "+".to_string();
+    let mut last: Option<(String, u64)> = None;
+    let mut seen = 0u64;
+    loop {
+        let page: StreamRangeReply = link.run(|conn| {
+            redis::cmd("XREVRANGE")
+                .arg(&key)
+                .arg(&end)
+                .arg("-")
+                .arg("COUNT")
+                .arg(TAIL_PAGE)
+                .query(conn)
+        })?;
+        let full = page.ids.len() == TAIL_PAGE;
+        for id in &page.ids {
+            // Pages after the first start at the previous page's last id,
+            // which is excluded by its "(" prefix.
+            let Some(entry) = Entry::from_stream(id) else {
+                continue;
+            };
+            if last.is_none() {
+                last = Some((entry.id.clone(), entry.n));
+            }
+            if kept.len() < want && keep(&entry) {
+                kept.push(entry);
+            }
+        }
+        seen += page.ids.len() as u64;
+        match page.ids.last() {
+            Some(id) if full && kept.len() < want && seen < TAIL_MAX => {
+                end = format!("({}", id.id);
+            }
+            _ => break,
+        }
+    }
+    kept.reverse();
+    let epoch = link.epoch().unwrap_or_default().to_string();
+    let (id, n) = last.unwrap_or_else(|| ("0-0".to_string(), 0));
+    Ok((kept, Position { id, n, epoch }))
+}

@@ -1,0 +1,273 @@
+//! The room log on Redis: the second implementation of
+//! [`crate::rooms::log::Log`] (the first is the embedded one).
+//!
+//! - `append` queues each line of the batch to the [`Writer`] (one stream
+//!   entry per line) and answers [`Appended::Later`]: the line reaches the
+//!   members, the sender's own server included, when the [`Reader`] reads
+//!   it back from the stream. While Redis is unreachable it answers
+//!   [`Unreachable`] at once, so the sender gets a `! ` line per line.
+//! - A room gets its first local member ([`Log::watch`]): the history ring
+//!   is loaded from the stream's tail (the last `--history` chat lines,
+//!   [`tail`]) and the reader reads the stream from right after it. Both
+//!   under the room's lock, before the member is shown the history, so the
+//!   history and the first live line neither overlap nor leave a gap (the
+//!   feed's floor drops an entry delivered twice by a race with a reader
+//!   still reading the room from before).
+//! - Its last local member leaves: the reader stops reading the stream.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use chat_common::room::LOBBY;
+
+use super::bridge::{Bridge, Feed};
+use super::link::{Endpoint, Link, IO_TIMEOUT};
+use super::names::Names;
+use super::reader::{tail, Reader};
+use super::writer::{Queued, Writer};
+use super::Line;
+use crate::log;
+use crate::rooms::log::{Appended, Batch, Log, RoomLog, ServerId, Unreachable};
+
+/// The kind of every entry the rooms append (presence adds `lost` and
+/// `stopped` leaves).
+pub const LINE_KIND: &str = "line";
+
+/// The [`Log`] of one server of a cluster.
+pub struct RedisLog {
+    /// What this server's rooms and the cluster's threads share.
+    bridge: Arc<Bridge>,
+    /// The directory: `/who`, `/rooms`, `/msg` and `/kick` across servers.
+    names: Arc<Names>,
+    /// This server's id as written in Redis.
+    server_id: String,
+    /// Appends lines (each room's log holds a clone).
+    writer: Writer,
+    /// Told which rooms to read.
+    reader: Reader,
+    /// For loading a room's history (one round trip under the directory
+    /// lock, when a room gets its first local member).
+    link: Mutex<Link>,
+    /// `--history`.
+    history: usize,
+}
+
+impl RedisLog {
+    /// The log of the server behind `bridge`.
+    pub fn new(
+        endpoint: &Endpoint,
+        (bridge, names): (Arc<Bridge>, Arc<Names>),
+        writer: Writer,
+        reader: Reader,
+        history: usize,
+    ) -> RedisLog {
+        RedisLog {
+            server_id: bridge.server.to_string(),
+            bridge,
+            names,
+            writer,
+            reader,
+            link: Mutex::new(endpoint.link("history", IO_TIMEOUT)),
+            history,
+        }
+    }
+}
+
+impl Log for RedisLog {
+    fn server(&self) -> ServerId {
+        self.bridge.server
+    }
+
+    fn open(&self, key: &str) -> Box<dyn RoomLog> {
+        let feed = Arc::new(Feed {
+            floor: Default::default(),
+            ring: Mutex::new(VecDeque::new()),
+        });
+        self.bridge
+            .feeds
+            .lock()
+            .insert(key.to_string(), Arc::clone(&feed));
+        Box::new(RedisRoomLog {
+            key: key.to_string(),
+            feed,
+            keep: self.history,
+            writer: self.writer.clone(),
+            bridge: Arc::clone(&self.bridge),
+        })
+    }
+
+    fn watch(&self, key: &str, local: bool) {
+        if !local {
+            self.bridge.local.lock().remove(key);
+            self.reader.unwatch(key);
+            return;
+        }
+        self.bridge.local.lock().insert(key.to_string());
+        let Some(feed) = self.bridge.feeds.lock().get(key).cloned() else {
+            return;
+        };
+        let loaded = tail(&mut self.link.lock(), key, self.history, |e| {
+            e.text.starts_with('<')
+        });
+        match loaded {
+            Ok((history, from)) => {
+                let mut ring = feed.ring.lock();
+                ring.clear();
+                ring.extend(history.into_iter().map(|e| Arc::from(e.text)));
+                feed.floor.fetch_max(from.n, Ordering::AcqRel);
+                self.reader.watch(key, Some(from));
+            }
+            Err(e) => {
+                // Redis away: the room is read from wherever its log stands
+                // when it is back; the history is what this server had.
+                log!("redis: no history for #{key} ({e:?})");
+                self.reader.watch(key, None);
+            }
+        }
+    }
+
+    fn reachable(&self) -> bool {
+        self.bridge.is_up()
+    }
+
+    fn who(&self, key: &str) -> Option<Vec<String>> {
+        let all = self.names.everyone().ok()?;
+        Some(
+            all.into_iter()
+                .filter(|l| l.room == key)
+                .map(|l| l.name)
+                .collect(),
+        )
+    }
+
+    fn everyone(&self) -> Option<Vec<(String, Vec<String>)>> {
+        let all = self.names.everyone().ok()?;
+        let mut rooms: Vec<(String, Vec<String>)> = vec![(LOBBY.to_string(), Vec::new())];
+        for listed in all {
+            match rooms.iter_mut().find(|(key, _)| *key == listed.room) {
+                Some((_, names)) => names.push(listed.name),
+                None => rooms.push((listed.room, vec![listed.name])),
+            }
+        }
+        rooms[1..].sort_by(|a, b| a.0.cmp(&b.0));
+        Some(rooms)
+    }
+
+    fn whisper(&self, to: &str, line: &str) -> Option<String> {
+        let holder = self.names.holder(to).ok()??;
+        if holder.server == self.server_id {
+            return None;
+        }
+        self.names.tell(&holder.server, holder.client, line).ok()?;
+        Some(holder.name)
+    }
+
+    fn announce_elsewhere(&self, line: &str, here: &[String]) {
+        let Ok(all) = self.names.everyone() else {
+            return;
+        };
+        let mut rooms: Vec<String> = all
+            .into_iter()
+            .map(|l| l.room)
+            .filter(|room| !here.contains(room))
+            .collect();
+        rooms.sort();
+        rooms.dedup();
+        let from = Bridge::origin_field(crate::rooms::log::Origin {
+            server: self.bridge.server,
+            client: None,
+        });
+        for room in rooms {
+            let line = Line {
+                room,
+                from: from.clone(),
+                kind: LINE_KIND.to_string(),
+                text: line.to_string(),
+            };
+            let _ = self.writer.append_all(0, std::iter::once(line));
+        }
+    }
+
+    fn kick(&self, name: &str, reason: Option<&str>) -> bool {
+        let Ok(Some(holder)) = self.names.holder(name) else {
+            return false;
+        };
+        holder.server != self.server_id
+            && self
+                .names
+                .kick(&holder.server, &holder.name, reason)
+                .is_ok()
+    }
+}
+
+/// One room's log on Redis.
+struct RedisRoomLog {
+    /// The room's key.
+    key: String,
+    /// Its history ring and delivery floor, shared with the bridge.
+    feed: Arc<Feed>,
+    /// `--history`.
+    keep: usize,
+    /// Appends its lines.
+    writer: Writer,
+    /// Whether Redis is up (lines are refused at once while it is not),
+    /// and where its members are filed.
+    bridge: Arc<Bridge>,
+}
+
+impl RoomLog for RedisRoomLog {
+    fn append(&mut self, batch: &Batch) -> Result<Appended, Unreachable> {
+        if !self.bridge.is_up() {
+            return Err(Unreachable);
+        }
+        let from = Bridge::origin_field(batch.from);
+        let token = batch.from.client.unwrap_or(0);
+        let lines = batch.lines.iter().map(|text| Line {
+            room: self.key.clone(),
+            from: from.clone(),
+            kind: LINE_KIND.to_string(),
+            text: text.to_string(),
+        });
+        match self.writer.append_all(token, lines) {
+            Queued::Queued => {
+                if let Some(client) = batch.from.client {
+                    self.bridge.entered(client, &self.key);
+                }
+                Ok(Appended::Later)
+            }
+            Queued::Refused => Err(Unreachable),
+        }
+    }
+
+    fn delivered(&mut self, batch: &Batch) {
+        if self.keep == 0 {
+            return;
+        }
+        let mut ring = self.feed.ring.lock();
+        for line in batch.lines.iter().filter(|line| line.starts_with('<')) {
+            if ring.len() == self.keep {
+                ring.pop_front();
+            }
+            ring.push_back(Arc::clone(line));
+        }
+    }
+
+    fn history(&self, out: &mut Vec<Arc<str>>) {
+        out.extend(self.feed.ring.lock().iter().cloned());
+    }
+}
+
+impl Drop for RedisRoomLog {
+    fn drop(&mut self) {
+        let mut feeds = self.bridge.feeds.lock();
+        if feeds
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.feed))
+        {
+            feeds.remove(&self.key);
+        }
+    }
+}

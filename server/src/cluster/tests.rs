@@ -1,0 +1,786 @@
+//! The cluster's primitives against a real `redis-server` (started by the
+//! test, on a free loopback port, persistence off): the link's failures one
+//! by one, the writer, the reader, presence and names.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chat_tests::redis::Redis;
+use parking_lot::{Condvar, Mutex};
+
+use super::link::{check, Endpoint, Failure, Link, Siblings, BACKOFF_MAX, IO_TIMEOUT};
+use super::names::{Claim, Names};
+use super::presence::{Local, Member, Presence, HEARTBEAT_EVERY, HEARTBEAT_TTL, LOST_KIND};
+use super::reader::{tail, Reader};
+use super::writer::{Queued, Writer};
+use super::{Entry, Line, LogConfig, Missed, RedisUrl, Request, Sink, Token};
+use crate::shutdown::Shutdown;
+
+/// The longest any event here may take.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn url(redis: &Redis) -> RedisUrl {
+    RedisUrl::parse(&redis.url()).expect("the helper's URL parses")
+}
+
+/// The endpoint of one new "server" on `redis`.
+fn endpoint(redis: &Redis) -> Endpoint {
+    Endpoint::new(url(redis))
+}
+
+/// A lone link (no siblings) to `redis`.
+fn link(redis: &Redis) -> Link {
+    link_to(&url(redis))
+}
+
+fn link_to(url: &RedisUrl) -> Link {
+    Link::new(url, "test", IO_TIMEOUT, &Siblings::default())
+}
+
+/// What the cluster threads told the test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    Refused(Token, String),
+    Deliver(String, u64, String),
+    Missed(String, Missed),
+    Link(bool),
+    Request(Request),
+}
+
+/// A sink that records every event, for assertions with a deadline.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<Event>>,
+    changed: Condvar,
+}
+
+impl Recorder {
+    /// Waits until `pred` holds for the events so far; returns them.
+    fn until(&self, what: &str, pred: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut events = self.events.lock();
+        while !pred(&events) {
+            assert!(
+                !self.changed.wait_until(&mut events, deadline).timed_out() || pred(&events),
+                "never {what}; events: {:?}",
+                *events
+            );
+        }
+        events.clone()
+    }
+
+    fn push(&self, event: Event) {
+        self.events.lock().push(event);
+        self.changed.notify_all();
+    }
+
+    /// The texts delivered for `room`, in order.
+    fn delivered(events: &[Event], room: &str) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Deliver(r, _, text) if r == room => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Sink for Recorder {
+    fn refused(&self, token: Token, line: &Line) {
+        self.push(Event::Refused(token, line.text.clone()));
+    }
+    fn deliver(&self, room: &str, entries: Vec<Entry>) {
+        for entry in entries {
+            self.push(Event::Deliver(room.into(), entry.n, entry.text));
+        }
+    }
+    fn missed(&self, room: &str, missed: Missed) {
+        self.push(Event::Missed(room.into(), missed));
+    }
+    fn link(&self, up: bool) {
+        self.push(Event::Link(up));
+    }
+    fn request(&self, request: Request) {
+        self.push(Event::Request(request));
+    }
+}
+
+/// A writer and a reader of one server, stopped on drop.
+struct Node {
+    url: RedisUrl,
+    writer: Writer,
+    reader: Reader,
+    sink: Arc<Recorder>,
+    shutdown: Arc<Shutdown>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Node {
+    fn start(redis: &Redis, id: &str, config: LogConfig) -> Node {
+        let sink = Arc::new(Recorder::default());
+        let shutdown = Arc::new(Shutdown::new());
+        let endpoint = endpoint(redis);
+        let (writer, w) =
+            Writer::start(&endpoint, id, config, sink.clone(), shutdown.clone()).unwrap();
+        let (reader, r) = Reader::start(
+            &endpoint,
+            id,
+            writer.clone(),
+            sink.clone(),
+            shutdown.clone(),
+        )
+        .unwrap();
+        Node {
+            url: url(redis),
+            writer,
+            reader,
+            sink,
+            shutdown,
+            threads: vec![w, r],
+        }
+    }
+
+    fn say(&self, room: &str, text: &str) -> Queued {
+        self.writer.append(
+            7,
+            Line {
+                room: room.into(),
+                from: "alice".into(),
+                kind: "chat".into(),
+                text: text.into(),
+            },
+        )
+    }
+
+    /// Starts reading `room` from its end now: every line appended after
+    /// this call is delivered.
+    fn watch(&self, room: &str) {
+        let mut link = link_to(&self.url);
+        let (_, from) = tail(&mut link, room, 0, |_| false).unwrap();
+        self.reader.watch(room, Some(from));
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The link, Redis never there: every command fails at once with `Down`
+/// (no hang, no panic), attempts are spaced by the back-off, and the link
+/// connects by itself once Redis appears on that port.
+#[test]
+fn link_redis_never_there_then_appears() {
+    let mut redis = Redis::start();
+    redis.kill();
+    let mut link = link(&redis);
+    let started = Instant::now();
+    assert!(matches!(
+        link.run(|c| redis::cmd("PING").query::<String>(c)),
+        Err(Failure::Down)
+    ));
+    assert!(matches!(
+        link.run(|c| redis::cmd("PING").query::<String>(c)),
+        Err(Failure::Down)
+    ));
+    assert!(started.elapsed() < Duration::from_secs(2), "failing fast");
+    assert!(!link.is_up());
+
+    redis.restart();
+    let shutdown = Shutdown::new();
+    let waited = Instant::now();
+    assert!(link.wait_up(&shutdown));
+    assert!(waited.elapsed() <= BACKOFF_MAX + Duration::from_secs(2));
+    assert_eq!(
+        link.run(|c| redis::cmd("PING").query::<String>(c)).unwrap(),
+        "PONG"
+    );
+}
+
+/// The link, Redis killed mid-run: the next command fails (`Lost` or
+/// `Down`), and after a restart on the same port the link reconnects, with a
+/// new epoch (Redis came back empty) and the scripts loaded again.
+#[test]
+fn link_redis_killed_mid_run_and_restarted_empty() {
+    let mut redis = Redis::start();
+    let mut link = link(&redis);
+    assert_eq!(
+        link.run(|c| redis::cmd("PING").query::<String>(c)).unwrap(),
+        "PONG"
+    );
+    let first_epoch = link.epoch().unwrap().to_string();
+    assert_eq!(link.connects(), 1);
+
+    redis.kill();
+    assert!(matches!(
+        link.run(|c| redis::cmd("PING").query::<String>(c)),
+        Err(Failure::Lost | Failure::Down)
+    ));
+    assert!(!link.is_up());
+
+    redis.restart();
+    assert!(link.wait_up(&Shutdown::new()));
+    assert_eq!(link.connects(), 2);
+    assert_ne!(
+        link.epoch().unwrap(),
+        first_epoch,
+        "an empty Redis is a new epoch"
+    );
+    let hash = redis::Script::new(super::keys::APPEND)
+        .get_hash()
+        .to_string();
+    let loaded: Vec<bool> = link
+        .run(|c| redis::cmd("SCRIPT").arg("EXISTS").arg(&hash).query(c))
+        .unwrap();
+    assert_eq!(loaded, [true], "scripts loaded on the new connection");
+}
+
+/// The link keeps the epoch across a reconnection to the same Redis (its
+/// connection killed, Redis not): nothing was lost.
+#[test]
+fn link_same_redis_same_epoch() {
+    let redis = Redis::start();
+    let mut link = link(&redis);
+    assert!(link.wait_up(&Shutdown::new()));
+    let epoch = link.epoch().unwrap().to_string();
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    let _ = link.run(|c| redis::cmd("PING").query::<String>(c));
+    assert!(link.wait_up(&Shutdown::new()));
+    assert_eq!(link.epoch().unwrap(), epoch);
+}
+
+/// The start check: a Redis that answers passes; nothing on the port, a
+/// password refused, each give one line naming the address.
+#[test]
+fn start_check_reachable_unreachable_refusing() {
+    let mut redis = Redis::start();
+    assert_eq!(check(&url(&redis)), Ok(()));
+    redis.kill();
+    let err = check(&url(&redis)).unwrap_err();
+    assert!(err.contains("cannot use Redis at 127.0.0.1:"), "{err}");
+    assert!(!err.contains('\n'));
+
+    let locked = Redis::start_with(&["--requirepass", "sesame"]);
+    let err = check(&url(&locked)).unwrap_err();
+    assert!(err.contains("refused"), "{err}");
+    let wrong = RedisUrl::parse(&locked.url().replace("redis://", "redis://:nope@")).unwrap();
+    let err = check(&wrong).unwrap_err();
+    assert!(!err.contains("nope"), "the password is never shown: {err}");
+    let right = RedisUrl::parse(&locked.url().replace("redis://", "redis://:sesame@")).unwrap();
+    assert_eq!(check(&right), Ok(()));
+}
+
+/// Writer and reader: every line appended is one stream entry, delivered
+/// once, in order, numbered 1.. without gaps, and under load the writer
+/// carries many lines per round trip.
+#[test]
+fn lines_are_one_entry_each_in_order_and_batched() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    node.watch("lobby");
+    const LINES: usize = 2000;
+    for i in 0..LINES {
+        assert_eq!(node.say("lobby", &format!("line {i}")), Queued::Queued);
+    }
+    let events = node.sink.until("all delivered", |events| {
+        Recorder::delivered(events, "lobby").len() >= LINES
+    });
+    let texts = Recorder::delivered(&events, "lobby");
+    let want: Vec<String> = (0..LINES).map(|i| format!("line {i}")).collect();
+    assert_eq!(texts, want);
+    let numbers: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Deliver(_, n, _) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(numbers, (1..=LINES as u64).collect::<Vec<_>>());
+    assert_eq!(
+        redis.query(&["XLEN", "chat:log:lobby"]),
+        [LINES.to_string()]
+    );
+    let trips = node.writer.round_trips();
+    assert!(
+        trips < LINES as u64 / 4,
+        "{trips} round trips for {LINES} lines: not batched"
+    );
+}
+
+/// Two servers' writers into one room: both readers see the same order.
+#[test]
+fn two_servers_one_order() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", LogConfig::default());
+    let b = Node::start(&redis, "b", LogConfig::default());
+    a.watch("lobby");
+    b.watch("lobby");
+    for i in 0..300 {
+        let _ = a.say("lobby", &format!("a{i}"));
+        let _ = b.say("lobby", &format!("b{i}"));
+    }
+    let seen_a = a.sink.until("a has 600", |e| {
+        Recorder::delivered(e, "lobby").len() >= 600
+    });
+    let seen_b = b.sink.until("b has 600", |e| {
+        Recorder::delivered(e, "lobby").len() >= 600
+    });
+    assert_eq!(
+        Recorder::delivered(&seen_a, "lobby"),
+        Recorder::delivered(&seen_b, "lobby")
+    );
+}
+
+/// History is the log's tail: the last lines that pass the filter, oldest
+/// first, looking back past other entries, and reading goes on right after
+/// the log's last entry, so history and live lines neither overlap nor
+/// leave a gap.
+#[test]
+fn history_is_the_logs_tail_and_reading_goes_on_after_it() {
+    let redis = Redis::start();
+    let writer_node = Node::start(&redis, "w", LogConfig::default());
+    writer_node.watch("games");
+    for i in 0..600 {
+        let _ = writer_node.say("games", &format!("g{i}"));
+    }
+    writer_node.sink.until("600 lines", |e| {
+        Recorder::delivered(e, "games").len() >= 600
+    });
+
+    let mut link = link(&redis);
+    let (history, from) = tail(&mut link, "games", 3, |e| e.text.ends_with('0')).unwrap();
+    let texts: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, ["g570", "g580", "g590"]);
+    assert_eq!(from.n, 600);
+    let (far, _) = tail(&mut link, "games", 2, |e| e.text == "g3" || e.text == "g1").unwrap();
+    assert_eq!(far.len(), 2, "found across pages");
+    assert_eq!(far[0].text, "g1");
+
+    let other = Node::start(&redis, "o", LogConfig::default());
+    let _ = writer_node.say("games", "g600");
+    writer_node.sink.until("g600 written", |e| {
+        Recorder::delivered(e, "games").len() >= 601
+    });
+    other.reader.watch("games", Some(from));
+    other
+        .sink
+        .until("g600 only", |e| Recorder::delivered(e, "games") == ["g600"]);
+}
+
+/// The reader resumes after its connection is cut (Redis itself fine):
+/// every line the log took meanwhile arrives, in order, none twice, and
+/// none of the lines refused to their sender shows up.
+#[test]
+fn reader_resumes_after_a_cut_without_gap_or_double() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    let other = Node::start(&redis, "b", LogConfig::default());
+    node.watch("lobby");
+    let mut sent = vec!["before".to_string()];
+    let _ = other.say("lobby", "before");
+    node.sink
+        .until("before", |e| Recorder::delivered(e, "lobby").len() == 1);
+    for round in 0..3 {
+        redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+        for i in 0..50 {
+            let text = format!("r{round}-{i}");
+            let _ = other.say("lobby", &text);
+            sent.push(text);
+        }
+    }
+    // A last line, sent once the link is surely back: when it arrives,
+    // everything before it has been settled (delivered or refused).
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let _ = other.say("lobby", "last");
+        let events = node.sink.events.lock().clone();
+        if Recorder::delivered(&events, "lobby").contains(&"last".to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never back: {events:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let refused: Vec<String> = other
+        .sink
+        .events
+        .lock()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Refused(_, text) => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    let events = node.sink.events.lock().clone();
+    let delivered = Recorder::delivered(&events, "lobby");
+    let first_last = delivered.iter().position(|t| t == "last").unwrap();
+    let want: Vec<String> = sent.into_iter().filter(|t| !refused.contains(t)).collect();
+    assert_eq!(delivered[..first_last], want[..]);
+    assert!(!events.iter().any(|e| matches!(e, Event::Missed(..))));
+}
+
+/// Lines trimmed from the log before the reader read them are counted:
+/// the reader reports exactly how many it missed.
+#[test]
+fn trimmed_lines_are_counted() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    node.watch("lobby");
+    let _ = node.say("lobby", "first");
+    node.sink
+        .until("first", |e| Recorder::delivered(e, "lobby").len() == 1);
+    // 300 lines and a trim to the last 10, in one atomic step: the reader
+    // (blocked in XREAD) sees only what is left.
+    let script = "for i = 1, 300 do \
+        local n = redis.call('INCR', KEYS[2]) \
+        redis.call('XADD', KEYS[1], '*', 'n', n, 'uid', 'x', 'from', 'bob', 'kind', 'chat', 'text', 'x' .. i) \
+        end \
+        redis.call('XTRIM', KEYS[1], 'MAXLEN', 10) return 1";
+    redis.command(&["EVAL", script, "2", "chat:log:lobby", "chat:seq:lobby"]);
+    let events = node.sink.until("the last of them", |e| {
+        Recorder::delivered(e, "lobby").last().map(String::as_str) == Some("x300")
+    });
+    assert!(events.contains(&Event::Missed("lobby".into(), Missed::Lines(290))));
+    assert_eq!(Recorder::delivered(&events, "lobby").len(), 11);
+}
+
+/// Redis killed and restarted empty: the reader says the link went down
+/// and came back, reports the room's log lost, then delivers the new log
+/// from its first line. Lines sent while Redis is down are refused.
+#[test]
+fn redis_restarted_empty_is_reported_and_lines_refused_meanwhile() {
+    let mut redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    node.watch("lobby");
+    let _ = node.say("lobby", "one");
+    node.sink
+        .until("one", |e| Recorder::delivered(e, "lobby").len() == 1);
+
+    redis.kill();
+    node.sink
+        .until("link down", |e| e.contains(&Event::Link(false)));
+    let _ = node.say("lobby", "while down");
+    node.sink.until("refused", |e| {
+        e.contains(&Event::Refused(7, "while down".into()))
+    });
+
+    redis.restart();
+    node.sink
+        .until("link up", |e| e.contains(&Event::Link(true)));
+    let events = node.sink.until("log lost", |e| {
+        e.contains(&Event::Missed("lobby".into(), Missed::LogLost))
+    });
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Link(_)))
+            .count(),
+        2,
+        "told once down, once up: {events:?}"
+    );
+    let _ = node.say("lobby", "two");
+    let events = node.sink.until("two delivered or refused", |e| {
+        Recorder::delivered(e, "lobby").len() == 2 || e.contains(&Event::Refused(7, "two".into()))
+    });
+    assert!(
+        events.contains(&Event::Deliver("lobby".into(), 1, "two".into())),
+        "the writer is back with the reader: {events:?}"
+    );
+    assert!(!Recorder::delivered(&events, "lobby").contains(&"while down".to_string()));
+}
+
+/// What a test "server" has locally, for presence.
+struct Members(Vec<Member>, u64);
+
+impl Local for Members {
+    fn members(&self) -> Vec<Member> {
+        self.0.clone()
+    }
+    fn left(&self, name: &str, reason: &str) -> String {
+        chat_common::protocol::notice(&format!("{name} left ({reason})"))
+    }
+    fn highest_guest(&self) -> u64 {
+        self.1
+    }
+}
+
+/// Names are unique across servers ignoring case, freed on release, and
+/// guest numbers never repeat.
+#[test]
+fn names_unique_ignoring_case_and_guests_never_repeat() {
+    let redis = Redis::start();
+    let a = Names::new(&endpoint(&redis), "a");
+    let b = Names::new(&endpoint(&redis), "b");
+    assert_eq!(a.claim("Alice", 1).unwrap(), Claim::Claimed);
+    assert_eq!(
+        a.claim("alice", 1).unwrap(),
+        Claim::Claimed,
+        "its own again"
+    );
+    assert_eq!(a.claim("alice", 2).unwrap(), Claim::InUse, "another client");
+    assert_eq!(b.claim("alice", 1).unwrap(), Claim::InUse);
+    assert_eq!(b.claim("ALICE", 3).unwrap(), Claim::InUse);
+    b.release("alice", 1).unwrap();
+    assert_eq!(
+        b.claim("alice", 1).unwrap(),
+        Claim::InUse,
+        "b cannot free a's name"
+    );
+    a.release("Alice", 1).unwrap();
+    assert_eq!(b.claim("alice", 1).unwrap(), Claim::Claimed);
+
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        assert!(seen.insert(a.next_guest().unwrap()));
+        assert!(seen.insert(b.next_guest().unwrap()));
+    }
+}
+
+/// Names fail at once (no hang) when Redis is away.
+#[test]
+fn names_fail_fast_when_redis_is_down() {
+    let mut redis = Redis::start();
+    let names = Names::new(&endpoint(&redis), "a");
+    redis.kill();
+    let started = Instant::now();
+    assert!(names.claim("bob", 1).is_err());
+    assert!(names.next_guest().is_err());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// A server that dies without a word (its heartbeat expires): exactly one
+/// of the survivors announces each of its members once in the member's
+/// room, and their names are free again.
+#[test]
+fn a_lost_server_is_announced_once_and_its_names_freed() {
+    let redis = Redis::start();
+    let dead = Names::new(&endpoint(&redis), "dead");
+    assert_eq!(dead.claim("carol", 1).unwrap(), Claim::Claimed);
+    assert_eq!(dead.claim("dave", 2).unwrap(), Claim::Claimed);
+    dead.member("carol", Some(("lobby", 1))).unwrap();
+    dead.member("dave", Some(("games", 2))).unwrap();
+    redis.command(&["SADD", "chat:servers", "dead"]);
+    redis.command(&["SET", "chat:alive:dead", "1", "PX", "200"]);
+
+    let shutdown = Arc::new(Shutdown::new());
+    let survivors: Vec<_> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|id| {
+            Presence::start(
+                &endpoint(&redis),
+                id,
+                LogConfig::default(),
+                Arc::new(Members(Vec::new(), 0)),
+                shutdown.clone(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + HEARTBEAT_TTL + HEARTBEAT_EVERY * 3;
+    while redis.query(&["EXISTS", "chat:name:dave"]) != ["0"] {
+        assert!(Instant::now() < deadline, "dave never freed");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Give the other survivors more beats to (wrongly) announce again.
+    thread::sleep(HEARTBEAT_EVERY * 2);
+    let lobby = redis.query(&["XRANGE", "chat:log:lobby", "-", "+"]);
+    let games = redis.query(&["XRANGE", "chat:log:games", "-", "+"]);
+    assert_eq!(
+        lobby.iter().filter(|f| *f == LOST_KIND).count(),
+        1,
+        "{lobby:?}"
+    );
+    assert_eq!(
+        games.iter().filter(|f| *f == LOST_KIND).count(),
+        1,
+        "{games:?}"
+    );
+    assert!(
+        lobby.contains(&"* carol left (server lost)\n".to_string()),
+        "{lobby:?}"
+    );
+    assert_eq!(redis.query(&["EXISTS", "chat:name:carol"]), ["0"]);
+    assert_eq!(redis.query(&["SISMEMBER", "chat:servers", "dead"]), ["0"]);
+    let names = Names::new(&endpoint(&redis), "s1");
+    assert_eq!(names.claim("Carol", 9).unwrap(), Claim::Claimed);
+
+    shutdown.trigger();
+    for s in survivors {
+        s.join().unwrap();
+    }
+    assert_eq!(
+        redis.query(&["SCARD", "chat:servers"]),
+        ["0"],
+        "a graceful stop unregisters"
+    );
+}
+
+/// After Redis came back empty, presence registers the server again: its
+/// members' names are taken again and the guest counter is past every
+/// number it gave.
+#[test]
+fn presence_registers_again_after_redis_came_back_empty() {
+    let mut redis = Redis::start();
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        Arc::new(Members(
+            vec![Member {
+                name: "Erin".into(),
+                room: "lobby".into(),
+                client: 5,
+                entered: 7,
+            }],
+            41,
+        )),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let wait_for = |redis: &Redis| {
+        let deadline = Instant::now() + DEADLINE;
+        while redis.query(&["GET", "chat:name:erin"]) != ["a:5:Erin"] {
+            assert!(Instant::now() < deadline, "never registered");
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(&redis);
+    redis.restart();
+    wait_for(&redis);
+    assert_eq!(
+        redis.query(&["HGET", "chat:members:a", "Erin"]),
+        ["lobby\t7"]
+    );
+    let names = Names::new(&endpoint(&redis), "b");
+    assert_eq!(names.next_guest().unwrap(), 42);
+    shutdown.trigger();
+    presence.join().unwrap();
+    assert_eq!(
+        redis.query(&["EXISTS", "chat:name:erin"]),
+        ["0"],
+        "freed on a graceful stop"
+    );
+}
+
+/// A line sent on a connection that had died (its reply lost): the writer
+/// finds it is not in the log and sends it again, so it arrives once and
+/// its sender is not told it was refused.
+#[test]
+fn a_line_lost_on_a_dead_connection_is_sent_again_once() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    node.watch("lobby");
+    let _ = node.say("lobby", "first");
+    node.sink
+        .until("first", |e| Recorder::delivered(e, "lobby").len() == 1);
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    let _ = node.say("lobby", "second");
+    let _ = node.say("lobby", "third");
+    let events = node.sink.until("third", |e| {
+        Recorder::delivered(e, "lobby").last().map(String::as_str) == Some("third")
+    });
+    assert_eq!(
+        Recorder::delivered(&events, "lobby"),
+        ["first", "second", "third"]
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Refused(..))),
+        "{events:?}"
+    );
+}
+
+/// The directory: who holds a name (with its spelling), everyone listed in
+/// the order they entered, and a request put in another server's inbox
+/// reaches that server's reader.
+#[test]
+fn directory_and_inbox_across_servers() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    let a = Names::new(&endpoint(&redis), "a");
+    let b = Names::new(&endpoint(&redis), "b");
+    redis.command(&["SADD", "chat:servers", "a", "b"]);
+    assert_eq!(a.claim("Alice", 4).unwrap(), Claim::Claimed);
+    assert_eq!(a.claim("ALICE", 4).unwrap(), Claim::Claimed, "re-spelled");
+    a.member("ALICE", Some(("lobby", 1))).unwrap();
+    assert_eq!(b.claim("bob", 1).unwrap(), Claim::Claimed);
+    b.member("bob", Some(("lobby", 2))).unwrap();
+    let holder = b.holder("alice").unwrap().expect("held");
+    assert_eq!(
+        (holder.server.as_str(), holder.client, holder.name.as_str()),
+        ("a", 4, "ALICE")
+    );
+    assert_eq!(b.holder("nobody").unwrap(), None);
+    let all = b.everyone().unwrap();
+    let names: Vec<(&str, &str)> = all
+        .iter()
+        .map(|l| (l.name.as_str(), l.server.as_str()))
+        .collect();
+    assert_eq!(names, [("ALICE", "a"), ("bob", "b")]);
+
+    b.tell("a", 4, "[from bob] hi\n").unwrap();
+    b.kick("a", "ALICE", Some("spam")).unwrap();
+    assert_eq!(
+        b.broadcast_console("/ban 192.0.2.1").unwrap(),
+        1,
+        "a only, not b itself"
+    );
+    node.sink.until("both requests", |e| {
+        e.contains(&Event::Request(Request::Tell {
+            client: 4,
+            line: "[from bob] hi\n".into(),
+        })) && e.contains(&Event::Request(Request::Kick {
+            name: "ALICE".into(),
+            reason: Some("spam".into()),
+        })) && e.contains(&Event::Request(Request::Console {
+            line: "/ban 192.0.2.1".into(),
+        }))
+    });
+}
+
+/// A server the others took for lost (cut off longer than its heartbeat,
+/// its registration reaped) registers its clients again at its next beat.
+#[test]
+fn a_server_taken_for_lost_registers_again() {
+    let redis = Redis::start();
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        Arc::new(Members(
+            vec![Member {
+                name: "Finn".into(),
+                room: "lobby".into(),
+                client: 3,
+                entered: 9,
+            }],
+            0,
+        )),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let registered = |redis: &Redis| {
+        let deadline = Instant::now() + DEADLINE;
+        while redis.query(&["GET", "chat:name:finn"]) != ["a:3:Finn"] {
+            assert!(Instant::now() < deadline, "never registered");
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    registered(&redis);
+    // What a survivor's reap leaves behind.
+    redis.command(&["SREM", "chat:servers", "a"]);
+    redis.command(&["DEL", "chat:members:a", "chat:name:finn"]);
+    registered(&redis);
+    assert_eq!(
+        redis.query(&["HGET", "chat:members:a", "Finn"]),
+        ["lobby\t9"]
+    );
+    shutdown.trigger();
+    presence.join().unwrap();
+}

@@ -1,0 +1,173 @@
+//! The seam between the rooms and where a room's lines are ordered: the
+//! room's log.
+//!
+//! A room is an ordered log with members. Members receive what their
+//! room's log accepted, in the log's order. Everything a room shows goes
+//! through its log: chat lines, `/me`, join, leave and rename notices, the
+//! console's `<server>` lines. So a log's order is the room's one order, and
+//! the history and the transcript see the same lines as the members.
+//!
+//! Two implementations are meant to slot in here, without the relay
+//! ([`super::Rooms`]), the rooms or the write side knowing which one runs:
+//!
+//! - [`super::embedded::Embedded`], the default: one process is the whole
+//!   cluster, so the room's lock already orders its lines. `append` answers
+//!   [`Appended::Deliver`] and the caller delivers the batch at once, under
+//!   the same room lock.
+//! - Redis Streams (the cluster issue): one stream per room.
+//!
+//! # What an implementation must provide
+//!
+//! 1. **Append may be asynchronous.** A Redis log accepts a batch with
+//!    `XADD` and answers [`Appended::Later`]; its own reader thread then
+//!    reads the stream and hands every entry, in stream order, to
+//!    [`super::Rooms::deliver`], to the members on this server, the
+//!    sender's own server included (never "locally first"). Each
+//!    [`Batch`] says who sent it ([`Origin`]: server and client), so
+//!    delivery skips the sender whichever path it came by.
+//! 2. **Append can fail** ([`Unreachable`]): nothing was accepted and
+//!    nothing will be delivered; the relay answers the sender with one `! `
+//!    line per refused line.
+//! 3. **Notices are log entries too**: join, leave and rename notices and
+//!    the console's lines are appended like chat lines (their [`Origin`]
+//!    names the client they are about, or none for the console).
+//! 4. **History comes from the log, atomically with delivery.**
+//!    [`RoomLog::history`] is read under the room's lock when a member
+//!    enters, and [`RoomLog::delivered`] is called under that same lock for
+//!    every batch delivered. So what is replayed and the first live line
+//!    have no gap and no duplicate: the history is exactly what was
+//!    delivered before the member was added. The embedded log keeps the last
+//!    `--history` chat lines in a ring; a Redis log seeds that ring from the
+//!    stream's tail (`XREVRANGE`) when it starts reading the stream (see 5)
+//!    and delivers from the entry after it.
+//! 5. **The log is told which rooms have local members**
+//!    ([`Log::watch`]), so a Redis reader reads only those streams (one
+//!    read per room per server, never per client).
+//!
+//! Locking: every [`RoomLog`] method is called with its room's lock held,
+//! so it must not block for long (a Redis `XADD` is a short network round
+//! trip; pipelining it off the lock is the implementation's business).
+//! [`Log`] methods are called under the directory lock (`watch(key, true)`
+//! also under that room's lock, as its first member enters). Neither may
+//! call back into [`super::Rooms`] from inside (that would take the locks
+//! again); delivery comes from the log's own thread, holding no lock.
+//!
+//! Also for a second implementation: [`Batch::from`] carries the server id
+//! ([`Log::server`]) so that delivery skips the sender on its own server
+//! only; client ids are `guest-N` numbers, unique across servers when
+//! [`super::names::Names`] is shared. The transcript and the console's
+//! display are fed by delivery, so they see each room in the log's order
+//! on every server.
+
+use std::sync::Arc;
+
+use crate::rooms::ClientId;
+
+/// Which server of a cluster; the embedded log is server 0.
+pub type ServerId = u64;
+
+/// Who put a batch in the log: delivery skips that client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The server the sender is connected to.
+    pub server: ServerId,
+    /// The client that sent it, or the client a notice is about (who
+    /// learns of it another way); `None` for the console.
+    pub client: Option<ClientId>,
+}
+
+/// Lines for one room from one origin, in order: a client's paste costs
+/// one append and one room lock, not one per line.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Who sent it.
+    pub from: Origin,
+    /// The lines, formatted once and shared by every recipient.
+    pub lines: Vec<Arc<str>>,
+}
+
+/// What became of an append.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Accepted and in order now: the caller delivers it at once, under the
+    /// lock it holds (the embedded log).
+    Deliver,
+    /// Accepted: the log delivers it later through
+    /// [`super::Rooms::deliver`] (a Redis log, from its reader thread).
+    Later,
+}
+
+/// The log did not accept the batch (Redis unreachable): nothing of it
+/// will be delivered.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreachable;
+
+/// Where rooms' logs come from: one per server.
+pub trait Log: Send + Sync {
+    /// This server's id in [`Origin`]s.
+    fn server(&self) -> ServerId;
+
+    /// The log of room `key` (its lower-case name), made when the room is
+    /// first needed; dropped when the server forgets the room.
+    fn open(&self, key: &str) -> Box<dyn RoomLog>;
+
+    /// Room `key` has local members now (`true`), or no longer (`false`).
+    fn watch(&self, key: &str, local: bool);
+
+    // Across servers (a cluster's log; the embedded log keeps these
+    // defaults: this server is the whole world).
+
+    /// The members of room `key` on every server, in order of entering;
+    /// `None`: only this server's are known.
+    fn who(&self, _key: &str) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Every room with members on any server, by key (`#lobby` first), each
+    /// with its members in order of entering; `None`: only this server's
+    /// are known.
+    fn everyone(&self) -> Option<Vec<(String, Vec<String>)>> {
+        None
+    }
+
+    /// Whether the log takes lines now: while it does not (Redis
+    /// unreachable), private messages are refused like chat lines.
+    fn reachable(&self) -> bool {
+        true
+    }
+
+    /// Hands a private message (`line`, formatted) to `to` on another
+    /// server: its name as registered, or `None` if no one elsewhere has it.
+    fn whisper(&self, _to: &str, _line: &str) -> Option<String> {
+        None
+    }
+
+    /// Kicks `name` on another server: whether someone there has it.
+    fn kick(&self, _name: &str, _reason: Option<&str>) -> bool {
+        false
+    }
+
+    /// Appends `line` (the console's) to every room that has members on
+    /// another server and none here (`here`: the rooms this server told
+    /// already).
+    fn announce_elsewhere(&self, _line: &str, _here: &[String]) {}
+}
+
+/// One room's log, owned by the room and called under its lock.
+pub trait RoomLog: Send {
+    /// Appends `batch` at the end of the log.
+    ///
+    /// # Errors
+    /// [`Unreachable`] when the log cannot take it now.
+    fn append(&mut self, batch: &Batch) -> Result<Appended, Unreachable>;
+
+    /// `batch` was delivered to the room's members (or is old history being
+    /// loaded): keep what history needs of it.
+    fn delivered(&mut self, batch: &Batch);
+
+    /// The room's history, oldest first, into `out`: what an entering
+    /// member is shown before any live line.
+    fn history(&self, out: &mut Vec<Arc<str>>);
+}

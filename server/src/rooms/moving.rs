@@ -1,0 +1,274 @@
+//! Entering and leaving rooms: connecting (`#lobby`), `/join`, and the
+//! life of a room in the table: made when first needed, in `/rooms` while
+//! it has members, kept for its history when emptied, forgotten when
+//! `--max-rooms` empty rooms are kept already (the one emptied longest ago
+//! first).
+//!
+//! Everything here runs under the directory lock (see the lock order in
+//! [`super`]); entering a room takes that room's lock for the welcome, the
+//! history and the join notice together, so nothing is missed or doubled
+//! between the replayed history and the first live line.
+
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use chat_common::room::{self as room_name, LOBBY};
+use chat_common::{name, protocol};
+
+use super::log::Batch;
+use super::removal::too_slow;
+use super::room::Member;
+use super::{Client, ClientId, Closing, Directory, Entered, Moved, Room, Rooms, Ticket};
+use crate::leave::Leave;
+use crate::write::{Peer, Pushed, Wake};
+
+impl Rooms {
+    /// Loads old history into room `name` (from the transcript at start):
+    /// the room is known, empty, and replays these lines to whoever enters.
+    pub fn seed(&self, name: &str, lines: Vec<Arc<str>>) {
+        let mut dir = self.dir.lock();
+        let room = self.room_for(&mut dir, name);
+        room.inner.lock().log.delivered(&Batch {
+            from: self.origin(None),
+            lines,
+        });
+        self.park(&mut dir, &room);
+    }
+
+    /// Adds a client as `guest-N` to `#lobby`: it gets the welcome and the
+    /// room's history first, the room a join notice.
+    ///
+    /// # Errors
+    /// [`Closing`] once shutdown has begun.
+    pub fn enter(&self, stream: Arc<TcpStream>) -> Result<Entered, Closing> {
+        let ip = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
+        let mut dir = self.dir.lock();
+        if dir.closing {
+            return Err(Closing);
+        }
+        let id = dir.names.next_guest();
+        let peer = self.fan.writers.peer(id, stream);
+        let name = name::guest(id);
+        let ticket = Arc::new(Ticket::default());
+        let lobby = Arc::clone(&dir.rooms[LOBBY]);
+        // A number never given before: its guest name is free.
+        let _ = dir.names.claim(&name, id);
+        dir.clients.insert(
+            id,
+            Client {
+                name: name.clone(),
+                peer: Arc::clone(&peer),
+                ticket: Arc::clone(&ticket),
+                room: Arc::clone(&lobby),
+                ip,
+            },
+        );
+        let slow = self.add_member(
+            &mut dir,
+            &lobby,
+            None,
+            (id, &name, &peer, &ticket),
+            |room, n| {
+                format!("welcome, {name}! you are in {room} ({n} online); type /help for commands")
+            },
+        );
+        self.remove_locked(&mut dir, too_slow(slow));
+        Ok(Entered {
+            peer,
+            name,
+            ticket,
+            room: lobby,
+        })
+    }
+
+    /// Moves client `id` to room `name` (already checked), creating it when
+    /// no room of that name has members.
+    pub fn move_to(&self, id: ClientId, name: &str) -> Moved {
+        let mut dir = self.dir.lock();
+        let Some(client) = dir.clients.get(&id).filter(|c| c.ticket.fate().is_none()) else {
+            return Moved::Gone;
+        };
+        let key = room_name::key(name);
+        let old = Arc::clone(&client.room);
+        if old.key == key {
+            return Moved::Already(old.name());
+        }
+        let (peer, ticket, me) = (
+            Arc::clone(&client.peer),
+            Arc::clone(&client.ticket),
+            client.name.clone(),
+        );
+        let target_busy = key == LOBBY
+            || dir
+                .rooms
+                .get(&key)
+                .is_some_and(|r| !r.inner.lock().members.is_empty());
+        let frees_one = old.key != LOBBY && old.inner.lock().members.len() == 1;
+        if !target_busy && !frees_one && dir.busy + 1 >= self.max_rooms {
+            return Moved::Full(self.max_rooms);
+        }
+        // The new room first: emptying the old one may forget the room
+        // emptied longest ago, which must not be the one being entered.
+        let room = self.room_for(&mut dir, name);
+        // As the room will be shown: in its creator's spelling while it has
+        // members (`#lobby` always), else the mover's, who creates it.
+        let shown = if target_busy {
+            room.name()
+        } else {
+            format!("#{name}").into()
+        };
+        let mut slow = Vec::new();
+        // Out of the old room (its lock released before the new one's).
+        {
+            let mut inner = old.inner.lock();
+            if ticket.fate().is_some() {
+                drop(inner);
+                self.park(&mut dir, &room);
+                return Moved::Gone;
+            }
+            if let Some(pos) = inner.position(id) {
+                inner.members.remove(pos);
+            }
+            let batch = Batch {
+                from: self.origin(Some(id)),
+                lines: vec![protocol::notice(&format!(
+                    "{me} left for {shown} ({} online)",
+                    inner.members.len()
+                ))
+                .into()],
+            };
+            self.append(&mut inner, &batch, Wake::Later, &mut slow);
+            if inner.members.is_empty() {
+                drop(inner);
+                self.emptied(&mut dir, &old);
+            }
+        }
+        if let Some(client) = dir.clients.get_mut(&id) {
+            client.room = Arc::clone(&room);
+        }
+        slow.extend(self.add_member(
+            &mut dir,
+            &room,
+            Some(name),
+            (id, &me, &peer, &ticket),
+            |room, n| format!("you are now in {room} ({n} online)"),
+        ));
+        self.remove_locked(&mut dir, too_slow(slow));
+        Moved::To(room)
+    }
+
+    /// Adds a member to `room` (directory lock held): it gets `answer`,
+    /// then the room's history, before any live line; the room gets a
+    /// join notice. Returns who was found too slow.
+    pub(super) fn add_member(
+        &self,
+        dir: &mut Directory,
+        room: &Arc<Room>,
+        spelling: Option<&str>,
+        (id, name, peer, ticket): (ClientId, &str, &Arc<Peer>, &Arc<Ticket>),
+        answer: impl FnOnce(&str, usize) -> String,
+    ) -> Vec<ClientId> {
+        let mut inner = room.inner.lock();
+        if inner.members.is_empty() {
+            self.log.watch(&room.key, true);
+            if room.key != LOBBY {
+                dir.busy += 1;
+                if let Some(spelling) = spelling {
+                    // Whoever creates a room names it.
+                    inner.name = format!("#{spelling}").into();
+                    inner.label = format!("#{spelling} ").into();
+                }
+            }
+        }
+        let online = inner.members.len() + 1;
+        let mut lines: Vec<Arc<str>> = vec![protocol::notice(&answer(&inner.name, online)).into()];
+        let mut history = Vec::new();
+        inner.log.history(&mut history);
+        if !history.is_empty() {
+            lines.push(
+                protocol::notice(&format!(
+                    "last {} line{} of {}:",
+                    history.len(),
+                    if history.len() == 1 { "" } else { "s" },
+                    inner.name
+                ))
+                .into(),
+            );
+            lines.extend(history);
+        }
+        let mut own = false;
+        // The replay is the server's backlog, not the client's: it does not
+        // count against the queue's limits (`--history` may exceed them).
+        if self.fan.writers.push_replay(peer, &lines) == Pushed::TooSlow {
+            // Its own replies piled up: too slow like any other.
+            ticket.settle(Leave::TooSlow);
+            own = true;
+        }
+        let batch = Batch {
+            from: self.origin(Some(id)),
+            lines: vec![protocol::notice(&format!("{name} joined ({online} online)")).into()],
+        };
+        let mut slow = Vec::new();
+        self.append(&mut inner, &batch, Wake::Later, &mut slow);
+        inner.members.push(Member {
+            id,
+            name: name.to_string(),
+            peer: Arc::clone(peer),
+            ticket: Arc::clone(ticket),
+        });
+        if own {
+            slow.push(id);
+        }
+        slow
+    }
+
+    /// The room called `name` (any case), made if the server does not know
+    /// it, and taken out of the forgetting line.
+    pub(super) fn room_for(&self, dir: &mut Directory, name: &str) -> Arc<Room> {
+        let key = room_name::key(name);
+        if let Some(pos) = dir.emptied.iter().position(|k| *k == key) {
+            dir.emptied.remove(pos);
+        }
+        match dir.rooms.get(&key) {
+            Some(room) => Arc::clone(room),
+            None => {
+                let room = Arc::new(Room::new(name, self.log.open(&key)));
+                dir.rooms.insert(key, Arc::clone(&room));
+                room
+            }
+        }
+    }
+
+    /// `room` just lost its last member: it leaves `/rooms`, and its
+    /// history is kept for at most `--max-rooms` empty rooms.
+    pub(super) fn emptied(&self, dir: &mut Directory, room: &Room) {
+        self.log.watch(&room.key, false);
+        if room.key == LOBBY {
+            return;
+        }
+        dir.busy -= 1;
+        dir.emptied.push_back(room.key.clone());
+        self.forget_old(dir);
+    }
+
+    /// Puts `room`, looked up for a move that did not happen, back in the
+    /// forgetting line if it is empty, so the table stays bounded.
+    pub(super) fn park(&self, dir: &mut Directory, room: &Room) {
+        if room.key != LOBBY
+            && room.inner.lock().members.is_empty()
+            && !dir.emptied.contains(&room.key)
+        {
+            dir.emptied.push_back(room.key.clone());
+            self.forget_old(dir);
+        }
+    }
+
+    /// Forgets the rooms left empty longest ago, past `--max-rooms` of them.
+    pub(super) fn forget_old(&self, dir: &mut Directory) {
+        while dir.emptied.len() > self.max_rooms {
+            if let Some(key) = dir.emptied.pop_front() {
+                dir.rooms.remove(&key);
+            }
+        }
+    }
+}

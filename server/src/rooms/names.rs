@@ -1,0 +1,102 @@
+//! Who may be called what: names unique ignoring case, and `guest-N`
+//! numbers never given twice.
+//!
+//! Behind a small trait because across several servers (the cluster
+//! issue) both must hold cluster-wide: a Redis implementation would take a
+//! number with `INCR` and claim a name with `SET NX` (owned by server and
+//! client, released by its owner, expiring with a server that dies). The
+//! in-process [`LocalNames`] is a map. Every method is called under the
+//! directory lock (never a room's), so a slower implementation holds up
+//! connects, renames and leaves, never the relay.
+
+use std::collections::HashMap;
+
+use super::ClientId;
+
+/// The name is held by someone else (any case).
+#[derive(Debug, PartialEq, Eq)]
+pub struct NameTaken;
+
+/// Name claims and guest numbers.
+pub trait Names: Send {
+    /// A number never given before: the client's id and its `guest-N`.
+    fn next_guest(&mut self) -> ClientId;
+
+    /// Claims `name` for client `id`; claiming a name it holds is fine.
+    ///
+    /// # Errors
+    /// [`NameTaken`] when another client holds it, ignoring case.
+    fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameTaken>;
+
+    /// Gives `name` back, if `id` holds it.
+    fn release(&mut self, name: &str, id: ClientId);
+
+    /// Who holds `name` (any case), if anyone.
+    fn holder(&self, name: &str) -> Option<ClientId>;
+}
+
+/// The in-process [`Names`]: one server is the whole world.
+pub struct LocalNames {
+    /// Names in lower case, and who holds each.
+    held: HashMap<String, ClientId>,
+    /// Next `guest-N`.
+    next: ClientId,
+}
+
+impl Default for LocalNames {
+    fn default() -> Self {
+        LocalNames {
+            held: HashMap::new(),
+            next: 1,
+        }
+    }
+}
+
+impl Names for LocalNames {
+    fn next_guest(&mut self) -> ClientId {
+        let id = self.next;
+        self.next += 1;
+        id
+    }
+
+    fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameTaken> {
+        let holder = self.held.entry(name.to_ascii_lowercase()).or_insert(id);
+        if *holder == id {
+            Ok(())
+        } else {
+            Err(NameTaken)
+        }
+    }
+
+    fn release(&mut self, name: &str, id: ClientId) {
+        let key = name.to_ascii_lowercase();
+        if self.held.get(&key) == Some(&id) {
+            self.held.remove(&key);
+        }
+    }
+
+    fn holder(&self, name: &str) -> Option<ClientId> {
+        self.held.get(&name.to_ascii_lowercase()).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names are unique ignoring case, released only by their holder;
+    /// numbers count up.
+    #[test]
+    fn claims_and_numbers() {
+        let mut names = LocalNames::default();
+        assert_eq!(names.next_guest(), 1);
+        assert_eq!(names.next_guest(), 2);
+        assert_eq!(names.claim("Bob", 1), Ok(()));
+        assert_eq!(names.claim("bob", 1), Ok(()));
+        assert_eq!(names.claim("BOB", 2), Err(NameTaken));
+        names.release("bob", 2);
+        assert_eq!(names.holder("bOb"), Some(1));
+        names.release("bob", 1);
+        assert_eq!(names.claim("bob", 2), Ok(()));
+    }
+}

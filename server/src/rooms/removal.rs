@@ -1,0 +1,172 @@
+//! Leaving the server: the one removal path and the ways into it (quit,
+//! end of stream, error, kick, ban, too slow, shutdown).
+//!
+//! A removal settles the client's [`Ticket`](super::Ticket) under its
+//! room's lock (from then on nothing it sent is relayed), frees its name,
+//! ends its queue with the last line its fate calls for, and tells its room
+//! (not at shutdown: everyone gets the shutdown notice instead). A leave
+//! notice may find more members too slow; they join a work list, not a
+//! recursion, so a cascade cannot overflow a small worker stack.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Shutdown};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chat_common::protocol;
+
+use super::log::Batch;
+use super::{ClientId, Directory, Rooms, LINGER};
+use crate::leave::Leave;
+use crate::shutdown;
+use crate::write::{Peer, Wake, Writers};
+
+impl Rooms {
+    /// Disconnects the client named `name` (here or, in a cluster, on
+    /// another server) on the operator's word.
+    pub fn kick(&self, name: &str, reason: Option<String>) -> Kicked {
+        let mut dir = self.dir.lock();
+        let Some(id) = dir.names.holder(name) else {
+            // Maybe someone on another server of a cluster has it.
+            return if self.log.kick(name, reason.as_deref()) {
+                Kicked::Done
+            } else {
+                Kicked::NoOne
+            };
+        };
+        self.remove_locked(&mut dir, vec![(id, Leave::Kicked(reason))]);
+        Kicked::Done
+    }
+
+    /// Disconnects every client whose address satisfies `pred` (`/ban`),
+    /// through the one removal path: each is told `! disconnected: REASON`
+    /// and its room sees it leave. Returns their names.
+    pub fn evict_where(&self, pred: impl Fn(IpAddr) -> bool, reason: &Leave) -> Vec<String> {
+        let mut dir = self.dir.lock();
+        let mut hit: Vec<(ClientId, String)> = dir
+            .clients
+            .iter()
+            .filter(|(_, c)| c.ip.is_some_and(&pred))
+            .map(|(&id, c)| (id, c.name.clone()))
+            .collect();
+        hit.sort_unstable();
+        let work = hit.iter().map(|(id, _)| (*id, reason.clone())).collect();
+        self.remove_locked(&mut dir, work);
+        hit.into_iter().map(|(_, name)| name).collect()
+    }
+
+    /// Takes client `id` out: the one removal path (see the module docs).
+    /// Does nothing if it is already out. The reason that counts is the
+    /// first one given: see [`Ticket::fate`].
+    pub fn remove(&self, id: ClientId, reason: Leave) {
+        let mut dir = self.dir.lock();
+        self.remove_locked(&mut dir, vec![(id, reason)]);
+    }
+
+    /// Starts shutdown: no more joins; every client gets `* server shutting
+    /// down` after what is already queued.
+    pub fn shutdown(&self) {
+        let mut dir = self.dir.lock();
+        dir.closing = true;
+        let mut ids: Vec<ClientId> = dir.clients.keys().copied().collect();
+        ids.sort_unstable();
+        self.remove_locked(
+            &mut dir,
+            ids.into_iter().map(|id| (id, Leave::Shutdown)).collect(),
+        );
+        self.fan
+            .show_plain(&protocol::notice("server shutting down").into());
+    }
+
+    /// [`Rooms::remove`] for a work list, with the directory locked: the
+    /// leave notices may find more slow members, who join the list (a work
+    /// list, not recursion, so a cascade cannot overflow a small stack).
+    pub(super) fn remove_all(&self, slow: Vec<ClientId>) {
+        if !slow.is_empty() {
+            let mut dir = self.dir.lock();
+            self.remove_locked(&mut dir, too_slow(slow));
+        }
+    }
+
+    pub(super) fn remove_locked(&self, dir: &mut Directory, work: Vec<(ClientId, Leave)>) {
+        let mut work: VecDeque<(ClientId, Leave)> = work.into();
+        while let Some((id, reason)) = work.pop_front() {
+            let Some(client) = dir.clients.remove(&id) else {
+                continue;
+            };
+            dir.names.release(&client.name, id);
+            let room = client.room;
+            let mut slow = Vec::new();
+            let mut inner = room.inner.lock();
+            let fate = client.ticket.settle(reason).clone();
+            if let Some(pos) = inner.position(id) {
+                inner.members.remove(pos);
+            }
+            self.end(&client.peer, &fate);
+            if !dir.closing && fate != Leave::Shutdown {
+                let batch = Batch {
+                    from: self.origin(Some(id)),
+                    lines: vec![protocol::notice(&format!("{} left ({fate})", client.name)).into()],
+                };
+                self.append(&mut inner, &batch, Wake::Later, &mut slow);
+            }
+            let empty = inner.members.is_empty();
+            drop(inner);
+            if empty {
+                self.emptied(dir, &room);
+            }
+            work.extend(slow.into_iter().map(|id| (id, Leave::TooSlow)));
+        }
+    }
+
+    /// Ends a removed client's queue with the last line its fate calls
+    /// for: too slow at once (what it did not read is dropped), the others
+    /// after what is queued.
+    pub(super) fn end(&self, peer: &Arc<Peer>, fate: &Leave) {
+        let writers = &self.fan.writers;
+        let linger = Instant::now() + LINGER;
+        match fate {
+            Leave::TooSlow => cut_off(writers, peer),
+            Leave::Kicked(_) | Leave::Banned(_) => {
+                peer.note_cause(fate.to_string());
+                let last = protocol::error(&format!("disconnected: {fate}")).into();
+                writers.drain(peer, Some(&last), linger);
+                let _ = peer.stream.shutdown(Shutdown::Read);
+            }
+            Leave::Shutdown => {
+                peer.note_cause(fate.to_string());
+                let deadline = self
+                    .shutdown
+                    .deadline()
+                    .unwrap_or_else(|| Instant::now() + shutdown::GRACE);
+                let last = protocol::notice("server shutting down").into();
+                writers.drain(peer, Some(&last), deadline);
+            }
+            _ => writers.drain(peer, None, linger),
+        }
+    }
+}
+
+/// What became of a `/kick`.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kicked {
+    /// The client was disconnected (or was already leaving).
+    Done,
+    /// No one by that name is connected.
+    NoOne,
+}
+
+/// The too-slow ending, wherever a client is found too slow (a push under a
+/// room's lock, or the removal path): its outbox is aborted (what it did
+/// not read is dropped, bar the reason) and its reader woken. Never blocks.
+pub(super) fn cut_off(writers: &Writers, peer: &Arc<Peer>) {
+    peer.note_cause(Leave::TooSlow.to_string());
+    writers.abort(peer, Some(protocol::error("disconnected: too slow").into()));
+    let _ = peer.stream.shutdown(Shutdown::Read);
+}
+
+/// A work list of members found too slow.
+pub(super) fn too_slow(ids: Vec<ClientId>) -> Vec<(ClientId, Leave)> {
+    ids.into_iter().map(|id| (id, Leave::TooSlow)).collect()
+}

@@ -1,0 +1,199 @@
+//! The rooms' answers at the module boundary, without the session.
+
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+
+use super::*;
+use crate::rooms::embedded::Embedded;
+use crate::write::{Limits, Writers};
+
+/// Rooms with one flusher, no display, no transcript.
+fn rooms() -> Rooms {
+    let writers = Writers::start(1, Limits::new(16, 1 << 20, 64)).expect("start a flusher");
+    Rooms::new(
+        Fanout::new(writers, None, None),
+        Box::new(Embedded::new(20)),
+        Box::new(names::LocalNames::default()),
+        8,
+        Arc::new(crate::shutdown::Shutdown::new()),
+    )
+}
+
+/// A connected socket (the server's end) and the client's end, kept open.
+fn socket(listener: &TcpListener) -> (Arc<TcpStream>, TcpStream) {
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (Arc::new(server), client)
+}
+
+/// Defect: a client removed (here kicked) that then renames was told
+/// "name taken"; it is told it is gone, and its name is free.
+#[test]
+fn rename_after_removal_says_gone() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let rooms = rooms();
+    let (stream, _client) = socket(&listener);
+    let alice = rooms.enter(stream).expect("enter");
+    assert_eq!(rooms.kick(&alice.name, None), Kicked::Done);
+    assert_eq!(rooms.rename(alice.peer.id, "bob"), Renamed::Gone);
+    assert_eq!(alice.ticket.fate(), Some(&Leave::Kicked(None)));
+    let (stream, _client2) = socket(&listener);
+    let other = rooms.enter(stream).expect("enter");
+    assert_eq!(
+        rooms.rename(other.peer.id, "bob"),
+        Renamed::Done(other.name.clone())
+    );
+}
+
+/// Once removed, a client's lines are relayed nowhere.
+#[test]
+fn relay_after_removal_says_gone() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let rooms = rooms();
+    let (stream, _client) = socket(&listener);
+    let alice = rooms.enter(stream).expect("enter");
+    rooms.remove(alice.peer.id, Leave::Kicked(None));
+    let mut lines = vec!["<guest-1> late\n".to_string()];
+    assert_eq!(
+        rooms.relay(&alice.room, &alice.ticket, alice.peer.id, &mut lines),
+        Relayed::Gone
+    );
+    assert_eq!(rooms.relayed(), 0);
+    // The first reason given is the one that counts.
+    rooms.remove(alice.peer.id, Leave::Closed);
+    assert_eq!(alice.ticket.fate(), Some(&Leave::Kicked(None)));
+}
+
+/// A log that accepts everything for later delivery, or refuses it all,
+/// and keeps what it was given: a stand-in for a Redis log.
+struct Deferred {
+    refuse: bool,
+    appended: Arc<parking_lot::Mutex<Vec<Batch>>>,
+}
+
+impl Log for Deferred {
+    fn server(&self) -> log::ServerId {
+        7
+    }
+
+    fn open(&self, _key: &str) -> Box<dyn log::RoomLog> {
+        Box::new(DeferredRoom {
+            refuse: self.refuse,
+            appended: Arc::clone(&self.appended),
+        })
+    }
+
+    fn watch(&self, _key: &str, _local: bool) {}
+}
+
+struct DeferredRoom {
+    refuse: bool,
+    appended: Arc<parking_lot::Mutex<Vec<Batch>>>,
+}
+
+impl log::RoomLog for DeferredRoom {
+    fn append(&mut self, batch: &Batch) -> Result<Appended, log::Unreachable> {
+        if self.refuse {
+            return Err(log::Unreachable);
+        }
+        self.appended.lock().push(batch.clone());
+        Ok(Appended::Later)
+    }
+
+    fn delivered(&mut self, _batch: &Batch) {}
+
+    fn history(&self, _out: &mut Vec<Arc<str>>) {}
+}
+
+/// Rooms on a [`Deferred`] log.
+fn deferred(refuse: bool) -> (Rooms, Arc<parking_lot::Mutex<Vec<Batch>>>) {
+    let appended = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let writers = Writers::start(1, Limits::new(16, 1 << 20, 64)).expect("start a flusher");
+    let rooms = Rooms::new(
+        Fanout::new(writers, None, None),
+        Box::new(Deferred {
+            refuse,
+            appended: Arc::clone(&appended),
+        }),
+        Box::new(names::LocalNames::default()),
+        8,
+        Arc::new(crate::shutdown::Shutdown::new()),
+    );
+    (rooms, appended)
+}
+
+/// Reads lines from `client` until one equals `want`; fails after 5 s.
+fn read_until(client: &TcpStream, want: &str) -> Vec<String> {
+    use std::io::BufRead;
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = std::io::BufReader::new(client);
+    let mut seen = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("a line within 5 s");
+        assert!(n > 0, "end of stream; saw {seen:?}");
+        let done = line == want;
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// An asynchronous log: a relayed line is not delivered at append, only
+/// when the log hands it to `Rooms::deliver`, and then to everyone in the
+/// room but its sender (never "locally first").
+#[test]
+fn a_deferred_log_delivers_through_deliver() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (rooms, appended) = deferred(false);
+    let (stream, alice_end) = socket(&listener);
+    let alice = rooms.enter(stream).expect("enter");
+    let (stream, bob_end) = socket(&listener);
+    let bob = rooms.enter(stream).expect("enter");
+    let mut lines = vec!["<guest-1> hi\n".to_string()];
+    assert_eq!(
+        rooms.relay(&alice.room, &alice.ticket, alice.peer.id, &mut lines),
+        Relayed::Done
+    );
+    let batches = appended.lock().clone();
+    // Bob's join notice and Alice's line, in the log's order.
+    assert_eq!(batches.len(), 3, "{batches:?}");
+    for batch in &batches {
+        rooms.deliver(LOBBY, batch);
+    }
+    read_until(&bob_end, "<guest-1> hi\n");
+    let end = Batch {
+        from: log::Origin {
+            server: 7,
+            client: None,
+        },
+        lines: vec![Arc::from("<server> end\n")],
+    };
+    rooms.deliver(LOBBY, &end);
+    let seen = read_until(&alice_end, "<server> end\n");
+    assert!(!seen.iter().any(|l| l.starts_with("<guest-1>")), "{seen:?}");
+    assert!(
+        seen.contains(&"* guest-2 joined (2 online)\n".to_string()),
+        "{seen:?}"
+    );
+    let _ = bob;
+}
+
+/// A log that refuses: nothing is relayed, and the sender is told how
+/// many lines were refused.
+#[test]
+fn a_refusing_log_refuses_each_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (rooms, _) = deferred(true);
+    let (stream, _alice_end) = socket(&listener);
+    let alice = rooms.enter(stream).expect("enter");
+    let mut lines = vec!["<guest-1> a\n".to_string(), "<guest-1> b\n".to_string()];
+    assert_eq!(
+        rooms.relay(&alice.room, &alice.ticket, alice.peer.id, &mut lines),
+        Relayed::Refused(2)
+    );
+    assert_eq!(rooms.relayed(), 0);
+}

@@ -1,0 +1,496 @@
+//! `--transcript FILE`: every line a room shows, appended to a file as
+//! `TIME #room LINE`, and the history reloaded from its tail at start.
+//!
+//! The rooms never touch the file: a delivered batch is handed (under the
+//! room's lock, with a non-blocking `try_send`) to a bounded queue, and one
+//! thread of its own formats the lines and writes them in batches, at most
+//! [`FLUSH_EVERY`] after they were relayed. A disk that fails or fills
+//! never holds up a room: the lines are counted as lost, the failure is
+//! logged when it starts and when it ends (not once per line), and the
+//! server's exit summary says how many lines the transcript lacks. A full
+//! queue (a disk slower than the room) loses lines the same way, and is
+//! logged the same way: once when lines start being dropped, once when the
+//! thread has caught up (the thread logs it, when it next runs: nothing
+//! under a room's lock logs).
+//!
+//! At a graceful stop the thread writes what is queued, then flushes and
+//! syncs the file, by the shutdown deadline plus [`SYNC_WAIT`]. A thread
+//! still stuck in a write then (a FIFO nobody reads, a hung disk) is left
+//! to process exit: what it had not written is counted missing, and the
+//! skipped sync is logged.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::Mutex;
+
+use crate::log;
+
+/// Batches of lines that may wait for the transcript thread; past that,
+/// lines are counted as lost rather than slowing the room. Each holds one
+/// room's batch (at most 64 lines of one client's read).
+pub const TRANSCRIPT_QUEUE: usize = 4096;
+
+/// Lines that may wait for the transcript thread (queued, or formatted and
+/// not yet written), whatever the batches: what bounds its memory when the
+/// disk is slower than the rooms. A line is at most 3 x `--max-line` bytes
+/// plus its sender's name once sanitised (an invalid byte or a control
+/// character becomes a 3-byte stand-in), so 16,384 x (3 x `--max-line` +
+/// ~40) bytes, about 97 MiB at the default `--max-line` (32 MiB for lines
+/// without such bytes).
+pub const TRANSCRIPT_LINES: usize = 16_384;
+
+/// How long a relayed line may wait before it is written: SPEC says it is
+/// in the file within 1 s.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// How long past the shutdown deadline the stop waits for the thread to
+/// write what is queued and sync: the log's last flush ends by
+/// `log::FLUSH_LIMIT` (800 ms) past that deadline, inside SPEC's 2 s.
+pub const SYNC_WAIT: Duration = Duration::from_millis(300);
+
+/// Bytes buffered before a write regardless of [`FLUSH_EVERY`].
+const WRITE_BYTES: usize = 64 * 1024;
+
+/// How much of the end of FILE is read at start for history: bounded in
+/// time and memory however large FILE is.
+pub const TAIL_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What the rooms hand to the transcript thread.
+enum Record {
+    /// Lines of one room, relayed at `at`.
+    Lines {
+        /// When they were relayed: TIME in the file.
+        at: SystemTime,
+        /// `#name`, as shown.
+        room: Arc<str>,
+        /// The lines, each with its LF, shared with the members' queues.
+        lines: Vec<Arc<str>>,
+    },
+    /// Write what is left, sync, and stop.
+    Stop,
+}
+
+/// The sending side, kept by the rooms.
+pub struct Transcript {
+    /// To the transcript thread; bounded ([`TRANSCRIPT_QUEUE`]).
+    queue: Sender<Record>,
+    /// Lines the file lacks: dropped at a full queue, lost to a failed
+    /// write, or left unwritten at the stop.
+    lost: Arc<AtomicU64>,
+    /// Lines handed to the thread and not yet written (see
+    /// [`TRANSCRIPT_LINES`]): what the stop counts missing if the thread
+    /// is stuck.
+    queued: Arc<AtomicUsize>,
+    /// Lines dropped at a full queue that the thread has not logged yet:
+    /// how an episode of dropping reaches the log without a room's lock
+    /// ever logging.
+    dropped: Arc<AtomicU64>,
+    /// FILE, for the stop's log line.
+    name: String,
+    /// The writing thread, joined by [`Transcript::stop`].
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The counters shared by the rooms' side and the thread.
+struct Counters {
+    /// See [`Transcript::lost`].
+    lost: Arc<AtomicU64>,
+    /// See [`Transcript::queued`].
+    queued: Arc<AtomicUsize>,
+    /// See [`Transcript::dropped`].
+    dropped: Arc<AtomicU64>,
+}
+
+/// Opens (creating, mode 0600) FILE for appending.
+///
+/// # Errors
+/// The reason, in one line naming the file.
+pub fn open(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            format!(
+                "cannot open the transcript {}: {}",
+                path.display(),
+                log::plain(&e)
+            )
+        })
+}
+
+impl Transcript {
+    /// Starts the thread that writes to `file`.
+    ///
+    /// # Errors
+    /// When the thread cannot be started.
+    pub fn start(file: File, name: String) -> std::io::Result<Transcript> {
+        let (queue, records) = crossbeam_channel::bounded(TRANSCRIPT_QUEUE);
+        let mut transcript = Transcript::without_thread(queue, name);
+        let counters = transcript.counters();
+        let name = transcript.name.clone();
+        let thread = thread::Builder::new()
+            .name("transcript".into())
+            .spawn(move || write_loop(file, &name, &records, &counters))?;
+        transcript.thread = Mutex::new(Some(thread));
+        Ok(transcript)
+    }
+
+    /// The sending side alone, on `queue`.
+    fn without_thread(queue: Sender<Record>, name: String) -> Transcript {
+        Transcript {
+            queue,
+            lost: Arc::default(),
+            queued: Arc::default(),
+            dropped: Arc::default(),
+            name,
+            thread: Mutex::new(None),
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        Counters {
+            lost: Arc::clone(&self.lost),
+            queued: Arc::clone(&self.queued),
+            dropped: Arc::clone(&self.dropped),
+        }
+    }
+
+    /// Hands a room's lines to the thread. Never blocks: a full queue
+    /// counts them as lost.
+    pub fn record(&self, room: &Arc<str>, lines: &[Arc<str>]) {
+        let n = lines.len();
+        if self.queued.fetch_add(n, Ordering::AcqRel) + n > TRANSCRIPT_LINES {
+            return self.drop_lines(n);
+        }
+        let record = Record::Lines {
+            at: SystemTime::now(),
+            room: Arc::clone(room),
+            lines: lines.to_vec(),
+        };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.queue.try_send(record)
+        {
+            self.drop_lines(n);
+        }
+    }
+
+    /// `n` lines counted in `queued` were not queued after all: they give
+    /// their place back, count as lost, and as dropped for the thread to log.
+    fn drop_lines(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+        self.lost.fetch_add(n as u64, Ordering::Relaxed);
+        self.dropped.fetch_add(n as u64, Ordering::AcqRel);
+    }
+
+    /// At a graceful stop, after the rooms are closed: the thread writes
+    /// what is queued, flushes and syncs, and is joined, all by `deadline`.
+    /// A thread still busy then (stuck in a write) is left to process exit:
+    /// the lines it had not written count as lost, and the skipped sync is
+    /// logged.
+    pub fn stop(&self, deadline: Instant) {
+        // A full queue of a stuck thread: the thread is not waited for
+        // either, below.
+        let _ = self.queue.send_deadline(Record::Stop, deadline);
+        let Some(thread) = self.thread.lock().take() else {
+            return;
+        };
+        while !thread.is_finished() && Instant::now() < deadline {
+            thread::sleep(STOP_POLL);
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+            return;
+        }
+        let unwritten = self.queued.load(Ordering::Acquire);
+        self.lost.fetch_add(unwritten as u64, Ordering::Relaxed);
+        let dropped = self.dropped.swap(0, Ordering::AcqRel);
+        let dropped = if dropped > 0 {
+            format!(" ({dropped} more dropped at its full queue)")
+        } else {
+            String::new()
+        };
+        log!(
+            "transcript {}: still writing at the shutdown deadline: not synced, {unwritten} lines not written{dropped}",
+            self.name
+        );
+    }
+
+    /// Lines the file lacks.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+}
+
+/// How often the stop looks whether the thread has finished.
+const STOP_POLL: Duration = Duration::from_millis(5);
+
+/// The transcript thread: gathers lines, writes them at least every
+/// [`FLUSH_EVERY`].
+fn write_loop(mut file: File, name: &str, records: &Receiver<Record>, counters: &Counters) {
+    let mut out = Pending::default();
+    let mut failing = false;
+    let mut lagging = Lagging::default();
+    let mut due: Option<Instant> = None;
+    loop {
+        // Nothing waiting to be written: sleep until lines come (an idle
+        // server's threads make no wake-ups).
+        let received = match due {
+            None => records.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(due) => records.recv_timeout(due.saturating_duration_since(Instant::now())),
+        };
+        lagging.look(name, records, &counters.dropped);
+        let stop = match received {
+            Ok(Record::Lines { at, room, lines }) => {
+                let time = humantime::format_rfc3339_millis(at).to_string();
+                for line in &lines {
+                    // LINE keeps its own LF.
+                    out.bytes.extend_from_slice(time.as_bytes());
+                    out.bytes.push(b' ');
+                    out.bytes.extend_from_slice(room.as_bytes());
+                    out.bytes.push(b' ');
+                    out.bytes.extend_from_slice(line.as_bytes());
+                }
+                out.lines += lines.len();
+                due.get_or_insert_with(|| Instant::now() + FLUSH_EVERY);
+                if out.bytes.len() < WRITE_BYTES {
+                    continue;
+                }
+                false
+            }
+            Ok(Record::Stop) | Err(RecvTimeoutError::Disconnected) => true,
+            Err(RecvTimeoutError::Timeout) => false,
+        };
+        due = None;
+        let written = file.write_all(&out.bytes);
+        match (&written, failing) {
+            (Err(e), false) => {
+                log!(
+                    "transcript {name}: cannot write ({}); lines are lost until it can",
+                    log::plain(e)
+                );
+                failing = true;
+            }
+            (Ok(()), true) => {
+                log!("transcript {name}: writing again");
+                failing = false;
+            }
+            _ => {}
+        }
+        if written.is_err() {
+            counters.lost.fetch_add(out.lines as u64, Ordering::Relaxed);
+        }
+        counters.queued.fetch_sub(out.lines, Ordering::AcqRel);
+        out.bytes.clear();
+        out.lines = 0;
+        if stop {
+            lagging.look(name, records, &counters.dropped);
+            lagging.end(name);
+            if let Err(e) = file.sync_all() {
+                if !failing {
+                    log!("transcript {name}: cannot sync ({})", log::plain(&e));
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// An episode of lines dropped at a full queue, as the thread logs it: once
+/// when it sees the first, once when it has caught up.
+#[derive(Default)]
+struct Lagging {
+    /// Lines dropped in this episode; 0: none is going on.
+    dropped: u64,
+}
+
+impl Lagging {
+    /// Takes the drops the rooms counted since the last look; logs the
+    /// start of an episode, or its end once the queue is empty with no new
+    /// drop.
+    fn look(&mut self, name: &str, records: &Receiver<Record>, dropped: &AtomicU64) {
+        let new = dropped.swap(0, Ordering::AcqRel);
+        if new > 0 {
+            if self.dropped == 0 {
+                log!(
+                    "transcript {name}: the disk is slower than the rooms; lines are dropped until it catches up"
+                );
+            }
+            self.dropped += new;
+        } else if records.is_empty() {
+            self.end(name);
+        }
+    }
+
+    /// Logs the end of the episode, if one is going on.
+    fn end(&mut self, name: &str) {
+        if self.dropped > 0 {
+            log!(
+                "transcript {name}: caught up; {} lines were dropped",
+                self.dropped
+            );
+            self.dropped = 0;
+        }
+    }
+}
+
+/// Formatted lines not yet written.
+#[derive(Default)]
+struct Pending {
+    /// Formatted `TIME #room LINE` lines.
+    bytes: Vec<u8>,
+    /// How many: what is counted lost if writing them fails.
+    lines: usize,
+}
+
+/// The history of each room found in the last [`TAIL_BYTES`] of FILE: for
+/// each room (its name as written, without `#`), its last `keep` chat lines,
+/// oldest first, each with its LF. At most `rooms` rooms, those written to
+/// most recently. An unreadable file gives no history (logged).
+pub fn load_history(path: &Path, keep: usize, rooms: usize) -> Vec<(String, Vec<Arc<str>>)> {
+    if keep == 0 {
+        return Vec::new();
+    }
+    let tail = match read_tail(path) {
+        Ok(tail) => tail,
+        Err(e) => {
+            log!(
+                "transcript {}: cannot read its history: {}",
+                path.display(),
+                log::plain(&e)
+            );
+            return Vec::new();
+        }
+    };
+    let text = String::from_utf8_lossy(&tail);
+    // room key -> (spelling, last line number, lines)
+    let mut found: HashMap<String, (String, usize, VecDeque<Arc<str>>)> = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let mut parts = line.splitn(3, ' ');
+        let (Some(_time), Some(room), Some(said)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some(room) = room.strip_prefix('#') else {
+            continue;
+        };
+        if !said.starts_with('<') || chat_common::room::check(room).is_err() {
+            continue;
+        }
+        let entry = found
+            .entry(chat_common::room::key(room))
+            .or_insert_with(|| (room.to_string(), 0, VecDeque::new()));
+        entry.0 = room.to_string();
+        entry.1 = n;
+        if entry.2.len() == keep {
+            entry.2.pop_front();
+        }
+        entry.2.push_back(format!("{said}\n").into());
+    }
+    let mut rooms_found: Vec<_> = found.into_values().collect();
+    rooms_found.sort_by_key(|(_, last, _)| *last);
+    let skip = rooms_found.len().saturating_sub(rooms);
+    rooms_found
+        .into_iter()
+        .skip(skip)
+        .map(|(name, _, lines)| (name, lines.into()))
+        .collect()
+}
+
+/// The last [`TAIL_BYTES`] of FILE, from the first whole line in them.
+fn read_tail(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        // A device (`/dev/full`) or a pipe has no history to read.
+        return Ok(Vec::new());
+    }
+    let len = meta.len();
+    let start = len.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.take(TAIL_BYTES).read_to_end(&mut tail)?;
+    if start > 0 {
+        // The first line is probably cut: skip it.
+        let cut = tail
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(tail.len(), |i| i + 1);
+        tail.drain(..cut);
+    }
+    Ok(tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Defect: lines refused by a full or closed queue kept their place in
+    /// the line budget, so after one stall the budget shrank for the rest
+    /// of the run. They give it back now, and count as lost and dropped.
+    #[test]
+    fn refused_lines_give_their_place_back() {
+        let (queue, records) = crossbeam_channel::bounded(2);
+        let transcript = Transcript::without_thread(queue, "test".into());
+        let room: Arc<str> = "#lobby".into();
+        let lines: Vec<Arc<str>> = vec!["<a> 1\n".into(), "<a> 2\n".into()];
+        for _ in 0..3 {
+            transcript.record(&room, &lines);
+        }
+        // Two batches queued, the third refused (queue full).
+        assert_eq!(transcript.queued.load(Ordering::Acquire), 4);
+        assert_eq!(transcript.lost(), 2);
+        assert_eq!(transcript.dropped.load(Ordering::Acquire), 2);
+        drop(records);
+        transcript.record(&room, &lines);
+        // Refused again (no thread to take it): still the two batches.
+        assert_eq!(transcript.queued.load(Ordering::Acquire), 4);
+        assert_eq!(transcript.lost(), 4);
+    }
+
+    /// History comes back per room, chat lines only, the last `keep` of
+    /// each, from the tail of the file; a cut first line is skipped.
+    #[test]
+    fn loads_the_tail_per_room() {
+        let path =
+            std::env::temp_dir().join(format!("chat-transcript-unit-{}", std::process::id()));
+        let mut body = String::new();
+        // More than TAIL_BYTES of filler first: only the tail of it is read.
+        let old = "2026-01-01T00:00:00.000Z #old <a> far too old to be read\n";
+        while (body.len() as u64) < TAIL_BYTES + 1000 {
+            body.push_str(old);
+        }
+        for line in [
+            "2026-01-01T00:00:01.000Z #lobby <a> one",
+            "2026-01-01T00:00:02.000Z #lobby * b joined (2 online)",
+            "2026-01-01T00:00:03.000Z #Games <b> two",
+            "2026-01-01T00:00:04.000Z #lobby <a> three",
+            "2026-01-01T00:00:05.000Z #lobby <a> four",
+            "garbage without fields",
+        ] {
+            body.push_str(line);
+            body.push('\n');
+        }
+        std::fs::write(&path, body).unwrap();
+        let mut rooms = load_history(&path, 2, 8);
+        let _ = std::fs::remove_file(&path);
+        rooms.retain(|(room, _)| room != "old");
+        let as_text =
+            |lines: &Vec<Arc<str>>| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        assert_eq!(rooms.len(), 2, "{rooms:?}");
+        assert_eq!(rooms[0].0, "Games");
+        assert_eq!(as_text(&rooms[0].1), ["<b> two\n"]);
+        assert_eq!(rooms[1].0, "lobby");
+        assert_eq!(as_text(&rooms[1].1), ["<a> three\n", "<a> four\n"]);
+    }
+}

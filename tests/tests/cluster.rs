@@ -1,0 +1,631 @@
+//! Several servers sharing rooms through Redis (`--redis URL`, issue 11),
+//! with the real binaries and a real redis-server started by each test on a
+//! free loopback port (persistence off).
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chat_tests::redis::{run_server_to_exit, Redis};
+use chat_tests::{Client, Server, TIMEOUT};
+
+/// Starts `n` chat-servers sharing `redis`, flood control off.
+fn cluster(redis: &Redis, n: usize) -> Vec<Server> {
+    (0..n)
+        .map(|_| Server::start(&["--redis", &redis.url(), "--rate-limit", "0"]))
+        .collect()
+}
+
+/// Reads until a line equal to `want` arrives.
+fn expect(client: &mut Client, want: &str) -> Vec<String> {
+    client.recv_until(|line| line == want)
+}
+
+/// Joins a client and reads past its welcome and the lobby's history (its
+/// own join notice is not sent to it); returns it with its name.
+fn joined(server: &Server) -> (Client, String) {
+    let (mut client, name) = server.join();
+    // A marker: /who answers only the asker, after whatever came before.
+    client.send("/who");
+    client.recv_until(|line| {
+        line.starts_with("* ") && line.contains(&name) && line.contains("#lobby")
+    });
+    (client, name)
+}
+
+/// Redis absent at start: one line on stderr naming it, exit 1, and no
+/// address line (the server never looked like it was running).
+#[test]
+fn redis_absent_at_start_is_one_line_and_exit_1() {
+    let mut redis = Redis::start();
+    let url = redis.url();
+    redis.kill();
+    let (code, stderr) =
+        run_server_to_exit(&["--bind", "127.0.0.1", "--port", "0", "--redis", &url]);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
+    assert!(
+        stderr.contains(&url["redis://".len()..]),
+        "names the address:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A Redis that refuses us (a password is required and the URL has none,
+/// or a wrong one): one line, exit 1, the password never shown.
+#[test]
+fn redis_refusing_at_start_is_one_line_and_exit_1() {
+    let redis = Redis::start_with(&["--requirepass", "sesame"]);
+    for url in [
+        redis.url(),
+        redis.url().replace("redis://", "redis://:wrong-pass@"),
+    ] {
+        let (code, stderr) =
+            run_server_to_exit(&["--bind", "127.0.0.1", "--port", "0", "--redis", &url]);
+        assert_eq!(code, Some(1), "stderr:\n{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
+        assert!(!stderr.contains("wrong-pass"), "{stderr}");
+    }
+}
+
+/// A value that is not a `redis://HOST[:PORT][/DB]` URL is a usage error
+/// (clap's message, exit 2), before anything touches the network.
+#[test]
+fn bad_redis_url_is_exit_2() {
+    for bad in [
+        "localhost:6379",
+        "http://127.0.0.1:6379",
+        "redis://",
+        "redis://127.0.0.1:notaport",
+        "redis://127.0.0.1:6379/db",
+    ] {
+        let (code, stderr) = run_server_to_exit(&["--port", "0", "--redis", bad]);
+        assert_eq!(code, Some(2), "{bad}: stderr:\n{stderr}");
+        assert!(stderr.contains("--redis"), "{bad}: {stderr}");
+    }
+}
+
+/// `--redis` is for chat rooms: with echo or upper mode it is a usage
+/// error.
+#[test]
+fn redis_with_a_lab_mode_is_exit_2() {
+    let (code, stderr) = run_server_to_exit(&[
+        "--port",
+        "0",
+        "--mode",
+        "echo",
+        "--redis",
+        "redis://127.0.0.1:1",
+    ]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+}
+
+/// A line said on one server reaches the room's members on every server
+/// (3 servers), the sender not getting it back.
+#[test]
+fn relay_across_three_servers() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 3);
+    let mut clients: Vec<(Client, String)> = servers.iter().map(joined).collect();
+    let sender = clients[0].1.clone();
+    clients[0].0.send("hello from the first server");
+    let want = format!("<{sender}> hello from the first server");
+    for (client, _) in clients.iter_mut().skip(1) {
+        expect(client, &want);
+    }
+    clients[0].0.send("/who");
+    let seen = clients[0]
+        .0
+        .recv_until(|l| l.starts_with("* ") && l.contains("#lobby"));
+    assert!(
+        !seen.contains(&want),
+        "the sender does not get its line back: {seen:?}"
+    );
+}
+
+/// Six readers on three servers, a sender on each: every reader sees all
+/// the lines, in one and the same order.
+#[test]
+fn one_order_at_six_readers_on_three_servers() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 3);
+    let mut readers: Vec<(Client, String)> = (0..6).map(|i| joined(&servers[i % 3])).collect();
+    let mut senders: Vec<(Client, String)> = servers.iter().map(joined).collect();
+    const LINES: usize = 200;
+    let handles: Vec<_> = senders
+        .iter_mut()
+        .enumerate()
+        .map(|(s, (client, _))| {
+            let mut client = client.try_clone();
+            thread::spawn(move || {
+                for i in 0..LINES {
+                    client.send(&format!("s{s} line {i}"));
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let mut orders = Vec::new();
+    for (reader, _) in &mut readers {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + TIMEOUT * 3;
+        while got.len() < 3 * LINES {
+            assert!(Instant::now() < deadline, "only {} lines", got.len());
+            let line = reader.recv();
+            if let Some(rest) = line.strip_prefix('<') {
+                if let Some((_, text)) = rest.split_once("> ") {
+                    got.push(text.to_string());
+                }
+            }
+        }
+        orders.push(got);
+    }
+    for order in &orders[1..] {
+        assert_eq!(order, &orders[0], "one order for everyone");
+    }
+    for s in 0..3 {
+        let mine: Vec<&String> = orders[0]
+            .iter()
+            .filter(|t| t.starts_with(&format!("s{s} ")))
+            .collect();
+        let want: Vec<String> = (0..LINES).map(|i| format!("s{s} line {i}")).collect();
+        assert_eq!(
+            mine.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            want,
+            "each sender's order kept, nothing lost"
+        );
+    }
+    drop(senders);
+}
+
+/// Names are unique across servers, ignoring case.
+#[test]
+fn name_clash_across_servers() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut a, _) = joined(&servers[0]);
+    let (mut b, _) = joined(&servers[1]);
+    a.send("/nick Alice");
+    a.recv_until(|l| l.contains("now known as Alice"));
+    b.send("/nick ALICE");
+    let seen = b.recv_until(|l| l.starts_with("! "));
+    assert!(
+        seen.last().unwrap().contains("ALICE")
+            || seen.last().unwrap().to_lowercase().contains("alice"),
+        "{seen:?}"
+    );
+    a.send("/quit");
+    a.recv_to_eof();
+    // Freed once its holder left: the other server may take it now.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        b.send("/nick ALICE");
+        let line = b.recv_until(|l| l.starts_with("! ") || l.contains("now known as ALICE"));
+        if line.last().unwrap().contains("now known as ALICE") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never freed: {line:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// History is the room's, whichever server wrote it: a client entering on
+/// another server gets the lines said on the first.
+#[test]
+fn history_across_servers() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut a, name) = joined(&servers[0]);
+    let (mut watcher, _) = joined(&servers[0]);
+    for i in 0..3 {
+        a.send(&format!("old line {i}"));
+    }
+    expect(&mut watcher, &format!("<{name}> old line 2"));
+    let (mut b, _) = servers[1].join();
+    let seen = b.recv_until(|l| l == format!("<{name}> old line 2"));
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("* last 3 lines of #lobby")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen[seen.len() - 3..],
+        [
+            format!("<{name}> old line 0"),
+            format!("<{name}> old line 1"),
+            format!("<{name}> old line 2")
+        ]
+    );
+}
+
+/// Each accepted line is one entry of the room's stream.
+#[test]
+fn each_accepted_line_is_one_stream_entry() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut a, name) = joined(&servers[0]);
+    let (mut b, _) = joined(&servers[1]);
+    for i in 0..50 {
+        a.send(&format!("counted {i}"));
+    }
+    expect(&mut b, &format!("<{name}> counted 49"));
+    let fields = redis.query(&["XRANGE", "chat:log:lobby", "-", "+"]);
+    let lines: Vec<&String> = fields
+        .iter()
+        .filter(|f| f.starts_with(&format!("<{name}> counted ")))
+        .collect();
+    let want: Vec<String> = (0..50).map(|i| format!("<{name}> counted {i}\n")).collect();
+    assert_eq!(
+        lines,
+        want.iter().collect::<Vec<_>>(),
+        "one entry per line, in order"
+    );
+}
+
+/// A server killed with `kill -9`: within 10 s the others announce its
+/// client's leave, once (not once per surviving server), and its name is
+/// free again.
+#[test]
+fn kill_9_of_a_server_is_announced_once_and_frees_names() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 3);
+    let (mut victim, _) = joined(&servers[0]);
+    victim.send("/nick Victim");
+    victim.recv_until(|l| l.contains("now known as Victim"));
+    let (mut w1, _) = joined(&servers[1]);
+    let (mut w2, _) = joined(&servers[2]);
+    let killed = Instant::now();
+    servers[0].signal("KILL");
+    for watcher in [&mut w1, &mut w2] {
+        watcher.recv_until(|l| l == "* Victim left (server lost)");
+    }
+    assert!(
+        killed.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        killed.elapsed()
+    );
+    w1.send("/nick victim");
+    w1.recv_until(|l| l.contains("now known as victim"));
+    // Once: one entry in the room's log, and no second one at a watcher by
+    // the time its own rename came back.
+    let fields = redis.query(&["XRANGE", "chat:log:lobby", "-", "+"]);
+    let leaves = fields
+        .iter()
+        .filter(|f| f.starts_with("* Victim left"))
+        .count();
+    assert_eq!(leaves, 1, "{fields:?}");
+    let seen = w2.recv_until(|l| l.contains("now known as victim"));
+    assert!(
+        !seen.iter().any(|l| l.starts_with("* Victim left")),
+        "{seen:?}"
+    );
+}
+
+/// A graceful stop of one server: its clients are told, and the other
+/// servers' clients see them leave within 3 s.
+#[test]
+fn graceful_stop_of_one_server() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 2);
+    let (mut leaving, name) = joined(&servers[0]);
+    let (mut staying, _) = joined(&servers[1]);
+    let stopped = Instant::now();
+    servers[0].signal("TERM");
+    let last = leaving.recv_to_eof();
+    assert!(
+        last.iter().any(|l| l == "* server shutting down"),
+        "{last:?}"
+    );
+    staying.recv_until(|l| l == format!("* {name} left (server stopped)"));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        stopped.elapsed()
+    );
+    let status = servers[0].wait_exit(TIMEOUT);
+    assert!(status.success(), "stderr:\n{}", servers[0].stderr());
+}
+
+/// Redis killed, then restarted (empty) on the same port: clients are told
+/// once that they are cut off, lines meanwhile are refused with a `! ` each
+/// and never show up later, the clients are told when it is back and that
+/// the log was lost, and the room goes on across the servers.
+#[test]
+fn redis_killed_and_restarted() {
+    let mut redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut a, name) = joined(&servers[0]);
+    let (mut b, _) = joined(&servers[1]);
+    a.send("before");
+    expect(&mut b, &format!("<{name}> before"));
+
+    redis.kill();
+    let cut = a.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+    assert_eq!(
+        cut.iter().filter(|l| l.contains("cut off")).count(),
+        1,
+        "{cut:?}"
+    );
+    b.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+    for i in 0..3 {
+        a.send(&format!("during {i}"));
+        let refused = a.recv();
+        assert!(refused.starts_with("! "), "{refused:?}");
+    }
+    a.send("/msg somebody psst");
+    let refused = a.recv();
+    assert!(
+        refused.starts_with("! ") && refused.contains("private message"),
+        "{refused:?}"
+    );
+    a.send("/help");
+    a.recv_until(|l| l.contains("/nick"));
+
+    redis.restart();
+    let back = a.recv_until(|l| l.starts_with("* ") && l.contains("again"));
+    assert!(
+        back.iter().all(|l| !l.contains("cut off")),
+        "told once that it is cut off: {back:?}"
+    );
+    assert!(
+        back.iter()
+            .any(|l| l.starts_with("! ") && l.contains("restarted empty")),
+        "told the log was lost: {back:?}"
+    );
+    // Lines flow again (the first may still meet a writer reconnecting).
+    let deadline = Instant::now() + TIMEOUT;
+    let mut i = 0;
+    loop {
+        a.send(&format!("after {i}"));
+        let line = a.try_recv(Duration::from_millis(300));
+        if line.is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never accepted again: {line:?}");
+        i += 1;
+    }
+    let seen = b.recv_until(|l| l == format!("<{name}> after {i}"));
+    assert!(
+        !seen.iter().any(|l| l.contains("during")),
+        "a refused line never shows up: {seen:?}"
+    );
+}
+
+/// `/who`, `/rooms`, `/msg` and the console's `/kick` reach across the
+/// servers.
+#[test]
+fn who_rooms_msg_and_kick_across_servers() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 2);
+    let (mut a, _) = joined(&servers[0]);
+    a.send("/nick ann");
+    a.recv_until(|l| l.contains("now known as ann"));
+    let (mut b, _) = joined(&servers[1]);
+    b.send("/nick bea");
+    b.recv_until(|l| l.contains("now known as bea"));
+    let (mut c, _) = joined(&servers[1]);
+    c.send("/nick cy");
+    c.recv_until(|l| l.contains("now known as cy"));
+    c.send("/join games");
+    c.recv_until(|l| l.starts_with("* you are now in #games"));
+
+    a.send("/who");
+    a.recv_until(|l| l == "* 2 in #lobby: ann, bea");
+    // A rename keeps its place: in the order they entered the room.
+    a.send("/nick ann2");
+    a.recv_until(|l| l.contains("now known as ann2"));
+    b.send("/who");
+    b.recv_until(|l| l == "* 2 in #lobby: ann2, bea");
+    a.send("/rooms");
+    a.recv_until(|l| l == "* 2 rooms: #lobby (2), #games (1)");
+
+    a.send("/msg CY psst");
+    a.recv_until(|l| l == "[to cy] psst");
+    c.recv_until(|l| l == "[from ann2] psst");
+    a.send("/msg nobody hello?");
+    a.recv_until(|l| l.starts_with("! ") && l.contains("nobody"));
+
+    servers[0].console("/kick cy flooding");
+    let last = c.recv_to_eof();
+    assert!(
+        last.iter()
+            .any(|l| l.starts_with("! ") && l.contains("flooding")),
+        "{last:?}"
+    );
+    b.send("/rooms");
+    b.recv_until(|l| l == "* 1 room: #lobby (2)");
+}
+
+/// The console's `<server>` lines reach every server: a room whose members
+/// are all on other servers gets them too.
+#[test]
+fn console_lines_reach_every_server() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 2);
+    let (mut lobby, _) = joined(&servers[1]);
+    let (mut gamer, _) = joined(&servers[1]);
+    gamer.send("/join games");
+    gamer.recv_until(|l| l.starts_with("* you are now in #games"));
+    servers[0].console("hello all");
+    lobby.recv_until(|l| l == "<server> hello all");
+    gamer.recv_until(|l| l == "<server> hello all");
+}
+
+/// Every server's links to Redis cut at once while lines flow (Redis
+/// itself fine, as in a network cut): each line is either delivered once, in order, or refused
+/// to its sender with a `! ` line; none is lost silently, none doubled.
+#[test]
+fn links_cut_while_lines_flow_resume_without_gap_or_double() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut a, name) = joined(&servers[0]);
+    let (mut b, _) = joined(&servers[1]);
+    const LINES: usize = 300;
+    let mut writer = a.try_clone();
+    let sending = thread::spawn(move || {
+        for i in 0..LINES {
+            writer.send(&format!("cut {i}"));
+        }
+    });
+    // Mid-flow: the lines go on arriving while the links are cut.
+    thread::sleep(Duration::from_millis(5));
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    sending.join().unwrap();
+    // After the links are back, one more line: when it arrives, everything
+    // before it is settled.
+    let deadline = Instant::now() + TIMEOUT;
+    let (mut refused, mut cut_off, mut back) = (0, 0, 0);
+    let mut all = Vec::new();
+    loop {
+        a.send("/who");
+        let seen = a.recv_until(|l| l.starts_with("* ") && l.contains(" in #lobby: "));
+        all.extend(seen.iter().filter(|l| !l.contains(" in #lobby: ")).cloned());
+        refused += seen.iter().filter(|l| l.starts_with("! ")).count();
+        cut_off += seen
+            .iter()
+            .filter(|l| l.starts_with("* ") && l.contains("cut off"))
+            .count();
+        back += seen
+            .iter()
+            .filter(|l| l.starts_with("* ") && l.contains("again"))
+            .count();
+        if cut_off > 0 && cut_off == back {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never back: {all:?}; stderr:\n{}",
+            servers[0].stderr()
+        );
+    }
+    a.send("last");
+    let seen = b.recv_until(|l| l == format!("<{name}> last"));
+    let got: Vec<usize> = seen
+        .iter()
+        .filter_map(|l| l.strip_prefix(&format!("<{name}> cut ")))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice: {got:?}"
+    );
+    a.send("/who");
+    let rest = a.recv_until(|l| l.starts_with("* ") && l.contains(" in #lobby: "));
+    refused += rest.iter().filter(|l| l.starts_with("! ")).count();
+    assert_eq!(
+        got.len() + refused,
+        LINES,
+        "every line delivered or refused: {} delivered, {refused} refused",
+        got.len()
+    );
+}
+
+/// One server cut off from Redis (its Redis user switched off and its
+/// connections closed) while the room goes on elsewhere past what the log
+/// keeps: when it is back, its clients are told exactly how many lines
+/// they missed, then get the rest in order.
+#[test]
+fn lines_trimmed_while_cut_off_are_counted() {
+    let redis = Redis::start();
+    redis.command(&["ACL", "SETUSER", "bee", "on", ">pw", "~*", "&*", "+@all"]);
+    let bee_url = redis.url().replace("redis://", "redis://bee:pw@");
+    let a_server = Server::start(&[
+        "--redis",
+        &redis.url(),
+        "--rate-limit",
+        "0",
+        "--redis-log-len",
+        "100",
+    ]);
+    let b_server = Server::start(&[
+        "--redis",
+        &bee_url,
+        "--rate-limit",
+        "0",
+        "--redis-log-len",
+        "100",
+    ]);
+    let (mut a, name) = joined(&a_server);
+    let (mut b, _) = joined(&b_server);
+    a.send("before");
+    expect(&mut b, &format!("<{name}> before"));
+
+    redis.command(&["ACL", "SETUSER", "bee", "off"]);
+    redis.command(&["CLIENT", "KILL", "USER", "bee"]);
+    b.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+    const LINES: usize = 500;
+    for i in 0..LINES {
+        a.send(&format!("while away {i}"));
+    }
+    // Wait until the log took the last of them.
+    let last = format!("<{name}> while away {}\n", LINES - 1);
+    let deadline = Instant::now() + TIMEOUT;
+    while !redis
+        .query(&["XREVRANGE", "chat:log:lobby", "+", "-", "COUNT", "1"])
+        .contains(&last)
+    {
+        assert!(Instant::now() < deadline, "the log never took them");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let first_kept: usize = {
+        let fields = redis.query(&["XRANGE", "chat:log:lobby", "-", "+", "COUNT", "1"]);
+        let text = fields
+            .iter()
+            .find(|f| f.contains("while away"))
+            .expect("a line kept");
+        text.trim_end().rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(first_kept > 0, "the log was trimmed");
+    redis.command(&["ACL", "SETUSER", "bee", "on"]);
+
+    let seen = b.recv_until(|l| l == format!("<{name}> while away {}", LINES - 1));
+    let missed = seen
+        .iter()
+        .find(|l| l.starts_with("! ") && l.contains("missed"))
+        .unwrap_or_else(|| panic!("no missed-lines notice: {seen:?}"));
+    assert!(
+        missed.contains(&format!("missed {first_kept} lines")),
+        "{missed} (first kept: {first_kept})"
+    );
+    let got: Vec<&String> = seen.iter().filter(|l| l.contains("while away")).collect();
+    assert_eq!(got.len(), LINES - first_kept, "the rest, each once");
+    assert!(got[0].ends_with(&format!("while away {first_kept}")));
+}
+
+/// The console's `/ban` reaches every server: a client of another server
+/// from the banned address is disconnected, and that server refuses the
+/// address from then on; `/unban` lifts it there too.
+#[test]
+fn ban_and_unban_across_servers() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 2);
+    let source = chat_tests::hosts::loopback(0, 0, 9);
+    let (mut banned, _) = chat_tests::hosts::Host::join(servers[1].addr(), source);
+    servers[0].console("/ban 127.0.0.9 spam");
+    let last = banned.recv_to_eof();
+    assert!(
+        last.iter()
+            .any(|l| l.starts_with("! ") && l.contains("banned")),
+        "{last:?}"
+    );
+    let mut again = chat_tests::hosts::Host::connect(servers[1].addr(), source);
+    let refused = again.recv_to_eof();
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.starts_with("! ") && l.contains("banned")),
+        "{refused:?}"
+    );
+    servers[0].console("/unban 127.0.0.9");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut host = chat_tests::hosts::Host::connect(servers[1].addr(), source);
+        let first = host.recv();
+        if first.starts_with("* welcome") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never lifted: {first:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
