@@ -213,10 +213,15 @@ impl Sink for Bridge {
     }
 
     fn missed(&self, room: &str, missed: Missed) {
-        if missed == Missed::LogLost {
-            // The new log numbers its lines from 1 again.
+        // The log numbers its lines from 1 (or `to + 1`) again.
+        let floor = match missed {
+            Missed::LogLost { .. } => Some(0),
+            Missed::RolledBack { to, .. } => Some(to),
+            Missed::Lines(_) => None,
+        };
+        if let Some(floor) = floor {
             if let Some(feed) = self.feeds.lock().get(room) {
-                feed.floor.store(0, Ordering::Release);
+                feed.floor.store(floor, Ordering::Release);
             }
         }
         let Some(ctx) = self.rooms() else {
@@ -227,9 +232,18 @@ impl Sink for Bridge {
                 "you missed {n} line{} of this room: Redis trimmed them before this server could read them",
                 if n == 1 { "" } else { "s" }
             )),
-            Missed::LogLost => protocol::error(
+            Missed::LogLost { unseen: 0 } => protocol::error(
                 "Redis restarted empty: this room's log before now is gone, and lines sent just before it went away may be missing",
             ),
+            Missed::LogLost { unseen } => protocol::error(&format!(
+                "Redis restarted empty: this room's log before now is gone, and you missed at least {unseen} line{} sent just before it went away",
+                if unseen == 1 { "" } else { "s" }
+            )),
+            Missed::RolledBack { from, to } => protocol::error(&format!(
+                "Redis came back with an older copy of its data: the last {} line{} of this room are gone from its log and history, and lines sent just before it went away may be missing",
+                from - to,
+                if from - to == 1 { "" } else { "s" }
+            )),
         };
         self.local_notice(&ctx, room, &line);
     }

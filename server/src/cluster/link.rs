@@ -119,6 +119,9 @@ pub struct Link {
     connects: u64,
     /// Whether the current outage was logged (one line per outage).
     logged_down: bool,
+    /// Whether the last connection lost was lost to a timeout (Redis may
+    /// still read what was sent on it) rather than closed (it will not).
+    lost_to_timeout: bool,
 }
 
 impl Link {
@@ -144,6 +147,7 @@ impl Link {
             epoch: None,
             connects: 0,
             logged_down: false,
+            lost_to_timeout: false,
         }
     }
 
@@ -165,6 +169,24 @@ impl Link {
                 self.lose(&e);
                 Err(Failure::Lost)
             }
+        }
+    }
+
+    /// Like [`Link::run`], for a command that may safely run twice (a read,
+    /// a claim of one's own name, a set to the same value): on
+    /// [`Failure::Lost`] it is tried once more, on a fresh connection. So a
+    /// connection Redis closed while it sat idle (`CLIENT KILL`, a timeout,
+    /// a Redis restart) does not cost the first command after it.
+    ///
+    /// # Errors
+    /// As [`Link::run`], from the second try.
+    pub fn run_idempotent<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, Failure> {
+        match self.run(&mut op) {
+            Err(Failure::Lost) => self.run(op),
+            other => other,
         }
     }
 
@@ -199,6 +221,14 @@ impl Link {
     /// everything in between.
     pub fn epoch(&self) -> Option<&str> {
         self.epoch.as_deref()
+    }
+
+    /// Whether the last [`Failure::Lost`] was a timeout: what was sent on
+    /// that connection may still reach Redis and be applied. Otherwise the
+    /// connection was closed (by Redis, or a Redis that died): nothing more
+    /// sent on it will be applied.
+    pub fn lost_to_timeout(&self) -> bool {
+        self.lost_to_timeout
     }
 
     /// Drops the connection (the next command reconnects): for an owner that
@@ -264,6 +294,7 @@ impl Link {
     /// an outage), then with the back-off doubling.
     fn lose(&mut self, e: &RedisError) {
         if self.conn.take().is_some() {
+            self.lost_to_timeout = e.is_timeout();
             self.retry_at = Instant::now();
             return;
         }

@@ -8,7 +8,11 @@
 //! These are questions a client waits for (`/nick`, connecting, `/who`),
 //! so they run on the asking thread over one shared [`Link`], held only for
 //! the round trip. When Redis is down they fail at once with
-//! [`Failure::Down`]: the caller refuses or answers from what it has.
+//! [`Failure::Down`]: the caller refuses or answers from what it has. Each
+//! may run twice harmlessly, except an inbox entry (a `/msg` would arrive
+//! twice), so each but [`Names::send`] is tried again once on a fresh
+//! connection when its connection turns out broken
+//! ([`Link::run_idempotent`]); a guest number lost that way is only skipped.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -87,7 +91,7 @@ impl Names {
     /// When Redis cannot be asked (the name is then not claimed).
     pub fn claim(&self, name: &str, client: u64) -> Result<Claim, Failure> {
         let script = Script::new(keys::CLAIM);
-        let claimed: i64 = self.link.lock().run(|conn| {
+        let claimed: i64 = self.link.lock().run_idempotent(|conn| {
             redis::cmd("EVALSHA")
                 .arg(script.get_hash())
                 .arg(1)
@@ -110,7 +114,7 @@ impl Names {
     /// stops or is reaped).
     pub fn release(&self, name: &str, client: u64) -> Result<(), Failure> {
         let script = Script::new(keys::DELETE_IF);
-        self.link.lock().run(|conn| {
+        self.link.lock().run_idempotent(|conn| {
             redis::cmd("EVALSHA")
                 .arg(script.get_hash())
                 .arg(1)
@@ -128,7 +132,7 @@ impl Names {
     /// When Redis cannot be asked.
     pub fn member(&self, name: &str, room: Option<(&str, u64)>) -> Result<(), Failure> {
         let key = keys::members(&self.server_id);
-        self.link.lock().run(|conn| match room {
+        self.link.lock().run_idempotent(|conn| match room {
             Some((room, entered)) => redis::cmd("HSET")
                 .arg(&key)
                 .arg(name)
@@ -146,7 +150,7 @@ impl Names {
     pub fn next_guest(&self) -> Result<u64, Failure> {
         self.link
             .lock()
-            .run(|conn| redis::cmd("INCR").arg(keys::guest()).query(conn))
+            .run_idempotent(|conn| redis::cmd("INCR").arg(keys::guest()).query(conn))
     }
 
     /// Who holds `name` (any case), anywhere.
@@ -154,7 +158,7 @@ impl Names {
     /// # Errors
     /// When Redis cannot be asked.
     pub fn holder(&self, name: &str) -> Result<Option<Holder>, Failure> {
-        let value: Option<String> = self.link.lock().run(|conn| {
+        let value: Option<String> = self.link.lock().run_idempotent(|conn| {
             redis::cmd("GET")
                 .arg(keys::name(&name.to_lowercase()))
                 .query(conn)
@@ -177,8 +181,8 @@ impl Names {
     pub fn everyone(&self) -> Result<Vec<Listed>, Failure> {
         let mut link = self.link.lock();
         let servers: Vec<String> =
-            link.run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
-        let hashes: Vec<Vec<(String, String)>> = link.run(|conn| {
+            link.run_idempotent(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
+        let hashes: Vec<Vec<(String, String)>> = link.run_idempotent(|conn| {
             let mut pipe = redis::pipe();
             for server in &servers {
                 pipe.cmd("HGETALL").arg(keys::members(server));
@@ -263,7 +267,7 @@ impl Names {
         let servers: Vec<String> = self
             .link
             .lock()
-            .run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
+            .run_idempotent(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
         let others: Vec<&String> = servers.iter().filter(|s| **s != self.server_id).collect();
         for server in &others {
             self.send(server, &[("kind", "console"), ("line", line)])?;
