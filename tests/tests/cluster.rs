@@ -373,19 +373,30 @@ fn redis_killed_and_restarted() {
             .any(|l| l.starts_with("! ") && l.contains("restarted empty")),
         "told the log was lost: {back:?}"
     );
-    // Lines flow again (the first may still meet a writer reconnecting).
+    // Lines flow again (the first may still meet a writer reconnecting):
+    // each "after" line is either refused to a (`! `) or seen by b.
     let deadline = Instant::now() + TIMEOUT;
     let mut i = 0;
+    let mut seen = Vec::new();
+    a.send(&format!("after {i}"));
     loop {
-        a.send(&format!("after {i}"));
-        let line = a.try_recv(Duration::from_millis(300));
-        if line.is_none() {
-            break;
+        assert!(Instant::now() < deadline, "never accepted again: {seen:?}");
+        if let Some(line) = b.try_recv(Duration::from_millis(50)) {
+            let accepted = line == format!("<{name}> after {i}");
+            seen.push(line);
+            if accepted {
+                break;
+            }
         }
-        assert!(Instant::now() < deadline, "never accepted again: {line:?}");
-        i += 1;
+        if let Some(line) = a.try_recv(Duration::from_millis(50)) {
+            // One line in flight at a time: a refusal is this one's.
+            let refusal = line.contains("not sent") || line.contains(&format!("after {i}"));
+            if line.starts_with("! ") && refusal {
+                i += 1;
+                a.send(&format!("after {i}"));
+            }
+        }
     }
-    let seen = b.recv_until(|l| l == format!("<{name}> after {i}"));
     assert!(
         !seen.iter().any(|l| l.contains("during")),
         "a refused line never shows up: {seen:?}"
@@ -463,14 +474,23 @@ fn links_cut_while_lines_flow_resume_without_gap_or_double() {
     let (mut b, _) = joined(&servers[1]);
     const LINES: usize = 300;
     let mut writer = a.try_clone();
+    let (go_on, resume) = std::sync::mpsc::channel::<()>();
     let sending = thread::spawn(move || {
         for i in 0..LINES {
+            if i == LINES / 2 {
+                // The second half only once the links are cut.
+                resume.recv().unwrap();
+            }
             writer.send(&format!("cut {i}"));
         }
     });
-    // Mid-flow: the lines go on arriving while the links are cut.
-    thread::sleep(Duration::from_millis(5));
+    // Mid-flow: lines of the first half are arriving at b (so the
+    // writer's connection carries them), then the links are cut, and the
+    // second half is sent onto connections that are now dead: the first
+    // of them is in flight on a broken connection for certain.
+    let early = b.recv_until(|l| l == format!("<{name}> cut 0"));
     redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    go_on.send(()).unwrap();
     sending.join().unwrap();
     // After the links are back, one more line: when it arrives, everything
     // before it is settled.
@@ -500,7 +520,8 @@ fn links_cut_while_lines_flow_resume_without_gap_or_double() {
         );
     }
     a.send("last");
-    let seen = b.recv_until(|l| l == format!("<{name}> last"));
+    let mut seen = early;
+    seen.extend(b.recv_until(|l| l == format!("<{name}> last")));
     let got: Vec<usize> = seen
         .iter()
         .filter_map(|l| l.strip_prefix(&format!("<{name}> cut ")))
