@@ -91,22 +91,42 @@ impl Bridge {
     }
 
     /// Local client `client` put a line in room `room` (its join notice
-    /// first): if that is a new room for it, file it there, for presence.
+    /// first): if that is a new room for it, it is noted, to be filed in
+    /// Redis by [`Bridge::file`] once the rooms released their locks.
+    /// Called under the room's lock: never waits for Redis.
     pub fn entered(&self, client: ClientId, room: &str) {
-        let (name, entered) = {
-            let mut members = self.members.lock();
-            let Some(w) = members.get_mut(&client) else {
-                return;
-            };
-            if w.room.as_deref() == Some(room) {
-                return;
-            }
+        let mut members = self.members.lock();
+        let Some(w) = members.get_mut(&client) else {
+            return;
+        };
+        if w.room.as_deref() != Some(room) {
             w.room = Some(room.to_string());
             w.entered = now_ms();
-            (w.name.clone(), w.entered)
+        }
+    }
+
+    /// Files local client `client` in its room now (one `HSET`), with no
+    /// lock of the rooms held. A client
+    /// that left or was renamed meanwhile is taken out again: whichever of
+    /// this and its release runs last, the list ends right.
+    pub fn file(&self, client: ClientId) {
+        let Some(w) = self.members.lock().get(&client).cloned() else {
+            return;
         };
-        if let Err(e) = self.names.member(&name, Some((room, entered))) {
-            crate::log!("redis: cannot file {name} in #{room} ({e:?})");
+        let Some(room) = w.room.as_deref() else {
+            return;
+        };
+        if let Err(e) = self.names.member(&w.name, Some((room, w.entered))) {
+            crate::log!("redis: cannot file {} in #{room} ({e:?})", w.name);
+            return;
+        }
+        let still = self
+            .members
+            .lock()
+            .get(&client)
+            .is_some_and(|now| now.name == w.name);
+        if !still {
+            let _ = self.names.member(&w.name, None);
         }
     }
 

@@ -1,0 +1,120 @@
+//! The cluster's seam with the rooms (`--redis URL`): no room waits for
+//! another while Redis is asked something, a hung Redis does not hold up a
+//! stop, and what the console and the notices say holds cluster-wide.
+//! Real binaries and a real redis-server on a free loopback port.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chat_tests::redis::Redis;
+use chat_tests::{signal, Client, Server, TIMEOUT};
+
+/// Starts `n` chat-servers sharing `redis`, flood control off.
+fn cluster(redis: &Redis, n: usize) -> Vec<Server> {
+    (0..n)
+        .map(|_| Server::start(&["--redis", &redis.url(), "--rate-limit", "0"]))
+        .collect()
+}
+
+/// Joins a client and reads past its welcome and the lobby's history (a
+/// `/who` answer listing it is the marker); returns it with its name.
+fn joined(server: &Server) -> (Client, String) {
+    let (mut client, name) = server.join();
+    client.send("/who");
+    client.recv_until(|line| {
+        line.starts_with("* ") && line.contains(&name) && line.contains("#lobby")
+    });
+    (client, name)
+}
+
+/// Fills room `room`'s log in Redis with `count` notices (no chat line), so
+/// loading its history reads back as far as it may.
+fn fill_log(redis: &Redis, room: &str, count: usize) {
+    let script = "for i = 1, tonumber(ARGV[1]) do \
+        redis.call('XADD', KEYS[1], '*', 'n', i, 'uid', 'fill:' .. i, 'from', '0:-', \
+        'kind', 'line', 'text', '* somebody joined (1 online)\\n') end \
+        redis.call('SET', KEYS[2], ARGV[1]) return 1";
+    let log = format!("chat:log:{room}");
+    let seq = format!("chat:seq:{room}");
+    let count = count.to_string();
+    let reply = redis.command(&["EVAL", script, "2", &log, &seq, &count]);
+    assert_eq!(reply, ":1", "filling the log");
+}
+
+/// A join into a room whose log holds 10,000 notices (its history is read
+/// back from Redis, up to 40 round trips) does not hold up the delivery of
+/// a `#lobby` line from another server: rooms do not wait for each other.
+#[test]
+fn a_join_into_a_big_room_does_not_delay_other_rooms() {
+    let redis = Redis::start();
+    fill_log(&redis, "big", 10_000);
+    let servers = cluster(&redis, 2);
+    let (mut watcher, _) = joined(&servers[0]);
+    let (mut speaker, _) = joined(&servers[1]);
+    let (mut joiner, _) = joined(&servers[0]);
+    // Warm up: the lobby works across.
+    speaker.send("hello");
+    watcher.recv_until(|l| l.ends_with("> hello"));
+
+    let done = Arc::new(AtomicBool::new(false));
+    let mover = {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            // Each join finds #big without members here: its history is
+            // loaded again.
+            for _ in 0..4 {
+                joiner.send("/join big");
+                joiner.recv_until(|l| l.starts_with("* you are now in #big"));
+                joiner.send("/join lobby");
+                joiner.recv_until(|l| l.starts_with("* you are now in #lobby"));
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let mut worst = Duration::ZERO;
+    let mut sent = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    while !done.load(Ordering::Acquire) && Instant::now() < deadline && sent < 400 {
+        sent += 1;
+        let at = Instant::now();
+        speaker.send(&format!("ping {sent}"));
+        let want = format!("> ping {sent}");
+        watcher.recv_until(|l| l.ends_with(&want));
+        worst = worst.max(at.elapsed());
+        thread::sleep(Duration::from_millis(10));
+    }
+    mover.join().expect("the mover");
+    assert!(done.load(Ordering::Acquire), "the joins never finished");
+    assert!(
+        worst < Duration::from_millis(150),
+        "a #lobby line took {worst:?} while #big was joined ({sent} lines)"
+    );
+}
+
+/// Redis hung (SIGSTOP) with clients connected and one connecting: Ctrl+C
+/// still stops the server within 2 s, exit 0.
+#[test]
+fn ctrl_c_with_redis_hung_stops_within_2_s() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 1);
+    let (mut client, _) = joined(&servers[0]);
+    let pid = redis.pid().expect("redis running");
+    signal(pid, "STOP");
+    // A client that connects now waits for Redis (its guest number).
+    let _late = servers[0].connect();
+    client.send("anyone?");
+    thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    servers[0].signal("INT");
+    let status = servers[0].wait_exit(TIMEOUT);
+    let took = asked.elapsed();
+    signal(pid, "CONT");
+    assert!(status.success(), "stderr:\n{}", servers[0].stderr());
+    assert!(
+        took < Duration::from_secs(2),
+        "stopped in {took:?}; stderr:\n{}",
+        servers[0].stderr()
+    );
+}
