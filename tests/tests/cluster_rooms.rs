@@ -118,3 +118,41 @@ fn ctrl_c_with_redis_hung_stops_within_2_s() {
         servers[0].stderr()
     );
 }
+
+/// `/ban NAME` typed on one server's console, for a client on another
+/// server: that client is disconnected, and its address is banned on every
+/// server, the one the console belongs to included.
+#[test]
+fn ban_by_name_reaches_every_server() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 2);
+    let source = chat_tests::hosts::loopback(0, 0, 9);
+    let (mut banned, name) = chat_tests::hosts::Host::join(servers[1].addr(), source);
+    // Listed cluster-wide before the other console names it.
+    let (mut asker, _) = joined(&servers[0]);
+    asker.send("/who");
+    asker.recv_until(|l| l.starts_with("* ") && l.contains(&name));
+    servers[0].console(&format!("/ban {name} spam"));
+    let last = banned.recv_to_eof();
+    assert!(
+        last.iter()
+            .any(|l| l.starts_with("! ") && l.contains("banned")),
+        "{last:?}"
+    );
+    // The console's own server refuses that address too, once the ban
+    // came back by address.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut host = chat_tests::hosts::Host::connect(servers[0].addr(), source);
+        let first = host.recv();
+        if first.starts_with("! ") && first.contains("banned") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never banned on the console's server: {first:?}; stderr:\n{}",
+            servers[0].stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
