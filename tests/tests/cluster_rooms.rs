@@ -156,3 +156,45 @@ fn ban_by_name_reaches_every_server() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `N online` in a welcome, a join and a leave notice counts the room's
+/// members on every server (as of the last heartbeat, about a second), not
+/// only the writer's.
+#[test]
+fn online_counts_the_whole_cluster() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (_a1, _) = joined(&servers[0]);
+    let (_a2, _) = joined(&servers[0]);
+    let (mut watcher, _) = joined(&servers[0]);
+    // Three on the first server: a newcomer on the second is the fourth,
+    // once the second server counted them (a heartbeat).
+    let deadline = Instant::now() + TIMEOUT;
+    let (mut b1, _) = loop {
+        let (client, welcome) = {
+            let mut client = servers[1].connect();
+            let welcome = client.recv();
+            (client, welcome)
+        };
+        if welcome.contains("(4 online)") {
+            let name = chat_tests::welcome_name(&welcome)
+                .expect("a welcome")
+                .to_string();
+            break (client, name);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never counted the other server's members: {welcome:?}"
+        );
+        drop(client);
+        thread::sleep(Duration::from_millis(100));
+    };
+    // Its move out says 3 are left behind in #lobby, all elsewhere.
+    b1.send("/join games");
+    let seen = watcher.recv_until(|l| l.contains(" left for #games"));
+    let last = seen.last().expect("a line");
+    assert!(
+        last.ends_with("(3 online)"),
+        "the three on the first server: {last:?}"
+    );
+}

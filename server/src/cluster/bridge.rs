@@ -67,6 +67,10 @@ pub struct Bridge {
     /// The highest guest number Redis gave this server: after Redis came
     /// back empty its counter is raised past it.
     pub highest_guest: AtomicU64,
+    /// Members of each room (by key) on the other servers, as presence
+    /// last counted them (every heartbeat): the rest of a notice's
+    /// `N online`.
+    others: Mutex<HashMap<String, usize>>,
 }
 
 impl Bridge {
@@ -82,6 +86,7 @@ impl Bridge {
             local: Mutex::new(HashSet::new()),
             members: Mutex::new(HashMap::new()),
             highest_guest: AtomicU64::new(0),
+            others: Mutex::new(HashMap::new()),
         }
     }
 
@@ -128,6 +133,11 @@ impl Bridge {
         if !still {
             let _ = self.names.member(&w.name, None);
         }
+    }
+
+    /// Members of room `key` on the other servers, as last counted.
+    pub fn elsewhere(&self, key: &str) -> usize {
+        self.others.lock().get(key).copied().unwrap_or(0)
     }
 
     /// Whether Redis is reachable (as far as the reader knows).
@@ -351,6 +361,10 @@ impl Local for Bridge {
 
     fn highest_guest(&self) -> u64 {
         self.highest_guest.load(Ordering::Relaxed)
+    }
+
+    fn others(&self, counts: HashMap<String, usize>) {
+        *self.others.lock() = counts;
     }
 
     fn left(&self, name: &str, reason: &str) -> String {

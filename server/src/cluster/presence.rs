@@ -21,6 +21,7 @@
 //! taken meanwhile), and the guest counter raised past every number this
 //! server gave.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -69,6 +70,8 @@ pub trait Local: Send + Sync + 'static {
     fn left(&self, name: &str, reason: &str) -> String;
     /// The highest `guest-N` number this server gave.
     fn highest_guest(&self) -> u64;
+    /// How many members each room (by key) has on the other servers now.
+    fn others(&self, counts: HashMap<String, usize>);
 }
 
 /// The presence thread's state.
@@ -141,7 +144,32 @@ impl Presence {
         if added == 1 || self.registered.as_deref() != self.link.epoch() {
             self.register()?;
         }
-        self.reap_lost()
+        let servers = self.reap_lost()?;
+        self.count_others(&servers)
+    }
+
+    /// Counts the members of the other live servers by room, for the
+    /// `N online` of this server's notices: one pipelined `HVALS` per
+    /// server, every beat.
+    fn count_others(&mut self, others: &[String]) -> Result<(), Failure> {
+        if others.is_empty() {
+            self.local.others(HashMap::new());
+            return Ok(());
+        }
+        let values: Vec<Vec<String>> = self.link.run(|conn| {
+            let mut pipe = redis::pipe();
+            for server in others {
+                pipe.cmd("HVALS").arg(keys::members(server));
+            }
+            pipe.query(conn)
+        })?;
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for value in values.iter().flatten() {
+            let (room, _) = keys::parse_member(value);
+            *counts.entry(room.to_string()).or_default() += 1;
+        }
+        self.local.others(counts);
+        Ok(())
     }
 
     /// Writes this server's members, their names and its guest floor into
@@ -182,16 +210,27 @@ impl Presence {
 
     /// Finds the registered servers whose heartbeat expired and, for each
     /// whose lock this server takes, announces its members as left.
-    fn reap_lost(&mut self) -> Result<(), Failure> {
+    /// Returns the other servers alive.
+    fn reap_lost(&mut self) -> Result<Vec<String>, Failure> {
         let servers: Vec<String> = self
             .link
             .run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
         let me = self.server_id.clone();
-        for other in servers.into_iter().filter(|s| *s != me) {
-            let alive: bool = self
-                .link
-                .run(|conn| redis::cmd("EXISTS").arg(keys::alive(&other)).query(conn))?;
+        let others: Vec<String> = servers.into_iter().filter(|s| *s != me).collect();
+        if others.is_empty() {
+            return Ok(others);
+        }
+        let alive: Vec<bool> = self.link.run(|conn| {
+            let mut pipe = redis::pipe();
+            for other in &others {
+                pipe.cmd("EXISTS").arg(keys::alive(other));
+            }
+            pipe.query(conn)
+        })?;
+        let mut live = Vec::new();
+        for (other, alive) in others.into_iter().zip(alive) {
             if alive {
+                live.push(other);
                 continue;
             }
             let locked: Option<String> = self.link.run(|conn| {
@@ -208,7 +247,7 @@ impl Presence {
                 log!("redis: server {other} lost; announced {announced} of its clients as gone");
             }
         }
-        Ok(())
+        Ok(live)
     }
 
     /// Announces every member of server `other` as left (`kind`, for

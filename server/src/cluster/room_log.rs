@@ -157,6 +157,10 @@ impl Log for RedisLog {
         Some(Prepared(Box::new(tail)))
     }
 
+    fn elsewhere(&self, key: &str) -> usize {
+        self.bridge.elsewhere(key)
+    }
+
     fn settled(&self, client: ClientId) {
         self.bridge.file(client);
     }

@@ -507,6 +507,7 @@ impl Local for Members {
     fn highest_guest(&self) -> u64 {
         self.1
     }
+    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
 }
 
 /// Names are unique across servers ignoring case, freed on release, and

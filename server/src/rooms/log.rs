@@ -151,6 +151,14 @@ pub trait Log: Send + Sync {
         None
     }
 
+    /// How many members room `key` has on the other servers, as last
+    /// known (a cluster's count is refreshed every heartbeat): what the
+    /// `N online` of a join or leave notice adds to this server's. Called
+    /// under the room's lock: never asks far away.
+    fn elsewhere(&self, _key: &str) -> usize {
+        0
+    }
+
     /// Whether the log takes lines now: while it does not (Redis
     /// unreachable), private messages are refused like chat lines.
     fn reachable(&self) -> bool {

@@ -164,7 +164,7 @@ impl Rooms {
                 from: self.origin(Some(id)),
                 lines: vec![protocol::notice(&format!(
                     "{me} left for {shown} ({} online)",
-                    inner.members.len()
+                    inner.members.len() + self.log.elsewhere(&old.key)
                 ))
                 .into()],
             };
@@ -223,7 +223,7 @@ impl Rooms {
                 }
             }
         }
-        let online = inner.members.len() + 1;
+        let online = inner.members.len() + 1 + self.log.elsewhere(&room.key);
         let mut lines: Vec<Arc<str>> = vec![protocol::notice(&answer(&inner.name, online)).into()];
         let mut history = Vec::new();
         inner.log.history(&mut history);
