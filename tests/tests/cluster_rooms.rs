@@ -198,3 +198,112 @@ fn online_counts_the_whole_cluster() {
         "the three on the first server: {last:?}"
     );
 }
+
+/// Clients a large server has at its graceful stop.
+const LARGE: usize = 500;
+
+/// A graceful stop of a server with 500 clients: every one of their leaves
+/// reaches the other server's clients within 3 s of the signal.
+#[test]
+fn graceful_stop_of_a_large_server_is_seen_within_3_s() {
+    chat_tests::raise_fd_limit(LARGE as u64 + 200);
+    let redis = Redis::start();
+    let workers = (LARGE + 100).to_string();
+    let mut servers: Vec<Server> = (0..2)
+        .map(|_| {
+            Server::start(&[
+                "--redis",
+                &redis.url(),
+                "--rate-limit",
+                "0",
+                "--workers",
+                &workers,
+            ])
+        })
+        .collect();
+    let (mut watcher, _) = joined(&servers[1]);
+    let mut clients: Vec<Client> = (0..LARGE).map(|_| servers[0].join().0).collect();
+    // Every one listed cluster-wide (filed in Redis) before the stop.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let n = redis
+            .query(&["SMEMBERS", "chat:servers"])
+            .iter()
+            .fold(0, |n, id| {
+                n + redis.command(&["HLEN", &format!("chat:members:{id}")])[1..]
+                    .parse::<usize>()
+                    .unwrap_or(0)
+            });
+        if n == LARGE + 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{n} members listed");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let stopped = Instant::now();
+    servers[0].signal("TERM");
+    let mut left = 0;
+    while left < LARGE {
+        let line = watcher
+            .try_recv(Duration::from_secs(3).saturating_sub(stopped.elapsed()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{left} of {LARGE} leaves within {:?}; stderr:\n{}",
+                    stopped.elapsed(),
+                    servers[0].stderr()
+                )
+            });
+        if line.ends_with(" left (server stopped)") {
+            left += 1;
+        }
+    }
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        stopped.elapsed()
+    );
+    for client in &mut clients {
+        client.recv_to_eof();
+    }
+    assert!(servers[0].wait_exit(TIMEOUT).success());
+}
+
+/// A server killed with `kill -9`: once its clients are announced gone,
+/// its keys are gone from Redis too (members, wake and inbox streams).
+#[test]
+fn a_lost_server_leaves_no_keys_behind() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 2);
+    let (mut victim, victim_name) = joined(&servers[0]);
+    let (mut watcher, _) = joined(&servers[1]);
+    let victim_id = redis
+        .query(&["SMEMBERS", "chat:servers"])
+        .into_iter()
+        .find(|id| {
+            redis
+                .query(&["HKEYS", &format!("chat:members:{id}")])
+                .contains(&victim_name)
+        })
+        .expect("the victim's server is listed");
+    // Its inbox exists: a private message went through it.
+    watcher.send(&format!("/msg {victim_name} hi"));
+    victim.recv_until(|l| l.contains("hi"));
+    let keys = [
+        format!("chat:members:{victim_id}"),
+        format!("chat:wake:{victim_id}"),
+        format!("chat:inbox:{victim_id}"),
+    ];
+    let exists = |redis: &Redis| {
+        let mut args = vec!["EXISTS"];
+        args.extend(keys.iter().map(String::as_str));
+        redis.command(&args)
+    };
+    assert_eq!(exists(&redis), ":3", "all three there before");
+    servers[0].signal("KILL");
+    watcher.recv_until(|l| l == format!("* {victim_name} left (server lost)"));
+    let deadline = Instant::now() + TIMEOUT;
+    while exists(&redis) != ":0" {
+        assert!(Instant::now() < deadline, "left behind: {}", exists(&redis));
+        thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -7,9 +7,11 @@
 //! registered servers: one whose heartbeat expired is lost. The survivor
 //! that takes its lock key (SET NX PX, [`REAP_LOCK_TTL`]) announces each of
 //! its members as left ([`LOST_KIND`]) in the member's room log and frees
-//! its name, one member per [`keys::REAP_MEMBER`] call, which does it only
-//! if the member is still listed: even two survivors racing past an expired
-//! lock announce each member once.
+//! its name, one member per [`keys::REAP_MEMBER`] call (pipelined,
+//! [`REAP_CHUNK`] to a round trip), which does it only if the member is
+//! still listed: even two survivors racing past an expired lock announce
+//! each member once. Then the lost server's keys go (its member list, wake
+//! and inbox streams).
 //!
 //! So a server killed with `kill -9` is announced within
 //! `HEARTBEAT_TTL + HEARTBEAT_EVERY` (6 s), inside SPEC's 10 s.
@@ -41,6 +43,10 @@ pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 
 /// How long one survivor holds the right to announce a lost server.
 pub const REAP_LOCK_TTL: Duration = Duration::from_secs(10);
+
+/// Members announced per pipeline when a server is reaped (or leaves):
+/// one round trip each, this server's heartbeat refreshed before each.
+pub const REAP_CHUNK: usize = 256;
 
 /// The kind of the log entry announcing a lost server's member.
 pub const LOST_KIND: &str = "lost";
@@ -251,34 +257,47 @@ impl Presence {
     }
 
     /// Announces every member of server `other` as left (`kind`, for
-    /// `reason`) once, frees their names, then forgets the server.
+    /// `reason`) once, frees their names, then forgets the server and its
+    /// keys (members, wake and inbox streams). The members go in pipelines
+    /// of [`REAP_CHUNK`], each led by a refresh of this server's own
+    /// heartbeat, so reaping a big server costs a few round trips and never
+    /// lets this one pass for lost meanwhile.
     fn reap(&mut self, other: &str, kind: &str, reason: &str) -> Result<usize, Failure> {
         let members: Vec<(String, String)> = self
             .link
             .run(|conn| redis::cmd("HGETALL").arg(keys::members(other)).query(conn))?;
         let script = Script::new(keys::REAP_MEMBER);
+        let me = self.server_id.clone();
         let mut announced = 0;
-        for (name, value) in members {
-            let (room, _) = keys::parse_member(&value);
-            let line = self.local.left(&name, reason);
-            let done: i64 = self.link.run(|conn| {
-                redis::cmd("EVALSHA")
-                    .arg(script.get_hash())
-                    .arg(4)
-                    .arg(keys::members(other))
-                    .arg(keys::name(&name.to_lowercase()))
-                    .arg(keys::log(room))
-                    .arg(keys::seq(room))
-                    .arg(&name)
-                    .arg(format!("{other}:"))
-                    .arg(self.config.max_len)
-                    .arg(self.config.idle_ttl.as_millis() as u64)
-                    .arg(format!("{kind}:{other}:{name}"))
-                    .arg(kind)
-                    .arg(&line)
-                    .query(conn)
+        for chunk in members.chunks(REAP_CHUNK) {
+            let done: Vec<i64> = self.link.run(|conn| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("SET")
+                    .arg(keys::alive(&me))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(HEARTBEAT_TTL.as_millis() as u64)
+                    .ignore();
+                for (name, value) in chunk {
+                    let (room, _) = keys::parse_member(value);
+                    pipe.cmd("EVALSHA")
+                        .arg(script.get_hash())
+                        .arg(4)
+                        .arg(keys::members(other))
+                        .arg(keys::name(&name.to_lowercase()))
+                        .arg(keys::log(room))
+                        .arg(keys::seq(room))
+                        .arg(name)
+                        .arg(format!("{other}:"))
+                        .arg(self.config.max_len)
+                        .arg(self.config.idle_ttl.as_millis() as u64)
+                        .arg(format!("{kind}:{other}:{name}"))
+                        .arg(kind)
+                        .arg(self.local.left(name, reason));
+                }
+                pipe.query(conn)
             })?;
-            announced += usize::from(done == 1);
+            announced += done.iter().filter(|d| **d == 1).count();
         }
         self.link.run(|conn| {
             redis::pipe()
@@ -288,6 +307,8 @@ impl Presence {
                 .ignore()
                 .cmd("DEL")
                 .arg(keys::members(other))
+                .arg(keys::wake(other))
+                .arg(keys::inbox(other))
                 .ignore()
                 .exec(conn)
         })?;
