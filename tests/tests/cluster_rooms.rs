@@ -307,3 +307,55 @@ fn a_lost_server_leaves_no_keys_behind() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A server cut off from Redis long enough to be taken for lost: its
+/// client's name is freed and taken by a client of another server. When it
+/// is back and registers again, its own client gives the name up (a fresh
+/// `guest-N`, and is told), so no two clients hold one name.
+#[test]
+fn a_name_taken_while_cut_off_is_given_up_on_return() {
+    let redis = Redis::start();
+    redis.command(&["ACL", "SETUSER", "bee", "on", ">pw", "~*", "&*", "+@all"]);
+    let bee_url = redis.url().replace("redis://", "redis://bee:pw@");
+    let a_server = Server::start(&["--redis", &bee_url, "--rate-limit", "0"]);
+    let b_server = Server::start(&["--redis", &redis.url(), "--rate-limit", "0"]);
+    let (mut a, _) = joined(&a_server);
+    a.send("/nick Bob");
+    a.recv_until(|l| l == "* you are now known as Bob");
+    let (mut b, _) = joined(&b_server);
+    let (mut taker, _) = joined(&b_server);
+
+    redis.command(&["ACL", "SETUSER", "bee", "off"]);
+    redis.command(&["CLIENT", "KILL", "USER", "bee"]);
+    b.recv_until(|l| l == "* Bob left (server lost)");
+    taker.send("/nick bob");
+    taker.recv_until(|l| l == "* you are now known as bob");
+
+    redis.command(&["ACL", "SETUSER", "bee", "on"]);
+    let deadline = Instant::now() + TIMEOUT;
+    let told = loop {
+        match a.try_recv(deadline.saturating_duration_since(Instant::now())) {
+            Some(l) if l.starts_with("! ") && l.contains("took the name Bob") => break l,
+            Some(_) => {}
+            None => panic!("never told; stderr:\n{}", a_server.stderr()),
+        }
+    };
+    assert!(told.contains("you are guest-"), "{told}");
+    // The name stays the other server's client's.
+    let holder = redis.query(&["GET", "chat:name:bob"]);
+    assert!(
+        holder.iter().any(|h| h.ends_with(":bob")),
+        "held by the taker: {holder:?}"
+    );
+    a.send("/nick Bob");
+    a.recv_until(|l| l.starts_with("! ") && l.contains("taken"));
+    // Its lines carry its new name.
+    let fresh = told
+        .rsplit("you are ")
+        .next()
+        .and_then(|rest| rest.strip_suffix(" now"))
+        .expect("the new name")
+        .to_string();
+    a.send("hello again");
+    b.recv_until(|l| l == format!("<{fresh}> hello again"));
+}

@@ -367,6 +367,38 @@ impl Local for Bridge {
         *self.others.lock() = counts;
     }
 
+    fn name_lost(&self, client: u64, name: &str) {
+        let Some(ctx) = self.rooms() else {
+            return;
+        };
+        // The names link may still hold the connection that broke while
+        // this server was cut off: one more try on a new one.
+        let fresh = match self.names.next_guest().or_else(|_| self.names.next_guest()) {
+            Ok(n) => {
+                self.highest_guest.fetch_max(n, Ordering::Relaxed);
+                chat_common::name::guest(n)
+            }
+            Err(e) => {
+                crate::log!(
+                    "redis: {name} is held elsewhere too, and no new name can be had ({e:?})"
+                );
+                return;
+            }
+        };
+        match ctx.rooms.rename(client, &fresh) {
+            crate::rooms::Renamed::Done(_) => {
+                crate::log!("redis: {name} was taken on another server while this one was cut off; its client here is {fresh} now");
+                ctx.rooms.tell(
+                    client,
+                    &protocol::error(&format!(
+                        "while this server was cut off from the others, a client of another server took the name {name}: you are {fresh} now"
+                    )),
+                );
+            }
+            other => crate::log!("redis: {name} is held elsewhere too; renaming its client here to {fresh}: {other:?}"),
+        }
+    }
+
     fn left(&self, name: &str, reason: &str) -> String {
         protocol::notice(&format!("{name} left ({reason})"))
     }

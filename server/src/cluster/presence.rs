@@ -78,6 +78,10 @@ pub trait Local: Send + Sync + 'static {
     fn highest_guest(&self) -> u64;
     /// How many members each room (by key) has on the other servers now.
     fn others(&self, counts: HashMap<String, usize>);
+    /// Local client `client`'s name `name` was taken by a client of another
+    /// server while this one was unlisted: it gets a new `guest-N`, and is
+    /// told.
+    fn name_lost(&self, client: u64, name: &str);
 }
 
 /// The presence thread's state.
@@ -185,7 +189,8 @@ impl Presence {
         let floor = self.local.highest_guest();
         let me = self.server_id.clone();
         let raise = Script::new(keys::RAISE_TO);
-        self.link.run(|conn| {
+        let claim = Script::new(keys::CLAIM);
+        let claimed: Vec<i64> = self.link.run(|conn| {
             let mut pipe = redis::pipe();
             pipe.cmd("DEL").arg(keys::members(&me)).ignore();
             for member in &members {
@@ -194,13 +199,15 @@ impl Presence {
                     .arg(&member.name)
                     .arg(keys::member_value(&member.room, member.entered))
                     .ignore();
-                // NX: a client of another server may have taken the name
-                // in the moment Redis was back and this server not yet.
-                pipe.cmd("SET")
+                // A client of another server may have taken the name in
+                // the meantime (this server was taken for lost and its
+                // names freed, or Redis was back and this server not yet).
+                pipe.cmd("EVALSHA")
+                    .arg(claim.get_hash())
+                    .arg(1)
                     .arg(keys::name(&member.name.to_lowercase()))
                     .arg(keys::holder(&me, member.client, &member.name))
-                    .arg("NX")
-                    .ignore();
+                    .arg(keys::holder_prefix(&me, member.client));
             }
             pipe.cmd("EVALSHA")
                 .arg(raise.get_hash())
@@ -208,9 +215,15 @@ impl Presence {
                 .arg(keys::guest())
                 .arg(floor)
                 .ignore();
-            pipe.exec(conn)
+            pipe.query(conn)
         })?;
         self.registered = self.link.epoch().map(str::to_string);
+        // Two clients must never hold one name: the one here gives it up.
+        for (member, claimed) in members.iter().zip(claimed) {
+            if claimed == 0 {
+                self.local.name_lost(member.client, &member.name);
+            }
+        }
         Ok(())
     }
 

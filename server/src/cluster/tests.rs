@@ -508,6 +508,7 @@ impl Local for Members {
         self.1
     }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
+    fn name_lost(&self, _client: u64, _name: &str) {}
 }
 
 /// Names are unique across servers ignoring case, freed on release, and

@@ -375,6 +375,7 @@ impl Rooms {
         if let Some(client) = dir.clients.get_mut(&id) {
             client.name = new.to_string();
         }
+        ticket.renamed(new);
         self.remove_locked(&mut dir, too_slow(slow));
         Renamed::Done(old)
     }
