@@ -273,7 +273,7 @@ fn graceful_stop_of_a_large_server_is_seen_within_3_s() {
 #[test]
 fn a_lost_server_leaves_no_keys_behind() {
     let redis = Redis::start();
-    let mut servers = cluster(&redis, 2);
+    let servers = cluster(&redis, 2);
     let (mut victim, victim_name) = joined(&servers[0]);
     let (mut watcher, _) = joined(&servers[1]);
     let victim_id = redis

@@ -329,13 +329,13 @@ impl Rooms {
     /// have passed [`name::check`]. The name is claimed before the
     /// directory is locked (it may take a round trip to Redis).
     pub fn rename(&self, id: ClientId, new: &str) -> Renamed {
-        if !self
+        let gone = self
             .dir
             .lock()
             .clients
             .get(&id)
-            .is_some_and(|c| c.ticket.fate().is_none())
-        {
+            .is_none_or(|c| c.ticket.fate().is_some());
+        if gone {
             return Renamed::Gone;
         }
         if self.names.lock().claim(new, id).is_err() {
