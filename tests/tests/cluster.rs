@@ -650,3 +650,31 @@ fn ban_and_unban_across_servers() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Redis closes every connection while they sit idle (`CLIENT KILL`, as
+/// a timeout or a failover does), Redis itself fine: the first `/nick`
+/// afterwards is not refused as taken, and the first `/who` still lists
+/// the other server's clients.
+#[test]
+fn first_commands_after_redis_closed_idle_connections_work() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut a, _) = joined(&servers[0]);
+    let (mut b, bname) = joined(&servers[1]);
+    // Idle: b's join notice went through.
+    a.recv_until(|l| l.starts_with(&format!("* {bname} joined")));
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    b.send("/nick zed");
+    let seen = b.recv_until(|l| l.contains("now known as zed") || l.starts_with("! "));
+    assert!(
+        seen.iter().any(|l| l.contains("now known as zed")),
+        "{seen:?}; stderr:\n{}",
+        servers[1].stderr()
+    );
+    a.send("/who");
+    let seen = a.recv_until(|l| l.starts_with("* ") && l.contains(" in #lobby: "));
+    assert!(
+        seen.last().unwrap().contains("zed"),
+        "the other server's client listed: {seen:?}"
+    );
+}

@@ -13,7 +13,7 @@
 //! Every new connection loads the cluster's Lua scripts and reads (or sets)
 //! the epoch before anything else runs on it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,9 @@ pub struct Endpoint {
     pub url: RedisUrl,
     /// Shared by every link made from this endpoint (and its clones).
     siblings: Siblings,
+    /// Set by [`Endpoint::close`] (the server stopping): no link connects
+    /// any more, so nothing waits for a hung Redis past that point.
+    closed: Arc<AtomicBool>,
 }
 
 impl Endpoint {
@@ -82,12 +85,22 @@ impl Endpoint {
         Endpoint {
             url,
             siblings: Siblings::default(),
+            closed: Arc::default(),
         }
     }
 
     /// A new link to this Redis for thread `name`.
     pub fn link(&self, name: &'static str, read_timeout: Duration) -> Link {
-        Link::new(&self.url, name, read_timeout, &self.siblings)
+        let mut link = Link::new(&self.url, name, read_timeout, &self.siblings);
+        link.closed = Arc::clone(&self.closed);
+        link
+    }
+
+    /// The server is stopping: from now on its links fail at once instead
+    /// of connecting (a command already sent still waits for its reply, at
+    /// most the link's read timeout).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
     }
 }
 
@@ -122,6 +135,8 @@ pub struct Link {
     /// Whether the last connection lost was lost to a timeout (Redis may
     /// still read what was sent on it) rather than closed (it will not).
     lost_to_timeout: bool,
+    /// Its endpoint's [`Endpoint::close`]: set, it never connects again.
+    closed: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -148,6 +163,7 @@ impl Link {
             connects: 0,
             logged_down: false,
             lost_to_timeout: false,
+            closed: Arc::default(),
         }
     }
 
@@ -241,6 +257,9 @@ impl Link {
     fn connect(&mut self) -> Result<(), Failure> {
         if self.conn.is_some() {
             return Ok(());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Failure::Down);
         }
         let siblings = self.siblings.0.load(Ordering::Acquire);
         if Instant::now() < self.retry_at && siblings == self.siblings_seen {

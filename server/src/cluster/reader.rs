@@ -295,6 +295,12 @@ impl ReaderThread {
                 log!("redis reader: {}", super::link::brief(&e));
                 let _ = self.shutdown.pause(READ_BLOCK);
             }
+            Failure::Lost if !self.link.lost_to_timeout() && self.link.run(|_| Ok(())).is_ok() => {
+                // Redis closed the connection (`CLIENT KILL`, a timeout of
+                // its own) and took a new one at once: not an outage, the
+                // clients are not told. The next read resumes from the
+                // cursors as after any reconnection.
+            }
             Failure::Down | Failure::Lost => {
                 if self.up {
                     self.up = false;

@@ -508,6 +508,8 @@ impl Local for Members {
     fn highest_guest(&self) -> u64 {
         self.1
     }
+    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
+    fn name_lost(&self, _client: u64, _name: &str) {}
 }
 
 /// Names are unique across servers ignoring case, freed on release, and
@@ -1212,4 +1214,47 @@ fn redis_restarted_empty_says_at_least_how_many_lines_went_unseen() {
     shutdown.trigger();
     drop((writer, reader));
     let _ = (w.join(), r.join());
+}
+
+/// A member whose filing was lost (its `HSET` failed on a broken
+/// connection) is filed again by presence within a few beats, and one
+/// listed but no longer here is dropped.
+#[test]
+fn presence_files_every_member_again_each_beat() {
+    let redis = Redis::start();
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        Arc::new(Members(
+            vec![Member {
+                name: "Gus".into(),
+                room: "games".into(),
+                client: 2,
+                entered: 5,
+            }],
+            0,
+        )),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while redis.query(&["HGET", "chat:members:a", "Gus"]) != ["games\t5"] {
+        assert!(Instant::now() < deadline, "never filed");
+        thread::sleep(Duration::from_millis(20));
+    }
+    redis.command(&["HDEL", "chat:members:a", "Gus"]);
+    redis.command(&["HSET", "chat:members:a", "Ghost", "lobby\t1"]);
+    let deadline = Instant::now() + HEARTBEAT_EVERY * 5;
+    while redis.query(&["HGETALL", "chat:members:a"]) != ["Gus", "games\t5"] {
+        assert!(
+            Instant::now() < deadline,
+            "not filed again: {:?}",
+            redis.query(&["HGETALL", "chat:members:a"])
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    shutdown.trigger();
+    presence.join().unwrap();
 }
