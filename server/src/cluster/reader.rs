@@ -157,6 +157,12 @@ impl Reader {
         self.writer.wake(&self.server_id);
     }
 
+    /// How many rooms have watches or unwatches not yet served (at most
+    /// one each, however many were asked).
+    pub fn pending(&self) -> usize {
+        self.controls.lock().len()
+    }
+
     /// Undoes one [`Reader::watch`] of `room`.
     pub fn unwatch(&self, room: &str) {
         self.controls
@@ -401,7 +407,7 @@ impl ReaderThread {
             .iter()
             .map(|(room, c)| (room.clone(), c.id.clone()))
             .collect();
-        let count = (READ_BUDGET / (rooms.len() + 2)).max(1);
+        let count = read_count(rooms.len() + 2);
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
             .arg(count)
@@ -496,6 +502,12 @@ impl ReaderThread {
         }
         run.push(entry);
     }
+}
+
+/// XREAD's COUNT (per stream) for one read of `streams` streams: the
+/// [`READ_BUDGET`] split evenly, at least one each.
+pub fn read_count(streams: usize) -> usize {
+    (READ_BUDGET / streams.max(1)).max(1)
 }
 
 /// Whether stream id `a` comes after `b` (`MS-SEQ`, compared as numbers).

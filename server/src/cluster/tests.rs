@@ -890,6 +890,16 @@ impl Proxy {
         self.state.lock().holding = false;
     }
 
+    /// How many bytes are held.
+    fn held(&self) -> usize {
+        let state = self.state.lock();
+        state
+            .conns
+            .iter()
+            .map(|c| c.lock().held.as_ref().map_or(0, Vec::len))
+            .sum()
+    }
+
     /// How many connections were refused while holding.
     fn refused(&self) -> usize {
         self.state.lock().refused
@@ -1187,6 +1197,14 @@ fn redis_restarted_empty_says_at_least_how_many_lines_went_unseen() {
     let _ = say("seen");
     sink.until("seen", |e| Recorder::delivered(e, "lobby") == ["seen"]);
     proxy.hold();
+    // The reader's XREAD under way when the cut began ends with a wake
+    // entry; its next one is held: it reads nothing more.
+    redis.command(&["XADD", "chat:wake:a", "*", "w", "1"]);
+    let deadline = Instant::now() + DEADLINE;
+    while proxy.held() == 0 {
+        assert!(Instant::now() < deadline, "the reader never read again");
+        thread::sleep(Duration::from_millis(10));
+    }
     for i in 0..5 {
         let _ = say(&format!("unseen {i}"));
     }
@@ -1257,4 +1275,45 @@ fn presence_files_every_member_again_each_beat() {
     }
     shutdown.trigger();
     presence.join().unwrap();
+}
+
+/// While Redis is down, rooms joined and left over and over queue one
+/// control per room, not one per join (memory bounded by the rooms), and
+/// when it is back the room last joined is read; one read takes at most
+/// the read budget in all, however many rooms.
+#[test]
+fn reader_controls_are_one_per_room_and_reads_share_one_budget() {
+    use super::reader::{read_count, READ_BUDGET};
+    let mut redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    node.watch("warm");
+    let _ = node.say("warm", "up");
+    node.sink
+        .until("up", |e| Recorder::delivered(e, "warm") == ["up"]);
+    redis.kill();
+    node.sink
+        .until("link down", |e| e.contains(&Event::Link(false)));
+    for i in 0..10_000 {
+        let room = ["lobby", "games", "music"][i % 3];
+        node.reader.watch(room, None);
+        node.reader.unwatch(room);
+    }
+    node.reader.watch("lobby", None);
+    assert!(node.reader.pending() <= 3, "{}", node.reader.pending());
+    redis.restart();
+    node.sink
+        .until("link up", |e| e.contains(&Event::Link(true)));
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let _ = node.say("lobby", "hello");
+        let events = node.sink.events.lock().clone();
+        if Recorder::delivered(&events, "lobby").contains(&"hello".to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lobby never read: {events:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read_count(2), READ_BUDGET / 2);
+    assert!(read_count(258) * 258 <= READ_BUDGET);
+    assert_eq!(read_count(100_000), 1);
 }
