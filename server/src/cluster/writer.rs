@@ -393,8 +393,23 @@ impl WriterThread {
                 ));
             }
             Err(Failure::Down | Failure::Refused(_)) => {
-                for (token, line, _, _) in sent.into_iter().flatten() {
-                    self.sink.refused(token, &line);
+                let epoch = self.link.epoch().map(str::to_string);
+                for (token, line, counter, since) in sent.into_iter().flatten() {
+                    if since == now {
+                        // Never sent: certainly not applied.
+                        self.sink.refused(token, &line);
+                    } else {
+                        // Sent again, and its first sending may still be
+                        // applied: unsure still, not refused.
+                        self.unsure.push(Unsure {
+                            token,
+                            line,
+                            counter,
+                            since,
+                            epoch: epoch.clone(),
+                            may_come_late: true,
+                        });
+                    }
                 }
             }
         }
