@@ -358,6 +358,14 @@ pub fn ban_by_address(ctx: &Context, args: &str) -> Option<String> {
 }
 
 impl Local for Bridge {
+    fn unfiled(&self) -> bool {
+        self.names.take_unfiled()
+    }
+
+    fn file_failed(&self) {
+        self.names.set_unfiled();
+    }
+
     fn members(&self) -> Vec<Member> {
         self.members
             .lock()

@@ -14,6 +14,7 @@
 //! connection when its connection turns out broken
 //! ([`Link::run_idempotent`]); a guest number lost that way is only skipped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -73,6 +74,9 @@ pub struct Names {
     link: Mutex<Link>,
     /// This server's id: the first part of every holder it writes.
     server_id: String,
+    /// Set when filing a member (or removing one) failed: presence files
+    /// them all again at its next beat.
+    unfiled: AtomicBool,
 }
 
 impl Names {
@@ -81,6 +85,7 @@ impl Names {
         Names {
             link: Mutex::new(endpoint.link("names", IO_TIMEOUT)),
             server_id: server_id.to_string(),
+            unfiled: AtomicBool::new(false),
         }
     }
 
@@ -131,6 +136,25 @@ impl Names {
     /// # Errors
     /// When Redis cannot be asked.
     pub fn member(&self, name: &str, room: Option<(&str, u64)>) -> Result<(), Failure> {
+        let filed = self.file(name, room);
+        if filed.is_err() {
+            self.unfiled.store(true, Ordering::Release);
+        }
+        filed
+    }
+
+    /// Whether a filing failed since the last call (and clears it).
+    pub fn take_unfiled(&self) -> bool {
+        self.unfiled.swap(false, Ordering::AcqRel)
+    }
+
+    /// Marks the members as needing filing again.
+    pub fn set_unfiled(&self) {
+        self.unfiled.store(true, Ordering::Release);
+    }
+
+    /// One filing or removal, as [`Names::member`].
+    fn file(&self, name: &str, room: Option<(&str, u64)>) -> Result<(), Failure> {
         let key = keys::members(&self.server_id);
         self.link.lock().run_idempotent(|conn| match room {
             Some((room, entered)) => redis::cmd("HSET")

@@ -82,6 +82,11 @@ pub trait Local: Send + Sync + 'static {
     /// server while this one was unlisted: it gets a new `guest-N`, and is
     /// told.
     fn name_lost(&self, client: u64, name: &str);
+    /// Whether filing a member (or its removal) failed since the last
+    /// call: the members are then filed again at the next beat.
+    fn unfiled(&self) -> bool;
+    /// Filing them all again failed: try again at the next beat.
+    fn file_failed(&self);
 }
 
 /// The presence thread's state.
@@ -153,8 +158,11 @@ impl Presence {
         // its clients are still here: register them again.
         if added == 1 || self.registered.as_deref() != self.link.epoch() {
             self.register()?;
-        } else {
-            self.refile()?;
+        } else if self.local.unfiled() {
+            if let Err(e) = self.refile() {
+                self.local.file_failed();
+                return Err(e);
+            }
         }
         let servers = self.reap_lost()?;
         self.count_others(&servers)
@@ -184,13 +192,14 @@ impl Presence {
         Ok(())
     }
 
-    /// Files every local member again under this server, every beat, in
-    /// one atomic pipeline (MULTI: `DEL`, then one `HSET` of them all): a
-    /// filing that failed (a broken connection, Redis away for a moment)
-    /// is mended within a beat, so `/who` lists the member and a survivor
-    /// announces its leave in the right room if this server dies; a member
-    /// whose removal failed is dropped. A member that left while the beat
-    /// ran may stay listed until the next one.
+    /// Files every local member again under this server, at the beat after
+    /// a filing failed, in one atomic pipeline (MULTI: `DEL`, then one
+    /// `HSET` of them all): a filing lost to a broken connection or Redis
+    /// away for a moment is mended within a beat, so `/who` lists the
+    /// member and a survivor announces its leave in the right room if this
+    /// server dies; a member whose removal failed is dropped. Only then: a
+    /// member that left while it ran would be listed again until the next
+    /// beat.
     fn refile(&mut self) -> Result<(), Failure> {
         let members = self.local.members();
         let key = keys::members(&self.server_id);

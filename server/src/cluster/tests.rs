@@ -510,6 +510,10 @@ impl Local for Members {
     }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
     fn name_lost(&self, _client: u64, _name: &str) {}
+    fn unfiled(&self) -> bool {
+        true
+    }
+    fn file_failed(&self) {}
 }
 
 /// Names are unique across servers ignoring case, freed on release, and
