@@ -48,7 +48,7 @@ pub const HELP: &[&str] = &[
     "  /nick NAME        change your name",
     "  /who              list who is in your room",
     "  /join ROOM        go to ROOM (#ROOM), creating it if it is empty",
-    "  /rooms            list the rooms with people in them",
+    "  /rooms            list the rooms with people in them (#lobby always)",
     "  /me TEXT          say TEXT as an action",
     "  /msg NAME TEXT    send TEXT to NAME only",
     "  /quit [REASON]    leave (EXIT alone on a line does the same)",

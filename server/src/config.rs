@@ -86,7 +86,8 @@ pub struct Config {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_per_ip: u32,
 
-    /// Apply --max-per-ip to loopback addresses too.
+    /// Apply --max-per-ip and the connect throttle (--connect-rate,
+    /// --connect-burst) to loopback addresses too.
     #[arg(long)]
     pub limit_loopback: bool,
 

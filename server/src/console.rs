@@ -158,7 +158,18 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                 Kicked::NoOne => log::say(format_args!("! no one called {name} is online")),
             }
         }
-        Input::Ban(args) => show(shared(ctx, "ban", args, crate::access::ban(ctx, args))),
+        Input::Ban(args) => {
+            // A name is passed on as its client's address (the others
+            // have no client by that name to find it by).
+            let passed = crate::cluster::bridge::ban_by_address(ctx, args);
+            let answer = crate::access::ban(ctx, args);
+            show(shared(
+                ctx,
+                "ban",
+                passed.as_deref().unwrap_or(args),
+                answer,
+            ));
+        }
         Input::Unban(target) => show(shared(
             ctx,
             "unban",
@@ -180,7 +191,7 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
 
 /// Shows a console command's answer on stdout.
 /// With `--redis`, a `/ban` or `/unban` is passed on to every other server
-/// too (a name is banned by the server its client is on).
+/// too (a name as its client's address, by the server that client is on).
 fn shared(ctx: &Context, command: &str, args: &str, mut answer: Vec<String>) -> Vec<String> {
     if let Some(cluster) = &ctx.cluster {
         answer.push(cluster.share_console(&format!("/{command} {args}")));

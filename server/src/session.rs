@@ -93,8 +93,9 @@ impl Drop for Membership<'_> {
 /// The reader's state for one client.
 struct Session<'a> {
     ctx: &'a Context,
-    /// A copy of the directory's name for this client; only this session
-    /// changes it, so formatting a line needs no lock.
+    /// A copy of the directory's name for this client, so formatting a
+    /// line needs no lock; a rename the rooms make reaches it through the
+    /// ticket ([`Ticket::take_renamed`]).
     name: String,
     /// This client's queue and socket, for replies meant for it alone.
     peer: &'a Arc<Peer>,
@@ -206,6 +207,11 @@ impl Session<'_> {
 
     /// Handles one line. `Err` means the client leaves, and why.
     fn handle(&mut self, command: Command<'_>) -> Result<(), Leave> {
+        // Renamed by the rooms (a cluster's name clash), or by its own
+        // `/nick`: the lines from now on carry the name it has.
+        if let Some(name) = self.ticket.take_renamed() {
+            self.name = name;
+        }
         match command {
             Command::Say(text) => {
                 let line = protocol::chat(&self.name, &sanitize(text));

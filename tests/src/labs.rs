@@ -11,20 +11,20 @@ use crate::TIMEOUT;
 
 /// A raw TCP connection whose reads and writes time out.
 pub fn connect_raw(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to server");
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("read timeout");
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .expect("write timeout");
-    stream
+    timed(TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to server"))
 }
 
 /// [`connect_raw`] with a 4 KiB receive buffer set before the handshake: a
 /// client the server's replies wait for, so they sit in the server's send
 /// buffer, not ours (what a reset throws away).
 pub fn connect_small_raw(addr: SocketAddr) -> TcpStream {
+    timed(connect_small_window(addr))
+}
+
+/// Connects to `addr` with a receive buffer of 4 KiB, set before the
+/// handshake so the window stays small whatever the machine's TCP
+/// autotuning limits. No timeouts are set: the caller sets its own.
+pub fn connect_small_window(addr: SocketAddr) -> TcpStream {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -35,7 +35,11 @@ pub fn connect_small_raw(addr: SocketAddr) -> TcpStream {
     socket
         .connect_timeout(&addr.into(), TIMEOUT)
         .expect("connect to server");
-    let stream: TcpStream = socket.into();
+    socket.into()
+}
+
+/// Sets [`TIMEOUT`] on `stream`'s reads and writes.
+fn timed(stream: TcpStream) -> TcpStream {
     stream
         .set_read_timeout(Some(TIMEOUT))
         .expect("read timeout");

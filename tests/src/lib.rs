@@ -138,6 +138,26 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
     }
 }
 
+/// Runs `chat-server` with `args` until it exits (it must, within
+/// [`TIMEOUT`]); returns its exit code and stderr.
+pub fn run_server_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(bin("chat-server"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chat-server");
+    let stderr = Captured::drain(child.stderr.take().expect("piped"), None);
+    let status = wait_timeout(&mut child, TIMEOUT).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("chat-server {args:?} did not exit");
+    });
+    assert!(stderr.wait_end(TIMEOUT), "stderr stayed open after exit");
+    (status.code(), stderr.text())
+}
+
 /// Collects a child's output pipe on a thread, so the child never blocks on
 /// a full pipe, and hands out what it has read so far.
 #[derive(Clone, Default)]
@@ -419,17 +439,7 @@ impl Client {
     /// kernel then holds little for it whatever the machine's TCP autotuning
     /// limits, and the server's queue for it fills sooner.
     pub fn connect_small(addr: SocketAddr) -> Client {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )
-        .expect("socket");
-        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-        socket
-            .connect_timeout(&addr.into(), TIMEOUT)
-            .expect("connect to server");
-        Client::with(socket.into())
+        Client::with(labs::connect_small_window(addr))
     }
 
     /// A client on a stream already connected (from a chosen source

@@ -8,11 +8,10 @@
 //! every read has a timeout, every load loop is bounded in count and time.
 #![forbid(unsafe_code)]
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chat_tests::hosts::{loopback, Host};
-use chat_tests::{bin, wait_timeout, welcome_name, Server, TIMEOUT};
+use chat_tests::{run_server_to_exit, welcome_name, Server, TIMEOUT};
 
 /// The SPEC's defaults: `--connect-burst` 20, then `--connect-rate` 5/s.
 const CONNECT_BURST: u64 = 20;
@@ -169,27 +168,6 @@ fn waiters_that_give_up_free_their_places_and_are_never_announced() {
     );
 }
 
-/// Runs `chat-server` with `args`; returns its exit code (`None` if it was
-/// killed by a signal or was still running after a few seconds) and stderr.
-fn run_server(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(bin("chat-server"))
-        .args(["--bind", "127.0.0.1", "--port", "0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat-server");
-    let stderr = chat_tests::Captured::drain(child.stderr.take().expect("piped"), None);
-    let status = wait_timeout(&mut child, Duration::from_secs(5));
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    stderr.wait_end(TIMEOUT);
-    (status.and_then(|s| s.code()), stderr.text())
-}
-
 /// Huge or zero values of numeric flags are clap's error and exit 2, not an
 /// abort or gigabytes reserved.
 #[test]
@@ -207,7 +185,8 @@ fn numeric_flags_out_of_range_exit_2_with_clap_error() {
         &["--connect-burst", "0"],
         &["--connect-rate", "4294967295"],
     ] {
-        let (code, stderr) = run_server(args);
+        let (code, stderr) =
+            run_server_to_exit(&[&["--bind", "127.0.0.1", "--port", "0"][..], args].concat());
         assert_eq!(code, Some(2), "{args:?}: exit {code:?}; stderr:\n{stderr}");
         assert!(
             stderr.starts_with("error: invalid value") && stderr.contains("is not in"),

@@ -76,3 +76,32 @@ fn try_recv_with_no_time_left_does_not_panic() {
     }
     assert_eq!(got.as_deref(), Some("there"));
 }
+
+/// `run_server_to_exit` returns the real exit code and all of stderr: a bad
+/// flag (exit 2, clap's error) and `--version` (exit 0, nothing on stderr)
+/// come back apart, so a test comparing them cannot pass by accident.
+#[test]
+fn run_server_to_exit_returns_the_code_and_stderr() {
+    let (code, stderr) = chat_tests::run_server_to_exit(&["--no-such-flag"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--no-such-flag"), "{stderr:?}");
+    let (code, stderr) = chat_tests::run_server_to_exit(&["--version"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stderr, "");
+}
+
+/// `connect_small` really shrinks the receive buffer (the kernel doubles
+/// what is asked for, and may round it up a little, never to its default).
+#[test]
+fn connect_small_sets_a_small_receive_buffer() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let stream = chat_tests::labs::connect_small_raw(listener.local_addr().expect("addr"));
+    let size = socket2::SockRef::from(&stream)
+        .recv_buffer_size()
+        .expect("SO_RCVBUF");
+    assert!(size <= 16 * 1024, "receive buffer {size} bytes");
+    assert_eq!(
+        stream.read_timeout().expect("timeout"),
+        Some(chat_tests::TIMEOUT)
+    );
+}

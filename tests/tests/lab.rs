@@ -14,6 +14,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chat_tests::labs::connect_raw;
 use chat_tests::{bin, Server, TIMEOUT};
 
 /// SPEC "Ctrl+C": the server is gone this soon after SIGINT.
@@ -43,19 +44,7 @@ impl Stderr for OnJoin {
 
 /// A TCP connection to `server` whose reads and writes time out.
 fn connect(server: &Server) -> TcpStream {
-    connect_to(server.addr())
-}
-
-/// A TCP connection to `addr` whose reads and writes time out.
-fn connect_to(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to server");
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("read timeout");
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .expect("write timeout");
-    stream
+    connect_raw(server.addr())
 }
 
 /// What one `recv` returns, as a textbook client does it: a single read.
@@ -424,7 +413,7 @@ fn several_clients_at_once() {
             let ready = Arc::clone(&ready);
             thread::spawn(move || {
                 let server = OnJoin;
-                let mut stream = connect_to(addr);
+                let mut stream = connect_raw(addr);
                 ready.wait();
                 for m in 0..50 {
                     let text = format!("client {c} message {m} ä\n");

@@ -2,33 +2,26 @@
 //! the graceful shutdown on Ctrl+C, SIGTERM and the console's `/quit`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::{bin, wait_timeout, Client, Server, TIMEOUT};
+use chat_tests::{bin, run_server_to_exit, Client, Server, TIMEOUT};
 
 /// The whole graceful shutdown must fit in this (SPEC: within 2 s).
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(2);
 
-/// Runs `chat-server` with `args` to completion; returns (code, stderr).
-fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(bin("chat-server"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat-server");
-    let stderr = chat_tests::Captured::drain(child.stderr.take().unwrap(), None);
-    let status = wait_timeout(&mut child, TIMEOUT).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("chat-server {args:?} did not exit");
-    });
-    assert!(stderr.wait_end(TIMEOUT), "stderr stayed open after exit");
-    (status.code(), stderr.text())
-}
+/// No rate limit, and send queues large enough in lines and in bytes that
+/// a stalled client is never dropped as too slow: it must hold the first
+/// shutdown.
+const NEVER_TOO_SLOW: &[&str] = &[
+    "--rate-limit",
+    "0",
+    "--sendq",
+    "100000",
+    "--sendq-bytes",
+    "1073741824",
+];
 
 /// Sends a signal and measures how long the server takes to exit 0.
 fn stop_with(server: &mut Server, sig: &str) -> Duration {
@@ -49,7 +42,7 @@ fn stop_with(server: &mut Server, sig: &str) -> Duration {
 fn port_in_use_is_one_line_and_exit_1() {
     let first = Server::start(&[]);
     let port = first.addr().port().to_string();
-    let (code, stderr) = run_to_exit(&["--bind", "127.0.0.1", "--port", &port]);
+    let (code, stderr) = run_server_to_exit(&["--bind", "127.0.0.1", "--port", &port]);
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
     assert!(stderr.contains("address already in use"), "{stderr:?}");
@@ -65,7 +58,7 @@ fn unbindable_address_is_exit_1() {
         eprintln!("net.ipv4.ip_nonlocal_bind is set: any address binds; skipped");
         return;
     }
-    let (code, stderr) = run_to_exit(&["--bind", "192.0.2.1", "--port", "0"]);
+    let (code, stderr) = run_server_to_exit(&["--bind", "192.0.2.1", "--port", "0"]);
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
 }
@@ -81,7 +74,7 @@ fn bad_flags_exit_2() {
         &["--no-such-flag"],
         &["--udp"],
     ] {
-        let (code, stderr) = run_to_exit(args);
+        let (code, stderr) = run_server_to_exit(args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains("error"), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
@@ -126,16 +119,7 @@ fn help_shows_defaults() {
 /// exits 0 within 2 s with a one-line summary on stderr.
 #[test]
 fn ctrl_c_with_twenty_clients_and_a_stalled_one() {
-    // Queues large enough in lines and in bytes that the stalled client is
-    // never dropped as too slow: it must hold the first shutdown.
-    let mut server = Server::start(&[
-        "--rate-limit",
-        "0",
-        "--sendq",
-        "100000",
-        "--sendq-bytes",
-        "1073741824",
-    ]);
+    let mut server = Server::start(NEVER_TOO_SLOW);
     let mut readers: Vec<Client> = Vec::new();
     for _ in 0..19 {
         let (client, _) = server.join();
@@ -220,16 +204,7 @@ fn console_quit_is_graceful() {
 /// for a stalled client's writer.
 #[test]
 fn second_ctrl_c_exits_at_once() {
-    // Queues large enough in lines and in bytes that the stalled client is
-    // never dropped as too slow: it must hold the first shutdown.
-    let mut server = Server::start(&[
-        "--rate-limit",
-        "0",
-        "--sendq",
-        "100000",
-        "--sendq-bytes",
-        "1073741824",
-    ]);
+    let mut server = Server::start(NEVER_TOO_SLOW);
     // A small receive window: the server's send buffer for it cannot grow
     // to swallow what is queued (with a default one it grows to 4 MB, and
     // a slow machine may relay no more than that before the first Ctrl+C).

@@ -4,8 +4,9 @@
 #![forbid(unsafe_code)]
 
 use std::io::Read;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,37 +27,55 @@ impl Drop for Reaped {
     }
 }
 
+/// Starts `chat-server` on a loopback port with room for [`IDLE`] clients
+/// and `args`, its stderr a pipe shrunk to one page (4 KiB) that the caller
+/// reads, or not. Returns the server, its stderr and its stdout lines.
+fn spawn_small_stderr(args: &[&str], stdin: Stdio) -> (Reaped, ChildStderr, Receiver<String>) {
+    let mut child = Command::new(bin("chat-server"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--workers", "2100"])
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chat-server");
+    let (tx, stdout) = mpsc::channel();
+    Captured::drain(child.stdout.take().expect("piped"), Some(tx));
+    let stderr = child.stderr.take().expect("piped");
+    nix::fcntl::fcntl(&stderr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).expect("shrink the pipe");
+    (Reaped(child), stderr, stdout)
+}
+
+/// The address on the server's first stdout line, within [`TIMEOUT`].
+fn address(stdout: &Receiver<String>) -> SocketAddr {
+    let first = stdout.recv_timeout(TIMEOUT).expect("the address line");
+    first
+        .split_whitespace()
+        .last()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+}
+
+/// [`IDLE`] connections to `addr`, held open by the caller.
+fn connect_idle(addr: SocketAddr) -> Vec<TcpStream> {
+    (0..IDLE)
+        .map(|_| TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect"))
+        .collect()
+}
+
 /// A server whose stderr is never read, 2,000 idle clients, then two more:
 /// a line from one reaches the other. Once the test starts reading stderr,
 /// the logger says how many lines it dropped.
 #[test]
 fn an_unread_stderr_does_not_stop_the_room() {
     raise_fd_limit(IDLE as u64 + 300);
-    let mut child = Command::new(bin("chat-server"))
-        .args(["--bind", "127.0.0.1", "--port", "0", "--workers", "2100"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat-server");
-    let (tx, stdout) = std::sync::mpsc::channel();
-    Captured::drain(child.stdout.take().expect("piped"), Some(tx));
-    // Held, never read until the end: the pipe fills and stays full. At
-    // its smallest (one page) it holds a few dozen lines, so the 2,000
-    // joins overflow the server's log queue too.
-    let mut stderr = child.stderr.take().expect("piped");
-    nix::fcntl::fcntl(&stderr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).expect("shrink the pipe");
-    let server = Reaped(child);
-    let first = stdout.recv_timeout(TIMEOUT).expect("the address line");
-    let addr: std::net::SocketAddr = first
-        .split_whitespace()
-        .last()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    // Stderr held, never read until the end: the pipe fills and stays
+    // full. At its smallest (one page) it holds a few dozen lines, so the
+    // 2,000 joins overflow the server's log queue too.
+    let (server, mut stderr, stdout) = spawn_small_stderr(&[], Stdio::piped());
+    let addr = address(&stdout);
 
-    let idle: Vec<TcpStream> = (0..IDLE)
-        .map(|_| TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect"))
-        .collect();
+    let idle = connect_idle(addr);
     let mut alice = Client::connect(addr);
     alice.recv_until(|l| l.starts_with("* welcome"));
     let mut bob = Client::connect(addr);
@@ -111,20 +130,8 @@ fn a_slowly_read_stderr_still_ends_with_the_summary() {
     const SIP: usize = 256;
     const PAUSE: Duration = Duration::from_millis(5);
     raise_fd_limit(IDLE as u64 + 300);
-    let mut child = Command::new(bin("chat-server"))
-        .args(["--bind", "127.0.0.1", "--port", "0", "--mode", "echo"])
-        .args(["--workers", "2100"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat-server");
-    let (tx, stdout) = std::sync::mpsc::channel();
-    Captured::drain(child.stdout.take().expect("piped"), Some(tx));
-    let mut stderr = child.stderr.take().expect("piped");
-    nix::fcntl::fcntl(&stderr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).expect("shrink the pipe");
-    let pid = child.id();
-    let mut server = Reaped(child);
+    let (mut server, mut stderr, stdout) = spawn_small_stderr(&["--mode", "echo"], Stdio::null());
+    let pid = server.0.id();
     let reader = thread::spawn(move || {
         let deadline = Instant::now() + 3 * TIMEOUT;
         let mut text = Vec::new();
@@ -138,15 +145,8 @@ fn a_slowly_read_stderr_still_ends_with_the_summary() {
         }
         String::from_utf8_lossy(&text).into_owned()
     });
-    let first = stdout.recv_timeout(TIMEOUT).expect("the address line");
-    let addr: std::net::SocketAddr = first
-        .split_whitespace()
-        .last()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
-    let idle: Vec<TcpStream> = (0..IDLE)
-        .map(|_| TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect"))
-        .collect();
+    let addr = address(&stdout);
+    let idle = connect_idle(addr);
     chat_tests::signal(pid, "INT");
     let signalled = Instant::now();
     let status = chat_tests::wait_timeout(&mut server.0, TIMEOUT).expect("the server did not exit");

@@ -67,6 +67,10 @@ pub struct Bridge {
     /// The highest guest number Redis gave this server: after Redis came
     /// back empty its counter is raised past it.
     pub highest_guest: AtomicU64,
+    /// Members of each room (by key) on the other servers, as presence
+    /// last counted them (every heartbeat): the rest of a notice's
+    /// `N online`.
+    others: Mutex<HashMap<String, usize>>,
 }
 
 impl Bridge {
@@ -82,6 +86,7 @@ impl Bridge {
             local: Mutex::new(HashSet::new()),
             members: Mutex::new(HashMap::new()),
             highest_guest: AtomicU64::new(0),
+            others: Mutex::new(HashMap::new()),
         }
     }
 
@@ -91,23 +96,48 @@ impl Bridge {
     }
 
     /// Local client `client` put a line in room `room` (its join notice
-    /// first): if that is a new room for it, file it there, for presence.
+    /// first): if that is a new room for it, it is noted, to be filed in
+    /// Redis by [`Bridge::file`] once the rooms released their locks.
+    /// Called under the room's lock: never waits for Redis.
     pub fn entered(&self, client: ClientId, room: &str) {
-        let (name, entered) = {
-            let mut members = self.members.lock();
-            let Some(w) = members.get_mut(&client) else {
-                return;
-            };
-            if w.room.as_deref() == Some(room) {
-                return;
-            }
+        let mut members = self.members.lock();
+        let Some(w) = members.get_mut(&client) else {
+            return;
+        };
+        if w.room.as_deref() != Some(room) {
             w.room = Some(room.to_string());
             w.entered = now_ms();
-            (w.name.clone(), w.entered)
-        };
-        if let Err(e) = self.names.member(&name, Some((room, entered))) {
-            crate::log!("redis: cannot file {name} in #{room} ({e:?})");
         }
+    }
+
+    /// Files local client `client` in its room now (one `HSET`), with no
+    /// lock of the rooms held. A client
+    /// that left or was renamed meanwhile is taken out again: whichever of
+    /// this and its release runs last, the list ends right.
+    pub fn file(&self, client: ClientId) {
+        let Some(w) = self.members.lock().get(&client).cloned() else {
+            return;
+        };
+        let Some(room) = w.room.as_deref() else {
+            return;
+        };
+        if let Err(e) = self.names.member(&w.name, Some((room, w.entered))) {
+            crate::log!("redis: cannot file {} in #{room} ({e:?})", w.name);
+            return;
+        }
+        let still = self
+            .members
+            .lock()
+            .get(&client)
+            .is_some_and(|now| now.name == w.name);
+        if !still {
+            let _ = self.names.member(&w.name, None);
+        }
+    }
+
+    /// Members of room `key` on the other servers, as last counted.
+    pub fn elsewhere(&self, key: &str) -> usize {
+        self.others.lock().get(key).copied().unwrap_or(0)
     }
 
     /// Whether Redis is reachable (as far as the reader knows).
@@ -213,10 +243,15 @@ impl Sink for Bridge {
     }
 
     fn missed(&self, room: &str, missed: Missed) {
-        if missed == Missed::LogLost {
-            // The new log numbers its lines from 1 again.
+        // The log numbers its lines from 1 (or `to + 1`) again.
+        let floor = match missed {
+            Missed::LogLost { .. } => Some(0),
+            Missed::RolledBack { to, .. } => Some(to),
+            Missed::Lines(_) => None,
+        };
+        if let Some(floor) = floor {
             if let Some(feed) = self.feeds.lock().get(room) {
-                feed.floor.store(0, Ordering::Release);
+                feed.floor.store(floor, Ordering::Release);
             }
         }
         let Some(ctx) = self.rooms() else {
@@ -227,9 +262,18 @@ impl Sink for Bridge {
                 "you missed {n} line{} of this room: Redis trimmed them before this server could read them",
                 if n == 1 { "" } else { "s" }
             )),
-            Missed::LogLost => protocol::error(
+            Missed::LogLost { unseen: 0 } => protocol::error(
                 "Redis restarted empty: this room's log before now is gone, and lines sent just before it went away may be missing",
             ),
+            Missed::LogLost { unseen } => protocol::error(&format!(
+                "Redis restarted empty: this room's log before now is gone, and you missed at least {unseen} line{} sent just before it went away",
+                if unseen == 1 { "" } else { "s" }
+            )),
+            Missed::RolledBack { from, to } => protocol::error(&format!(
+                "Redis came back with an older copy of its data: the last {} line{} of this room are gone from its log and history, and lines sent just before it went away may be missing",
+                from - to,
+                if from - to == 1 { "" } else { "s" }
+            )),
         };
         self.local_notice(&ctx, room, &line);
     }
@@ -270,7 +314,21 @@ impl Bridge {
             }
             Request::Console { line } => {
                 let answer = if let Some(args) = line.strip_prefix("/ban ") {
-                    crate::access::ban(ctx, args)
+                    let by_address = ban_by_address(ctx, args);
+                    let mut answer = crate::access::ban(ctx, args);
+                    // A name another console banned, held here: every
+                    // server bans its client's address.
+                    if let Some(by_address) = by_address {
+                        answer.push(match self.names.broadcast_console(&by_address) {
+                            Ok(n) => {
+                                format!("* passed on to the {n} other server(s) as {by_address}")
+                            }
+                            Err(e) => {
+                                format!("! not passed on to the other servers (Redis: {e:?})")
+                            }
+                        });
+                    }
+                    answer
                 } else if let Some(target) = line.strip_prefix("/unban ") {
                     crate::access::unban(ctx, target)
                 } else {
@@ -284,7 +342,30 @@ impl Bridge {
     }
 }
 
+/// `/ban NAME [...]` of a client connected here, as `/ban ADDRESS [...]`
+/// (its address): how a ban by name is passed on, so that every server
+/// bans the address, not only the one the client is on. `None` when the
+/// target is an address or prefix already, or no client here has that
+/// name.
+pub fn ban_by_address(ctx: &Context, args: &str) -> Option<String> {
+    let args = args.trim();
+    let (target, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+    if crate::bans::Prefix::parse(target).is_ok() {
+        return None;
+    }
+    let (_, ip) = ctx.rooms.address_of(target)?;
+    Some(format!("/ban {ip} {}", rest.trim()).trim_end().to_string())
+}
+
 impl Local for Bridge {
+    fn unfiled(&self) -> bool {
+        self.names.take_unfiled()
+    }
+
+    fn file_failed(&self) {
+        self.names.set_unfiled();
+    }
+
     fn members(&self) -> Vec<Member> {
         self.members
             .lock()
@@ -302,6 +383,42 @@ impl Local for Bridge {
 
     fn highest_guest(&self) -> u64 {
         self.highest_guest.load(Ordering::Relaxed)
+    }
+
+    fn others(&self, counts: HashMap<String, usize>) {
+        *self.others.lock() = counts;
+    }
+
+    fn name_lost(&self, client: u64, name: &str) {
+        let Some(ctx) = self.rooms() else {
+            return;
+        };
+        // The names link may still hold the connection that broke while
+        // this server was cut off: one more try on a new one.
+        let fresh = match self.names.next_guest().or_else(|_| self.names.next_guest()) {
+            Ok(n) => {
+                self.highest_guest.fetch_max(n, Ordering::Relaxed);
+                chat_common::name::guest(n)
+            }
+            Err(e) => {
+                crate::log!(
+                    "redis: {name} is held elsewhere too, and no new name can be had ({e:?})"
+                );
+                return;
+            }
+        };
+        match ctx.rooms.rename(client, &fresh) {
+            crate::rooms::Renamed::Done(_) => {
+                crate::log!("redis: {name} was taken on another server while this one was cut off; its client here is {fresh} now");
+                ctx.rooms.tell(
+                    client,
+                    &protocol::error(&format!(
+                        "while this server was cut off from the others, a client of another server took the name {name}: you are {fresh} now"
+                    )),
+                );
+            }
+            other => crate::log!("redis: {name} is held elsewhere too; renaming its client here to {fresh}: {other:?}"),
+        }
     }
 
     fn left(&self, name: &str, reason: &str) -> String {

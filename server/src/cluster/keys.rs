@@ -110,9 +110,25 @@ pub fn wake(server: &str) -> String {
     format!("{PREFIX}wake:{server}")
 }
 
-/// Appends one line to a room's log. KEYS: log, seq. ARGV: maxlen, idle ttl
-/// in ms, uid, from, kind, text. Returns `{id, n}`.
+/// The highest line counter of server `server` that a room's log took (its
+/// high-water mark): [`APPEND`] skips a line at or below it, so a line sent
+/// twice (again on a new connection, and late on the old one) is applied
+/// once, and [`FENCE`] makes a late pipeline of an old connection a no-op.
+pub fn hw(server: &str) -> String {
+    format!("{PREFIX}hw:{server}")
+}
+
+/// Appends one line to a room's log, unless its sender's high-water mark
+/// is at or past its counter (it was applied already, or fenced off).
+/// KEYS: log, seq, hw. ARGV: maxlen, idle ttl in ms, uid, from, kind, text,
+/// counter (the number in the uid). Returns `{id, n}`, or `{'', 0}` when
+/// skipped. A server's counters only grow, and a line is sent again only
+/// before any later one, so the mark is exact.
 pub const APPEND: &str = r"
+local c = tonumber(ARGV[7])
+local hw = tonumber(redis.call('GET', KEYS[3]) or '0')
+if c <= hw then return {'', 0} end
+redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[2])
 local n = redis.call('INCR', KEYS[2])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
   'n', n, 'uid', ARGV[3], 'from', ARGV[4], 'kind', ARGV[5], 'text', ARGV[6])
@@ -171,11 +187,23 @@ if v < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1
 ";
 
+/// Fences off a server's lines up to a counter: raises its high-water mark
+/// to it, so no pipeline still on its way from an old connection can apply
+/// one of them later. KEYS: hw. ARGV: counter, idle ttl in ms. Returns the
+/// mark before: every line at or below it was applied, every line above it
+/// (up to the counter) never will be.
+pub const FENCE: &str = r"
+local hw = tonumber(redis.call('GET', KEYS[1]) or '0')
+if hw < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return hw
+";
+
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 5] {
+pub fn scripts() -> [Script; 6] {
     [
         Script::new(APPEND),
+        Script::new(FENCE),
         Script::new(CLAIM),
         Script::new(REAP_MEMBER),
         Script::new(DELETE_IF),

@@ -13,7 +13,7 @@
 //! Every new connection loads the cluster's Lua scripts and reads (or sets)
 //! the epoch before anything else runs on it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,9 @@ pub struct Endpoint {
     pub url: RedisUrl,
     /// Shared by every link made from this endpoint (and its clones).
     siblings: Siblings,
+    /// Set by [`Endpoint::close`] (the server stopping): no link connects
+    /// any more, so nothing waits for a hung Redis past that point.
+    closed: Arc<AtomicBool>,
 }
 
 impl Endpoint {
@@ -82,12 +85,22 @@ impl Endpoint {
         Endpoint {
             url,
             siblings: Siblings::default(),
+            closed: Arc::default(),
         }
     }
 
     /// A new link to this Redis for thread `name`.
     pub fn link(&self, name: &'static str, read_timeout: Duration) -> Link {
-        Link::new(&self.url, name, read_timeout, &self.siblings)
+        let mut link = Link::new(&self.url, name, read_timeout, &self.siblings);
+        link.closed = Arc::clone(&self.closed);
+        link
+    }
+
+    /// The server is stopping: from now on its links fail at once instead
+    /// of connecting (a command already sent still waits for its reply, at
+    /// most the link's read timeout).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
     }
 }
 
@@ -119,6 +132,11 @@ pub struct Link {
     connects: u64,
     /// Whether the current outage was logged (one line per outage).
     logged_down: bool,
+    /// Whether the last connection lost was lost to a timeout (Redis may
+    /// still read what was sent on it) rather than closed (it will not).
+    lost_to_timeout: bool,
+    /// Its endpoint's [`Endpoint::close`]: set, it never connects again.
+    closed: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -144,6 +162,8 @@ impl Link {
             epoch: None,
             connects: 0,
             logged_down: false,
+            lost_to_timeout: false,
+            closed: Arc::default(),
         }
     }
 
@@ -165,6 +185,24 @@ impl Link {
                 self.lose(&e);
                 Err(Failure::Lost)
             }
+        }
+    }
+
+    /// Like [`Link::run`], for a command that may safely run twice (a read,
+    /// a claim of one's own name, a set to the same value): on
+    /// [`Failure::Lost`] it is tried once more, on a fresh connection. So a
+    /// connection Redis closed while it sat idle (`CLIENT KILL`, a timeout,
+    /// a Redis restart) does not cost the first command after it.
+    ///
+    /// # Errors
+    /// As [`Link::run`], from the second try.
+    pub fn run_idempotent<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, Failure> {
+        match self.run(&mut op) {
+            Err(Failure::Lost) => self.run(op),
+            other => other,
         }
     }
 
@@ -201,6 +239,14 @@ impl Link {
         self.epoch.as_deref()
     }
 
+    /// Whether the last [`Failure::Lost`] was a timeout: what was sent on
+    /// that connection may still reach Redis and be applied. Otherwise the
+    /// connection was closed (by Redis, or a Redis that died): nothing more
+    /// sent on it will be applied.
+    pub fn lost_to_timeout(&self) -> bool {
+        self.lost_to_timeout
+    }
+
     /// Drops the connection (the next command reconnects): for an owner that
     /// found the connection in a state it cannot trust.
     pub fn reset(&mut self) {
@@ -211,6 +257,9 @@ impl Link {
     fn connect(&mut self) -> Result<(), Failure> {
         if self.conn.is_some() {
             return Ok(());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Failure::Down);
         }
         let siblings = self.siblings.0.load(Ordering::Acquire);
         if Instant::now() < self.retry_at && siblings == self.siblings_seen {
@@ -264,6 +313,7 @@ impl Link {
     /// an outage), then with the back-off doubling.
     fn lose(&mut self, e: &RedisError) {
         if self.conn.take().is_some() {
+            self.lost_to_timeout = e.is_timeout();
             self.retry_at = Instant::now();
             return;
         }

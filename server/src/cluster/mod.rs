@@ -183,8 +183,23 @@ pub enum Missed {
     /// This many lines were trimmed from the log before they were read.
     Lines(u64),
     /// Redis restarted empty: the log before now is gone, and any line it
-    /// took after the last one delivered with it.
-    LogLost,
+    /// took after the last one delivered with it: at least `unseen` of
+    /// those (what this server's writer knows the log took past what its
+    /// reader delivered; 0: none known, there may be some).
+    LogLost {
+        /// A lower bound of the lines lost before anyone here saw them.
+        unseen: u64,
+    },
+    /// Redis came back with an older copy of its data (restarted from a
+    /// snapshot taken before it went away): the room's log went back from
+    /// line `from` to line `to` (those were delivered here but are gone
+    /// from the log), and it numbers new lines from `to + 1` again.
+    RolledBack {
+        /// The last line delivered here.
+        from: u64,
+        /// The log's last line now.
+        to: u64,
+    },
 }
 
 /// Where the cluster's threads hand what they have for the local clients:

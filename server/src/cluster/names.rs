@@ -8,8 +8,13 @@
 //! These are questions a client waits for (`/nick`, connecting, `/who`),
 //! so they run on the asking thread over one shared [`Link`], held only for
 //! the round trip. When Redis is down they fail at once with
-//! [`Failure::Down`]: the caller refuses or answers from what it has.
+//! [`Failure::Down`]: the caller refuses or answers from what it has. Each
+//! may run twice harmlessly, except an inbox entry (a `/msg` would arrive
+//! twice), so each but [`Names::send`] is tried again once on a fresh
+//! connection when its connection turns out broken
+//! ([`Link::run_idempotent`]); a guest number lost that way is only skipped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -69,6 +74,9 @@ pub struct Names {
     link: Mutex<Link>,
     /// This server's id: the first part of every holder it writes.
     server_id: String,
+    /// Set when filing a member (or removing one) failed: presence files
+    /// them all again at its next beat.
+    unfiled: AtomicBool,
 }
 
 impl Names {
@@ -77,6 +85,7 @@ impl Names {
         Names {
             link: Mutex::new(endpoint.link("names", IO_TIMEOUT)),
             server_id: server_id.to_string(),
+            unfiled: AtomicBool::new(false),
         }
     }
 
@@ -87,7 +96,7 @@ impl Names {
     /// When Redis cannot be asked (the name is then not claimed).
     pub fn claim(&self, name: &str, client: u64) -> Result<Claim, Failure> {
         let script = Script::new(keys::CLAIM);
-        let claimed: i64 = self.link.lock().run(|conn| {
+        let claimed: i64 = self.link.lock().run_idempotent(|conn| {
             redis::cmd("EVALSHA")
                 .arg(script.get_hash())
                 .arg(1)
@@ -110,7 +119,7 @@ impl Names {
     /// stops or is reaped).
     pub fn release(&self, name: &str, client: u64) -> Result<(), Failure> {
         let script = Script::new(keys::DELETE_IF);
-        self.link.lock().run(|conn| {
+        self.link.lock().run_idempotent(|conn| {
             redis::cmd("EVALSHA")
                 .arg(script.get_hash())
                 .arg(1)
@@ -127,8 +136,27 @@ impl Names {
     /// # Errors
     /// When Redis cannot be asked.
     pub fn member(&self, name: &str, room: Option<(&str, u64)>) -> Result<(), Failure> {
+        let filed = self.file(name, room);
+        if filed.is_err() {
+            self.unfiled.store(true, Ordering::Release);
+        }
+        filed
+    }
+
+    /// Whether a filing failed since the last call (and clears it).
+    pub fn take_unfiled(&self) -> bool {
+        self.unfiled.swap(false, Ordering::AcqRel)
+    }
+
+    /// Marks the members as needing filing again.
+    pub fn set_unfiled(&self) {
+        self.unfiled.store(true, Ordering::Release);
+    }
+
+    /// One filing or removal, as [`Names::member`].
+    fn file(&self, name: &str, room: Option<(&str, u64)>) -> Result<(), Failure> {
         let key = keys::members(&self.server_id);
-        self.link.lock().run(|conn| match room {
+        self.link.lock().run_idempotent(|conn| match room {
             Some((room, entered)) => redis::cmd("HSET")
                 .arg(&key)
                 .arg(name)
@@ -146,7 +174,7 @@ impl Names {
     pub fn next_guest(&self) -> Result<u64, Failure> {
         self.link
             .lock()
-            .run(|conn| redis::cmd("INCR").arg(keys::guest()).query(conn))
+            .run_idempotent(|conn| redis::cmd("INCR").arg(keys::guest()).query(conn))
     }
 
     /// Who holds `name` (any case), anywhere.
@@ -154,7 +182,7 @@ impl Names {
     /// # Errors
     /// When Redis cannot be asked.
     pub fn holder(&self, name: &str) -> Result<Option<Holder>, Failure> {
-        let value: Option<String> = self.link.lock().run(|conn| {
+        let value: Option<String> = self.link.lock().run_idempotent(|conn| {
             redis::cmd("GET")
                 .arg(keys::name(&name.to_lowercase()))
                 .query(conn)
@@ -177,8 +205,8 @@ impl Names {
     pub fn everyone(&self) -> Result<Vec<Listed>, Failure> {
         let mut link = self.link.lock();
         let servers: Vec<String> =
-            link.run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
-        let hashes: Vec<Vec<(String, String)>> = link.run(|conn| {
+            link.run_idempotent(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
+        let hashes: Vec<Vec<(String, String)>> = link.run_idempotent(|conn| {
             let mut pipe = redis::pipe();
             for server in &servers {
                 pipe.cmd("HGETALL").arg(keys::members(server));
@@ -263,7 +291,7 @@ impl Names {
         let servers: Vec<String> = self
             .link
             .lock()
-            .run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
+            .run_idempotent(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
         let others: Vec<&String> = servers.iter().filter(|s| **s != self.server_id).collect();
         for server in &others {
             self.send(server, &[("kind", "console"), ("line", line)])?;

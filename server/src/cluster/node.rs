@@ -44,6 +44,9 @@ pub struct Node {
     /// Waited for at the graceful stop (it announces the leaves); the
     /// writer and reader end by themselves.
     presence: parking_lot::Mutex<Option<thread::JoinHandle<()>>>,
+    /// Closed at the end of the stop: no link connects again, so a client
+    /// still asking Redis (a hung one) does not hold up the exit.
+    endpoint: Endpoint,
 }
 
 /// A server id: unique enough among the servers of one Redis (time in ns
@@ -108,6 +111,7 @@ impl Node {
                 names: Arc::clone(&redis_names),
                 shutdown,
                 presence: parking_lot::Mutex::new(Some(presence)),
+                endpoint,
             },
             Seams {
                 log: Box::new(log),
@@ -146,5 +150,6 @@ impl Node {
                 let _ = presence.join();
             }
         }
+        self.endpoint.close();
     }
 }

@@ -7,9 +7,11 @@
 //! registered servers: one whose heartbeat expired is lost. The survivor
 //! that takes its lock key (SET NX PX, [`REAP_LOCK_TTL`]) announces each of
 //! its members as left ([`LOST_KIND`]) in the member's room log and frees
-//! its name, one member per [`keys::REAP_MEMBER`] call, which does it only
-//! if the member is still listed: even two survivors racing past an expired
-//! lock announce each member once.
+//! its name, one member per [`keys::REAP_MEMBER`] call (pipelined,
+//! [`REAP_CHUNK`] to a round trip), which does it only if the member is
+//! still listed: even two survivors racing past an expired lock announce
+//! each member once. Then the lost server's keys go (its member list, wake
+//! and inbox streams).
 //!
 //! So a server killed with `kill -9` is announced within
 //! `HEARTBEAT_TTL + HEARTBEAT_EVERY` (6 s), inside SPEC's 10 s.
@@ -21,6 +23,7 @@
 //! taken meanwhile), and the guest counter raised past every number this
 //! server gave.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -40,6 +43,10 @@ pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 
 /// How long one survivor holds the right to announce a lost server.
 pub const REAP_LOCK_TTL: Duration = Duration::from_secs(10);
+
+/// Members announced per pipeline when a server is reaped (or leaves):
+/// one round trip each, this server's heartbeat refreshed before each.
+pub const REAP_CHUNK: usize = 256;
 
 /// The kind of the log entry announcing a lost server's member.
 pub const LOST_KIND: &str = "lost";
@@ -69,6 +76,17 @@ pub trait Local: Send + Sync + 'static {
     fn left(&self, name: &str, reason: &str) -> String;
     /// The highest `guest-N` number this server gave.
     fn highest_guest(&self) -> u64;
+    /// How many members each room (by key) has on the other servers now.
+    fn others(&self, counts: HashMap<String, usize>);
+    /// Local client `client`'s name `name` was taken by a client of another
+    /// server while this one was unlisted: it gets a new `guest-N`, and is
+    /// told.
+    fn name_lost(&self, client: u64, name: &str);
+    /// Whether filing a member (or its removal) failed since the last
+    /// call: the members are then filed again at the next beat.
+    fn unfiled(&self) -> bool;
+    /// Filing them all again failed: try again at the next beat.
+    fn file_failed(&self);
 }
 
 /// The presence thread's state.
@@ -140,8 +158,64 @@ impl Presence {
         // its clients are still here: register them again.
         if added == 1 || self.registered.as_deref() != self.link.epoch() {
             self.register()?;
+        } else if self.local.unfiled() {
+            if let Err(e) = self.refile() {
+                self.local.file_failed();
+                return Err(e);
+            }
         }
-        self.reap_lost()
+        let servers = self.reap_lost()?;
+        self.count_others(&servers)
+    }
+
+    /// Counts the members of the other live servers by room, for the
+    /// `N online` of this server's notices: one pipelined `HVALS` per
+    /// server, every beat.
+    fn count_others(&mut self, others: &[String]) -> Result<(), Failure> {
+        if others.is_empty() {
+            self.local.others(HashMap::new());
+            return Ok(());
+        }
+        let values: Vec<Vec<String>> = self.link.run(|conn| {
+            let mut pipe = redis::pipe();
+            for server in others {
+                pipe.cmd("HVALS").arg(keys::members(server));
+            }
+            pipe.query(conn)
+        })?;
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for value in values.iter().flatten() {
+            let (room, _) = keys::parse_member(value);
+            *counts.entry(room.to_string()).or_default() += 1;
+        }
+        self.local.others(counts);
+        Ok(())
+    }
+
+    /// Files every local member again under this server, at the beat after
+    /// a filing failed, in one atomic pipeline (MULTI: `DEL`, then one
+    /// `HSET` of them all): a filing lost to a broken connection or Redis
+    /// away for a moment is mended within a beat, so `/who` lists the
+    /// member and a survivor announces its leave in the right room if this
+    /// server dies; a member whose removal failed is dropped. Only then: a
+    /// member that left while it ran would be listed again until the next
+    /// beat.
+    fn refile(&mut self) -> Result<(), Failure> {
+        let members = self.local.members();
+        let key = keys::members(&self.server_id);
+        self.link.run(|conn| {
+            let mut pipe = redis::pipe();
+            pipe.atomic().cmd("DEL").arg(&key).ignore();
+            if !members.is_empty() {
+                pipe.cmd("HSET").arg(&key);
+                for member in &members {
+                    pipe.arg(&member.name)
+                        .arg(keys::member_value(&member.room, member.entered));
+                }
+                pipe.ignore();
+            }
+            pipe.exec(conn)
+        })
     }
 
     /// Writes this server's members, their names and its guest floor into
@@ -151,7 +225,8 @@ impl Presence {
         let floor = self.local.highest_guest();
         let me = self.server_id.clone();
         let raise = Script::new(keys::RAISE_TO);
-        self.link.run(|conn| {
+        let claim = Script::new(keys::CLAIM);
+        let claimed: Vec<i64> = self.link.run(|conn| {
             let mut pipe = redis::pipe();
             pipe.cmd("DEL").arg(keys::members(&me)).ignore();
             for member in &members {
@@ -160,13 +235,15 @@ impl Presence {
                     .arg(&member.name)
                     .arg(keys::member_value(&member.room, member.entered))
                     .ignore();
-                // NX: a client of another server may have taken the name
-                // in the moment Redis was back and this server not yet.
-                pipe.cmd("SET")
+                // A client of another server may have taken the name in
+                // the meantime (this server was taken for lost and its
+                // names freed, or Redis was back and this server not yet).
+                pipe.cmd("EVALSHA")
+                    .arg(claim.get_hash())
+                    .arg(1)
                     .arg(keys::name(&member.name.to_lowercase()))
                     .arg(keys::holder(&me, member.client, &member.name))
-                    .arg("NX")
-                    .ignore();
+                    .arg(keys::holder_prefix(&me, member.client));
             }
             pipe.cmd("EVALSHA")
                 .arg(raise.get_hash())
@@ -174,24 +251,41 @@ impl Presence {
                 .arg(keys::guest())
                 .arg(floor)
                 .ignore();
-            pipe.exec(conn)
+            pipe.query(conn)
         })?;
         self.registered = self.link.epoch().map(str::to_string);
+        // Two clients must never hold one name: the one here gives it up.
+        for (member, claimed) in members.iter().zip(claimed) {
+            if claimed == 0 {
+                self.local.name_lost(member.client, &member.name);
+            }
+        }
         Ok(())
     }
 
     /// Finds the registered servers whose heartbeat expired and, for each
     /// whose lock this server takes, announces its members as left.
-    fn reap_lost(&mut self) -> Result<(), Failure> {
+    /// Returns the other servers alive.
+    fn reap_lost(&mut self) -> Result<Vec<String>, Failure> {
         let servers: Vec<String> = self
             .link
             .run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
         let me = self.server_id.clone();
-        for other in servers.into_iter().filter(|s| *s != me) {
-            let alive: bool = self
-                .link
-                .run(|conn| redis::cmd("EXISTS").arg(keys::alive(&other)).query(conn))?;
+        let others: Vec<String> = servers.into_iter().filter(|s| *s != me).collect();
+        if others.is_empty() {
+            return Ok(others);
+        }
+        let alive: Vec<bool> = self.link.run(|conn| {
+            let mut pipe = redis::pipe();
+            for other in &others {
+                pipe.cmd("EXISTS").arg(keys::alive(other));
+            }
+            pipe.query(conn)
+        })?;
+        let mut live = Vec::new();
+        for (other, alive) in others.into_iter().zip(alive) {
             if alive {
+                live.push(other);
                 continue;
             }
             let locked: Option<String> = self.link.run(|conn| {
@@ -208,38 +302,51 @@ impl Presence {
                 log!("redis: server {other} lost; announced {announced} of its clients as gone");
             }
         }
-        Ok(())
+        Ok(live)
     }
 
     /// Announces every member of server `other` as left (`kind`, for
-    /// `reason`) once, frees their names, then forgets the server.
+    /// `reason`) once, frees their names, then forgets the server and its
+    /// keys (members, wake and inbox streams). The members go in pipelines
+    /// of [`REAP_CHUNK`], each led by a refresh of this server's own
+    /// heartbeat, so reaping a big server costs a few round trips and never
+    /// lets this one pass for lost meanwhile.
     fn reap(&mut self, other: &str, kind: &str, reason: &str) -> Result<usize, Failure> {
         let members: Vec<(String, String)> = self
             .link
             .run(|conn| redis::cmd("HGETALL").arg(keys::members(other)).query(conn))?;
         let script = Script::new(keys::REAP_MEMBER);
+        let me = self.server_id.clone();
         let mut announced = 0;
-        for (name, value) in members {
-            let (room, _) = keys::parse_member(&value);
-            let line = self.local.left(&name, reason);
-            let done: i64 = self.link.run(|conn| {
-                redis::cmd("EVALSHA")
-                    .arg(script.get_hash())
-                    .arg(4)
-                    .arg(keys::members(other))
-                    .arg(keys::name(&name.to_lowercase()))
-                    .arg(keys::log(room))
-                    .arg(keys::seq(room))
-                    .arg(&name)
-                    .arg(format!("{other}:"))
-                    .arg(self.config.max_len)
-                    .arg(self.config.idle_ttl.as_millis() as u64)
-                    .arg(format!("{kind}:{other}:{name}"))
-                    .arg(kind)
-                    .arg(&line)
-                    .query(conn)
+        for chunk in members.chunks(REAP_CHUNK) {
+            let done: Vec<i64> = self.link.run(|conn| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("SET")
+                    .arg(keys::alive(&me))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(HEARTBEAT_TTL.as_millis() as u64)
+                    .ignore();
+                for (name, value) in chunk {
+                    let (room, _) = keys::parse_member(value);
+                    pipe.cmd("EVALSHA")
+                        .arg(script.get_hash())
+                        .arg(4)
+                        .arg(keys::members(other))
+                        .arg(keys::name(&name.to_lowercase()))
+                        .arg(keys::log(room))
+                        .arg(keys::seq(room))
+                        .arg(name)
+                        .arg(format!("{other}:"))
+                        .arg(self.config.max_len)
+                        .arg(self.config.idle_ttl.as_millis() as u64)
+                        .arg(format!("{kind}:{other}:{name}"))
+                        .arg(kind)
+                        .arg(self.local.left(name, reason));
+                }
+                pipe.query(conn)
             })?;
-            announced += usize::from(done == 1);
+            announced += done.iter().filter(|d| **d == 1).count();
         }
         self.link.run(|conn| {
             redis::pipe()
@@ -249,6 +356,8 @@ impl Presence {
                 .ignore()
                 .cmd("DEL")
                 .arg(keys::members(other))
+                .arg(keys::wake(other))
+                .arg(keys::inbox(other))
                 .ignore()
                 .exec(conn)
         })?;

@@ -10,20 +10,27 @@
 //! [`Missed::LogLost`] (Redis restarted empty; the cursor starts again at
 //! the new log's beginning).
 //!
+//! Redis may also come back with an older copy of its data (restarted from
+//! a snapshot): the epoch is the same, but the room's counter went back.
+//! An entry numbered at or below the cursor yet later in the stream, or a
+//! counter below the cursor found on reconnecting, is that: reported as
+//! [`Missed::RolledBack`], and the cursor's number goes back with the log,
+//! so the new lines are not skipped as if already delivered.
+//!
 //! A room starts being read ([`Reader::watch`]) from a [`Position`]: the
 //! last entry its history was loaded from ([`tail`]), so history and live
 //! lines never overlap nor leave a gap.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
-use super::writer::Writer;
+use super::writer::{Writer, Written};
 use super::{keys, Entry, Missed, Request, Sink};
 use crate::log;
 use crate::shutdown::Shutdown;
@@ -34,8 +41,12 @@ use crate::shutdown::Shutdown;
 /// the link counts as lost: a busy machine must not look like a Redis gone.
 pub const READ_BLOCK: Duration = Duration::from_millis(500);
 
-/// Most entries one XREAD returns per stream: bounds one reply's size.
-pub const READ_COUNT: usize = 1024;
+/// Most entries one XREAD returns in all, split evenly over the streams it
+/// reads (XREAD's COUNT is per stream: each gets this divided by their
+/// number, at least one). So one reply holds at most this many entries, or
+/// one per stream when more streams than that are read: worst case
+/// `max(READ_BUDGET, streams)` x `--max-line` bytes (4,096 x 2 KiB = 8 MiB).
+pub const READ_BUDGET: usize = 4096;
 
 /// Where a room's log was read up to: the next entry read is the one after.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,16 +59,21 @@ pub struct Position {
     pub epoch: String,
 }
 
-/// What the reader is asked to do between two XREADs.
-enum Control {
-    /// Read `room` from `from` on (from its current end if `None`).
-    Watch {
-        room: String,
-        from: Option<Position>,
-    },
-    /// One reason less to read `room`.
-    Unwatch { room: String },
+/// What the reader is asked to do about one room, between two XREADs:
+/// every watch and unwatch of a room not yet served is merged into one
+/// (the count added up, the latest position kept), so what waits while
+/// Redis is down is bounded by the number of rooms, whatever the churn.
+#[derive(Default)]
+struct Control {
+    /// Watches minus unwatches.
+    delta: i64,
+    /// The position of the latest watch: read the room from there (from
+    /// its current end if `None`).
+    from: Option<Position>,
 }
+
+/// The controls not yet served, by room.
+type Controls = Arc<Mutex<HashMap<String, Control>>>;
 
 /// Where the reader is in one room's log.
 #[derive(Debug, Clone)]
@@ -77,7 +93,7 @@ struct Cursor {
 #[derive(Clone)]
 pub struct Reader {
     /// To the thread: watches and unwatches, served between two XREADs.
-    control: Sender<Control>,
+    controls: Controls,
     /// Writes the wake-up entry that ends a blocked XREAD.
     writer: Writer,
     /// Whose wake stream that is.
@@ -97,15 +113,15 @@ impl Reader {
         sink: Arc<dyn Sink>,
         shutdown: Arc<Shutdown>,
     ) -> std::io::Result<(Reader, thread::JoinHandle<()>)> {
-        let (control, inbox) = crossbeam_channel::unbounded();
+        let controls = Controls::default();
         let mut state = ReaderThread {
+            written: writer.written(),
             link: endpoint.link("reader", READ_BLOCK + 2 * IO_TIMEOUT),
             wake_key: keys::wake(server_id),
             wake_id: "0-0".into(),
             inbox_key: keys::inbox(server_id),
             inbox_id: "0-0".into(),
-            inbox,
-            waiting: VecDeque::new(),
+            controls: Arc::clone(&controls),
             cursors: HashMap::new(),
             sink,
             shutdown,
@@ -118,7 +134,7 @@ impl Reader {
             .spawn(move || state.run())?;
         Ok((
             Reader {
-                control,
+                controls,
                 writer,
                 server_id: server_id.to_string(),
             },
@@ -130,18 +146,30 @@ impl Reader {
     /// from its end as the reader finds it if `None`. A room watched already
     /// keeps its cursor: each watch only counts one more reason to read it.
     pub fn watch(&self, room: &str, from: Option<Position>) {
-        let _ = self.control.send(Control::Watch {
-            room: room.to_string(),
-            from,
-        });
+        {
+            let mut controls = self.controls.lock();
+            let control = controls.entry(room.to_string()).or_default();
+            control.delta += 1;
+            if from.is_some() {
+                control.from = from;
+            }
+        }
         self.writer.wake(&self.server_id);
+    }
+
+    /// How many rooms have watches or unwatches not yet served (at most
+    /// one each, however many were asked).
+    pub fn pending(&self) -> usize {
+        self.controls.lock().len()
     }
 
     /// Undoes one [`Reader::watch`] of `room`.
     pub fn unwatch(&self, room: &str) {
-        let _ = self.control.send(Control::Unwatch {
-            room: room.to_string(),
-        });
+        self.controls
+            .lock()
+            .entry(room.to_string())
+            .or_default()
+            .delta -= 1;
     }
 }
 
@@ -157,10 +185,10 @@ struct ReaderThread {
     inbox_key: String,
     /// The last inbox entry taken.
     inbox_id: String,
-    /// What [`Reader`] handles asked.
-    inbox: Receiver<Control>,
-    /// Watches that could not be served yet (Redis down), in order.
-    waiting: VecDeque<Control>,
+    /// What [`Reader`] handles asked, not yet served.
+    controls: Controls,
+    /// What the writer knows the logs took (for [`Missed::LogLost`]).
+    written: Written,
     /// Rooms read, by key.
     cursors: HashMap<String, Cursor>,
     /// Where entries, missed lines, link changes and requests go.
@@ -184,7 +212,6 @@ impl ReaderThread {
             if self.link.connects() != self.connects {
                 self.connected();
             }
-            self.waiting.extend(self.inbox.try_iter());
             if let Err(failure) = self.serve_controls() {
                 self.failed(failure);
                 continue;
@@ -196,20 +223,29 @@ impl ReaderThread {
     }
 
     /// A new connection: tell the sink the link is back, and if Redis lost
-    /// everything meanwhile, tell it every watched room's log is gone.
+    /// everything meanwhile, tell it every watched room's log is gone (with
+    /// at least how many lines went unseen); if Redis went back to an older
+    /// copy of its data (a room's counter below its cursor), say so and
+    /// move the cursor back with it.
     fn connected(&mut self) {
         self.connects = self.link.connects();
         let epoch = self.link.epoch().unwrap_or_default().to_string();
+        let written = self.written.lock().clone();
         for (room, cursor) in &mut self.cursors {
             if cursor.epoch != epoch {
                 if cursor.n > 0 || cursor.id != "0-0" {
-                    self.sink.missed(room, Missed::LogLost);
+                    let unseen = written
+                        .get(room)
+                        .filter(|(e, _)| *e == cursor.epoch)
+                        .map_or(0, |(_, n)| n.saturating_sub(cursor.n));
+                    self.sink.missed(room, Missed::LogLost { unseen });
                 }
                 cursor.id = "0-0".into();
                 cursor.n = 0;
                 cursor.epoch.clone_from(&epoch);
             }
         }
+        self.check_rollback();
         if self.epoch_seen != epoch {
             // A new Redis: its wake stream and inbox start empty.
             self.wake_id = "0-0".into();
@@ -222,6 +258,41 @@ impl ReaderThread {
         }
     }
 
+    /// Compares each watched room's counter with its cursor: one below it
+    /// means Redis came back with an older copy of the log. Best effort (a
+    /// failure here is seen by the next read; [`ReaderThread::take`] also
+    /// catches a rollback from the entries themselves).
+    fn check_rollback(&mut self) {
+        let rooms: Vec<String> = self
+            .cursors
+            .iter()
+            .filter(|(_, c)| c.n > 0)
+            .map(|(room, _)| room.clone())
+            .collect();
+        if rooms.is_empty() {
+            return;
+        }
+        let Ok(seqs) = self.link.run_idempotent(|conn| {
+            let mut pipe = redis::pipe();
+            for room in &rooms {
+                pipe.cmd("GET").arg(keys::seq(room));
+            }
+            pipe.query::<Vec<Option<u64>>>(conn)
+        }) else {
+            return;
+        };
+        for (room, seq) in rooms.iter().zip(seqs) {
+            let seq = seq.unwrap_or(0);
+            if let Some(cursor) = self.cursors.get_mut(room) {
+                if seq < cursor.n {
+                    let from = cursor.n;
+                    cursor.n = seq;
+                    self.sink.missed(room, Missed::RolledBack { from, to: seq });
+                }
+            }
+        }
+    }
+
     fn failed(&mut self, failure: Failure) {
         match failure {
             Failure::Refused(e) => {
@@ -229,6 +300,12 @@ impl ReaderThread {
                 // and the next read goes on (after a pause, not a spin).
                 log!("redis reader: {}", super::link::brief(&e));
                 let _ = self.shutdown.pause(READ_BLOCK);
+            }
+            Failure::Lost if !self.link.lost_to_timeout() && self.link.run(|_| Ok(())).is_ok() => {
+                // Redis closed the connection (`CLIENT KILL`, a timeout of
+                // its own) and took a new one at once: not an outage, the
+                // clients are not told. The next read resumes from the
+                // cursors as after any reconnection.
             }
             Failure::Down | Failure::Lost => {
                 if self.up {
@@ -239,49 +316,70 @@ impl ReaderThread {
         }
     }
 
-    /// Serves the queued watches and unwatches, in order. A watch that
-    /// fails stays first in line.
+    /// Serves the watches and unwatches asked since the last time, one
+    /// merged control per room. A watch that fails waits for the next time
+    /// (merged with whatever was asked since).
     fn serve_controls(&mut self) -> Result<(), Failure> {
-        while let Some(control) = self.waiting.pop_front() {
-            match control {
-                Control::Unwatch { ref room } => {
-                    if let Some(cursor) = self.cursors.get_mut(room) {
-                        cursor.watchers = cursor.watchers.saturating_sub(1);
-                        if cursor.watchers == 0 {
-                            self.cursors.remove(room);
-                        }
-                    }
+        let controls = std::mem::take(&mut *self.controls.lock());
+        let mut result = Ok(());
+        for (room, control) in controls {
+            if result.is_err() {
+                self.put_back(room, control);
+                continue;
+            }
+            if let Some(cursor) = self.cursors.get_mut(&room) {
+                let watchers = cursor.watchers as i64 + control.delta;
+                if watchers <= 0 {
+                    self.cursors.remove(&room);
+                    self.written.lock().remove(&room);
+                    continue;
                 }
-                Control::Watch { ref room, ref from } => {
-                    if let Err(failure) = self.enter(room, from.clone()) {
-                        self.waiting.push_front(control);
-                        return Err(failure);
-                    }
+                cursor.watchers = watchers as usize;
+                // Its history was loaded past where this reader stands:
+                // skip what the history holds already.
+                if let Some(from) = control
+                    .from
+                    .filter(|f| f.epoch == cursor.epoch && f.n > cursor.n)
+                {
+                    cursor.id = from.id;
+                    cursor.n = from.n;
                 }
+                continue;
+            }
+            if control.delta <= 0 {
+                continue;
+            }
+            if let Err(failure) = self.enter(&room, control.from.clone(), control.delta as usize) {
+                self.put_back(room, control);
+                result = Err(failure);
             }
         }
-        Ok(())
+        result
     }
 
-    /// Starts reading `room` at `from` (or its end), or counts one more
-    /// watch of a room read already.
-    fn enter(&mut self, room: &str, from: Option<Position>) -> Result<(), Failure> {
-        if let Some(cursor) = self.cursors.get_mut(room) {
-            cursor.watchers += 1;
-            // Its history was loaded past where this reader stands: skip
-            // what the history holds already.
-            if let Some(from) = from.filter(|f| f.epoch == cursor.epoch && f.n > cursor.n) {
-                cursor.id = from.id;
-                cursor.n = from.n;
-            }
-            return Ok(());
+    /// Puts a control that could not be served back, under any asked since.
+    fn put_back(&mut self, room: String, control: Control) {
+        let mut controls = self.controls.lock();
+        let newer = controls.entry(room).or_default();
+        newer.delta += control.delta;
+        if newer.from.is_none() {
+            newer.from = control.from;
         }
+    }
+
+    /// Starts reading `room` at `from` (or its end), for `watchers` reasons.
+    fn enter(
+        &mut self,
+        room: &str,
+        from: Option<Position>,
+        watchers: usize,
+    ) -> Result<(), Failure> {
         let epoch = self.link.epoch().unwrap_or_default().to_string();
         let from = match from {
             Some(from) if from.epoch == epoch => from,
             // Read before Redis restarted empty: that log is gone.
             Some(_) => {
-                self.sink.missed(room, Missed::LogLost);
+                self.sink.missed(room, Missed::LogLost { unseen: 0 });
                 Position {
                     id: "0-0".into(),
                     n: 0,
@@ -296,7 +394,7 @@ impl ReaderThread {
                 id: from.id,
                 n: from.n,
                 epoch: from.epoch,
-                watchers: 1,
+                watchers,
             },
         );
         Ok(())
@@ -309,9 +407,10 @@ impl ReaderThread {
             .iter()
             .map(|(room, c)| (room.clone(), c.id.clone()))
             .collect();
+        let count = read_count(rooms.len() + 2);
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
-            .arg(READ_COUNT)
+            .arg(count)
             .arg("BLOCK")
             .arg(READ_BLOCK.as_millis() as u64)
             .arg("STREAMS")
@@ -378,8 +477,19 @@ impl ReaderThread {
             return;
         };
         if entry.n <= cursor.n {
-            // Already taken (a watch moved the cursor past it).
-            return;
+            if !later(&entry.id, &cursor.id) {
+                // Already taken (a watch moved the cursor past it).
+                return;
+            }
+            // Later in the stream, yet numbered as if before: the log
+            // went back (Redis restarted from an older copy of its data)
+            // and numbers its lines again from below the cursor.
+            if !run.is_empty() {
+                self.sink.deliver(room, std::mem::take(run));
+            }
+            let (from, to) = (cursor.n, entry.n - 1);
+            cursor.n = to;
+            self.sink.missed(room, Missed::RolledBack { from, to });
         }
         let missed = entry.n - cursor.n - 1;
         cursor.id.clone_from(&entry.id);
@@ -392,6 +502,24 @@ impl ReaderThread {
         }
         run.push(entry);
     }
+}
+
+/// XREAD's COUNT (per stream) for one read of `streams` streams: the
+/// [`READ_BUDGET`] split evenly, at least one each.
+pub fn read_count(streams: usize) -> usize {
+    (READ_BUDGET / streams.max(1)).max(1)
+}
+
+/// Whether stream id `a` comes after `b` (`MS-SEQ`, compared as numbers).
+fn later(a: &str, b: &str) -> bool {
+    let parse = |id: &str| {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    };
+    parse(a) > parse(b)
 }
 
 /// Entries read back from the end of a log per round trip, while looking
@@ -420,7 +548,7 @@ pub fn tail(
     let mut last: Option<(String, u64)> = None;
     let mut seen = 0u64;
     loop {
-        let page: StreamRangeReply = link.run(|conn| {
+        let page: StreamRangeReply = link.run_idempotent(|conn| {
             redis::cmd("XREVRANGE")
                 .arg(&key)
                 .arg(&end)

@@ -8,8 +8,9 @@
 //!   [`Unreachable`] at once, so the sender gets a `! ` line per line.
 //! - A room gets its first local member ([`Log::watch`]): the history ring
 //!   is loaded from the stream's tail (the last `--history` chat lines,
-//!   [`tail`]) and the reader reads the stream from right after it. Both
-//!   under the room's lock, before the member is shown the history, so the
+//!   [`tail`], loaded beforehand with no lock held by [`Log::prepare`]) and
+//!   the reader reads the stream from right after it. Installed under the
+//!   room's lock, before the member is shown the history, so the
 //!   history and the first live line neither overlap nor leave a gap (the
 //!   feed's floor drops an entry delivered twice by a race with a reader
 //!   still reading the room from before).
@@ -30,7 +31,8 @@ use super::reader::{tail, Reader};
 use super::writer::{Queued, Writer};
 use super::Line;
 use crate::log;
-use crate::rooms::log::{Appended, Batch, Log, RoomLog, ServerId, Unreachable};
+use crate::rooms::log::{Appended, Batch, Log, Prepared, RoomLog, ServerId, Unreachable};
+use crate::rooms::ClientId;
 
 /// The kind of every entry the rooms append (presence adds `lost` and
 /// `stopped` leaves).
@@ -48,8 +50,8 @@ pub struct RedisLog {
     writer: Writer,
     /// Told which rooms to read.
     reader: Reader,
-    /// For loading a room's history (one round trip under the directory
-    /// lock, when a room gets its first local member).
+    /// For loading a room's history when it gets its first local member
+    /// ([`Log::prepare`], with no lock held).
     link: Mutex<Link>,
     /// `--history`.
     history: usize,
@@ -76,6 +78,18 @@ impl RedisLog {
     }
 }
 
+/// A room's history and where its log ends, as [`tail`] read them.
+type Tail = (Vec<super::Entry>, super::reader::Position);
+
+impl RedisLog {
+    /// Reads room `key`'s tail: its last `--history` chat lines.
+    fn load(&self, key: &str) -> Result<Tail, super::link::Failure> {
+        tail(&mut self.link.lock(), key, self.history, |e| {
+            e.text.starts_with('<')
+        })
+    }
+}
+
 impl Log for RedisLog {
     fn server(&self) -> ServerId {
         self.bridge.server
@@ -99,7 +113,7 @@ impl Log for RedisLog {
         })
     }
 
-    fn watch(&self, key: &str, local: bool) {
+    fn watch(&self, key: &str, local: bool, prepared: Option<Prepared>) {
         if !local {
             self.bridge.local.lock().remove(key);
             self.reader.unwatch(key);
@@ -109,9 +123,15 @@ impl Log for RedisLog {
         let Some(feed) = self.bridge.feeds.lock().get(key).cloned() else {
             return;
         };
-        let loaded = tail(&mut self.link.lock(), key, self.history, |e| {
-            e.text.starts_with('<')
-        });
+        let loaded = match prepared.and_then(|p| p.0.downcast::<Tail>().ok()) {
+            // Loaded before the locks were taken, and nothing newer was
+            // delivered here since: the reader goes on from its end, so
+            // what was appended meanwhile arrives as live lines.
+            Some(tail) if feed.floor.load(Ordering::Acquire) <= tail.1.n => Ok(*tail),
+            // None, or stale (the room had members here meanwhile): load
+            // now, under the locks (rare).
+            _ => self.load(key),
+        };
         match loaded {
             Ok((history, from)) => {
                 let mut ring = feed.ring.lock();
@@ -127,6 +147,22 @@ impl Log for RedisLog {
                 self.reader.watch(key, None);
             }
         }
+    }
+
+    fn prepare(&self, key: &str) -> Option<Prepared> {
+        if !self.bridge.is_up() {
+            return None;
+        }
+        let tail = self.load(key).ok()?;
+        Some(Prepared(Box::new(tail)))
+    }
+
+    fn elsewhere(&self, key: &str) -> usize {
+        self.bridge.elsewhere(key)
+    }
+
+    fn settled(&self, client: ClientId) {
+        self.bridge.file(client);
     }
 
     fn reachable(&self) -> bool {

@@ -7,14 +7,27 @@
 //!
 //! A line is never queued for later: when Redis is down (or the queue is
 //! full) it is handed back to [`Sink::refused`] at once. A batch whose
-//! connection broke after it was sent may or may not be in the log; those
-//! lines are looked up by their uid once the link is back (found: they will
-//! be delivered like any other; not found, or Redis restarted empty: sent
-//! again, first, so their order holds), and refused after
-//! [`UNSURE_DEADLINE`] if the link does not come back, so no sender waits
-//! forever. Lines queued behind unsettled ones are refused meanwhile.
+//! connection broke after it was sent may or may not be in the log, and
+//! may still reach Redis later (a paused Redis, a cut that heals: "not in
+//! the log yet" is not "never will be"). Each line keeps its uid, and
+//! [`keys::APPEND`] skips a uid at or below this server's high-water mark,
+//! so once the link is back:
+//!
+//! - within [`UNSURE_DEADLINE`] those lines are sent again, first, with
+//!   the same uids: each is applied once, whichever copy comes first;
+//! - past it, the mark is raised over them ([`keys::FENCE`]), so no late
+//!   copy can apply, and the mark as it was says exactly which ones the
+//!   log took (delivered like any other) and which it never will (refused).
+//!
+//! So no line is doubled, and a sender told `!` never sees its line. While
+//! Redis stays away past the deadline, a line whose connection was closed
+//! (Redis died or dropped it: nothing more from it will be applied) is
+//! refused; one whose connection timed out (Redis may still read it) is
+//! not refused while its fate cannot be known, however long that lasts.
+//! Lines queued behind unsettled ones are refused meanwhile (they were
+//! never sent).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -46,9 +59,10 @@ enum Job {
     Append(Token, Line),
     /// Add an entry to a reader's wake stream, ending its blocking XREAD.
     Wake(String),
-    /// Send again a line whose first sending was lost on the way (it is
-    /// not in the log), first sent at the instant given.
-    Retry(Token, Line, Instant),
+    /// Send again a line whose first sending was lost on the way, with the
+    /// counter of its uid (so Redis applies it once), first sent at the
+    /// instant given.
+    Retry(Token, Line, Instant, u64),
 }
 
 /// What happened to a line handed to [`Writer::append`].
@@ -72,7 +86,16 @@ pub struct Writer {
     late: Arc<Mutex<Vec<(Token, Line)>>>,
     /// Pipelines sent so far (one round trip each), for tests and stats.
     round_trips: Arc<AtomicU64>,
+    /// Shared with the thread: see [`Written`].
+    written: Written,
 }
+
+/// Per room, the epoch of the Redis and the highest line number the
+/// writer's appends got back from it: what this server knows a log took,
+/// so that when Redis loses it, the reader can say at least how many lines
+/// went unseen. One entry per room this server wrote to; the reader drops
+/// a room's entry when it stops reading the room.
+pub type Written = Arc<Mutex<HashMap<String, (String, u64)>>>;
 
 /// A line sent in a batch whose reply was lost.
 struct Unsure {
@@ -80,13 +103,17 @@ struct Unsure {
     token: Token,
     /// The line, to send again or hand back.
     line: Line,
-    /// The id it was sent with: looked for in the log.
-    uid: String,
-    /// When it was sent: refused after [`UNSURE_DEADLINE`].
+    /// The counter of the uid it was sent with: sent again with it, or
+    /// compared with the high-water mark.
+    counter: u64,
+    /// When it was sent: fenced off and settled after [`UNSURE_DEADLINE`].
     since: Instant,
     /// The epoch of the Redis it was sent to: a Redis restarted empty
     /// certainly lost it.
     epoch: Option<String>,
+    /// Whether its connection timed out (Redis may still apply it later)
+    /// rather than closed (Redis will apply nothing more from it).
+    may_come_late: bool,
 }
 
 impl Writer {
@@ -104,7 +131,9 @@ impl Writer {
         let (jobs, queue) = crossbeam_channel::bounded(QUEUE_MAX);
         let round_trips = Arc::new(AtomicU64::new(0));
         let late = Arc::new(Mutex::new(Vec::new()));
+        let written = Written::default();
         let mut thread = WriterThread {
+            written: Arc::clone(&written),
             late: Arc::clone(&late),
             round_trips: Arc::clone(&round_trips),
             link: endpoint.link("writer", IO_TIMEOUT),
@@ -117,6 +146,7 @@ impl Writer {
             unsure: Vec::new(),
             retry: Vec::new(),
             script: Script::new(keys::APPEND),
+            fence: Script::new(keys::FENCE),
         };
         let handle = thread::Builder::new()
             .name("redis-writer".into())
@@ -126,6 +156,7 @@ impl Writer {
                 jobs,
                 late,
                 round_trips,
+                written,
             },
             handle,
         ))
@@ -163,6 +194,11 @@ impl Writer {
         Queued::Queued
     }
 
+    /// What the logs took, as far as this writer knows.
+    pub fn written(&self) -> Written {
+        Arc::clone(&self.written)
+    }
+
     /// How many pipelines (round trips) the writer has sent.
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
@@ -181,6 +217,8 @@ struct WriterThread {
     late: Arc<Mutex<Vec<(Token, Line)>>>,
     /// Shared with [`Writer::round_trips`].
     round_trips: Arc<AtomicU64>,
+    /// Shared with [`Writer::written`].
+    written: Written,
     /// The writer's own connection.
     link: Link,
     /// This server's id: the first part of every uid.
@@ -201,6 +239,8 @@ struct WriterThread {
     retry: Vec<Job>,
     /// The append script (for its hash).
     script: Script,
+    /// The fence script (for its hash).
+    fence: Script,
 }
 
 impl WriterThread {
@@ -227,7 +267,9 @@ impl WriterThread {
             match self.queue.recv_timeout(wait) {
                 Ok(job) => batch.push(job),
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.shutdown.is_triggered() && self.unsure.is_empty() {
+                    if self.shutdown.is_triggered() {
+                        // Stopping: no one is told any more.
+                        self.refuse_unsure_all();
                         return;
                     }
                     continue;
@@ -256,7 +298,7 @@ impl WriterThread {
     /// Refuses every line of `batch`.
     fn refuse(&mut self, batch: &mut Vec<Job>) {
         for job in batch.drain(..) {
-            if let Job::Append(token, line) | Job::Retry(token, line, _) = job {
+            if let Job::Append(token, line) | Job::Retry(token, line, _, _) = job {
                 self.sink.refused(token, &line);
             }
         }
@@ -269,9 +311,14 @@ impl WriterThread {
         let mut sent = Vec::with_capacity(batch.len());
         let now = Instant::now();
         for job in batch.drain(..) {
-            let (token, line, since) = match job {
-                Job::Append(token, line) => (token, line, now),
-                Job::Retry(token, line, since) => (token, line, since),
+            let (token, line, since, counter) = match job {
+                Job::Append(token, line) => (
+                    token,
+                    line,
+                    now,
+                    self.next_uid.fetch_add(1, Ordering::Relaxed),
+                ),
+                Job::Retry(token, line, since, counter) => (token, line, since, counter),
                 Job::Wake(key) => {
                     pipe.cmd("XADD")
                         .arg(key)
@@ -284,108 +331,166 @@ impl WriterThread {
                     continue;
                 }
             };
-            let uid = format!(
-                "{}:{}",
-                self.server_id,
-                self.next_uid.fetch_add(1, Ordering::Relaxed)
-            );
+            let uid = format!("{}:{counter}", self.server_id);
             pipe.cmd("EVALSHA")
                 .arg(self.script.get_hash())
-                .arg(2)
+                .arg(3)
                 .arg(keys::log(&line.room))
                 .arg(keys::seq(&line.room))
+                .arg(keys::hw(&self.server_id))
                 .arg(self.config.max_len)
                 .arg(self.config.idle_ttl.as_millis() as u64)
                 .arg(&uid)
                 .arg(&line.from)
                 .arg(&line.kind)
-                .arg(&line.text);
-            sent.push(Some((token, line, uid, since)));
+                .arg(&line.text)
+                .arg(counter);
+            sent.push(Some((token, line, counter, since)));
         }
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         match self.link.run(|conn| pipe.query::<Vec<Value>>(conn)) {
             Ok(replies) => {
+                let epoch = self.link.epoch().unwrap_or_default().to_string();
                 for (reply, line) in replies.into_iter().zip(sent) {
-                    if let (Value::ServerError(e), Some((token, line, _, _))) = (&reply, line) {
-                        log!("redis: append to #{} refused: {e:?}", line.room);
-                        self.sink.refused(token, &line);
+                    let Some((token, line, _, _)) = line else {
+                        continue;
+                    };
+                    match reply {
+                        Value::ServerError(e) => {
+                            log!("redis: append to #{} refused: {e:?}", line.room);
+                            self.sink.refused(token, &line);
+                        }
+                        Value::Array(parts) => {
+                            let n = parts.get(1).and_then(|v| match v {
+                                Value::Int(n) => u64::try_from(*n).ok(),
+                                _ => None,
+                            });
+                            if let Some(n) = n.filter(|&n| n > 0) {
+                                let mut written = self.written.lock();
+                                let seen = written.entry(line.room).or_default();
+                                if seen.0 != epoch {
+                                    *seen = (epoch.clone(), 0);
+                                }
+                                seen.1 = seen.1.max(n);
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
             Err(Failure::Lost) => {
                 let epoch = self.link.epoch().map(str::to_string);
-                self.unsure
-                    .extend(
-                        sent.into_iter()
-                            .flatten()
-                            .map(|(token, line, uid, since)| Unsure {
-                                token,
-                                line,
-                                uid,
-                                since,
-                                epoch: epoch.clone(),
-                            }),
-                    );
+                let may_come_late = self.link.lost_to_timeout();
+                self.unsure.extend(sent.into_iter().flatten().map(
+                    |(token, line, counter, since)| Unsure {
+                        token,
+                        line,
+                        counter,
+                        since,
+                        epoch: epoch.clone(),
+                        may_come_late,
+                    },
+                ));
             }
             Err(Failure::Down | Failure::Refused(_)) => {
-                for (token, line, _, _) in sent.into_iter().flatten() {
-                    self.sink.refused(token, &line);
+                let epoch = self.link.epoch().map(str::to_string);
+                for (token, line, counter, since) in sent.into_iter().flatten() {
+                    if since == now {
+                        // Never sent: certainly not applied.
+                        self.sink.refused(token, &line);
+                    } else {
+                        // Sent again, and its first sending may still be
+                        // applied: unsure still, not refused.
+                        self.unsure.push(Unsure {
+                            token,
+                            line,
+                            counter,
+                            since,
+                            epoch: epoch.clone(),
+                            may_come_late: true,
+                        });
+                    }
                 }
             }
         }
     }
 
-    /// Looks the unsure lines up in their logs, if the link is back; refuses
-    /// those not found, and those past [`UNSURE_DEADLINE`].
+    /// Settles the unsure lines once the link is back (while it is not,
+    /// their fate cannot be known and they wait). Redis restarted empty
+    /// since: they went with it (sent again within [`UNSURE_DEADLINE`],
+    /// else refused). Otherwise, within the deadline, they are sent again
+    /// with their uids (applied once, whichever copy comes first); past it,
+    /// they are fenced off and the mark they found says which the log took.
     fn settle_unsure(&mut self) {
-        let mut rooms: Vec<String> = self.unsure.iter().map(|u| u.line.room.clone()).collect();
-        rooms.sort();
-        rooms.dedup();
-        let scan = self.config.max_len;
-        let found = self.link.run(|conn| {
-            let mut pipe = redis::pipe();
-            for room in &rooms {
-                pipe.cmd("XREVRANGE")
-                    .arg(keys::log(room))
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(scan);
-            }
-            pipe.query::<Vec<redis::streams::StreamRangeReply>>(conn)
-        });
-        match found {
-            Ok(replies) => {
-                let in_log: HashSet<String> = replies
-                    .iter()
-                    .flat_map(|reply| &reply.ids)
-                    .filter_map(|id| id.get::<String>("uid"))
-                    .collect();
-                let epoch = self.link.epoch().map(str::to_string);
-                let now = Instant::now();
-                for unsure in std::mem::take(&mut self.unsure) {
-                    // In a Redis restarted empty since, it is gone for sure.
-                    let lost = unsure.epoch != epoch || !in_log.contains(&unsure.uid);
-                    if !lost {
-                        continue;
-                    }
-                    if now.duration_since(unsure.since) < UNSURE_DEADLINE {
-                        self.retry
-                            .push(Job::Retry(unsure.token, unsure.line, unsure.since));
-                    } else {
+        let Some(top) = self.unsure.iter().map(|u| u.counter).max() else {
+            return;
+        };
+        let now = Instant::now();
+        let overdue = self
+            .unsure
+            .iter()
+            .any(|u| now.duration_since(u.since) >= UNSURE_DEADLINE);
+        let applied: u64 = if overdue {
+            let hw = keys::hw(&self.server_id);
+            let ttl = self.config.idle_ttl.as_millis() as u64;
+            let fence = self.fence.get_hash().to_string();
+            match self.link.run(|conn| {
+                redis::cmd("EVALSHA")
+                    .arg(&fence)
+                    .arg(1)
+                    .arg(&hw)
+                    .arg(top)
+                    .arg(ttl)
+                    .query(conn)
+            }) {
+                Ok(mark) => mark,
+                Err(_) => {
+                    // Redis away. A line whose connection was closed
+                    // cannot be applied later: refused at the deadline.
+                    // One whose connection timed out may still be (Redis
+                    // paused, a cut that heals): it waits to be fenced.
+                    let (closed, wait): (Vec<_>, Vec<_>) =
+                        std::mem::take(&mut self.unsure).into_iter().partition(|u| {
+                            !u.may_come_late && now.duration_since(u.since) >= UNSURE_DEADLINE
+                        });
+                    self.unsure = wait;
+                    for unsure in closed {
                         self.sink.refused(unsure.token, &unsure.line);
                     }
+                    return;
                 }
             }
-            Err(_) => {
-                let now = Instant::now();
-                let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsure)
-                    .into_iter()
-                    .partition(|u| now.duration_since(u.since) >= UNSURE_DEADLINE);
-                self.unsure = keep;
-                for unsure in late {
+        } else {
+            // Connects if it can; the lines are sent again below.
+            if self.link.run(|_| Ok(())).is_err() {
+                return;
+            }
+            0
+        };
+        let epoch = self.link.epoch().map(str::to_string);
+        for unsure in std::mem::take(&mut self.unsure) {
+            if unsure.epoch != epoch {
+                // Redis restarted empty since: it is gone for sure.
+                if now.duration_since(unsure.since) < UNSURE_DEADLINE {
+                    self.retry.push(Job::Retry(
+                        unsure.token,
+                        unsure.line,
+                        unsure.since,
+                        unsure.counter,
+                    ));
+                } else {
                     self.sink.refused(unsure.token, &unsure.line);
                 }
+            } else if !overdue {
+                self.retry.push(Job::Retry(
+                    unsure.token,
+                    unsure.line,
+                    unsure.since,
+                    unsure.counter,
+                ));
+            } else if unsure.counter > applied {
+                // Fenced off: it can never be applied now.
+                self.sink.refused(unsure.token, &unsure.line);
             }
         }
     }

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::log::{Appended, Batch, Log, RoomLog, ServerId, Unreachable};
+use super::log::{Appended, Batch, Log, Prepared, RoomLog, ServerId, Unreachable};
 
 /// The in-process [`Log`].
 pub struct Embedded {
@@ -37,7 +37,7 @@ impl Log for Embedded {
         })
     }
 
-    fn watch(&self, _key: &str, _local: bool) {}
+    fn watch(&self, _key: &str, _local: bool, _prepared: Option<Prepared>) {}
 }
 
 /// One room's history ring.

@@ -45,12 +45,15 @@
 //!    read per room per server, never per client).
 //!
 //! Locking: every [`RoomLog`] method is called with its room's lock held,
-//! so it must not block for long (a Redis `XADD` is a short network round
-//! trip; pipelining it off the lock is the implementation's business).
-//! [`Log`] methods are called under the directory lock (`watch(key, true)`
-//! also under that room's lock, as its first member enters). Neither may
-//! call back into [`super::Rooms`] from inside (that would take the locks
-//! again); delivery comes from the log's own thread, holding no lock.
+//! so it must not block: no network round trip (a Redis log queues its
+//! lines to its writer thread). [`Log::watch`] is called under the
+//! directory lock and that room's lock, so what it needs from far away (a
+//! Redis log's tail) is loaded beforehand by [`Log::prepare`], with no lock
+//! held. The other [`Log`] methods that may wait for the network (`who`,
+//! `everyone`, `whisper`, `kick`, `announce_elsewhere`, `prepare`) are
+//! called with no lock held, as is `settled`. Neither may call back into [`super::Rooms`]
+//! from inside (that would take the locks again); delivery comes from the
+//! log's own thread, holding no lock.
 //!
 //! Also for a second implementation: [`Batch::from`] carries the server id
 //! ([`Log::server`]) so that delivery skips the sender on its own server
@@ -59,6 +62,7 @@
 //! display are fed by delivery, so they see each room in the log's order
 //! on every server.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use crate::rooms::ClientId;
@@ -114,7 +118,22 @@ pub trait Log: Send + Sync {
     fn open(&self, key: &str) -> Box<dyn RoomLog>;
 
     /// Room `key` has local members now (`true`), or no longer (`false`).
-    fn watch(&self, key: &str, local: bool);
+    /// Called under the directory and the room's lock: must not block.
+    /// `prepared` is what [`Log::prepare`] loaded for it beforehand (with
+    /// `local`), if anything; an implementation that finds it stale loads
+    /// again.
+    fn watch(&self, key: &str, local: bool, prepared: Option<Prepared>);
+
+    /// Client `client` entered a room (connected, or `/join`), and the
+    /// rooms hold no lock now: a cluster files it there (one round trip),
+    /// so `/who` anywhere lists it by the time it can ask.
+    fn settled(&self, _client: ClientId) {}
+
+    /// Loads, with no lock held, what room `key`'s first local member will
+    /// need ([`Log::watch`]): a Redis log's tail. `None`: nothing to load.
+    fn prepare(&self, _key: &str) -> Option<Prepared> {
+        None
+    }
 
     // Across servers (a cluster's log; the embedded log keeps these
     // defaults: this server is the whole world).
@@ -130,6 +149,14 @@ pub trait Log: Send + Sync {
     /// are known.
     fn everyone(&self) -> Option<Vec<(String, Vec<String>)>> {
         None
+    }
+
+    /// How many members room `key` has on the other servers, as last
+    /// known (a cluster's count is refreshed every heartbeat): what the
+    /// `N online` of a join or leave notice adds to this server's. Called
+    /// under the room's lock: never asks far away.
+    fn elsewhere(&self, _key: &str) -> usize {
+        0
     }
 
     /// Whether the log takes lines now: while it does not (Redis
@@ -154,6 +181,10 @@ pub trait Log: Send + Sync {
     /// already).
     fn announce_elsewhere(&self, _line: &str, _here: &[String]) {}
 }
+
+/// What [`Log::prepare`] loaded, opaque to the rooms: they only hand it
+/// back to [`Log::watch`].
+pub struct Prepared(pub Box<dyn Any + Send>);
 
 /// One room's log, owned by the room and called under its lock.
 pub trait RoomLog: Send {

@@ -3,19 +3,34 @@
 //!
 //! A room ([`room::Room`]) is an ordered log ([`log`]) with members.
 //! Relaying a client's lines takes that one room's lock: rooms never wait
-//! for each other. The directory (names, who is where, the room table) has
-//! a lock of its own, taken to connect, move, rename, whisper and remove,
-//! never to relay.
+//! for each other. The directory (who is where, the names they hold, the
+//! room table) has a lock of its own, taken to connect, move, rename,
+//! whisper and remove, never to relay nor to deliver what an asynchronous
+//! log read back ([`Rooms::deliver`] finds its room in the index, a map
+//! behind a short lock of its own).
 //!
 //! # Lock order (the one place it is written)
 //!
-//! directory, then one room, then a client's queue (and what
-//! [`crate::write`] takes after it: [its part](crate::write#locks)). At most one room lock is held
-//! at a time: a move releases the old room before it locks the new one.
-//! Nothing takes them the other way; the relay takes a room and queues
-//! only. A [`log::RoomLog`] is called under its room's lock, a [`log::Log`]
-//! under the directory's. Nothing under any of these locks writes to a
-//! socket, logs or sleeps.
+//! 1. The names lock ([`Names`], which may be Redis): taken alone, never
+//!    with any lock below held, and held across its round trips. A name is
+//!    claimed (and a guest number taken) before the directory is locked,
+//!    and checked again under it; a name given back under the directory
+//!    lock is only listed there, and released when the directory guard
+//!    ([`Dir`]) drops, after the lock is released.
+//! 2. The directory, then one room, then a client's queue (and what
+//!    [`crate::write`] takes after it: [its part](crate::write#locks)). At
+//!    most one room lock is held at a time: a move releases the old room
+//!    before it locks the new one. Nothing takes them the other way; the
+//!    relay and delivery take a room and queues only.
+//! 3. The index (room key -> room): a leaf, held only to look up or
+//!    change an entry.
+//!
+//! Where the network may be waited for (a Redis log or names): only with
+//! no lock of these held, in [`Names`], [`log::Log::prepare`] and the
+//! cluster-wide queries of [`log::Log`]. A [`log::RoomLog`] is called under
+//! its room's lock and [`log::Log::watch`] under the directory's, and
+//! neither may block. Nothing under the directory or a room lock writes to
+//! a socket, logs or sleeps.
 //!
 //! # One removal path
 //!
@@ -46,13 +61,14 @@ mod room;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chat_common::protocol;
 use chat_common::room::LOBBY;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 pub use fanout::Fanout;
 pub use removal::Kicked;
@@ -164,8 +180,12 @@ struct Client {
 struct Directory {
     /// Everyone connected, by id.
     clients: HashMap<ClientId, Client>,
-    /// Name claims and guest numbers: unique server-wide.
-    names: Box<dyn Names>,
+    /// The names this server's clients hold (lower case): who `/msg`,
+    /// `/kick` and `/ban` find here without asking [`Names`].
+    held: HashMap<String, ClientId>,
+    /// Names given back under this lock, released through [`Names`] once
+    /// it is released ([`Dir`]'s drop).
+    released: Vec<(String, ClientId)>,
     /// Every room the server knows: with members, or empty with history.
     rooms: HashMap<String, Arc<Room>>,
     /// Rooms other than `#lobby` with members (`#lobby` always counts).
@@ -179,6 +199,12 @@ struct Directory {
 /// The rooms, their members, and the relay between them.
 pub struct Rooms {
     dir: Mutex<Directory>,
+    /// Name claims and guest numbers, unique server-wide (cluster-wide on
+    /// Redis): the names lock, first in the lock order.
+    names: Mutex<Box<dyn Names>>,
+    /// The directory's room table again, for delivery: an asynchronous
+    /// log's reader never waits for the directory.
+    index: Mutex<HashMap<String, Arc<Room>>>,
     /// Members' queues, display, transcript.
     fan: Fanout,
     /// Where rooms' lines are ordered.
@@ -204,9 +230,12 @@ impl Rooms {
         let mut rooms = HashMap::new();
         rooms.insert(LOBBY.to_string(), lobby);
         Rooms {
+            names: Mutex::new(names),
+            index: Mutex::new(rooms.clone()),
             dir: Mutex::new(Directory {
                 clients: HashMap::new(),
-                names,
+                held: HashMap::new(),
+                released: Vec::new(),
                 rooms,
                 busy: 0,
                 emptied: VecDeque::new(),
@@ -261,7 +290,7 @@ impl Rooms {
     /// ([`Appended::Later`]): the entry point of an asynchronous log's
     /// reader. The embedded log never calls it.
     pub fn deliver(&self, key: &str, batch: &Batch) {
-        let Some(room) = self.dir.lock().rooms.get(key).cloned() else {
+        let Some(room) = self.index.lock().get(key).cloned() else {
             return;
         };
         let mut slow = Vec::new();
@@ -297,29 +326,37 @@ impl Rooms {
     }
 
     /// Renames client `id` to `new` and tells its room. `new` must already
-    /// have passed [`name::check`].
+    /// have passed [`name::check`]. The name is claimed before the
+    /// directory is locked (it may take a round trip to Redis).
     pub fn rename(&self, id: ClientId, new: &str) -> Renamed {
-        let mut dir = self.dir.lock();
-        let Some(client) = dir.clients.get(&id) else {
-            return Renamed::Gone;
-        };
-        if client.ticket.fate().is_some() {
+        let gone = self
+            .dir
+            .lock()
+            .clients
+            .get(&id)
+            .is_none_or(|c| c.ticket.fate().is_some());
+        if gone {
             return Renamed::Gone;
         }
+        if self.names.lock().claim(new, id).is_err() {
+            return Renamed::Taken;
+        }
+        let mut dir = self.lock_dir();
+        let Some(client) = dir.clients.get(&id).filter(|c| c.ticket.fate().is_none()) else {
+            dir.released.push((new.to_string(), id));
+            return Renamed::Gone;
+        };
         let (room, old, ticket) = (
             Arc::clone(&client.room),
             client.name.clone(),
             Arc::clone(&client.ticket),
         );
-        if dir.names.claim(new, id).is_err() {
-            return Renamed::Taken;
-        }
         let mut slow = Vec::new();
         {
             let mut inner = room.inner.lock();
             if ticket.fate().is_some() {
                 drop(inner);
-                dir.names.release(new, id);
+                dir.released.push((new.to_string(), id));
                 return Renamed::Gone;
             }
             if let Some(pos) = inner.position(id) {
@@ -332,19 +369,22 @@ impl Rooms {
             self.append(&mut inner, &batch, Wake::Now, &mut slow);
         }
         if !old.eq_ignore_ascii_case(new) {
-            dir.names.release(&old, id);
+            free(&mut dir, &old, id);
         }
+        dir.held.insert(new.to_ascii_lowercase(), id);
         if let Some(client) = dir.clients.get_mut(&id) {
             client.name = new.to_string();
         }
+        ticket.renamed(new);
         self.remove_locked(&mut dir, too_slow(slow));
         Renamed::Done(old)
     }
 
     /// Delivers a private message from client `from` to the client named
-    /// `to` (any case), in whatever room.
+    /// `to` (any case), in whatever room: on another server of a cluster
+    /// through the log, with no lock held.
     pub fn whisper(&self, from: ClientId, to: &str, text: &str) -> Whisper {
-        let mut dir = self.dir.lock();
+        let mut dir = self.lock_dir();
         let Some(sender) = dir.clients.get(&from).filter(|c| c.ticket.fate().is_none()) else {
             return Whisper::Gone;
         };
@@ -352,7 +392,8 @@ impl Rooms {
             return Whisper::CutOff;
         }
         let line: Arc<str> = protocol::private_from(&sender.name, text).into();
-        let Some(target) = dir.names.holder(to) else {
+        let Some(target) = dir.held.get(&to.to_ascii_lowercase()).copied() else {
+            drop(dir);
             return match self.log.whisper(to, &line) {
                 Some(name) => Whisper::Delivered(name),
                 None => Whisper::NoOne,
@@ -377,7 +418,7 @@ impl Rooms {
     /// that client (a line refused after all, a private message from
     /// another server). Does nothing if it left.
     pub fn tell(&self, id: ClientId, line: &str) {
-        let mut dir = self.dir.lock();
+        let mut dir = self.lock_dir();
         let Some(client) = dir.clients.get(&id).filter(|c| c.ticket.fate().is_none()) else {
             return;
         };
@@ -389,7 +430,7 @@ impl Rooms {
     /// The client named `name` (any case) and the address it connects from.
     pub fn address_of(&self, name: &str) -> Option<(String, IpAddr)> {
         let dir = self.dir.lock();
-        let client = dir.clients.get(&dir.names.holder(name)?)?;
+        let client = dir.clients.get(dir.held.get(&name.to_ascii_lowercase())?)?;
         Some((client.name.clone(), client.ip?))
     }
 
@@ -444,6 +485,15 @@ impl Rooms {
         &self.fan
     }
 
+    /// Locks the directory; names given back meanwhile are released when
+    /// the guard drops, after the lock.
+    fn lock_dir(&self) -> Dir<'_> {
+        Dir {
+            guard: Some(self.dir.lock()),
+            names: &self.names,
+        }
+    }
+
     fn origin(&self, client: Option<ClientId>) -> Origin {
         Origin {
             server: self.log.server(),
@@ -457,6 +507,55 @@ impl Rooms {
     fn append(&self, inner: &mut RoomInner, batch: &Batch, wake: Wake, slow: &mut Vec<ClientId>) {
         if let Ok(Appended::Deliver) = inner.log.append(batch) {
             inner.deliver(&self.fan, self.log.server(), batch, wake, slow);
+        }
+    }
+}
+
+/// Gives `name` back for client `id` (directory locked): no one here
+/// finds it any more, and [`Names`] releases it once the lock is released.
+fn free(dir: &mut Directory, name: &str, id: ClientId) {
+    let key = name.to_ascii_lowercase();
+    if dir.held.get(&key) == Some(&id) {
+        dir.held.remove(&key);
+    }
+    dir.released.push((name.to_string(), id));
+}
+
+/// The directory, locked: on drop it releases the lock first, then the
+/// names given back under it (the names lock comes first in the lock
+/// order, and a release may be a round trip to Redis).
+struct Dir<'a> {
+    /// `None` only while dropping.
+    guard: Option<MutexGuard<'a, Directory>>,
+    /// Where the names go back.
+    names: &'a Mutex<Box<dyn Names>>,
+}
+
+impl Deref for Dir<'_> {
+    type Target = Directory;
+    fn deref(&self) -> &Directory {
+        self.guard.as_deref().expect("locked until dropped")
+    }
+}
+
+impl DerefMut for Dir<'_> {
+    fn deref_mut(&mut self) -> &mut Directory {
+        self.guard.as_deref_mut().expect("locked until dropped")
+    }
+}
+
+impl Drop for Dir<'_> {
+    fn drop(&mut self) {
+        let Some(mut guard) = self.guard.take() else {
+            return;
+        };
+        let released = std::mem::take(&mut guard.released);
+        drop(guard);
+        if !released.is_empty() {
+            let mut names = self.names.lock();
+            for (name, id) in released {
+                names.release(&name, id);
+            }
         }
     }
 }

@@ -5,9 +5,12 @@
 //! first).
 //!
 //! Everything here runs under the directory lock (see the lock order in
-//! [`super`]); entering a room takes that room's lock for the welcome, the
-//! history and the join notice together, so nothing is missed or doubled
-//! between the replayed history and the first live line.
+//! [`super`]), but for what may wait for the network, done before it is
+//! taken: a new client's guest number and name ([`super::Names`]), and the
+//! history of a room about to get its first member here
+//! ([`Log::prepare`]). Entering a room takes that room's lock for the
+//! welcome, the history and the join notice together, so nothing is missed
+//! or doubled between the replayed history and the first live line.
 
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use chat_common::room::{self as room_name, LOBBY};
 use chat_common::{name, protocol};
 
-use super::log::Batch;
+use super::log::{Batch, Prepared};
 use super::removal::too_slow;
 use super::room::Member;
 use super::{Client, ClientId, Closing, Directory, Entered, Moved, Room, Rooms, Ticket};
@@ -42,17 +45,33 @@ impl Rooms {
     /// [`Closing`] once shutdown has begun.
     pub fn enter(&self, stream: Arc<TcpStream>) -> Result<Entered, Closing> {
         let ip = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
-        let mut dir = self.dir.lock();
-        if dir.closing {
+        if self.dir.lock().closing {
             return Err(Closing);
         }
-        let id = dir.names.next_guest();
+        // Before the directory lock (a round trip each on Redis).
+        let (id, name) = {
+            let mut names = self.names.lock();
+            let id = names.next_guest();
+            let name = name::guest(id);
+            // A number never given before: its guest name is free.
+            let _ = names.claim(&name, id);
+            (id, name)
+        };
+        // Shutdown may have begun while Redis was asked: no more asking.
+        let prepared = if self.dir.lock().closing {
+            None
+        } else {
+            self.prepare(LOBBY)
+        };
+        let mut dir = self.lock_dir();
+        if dir.closing {
+            dir.released.push((name, id));
+            return Err(Closing);
+        }
         let peer = self.fan.writers.peer(id, stream);
-        let name = name::guest(id);
         let ticket = Arc::new(Ticket::default());
         let lobby = Arc::clone(&dir.rooms[LOBBY]);
-        // A number never given before: its guest name is free.
-        let _ = dir.names.claim(&name, id);
+        dir.held.insert(name.to_ascii_lowercase(), id);
         dir.clients.insert(
             id,
             Client {
@@ -66,13 +85,15 @@ impl Rooms {
         let slow = self.add_member(
             &mut dir,
             &lobby,
-            None,
+            (None, prepared),
             (id, &name, &peer, &ticket),
             |room, n| {
                 format!("welcome, {name}! you are in {room} ({n} online); type /help for commands")
             },
         );
         self.remove_locked(&mut dir, too_slow(slow));
+        drop(dir);
+        self.log.settled(id);
         Ok(Entered {
             peer,
             name,
@@ -84,11 +105,21 @@ impl Rooms {
     /// Moves client `id` to room `name` (already checked), creating it when
     /// no room of that name has members.
     pub fn move_to(&self, id: ClientId, name: &str) -> Moved {
-        let mut dir = self.dir.lock();
+        let moved = self.move_locked(id, name);
+        if matches!(moved, Moved::To(_)) {
+            self.log.settled(id);
+        }
+        moved
+    }
+
+    /// [`Rooms::move_to`] but for filing the move with the log.
+    fn move_locked(&self, id: ClientId, name: &str) -> Moved {
+        let key = room_name::key(name);
+        let prepared = self.prepare(&key);
+        let mut dir = self.lock_dir();
         let Some(client) = dir.clients.get(&id).filter(|c| c.ticket.fate().is_none()) else {
             return Moved::Gone;
         };
-        let key = room_name::key(name);
         let old = Arc::clone(&client.room);
         if old.key == key {
             return Moved::Already(old.name());
@@ -133,7 +164,7 @@ impl Rooms {
                 from: self.origin(Some(id)),
                 lines: vec![protocol::notice(&format!(
                     "{me} left for {shown} ({} online)",
-                    inner.members.len()
+                    inner.members.len() + self.log.elsewhere(&old.key)
                 ))
                 .into()],
             };
@@ -149,7 +180,7 @@ impl Rooms {
         slow.extend(self.add_member(
             &mut dir,
             &room,
-            Some(name),
+            (Some(name), prepared),
             (id, &me, &peer, &ticket),
             |room, n| format!("you are now in {room} ({n} online)"),
         ));
@@ -157,20 +188,32 @@ impl Rooms {
         Moved::To(room)
     }
 
+    /// What room `key`'s first local member will need from the log, loaded
+    /// with no lock held; `None` if the room has members here already.
+    fn prepare(&self, key: &str) -> Option<Prepared> {
+        let room = self.index.lock().get(key).cloned();
+        if room.is_some_and(|r| !r.inner.lock().members.is_empty()) {
+            return None;
+        }
+        self.log.prepare(key)
+    }
+
     /// Adds a member to `room` (directory lock held): it gets `answer`,
     /// then the room's history, before any live line; the room gets a
-    /// join notice. Returns who was found too slow.
+    /// join notice. Returns who was found too slow. `spelling`: the name
+    /// the room gets if this member creates it; `prepared`: what the log
+    /// loaded for a first member beforehand.
     pub(super) fn add_member(
         &self,
         dir: &mut Directory,
         room: &Arc<Room>,
-        spelling: Option<&str>,
+        (spelling, prepared): (Option<&str>, Option<Prepared>),
         (id, name, peer, ticket): (ClientId, &str, &Arc<Peer>, &Arc<Ticket>),
         answer: impl FnOnce(&str, usize) -> String,
     ) -> Vec<ClientId> {
         let mut inner = room.inner.lock();
         if inner.members.is_empty() {
-            self.log.watch(&room.key, true);
+            self.log.watch(&room.key, true, prepared);
             if room.key != LOBBY {
                 dir.busy += 1;
                 if let Some(spelling) = spelling {
@@ -180,7 +223,7 @@ impl Rooms {
                 }
             }
         }
-        let online = inner.members.len() + 1;
+        let online = inner.members.len() + 1 + self.log.elsewhere(&room.key);
         let mut lines: Vec<Arc<str>> = vec![protocol::notice(&answer(&inner.name, online)).into()];
         let mut history = Vec::new();
         inner.log.history(&mut history);
@@ -233,6 +276,7 @@ impl Rooms {
             Some(room) => Arc::clone(room),
             None => {
                 let room = Arc::new(Room::new(name, self.log.open(&key)));
+                self.index.lock().insert(key.clone(), Arc::clone(&room));
                 dir.rooms.insert(key, Arc::clone(&room));
                 room
             }
@@ -242,7 +286,7 @@ impl Rooms {
     /// `room` just lost its last member: it leaves `/rooms`, and its
     /// history is kept for at most `--max-rooms` empty rooms.
     pub(super) fn emptied(&self, dir: &mut Directory, room: &Room) {
-        self.log.watch(&room.key, false);
+        self.log.watch(&room.key, false, None);
         if room.key == LOBBY {
             return;
         }
@@ -267,6 +311,7 @@ impl Rooms {
     pub(super) fn forget_old(&self, dir: &mut Directory) {
         while dir.emptied.len() > self.max_rooms {
             if let Some(key) = dir.emptied.pop_front() {
+                self.index.lock().remove(&key);
                 dir.rooms.remove(&key);
             }
         }

@@ -6,8 +6,11 @@
 //! number with `INCR` and claim a name with `SET NX` (owned by server and
 //! client, released by its owner, expiring with a server that dies). The
 //! in-process [`LocalNames`] is a map. Every method is called under the
-//! directory lock (never a room's), so a slower implementation holds up
-//! connects, renames and leaves, never the relay.
+//! names lock alone, never under the directory's or a room's (see the lock
+//! order in [`super`]), so a slower implementation holds up other
+//! connects and renames, never the relay nor delivery. The rooms keep
+//! their own map of the names their clients hold (the directory's), so
+//! [`Names::holder`] is not needed on their paths.
 
 use std::collections::HashMap;
 

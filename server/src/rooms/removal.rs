@@ -25,9 +25,11 @@ impl Rooms {
     /// Disconnects the client named `name` (here or, in a cluster, on
     /// another server) on the operator's word.
     pub fn kick(&self, name: &str, reason: Option<String>) -> Kicked {
-        let mut dir = self.dir.lock();
-        let Some(id) = dir.names.holder(name) else {
-            // Maybe someone on another server of a cluster has it.
+        let mut dir = self.lock_dir();
+        let Some(id) = dir.held.get(&name.to_ascii_lowercase()).copied() else {
+            drop(dir);
+            // Maybe someone on another server of a cluster has it (asked
+            // with no lock held).
             return if self.log.kick(name, reason.as_deref()) {
                 Kicked::Done
             } else {
@@ -42,7 +44,7 @@ impl Rooms {
     /// through the one removal path: each is told `! disconnected: REASON`
     /// and its room sees it leave. Returns their names.
     pub fn evict_where(&self, pred: impl Fn(IpAddr) -> bool, reason: &Leave) -> Vec<String> {
-        let mut dir = self.dir.lock();
+        let mut dir = self.lock_dir();
         let mut hit: Vec<(ClientId, String)> = dir
             .clients
             .iter()
@@ -59,14 +61,14 @@ impl Rooms {
     /// Does nothing if it is already out. The reason that counts is the
     /// first one given: see [`Ticket::fate`].
     pub fn remove(&self, id: ClientId, reason: Leave) {
-        let mut dir = self.dir.lock();
+        let mut dir = self.lock_dir();
         self.remove_locked(&mut dir, vec![(id, reason)]);
     }
 
     /// Starts shutdown: no more joins; every client gets `* server shutting
     /// down` after what is already queued.
     pub fn shutdown(&self) {
-        let mut dir = self.dir.lock();
+        let mut dir = self.lock_dir();
         dir.closing = true;
         let mut ids: Vec<ClientId> = dir.clients.keys().copied().collect();
         ids.sort_unstable();
@@ -74,6 +76,10 @@ impl Rooms {
             &mut dir,
             ids.into_iter().map(|id| (id, Leave::Shutdown)).collect(),
         );
+        // No one takes a name any more: nothing to give back (a cluster
+        // freed them all already), and so nothing waits for the names lock
+        // (a client still connecting may hold it, waiting for Redis).
+        dir.released.clear();
         self.fan
             .show_plain(&protocol::notice("server shutting down").into());
     }
@@ -83,7 +89,7 @@ impl Rooms {
     /// list, not recursion, so a cascade cannot overflow a small stack).
     pub(super) fn remove_all(&self, slow: Vec<ClientId>) {
         if !slow.is_empty() {
-            let mut dir = self.dir.lock();
+            let mut dir = self.lock_dir();
             self.remove_locked(&mut dir, too_slow(slow));
         }
     }
@@ -94,7 +100,7 @@ impl Rooms {
             let Some(client) = dir.clients.remove(&id) else {
                 continue;
             };
-            dir.names.release(&client.name, id);
+            super::free(dir, &client.name, id);
             let room = client.room;
             let mut slow = Vec::new();
             let mut inner = room.inner.lock();

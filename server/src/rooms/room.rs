@@ -10,6 +10,7 @@
 //! then on; the caller then takes it out through the one removal path,
 //! [`super::Rooms::remove`], once this lock is released.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -29,9 +30,33 @@ pub struct Ticket {
     /// by whoever removes it first. Set means nothing more it sends is
     /// relayed (SPEC: once removed, nothing more reaches anyone).
     fate: OnceLock<Leave>,
+    /// A name the rooms gave the client without its asking (a cluster's
+    /// name clash), until its session takes it: set, the flag says so
+    /// without a lock.
+    renamed: Mutex<Option<String>>,
+    /// Whether `renamed` holds a name.
+    has_renamed: AtomicBool,
 }
 
 impl Ticket {
+    /// The client's name is `name` now, whoever asked: its session picks
+    /// it up before it formats its next line.
+    pub(super) fn renamed(&self, name: &str) {
+        *self.renamed.lock() = Some(name.to_string());
+        self.has_renamed.store(true, Ordering::Release);
+    }
+
+    /// The name given since the last call, if any.
+    pub fn take_renamed(&self) -> Option<String> {
+        // A load first: the common case (nothing) writes nothing.
+        if !self.has_renamed.load(Ordering::Acquire)
+            || !self.has_renamed.swap(false, Ordering::AcqRel)
+        {
+            return None;
+        }
+        self.renamed.lock().take()
+    }
+
     /// Why the client was removed, once it was.
     pub fn fate(&self) -> Option<&Leave> {
         self.fate.get()

@@ -83,7 +83,7 @@ impl Log for Deferred {
         })
     }
 
-    fn watch(&self, _key: &str, _local: bool) {}
+    fn watch(&self, _key: &str, _local: bool, _prepared: Option<log::Prepared>) {}
 }
 
 struct DeferredRoom {

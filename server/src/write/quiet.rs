@@ -47,12 +47,19 @@ pub enum Wake {
     Later,
 }
 
-/// How long quiet lines may wait for a wake-up: short for a few clients
-/// (10 ms), longer for many (20 us per client woken, at most 250 ms), so
-/// waking them never costs more than about 50,000 wake-ups a second.
+/// Shortest wait of quiet lines for a wake-up (a few clients).
+pub const MIN_QUIET_WAIT: Duration = Duration::from_millis(10);
+/// Longest wait of quiet lines for a wake-up (many clients).
+pub const MAX_QUIET_WAIT: Duration = Duration::from_millis(250);
+/// Wait added per client woken last time: 20 us each keeps waking them at
+/// about 50,000 wake-ups a second at most.
+pub const QUIET_WAIT_PER_CLIENT: Duration = Duration::from_micros(20);
+
+/// How long quiet lines may wait for a wake-up: [`QUIET_WAIT_PER_CLIENT`]
+/// per client woken, within [`MIN_QUIET_WAIT`] and [`MAX_QUIET_WAIT`].
 pub fn wake_interval(clients: usize) -> Duration {
-    let scaled = Duration::from_micros(20).saturating_mul(clients.try_into().unwrap_or(u32::MAX));
-    scaled.clamp(Duration::from_millis(10), Duration::from_millis(250))
+    let scaled = QUIET_WAIT_PER_CLIENT.saturating_mul(clients.try_into().unwrap_or(u32::MAX));
+    scaled.clamp(MIN_QUIET_WAIT, MAX_QUIET_WAIT)
 }
 
 /// What a quiet push asks of its caller.

@@ -1,0 +1,361 @@
+//! The cluster's seam with the rooms (`--redis URL`): no room waits for
+//! another while Redis is asked something, a hung Redis does not hold up a
+//! stop, and what the console and the notices say holds cluster-wide.
+//! Real binaries and a real redis-server on a free loopback port.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chat_tests::redis::Redis;
+use chat_tests::{signal, Client, Server, TIMEOUT};
+
+/// Starts `n` chat-servers sharing `redis`, flood control off.
+fn cluster(redis: &Redis, n: usize) -> Vec<Server> {
+    (0..n)
+        .map(|_| Server::start(&["--redis", &redis.url(), "--rate-limit", "0"]))
+        .collect()
+}
+
+/// Joins a client and reads past its welcome and the lobby's history (a
+/// `/who` answer listing it is the marker); returns it with its name.
+fn joined(server: &Server) -> (Client, String) {
+    let (mut client, name) = server.join();
+    client.send("/who");
+    client.recv_until(|line| {
+        line.starts_with("* ") && line.contains(&name) && line.contains("#lobby")
+    });
+    (client, name)
+}
+
+/// Fills room `room`'s log in Redis with `count` notices (no chat line), so
+/// loading its history reads back as far as it may.
+fn fill_log(redis: &Redis, room: &str, count: usize) {
+    let script = "for i = 1, tonumber(ARGV[1]) do \
+        redis.call('XADD', KEYS[1], '*', 'n', i, 'uid', 'fill:' .. i, 'from', '0:-', \
+        'kind', 'line', 'text', '* somebody joined (1 online)\\n') end \
+        redis.call('SET', KEYS[2], ARGV[1]) return 1";
+    let log = format!("chat:log:{room}");
+    let seq = format!("chat:seq:{room}");
+    let count = count.to_string();
+    let reply = redis.command(&["EVAL", script, "2", &log, &seq, &count]);
+    assert_eq!(reply, ":1", "filling the log");
+}
+
+/// A join into a room whose log holds 10,000 notices (its history is read
+/// back from Redis, up to 40 round trips) does not hold up the delivery of
+/// a `#lobby` line from another server: rooms do not wait for each other.
+#[test]
+fn a_join_into_a_big_room_does_not_delay_other_rooms() {
+    let redis = Redis::start();
+    fill_log(&redis, "big", 10_000);
+    let servers = cluster(&redis, 2);
+    let (mut watcher, _) = joined(&servers[0]);
+    let (mut speaker, _) = joined(&servers[1]);
+    let (mut joiner, _) = joined(&servers[0]);
+    // Warm up: the lobby works across.
+    speaker.send("hello");
+    watcher.recv_until(|l| l.ends_with("> hello"));
+
+    let done = Arc::new(AtomicBool::new(false));
+    let mover = {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            // Each join finds #big without members here: its history is
+            // loaded again.
+            for _ in 0..4 {
+                joiner.send("/join big");
+                joiner.recv_until(|l| l.starts_with("* you are now in #big"));
+                joiner.send("/join lobby");
+                joiner.recv_until(|l| l.starts_with("* you are now in #lobby"));
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let mut worst = Duration::ZERO;
+    let mut sent = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    while !done.load(Ordering::Acquire) && Instant::now() < deadline && sent < 400 {
+        sent += 1;
+        let at = Instant::now();
+        speaker.send(&format!("ping {sent}"));
+        let want = format!("> ping {sent}");
+        watcher.recv_until(|l| l.ends_with(&want));
+        worst = worst.max(at.elapsed());
+        thread::sleep(Duration::from_millis(10));
+    }
+    mover.join().expect("the mover");
+    assert!(done.load(Ordering::Acquire), "the joins never finished");
+    assert!(
+        worst < Duration::from_millis(200),
+        "a #lobby line took {worst:?} while #big was joined ({sent} lines)"
+    );
+}
+
+/// Redis hung (SIGSTOP) with clients connected and one connecting: Ctrl+C
+/// still stops the server within 2 s, exit 0.
+#[test]
+fn ctrl_c_with_redis_hung_stops_within_2_s() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 1);
+    let (mut client, _) = joined(&servers[0]);
+    let pid = redis.pid().expect("redis running");
+    signal(pid, "STOP");
+    // A client that connects now waits for Redis (its guest number).
+    let _late = servers[0].connect();
+    client.send("anyone?");
+    thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    servers[0].signal("INT");
+    let status = servers[0].wait_exit(TIMEOUT);
+    let took = asked.elapsed();
+    signal(pid, "CONT");
+    assert!(status.success(), "stderr:\n{}", servers[0].stderr());
+    assert!(
+        took < Duration::from_secs(2),
+        "stopped in {took:?}; stderr:\n{}",
+        servers[0].stderr()
+    );
+}
+
+/// `/ban NAME` typed on one server's console, for a client on another
+/// server: that client is disconnected, and its address is banned on every
+/// server, the one the console belongs to included.
+#[test]
+fn ban_by_name_reaches_every_server() {
+    let redis = Redis::start();
+    let mut servers = cluster(&redis, 2);
+    let source = chat_tests::hosts::loopback(0, 0, 9);
+    let (mut banned, name) = chat_tests::hosts::Host::join(servers[1].addr(), source);
+    // Listed cluster-wide before the other console names it.
+    let (mut asker, _) = joined(&servers[0]);
+    asker.send("/who");
+    asker.recv_until(|l| l.starts_with("* ") && l.contains(&name));
+    servers[0].console(&format!("/ban {name} spam"));
+    let last = banned.recv_to_eof();
+    assert!(
+        last.iter()
+            .any(|l| l.starts_with("! ") && l.contains("banned")),
+        "{last:?}"
+    );
+    // The console's own server refuses that address too, once the ban
+    // came back by address.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut host = chat_tests::hosts::Host::connect(servers[0].addr(), source);
+        let first = host.recv();
+        if first.starts_with("! ") && first.contains("banned") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never banned on the console's server: {first:?}; stderr:\n{}",
+            servers[0].stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `N online` in a welcome, a join and a leave notice counts the room's
+/// members on every server (as of the last heartbeat, about a second), not
+/// only the writer's.
+#[test]
+fn online_counts_the_whole_cluster() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (_a1, _) = joined(&servers[0]);
+    let (_a2, _) = joined(&servers[0]);
+    let (mut watcher, _) = joined(&servers[0]);
+    // Three on the first server: a newcomer on the second is the fourth,
+    // once the second server counted them (a heartbeat).
+    let deadline = Instant::now() + TIMEOUT;
+    let (mut b1, _) = loop {
+        let (client, welcome) = {
+            let mut client = servers[1].connect();
+            let welcome = client.recv();
+            (client, welcome)
+        };
+        if welcome.contains("(4 online)") {
+            let name = chat_tests::welcome_name(&welcome)
+                .expect("a welcome")
+                .to_string();
+            break (client, name);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never counted the other server's members: {welcome:?}"
+        );
+        drop(client);
+        thread::sleep(Duration::from_millis(100));
+    };
+    // Its move out says 3 are left behind in #lobby, all elsewhere.
+    b1.send("/join games");
+    let seen = watcher.recv_until(|l| l.contains(" left for #games"));
+    let last = seen.last().expect("a line");
+    assert!(
+        last.ends_with("(3 online)"),
+        "the three on the first server: {last:?}"
+    );
+}
+
+/// Clients a large server has at its graceful stop.
+const LARGE: usize = 500;
+
+/// A graceful stop of a server with 500 clients: every one of their leaves
+/// reaches the other server's clients within 3 s of the signal.
+#[test]
+fn graceful_stop_of_a_large_server_is_seen_within_3_s() {
+    chat_tests::raise_fd_limit(LARGE as u64 + 200);
+    let redis = Redis::start();
+    let workers = (LARGE + 100).to_string();
+    let mut servers: Vec<Server> = (0..2)
+        .map(|_| {
+            Server::start(&[
+                "--redis",
+                &redis.url(),
+                "--rate-limit",
+                "0",
+                "--workers",
+                &workers,
+            ])
+        })
+        .collect();
+    let (mut watcher, _) = joined(&servers[1]);
+    let mut clients: Vec<Client> = (0..LARGE).map(|_| servers[0].join().0).collect();
+    // Every one listed cluster-wide (filed in Redis) before the stop.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let n = redis
+            .query(&["SMEMBERS", "chat:servers"])
+            .iter()
+            .fold(0, |n, id| {
+                n + redis.command(&["HLEN", &format!("chat:members:{id}")])[1..]
+                    .parse::<usize>()
+                    .unwrap_or(0)
+            });
+        if n == LARGE + 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{n} members listed");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let stopped = Instant::now();
+    servers[0].signal("TERM");
+    let mut left = 0;
+    while left < LARGE {
+        let line = watcher
+            .try_recv(Duration::from_secs(3).saturating_sub(stopped.elapsed()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{left} of {LARGE} leaves within {:?}; stderr:\n{}",
+                    stopped.elapsed(),
+                    servers[0].stderr()
+                )
+            });
+        if line.ends_with(" left (server stopped)") {
+            left += 1;
+        }
+    }
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        stopped.elapsed()
+    );
+    for client in &mut clients {
+        client.recv_to_eof();
+    }
+    assert!(servers[0].wait_exit(TIMEOUT).success());
+}
+
+/// A server killed with `kill -9`: once its clients are announced gone,
+/// its keys are gone from Redis too (members, wake and inbox streams).
+#[test]
+fn a_lost_server_leaves_no_keys_behind() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let (mut victim, victim_name) = joined(&servers[0]);
+    let (mut watcher, _) = joined(&servers[1]);
+    let victim_id = redis
+        .query(&["SMEMBERS", "chat:servers"])
+        .into_iter()
+        .find(|id| {
+            redis
+                .query(&["HKEYS", &format!("chat:members:{id}")])
+                .contains(&victim_name)
+        })
+        .expect("the victim's server is listed");
+    // Its inbox exists: a private message went through it.
+    watcher.send(&format!("/msg {victim_name} hi"));
+    victim.recv_until(|l| l.contains("hi"));
+    let keys = [
+        format!("chat:members:{victim_id}"),
+        format!("chat:wake:{victim_id}"),
+        format!("chat:inbox:{victim_id}"),
+    ];
+    let exists = |redis: &Redis| {
+        let mut args = vec!["EXISTS"];
+        args.extend(keys.iter().map(String::as_str));
+        redis.command(&args)
+    };
+    assert_eq!(exists(&redis), ":3", "all three there before");
+    servers[0].signal("KILL");
+    watcher.recv_until(|l| l == format!("* {victim_name} left (server lost)"));
+    let deadline = Instant::now() + TIMEOUT;
+    while exists(&redis) != ":0" {
+        assert!(Instant::now() < deadline, "left behind: {}", exists(&redis));
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A server cut off from Redis long enough to be taken for lost: its
+/// client's name is freed and taken by a client of another server. When it
+/// is back and registers again, its own client gives the name up (a fresh
+/// `guest-N`, and is told), so no two clients hold one name.
+#[test]
+fn a_name_taken_while_cut_off_is_given_up_on_return() {
+    let redis = Redis::start();
+    redis.command(&["ACL", "SETUSER", "bee", "on", ">pw", "~*", "&*", "+@all"]);
+    let bee_url = redis.url().replace("redis://", "redis://bee:pw@");
+    let a_server = Server::start(&["--redis", &bee_url, "--rate-limit", "0"]);
+    let b_server = Server::start(&["--redis", &redis.url(), "--rate-limit", "0"]);
+    let (mut a, _) = joined(&a_server);
+    a.send("/nick Bob");
+    a.recv_until(|l| l == "* you are now known as Bob");
+    let (mut b, _) = joined(&b_server);
+    let (mut taker, _) = joined(&b_server);
+
+    redis.command(&["ACL", "SETUSER", "bee", "off"]);
+    redis.command(&["CLIENT", "KILL", "USER", "bee"]);
+    b.recv_until(|l| l == "* Bob left (server lost)");
+    taker.send("/nick bob");
+    taker.recv_until(|l| l == "* you are now known as bob");
+
+    redis.command(&["ACL", "SETUSER", "bee", "on"]);
+    let deadline = Instant::now() + TIMEOUT;
+    let told = loop {
+        match a.try_recv(deadline.saturating_duration_since(Instant::now())) {
+            Some(l) if l.starts_with("! ") && l.contains("took the name Bob") => break l,
+            Some(_) => {}
+            None => panic!("never told; stderr:\n{}", a_server.stderr()),
+        }
+    };
+    assert!(told.contains("you are guest-"), "{told}");
+    // The name stays the other server's client's.
+    let holder = redis.query(&["GET", "chat:name:bob"]);
+    assert!(
+        holder.iter().any(|h| h.ends_with(":bob")),
+        "held by the taker: {holder:?}"
+    );
+    a.send("/nick Bob");
+    a.recv_until(|l| l.starts_with("! ") && l.contains("taken"));
+    // Its lines carry its new name.
+    let fresh = told
+        .rsplit("you are ")
+        .next()
+        .and_then(|rest| rest.strip_suffix(" now"))
+        .expect("the new name")
+        .to_string();
+    a.send("hello again");
+    b.recv_until(|l| l == format!("<{fresh}> hello again"));
+}
