@@ -8,7 +8,7 @@ use std::{
     fs::File,
     io::{self, Read},
     os::unix::process::ExitStatusExt,
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -501,14 +501,15 @@ pub fn run(w: &Workload, target: &Target, log: &Path) -> Measured {
             Err(e) => return failed(format!("Redis did not start: {e}")),
         }
     }
+    let logs: Vec<PathBuf> = match w.cluster {
+        0 => vec![log.to_path_buf()],
+        n => (1..=n)
+            .map(|k| log.with_extension(format!("{k}.log")))
+            .collect(),
+    };
     let mut servers = Vec::new();
-    for k in 0..w.cluster.max(1) {
-        let log = if w.cluster > 0 {
-            log.with_extension(format!("{}.log", k + 1))
-        } else {
-            log.to_path_buf()
-        };
-        match target.start(&log, &extra) {
+    for log in &logs {
+        match target.start(log, &extra) {
             Ok(s) => servers.push(s),
             Err(e) => return failed(format!("did not start: {e}")),
         }
@@ -524,7 +525,7 @@ pub fn run(w: &Workload, target: &Target, log: &Path) -> Measured {
             let run = Run {
                 servers: &mut servers,
                 redis: redis_pid,
-                log,
+                log: &logs[0],
             };
             run_traffic(run, shape, traffic, line_len, phases).map(|mut m| {
                 if let Some(file) = &transcript {
