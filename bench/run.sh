@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The benchmark: chat-server against `ncat -l --chat`, same workloads, one
-# table. Called by `make bench` (full, about 6 minutes) and `make bench-quick`
-# (QUICK=1, about a minute).
+# table; (h) to (k) are chat-server's alone, (j) and (k) with 3 chat-servers
+# sharing a throwaway redis-server. Called by `make bench` (full, about 6
+# minutes) and `make bench-quick` (QUICK=1, about a minute and a half).
 #
 # Environment:
 #   QUICK=1             a few seconds per workload (same as passing --quick)
-#   WORKLOADS=a,c,f     only these workloads (default: a to i; (i) brings (c))
+#   WORKLOADS=a,c,f     only these workloads (default: a to k; (i), (k) bring (c))
 #   SERVERS="chat-server ncat"   which servers to measure (default: both)
 #   OUT_DIR=target/bench         where results.md and the servers' logs go
 # Any other argument is passed on to chat-bench (see `chat-bench --help`).
@@ -23,7 +24,8 @@ if [ "${QUICK:-0}" != 0 ]; then args+=(--quick); fi
 
 SERVERS="${SERVERS:-chat-server ncat}"
 OUT="${OUT_DIR:-target/bench}"
-args+=(--workloads "${WORKLOADS:-a,b,c,d,e,f,g,h,i}" --out-dir "$OUT")
+WORKLOADS="${WORKLOADS:-a,b,c,d,e,f,g,h,i,j,k}"
+args+=(--workloads "$WORKLOADS" --out-dir "$OUT")
 
 note() { echo "bench: $*" >&2; }
 missing_ncat=""
@@ -53,12 +55,25 @@ if [[ " $SERVERS " == *" ncat "* ]]; then
     fi
 fi
 
+# (j) and (k) start their own redis-server (Debian's package).
+if [[ "$WORKLOADS" == *[jk]* ]] && ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        note "redis-server is missing: installing the Debian package"
+        { apt-get update -q && apt-get install -y -q redis-server; } >&2 || true
+    fi
+    if ! command -v redis-server >/dev/null 2>&1; then
+        note "redis-server is not installed and cannot be (needs root and apt-get): (j) and (k) will say so"
+    fi
+fi
+
 echo "# chat-server vs ncat --chat"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc);" \
     "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 ncat_version=none
 if command -v ncat >/dev/null 2>&1; then ncat_version=$(ncat --version 2>&1 | head -1); fi
-echo "kernel: $(uname -r); ncat: $ncat_version"
+redis_version=none
+if command -v redis-server >/dev/null 2>&1; then redis_version=$(redis-server --version 2>&1 | head -1); fi
+echo "kernel: $(uname -r); ncat: $ncat_version; redis: $redis_version"
 dirty=$(git status --porcelain -- server common 2>/dev/null | wc -l)
 echo "source: commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     "($dirty uncommitted files in server/ and common/)"

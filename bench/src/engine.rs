@@ -8,6 +8,8 @@
 //! known to have registered it, and no line is sent before all are ready.
 //! In a workload with rooms a client first sends `/join room-K` (see
 //! [`rooms`](crate::rooms)) and is ready when the server has answered it.
+//! With several servers (a cluster), client `i` connects to server
+//! `i % servers`, so senders and receivers are spread evenly too.
 
 use std::{
     io::{self, Read, Write},
@@ -50,6 +52,9 @@ pub struct Shape {
     /// Rooms the clients are spread over by index (0: no `/join`, everyone
     /// stays in the room the server puts them in).
     pub rooms: usize,
+    /// Record every client's order of arrival, to check that all saw their
+    /// room's lines in one order ([`order`](crate::order)).
+    pub order: bool,
 }
 
 /// How senders pace their lines.
@@ -77,8 +82,9 @@ pub struct Phases {
 pub struct TrafficStats {
     /// Length of the measured window, seconds.
     pub window_s: f64,
-    /// Server CPU seconds spent in the measured window (`None`: no /proc).
-    pub server_cpu_s: Option<f64>,
+    /// CPU seconds each watched process spent in the measured window, in
+    /// the order given (`None`: one of them is gone).
+    pub server_cpu_s: Option<Vec<f64>>,
     /// The generator's own CPU seconds in the measured window.
     pub gen_cpu_s: f64,
     /// Healthy clients the server closed during the run.
@@ -111,10 +117,10 @@ pub struct Engine {
     events: Events,
     /// Reused (client, readable, writable) list taken out of `events`.
     batch: Vec<(usize, bool, bool)>,
-    /// The server under test.
-    addr: SocketAddr,
     /// What to open.
     shape: Shape,
+    /// Every server under test: client `i` connects to `servers[i % len]`.
+    servers: Vec<SocketAddr>,
     /// Every connection opened, indexed by token.
     clients: Vec<Client>,
     /// Sequence, loss and latency accounting.
@@ -139,11 +145,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine with no connection yet.
+    /// An engine with no connection yet, for the servers at `servers` (at
+    /// least one).
     ///
     /// # Errors
     /// epoll cannot be created.
-    pub fn new(addr: SocketAddr, shape: Shape) -> io::Result<Engine> {
+    pub fn new(servers: &[SocketAddr], shape: Shape) -> io::Result<Engine> {
         let sender_rooms: Vec<usize> = (0..shape.senders)
             .map(|i| rooms::room_of(i, shape.rooms).unwrap_or(0))
             .collect();
@@ -151,10 +158,10 @@ impl Engine {
             poll: Poll::new()?,
             events: Events::with_capacity(4096),
             batch: Vec::new(),
-            addr,
+            servers: servers.to_vec(),
             shape,
             clients: Vec::with_capacity(shape.clients + shape.stalled),
-            tally: Tally::new(&sender_rooms),
+            tally: Tally::new(&sender_rooms, shape.order),
             scratch: vec![0; READ_CHUNK],
             ready: 0,
             live_healthy: vec![0; shape.rooms.max(1)],
@@ -212,7 +219,7 @@ impl Engine {
 
     fn open(&mut self) -> io::Result<()> {
         let idx = self.clients.len();
-        let mut stream = TcpStream::connect(self.addr)?;
+        let mut stream = TcpStream::connect(self.servers[idx % self.servers.len()])?;
         // Our lines must not wait for a delayed ACK either.
         stream.set_nodelay(true)?;
         self.poll.registry().register(
@@ -385,8 +392,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs warmup, the measured window and the drain; the server's CPU is
-    /// read from /proc/`pid` at the window's edges.
+    /// Runs warmup, the measured window and the drain; the CPU of every
+    /// process in `pids` (the servers, Redis) is read from /proc at the
+    /// window's edges.
     ///
     /// # Errors
     /// epoll failed.
@@ -395,7 +403,7 @@ impl Engine {
         traffic: Traffic,
         line_len: usize,
         phases: Phases,
-        pid: Option<u32>,
+        pids: &[u32],
     ) -> io::Result<TrafficStats> {
         let start = Instant::now();
         let warm_end = start + phases.warmup;
@@ -412,7 +420,11 @@ impl Engine {
             // Spread open-loop senders evenly over one interval.
             s.next_due = start + interval.mul_f64(k as f64 / senders.max(1) as f64);
         }
-        let server = |pid: Option<u32>| pid.and_then(|p| procfs::sample(Some(p)).ok());
+        let server = |pids: &[u32]| -> Option<Vec<f64>> {
+            pids.iter()
+                .map(|&p| procfs::sample(Some(p)).ok().map(|s| s.cpu_s))
+                .collect()
+        };
         let mut before = None;
         loop {
             let now = Instant::now();
@@ -420,16 +432,16 @@ impl Engine {
                 break;
             }
             if before.is_none() && now >= warm_end {
-                before = Some((server(pid), procfs::sample(None).ok()));
+                before = Some((server(pids), procfs::sample(None).ok()));
             }
             let mut wake = self.send_due(now, traffic, interval, line_len);
             wake = wake.min(if before.is_none() { warm_end } else { meas_end });
             self.pump(wake.saturating_duration_since(Instant::now()))?;
         }
-        let after = (server(pid), procfs::sample(None).ok());
+        let after = (server(pids), procfs::sample(None).ok());
         let (b_srv, b_gen) = before.unwrap_or((None, None));
         let server_cpu_s = match (b_srv, after.0) {
-            (Some(b), Some(a)) => Some(a.cpu_s - b.cpu_s),
+            (Some(b), Some(a)) => Some(a.iter().zip(&b).map(|(a, b)| a - b).collect()),
             _ => None,
         };
         let gen_cpu_s = match (b_gen, after.1) {
@@ -525,6 +537,16 @@ impl Engine {
             }
         }
         wake
+    }
+
+    /// Every healthy client's lines in order of arrival (empty unless
+    /// [`Shape::order`]).
+    pub fn orders(&self) -> Vec<&[u64]> {
+        self.clients
+            .iter()
+            .filter(|c| !c.rx.stalled)
+            .map(|c| c.rx.order.as_slice())
+            .collect()
     }
 
     /// Lines that healthy, still open clients should have and do not (only

@@ -5,6 +5,7 @@
 
 mod engine;
 mod marker;
+mod order;
 mod procfs;
 mod report;
 mod rooms;
@@ -33,28 +34,27 @@ struct Args {
     /// ncat binary to measure; omit to skip it.
     #[arg(long)]
     ncat: Option<PathBuf>,
-    /// Which workloads to run, by letter ((i) brings (c) along: it is
-    /// judged against it).
-    #[arg(long, default_value = "a,b,c,d,e,f,g,h,i")]
+    /// Which workloads to run, by letter ((i) and (k) bring (c) along: they
+    /// are compared with it).
+    #[arg(long, default_value = "a,b,c,d,e,f,g,h,i,j,k")]
     workloads: String,
     /// Where the table (results.md) and the servers' stderr logs go.
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
 }
 
-/// The workloads in the order they run: by letter, except that (i) runs
-/// right after (c), so the machine's other load (2 shared cores) differs
-/// as little as it can between the two it compares.
-fn run_order(mut all: Vec<workloads::Workload>) -> Vec<workloads::Workload> {
-    if let Some(i) = all.iter().position(|w| w.id == 'i') {
-        let w = all.remove(i);
-        let at = all
-            .iter()
-            .position(|w| w.id == 'c')
-            .map_or(all.len(), |c| c + 1);
-        all.insert(at, w);
-    }
-    all
+/// The workloads in the order they run: by letter, except that (i) and
+/// (k) run right after (c), so the machine's other load (2 shared cores)
+/// differs as little as it can between the runs they compare.
+fn run_order(all: Vec<workloads::Workload>) -> Vec<workloads::Workload> {
+    let (after_c, mut rest): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|w| matches!(w.id, 'i' | 'k'));
+    let at = rest
+        .iter()
+        .position(|w| w.id == 'c')
+        .map_or(rest.len(), |c| c + 1);
+    rest.splice(at..at, after_c);
+    rest
 }
 
 fn main() -> ExitCode {
@@ -90,8 +90,8 @@ fn main() -> ExitCode {
         .chars()
         .filter(char::is_ascii_alphabetic)
         .collect();
-    if wanted.contains(&'i') && !wanted.contains(&'c') {
-        eprintln!("chat-bench: (i) is judged against (c) of the same run: running (c) too");
+    if (wanted.contains(&'i') || wanted.contains(&'k')) && !wanted.contains(&'c') {
+        eprintln!("chat-bench: (i) and (k) are compared with (c) of the same run: running (c) too");
         wanted.push('c');
     }
     let mut results = Vec::new();
@@ -115,7 +115,8 @@ fn main() -> ExitCode {
                 w.title,
                 t.kind.name()
             );
-            let log = logs.join(format!("{}-{}.log", w.id, t.kind.name()));
+            let cluster = if w.cluster > 0 { "-cluster" } else { "" };
+            let log = logs.join(format!("{}{cluster}-{}.log", w.id, t.kind.name()));
             let measured = workloads::run(&w, t, &log);
             let status = measured
                 .iter()
@@ -145,11 +146,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn i_runs_right_after_c() {
+    fn i_and_k_run_right_after_c() {
         let order: String = run_order(workloads::all(true))
             .iter()
             .map(|w| w.id)
             .collect();
-        assert_eq!(order, "abcidefgh");
+        assert_eq!(order, "abcikdefghjj");
     }
 }

@@ -50,9 +50,10 @@ fn ratio(chat: Option<&Value>, ncat: Option<&Value>) -> String {
     }
 }
 
-/// chat-server's `name` in workload `id` of `results`.
-fn reference<'a>(results: &'a [Result], id: Option<char>, name: &str) -> Option<&'a Value> {
-    let r = results.iter().find(|r| Some(r.workload.id) == id)?;
+/// chat-server's metric `name` in the first workload `id` of `results`.
+fn reference<'a>(results: &'a [Result], of: Option<(char, &str)>) -> Option<&'a Value> {
+    let (id, name) = of?;
+    let r = results.iter().find(|r| r.workload.id == id)?;
     get(&r.chat, name)
 }
 
@@ -84,7 +85,7 @@ pub fn table(results: &[Result]) -> String {
                     .goals
                     .iter()
                     .filter(|g| g.metric() == *name)
-                    .map(|g| g.judge(c, n, reference(results, g.reference(), name)))
+                    .map(|g| g.judge(c, n, reference(results, g.reference())))
                     .collect::<Vec<_>>()
                     .join("; ")
             };

@@ -144,6 +144,49 @@ impl Target {
     }
 }
 
+/// Starts a throwaway `redis-server` for a cluster workload: a free
+/// loopback port, persistence off, `dir` as its working folder, its log to
+/// `log`. Waited for through /proc/net/tcp like ncat.
+///
+/// # Errors
+/// redis-server is missing, exits, or does not listen in time.
+pub fn start_redis(log: &Path, dir: &Path) -> io::Result<Running> {
+    let stderr = File::create(log)?;
+    let stdout = stderr.try_clone()?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(REDIS_SERVER)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{REDIS_SERVER}: {e}")))?;
+    let mut running = Running {
+        pid: child.id(),
+        child: Some(child),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if listening(port)? {
+            return Ok(running);
+        }
+        if let Some(st) = running.try_wait()? {
+            return Err(io::Error::other(format!("redis-server exited: {st}")));
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::other("redis-server did not listen in time"));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The Redis server the cluster workloads start (Debian's package).
+const REDIS_SERVER: &str = "redis-server";
+
 /// Whether some socket listens on 127.0.0.1:`port` (per /proc/net/tcp).
 fn listening(port: u16) -> io::Result<bool> {
     let table = std::fs::read_to_string("/proc/net/tcp")?;

@@ -149,6 +149,9 @@ pub struct Rx {
     seen: Vec<Seen>,
     /// Distinct benchmark lines received.
     pub unique: u64,
+    /// Those lines in order of arrival, as [`order::id`](crate::order::id)s,
+    /// when the workload checks the order (else empty).
+    pub order: Vec<u64>,
 }
 
 impl Rx {
@@ -165,6 +168,7 @@ impl Rx {
             partial: Vec::new(),
             seen: vec![Seen::default(); senders],
             unique: 0,
+            order: Vec::new(),
         }
     }
 
@@ -196,6 +200,8 @@ pub struct Tally {
     pub garbled: u64,
     /// Lines received by a client outside their sender's room.
     pub wrong_room: u64,
+    /// Whether each client records its order of arrival (`Rx::order`).
+    record_order: bool,
     /// Closed-loop lines that stopped holding a window slot undelivered.
     pub ack_timeouts: u64,
 }
@@ -203,7 +209,8 @@ pub struct Tally {
 impl Tally {
     /// Accounting for one sender per entry of `rooms` (clients
     /// 0..rooms.len()), each in the room given.
-    pub fn new(rooms: &[usize]) -> Tally {
+    /// `record_order`: every client keeps its lines' order of arrival.
+    pub fn new(rooms: &[usize], record_order: bool) -> Tally {
         let epoch = Instant::now();
         Tally {
             epoch,
@@ -227,6 +234,7 @@ impl Tally {
             out_of_order: 0,
             garbled: 0,
             wrong_room: 0,
+            record_order,
             ack_timeouts: 0,
         }
     }
@@ -387,6 +395,9 @@ impl Tally {
             self.out_of_order += 1;
         }
         rx.unique += 1;
+        if self.record_order {
+            rx.order.push(crate::order::id(m.sender, m.seq));
+        }
         if rx.stalled {
             return;
         }
@@ -428,7 +439,7 @@ mod tests {
 
     #[test]
     fn lines_split_across_reads_are_joined() {
-        let mut t = Tally::new(&[0, 0]);
+        let mut t = Tally::new(&[0, 0], false);
         let mut rx = Rx::new(None, false, 2, None);
         let mut out = Vec::new();
         t.send(1, &mut out, 40, 1, true);
@@ -447,7 +458,7 @@ mod tests {
     /// at the welcome nor at a lobby notice naming the same room.
     #[test]
     fn a_room_client_is_ready_at_the_join_answer() {
-        let mut t = Tally::new(&[]);
+        let mut t = Tally::new(&[], false);
         let mut rx = Rx::new(None, false, 0, Some(2));
         assert_eq!(rx.join.as_deref(), Some("room-3"));
         let welcome = b"* welcome, guest-9! 12 online; type /help for commands\n";
@@ -471,7 +482,7 @@ mod tests {
     /// at once, though the server keeps the connection open.
     #[test]
     fn a_refused_join_is_reported() {
-        let mut t = Tally::new(&[]);
+        let mut t = Tally::new(&[], false);
         let mut rx = Rx::new(None, false, 0, Some(0));
         assert_eq!(
             t.take_bytes(&mut rx, b"* welcome, guest-1!\n"),
@@ -487,7 +498,7 @@ mod tests {
     /// nor as a window acknowledgement.
     #[test]
     fn a_line_from_another_room_is_a_failure_not_a_delivery() {
-        let mut t = Tally::new(&[0, 1]);
+        let mut t = Tally::new(&[0, 1], false);
         let mut rx = Rx::new(None, false, 2, Some(0));
         assert_eq!(
             t.take_bytes(&mut rx, b"* welcome, guest-3!\n"),
@@ -506,7 +517,7 @@ mod tests {
     /// What a client should have received: its room's lines but its own.
     #[test]
     fn expected_lines_are_the_other_senders_of_the_room() {
-        let mut t = Tally::new(&[0, 1, 0, 1]);
+        let mut t = Tally::new(&[0, 1, 0, 1], false);
         let mut out = Vec::new();
         for (s, n) in [(0, 3), (1, 2), (2, 5), (3, 7)] {
             for _ in 0..n {
@@ -519,7 +530,7 @@ mod tests {
         assert_eq!(t.expected(&Rx::new(Some(3), false, 4, Some(1))), 2);
         assert_eq!(t.expected(&Rx::new(None, false, 4, Some(1))), 9);
         // Without rooms everyone is in room 0 and expects every other line.
-        let mut all = Tally::new(&[0, 0]);
+        let mut all = Tally::new(&[0, 0], false);
         all.send(0, &mut out, 40, 0, false);
         all.send(1, &mut out, 40, 0, false);
         assert_eq!(all.expected(&Rx::new(Some(1), false, 2, None)), 1);

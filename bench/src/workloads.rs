@@ -1,21 +1,22 @@
 //! The workloads of the benchmark, how each is run against one server, and
 //! the targets chat-server is held to. (a) to (g) run against both servers;
 //! (h) (rooms) and (i) (history and transcript) against chat-server only:
-//! ncat has neither.
+//! ncat has neither. (j) and (k) run 3 chat-servers sharing one Redis
+//! (`--redis`), beside the same load on one server ((j)) or (c) ((k)).
 
 use std::{
     fs::File,
     io::{self, Read},
     os::unix::process::ExitStatusExt,
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use crate::{
     engine::{Engine, Phases, Shape, Traffic},
-    procfs,
+    order, procfs,
     scratch::ScratchDir,
-    server::{Running, Target},
+    server::{self, Running, Target},
 };
 
 /// Bytes of an ordinary benchmark line, newline included.
@@ -38,6 +39,8 @@ const I_HISTORY: u32 = 20;
 const I_CPU_FACTOR: f64 = 1.10;
 /// Bytes read at once when counting the transcript's lines.
 const COUNT_CHUNK: usize = 1 << 20;
+/// chat-servers sharing one Redis in (j) and (k).
+const CLUSTER: usize = 3;
 
 /// What a workload does.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +81,9 @@ pub enum Goal {
     /// metric <= the same metric of chat-server in workload `id` of the same
     /// run × factor
     AtMostTimesOf(&'static str, char, f64),
+    /// No target: metric shown beside chat-server's `other` metric in
+    /// workload `id` of the same run, as a ratio.
+    Beside(&'static str, char, &'static str),
 }
 
 impl Goal {
@@ -86,13 +92,15 @@ impl Goal {
         match self {
             Goal::Below(m, _) | Goal::Equal(m, _) | Goal::AtLeastNcat(m) => m,
             Goal::AtMostNcatTimes(m, _) | Goal::AtMostTimesOf(m, _, _) => m,
+            Goal::Beside(m, _, _) => m,
         }
     }
 
-    /// The workload whose chat-server value it compares with, if another.
-    pub fn reference(self) -> Option<char> {
+    /// The workload and metric of chat-server it compares with, if another.
+    pub fn reference(self) -> Option<(char, &'static str)> {
         match self {
-            Goal::AtMostTimesOf(_, id, _) => Some(id),
+            Goal::AtMostTimesOf(m, id, _) => Some((id, m)),
+            Goal::Beside(_, id, other) => Some((id, other)),
             _ => None,
         }
     }
@@ -130,6 +138,14 @@ impl Goal {
                     r.map(|r| c.is_some_and(|c| c <= r * f)),
                 )
             }
+            Goal::Beside(_, id, other) => {
+                return match (c, r) {
+                    (Some(c), Some(r)) if r > 0.0 => {
+                        format!("(no target) {:.2} x ({id})'s {other}", c / r)
+                    }
+                    _ => format!("(no target) ({id})'s {other} not in this run"),
+                };
+            }
         };
         let verdict = match pass {
             Some(true) => "PASS",
@@ -153,6 +169,8 @@ pub struct Workload {
     pub ncat: bool,
     /// chat-server's extra flags.
     pub flags: Flags,
+    /// chat-servers sharing one Redis; 0: one server alone, no Redis.
+    pub cluster: usize,
     /// Targets for chat-server.
     pub goals: Vec<Goal>,
 }
@@ -170,6 +188,9 @@ pub mod metric {
     pub const OOO: &str = "lines out of order";
     pub const GARBLED: &str = "markers garbled by server";
     pub const WRONG_ROOM: &str = "lines in the wrong room";
+    pub const ORDER: &str = "lines out of the room's order";
+    pub const REDIS_CPU: &str = "Redis CPU s (window)";
+    pub const ALL_CPU_PER_LINE: &str = "servers+Redis CPU us/line";
     pub const SENT: &str = "lines sent (whole run)";
     pub const TRANSCRIPT_LINES: &str = "transcript lines at end";
     pub const DROPPED: &str = "healthy clients dropped";
@@ -223,6 +244,7 @@ pub fn all(quick: bool) -> Vec<Workload> {
         senders,
         stalled,
         rooms: 0,
+        order: false,
     };
     let traffic = |shape, traffic, line_len, phases| Kind::Traffic {
         shape,
@@ -233,6 +255,10 @@ pub fn all(quick: bool) -> Vec<Workload> {
     let closed = Traffic::Closed { window: WINDOW };
     let open = |per_second| Traffic::Open { per_second };
     let idle = if quick { 2000 } else { 10_000 };
+    let j_shape = Shape {
+        order: true,
+        ..shape(300, 30, 0)
+    };
     vec![
         Workload {
             id: 'a',
@@ -240,6 +266,7 @@ pub fn all(quick: bool) -> Vec<Workload> {
             kind: traffic(shape(10, 10, 0), closed, LINE, phases(short)),
             ncat: true,
             flags: Flags::Plain,
+            cluster: 0,
             goals: vec![Goal::Below(P99, 1.0)],
         },
         Workload {
@@ -248,6 +275,7 @@ pub fn all(quick: bool) -> Vec<Workload> {
             kind: traffic(shape(100, 10, 0), open(1000.0), LINE, phases(short)),
             ncat: true,
             flags: Flags::Plain,
+            cluster: 0,
             goals: vec![Goal::Below(P99, 2.0)],
         },
         Workload {
@@ -256,6 +284,7 @@ pub fn all(quick: bool) -> Vec<Workload> {
             kind: traffic(shape(100, 100, 0), closed, LINE, phases(short)),
             ncat: true,
             flags: Flags::Plain,
+            cluster: 0,
             goals: vec![
                 Goal::AtLeastNcat(RATE),
                 Goal::AtMostNcatTimes(CPU_PER_LINE, 0.25),
@@ -268,6 +297,7 @@ pub fn all(quick: bool) -> Vec<Workload> {
             kind: traffic(shape(500, 20, 0), open(2000.0), LINE, phases(short)),
             ncat: true,
             flags: Flags::Plain,
+            cluster: 0,
             goals: vec![Goal::Below(P99, 20.0), Goal::Below(PEAK_RSS, 32.0)],
         },
         Workload {
@@ -284,6 +314,7 @@ pub fn all(quick: bool) -> Vec<Workload> {
             ),
             ncat: true,
             flags: Flags::Plain,
+            cluster: 0,
             goals: vec![
                 Goal::Equal(LOST, 0.0),
                 Goal::Equal(DROPPED, 0.0),
@@ -297,6 +328,7 @@ pub fn all(quick: bool) -> Vec<Workload> {
             kind: Kind::Idle { clients: idle },
             ncat: true,
             flags: Flags::Plain,
+            cluster: 0,
             goals: vec![
                 Goal::Equal(HELD, idle as f64),
                 Goal::Below(RSS_PER_CLIENT, 16.0),
@@ -308,6 +340,7 @@ pub fn all(quick: bool) -> Vec<Workload> {
             kind: Kind::Interrupt { clients: 1000 },
             ncat: true,
             flags: Flags::Plain,
+            cluster: 0,
             goals: vec![Goal::Equal(EXIT, 0.0), Goal::Below(EXIT_MS, 200.0)],
         },
         Workload {
@@ -326,6 +359,7 @@ pub fn all(quick: bool) -> Vec<Workload> {
             ),
             ncat: false,
             flags: Flags::Plain,
+            cluster: 0,
             goals: vec![
                 Goal::Equal(LOST, 0.0),
                 Goal::Equal(WRONG_ROOM, 0.0),
@@ -338,7 +372,42 @@ pub fn all(quick: bool) -> Vec<Workload> {
             kind: traffic(shape(100, 100, 0), closed, LINE, phases(short)),
             ncat: false,
             flags: Flags::HistoryTranscript,
+            cluster: 0,
             goals: vec![Goal::AtMostTimesOf(CPU_PER_LINE, 'c', I_CPU_FACTOR)],
+        },
+        Workload {
+            id: 'j',
+            title: format!("{CLUSTER} servers + Redis, 300 clients, 30 send, 3,000 msg/s"),
+            kind: traffic(j_shape, open(3000.0), LINE, phases(short)),
+            ncat: false,
+            flags: Flags::Plain,
+            cluster: CLUSTER,
+            goals: vec![
+                Goal::Equal(LOST, 0.0),
+                Goal::Equal(ORDER, 0.0),
+                Goal::Below(P99, 10.0),
+            ],
+        },
+        Workload {
+            id: 'j',
+            title: "the same on one server alone (no Redis), for comparison".into(),
+            kind: traffic(j_shape, open(3000.0), LINE, phases(short)),
+            ncat: false,
+            flags: Flags::Plain,
+            cluster: 0,
+            goals: vec![],
+        },
+        Workload {
+            id: 'k',
+            title: format!("{CLUSTER} servers + Redis, 100 clients, all send, closed loop"),
+            kind: traffic(shape(100, 100, 0), closed, LINE, phases(short)),
+            ncat: false,
+            flags: Flags::Plain,
+            cluster: CLUSTER,
+            goals: vec![
+                Goal::Beside(RATE, 'c', RATE),
+                Goal::Beside(ALL_CPU_PER_LINE, 'c', CPU_PER_LINE),
+            ],
         },
     ]
 }
@@ -389,11 +458,16 @@ fn with_exit(server: &mut Running, why: String, log: &Path) -> String {
     }
 }
 
-fn peak_rss(server: &Running) -> Value {
-    match procfs::sample(Some(server.pid)) {
-        Ok(s) => mib(s.hwm_kib),
-        Err(_) => Value::Text("server gone".into()),
+/// The largest peak RSS among `servers` (a cluster's are alike).
+fn peak_rss(servers: &[Running]) -> Value {
+    let mut peak = 0;
+    for s in servers {
+        match procfs::sample(Some(s.pid)) {
+            Ok(s) => peak = peak.max(s.hwm_kib),
+            Err(_) => return Value::Text("server gone".into()),
+        }
     }
+    mib(peak)
 }
 
 /// Runs `w` against a fresh instance of `target`, stderr logged to `log`.
@@ -403,40 +477,82 @@ pub fn run(w: &Workload, target: &Target, log: &Path) -> Measured {
     let mut scratch = None;
     let mut extra = Vec::new();
     let mut transcript = None;
-    if w.flags == Flags::HistoryTranscript {
-        let dir = match ScratchDir::new() {
-            Ok(d) => scratch.insert(d),
+    if w.flags == Flags::HistoryTranscript || w.cluster > 0 {
+        match ScratchDir::new() {
+            Ok(d) => scratch = Some(d),
             Err(e) => return failed(format!("no temp folder: {e}")),
-        };
-        let file = dir.path().join("transcript");
+        }
+    }
+    let dir = scratch.as_ref().map(|d| d.path().to_path_buf());
+    if let (Flags::HistoryTranscript, Some(dir)) = (w.flags, &dir) {
+        let file = dir.join("transcript");
         extra.extend(["--history".into(), I_HISTORY.to_string().into()]);
         extra.extend(["--transcript".into(), file.clone().into_os_string()]);
         transcript = Some(file);
     }
-    let mut server = match target.start(log, &extra) {
-        Ok(s) => s,
-        Err(e) => return failed(format!("did not start: {e}")),
+    // Declared before the servers, so killed after them.
+    let mut redis = None;
+    if let (true, Some(dir)) = (w.cluster > 0, &dir) {
+        match server::start_redis(&log.with_extension("redis.log"), dir) {
+            Ok(r) => {
+                extra.extend(["--redis".into(), format!("redis://{}", r.addr).into()]);
+                redis = Some(r);
+            }
+            Err(e) => return failed(format!("Redis did not start: {e}")),
+        }
+    }
+    let logs: Vec<PathBuf> = match w.cluster {
+        0 => vec![log.to_path_buf()],
+        n => (1..=n)
+            .map(|k| log.with_extension(format!("{k}.log")))
+            .collect(),
     };
+    let mut servers = Vec::new();
+    for log in &logs {
+        match target.start(log, &extra) {
+            Ok(s) => servers.push(s),
+            Err(e) => return failed(format!("did not start: {e}")),
+        }
+    }
+    let redis_pid = redis.as_ref().map(|r| r.pid);
     let result = match w.kind {
         Kind::Traffic {
             shape,
             traffic,
             line_len,
             phases,
-        } => run_traffic(&mut server, shape, traffic, line_len, phases, log).map(|mut m| {
-            if let Some(file) = &transcript {
-                let lines = match count_lines(file) {
-                    Ok(n) => count(n),
-                    Err(e) => Value::Text(format!("unreadable: {e}")),
-                };
-                m.push((metric::TRANSCRIPT_LINES, lines));
-            }
-            m
-        }),
-        Kind::Idle { clients } => run_idle(&mut server, clients, log),
-        Kind::Interrupt { clients } => run_interrupt(server, clients, log),
+        } => {
+            let run = Run {
+                servers: &mut servers,
+                redis: redis_pid,
+                log: &logs[0],
+            };
+            run_traffic(run, shape, traffic, line_len, phases).map(|mut m| {
+                if let Some(file) = &transcript {
+                    let lines = match count_lines(file) {
+                        Ok(n) => count(n),
+                        Err(e) => Value::Text(format!("unreadable: {e}")),
+                    };
+                    m.push((metric::TRANSCRIPT_LINES, lines));
+                }
+                m
+            })
+        }
+        Kind::Idle { clients } => run_idle(&mut servers[0], clients, log),
+        Kind::Interrupt { clients } => run_interrupt(servers.remove(0), clients, log),
     };
     result.unwrap_or_else(failed)
+}
+
+/// The processes of one traffic run.
+struct Run<'a> {
+    /// The chat-servers (one, or a cluster's); the first gets the abort
+    /// diagnosis.
+    servers: &'a mut [Running],
+    /// Redis's pid in a cluster run, for its CPU.
+    redis: Option<u32>,
+    /// The first server's stderr log.
+    log: &'a Path,
 }
 
 /// Lines in `file` so far (the server may still be appending).
@@ -455,27 +571,29 @@ fn count_lines(file: &Path) -> io::Result<u64> {
 }
 
 fn run_traffic(
-    server: &mut Running,
+    run: Run<'_>,
     shape: Shape,
     traffic: Traffic,
     line_len: usize,
     phases: Phases,
-    log: &Path,
 ) -> Result<Measured, String> {
     use metric::*;
-    let mut eng = Engine::new(server.addr, shape).map_err(|e| e.to_string())?;
+    let addrs: Vec<_> = run.servers.iter().map(|s| s.addr).collect();
+    let mut eng = Engine::new(&addrs, shape).map_err(|e| e.to_string())?;
     if let Err(why) = eng.connect_all(connect_limit(shape.clients)) {
-        let why = with_exit(server, why, log);
+        let why = with_exit(&mut run.servers[0], why, run.log);
         return Ok(vec![
             (STATUS, Value::Text(why)),
-            (PEAK_RSS, peak_rss(server)),
+            (PEAK_RSS, peak_rss(run.servers)),
         ]);
     }
     // Let the join notices of the last clients arrive before sending.
     eng.settle(Duration::from_millis(200), Duration::from_secs(5))
         .map_err(|e| e.to_string())?;
+    let mut pids: Vec<u32> = run.servers.iter().map(|s| s.pid).collect();
+    pids.extend(run.redis);
     let st = eng
-        .run_traffic(traffic, line_len, phases, Some(server.pid))
+        .run_traffic(traffic, line_len, phases, &pids)
         .map_err(|e| e.to_string())?;
     let t = &eng.tally;
     let h = &t.hist;
@@ -502,24 +620,35 @@ fn run_traffic(
     if shape.rooms > 1 {
         m.push((WRONG_ROOM, count(t.wrong_room)));
     }
+    if shape.order {
+        m.push((ORDER, count(order::violations(&eng.orders()))));
+    }
     m.push((DROPPED, count(st.dropped_healthy as u64)));
     if shape.stalled > 0 {
         m.push((STALLED_DROPPED, count(st.dropped_stalled as u64)));
     }
+    let per_line = |cpu: f64| {
+        if t.delivered > 0 {
+            Value::Num(cpu * 1e6 / t.delivered as f64, 3)
+        } else {
+            Value::Text("no lines".into())
+        }
+    };
     match st.server_cpu_s {
         Some(cpu) => {
-            m.push((CPU, Value::Num(cpu, 2)));
-            let per = if t.delivered > 0 {
-                Value::Num(cpu * 1e6 / t.delivered as f64, 3)
-            } else {
-                Value::Text("no lines".into())
-            };
-            m.push((CPU_PER_LINE, per));
+            let servers: f64 = cpu[..run.servers.len()].iter().sum();
+            m.push((CPU, Value::Num(servers, 2)));
+            m.push((CPU_PER_LINE, per_line(servers)));
+            if run.redis.is_some() {
+                let redis: f64 = cpu[run.servers.len()..].iter().sum();
+                m.push((REDIS_CPU, Value::Num(redis, 2)));
+                m.push((ALL_CPU_PER_LINE, per_line(servers + redis)));
+            }
         }
         None => m.push((CPU, Value::Text("server gone".into()))),
     }
     m.push((GEN_CPU, Value::Num(st.gen_cpu_s, 2)));
-    m.push((PEAK_RSS, peak_rss(server)));
+    m.push((PEAK_RSS, peak_rss(run.servers)));
     Ok(m)
 }
 
@@ -535,8 +664,9 @@ fn connect_idle(
         senders: 0,
         stalled: 0,
         rooms: 0,
+        order: false,
     };
-    let mut eng = Engine::new(server.addr, shape).map_err(|e| e.to_string())?;
+    let mut eng = Engine::new(&[server.addr], shape).map_err(|e| e.to_string())?;
     let status = match eng.connect_all(connect_limit(clients)) {
         Ok(()) => "ok".to_string(),
         Err(why) => with_exit(server, why, log),
@@ -620,7 +750,7 @@ mod tests {
     fn a_goal_relative_to_another_workload_shows_the_ratio() {
         let g = Goal::AtMostTimesOf(metric::CPU_PER_LINE, 'c', 1.10);
         let v = |x| Value::Num(x, 2);
-        assert_eq!(g.reference(), Some('c'));
+        assert_eq!(g.reference(), Some(('c', metric::CPU_PER_LINE)));
         assert_eq!(
             g.judge(Some(&v(0.21)), None, Some(&v(0.20))),
             "<= 1.1 x (c) (ratio 1.05): PASS"
@@ -638,9 +768,10 @@ mod tests {
     }
 
     /// (h) is 500 clients in 10 rooms with 2 senders each, (h) and (i) are
-    /// chat-server's alone, and only (i) passes extra flags.
+    /// chat-server's alone, only (i) passes extra flags, and (j) is 3
+    /// servers beside the same load on one.
     #[test]
-    fn h_and_i_are_shaped_as_the_issues_say() {
+    fn h_to_k_are_shaped_as_the_issues_say() {
         let all = all(false);
         let find = |id| all.iter().find(|w| w.id == id).unwrap();
         let Kind::Traffic { shape, traffic, .. } = find('h').kind else {
@@ -656,6 +787,23 @@ mod tests {
             .map(|w| w.id)
             .collect();
         assert_eq!(flagged, ['i']);
+        let clusters: Vec<(char, usize)> = all
+            .iter()
+            .filter(|w| w.cluster > 0)
+            .map(|w| (w.id, w.cluster))
+            .collect();
+        assert_eq!(clusters, [('j', 3), ('k', 3)]);
+        let js: Vec<_> = all.iter().filter(|w| w.id == 'j').collect();
+        let (Kind::Traffic { shape: a, .. }, Kind::Traffic { shape: b, .. }) =
+            (js[0].kind, js[1].kind)
+        else {
+            panic!("(j) is a traffic workload");
+        };
+        assert_eq!((a.clients, a.senders, a.order), (300, 30, true));
+        assert_eq!(
+            (b.clients, b.senders, b.order, js[1].cluster),
+            (300, 30, true, 0)
+        );
         let (Kind::Traffic { shape: c, .. }, Kind::Traffic { shape: i, .. }) =
             (find('c').kind, find('i').kind)
         else {
