@@ -154,6 +154,21 @@ impl Node {
         )
     }
 
+    /// Waits until the writer knows the fate of every line it sent. A line
+    /// can be delivered (the reader saw it in the log) before its reply
+    /// reached the writer, which under load can take longer than
+    /// `IO_TIMEOUT`: the line is then unsure for a while, and a line said
+    /// meanwhile is refused (it would queue behind it). A test that breaks
+    /// the link after a delivered line and then counts on the next one
+    /// being sent waits for this first.
+    fn settled(&self) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.writer.unsettled() != 0 {
+            assert!(Instant::now() < deadline, "the writer never settled");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Starts reading `room` from its end now: every line appended after
     /// this call is delivered.
     fn watch(&self, room: &str) {
@@ -460,6 +475,7 @@ fn redis_restarted_empty_is_reported_and_lines_refused_meanwhile() {
     let _ = node.say("lobby", "one");
     node.sink
         .until("one", |e| Recorder::delivered(e, "lobby").len() == 1);
+    node.settled();
 
     redis.kill();
     node.sink
@@ -708,6 +724,7 @@ fn a_line_lost_on_a_dead_connection_is_sent_again_once() {
     let _ = node.say("lobby", "first");
     node.sink
         .until("first", |e| Recorder::delivered(e, "lobby").len() == 1);
+    node.settled();
     redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
     let _ = node.say("lobby", "second");
     node.sink.until("second", |e| {
@@ -1058,11 +1075,7 @@ fn a_line_sent_to_a_paused_redis_is_refused_only_if_never_applied() {
     let _ = node.say("lobby", "one");
     node.sink
         .until("one", |e| Recorder::delivered(e, "lobby") == ["one"]);
-    let deadline = Instant::now() + DEADLINE;
-    while node.writer.unsettled() != 0 {
-        assert!(Instant::now() < deadline, "\"one\" never settled");
-        thread::sleep(Duration::from_millis(10));
-    }
+    node.settled();
     let pid = redis.pid().expect("running");
     chat_tests::signal(pid, "STOP");
     let _ = node.say("lobby", "paused");
@@ -1258,6 +1271,12 @@ fn redis_restarted_empty_says_at_least_how_many_lines_went_unseen() {
     };
     let _ = say("seen");
     sink.until("seen", |e| Recorder::delivered(e, "lobby") == ["seen"]);
+    // Its reply in too: else the lines below could be refused behind it.
+    let deadline = Instant::now() + DEADLINE;
+    while writer.unsettled() != 0 {
+        assert!(Instant::now() < deadline, "\"seen\" never settled");
+        thread::sleep(Duration::from_millis(10));
+    }
     proxy.hold();
     // The reader's XREAD under way when the cut began ends with a wake
     // entry; its next one is held: it reads nothing more.
