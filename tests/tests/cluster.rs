@@ -618,6 +618,11 @@ fn ban_and_unban_across_servers() {
     let source = chat_tests::hosts::loopback(0, 0, 9);
     let (mut banned, _) = chat_tests::hosts::Host::join(servers[1].addr(), source);
     servers[0].console("/ban 127.0.0.9 spam");
+    // Passed on to server 1: listed since it started, before any client
+    // (it was once listed only by its first heartbeat, which under load
+    // could come after this `/ban`: never passed on, never closed).
+    let passed = servers[0].stdout_until(|l| l.contains("passed on to the"));
+    assert!(passed.contains("to the 1 other"), "{passed}");
     let last = banned.recv_to_eof();
     assert!(
         last.iter()
@@ -633,6 +638,8 @@ fn ban_and_unban_across_servers() {
         "{refused:?}"
     );
     servers[0].console("/unban 127.0.0.9");
+    let passed = servers[0].stdout_until(|l| l.contains("passed on to the"));
+    assert!(passed.contains("to the 1 other"), "{passed}");
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let mut host = chat_tests::hosts::Host::connect(servers[1].addr(), source);

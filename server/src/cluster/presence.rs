@@ -122,6 +122,11 @@ impl Presence {
             local,
             registered: None,
         };
+        // Listed before the server takes its first client: a console's
+        // `/ban` typed elsewhere at once, or a `/who`, already finds it
+        // (the thread's first beat then registers its members). Redis
+        // away now: the thread's beats list it when it is back.
+        let _ = presence.heartbeat();
         thread::Builder::new()
             .name("redis-presence".into())
             .spawn(move || loop {
@@ -138,20 +143,7 @@ impl Presence {
     /// One heartbeat: register again if Redis is new, refresh the TTL,
     /// announce the servers found lost.
     fn beat(&mut self) -> Result<(), Failure> {
-        let me = self.server_id.clone();
-        let (added,): (i64,) = self.link.run(|conn| {
-            redis::pipe()
-                .cmd("SET")
-                .arg(keys::alive(&me))
-                .arg(1)
-                .arg("PX")
-                .arg(HEARTBEAT_TTL.as_millis() as u64)
-                .ignore()
-                .cmd("SADD")
-                .arg(keys::servers())
-                .arg(&me)
-                .query(conn)
-        })?;
+        let added = self.heartbeat()?;
         // Not listed any more: Redis is new or lost everything, or the
         // others took this server for lost (cut off from Redis longer than
         // the heartbeat lasts) and announced its clients gone. Either way
@@ -166,6 +158,26 @@ impl Presence {
         }
         let servers = self.reap_lost()?;
         self.count_others(&servers)
+    }
+
+    /// Refreshes this server's heartbeat and lists it among the servers;
+    /// returns 1 if it was not listed.
+    fn heartbeat(&mut self) -> Result<i64, Failure> {
+        let me = self.server_id.clone();
+        let (added,): (i64,) = self.link.run(|conn| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(keys::alive(&me))
+                .arg(1)
+                .arg("PX")
+                .arg(HEARTBEAT_TTL.as_millis() as u64)
+                .ignore()
+                .cmd("SADD")
+                .arg(keys::servers())
+                .arg(&me)
+                .query(conn)
+        })?;
+        Ok(added)
     }
 
     /// Counts the members of the other live servers by room, for the

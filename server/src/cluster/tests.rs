@@ -154,6 +154,21 @@ impl Node {
         )
     }
 
+    /// Waits until the writer knows the fate of every line it sent. A line
+    /// can be delivered (the reader saw it in the log) before its reply
+    /// reached the writer, which under load can take longer than
+    /// `IO_TIMEOUT`: the line is then unsure for a while, and a line said
+    /// meanwhile is refused (it would queue behind it). A test that breaks
+    /// the link after a delivered line and then counts on the next one
+    /// being sent waits for this first.
+    fn settled(&self) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.writer.unsettled() != 0 {
+            assert!(Instant::now() < deadline, "the writer never settled");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Starts reading `room` from its end now: every line appended after
     /// this call is delivered.
     fn watch(&self, room: &str) {
@@ -460,6 +475,7 @@ fn redis_restarted_empty_is_reported_and_lines_refused_meanwhile() {
     let _ = node.say("lobby", "one");
     node.sink
         .until("one", |e| Recorder::delivered(e, "lobby").len() == 1);
+    node.settled();
 
     redis.kill();
     node.sink
@@ -627,6 +643,28 @@ fn a_lost_server_is_announced_once_and_its_names_freed() {
     );
 }
 
+/// A server is listed among the servers before it takes a client: a
+/// console's `/ban` typed on another server right after this one started
+/// (`ban_and_unban_across_servers`), or a `/who`, must find it. Listed by
+/// the presence thread's first beat only, it could miss them under load.
+#[test]
+fn presence_lists_the_server_before_start_returns() {
+    let redis = Redis::start();
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        Arc::new(Members(Vec::new(), 0)),
+        shutdown.clone(),
+    )
+    .unwrap();
+    assert_eq!(redis.query(&["SISMEMBER", "chat:servers", "a"]), ["1"]);
+    assert_eq!(redis.query(&["EXISTS", "chat:alive:a"]), ["1"]);
+    shutdown.trigger();
+    presence.join().unwrap();
+}
+
 /// After Redis came back empty, presence registers the server again: its
 /// members' names are taken again and the guest counter is past every
 /// number it gave.
@@ -686,6 +724,7 @@ fn a_line_lost_on_a_dead_connection_is_sent_again_once() {
     let _ = node.say("lobby", "first");
     node.sink
         .until("first", |e| Recorder::delivered(e, "lobby").len() == 1);
+    node.settled();
     redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
     let _ = node.say("lobby", "second");
     node.sink.until("second", |e| {
@@ -1020,6 +1059,14 @@ fn a_line_held_in_a_cut_and_delivered_late_is_not_doubled() {
 /// than the writer waits to settle it, then resumed: Redis may apply the
 /// old pipeline late, so the sender is not told `!` while Redis is away;
 /// in the end the line is delivered once or refused and never delivered.
+///
+/// The line must have gone out on a live connection for that: one the
+/// writer could not send (queued behind a line still unsettled, or a
+/// connection to the paused Redis that timed out in its handshake) is
+/// refused at once, rightly, since it can never be applied. So the test
+/// pauses Redis only once "one" is settled (under load its reply can take
+/// longer than `IO_TIMEOUT`, leaving it unsure for a while), and checks
+/// that "paused" went out.
 #[test]
 fn a_line_sent_to_a_paused_redis_is_refused_only_if_never_applied() {
     let redis = Redis::start();
@@ -1028,9 +1075,20 @@ fn a_line_sent_to_a_paused_redis_is_refused_only_if_never_applied() {
     let _ = node.say("lobby", "one");
     node.sink
         .until("one", |e| Recorder::delivered(e, "lobby") == ["one"]);
+    node.settled();
     let pid = redis.pid().expect("running");
     chat_tests::signal(pid, "STOP");
     let _ = node.say("lobby", "paused");
+    // It went out: its fate is unknown until Redis says.
+    let deadline = Instant::now() + DEADLINE;
+    while node.writer.unsettled() != 1 {
+        let events = node.sink.events.lock().clone();
+        if Instant::now() >= deadline || fate(&events, &events, "paused").0 {
+            chat_tests::signal(pid, "CONT");
+            panic!("\"paused\" never sent: {events:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
     // Past the writer's deadline for it, with Redis still paused: no `!`
     // yet, its fate is not known.
     let window = Instant::now() + super::writer::UNSURE_DEADLINE + IO_TIMEOUT * 2;
@@ -1213,6 +1271,12 @@ fn redis_restarted_empty_says_at_least_how_many_lines_went_unseen() {
     };
     let _ = say("seen");
     sink.until("seen", |e| Recorder::delivered(e, "lobby") == ["seen"]);
+    // Its reply in too: else the lines below could be refused behind it.
+    let deadline = Instant::now() + DEADLINE;
+    while writer.unsettled() != 0 {
+        assert!(Instant::now() < deadline, "\"seen\" never settled");
+        thread::sleep(Duration::from_millis(10));
+    }
     proxy.hold();
     // The reader's XREAD under way when the cut began ends with a wake
     // entry; its next one is held: it reads nothing more.

@@ -28,7 +28,7 @@
 //! never sent).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -88,6 +88,9 @@ pub struct Writer {
     round_trips: Arc<AtomicU64>,
     /// Shared with the thread: see [`Written`].
     written: Written,
+    /// Lines sent whose fate is not known yet (in flight, or their reply
+    /// lost and not settled), for tests and stats.
+    unsettled: Arc<AtomicUsize>,
 }
 
 /// Per room, the epoch of the Redis and the highest line number the
@@ -132,7 +135,9 @@ impl Writer {
         let round_trips = Arc::new(AtomicU64::new(0));
         let late = Arc::new(Mutex::new(Vec::new()));
         let written = Written::default();
+        let unsettled = Arc::new(AtomicUsize::new(0));
         let mut thread = WriterThread {
+            unsettled: Arc::clone(&unsettled),
             written: Arc::clone(&written),
             late: Arc::clone(&late),
             round_trips: Arc::clone(&round_trips),
@@ -157,6 +162,7 @@ impl Writer {
                 late,
                 round_trips,
                 written,
+                unsettled,
             },
             handle,
         ))
@@ -204,6 +210,12 @@ impl Writer {
         self.round_trips.load(Ordering::Relaxed)
     }
 
+    /// How many lines were sent whose fate is not known yet: on their way,
+    /// or their reply lost and not settled.
+    pub fn unsettled(&self) -> usize {
+        self.unsettled.load(Ordering::Acquire)
+    }
+
     /// Asks for an entry in `server_id`'s wake stream (best effort: a
     /// reader that is not woken sees its change after its block timeout).
     pub fn wake(&self, server_id: &str) {
@@ -219,6 +231,8 @@ struct WriterThread {
     round_trips: Arc<AtomicU64>,
     /// Shared with [`Writer::written`].
     written: Written,
+    /// Shared with [`Writer::unsettled`].
+    unsettled: Arc<AtomicUsize>,
     /// The writer's own connection.
     link: Link,
     /// This server's id: the first part of every uid.
@@ -250,6 +264,7 @@ impl WriterThread {
             if !self.unsure.is_empty() {
                 self.settle_unsure();
             }
+            self.publish_unsettled(0);
             if !self.retry.is_empty() {
                 let mut retry = std::mem::take(&mut self.retry);
                 self.send(&mut retry);
@@ -348,6 +363,7 @@ impl WriterThread {
             sent.push(Some((token, line, counter, since)));
         }
         self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.publish_unsettled(sent.iter().flatten().count());
         match self.link.run(|conn| pipe.query::<Vec<Value>>(conn)) {
             Ok(replies) => {
                 let epoch = self.link.epoch().unwrap_or_default().to_string();
@@ -493,6 +509,18 @@ impl WriterThread {
                 self.sink.refused(unsure.token, &unsure.line);
             }
         }
+    }
+
+    /// Publishes [`Writer::unsettled`]: the unsure lines, those to be
+    /// sent again, and `in_flight` more.
+    fn publish_unsettled(&self, in_flight: usize) {
+        let again = self
+            .retry
+            .iter()
+            .filter(|job| matches!(job, Job::Retry(..)))
+            .count();
+        self.unsettled
+            .store(self.unsure.len() + again + in_flight, Ordering::Release);
     }
 
     fn refuse_unsure_all(&mut self) {
