@@ -20,6 +20,33 @@ fn expect(client: &mut Client, want: &str) -> Vec<String> {
     client.recv_until(|line| line == want)
 }
 
+/// Asks `command` (a listing: `/who`, `/rooms`) again every
+/// [`ASK_AGAIN`] until an answer equals `want`, within [`TIMEOUT`]. The
+/// cluster's listings are read from Redis, where a client that just left
+/// (its socket already closed) may still be filed for a moment.
+fn ask_until(client: &mut Client, command: &str, want: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        client.send(command);
+        let asked = Instant::now();
+        while asked.elapsed() < ASK_AGAIN {
+            match client.try_recv(ASK_AGAIN.saturating_sub(asked.elapsed())) {
+                Some(line) if line == want => return,
+                Some(line) => seen.push(line),
+                None => break,
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{command} never answered {want:?}; saw {seen:?}"
+        );
+    }
+}
+
+/// How long [`ask_until`] waits for a matching answer before asking again.
+const ASK_AGAIN: Duration = Duration::from_millis(200);
+
 /// Joins a client and reads past its welcome and the lobby's history (its
 /// own join notice is not sent to it); returns it with its name.
 fn joined(server: &Server) -> (Client, String) {
@@ -421,15 +448,12 @@ fn who_rooms_msg_and_kick_across_servers() {
     c.send("/join games");
     c.recv_until(|l| l.starts_with("* you are now in #games"));
 
-    a.send("/who");
-    a.recv_until(|l| l == "* 2 in #lobby: ann, bea");
+    ask_until(&mut a, "/who", "* 2 in #lobby: ann, bea");
     // A rename keeps its place: in the order they entered the room.
     a.send("/nick ann2");
     a.recv_until(|l| l.contains("now known as ann2"));
-    b.send("/who");
-    b.recv_until(|l| l == "* 2 in #lobby: ann2, bea");
-    a.send("/rooms");
-    a.recv_until(|l| l == "* 2 rooms: #lobby (2), #games (1)");
+    ask_until(&mut b, "/who", "* 2 in #lobby: ann2, bea");
+    ask_until(&mut a, "/rooms", "* 2 rooms: #lobby (2), #games (1)");
 
     a.send("/msg CY psst");
     a.recv_until(|l| l == "[to cy] psst");
@@ -444,8 +468,7 @@ fn who_rooms_msg_and_kick_across_servers() {
             .any(|l| l.starts_with("! ") && l.contains("flooding")),
         "{last:?}"
     );
-    b.send("/rooms");
-    b.recv_until(|l| l == "* 1 room: #lobby (2)");
+    ask_until(&mut b, "/rooms", "* 1 room: #lobby (2)");
 }
 
 /// The console's `<server>` lines reach every server: a room whose members
