@@ -529,10 +529,13 @@ fn links_cut_while_lines_flow_resume_without_gap_or_double() {
             delivered(&seen),
             servers[0].stderr()
         );
+        // a is asked only while b is quiet: a sender does not get its own
+        // lines back, so waiting on a after each of b's lines took 20 ms
+        // or more per line (300 lines: 6 s unloaded, past the deadline on
+        // a loaded machine, with every line waiting in b's socket).
         if let Some(line) = b.try_recv(Duration::from_millis(20)) {
             seen.push(line);
-        }
-        if let Some(line) = a.try_recv(Duration::from_millis(20)) {
+        } else if let Some(line) = a.try_recv(Duration::from_millis(20)) {
             refused += usize::from(line.starts_with("! "));
         }
     }
