@@ -210,25 +210,8 @@ impl Drop for Redis {
     }
 }
 
-/// Runs `chat-server` with `args` until it exits (it must, within
-/// [`TIMEOUT`]); returns its exit code and stderr.
-pub fn run_server_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(crate::bin("chat-server"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat-server");
-    let stderr = Captured::drain(child.stderr.take().expect("piped"), None);
-    let status = wait_timeout(&mut child, TIMEOUT).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("chat-server {args:?} did not exit");
-    });
-    assert!(stderr.wait_end(TIMEOUT), "stderr stayed open after exit");
-    (status.code(), stderr.text())
-}
+/// The cluster tests import it from here: the one in the crate root.
+pub use crate::run_server_to_exit;
 
 /// A loopback port nothing listens on right now (the kernel's pick).
 fn free_port() -> u16 {
