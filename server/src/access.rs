@@ -19,7 +19,7 @@
 //! leave), and every other socket from there has its read side shut
 //! ([`crate::conns::Connections::close_where`]): one at the password prompt
 //! sees end of stream and is told it is banned, one waiting for a worker is
-//! dropped by the pool.
+//! dropped by the pool and told it is banned ([`crate::unserved`]).
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
@@ -249,8 +249,8 @@ pub fn ban(ctx: &Context, args: &str) -> Vec<String> {
     let gone = ctx.rooms.evict_where(|ip| prefix.contains(ip), &leave);
     // And every connection from inside it, the room's included (one about
     // to join is then evicted by `joined`): waiting for a worker (the pool
-    // drops them), at the password prompt (told they are banned), or served
-    // in another mode.
+    // drops them, and `Unserved` tells them), at the password prompt (told
+    // they are banned), or served in another mode.
     let closed = ctx.conns.close_where(|ip, _| prefix.contains(ip));
     let what = describe(&ban, SystemTime::now());
     log!(

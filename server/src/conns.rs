@@ -6,9 +6,9 @@
 //! refused, or never started because the server stopped). So the per-address
 //! count covers waiting connections too, and [`Connections::close_all`] and
 //! [`Connections::close_where`] reach every socket that a worker may still
-//! read from: one waiting in the pool's line (its watcher then drops it),
-//! one at the password prompt (which then sees end of stream), one in the
-//! room.
+//! read from: one waiting in the pool's line (its watcher then drops it,
+//! and its [`crate::unserved::Unserved`] guard tells it why), one at the
+//! password prompt (which then sees end of stream), one in the room.
 //!
 //! Each socket is one `Arc<TcpStream>`: the reader, the writer and this table
 //! share one descriptor, so 10,000 clients cost 10,000 descriptors, not

@@ -47,6 +47,7 @@ pub mod throttle;
 pub mod transcript;
 pub mod udp;
 pub mod udp_guard;
+pub mod unserved;
 pub mod write;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -110,11 +111,8 @@ impl Context {
 fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
     if ctx.shutdown.is_triggered() {
         // It waited in the queue while the server began to stop.
-        if ctx.config.mode == Mode::Chat {
-            listener::refuse(
-                &stream,
-                &chat_common::protocol::notice("server shutting down"),
-            );
+        if let Some(line) = unserved::turned_away(ctx, peer.ip()) {
+            listener::refuse(&stream, &line);
         }
         return;
     }

@@ -8,7 +8,9 @@
 //! handed to the pool, or told why not. No connection ever waits without a
 //! word: a connection that must wait for a worker is told so (in chat mode,
 //! where a line of text is the protocol), and one past the queue hears
-//! `! server full, try again later` before it is closed.
+//! `! server full, try again later` before it is closed. Nor is one closed
+//! without a word while it waits: banned meanwhile, or still waiting when
+//! the server stops, it is told why ([`crate::unserved`]).
 //!
 //! The kernel holds up to [`LISTEN_BACKLOG`] connections for `accept`, so a
 //! storm of connects does not overflow the queue while this thread waits
@@ -34,6 +36,7 @@ use crate::config::Mode;
 use crate::log;
 use crate::pool::Pool;
 use crate::throttle::{ConnectThrottle, Verdict};
+use crate::unserved::Unserved;
 use crate::Context;
 
 /// First pause after an accept error.
@@ -256,11 +259,15 @@ fn admit(
     ctx.stats_accepted();
     let ctx = Arc::clone(ctx);
     let watch = Arc::clone(&stream);
+    // Tells it why if the job is dropped unrun because the server shut it
+    // (a ban, a lockout, the shutdown) while it waited.
+    let unserved = Unserved::new(Arc::clone(&stream), peer, Arc::clone(&ctx));
     pool.execute(
         ticket,
         Box::new(move || {
             // Unregisters when the job ends, or is dropped unrun.
             let _tracked = tracked;
+            unserved.served();
             crate::serve_connection(stream, peer, &ctx);
         }),
         watch,

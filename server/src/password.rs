@@ -390,7 +390,8 @@ impl Gate {
                 let ip = peer.ip().to_canonical();
                 // Its other connections not yet in the room go too: at the
                 // prompt they see end of stream and are told why; waiting
-                // for a worker, the pool drops them.
+                // for a worker, the pool drops them and `Unserved` tells
+                // them.
                 let closed = ctx
                     .conns
                     .close_where(|other, stage| other == ip && stage == Stage::Outside);

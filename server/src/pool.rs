@@ -13,7 +13,10 @@
 //!   the line: a watcher thread notices within [`WATCH_INTERVAL`] and drops
 //!   its job, which frees its place in line and, through the job's guards,
 //!   its per-address slot. A worker also looks before it serves one, so a
-//!   connection that is gone is never served (never joins a room).
+//!   connection that is gone is never served (never joins a room). A socket
+//!   the server shut itself (`/ban`, a lockout, the shutdown) looks the
+//!   same from here and is dropped the same way; the job's guard
+//!   ([`crate::unserved::Unserved`]) then tells it why.
 //! - A panicking job is caught, so it never shrinks the pool.
 //!
 //! The line is a `VecDeque` under the `State` lock (a channel cannot give
@@ -350,8 +353,8 @@ fn gave_up(stream: &TcpStream) -> bool {
 
 fn log_gave_up(stream: Option<&TcpStream>) {
     match stream.and_then(|s| s.peer_addr().ok()) {
-        Some(peer) => log!("{peer} closed while waiting for a worker; its place is free"),
-        None => log!("a connection closed while waiting for a worker; its place is free"),
+        Some(peer) => log!("{peer} closed or shut while waiting for a worker; its place is free"),
+        None => log!("a connection closed or shut while waiting for a worker; its place is free"),
     }
 }
 

@@ -1,0 +1,79 @@
+//! A connection accepted but not yet served, and what it is told if it
+//! never is.
+//!
+//! Between accept and a worker, the server can turn a connection away: a
+//! `/ban` or a password lockout of its address, or the server stopping.
+//! Each shuts the read side of the connections it means
+//! ([`crate::conns::Connections::close_where`]) to wake whoever reads them;
+//! a connection still waiting for a worker has no reader yet, and the
+//! pool, seeing its socket shut, takes it for a client that gave up and
+//! drops its job unrun ([`crate::pool`]). The job's [`Unserved`] guard,
+//! dropped with it, then says why, as the accept loop would have: a ban's
+//! `! ` line, or `* server shutting down` in chat mode. So no connection is
+//! closed without a word for a reason of the server's, whatever stage it
+//! was at (a client that really gave up is sent nothing: none of these
+//! holds for it).
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Arc;
+
+use chat_common::protocol;
+
+use crate::config::Mode;
+use crate::log;
+use crate::Context;
+
+/// Tells a connection why, if it is dropped before a worker took it.
+/// Lives in the job the accept loop hands to the pool.
+pub struct Unserved {
+    /// The connection to tell; `None` once a worker took it (from then on
+    /// its session says what is to be said).
+    stream: Option<Arc<TcpStream>>,
+    /// Its peer, for the ban check and the log.
+    peer: SocketAddr,
+    /// The ban list, the shutdown switch and the mode.
+    ctx: Arc<Context>,
+}
+
+impl Unserved {
+    /// A guard for `stream`, just admitted at accept.
+    pub fn new(stream: Arc<TcpStream>, peer: SocketAddr, ctx: Arc<Context>) -> Unserved {
+        Unserved {
+            stream: Some(stream),
+            peer,
+            ctx,
+        }
+    }
+
+    /// A worker took the connection: nothing to say here any more.
+    pub fn served(mut self) {
+        self.stream = None;
+    }
+}
+
+impl Drop for Unserved {
+    fn drop(&mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        if let Some(line) = turned_away(&self.ctx, self.peer.ip()) {
+            log!(
+                "{} turned away while waiting for a worker: {}",
+                self.peer,
+                line[2..].trim_end()
+            );
+            crate::listener::refuse(&stream, &line);
+        }
+    }
+}
+
+/// The line a connection from `ip` that was admitted at accept but not
+/// served is told now, if the server turns it away: the server is
+/// stopping (chat mode only: the lab modes have no line to say), or `ip`
+/// has been banned or locked out since.
+pub fn turned_away(ctx: &Context, ip: IpAddr) -> Option<String> {
+    if ctx.shutdown.is_triggered() {
+        return (ctx.config.mode == Mode::Chat).then(|| protocol::notice("server shutting down"));
+    }
+    ctx.access.shut_out(ip)
+}
