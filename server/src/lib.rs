@@ -318,7 +318,9 @@ impl Running {
         ctx.rooms.shutdown();
         ctx.conns.close_all();
         drop(listener);
-        drop(pool);
+        // A worker blocked past the deadline (on a hung Redis) is not
+        // waited for.
+        pool.stop(deadline);
         ctx.writers.stop(deadline);
         let udp_woken = self.udp_socket.as_ref().is_some_and(udp::wake);
         for (name, thread) in [("udp", self.udp)] {
@@ -362,7 +364,7 @@ impl Running {
 }
 /// Joins `thread` unless it is still running at `deadline` (a display stuck
 /// on a stdout nobody reads), in which case it is left to process exit.
-fn join_until(thread: thread::JoinHandle<()>, deadline: Instant) {
+pub(crate) fn join_until(thread: thread::JoinHandle<()>, deadline: Instant) {
     while !thread.is_finished() {
         if Instant::now() >= deadline {
             let name = thread.thread().name().unwrap_or("a").to_string();

@@ -30,7 +30,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, MsgFlags};
@@ -358,13 +358,35 @@ fn log_gave_up(stream: Option<&TcpStream>) {
     }
 }
 
-impl Drop for Pool {
-    /// Graceful shutdown: close the line, let the workers finish what was
-    /// admitted, join them all and the watcher.
-    fn drop(&mut self) {
+impl Pool {
+    /// The server's graceful stop: close the line, let the workers finish
+    /// what was admitted, and join them and the watcher, but not past
+    /// `deadline`. A worker still busy then (its session blocked on
+    /// something the shutdown cannot wake, such as a round trip to a hung
+    /// Redis, which ends only at the link's timeout) is left to process
+    /// exit, so the stop stays within its 2 s.
+    pub fn stop(mut self, deadline: Instant) {
+        self.close();
+        for worker in self.workers.drain(..) {
+            crate::join_until(worker, deadline);
+        }
+        if let Some(watcher) = self.watcher.take() {
+            crate::join_until(watcher, deadline);
+        }
+    }
+
+    fn close(&self) {
         self.shared.state.lock().closed = true;
         self.shared.work.notify_all();
         self.shared.waiting.notify_all();
+    }
+}
+
+impl Drop for Pool {
+    /// Close the line, let the workers finish what was admitted, join them
+    /// all and the watcher (after [`Pool::stop`], whatever it left).
+    fn drop(&mut self) {
+        self.close();
         for worker in self.workers.drain(..) {
             if worker.join().is_err() {
                 log!("a worker thread panicked");
@@ -382,7 +404,6 @@ mod tests {
     use std::io::Write;
     use std::net::TcpListener;
     use std::sync::mpsc;
-    use std::time::Instant;
 
     /// A connected loopback pair: (our side, the server's side).
     fn pair() -> (TcpStream, Arc<TcpStream>) {

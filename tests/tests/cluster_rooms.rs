@@ -102,10 +102,18 @@ fn ctrl_c_with_redis_hung_stops_within_2_s() {
     let (mut client, _) = joined(&servers[0]);
     let pid = redis.pid().expect("redis running");
     signal(pid, "STOP");
-    // A client that connects now waits for Redis (its guest number).
-    let _late = servers[0].connect();
     client.send("anyone?");
-    thread::sleep(Duration::from_millis(300));
+    // A client that connects now waits for Redis (its guest number): once
+    // a second worker thread serves it, the first thing that worker does
+    // is ask Redis. That is the last outside sign; the moment its request
+    // (or the writer's for "anyone?") blocks on the hung Redis has none,
+    // and a Ctrl+C just before it must stop in time all the same.
+    let _late = servers[0].connect();
+    let deadline = Instant::now() + TIMEOUT;
+    while servers[0].threads_named("worker-") < 2 {
+        assert!(Instant::now() < deadline, "the late client got no worker");
+        thread::sleep(Duration::from_millis(5));
+    }
     let asked = Instant::now();
     servers[0].signal("INT");
     let status = servers[0].wait_exit(TIMEOUT);
