@@ -410,7 +410,8 @@ fn redis_killed_and_restarted() {
     assert!(
         back.iter()
             .any(|l| l.starts_with("! ") && l.contains("restarted empty")),
-        "told the log was lost: {back:?}"
+        "told the log was lost: {back:?}; stderr:\n{}",
+        servers[0].stderr()
     );
     // Lines flow again (the first may still meet a writer reconnecting):
     // each "after" line is either refused to a (`! `) or seen by b.
@@ -601,13 +602,35 @@ fn lines_trimmed_while_cut_off_are_counted() {
     ]);
     let (mut a, name) = joined(&a_server);
     let (mut b, _) = joined(&b_server);
+    // Each server's writer puts its client's join notice in the log on its
+    // own time, maybe after a line sent later from the other server: both
+    // are in before "before" is sent, so no entry follows "before" that
+    // b's reader may not have read when b is cut off.
+    let deadline = Instant::now() + TIMEOUT;
+    while redis
+        .query(&["XRANGE", "chat:log:lobby", "-", "+"])
+        .iter()
+        .filter(|f| f.contains(" joined ("))
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the join notices never reached the log"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     a.send("before");
     expect(&mut b, &format!("<{name}> before"));
-    // The log's number of the last entry b read: what it misses is counted
-    // from there (entries other than a's lines, such as a leave notice,
-    // may be trimmed too on a slow machine).
-    let read_up_to =
-        entry_number(&redis.query(&["XREVRANGE", "chat:log:lobby", "+", "-", "COUNT", "1"]));
+    // The log's number of "before", the last entry b read: what it misses
+    // is counted from there (entries other than a's lines, such as the
+    // join notices, are trimmed too).
+    let last = redis.query(&["XREVRANGE", "chat:log:lobby", "+", "-", "COUNT", "1"]);
+    assert!(
+        last.contains(&format!("<{name}> before\n")),
+        "nothing after \"before\": {last:?}"
+    );
+    let read_up_to = entry_number(&last);
 
     redis.command(&["ACL", "SETUSER", "bee", "off"]);
     redis.command(&["CLIENT", "KILL", "USER", "bee"]);

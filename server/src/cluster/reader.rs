@@ -233,11 +233,14 @@ impl ReaderThread {
         let written = self.written.lock().clone();
         for (room, cursor) in &mut self.cursors {
             if cursor.epoch != epoch {
-                if cursor.n > 0 || cursor.id != "0-0" {
-                    let unseen = written
-                        .get(room)
-                        .filter(|(e, _)| *e == cursor.epoch)
-                        .map_or(0, |(_, n)| n.saturating_sub(cursor.n));
+                let unseen = written
+                    .get(room)
+                    .filter(|(e, _)| *e == cursor.epoch)
+                    .map_or(0, |(_, n)| n.saturating_sub(cursor.n));
+                // A cursor still at the log's start lost lines too when
+                // this server wrote some there: a reader that fell behind
+                // (a loaded machine) had read none of them yet.
+                if cursor.n > 0 || cursor.id != "0-0" || unseen > 0 {
                     self.sink.missed(room, Missed::LogLost { unseen });
                 }
                 cursor.id = "0-0".into();

@@ -1398,3 +1398,74 @@ fn reader_controls_are_one_per_room_and_reads_share_one_budget() {
     assert!(read_count(258) * 258 <= READ_BUDGET);
     assert_eq!(read_count(100_000), 1);
 }
+
+/// Redis restarted empty while this server's reader was cut off before it
+/// had read anything of a room, and after this server's writer had put a
+/// line in that room's log: the log is still reported lost, with that line
+/// counted. (A reader's cursor still at the log's start does not mean it
+/// missed nothing; on a loaded machine a reader can be that far behind.)
+/// The reader alone is cut off by disabling its Redis user.
+#[test]
+fn restarted_empty_counts_lines_the_reader_never_read() {
+    let mut redis = Redis::start_with(&["--user", "bee", "on", ">pw", "~*", "&*", "+@all"]);
+    let sink = Arc::new(Recorder::default());
+    let shutdown = Arc::new(Shutdown::new());
+    let bee = RedisUrl::parse(&redis.url().replace("redis://", "redis://bee:pw@")).unwrap();
+    let (writer, w) = Writer::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        sink.clone(),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let (reader, r) = Reader::start(
+        &Endpoint::new(bee),
+        "a",
+        writer.clone(),
+        sink.clone(),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let (_, from) = tail(&mut link(&redis), "lobby", 0, |_| false).unwrap();
+    reader.watch("lobby", Some(from));
+    let deadline = Instant::now() + DEADLINE;
+    while reader.pending() != 0 {
+        assert!(Instant::now() < deadline, "the watch was never served");
+        thread::sleep(Duration::from_millis(10));
+    }
+    redis.command(&["ACL", "SETUSER", "bee", "off"]);
+    redis.command(&["CLIENT", "KILL", "USER", "bee"]);
+    sink.until("reader down", |e| e.contains(&Event::Link(false)));
+    let _ = writer.append(
+        7,
+        Line {
+            room: "lobby".into(),
+            from: "alice".into(),
+            kind: "chat".into(),
+            text: "unread".into(),
+        },
+    );
+    while writer.written().lock().get("lobby").map(|(_, n)| *n) != Some(1) {
+        assert!(Instant::now() < deadline, "the log never took it");
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    redis.restart();
+    let events = sink.until("log lost", |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Missed(r, Missed::LogLost { .. }) if r == "lobby"))
+    });
+    assert!(
+        events.contains(&Event::Missed(
+            "lobby".into(),
+            Missed::LogLost { unseen: 1 }
+        )),
+        "{events:?}"
+    );
+    assert!(Recorder::delivered(&events, "lobby").is_empty());
+    shutdown.trigger();
+    for thread in [w, r] {
+        let _ = thread.join();
+    }
+}
