@@ -1453,7 +1453,9 @@ fn an_inbox_request_sent_twice_is_served_once() {
     assert!(proxy.held() > 0, "the first copy went out on the held link");
     proxy.deliver_late();
     b.tell("a", 4, "marker").unwrap();
-    let events = node.sink.until("marker", |e| told(e).contains(&"marker".into()));
+    let events = node
+        .sink
+        .until("marker", |e| told(e).contains(&"marker".into()));
     assert_eq!(told(&events), ["one", "psst", "marker"], "{events:?}");
 
     // The other order: the first copy was put, its reply lost, and the
