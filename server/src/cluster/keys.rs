@@ -82,6 +82,15 @@ pub fn inbox(server: &str) -> String {
     format!("{PREFIX}inbox:{server}")
 }
 
+/// The highest request counter of server `server` that any inbox took
+/// (its inbox high-water mark): [`INBOX_PUT`] skips a request at or below
+/// it, so a request sent again on a new connection after its first
+/// connection broke, and a late copy of it from that connection, reach an
+/// inbox once between them.
+pub fn inbox_mark(server: &str) -> String {
+    format!("{PREFIX}inbox-hw:{server}")
+}
+
 /// The set of server ids that have registered, live or lost.
 pub fn servers() -> String {
     format!("{PREFIX}servers")
@@ -135,6 +144,24 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return {id, n}
+";
+
+/// Puts one request in a server's inbox, unless its sender's inbox mark is
+/// at or past its counter (a copy of it was put already). KEYS: inbox,
+/// the sender's [`inbox_mark`]. ARGV: counter, maxlen, mark ttl in ms,
+/// then the entry's fields and values. Returns 1 if put, 0 if skipped:
+/// either way the request is in the inbox once. A server numbers its
+/// requests in the order it sends them and sends one again only before
+/// any later one (under its names link's lock), so the mark is exact.
+pub const INBOX_PUT: &str = r"
+local c = tonumber(ARGV[1])
+local hw = tonumber(redis.call('GET', KEYS[2]) or '0')
+if c <= hw then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+local entry = {}
+for i = 4, #ARGV do entry[#entry + 1] = ARGV[i] end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(entry))
+return 1
 ";
 
 /// Announces one member of a lost server as gone, once: only the call that
@@ -200,9 +227,10 @@ return hw
 
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 6] {
+pub fn scripts() -> [Script; 7] {
     [
         Script::new(APPEND),
+        Script::new(INBOX_PUT),
         Script::new(FENCE),
         Script::new(CLAIM),
         Script::new(REAP_MEMBER),

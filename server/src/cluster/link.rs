@@ -189,7 +189,8 @@ impl Link {
     }
 
     /// Like [`Link::run`], for a command that may safely run twice (a read,
-    /// a claim of one's own name, a set to the same value): on
+    /// a claim of one's own name, a set to the same value, a numbered inbox
+    /// request: [`keys::INBOX_PUT`]): on
     /// [`Failure::Lost`] it is tried once more, on a fresh connection. So a
     /// connection Redis closed while it sat idle (`CLIENT KILL`, a timeout,
     /// a Redis restart) does not cost the first command after it.

@@ -9,13 +9,17 @@
 //! so they run on the asking thread over one shared [`Link`], held only for
 //! the round trip. When Redis is down they fail at once with
 //! [`Failure::Down`]: the caller refuses or answers from what it has. Each
-//! may run twice harmlessly, except an inbox entry (a `/msg` would arrive
-//! twice), so each but [`Names::send`] is tried again once on a fresh
+//! may run twice harmlessly, so each is tried again once on a fresh
 //! connection when its connection turns out broken
 //! ([`Link::run_idempotent`]); a guest number lost that way is only skipped.
+//! An inbox request is made safe to run twice by its number: this server
+//! numbers its requests in the order it sends them, and the script that
+//! puts one in an inbox ([`keys::INBOX_PUT`]) skips a number at or below
+//! this server's mark, so a `/msg` sent again, or a late copy of it from a
+//! broken connection, is served once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use redis::Script;
@@ -33,6 +37,12 @@ pub fn now_ms() -> u64 {
 /// Entries a server's inbox keeps, about (MAXLEN ~): it is read at once,
 /// so this only bounds what piles up for a server that died.
 pub const INBOX_MAX_LEN: u64 = 1000;
+
+/// How long Redis keeps a server's inbox mark ([`keys::inbox_mark`]) after
+/// its last request: far longer than a copy of a request can linger on a
+/// broken connection (a paused Redis) before Redis reads it. One small key
+/// per server that sent a request within it.
+pub const INBOX_MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The answer to [`Names::claim`].
 #[must_use]
@@ -77,6 +87,10 @@ pub struct Names {
     /// Set when filing a member (or removing one) failed: presence files
     /// them all again at its next beat.
     unfiled: AtomicBool,
+    /// The number of this server's last inbox request: taken under the
+    /// link's lock, so the requests reach Redis in the order of their
+    /// numbers, and a request is sent again only before any later one.
+    requests: AtomicU64,
 }
 
 impl Names {
@@ -86,6 +100,7 @@ impl Names {
             link: Mutex::new(endpoint.link("names", IO_TIMEOUT)),
             server_id: server_id.to_string(),
             unfiled: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
         }
     }
 
@@ -232,19 +247,31 @@ impl Names {
         Ok(all)
     }
 
-    /// Puts a request in server `server`'s inbox: `fields` (kind, and what
-    /// that kind needs).
+    /// Puts a request in server `server`'s inbox, once: `fields` (kind, and
+    /// what that kind needs). Numbered, it is sent again on a fresh
+    /// connection if its connection broke ([`Link::run_idempotent`]):
+    /// whichever copies reach Redis, the inbox takes one
+    /// ([`keys::INBOX_PUT`]).
     ///
     /// # Errors
-    /// When Redis cannot be asked.
+    /// When Redis cannot be asked (twice, if the first try met a broken
+    /// connection).
     pub fn send(&self, server: &str, fields: &[(&str, &str)]) -> Result<(), Failure> {
-        self.link.lock().run(|conn| {
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg(keys::inbox(server))
-                .arg("MAXLEN")
-                .arg("~")
+        let script = Script::new(keys::INBOX_PUT);
+        let mut link = self.link.lock();
+        let number = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let uid = format!("{}:{number}", self.server_id);
+        link.run_idempotent(|conn| {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(script.get_hash())
+                .arg(2)
+                .arg(keys::inbox(server))
+                .arg(keys::inbox_mark(&self.server_id))
+                .arg(number)
                 .arg(INBOX_MAX_LEN)
-                .arg("*");
+                .arg(INBOX_MARK_TTL.as_millis() as u64)
+                .arg("uid")
+                .arg(&uid);
             for (field, value) in fields {
                 cmd.arg(*field).arg(*value);
             }

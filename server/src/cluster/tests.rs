@@ -1469,3 +1469,95 @@ fn restarted_empty_counts_lines_the_reader_never_read() {
         let _ = thread.join();
     }
 }
+
+/// The requests of `events` that tell local client 4 something, in order.
+fn told(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Request(Request::Tell { client: 4, line }) => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Redis closed the names link's connection while it sat idle: the first
+/// inbox request afterwards (a `/msg`, a kick, a console command) is sent
+/// again on a fresh connection, and served once.
+#[test]
+fn the_first_inbox_request_after_redis_closed_an_idle_connection_is_served_once() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    let b = Names::new(&endpoint(&redis), "b");
+    b.tell("a", 4, "one").unwrap();
+    node.sink.until("one", |e| told(e) == ["one"]);
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    b.tell("a", 4, "two").unwrap();
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    b.kick("a", "ALICE", None).unwrap();
+    b.tell("a", 4, "three").unwrap();
+    let events = node.sink.until("three", |e| told(e).len() >= 3);
+    assert_eq!(told(&events), ["one", "two", "three"], "{events:?}");
+    let kicks = events
+        .iter()
+        .filter(|e| matches!(e, Event::Request(Request::Kick { .. })))
+        .count();
+    assert_eq!(kicks, 1, "{events:?}");
+}
+
+/// An inbox request whose connection was held (its reply never came): it
+/// is sent again on a new connection and put in the inbox; the held copy
+/// reaches Redis late and is skipped by its number. The receiving reader
+/// serves it once, and its sender is told it went.
+#[test]
+fn an_inbox_request_sent_twice_is_served_once() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let node = Node::start(&redis, "a", LogConfig::default());
+    let b = Names::new(&Endpoint::new(proxy.url()), "b");
+    b.tell("a", 4, "one").unwrap();
+    node.sink.until("one", |e| told(e) == ["one"]);
+    // The names link's connection is held; new connections pass.
+    proxy.hold();
+    proxy.heal();
+    b.tell("a", 4, "psst").unwrap();
+    assert!(proxy.held() > 0, "the first copy went out on the held link");
+    proxy.deliver_late();
+    b.tell("a", 4, "marker").unwrap();
+    let events = node
+        .sink
+        .until("marker", |e| told(e).contains(&"marker".into()));
+    assert_eq!(told(&events), ["one", "psst", "marker"], "{events:?}");
+
+    // The other order: the first copy was put, its reply lost, and the
+    // request sent again: skipped. So is a request older than the mark.
+    let put = |number: u64, text: &str| -> i64 {
+        let reply = redis.query(&[
+            "EVAL",
+            super::keys::INBOX_PUT,
+            "2",
+            "chat:inbox:a",
+            "chat:inbox-hw:c",
+            &number.to_string(),
+            "1000",
+            "60000",
+            "kind",
+            "tell",
+            "client",
+            "4",
+            "line",
+            text,
+        ]);
+        reply[0].parse().unwrap()
+    };
+    assert_eq!(put(5, "five"), 1);
+    assert_eq!(put(5, "five"), 0, "the same request again");
+    assert_eq!(put(3, "three"), 0, "an older request, late");
+    assert_eq!(put(6, "end"), 1);
+    let events = node.sink.until("end", |e| told(e).contains(&"end".into()));
+    assert_eq!(
+        told(&events),
+        ["one", "psst", "marker", "five", "end"],
+        "{events:?}"
+    );
+}
