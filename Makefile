@@ -34,14 +34,10 @@ build:
 # Style gates first, then the binaries the integration tests start, then
 # every test in the workspace (unit, property and integration). The cluster
 # tests need Debian's redis-server: installed first when missing (as root).
-#
-# A failing run is run once more, and only a second failure fails: a few
-# cluster tests (several servers and a real Redis on 2 shared cores) are
-# still timing-sensitive under load. The first run's failures stay in the
-# log; a test that fails every time still fails `make test`.
+# One run: a test that fails fails `make test`.
 test: check build
 	@bash tests/scripts/need-redis.sh
-	$(CARGO) test --workspace || { echo "make test: a test failed; running the suite once more" >&2; $(CARGO) test --workspace; }
+	$(CARGO) test --workspace
 
 check:
 	$(CARGO) fmt --all -- --check
