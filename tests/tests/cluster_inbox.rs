@@ -136,3 +136,25 @@ fn a_console_kick_whose_connection_redis_closed_is_sent_again() {
     );
     servers[0].stderr_until("console kicked bea");
 }
+
+/// Redis stops answering (`SIGSTOP`) just as a `/msg` to a client on
+/// another server looks that client up: the sender is told the message
+/// was not sent because the servers could not be reached, not that no one
+/// by that name is online (bea is).
+#[test]
+fn a_msg_that_cannot_reach_the_other_servers_says_so() {
+    let redis = Redis::start();
+    let servers = cluster(&redis, 2);
+    let mut ann = named(&servers[0], "ann");
+    let _bea = named(&servers[1], "bea");
+    let pid = redis.pid().expect("redis running");
+    chat_tests::signal(pid, "STOP");
+    ann.send("/msg bea psst");
+    let answer = ann.recv_until(|l| l.starts_with("! ") || l == "[to bea] psst");
+    chat_tests::signal(pid, "CONT");
+    let last = answer.last().expect("an answer").clone();
+    assert!(
+        last.starts_with("! ") && last.contains("not sent") && !last.contains("no one called"),
+        "{answer:?}"
+    );
+}

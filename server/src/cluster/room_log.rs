@@ -31,7 +31,7 @@ use super::reader::{tail, Reader};
 use super::writer::{Queued, Writer};
 use super::Line;
 use crate::log;
-use crate::rooms::log::{Appended, Batch, Log, Prepared, RoomLog, ServerId, Unreachable};
+use crate::rooms::log::{Appended, Batch, Far, Log, Prepared, RoomLog, ServerId, Unreachable};
 use crate::rooms::ClientId;
 
 /// The kind of every entry the rooms append (presence adds `lost` and
@@ -192,13 +192,16 @@ impl Log for RedisLog {
         Some(rooms)
     }
 
-    fn whisper(&self, to: &str, line: &str) -> Option<String> {
-        let holder = self.names.holder(to).ok()??;
-        if holder.server == self.server_id {
-            return None;
+    fn whisper(&self, to: &str, line: &str) -> Far {
+        let holder = match self.names.holder(to) {
+            Ok(Some(holder)) if holder.server != self.server_id => holder,
+            Ok(_) => return Far::NoOne,
+            Err(_) => return Far::Unreachable,
+        };
+        match self.names.tell(&holder.server, holder.client, line) {
+            Ok(()) => Far::Sent(holder.name),
+            Err(_) => Far::Unreachable,
         }
-        self.names.tell(&holder.server, holder.client, line).ok()?;
-        Some(holder.name)
     }
 
     fn announce_elsewhere(&self, line: &str, here: &[String]) {

@@ -166,9 +166,9 @@ pub trait Log: Send + Sync {
     }
 
     /// Hands a private message (`line`, formatted) to `to` on another
-    /// server: its name as registered, or `None` if no one elsewhere has it.
-    fn whisper(&self, _to: &str, _line: &str) -> Option<String> {
-        None
+    /// server.
+    fn whisper(&self, _to: &str, _line: &str) -> Far {
+        Far::NoOne
     }
 
     /// Kicks `name` on another server: whether someone there has it.
@@ -180,6 +180,20 @@ pub trait Log: Send + Sync {
     /// another server and none here (`here`: the rooms this server told
     /// already).
     fn announce_elsewhere(&self, _line: &str, _here: &[String]) {}
+}
+
+/// What became of a private message for a client on another server
+/// ([`Log::whisper`]).
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Far {
+    /// Handed to its server (the recipient's name as registered).
+    Sent(String),
+    /// No one elsewhere has that name.
+    NoOne,
+    /// The other servers could not be asked (Redis failed during the
+    /// lookup or the hand-over): not sent, like a chat line refused.
+    Unreachable,
 }
 
 /// What [`Log::prepare`] loaded, opaque to the rooms: they only hand it

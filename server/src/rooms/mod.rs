@@ -144,7 +144,8 @@ pub enum Whisper {
     Dropped(String),
     /// The sender was removed meanwhile.
     Gone,
-    /// The log is cut off (Redis unreachable): refused, like a chat line.
+    /// The log is cut off (Redis unreachable, known before or found on
+    /// the way): refused, like a chat line.
     CutOff,
 }
 
@@ -395,8 +396,9 @@ impl Rooms {
         let Some(target) = dir.held.get(&to.to_ascii_lowercase()).copied() else {
             drop(dir);
             return match self.log.whisper(to, &line) {
-                Some(name) => Whisper::Delivered(name),
-                None => Whisper::NoOne,
+                log::Far::Sent(name) => Whisper::Delivered(name),
+                log::Far::NoOne => Whisper::NoOne,
+                log::Far::Unreachable => Whisper::CutOff,
             };
         };
         let Some(recipient) = dir
