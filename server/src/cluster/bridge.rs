@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 
 use super::names::{now_ms, Names};
 use super::presence::{Local, Member};
-use super::{Entry, Line, Missed, Request, Sink, Token};
+use super::{Entry, Line, Missed, Refusal, Request, Sink, Token};
 use crate::rooms::log::{Batch, Origin, ServerId};
 use crate::rooms::ClientId;
 use crate::Context;
@@ -195,14 +195,20 @@ impl Bridge {
 }
 
 impl Sink for Bridge {
-    fn refused(&self, token: Token, line: &Line) {
+    fn refused(&self, token: Token, line: &Line, why: Refusal) {
         if let Some(ctx) = self.rooms() {
             if token != 0 {
                 let what = line.text.trim_end();
-                ctx.rooms.tell(
-                    token,
-                    &protocol::error(&format!("not delivered (Redis did not take it): {what}")),
-                );
+                let text = match why {
+                    Refusal::NotTaken => format!("not delivered (Redis did not take it): {what}"),
+                    Refusal::Unsure => format!(
+                        "not sure your line was sent (Redis stopped answering; it will not appear later): {what}"
+                    ),
+                    Refusal::Restarted => format!(
+                        "not sure your line was sent (Redis restarted empty; it is not sent again): {what}"
+                    ),
+                };
+                ctx.rooms.tell(token, &protocol::error(&text));
             }
         }
     }

@@ -14,7 +14,7 @@ use super::names::{Claim, Names};
 use super::presence::{Local, Member, Presence, HEARTBEAT_EVERY, HEARTBEAT_TTL, LOST_KIND};
 use super::reader::{tail, Reader};
 use super::writer::{Queued, Writer};
-use super::{Entry, Line, LogConfig, Missed, RedisUrl, Request, Sink, Token};
+use super::{Entry, Line, LogConfig, Missed, RedisUrl, Refusal, Request, Sink, Token};
 use crate::shutdown::Shutdown;
 
 /// The longest any event here may take.
@@ -53,6 +53,8 @@ enum Event {
 struct Recorder {
     events: Mutex<Vec<Event>>,
     changed: Condvar,
+    /// Why each line refused was, by its text, in order.
+    why: Mutex<Vec<(String, Refusal)>>,
 }
 
 impl Recorder {
@@ -88,7 +90,8 @@ impl Recorder {
 }
 
 impl Sink for Recorder {
-    fn refused(&self, token: Token, line: &Line) {
+    fn refused(&self, token: Token, line: &Line, why: Refusal) {
+        self.why.lock().push((line.text.clone(), why));
         self.push(Event::Refused(token, line.text.clone()));
     }
     fn deliver(&self, room: &str, entries: Vec<Entry>) {
