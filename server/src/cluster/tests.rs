@@ -1101,7 +1101,10 @@ fn say_until_delivered(say: impl Fn(&str) -> Queued, reader: &Recorder, text: &s
             thread::sleep(Duration::from_millis(10));
         }
         let events = reader.events.lock().clone();
-        assert!(Instant::now() < deadline, "{text:?} never delivered: {events:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} never delivered: {events:?}"
+        );
     }
 }
 
@@ -1279,11 +1282,18 @@ fn the_append_script_skips_a_line_older_than_the_bound() {
         other => panic!("no clock in {other:?}"),
     }
     assert_eq!(redis.query(&["XLEN", "chat:log:lobby"]), ["0"]);
-    assert_eq!(redis.query(&["EXISTS", "chat:seq:lobby", "chat:hw:a"]), ["0"]);
+    assert_eq!(
+        redis.query(&["EXISTS", "chat:seq:lobby", "chat:hw:a"]),
+        ["0"]
+    );
     let fresh = append(2, now_ms);
     assert_eq!(fresh.get(1), Some(&Value::Int(1)), "{fresh:?}");
     let again = append(2, now_ms - stale_ms - 1_000);
-    assert_eq!(again.get(1), Some(&Value::Int(0)), "applied already: {again:?}");
+    assert_eq!(
+        again.get(1),
+        Some(&Value::Int(0)),
+        "applied already: {again:?}"
+    );
     assert_eq!(in_log(&redis, "lobby"), ["line 2"]);
 }
 

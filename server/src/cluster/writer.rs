@@ -533,22 +533,17 @@ impl WriterThread {
             }) {
                 Ok(mark) => mark,
                 Err(_) => {
-                    // Redis away (stopped, dead, cut off): a line past its
-                    // deadline can no longer be applied, but may have been
-                    // just before, its reply lost.
-                    let (settled, wait): (Vec<_>, Vec<_>) =
-                        std::mem::take(&mut self.unsure).into_iter().partition(due);
-                    self.unsure = wait;
-                    for unsure in settled {
-                        self.sink
-                            .refused(unsure.token, &unsure.line, Refusal::Unsure);
-                    }
+                    self.refuse_due(now);
                     return;
                 }
             }
         } else {
             // Connects if it can; the lines are sent again below.
             if self.link.run(|_| Ok(())).is_err() {
+                // The attempt may have taken up to its timeout: a line
+                // past its deadline by now is answered now, not after one
+                // more attempt.
+                self.refuse_due(Instant::now());
                 return;
             }
             0
@@ -569,6 +564,21 @@ impl WriterThread {
                 self.sink
                     .refused(unsure.token, &unsure.line, Refusal::NotTaken);
             }
+        }
+    }
+
+    /// Redis away (stopped, dead, cut off): refuses as [`Refusal::Unsure`]
+    /// every unsure line past its deadline at `now`. None can be applied
+    /// any more (stale), but each may have been just before, its reply
+    /// lost.
+    fn refuse_due(&mut self, now: Instant) {
+        let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsure)
+            .into_iter()
+            .partition(|u| now.duration_since(u.sent.since) >= UNSURE_DEADLINE);
+        self.unsure = wait;
+        for unsure in due {
+            self.sink
+                .refused(unsure.token, &unsure.line, Refusal::Unsure);
         }
     }
 
