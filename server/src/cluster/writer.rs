@@ -146,8 +146,8 @@ struct Unsure {
     /// high-water mark) and when it was first sent (settled after
     /// [`UNSURE_DEADLINE`]).
     sent: Sent,
-    /// The epoch of the Redis it was sent to: a Redis restarted empty
-    /// since is not sent it again.
+    /// The epoch of the Redis it was sent to: it is not sent again to a
+    /// Redis restarted empty since.
     epoch: Option<String>,
 }
 
