@@ -129,6 +129,9 @@ impl Log for RedisLog {
             // delivered here since: the reader goes on from its end, so
             // what was appended meanwhile arrives as live lines.
             Some(tail) if feed.floor.load(Ordering::Acquire) <= tail.1.n => Ok(*tail),
+            // Redis known to be away: not asked under the locks (a cut
+            // network would hold them for a reply's timeout).
+            _ if !self.bridge.is_up() => Err(super::link::Failure::Down),
             // None, or stale (the room had members here meanwhile): load
             // now, under the locks (rare).
             _ => self.load(key),
