@@ -406,7 +406,10 @@ fn redis_killed_and_restarted() {
     outage_b.extend(b.recv_until(|l| l.starts_with("* ") && l.contains("again")));
     for (who, outage) in [("a", &outage_a), ("b", &outage_b)] {
         assert_eq!(
-            outage.iter().filter(|l| l.contains("cut off")).count(),
+            outage
+                .iter()
+                .filter(|l| l.starts_with("* ") && l.contains("cut off"))
+                .count(),
             1,
             "{who} told once that it is cut off: {outage:?}"
         );
