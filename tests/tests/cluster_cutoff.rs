@@ -58,13 +58,15 @@ fn ask_until(client: &mut Client, command: &str, want: &str) {
 /// Defect: with Redis unreachable, a new connection, a `/join`, a `/nick`
 /// and a `/quit` gave no notice at all, even to members of the same room
 /// on the same server (the log refused the notice and it was dropped).
-/// Now each reaches this server's members; chat lines stay refused. And a
+/// Now each reaches this server's members; chat lines stay refused; the
+/// console's `<server>` line reaches this server's rooms and the console
+/// says the others were not told. And a
 /// `/join` made while cut off is where the other servers list the client
 /// once Redis is back.
 #[test]
 fn notices_reach_the_room_on_this_server_while_cut_off() {
     let mut redis = Redis::start();
-    let srv = server(&redis);
+    let mut srv = server(&redis);
     let (mut a, _) = joined(&srv);
     let (mut b, b_name) = joined(&srv);
     let (mut m, m_name) = joined(&srv);
@@ -88,6 +90,14 @@ fn notices_reach_the_room_on_this_server_while_cut_off() {
         refused.last().unwrap(),
         "! the room is cut off: line not sent"
     );
+
+    // The console's line: this server's rooms get it, and the console is
+    // told the other servers did not.
+    srv.console("hello from the console");
+    for member in [&mut a, &mut b] {
+        member.recv_until(|l| l == "<server> hello from the console");
+    }
+    srv.stdout_until(|l| l.starts_with("! said to this server's rooms only"));
 
     // A rename. While Redis is away the names seam cannot claim a name and
     // refuses it as taken (docs/CLUSTER.md, Known limits); a rename that
