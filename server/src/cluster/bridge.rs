@@ -197,7 +197,18 @@ impl Bridge {
 impl Sink for Bridge {
     fn refused(&self, token: Token, line: &Line, why: Refusal) {
         if let Some(ctx) = self.rooms() {
-            if token != 0 {
+            let origin = Bridge::origin_of(&line.from);
+            if line.text.starts_with("* ") || origin.client.is_none() {
+                // A notice or the console's line the writer took but Redis
+                // did not: delivered here only, as the rooms do with one
+                // refused at once (`Rooms::append`); its subject is skipped
+                // and is not told of a line it never sent.
+                let batch = Batch {
+                    from: origin,
+                    lines: vec![line.text.as_str().into()],
+                };
+                ctx.rooms.deliver(&line.room, &batch);
+            } else if token != 0 {
                 let what = line.text.trim_end();
                 let text = match why {
                     Refusal::NotTaken => format!("not delivered (Redis did not take it): {what}"),

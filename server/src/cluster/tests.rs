@@ -613,8 +613,29 @@ fn a_lost_server_is_announced_once_and_its_names_freed() {
         assert!(Instant::now() < deadline, "dave never freed");
         thread::sleep(Duration::from_millis(20));
     }
-    // Give the other survivors more beats to (wrongly) announce again.
-    thread::sleep(HEARTBEAT_EVERY * 2);
+    // The reap is over once the lost server is no longer registered.
+    while redis.query(&["SISMEMBER", "chat:servers", "dead"]) != ["0"] {
+        assert!(Instant::now() < deadline, "dead never unregistered");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Then every survivor beats once more (its heartbeat set after the
+    // reap ended: its TTL left exceeds what it would be if set before),
+    // so one that would (wrongly) announce again has had its chance.
+    let reaped = Instant::now();
+    let deadline = reaped + HEARTBEAT_EVERY * 3;
+    for id in ["s1", "s2", "s3"] {
+        let key = format!("chat:alive:{id}");
+        loop {
+            let left: i128 = redis.query(&["PTTL", &key])[0].parse().unwrap();
+            let if_before =
+                HEARTBEAT_TTL.as_millis() as i128 - reaped.elapsed().as_millis() as i128;
+            if left > if_before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never beat again");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
     let lobby = redis.query(&["XRANGE", "chat:log:lobby", "-", "+"]);
     let games = redis.query(&["XRANGE", "chat:log:games", "-", "+"]);
     assert_eq!(
