@@ -7,6 +7,9 @@
 //! [`crate::rooms::log::Log`] and a [`crate::rooms::names::Names`] and
 //! nothing of Redis.
 //!
+//! What other servers ask through the inbox is served in
+//! `bridge/requests.rs`.
+//!
 //! Lock order: the bridge's own mutexes are leaves. The reader calls into
 //! the rooms (which take the directory, then a room) holding none of them.
 
@@ -23,6 +26,10 @@ use super::{Entry, Line, Missed, Refusal, Request, Sink, Token};
 use crate::rooms::log::{Batch, Origin, ServerId};
 use crate::rooms::ClientId;
 use crate::Context;
+
+mod requests;
+
+pub use requests::ban_by_address;
 
 /// What a room's log keeps on this server: the history ring and how far
 /// delivery has gone.
@@ -320,60 +327,6 @@ impl Sink for Bridge {
     }
 }
 
-impl Bridge {
-    /// What another server asks: a private message for a local client, or
-    /// a kick.
-    fn serve(&self, ctx: &Context, request: Request) {
-        match request {
-            Request::Tell { client, line } => ctx.rooms.tell(client, &line),
-            Request::Kick { name, reason } => {
-                let _ = ctx.rooms.kick(&name, reason);
-            }
-            Request::Console { line } => {
-                let answer = if let Some(args) = line.strip_prefix("/ban ") {
-                    let by_address = ban_by_address(ctx, args);
-                    let mut answer = crate::access::ban(ctx, args);
-                    // A name another console banned, held here: every
-                    // server bans its client's address.
-                    if let Some(by_address) = by_address {
-                        answer.push(match self.names.broadcast_console(&by_address) {
-                            Ok(n) => {
-                                format!("* passed on to the {n} other server(s) as {by_address}")
-                            }
-                            Err(e) => {
-                                format!("! not passed on to the other servers (Redis: {e:?})")
-                            }
-                        });
-                    }
-                    answer
-                } else if let Some(target) = line.strip_prefix("/unban ") {
-                    crate::access::unban(ctx, target)
-                } else {
-                    vec![format!("! not a command the cluster passes on: {line}")]
-                };
-                for said in answer {
-                    crate::log!("another server's console: {line}: {said}");
-                }
-            }
-        }
-    }
-}
-
-/// `/ban NAME [...]` of a client connected here, as `/ban ADDRESS [...]`
-/// (its address): how a ban by name is passed on, so that every server
-/// bans the address, not only the one the client is on. `None` when the
-/// target is an address or prefix already, or no client here has that
-/// name.
-pub fn ban_by_address(ctx: &Context, args: &str) -> Option<String> {
-    let args = args.trim();
-    let (target, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
-    if crate::bans::Prefix::parse(target).is_ok() {
-        return None;
-    }
-    let (_, ip) = ctx.rooms.address_of(target)?;
-    Some(format!("/ban {ip} {}", rest.trim()).trim_end().to_string())
-}
-
 impl Local for Bridge {
     fn unfiled(&self) -> bool {
         self.names.take_unfiled()
@@ -444,31 +397,4 @@ impl Local for Bridge {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An entry's `from` field names its origin and reads back the same;
-    /// one written by presence (a lost server's leave) comes from no one.
-    #[test]
-    fn origins_round_trip() {
-        for origin in [
-            Origin {
-                server: 42,
-                client: Some(7),
-            },
-            Origin {
-                server: 42,
-                client: None,
-            },
-        ] {
-            assert_eq!(Bridge::origin_of(&Bridge::origin_field(origin)), origin);
-        }
-        assert_eq!(
-            Bridge::origin_of("carol"),
-            Origin {
-                server: 0,
-                client: None
-            }
-        );
-    }
-}
+mod tests;
