@@ -57,14 +57,35 @@ pub enum Failure {
 }
 
 /// Shared by the links of one server: how many connections they have made
-/// in all. A link waiting out its back-off tries again at once when a
-/// sibling got through, so the writer is not left refusing lines for
-/// seconds after the reader saw Redis come back.
+/// in all, and whether Redis is known to be hung. A link waiting out its
+/// back-off tries again at once when a sibling got through, so the writer
+/// is not left refusing lines for seconds after the reader saw Redis come
+/// back.
 #[derive(Clone, Default)]
-pub struct Siblings(
+pub struct Siblings {
     /// Connections made by all the links sharing it.
-    Arc<AtomicU64>,
-);
+    connects: Arc<AtomicU64>,
+    /// Set when a link timed out waiting for Redis (a hung Redis, or one
+    /// that no longer answers in time), cleared by the next reply any link
+    /// gets. While set, a [`Link::quick`] link fails at once instead of
+    /// waiting for a reply timeout of its own: a Redis that did not answer
+    /// one connection will not answer another either.
+    hung: Arc<AtomicBool>,
+}
+
+impl Siblings {
+    /// Whether a sibling timed out and none got a reply since.
+    fn hung(&self) -> bool {
+        self.hung.load(Ordering::Acquire)
+    }
+
+    /// A reply arrived: Redis answers.
+    fn answered(&self) {
+        if self.hung.load(Ordering::Relaxed) {
+            self.hung.store(false, Ordering::Release);
+        }
+    }
+}
 
 /// The Redis of one server's links: its URL and the [`Siblings`] count they
 /// share. Every thread of the cluster makes its link from this.
@@ -137,6 +158,10 @@ pub struct Link {
     lost_to_timeout: bool,
     /// Its endpoint's [`Endpoint::close`]: set, it never connects again.
     closed: Arc<AtomicBool>,
+    /// Set by [`Link::quick`]: while a sibling knows Redis hung, fail at
+    /// once rather than wait for a reply (for the questions a client waits
+    /// for; the cluster's own threads keep trying and find Redis back).
+    quick: bool,
 }
 
 impl Link {
@@ -164,7 +189,19 @@ impl Link {
             logged_down: false,
             lost_to_timeout: false,
             closed: Arc::default(),
+            quick: false,
         }
+    }
+
+    /// Makes this a link for questions a client waits for (connecting,
+    /// `/nick`, `/who`, a room's history): while Redis is known to be hung
+    /// (a sibling, or this link, timed out and no link has had a reply
+    /// since) its commands fail at once with [`Failure::Down`], so the
+    /// callers queued behind one timeout do not each wait another.
+    #[must_use]
+    pub fn quick(mut self) -> Link {
+        self.quick = true;
+        self
     }
 
     /// Runs `op` on the connection, connecting first if there is none and
@@ -176,11 +213,20 @@ impl Link {
         &mut self,
         op: impl FnOnce(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, Failure> {
+        if self.quick && self.siblings.hung() {
+            return Err(Failure::Down);
+        }
         self.connect()?;
         let conn = self.conn.as_mut().ok_or(Failure::Down)?;
         match op(conn) {
-            Ok(value) => Ok(value),
-            Err(e) if is_reply(&e) => Err(Failure::Refused(e)),
+            Ok(value) => {
+                self.siblings.answered();
+                Ok(value)
+            }
+            Err(e) if is_reply(&e) => {
+                self.siblings.answered();
+                Err(Failure::Refused(e))
+            }
             Err(e) => {
                 self.lose(&e);
                 Err(Failure::Lost)
@@ -190,19 +236,21 @@ impl Link {
 
     /// Like [`Link::run`], for a command that may safely run twice (a read,
     /// a claim of one's own name, a set to the same value, a numbered inbox
-    /// request: [`keys::INBOX_PUT`]): on
-    /// [`Failure::Lost`] it is tried once more, on a fresh connection. So a
-    /// connection Redis closed while it sat idle (`CLIENT KILL`, a timeout,
-    /// a Redis restart) does not cost the first command after it.
+    /// request: [`keys::INBOX_PUT`]): on [`Failure::Lost`] to a closed
+    /// connection it is tried once more, on a fresh one. So a connection
+    /// Redis closed while it sat idle (`CLIENT KILL`, its idle timeout, a
+    /// Redis restart) does not cost the first command after it. Not after
+    /// a timeout: a Redis that did not answer in time (hung) will not
+    /// answer a fresh connection either, and the caller would wait twice.
     ///
     /// # Errors
-    /// As [`Link::run`], from the second try.
+    /// As [`Link::run`], from the second try if there was one.
     pub fn run_idempotent<T>(
         &mut self,
         mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, Failure> {
         match self.run(&mut op) {
-            Err(Failure::Lost) => self.run(op),
+            Err(Failure::Lost) if !self.lost_to_timeout => self.run(op),
             other => other,
         }
     }
@@ -262,7 +310,7 @@ impl Link {
         if self.closed.load(Ordering::Acquire) {
             return Err(Failure::Down);
         }
-        let siblings = self.siblings.0.load(Ordering::Acquire);
+        let siblings = self.siblings.connects.load(Ordering::Acquire);
         if Instant::now() < self.retry_at && siblings == self.siblings_seen {
             return Err(Failure::Down);
         }
@@ -272,7 +320,8 @@ impl Link {
                     log!("redis {}: {} link back", self.url, self.name);
                 }
                 self.conn = Some(conn);
-                self.siblings.0.fetch_add(1, Ordering::AcqRel);
+                self.siblings.connects.fetch_add(1, Ordering::AcqRel);
+                self.siblings.answered();
                 self.epoch = Some(epoch);
                 self.connects += 1;
                 self.backoff = BACKOFF_FIRST;
@@ -313,6 +362,9 @@ impl Link {
     /// once after a connection that worked (one dropped connection is not
     /// an outage), then with the back-off doubling.
     fn lose(&mut self, e: &RedisError) {
+        if e.is_timeout() {
+            self.siblings.hung.store(true, Ordering::Release);
+        }
         if self.conn.take().is_some() {
             self.lost_to_timeout = e.is_timeout();
             self.retry_at = Instant::now();

@@ -524,6 +524,9 @@ impl Local for Members {
     fn highest_guest(&self) -> u64 {
         self.1
     }
+    fn guest_tag(&self) -> u64 {
+        self.1
+    }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
     fn name_lost(&self, _client: u64, _name: &str) {}
     fn unfiled(&self) -> bool {
@@ -704,6 +707,7 @@ fn presence_registers_again_after_redis_came_back_empty() {
     );
     let names = Names::new(&endpoint(&redis), "b");
     assert_eq!(names.next_guest().unwrap(), 42);
+    assert_eq!(names.guest_tag().unwrap(), 42, "the tag counter is raised too");
     shutdown.trigger();
     presence.join().unwrap();
     assert_eq!(
