@@ -38,6 +38,13 @@ pub const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 /// Redis is back, at worst.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// How long after a link timed out waiting for Redis the [`Link::quick`]
+/// links fail at once (unless a reply comes first): then one of their
+/// callers tries again, at the cost of one reply timeout, while the others
+/// go on failing at once. The cluster's own threads keep trying meanwhile
+/// and end it as soon as Redis answers.
+pub const HUNG_FOR: Duration = IO_TIMEOUT;
+
 /// The oldest Redis the cluster runs on (XADD MAXLEN ~ with the stream
 /// commands it uses, and `SET ... PX` semantics as in 6.2).
 pub const MIN_VERSION: (u32, u32) = (6, 2);
@@ -61,28 +68,53 @@ pub enum Failure {
 /// back-off tries again at once when a sibling got through, so the writer
 /// is not left refusing lines for seconds after the reader saw Redis come
 /// back.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Siblings {
     /// Connections made by all the links sharing it.
     connects: Arc<AtomicU64>,
-    /// Set when a link timed out waiting for Redis (a hung Redis, or one
-    /// that no longer answers in time), cleared by the next reply any link
-    /// gets. While set, a [`Link::quick`] link fails at once instead of
-    /// waiting for a reply timeout of its own: a Redis that did not answer
-    /// one connection will not answer another either.
-    hung: Arc<AtomicBool>,
+    /// Until when (ms after `origin`; 0: not) Redis counts as hung: set
+    /// for [`HUNG_FOR`] when a link timed out waiting for it (a hung
+    /// Redis, or one that no longer answers in time), cleared by the next
+    /// reply any link gets. Meanwhile a [`Link::quick`] link fails at once
+    /// instead of waiting for a reply timeout of its own: a Redis that did
+    /// not answer one connection will not answer another either.
+    hung_until: Arc<AtomicU64>,
+    /// What `hung_until` counts from.
+    origin: Instant,
+}
+
+impl Default for Siblings {
+    fn default() -> Self {
+        Siblings {
+            connects: Arc::default(),
+            hung_until: Arc::default(),
+            origin: Instant::now(),
+        }
+    }
 }
 
 impl Siblings {
-    /// Whether a sibling timed out and none got a reply since.
+    /// Now, in ms after `origin` (at least 1, so 0 means "not hung").
+    fn now_ms(&self) -> u64 {
+        (self.origin.elapsed().as_millis() as u64).max(1)
+    }
+
+    /// Whether a link timed out less than [`HUNG_FOR`] ago and none got a
+    /// reply since.
     fn hung(&self) -> bool {
-        self.hung.load(Ordering::Acquire)
+        self.now_ms() < self.hung_until.load(Ordering::Acquire)
+    }
+
+    /// A link timed out waiting for Redis.
+    fn timed_out(&self) {
+        let until = self.now_ms() + HUNG_FOR.as_millis() as u64;
+        self.hung_until.store(until, Ordering::Release);
     }
 
     /// A reply arrived: Redis answers.
     fn answered(&self) {
-        if self.hung.load(Ordering::Relaxed) {
-            self.hung.store(false, Ordering::Release);
+        if self.hung_until.load(Ordering::Relaxed) != 0 {
+            self.hung_until.store(0, Ordering::Release);
         }
     }
 }
@@ -195,9 +227,10 @@ impl Link {
 
     /// Makes this a link for questions a client waits for (connecting,
     /// `/nick`, `/who`, a room's history): while Redis is known to be hung
-    /// (a sibling, or this link, timed out and no link has had a reply
-    /// since) its commands fail at once with [`Failure::Down`], so the
-    /// callers queued behind one timeout do not each wait another.
+    /// (a sibling, or this link, timed out less than [`HUNG_FOR`] ago and
+    /// no link has had a reply since) its commands fail at once with
+    /// [`Failure::Down`], so the callers queued behind one timeout do not
+    /// each wait another.
     #[must_use]
     pub fn quick(mut self) -> Link {
         self.quick = true;
@@ -363,7 +396,7 @@ impl Link {
     /// an outage), then with the back-off doubling.
     fn lose(&mut self, e: &RedisError) {
         if e.is_timeout() {
-            self.siblings.hung.store(true, Ordering::Release);
+            self.siblings.timed_out();
         }
         if self.conn.take().is_some() {
             self.lost_to_timeout = e.is_timeout();

@@ -1510,9 +1510,11 @@ fn the_first_inbox_request_after_redis_closed_an_idle_connection_is_served_once(
 }
 
 /// An inbox request whose connection was held (its reply never came): it
-/// is sent again on a new connection and put in the inbox; the held copy
-/// reaches Redis late and is skipped by its number. The receiving reader
-/// serves it once, and its sender is told it went.
+/// is not sent again after the timeout (a hung Redis would not answer a
+/// new connection either), the sender is told it may not have gone, and
+/// the held copy, reaching Redis late, is served once. The next request
+/// goes out on a new connection once the link no longer counts Redis as
+/// hung ([`super::link::HUNG_FOR`]).
 #[test]
 fn an_inbox_request_sent_twice_is_served_once() {
     let redis = Redis::start();
@@ -1524,10 +1526,21 @@ fn an_inbox_request_sent_twice_is_served_once() {
     // The names link's connection is held; new connections pass.
     proxy.hold();
     proxy.heal();
-    b.tell("a", 4, "psst").unwrap();
+    let started = Instant::now();
+    assert!(matches!(b.tell("a", 4, "psst"), Err(Failure::Lost)));
+    assert!(
+        started.elapsed() < IO_TIMEOUT + Duration::from_secs(1),
+        "one timeout, no second try: {:?}",
+        started.elapsed()
+    );
     assert!(proxy.held() > 0, "the first copy went out on the held link");
     proxy.deliver_late();
-    b.tell("a", 4, "marker").unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while let Err(e) = b.tell("a", 4, "marker") {
+        assert!(matches!(e, Failure::Down), "{e:?}");
+        assert!(Instant::now() < deadline, "the names link never came back");
+        thread::sleep(Duration::from_millis(50));
+    }
     let events = node
         .sink
         .until("marker", |e| told(e).contains(&"marker".into()));
