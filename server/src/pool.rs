@@ -23,20 +23,23 @@
 //! back a job from its middle), grown as connections wait: nothing is
 //! reserved up front in proportion to `--workers` or `--queue`. The lock is
 //! taken only at job boundaries, never while a job runs.
+//!
+//! The watcher's polling is `pool/watch.rs`.
 
 use std::collections::VecDeque;
 use std::net::TcpStream;
-use std::os::fd::{AsFd, AsRawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recv, MsgFlags};
 use parking_lot::{Condvar, Mutex};
 
 use crate::log;
+
+mod watch;
+
+use watch::{gave_up, log_gave_up, watch};
 
 /// A connection to serve, run once on a worker.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -250,114 +253,6 @@ fn work(shared: &Shared) {
     }
 }
 
-/// The watcher's life: while connections wait, poll their sockets for the
-/// peer's hang-up and take those that gave up out of line.
-fn watch(shared: &Shared) {
-    loop {
-        let watched: Vec<(u64, Arc<TcpStream>)> = {
-            let mut state = shared.state.lock();
-            while !state.closed && !state.line.iter().any(|w| w.watch.is_some()) {
-                shared.waiting.wait(&mut state);
-            }
-            if state.closed {
-                return;
-            }
-            state
-                .line
-                .iter()
-                .filter_map(|w| Some((w.id, Arc::clone(w.watch.as_ref()?))))
-                .collect()
-        };
-        let hung_up = hung_up(&watched);
-        if hung_up.is_empty() {
-            continue;
-        }
-        let mut gone = Vec::new();
-        {
-            let mut state = shared.state.lock();
-            for id in hung_up {
-                let Some(at) = state.line.iter().position(|w| w.id == id) else {
-                    continue; // A worker took it meanwhile.
-                };
-                let stream = state.line[at].watch.as_deref().map(gave_up);
-                if stream == Some(true) {
-                    gone.extend(state.line.remove(at));
-                    state.busy -= 1;
-                } else {
-                    // Half-closed after sending: it has lines to serve.
-                    state.line[at].watch = None;
-                }
-            }
-        }
-        // Dropping a job closes its connection and frees its per-address
-        // slot (its guards), outside the pool's lock.
-        for waiting in gone {
-            log_gave_up(waiting.watch.as_deref());
-        }
-    }
-}
-
-/// Ids of the watched connections whose peer hung up (or that failed),
-/// waiting at most [`WATCH_INTERVAL`] for one to.
-fn hung_up(watched: &[(u64, Arc<TcpStream>)]) -> Vec<u64> {
-    let mut fds: Vec<PollFd> = watched
-        .iter()
-        .map(|(_, stream)| PollFd::new(stream.as_fd(), rdhup()))
-        .collect();
-    let timeout = PollTimeout::try_from(WATCH_INTERVAL).unwrap_or(PollTimeout::MAX);
-    match poll(&mut fds, timeout) {
-        Ok(0) => Vec::new(),
-        Ok(_) => fds
-            .iter()
-            .zip(watched)
-            // nix reads back only the flags it names (not POLLRDHUP):
-            // `None` means an unnamed one, here POLLRDHUP, was reported.
-            .filter(|(fd, _)| !fd.revents().is_some_and(|r| r.is_empty()))
-            .map(|(_, (id, _))| *id)
-            .collect(),
-        Err(e) => {
-            log!("cannot watch waiting connections: {e}");
-            thread::sleep(WATCH_INTERVAL);
-            Vec::new()
-        }
-    }
-}
-
-/// POLLRDHUP: the peer shut its side down (nix names no constant for it).
-fn rdhup() -> PollFlags {
-    PollFlags::from_bits_retain(libc::POLLRDHUP)
-}
-
-/// Whether the peer of a connection not yet served has gone: it closed with
-/// nothing left to read, or the connection failed. A peer that half-closed
-/// after sending data has not: its lines are still to be served.
-fn gave_up(stream: &TcpStream) -> bool {
-    let mut fds = [PollFd::new(stream.as_fd(), rdhup())];
-    match poll(&mut fds, PollTimeout::ZERO) {
-        Ok(0) => false,
-        Ok(_) => {
-            let mut byte = [0u8; 1];
-            // Nothing buffered (0) or an error (reset): gone.
-            !matches!(
-                recv(
-                    stream.as_raw_fd(),
-                    &mut byte,
-                    MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
-                ),
-                Ok(n) if n > 0
-            )
-        }
-        Err(_) => false,
-    }
-}
-
-fn log_gave_up(stream: Option<&TcpStream>) {
-    match stream.and_then(|s| s.peer_addr().ok()) {
-        Some(peer) => log!("{peer} closed or shut while waiting for a worker; its place is free"),
-        None => log!("a connection closed or shut while waiting for a worker; its place is free"),
-    }
-}
-
 impl Pool {
     /// The server's graceful stop: close the line, let the workers finish
     /// what was admitted, and join them and the watcher, but not past
@@ -399,101 +294,4 @@ impl Drop for Pool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-    use std::net::TcpListener;
-    use std::sync::mpsc;
-
-    /// A connected loopback pair: (our side, the server's side).
-    fn pair() -> (TcpStream, Arc<TcpStream>) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (served, _) = listener.accept().expect("accept");
-        (client, Arc::new(served))
-    }
-
-    /// Sends on `tx` when dropped: tells whether a job was dropped unrun.
-    struct Dropped(mpsc::Sender<&'static str>);
-
-    impl Drop for Dropped {
-        fn drop(&mut self) {
-            let _ = self.0.send("dropped");
-        }
-    }
-
-    /// A pool of one worker, kept busy until the returned sender is
-    /// dropped (with the busy job's open connection).
-    fn busy_pool() -> (Pool, (mpsc::Sender<()>, TcpStream)) {
-        let mut pool = Pool::new(1, 2);
-        let (release, wait) = mpsc::channel::<()>();
-        let (peer, busy) = pair();
-        let ticket = pool.reserve().expect("a worker");
-        assert_eq!(ticket.waiting(), None);
-        pool.execute(
-            ticket,
-            Box::new(move || {
-                let _ = wait.recv();
-            }),
-            busy,
-        );
-        (pool, (release, peer))
-    }
-
-    /// A waiting connection whose peer closes is dropped unrun within a
-    /// second, and its place in line is free again.
-    #[test]
-    fn a_waiter_that_closes_leaves_the_line() {
-        let (mut pool, release) = busy_pool();
-        let (client, served) = pair();
-        let (tx, rx) = mpsc::channel();
-        let ticket = pool.reserve().expect("a place in line");
-        assert_eq!(ticket.waiting(), Some(1));
-        let guard = Dropped(tx.clone());
-        pool.execute(
-            ticket,
-            Box::new(move || {
-                let _guard = guard;
-                let _ = tx.send("ran");
-            }),
-            served,
-        );
-        let closed = Instant::now();
-        drop(client);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok("dropped"));
-        assert!(closed.elapsed() < Duration::from_secs(1));
-        let again = pool.reserve().expect("a place in line");
-        assert_eq!(again.waiting(), Some(1), "its place was given back");
-        drop(again);
-        drop(release);
-        drop(pool);
-        assert!(rx.try_recv().is_err(), "it never ran");
-    }
-
-    /// A waiting connection that sent a line and half-closed has not given
-    /// up: it keeps its place and is served when the worker frees.
-    #[test]
-    fn a_waiter_that_half_closed_after_sending_is_served() {
-        let (mut pool, release) = busy_pool();
-        let (mut client, served) = pair();
-        client.write_all(b"last words\n").expect("write");
-        client
-            .shutdown(std::net::Shutdown::Write)
-            .expect("half-close");
-        let (tx, rx) = mpsc::channel();
-        let ticket = pool.reserve().expect("a place in line");
-        pool.execute(
-            ticket,
-            Box::new(move || {
-                let _ = tx.send("ran");
-            }),
-            served,
-        );
-        assert!(
-            rx.recv_timeout(WATCH_INTERVAL * 4).is_err(),
-            "still waiting, not dropped"
-        );
-        drop(release);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok("ran"));
-    }
-}
+mod tests;

@@ -18,10 +18,11 @@
 //! still stuck in a write then (a FIFO nobody reads, a hung disk) is left
 //! to process exit: what it had not written is counted missing, and the
 //! skipped sync is logged.
+//!
+//! Reading the history back at start is `history.rs`.
 
-use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,6 +34,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
 
 use crate::log;
+
+mod history;
+
+pub use history::load_history;
 
 /// Batches of lines that may wait for the transcript thread; past that,
 /// lines are counted as lost rather than slowing the room. Each holds one
@@ -353,144 +358,5 @@ struct Pending {
     lines: usize,
 }
 
-/// The history of each room found in the last [`TAIL_BYTES`] of FILE: for
-/// each room (its name as written, without `#`), its last `keep` chat lines,
-/// oldest first, each with its LF. At most `rooms` rooms, those written to
-/// most recently. An unreadable file gives no history (logged).
-pub fn load_history(path: &Path, keep: usize, rooms: usize) -> Vec<(String, Vec<Arc<str>>)> {
-    if keep == 0 {
-        return Vec::new();
-    }
-    let tail = match read_tail(path) {
-        Ok(tail) => tail,
-        Err(e) => {
-            log!(
-                "transcript {}: cannot read its history: {}",
-                path.display(),
-                log::plain(&e)
-            );
-            return Vec::new();
-        }
-    };
-    let text = String::from_utf8_lossy(&tail);
-    // room key -> (spelling, last line number, lines)
-    let mut found: HashMap<String, (String, usize, VecDeque<Arc<str>>)> = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(_time), Some(room), Some(said)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let Some(room) = room.strip_prefix('#') else {
-            continue;
-        };
-        if !said.starts_with('<') || chat_common::room::check(room).is_err() {
-            continue;
-        }
-        let entry = found
-            .entry(chat_common::room::key(room))
-            .or_insert_with(|| (room.to_string(), 0, VecDeque::new()));
-        entry.0 = room.to_string();
-        entry.1 = n;
-        if entry.2.len() == keep {
-            entry.2.pop_front();
-        }
-        entry.2.push_back(format!("{said}\n").into());
-    }
-    let mut rooms_found: Vec<_> = found.into_values().collect();
-    rooms_found.sort_by_key(|(_, last, _)| *last);
-    let skip = rooms_found.len().saturating_sub(rooms);
-    rooms_found
-        .into_iter()
-        .skip(skip)
-        .map(|(name, _, lines)| (name, lines.into()))
-        .collect()
-}
-
-/// The last [`TAIL_BYTES`] of FILE, from the first whole line in them.
-fn read_tail(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut file = File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        // A device (`/dev/full`) or a pipe has no history to read.
-        return Ok(Vec::new());
-    }
-    let len = meta.len();
-    let start = len.saturating_sub(TAIL_BYTES);
-    file.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::new();
-    file.take(TAIL_BYTES).read_to_end(&mut tail)?;
-    if start > 0 {
-        // The first line is probably cut: skip it.
-        let cut = tail
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(tail.len(), |i| i + 1);
-        tail.drain(..cut);
-    }
-    Ok(tail)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Defect: lines refused by a full or closed queue kept their place in
-    /// the line budget, so after one stall the budget shrank for the rest
-    /// of the run. They give it back now, and count as lost and dropped.
-    #[test]
-    fn refused_lines_give_their_place_back() {
-        let (queue, records) = crossbeam_channel::bounded(2);
-        let transcript = Transcript::without_thread(queue, "test".into());
-        let room: Arc<str> = "#lobby".into();
-        let lines: Vec<Arc<str>> = vec!["<a> 1\n".into(), "<a> 2\n".into()];
-        for _ in 0..3 {
-            transcript.record(&room, &lines);
-        }
-        // Two batches queued, the third refused (queue full).
-        assert_eq!(transcript.queued.load(Ordering::Acquire), 4);
-        assert_eq!(transcript.lost(), 2);
-        assert_eq!(transcript.dropped.load(Ordering::Acquire), 2);
-        drop(records);
-        transcript.record(&room, &lines);
-        // Refused again (no thread to take it): still the two batches.
-        assert_eq!(transcript.queued.load(Ordering::Acquire), 4);
-        assert_eq!(transcript.lost(), 4);
-    }
-
-    /// History comes back per room, chat lines only, the last `keep` of
-    /// each, from the tail of the file; a cut first line is skipped.
-    #[test]
-    fn loads_the_tail_per_room() {
-        let path =
-            std::env::temp_dir().join(format!("chat-transcript-unit-{}", std::process::id()));
-        let mut body = String::new();
-        // More than TAIL_BYTES of filler first: only the tail of it is read.
-        let old = "2026-01-01T00:00:00.000Z #old <a> far too old to be read\n";
-        while (body.len() as u64) < TAIL_BYTES + 1000 {
-            body.push_str(old);
-        }
-        for line in [
-            "2026-01-01T00:00:01.000Z #lobby <a> one",
-            "2026-01-01T00:00:02.000Z #lobby * b joined (2 online)",
-            "2026-01-01T00:00:03.000Z #Games <b> two",
-            "2026-01-01T00:00:04.000Z #lobby <a> three",
-            "2026-01-01T00:00:05.000Z #lobby <a> four",
-            "garbage without fields",
-        ] {
-            body.push_str(line);
-            body.push('\n');
-        }
-        std::fs::write(&path, body).unwrap();
-        let mut rooms = load_history(&path, 2, 8);
-        let _ = std::fs::remove_file(&path);
-        rooms.retain(|(room, _)| room != "old");
-        let as_text =
-            |lines: &Vec<Arc<str>>| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
-        assert_eq!(rooms.len(), 2, "{rooms:?}");
-        assert_eq!(rooms[0].0, "Games");
-        assert_eq!(as_text(&rooms[0].1), ["<b> two\n"]);
-        assert_eq!(rooms[1].0, "lobby");
-        assert_eq!(as_text(&rooms[1].1), ["<a> three\n", "<a> four\n"]);
-    }
-}
+mod tests;

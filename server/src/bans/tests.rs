@@ -1,6 +1,7 @@
 //! The ban list's pure parts: prefixes, durations, the file format.
 
 use super::*;
+use std::net::Ipv6Addr;
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("test address")

@@ -18,8 +18,11 @@
 //! so the new lines are not skipped as if already delivered.
 //!
 //! A room starts being read ([`Reader::watch`]) from a [`Position`]: the
-//! last entry its history was loaded from ([`tail`]), so history and live
+//! last entry its history was loaded from ([`super::tail::tail`]), so history and live
 //! lines never overlap nor leave a gap.
+//!
+//! This file: the handle the rooms' log uses (watch, unwatch). The thread's
+//! loop and cursors: `reader/reading.rs`. Reading a log's tail: `tail.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,13 +30,15 @@ use std::thread;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::streams::{StreamRangeReply, StreamReadReply};
 
-use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
-use super::writer::{Writer, Written};
-use super::{keys, Entry, Missed, Request, Sink};
-use crate::log;
+use super::link::{Endpoint, IO_TIMEOUT};
+use super::writer::Writer;
+use super::Sink;
 use crate::shutdown::Shutdown;
+
+mod reading;
+
+use self::reading::ReaderThread;
 
 /// How long one XREAD blocks in Redis: the longest a change of the watched
 /// rooms waits when its wake-up entry is lost, and how often an idle reader
@@ -64,7 +69,7 @@ pub struct Position {
 /// (the count added up, the latest position kept), so what waits while
 /// Redis is down is bounded by the number of rooms, whatever the churn.
 #[derive(Default)]
-struct Control {
+pub(super) struct Control {
     /// Watches minus unwatches.
     delta: i64,
     /// The position of the latest watch: read the room from there (from
@@ -73,21 +78,7 @@ struct Control {
 }
 
 /// The controls not yet served, by room.
-type Controls = Arc<Mutex<HashMap<String, Control>>>;
-
-/// Where the reader is in one room's log.
-#[derive(Debug, Clone)]
-struct Cursor {
-    /// The stream id of the last entry delivered ("0-0": none yet).
-    id: String,
-    /// Its number in the log (0: none yet).
-    n: u64,
-    /// The epoch of the Redis the cursor points into.
-    epoch: String,
-    /// Reasons to read the room ([`Reader::watch`] calls not yet undone):
-    /// it is read while this is above 0.
-    watchers: usize,
-}
+pub(super) type Controls = Arc<Mutex<HashMap<String, Control>>>;
 
 /// The handle to the reader thread.
 #[derive(Clone)]
@@ -114,21 +105,14 @@ impl Reader {
         shutdown: Arc<Shutdown>,
     ) -> std::io::Result<(Reader, thread::JoinHandle<()>)> {
         let controls = Controls::default();
-        let mut state = ReaderThread {
-            written: writer.written(),
-            link: endpoint.link("reader", READ_BLOCK + 2 * IO_TIMEOUT),
-            wake_key: keys::wake(server_id),
-            wake_id: "0-0".into(),
-            inbox_key: keys::inbox(server_id),
-            inbox_id: "0-0".into(),
-            controls: Arc::clone(&controls),
-            cursors: HashMap::new(),
+        let mut state = ReaderThread::new(
+            endpoint.link("reader", READ_BLOCK + 2 * IO_TIMEOUT),
+            server_id,
+            writer.written(),
+            Arc::clone(&controls),
             sink,
             shutdown,
-            connects: 0,
-            up: true,
-            epoch_seen: String::new(),
-        };
+        );
         let handle = thread::Builder::new()
             .name("redis-reader".into())
             .spawn(move || state.run())?;
@@ -173,417 +157,8 @@ impl Reader {
     }
 }
 
-/// The reader thread's state.
-struct ReaderThread {
-    /// The reader's own connection (its reads block for [`READ_BLOCK`]).
-    link: Link,
-    /// This server's wake stream, read along with the room logs.
-    wake_key: String,
-    /// The last wake entry seen.
-    wake_id: String,
-    /// This server's inbox, read along with the room logs.
-    inbox_key: String,
-    /// The last inbox entry taken.
-    inbox_id: String,
-    /// What [`Reader`] handles asked, not yet served.
-    controls: Controls,
-    /// What the writer knows the logs took (for [`Missed::LogLost`]).
-    written: Written,
-    /// Rooms read, by key.
-    cursors: HashMap<String, Cursor>,
-    /// Where entries, missed lines, link changes and requests go.
-    sink: Arc<dyn Sink>,
-    /// The cluster's stop switch, looked at between two reads.
-    shutdown: Arc<Shutdown>,
-    /// The link's connection count last seen: a change is a new connection.
-    connects: u64,
-    /// What the sink was last told about the link.
-    up: bool,
-    /// The epoch the wake and inbox cursors point into.
-    epoch_seen: String,
-}
-
-impl ReaderThread {
-    fn run(&mut self) {
-        loop {
-            if !self.link.wait_up(&self.shutdown) {
-                return;
-            }
-            if self.link.connects() != self.connects {
-                self.connected();
-            }
-            if let Err(failure) = self.serve_controls() {
-                self.failed(failure);
-                continue;
-            }
-            if let Err(failure) = self.read_once() {
-                self.failed(failure);
-            }
-        }
-    }
-
-    /// A new connection: tell the sink the link is back, and if Redis lost
-    /// everything meanwhile, tell it every watched room's log is gone (with
-    /// at least how many lines went unseen); if Redis went back to an older
-    /// copy of its data (a room's counter below its cursor), say so and
-    /// move the cursor back with it.
-    fn connected(&mut self) {
-        self.connects = self.link.connects();
-        let epoch = self.link.epoch().unwrap_or_default().to_string();
-        let written = self.written.lock().clone();
-        for (room, cursor) in &mut self.cursors {
-            if cursor.epoch != epoch {
-                let unseen = written
-                    .get(room)
-                    .filter(|(e, _)| *e == cursor.epoch)
-                    .map_or(0, |(_, n)| n.saturating_sub(cursor.n));
-                // A cursor still at the log's start lost lines too when
-                // this server wrote some there: a reader that fell behind
-                // (a loaded machine) had read none of them yet.
-                if cursor.n > 0 || cursor.id != "0-0" || unseen > 0 {
-                    self.sink.missed(room, Missed::LogLost { unseen });
-                }
-                cursor.id = "0-0".into();
-                cursor.n = 0;
-                cursor.epoch.clone_from(&epoch);
-            }
-        }
-        self.check_rollback();
-        if self.epoch_seen != epoch {
-            // A new Redis: its wake stream and inbox start empty.
-            self.wake_id = "0-0".into();
-            self.inbox_id = "0-0".into();
-            self.epoch_seen = epoch;
-        }
-        if !self.up {
-            self.up = true;
-            self.sink.link(true);
-        }
-    }
-
-    /// Compares each watched room's counter with its cursor: one below it
-    /// means Redis came back with an older copy of the log. Best effort (a
-    /// failure here is seen by the next read; [`ReaderThread::take`] also
-    /// catches a rollback from the entries themselves).
-    fn check_rollback(&mut self) {
-        let rooms: Vec<String> = self
-            .cursors
-            .iter()
-            .filter(|(_, c)| c.n > 0)
-            .map(|(room, _)| room.clone())
-            .collect();
-        if rooms.is_empty() {
-            return;
-        }
-        let Ok(seqs) = self.link.run_idempotent(|conn| {
-            let mut pipe = redis::pipe();
-            for room in &rooms {
-                pipe.cmd("GET").arg(keys::seq(room));
-            }
-            pipe.query::<Vec<Option<u64>>>(conn)
-        }) else {
-            return;
-        };
-        for (room, seq) in rooms.iter().zip(seqs) {
-            let seq = seq.unwrap_or(0);
-            if let Some(cursor) = self.cursors.get_mut(room) {
-                if seq < cursor.n {
-                    let from = cursor.n;
-                    cursor.n = seq;
-                    self.sink.missed(room, Missed::RolledBack { from, to: seq });
-                }
-            }
-        }
-    }
-
-    fn failed(&mut self, failure: Failure) {
-        match failure {
-            Failure::Refused(e) => {
-                // Not the link: a key of ours holds something else. Logged,
-                // and the next read goes on (after a pause, not a spin).
-                log!("redis reader: {}", super::link::brief(&e));
-                let _ = self.shutdown.pause(READ_BLOCK);
-            }
-            Failure::Lost if !self.link.lost_to_timeout() && self.link.run(|_| Ok(())).is_ok() => {
-                // Redis closed the connection (`CLIENT KILL`, a timeout of
-                // its own) and took a new one at once: not an outage, the
-                // clients are not told. The next read resumes from the
-                // cursors as after any reconnection.
-            }
-            Failure::Down | Failure::Lost => {
-                if self.up {
-                    self.up = false;
-                    self.sink.link(false);
-                }
-            }
-        }
-    }
-
-    /// Serves the watches and unwatches asked since the last time, one
-    /// merged control per room. A watch that fails waits for the next time
-    /// (merged with whatever was asked since).
-    fn serve_controls(&mut self) -> Result<(), Failure> {
-        let controls = std::mem::take(&mut *self.controls.lock());
-        let mut result = Ok(());
-        for (room, control) in controls {
-            if result.is_err() {
-                self.put_back(room, control);
-                continue;
-            }
-            if let Some(cursor) = self.cursors.get_mut(&room) {
-                let watchers = cursor.watchers as i64 + control.delta;
-                if watchers <= 0 {
-                    self.cursors.remove(&room);
-                    self.written.lock().remove(&room);
-                    continue;
-                }
-                cursor.watchers = watchers as usize;
-                // Its history was loaded past where this reader stands:
-                // skip what the history holds already.
-                if let Some(from) = control
-                    .from
-                    .filter(|f| f.epoch == cursor.epoch && f.n > cursor.n)
-                {
-                    cursor.id = from.id;
-                    cursor.n = from.n;
-                }
-                continue;
-            }
-            if control.delta <= 0 {
-                continue;
-            }
-            if let Err(failure) = self.enter(&room, control.from.clone(), control.delta as usize) {
-                self.put_back(room, control);
-                result = Err(failure);
-            }
-        }
-        result
-    }
-
-    /// Puts a control that could not be served back, under any asked since.
-    fn put_back(&mut self, room: String, control: Control) {
-        let mut controls = self.controls.lock();
-        let newer = controls.entry(room).or_default();
-        newer.delta += control.delta;
-        if newer.from.is_none() {
-            newer.from = control.from;
-        }
-    }
-
-    /// Starts reading `room` at `from` (or its end), for `watchers` reasons.
-    fn enter(
-        &mut self,
-        room: &str,
-        from: Option<Position>,
-        watchers: usize,
-    ) -> Result<(), Failure> {
-        let epoch = self.link.epoch().unwrap_or_default().to_string();
-        let from = match from {
-            Some(from) if from.epoch == epoch => from,
-            // Read before Redis restarted empty: that log is gone.
-            Some(_) => {
-                self.sink.missed(room, Missed::LogLost { unseen: 0 });
-                Position {
-                    id: "0-0".into(),
-                    n: 0,
-                    epoch,
-                }
-            }
-            None => tail(&mut self.link, room, 0, |_| false)?.1,
-        };
-        self.cursors.insert(
-            room.to_string(),
-            Cursor {
-                id: from.id,
-                n: from.n,
-                epoch: from.epoch,
-                watchers,
-            },
-        );
-        Ok(())
-    }
-
-    /// One blocking XREAD over every watched log and the wake stream.
-    fn read_once(&mut self) -> Result<(), Failure> {
-        let rooms: Vec<(String, String)> = self
-            .cursors
-            .iter()
-            .map(|(room, c)| (room.clone(), c.id.clone()))
-            .collect();
-        let count = read_count(rooms.len() + 2);
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(READ_BLOCK.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&self.wake_key)
-            .arg(&self.inbox_key);
-        for (room, _) in &rooms {
-            cmd.arg(keys::log(room));
-        }
-        cmd.arg(&self.wake_id).arg(&self.inbox_id);
-        for (_, id) in &rooms {
-            cmd.arg(id);
-        }
-        let reply: Option<StreamReadReply> = self.link.run(|conn| cmd.query(conn))?;
-        let Some(reply) = reply else {
-            return Ok(());
-        };
-        for stream in reply.keys {
-            if stream.key == self.wake_key {
-                if let Some(last) = stream.ids.last() {
-                    self.wake_id.clone_from(&last.id);
-                }
-                continue;
-            }
-            if stream.key == self.inbox_key {
-                for id in &stream.ids {
-                    self.inbox_id.clone_from(&id.id);
-                    match Request::from_stream(id) {
-                        Some(request) => self.sink.request(request),
-                        None => log!(
-                            "redis reader: inbox entry {} is not a request; skipped",
-                            id.id
-                        ),
-                    }
-                }
-                continue;
-            }
-            let Some(room) = stream.key.strip_prefix(&keys::log("")).map(str::to_string) else {
-                continue;
-            };
-            let mut run = Vec::with_capacity(stream.ids.len());
-            for id in &stream.ids {
-                let Some(entry) = Entry::from_stream(id) else {
-                    log!(
-                        "redis reader: entry {} of {} is not ours; skipped",
-                        id.id,
-                        stream.key
-                    );
-                    continue;
-                };
-                self.take(&room, entry, &mut run);
-            }
-            if !run.is_empty() {
-                self.sink.deliver(&room, run);
-            }
-        }
-        Ok(())
-    }
-
-    /// Takes one entry into `run` (what will be delivered in one go),
-    /// moving the cursor; lines missed before it are reported first, after
-    /// delivering what `run` holds so far, so the order stays the log's.
-    fn take(&mut self, room: &str, entry: Entry, run: &mut Vec<Entry>) {
-        let Some(cursor) = self.cursors.get_mut(room) else {
-            return;
-        };
-        if entry.n <= cursor.n {
-            if !later(&entry.id, &cursor.id) {
-                // Already taken (a watch moved the cursor past it).
-                return;
-            }
-            // Later in the stream, yet numbered as if before: the log
-            // went back (Redis restarted from an older copy of its data)
-            // and numbers its lines again from below the cursor.
-            if !run.is_empty() {
-                self.sink.deliver(room, std::mem::take(run));
-            }
-            let (from, to) = (cursor.n, entry.n - 1);
-            cursor.n = to;
-            self.sink.missed(room, Missed::RolledBack { from, to });
-        }
-        let missed = entry.n - cursor.n - 1;
-        cursor.id.clone_from(&entry.id);
-        cursor.n = entry.n;
-        if missed > 0 {
-            if !run.is_empty() {
-                self.sink.deliver(room, std::mem::take(run));
-            }
-            self.sink.missed(room, Missed::Lines(missed));
-        }
-        run.push(entry);
-    }
-}
-
 /// XREAD's COUNT (per stream) for one read of `streams` streams: the
 /// [`READ_BUDGET`] split evenly, at least one each.
 pub fn read_count(streams: usize) -> usize {
     (READ_BUDGET / streams.max(1)).max(1)
-}
-
-/// Whether stream id `a` comes after `b` (`MS-SEQ`, compared as numbers).
-fn later(a: &str, b: &str) -> bool {
-    let parse = |id: &str| {
-        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-        (
-            ms.parse::<u64>().unwrap_or(0),
-            seq.parse::<u64>().unwrap_or(0),
-        )
-    };
-    parse(a) > parse(b)
-}
-
-/// Entries read back from the end of a log per round trip, while looking
-/// for history.
-pub const TAIL_PAGE: usize = 256;
-
-/// The most entries read back looking for history: a room of notices
-/// with few chat lines does not make a first member wait for its whole log.
-pub const TAIL_MAX: u64 = 10_000;
-
-/// The last `want` entries of `room`'s log that `keep` accepts (oldest
-/// first), looking back at most [`TAIL_MAX`] entries, and the
-/// position of the log's last entry (where reading goes on).
-///
-/// # Errors
-/// When Redis cannot be asked.
-pub fn tail(
-    link: &mut Link,
-    room: &str,
-    want: usize,
-    keep: impl Fn(&Entry) -> bool,
-) -> Result<(Vec<Entry>, Position), Failure> {
-    let key = keys::log(room);
-    let mut kept = Vec::new();
-    let mut end = "+".to_string();
-    let mut last: Option<(String, u64)> = None;
-    let mut seen = 0u64;
-    loop {
-        let page: StreamRangeReply = link.run_idempotent(|conn| {
-            redis::cmd("XREVRANGE")
-                .arg(&key)
-                .arg(&end)
-                .arg("-")
-                .arg("COUNT")
-                .arg(TAIL_PAGE)
-                .query(conn)
-        })?;
-        let full = page.ids.len() == TAIL_PAGE;
-        for id in &page.ids {
-            // Pages after the first start at the previous page's last id,
-            // which is excluded by its "(" prefix.
-            let Some(entry) = Entry::from_stream(id) else {
-                continue;
-            };
-            if last.is_none() {
-                last = Some((entry.id.clone(), entry.n));
-            }
-            if kept.len() < want && keep(&entry) {
-                kept.push(entry);
-            }
-        }
-        seen += page.ids.len() as u64;
-        match page.ids.last() {
-            Some(id) if full && kept.len() < want && seen < TAIL_MAX => {
-                end = format!("({}", id.id);
-            }
-            _ => break,
-        }
-    }
-    kept.reverse();
-    let epoch = link.epoch().unwrap_or_default().to_string();
-    let (id, n) = last.unwrap_or_else(|| ("0-0".to_string(), 0));
-    Ok((kept, Position { id, n, epoch }))
 }

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::write::quiet::Quieted;
+use std::net::Shutdown;
+use std::time::Duration;
 
 fn line(s: &str) -> Arc<str> {
     Arc::from(s)

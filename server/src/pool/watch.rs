@@ -1,0 +1,122 @@
+//! The pool's watcher: while connections wait for a worker, it polls
+//! their sockets for the peer's hang-up and takes those that gave up out
+//! of line (see the pool's docs).
+
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::thread;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{recv, MsgFlags};
+
+use super::{Shared, WATCH_INTERVAL};
+use crate::log;
+
+/// The watcher's life: while connections wait, poll their sockets for the
+/// peer's hang-up and take those that gave up out of line.
+pub(super) fn watch(shared: &Shared) {
+    loop {
+        let watched: Vec<(u64, Arc<TcpStream>)> = {
+            let mut state = shared.state.lock();
+            while !state.closed && !state.line.iter().any(|w| w.watch.is_some()) {
+                shared.waiting.wait(&mut state);
+            }
+            if state.closed {
+                return;
+            }
+            state
+                .line
+                .iter()
+                .filter_map(|w| Some((w.id, Arc::clone(w.watch.as_ref()?))))
+                .collect()
+        };
+        let hung_up = hung_up(&watched);
+        if hung_up.is_empty() {
+            continue;
+        }
+        let mut gone = Vec::new();
+        {
+            let mut state = shared.state.lock();
+            for id in hung_up {
+                let Some(at) = state.line.iter().position(|w| w.id == id) else {
+                    continue; // A worker took it meanwhile.
+                };
+                let stream = state.line[at].watch.as_deref().map(gave_up);
+                if stream == Some(true) {
+                    gone.extend(state.line.remove(at));
+                    state.busy -= 1;
+                } else {
+                    // Half-closed after sending: it has lines to serve.
+                    state.line[at].watch = None;
+                }
+            }
+        }
+        // Dropping a job closes its connection and frees its per-address
+        // slot (its guards), outside the pool's lock.
+        for waiting in gone {
+            log_gave_up(waiting.watch.as_deref());
+        }
+    }
+}
+
+/// Ids of the watched connections whose peer hung up (or that failed),
+/// waiting at most [`WATCH_INTERVAL`] for one to.
+fn hung_up(watched: &[(u64, Arc<TcpStream>)]) -> Vec<u64> {
+    let mut fds: Vec<PollFd> = watched
+        .iter()
+        .map(|(_, stream)| PollFd::new(stream.as_fd(), rdhup()))
+        .collect();
+    let timeout = PollTimeout::try_from(WATCH_INTERVAL).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, timeout) {
+        Ok(0) => Vec::new(),
+        Ok(_) => fds
+            .iter()
+            .zip(watched)
+            // nix reads back only the flags it names (not POLLRDHUP):
+            // `None` means an unnamed one, here POLLRDHUP, was reported.
+            .filter(|(fd, _)| !fd.revents().is_some_and(|r| r.is_empty()))
+            .map(|(_, (id, _))| *id)
+            .collect(),
+        Err(e) => {
+            log!("cannot watch waiting connections: {e}");
+            thread::sleep(WATCH_INTERVAL);
+            Vec::new()
+        }
+    }
+}
+
+/// POLLRDHUP: the peer shut its side down (nix names no constant for it).
+fn rdhup() -> PollFlags {
+    PollFlags::from_bits_retain(libc::POLLRDHUP)
+}
+
+/// Whether the peer of a connection not yet served has gone: it closed with
+/// nothing left to read, or the connection failed. A peer that half-closed
+/// after sending data has not: its lines are still to be served.
+pub(super) fn gave_up(stream: &TcpStream) -> bool {
+    let mut fds = [PollFd::new(stream.as_fd(), rdhup())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(0) => false,
+        Ok(_) => {
+            let mut byte = [0u8; 1];
+            // Nothing buffered (0) or an error (reset): gone.
+            !matches!(
+                recv(
+                    stream.as_raw_fd(),
+                    &mut byte,
+                    MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+                ),
+                Ok(n) if n > 0
+            )
+        }
+        Err(_) => false,
+    }
+}
+
+pub(super) fn log_gave_up(stream: Option<&TcpStream>) {
+    match stream.and_then(|s| s.peer_addr().ok()) {
+        Some(peer) => log!("{peer} closed or shut while waiting for a worker; its place is free"),
+        None => log!("a connection closed or shut while waiting for a worker; its place is free"),
+    }
+}

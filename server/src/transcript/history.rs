@@ -1,0 +1,89 @@
+//! The history reloaded at start from the transcript's tail: each room's
+//! last chat lines, read from at most [`TAIL_BYTES`] at the end of FILE.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::TAIL_BYTES;
+use crate::log;
+
+/// The history of each room found in the last [`TAIL_BYTES`] of FILE: for
+/// each room (its name as written, without `#`), its last `keep` chat lines,
+/// oldest first, each with its LF. At most `rooms` rooms, those written to
+/// most recently. An unreadable file gives no history (logged).
+pub fn load_history(path: &Path, keep: usize, rooms: usize) -> Vec<(String, Vec<Arc<str>>)> {
+    if keep == 0 {
+        return Vec::new();
+    }
+    let tail = match read_tail(path) {
+        Ok(tail) => tail,
+        Err(e) => {
+            log!(
+                "transcript {}: cannot read its history: {}",
+                path.display(),
+                log::plain(&e)
+            );
+            return Vec::new();
+        }
+    };
+    let text = String::from_utf8_lossy(&tail);
+    // room key -> (spelling, last line number, lines)
+    let mut found: HashMap<String, (String, usize, VecDeque<Arc<str>>)> = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let mut parts = line.splitn(3, ' ');
+        let (Some(_time), Some(room), Some(said)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some(room) = room.strip_prefix('#') else {
+            continue;
+        };
+        if !said.starts_with('<') || chat_common::room::check(room).is_err() {
+            continue;
+        }
+        let entry = found
+            .entry(chat_common::room::key(room))
+            .or_insert_with(|| (room.to_string(), 0, VecDeque::new()));
+        entry.0 = room.to_string();
+        entry.1 = n;
+        if entry.2.len() == keep {
+            entry.2.pop_front();
+        }
+        entry.2.push_back(format!("{said}\n").into());
+    }
+    let mut rooms_found: Vec<_> = found.into_values().collect();
+    rooms_found.sort_by_key(|(_, last, _)| *last);
+    let skip = rooms_found.len().saturating_sub(rooms);
+    rooms_found
+        .into_iter()
+        .skip(skip)
+        .map(|(name, _, lines)| (name, lines.into()))
+        .collect()
+}
+
+/// The last [`TAIL_BYTES`] of FILE, from the first whole line in them.
+fn read_tail(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        // A device (`/dev/full`) or a pipe has no history to read.
+        return Ok(Vec::new());
+    }
+    let len = meta.len();
+    let start = len.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.take(TAIL_BYTES).read_to_end(&mut tail)?;
+    if start > 0 {
+        // The first line is probably cut: skip it.
+        let cut = tail
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(tail.len(), |i| i + 1);
+        tail.drain(..cut);
+    }
+    Ok(tail)
+}
