@@ -131,7 +131,10 @@ fn clients_connecting_while_redis_hangs_are_welcomed_within_a_timeout() {
         let name = welcome_name(&line)
             .unwrap_or_else(|| panic!("not a welcome line: {line:?}"))
             .to_string();
-        assert!(name.len() <= MAX_NAME, "{name} is over {MAX_NAME} characters");
+        assert!(
+            name.len() <= MAX_NAME,
+            "{name} is over {MAX_NAME} characters"
+        );
         let number = name.strip_prefix("guest-").expect("a guest name");
         assert!(
             number.parse::<u64>().is_err(),
@@ -147,7 +150,10 @@ fn clients_connecting_while_redis_hangs_are_welcomed_within_a_timeout() {
     let deadline = Instant::now() + TIMEOUT;
     let next = loop {
         let (_client, name) = servers[0].join();
-        if let Some(n) = name.strip_prefix("guest-").and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(n) = name
+            .strip_prefix("guest-")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             break n;
         }
         assert!(

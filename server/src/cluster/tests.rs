@@ -708,7 +708,11 @@ fn presence_registers_again_after_redis_came_back_empty() {
     );
     let names = Names::new(&endpoint(&redis), "b");
     assert_eq!(names.next_guest().unwrap(), 42);
-    assert_eq!(names.guest_tag().unwrap(), 42, "the tag counter is raised too");
+    assert_eq!(
+        names.guest_tag().unwrap(),
+        42,
+        "the tag counter is raised too"
+    );
     shutdown.trigger();
     presence.join().unwrap();
     assert_eq!(

@@ -15,8 +15,8 @@
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use chat_common::room::{self as room_name, LOBBY};
 use chat_common::protocol;
+use chat_common::room::{self as room_name, LOBBY};
 
 use super::log::{Batch, Prepared};
 use super::removal::too_slow;
