@@ -1583,3 +1583,47 @@ fn an_inbox_request_sent_twice_is_served_once() {
         "{events:?}"
     );
 }
+
+/// A PING on `link`.
+fn ping(link: &mut Link) -> Result<String, Failure> {
+    link.run_idempotent(|conn| redis::cmd("PING").query(conn))
+}
+
+/// Redis stops answering (its connections held): one link's timeout makes
+/// the quick links of the same server fail at once, with no timeout of
+/// their own, until some link gets a reply; and a command that timed out
+/// is not tried again on a fresh connection (one timeout, not two).
+#[test]
+fn a_timeout_makes_quick_links_fail_at_once_until_a_reply() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let endpoint = Endpoint::new(proxy.url());
+    let mut slow = endpoint.link("slow", IO_TIMEOUT);
+    let mut quick = endpoint.link("quick", IO_TIMEOUT).quick();
+    ping(&mut slow).unwrap();
+    ping(&mut quick).unwrap();
+    proxy.hold();
+    assert!(matches!(ping(&mut slow), Err(Failure::Lost)));
+    assert!(slow.lost_to_timeout());
+    let asked = Instant::now();
+    assert!(matches!(ping(&mut quick), Err(Failure::Down)));
+    assert!(asked.elapsed() < Duration::from_millis(500), "{asked:?}");
+
+    // New connections pass again; the quick link's own is still held.
+    proxy.heal();
+    let deadline = Instant::now() + DEADLINE;
+    while ping(&mut slow).is_err() {
+        assert!(Instant::now() < deadline, "the slow link never came back");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let asked = Instant::now();
+    assert!(matches!(ping(&mut quick), Err(Failure::Lost)));
+    assert!(
+        asked.elapsed() < IO_TIMEOUT + Duration::from_secs(1),
+        "tried again after the timeout: {:?}",
+        asked.elapsed()
+    );
+    assert!(matches!(ping(&mut quick), Err(Failure::Down)), "hung now");
+    ping(&mut slow).unwrap();
+    assert_eq!(ping(&mut quick).unwrap(), "PONG", "a reply ended it");
+}
