@@ -30,10 +30,10 @@ use crate::rooms::names::{Guest, NameTaken, Names};
 use crate::rooms::ClientId;
 
 /// Client ids of the guests named while Redis cannot be asked start above
-/// this: far above what the shared counter reaches, so an id is never
-/// given twice on this server. Not shown to anyone (their names are
-/// [`fallback_name`]s).
-pub const FALLBACK_ID_BASE: u64 = 1 << 62;
+/// this: far above what the shared counter reaches (10^15), so an id is
+/// never given twice on this server, and still exact as a double (in a Lua
+/// script). Not shown to anyone (their names are [`fallback_name`]s).
+pub const FALLBACK_ID_BASE: u64 = 1 << 50;
 
 /// The digits of a fallback name's TAG and N: lower-case base 36, so the
 /// name fits [`MAX_NAME`] with room to spare (a tag of up to 4 digits,
