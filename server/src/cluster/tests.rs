@@ -1627,3 +1627,51 @@ fn a_timeout_makes_quick_links_fail_at_once_until_a_reply() {
     ping(&mut slow).unwrap();
     assert_eq!(ping(&mut quick).unwrap(), "PONG", "a reply ended it");
 }
+
+/// Redis away: two servers name their new clients from their own tags
+/// (`guest-TAG.N`), never the same name, each at most MAX_NAME long and
+/// held at once without asking Redis; the highest number Redis gave (what
+/// the shared counter is raised past on a register) stays where it was.
+#[test]
+fn fallback_guests_are_named_from_each_servers_tag() {
+    use super::bridge::Bridge;
+    use super::shared_names::SharedNames;
+    use crate::rooms::names::Names as RoomNames;
+    use std::sync::atomic::Ordering;
+
+    let mut redis = Redis::start();
+    let mut servers: Vec<(Arc<Bridge>, SharedNames)> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            let names = Arc::new(Names::new(&endpoint(&redis), id));
+            let tag = names.guest_tag().unwrap();
+            let bridge = Arc::new(Bridge::new(1, tag, Arc::clone(&names)));
+            let shared = SharedNames::new(names, Arc::clone(&bridge));
+            (bridge, shared)
+        })
+        .collect();
+    assert_ne!(servers[0].0.guest_tag, servers[1].0.guest_tag);
+    let counted = servers[0].1.next_guest();
+    assert_eq!(counted.name, format!("guest-{}", counted.id));
+    redis.kill();
+    let mut seen = std::collections::HashSet::new();
+    for (bridge, shared) in &mut servers {
+        for _ in 0..3 {
+            let guest = shared.next_guest();
+            assert!(guest.name.len() <= chat_common::name::MAX_NAME);
+            assert!(
+                guest
+                    .name
+                    .starts_with(&format!("guest-{}.", bridge.guest_tag)),
+                "{guest:?}"
+            );
+            assert!(seen.insert(guest.name.clone()), "{guest:?} twice");
+            assert_eq!(shared.claim(&guest.name, guest.id), Ok(()));
+            assert_eq!(shared.holder(&guest.name), Some(guest.id));
+        }
+    }
+    assert_eq!(
+        servers[0].0.highest_guest.load(Ordering::Relaxed),
+        counted.id
+    );
+}
