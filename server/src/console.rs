@@ -143,7 +143,16 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
     let rooms = &ctx.rooms;
     match parse(line) {
         Input::Empty => {}
-        Input::Say(text) => rooms.announce(&protocol::chat("server", &sanitize(text))),
+        Input::Say(text) => {
+            if rooms
+                .announce(&protocol::chat("server", &sanitize(text)))
+                .is_err()
+            {
+                log::say(format_args!(
+                    "! said to this server's rooms only: the other servers are cut off (Redis unreachable)"
+                ));
+            }
+        }
         Input::Who => {
             for (room, names) in rooms.everyone() {
                 log::say(format_args!("* {}", session::who_line(&room, &names)));

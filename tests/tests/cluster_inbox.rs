@@ -28,6 +28,24 @@ fn named(server: &Server, name: &str) -> Client {
     client
 }
 
+/// ann (on `servers[0]`) sent `/msg bea psst`: she is told it went, with
+/// no `! ` line, and bea (on `servers[1]`) got it exactly once (a second
+/// message is the marker: the first arrived before it).
+fn psst_went_once(ann: &mut Client, bea: &mut Client, servers: &[Server]) {
+    let seen = ann.recv_until(|l| l == "[to bea] psst" || l.starts_with("! "));
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("[to bea] psst"),
+        "{seen:?}; stderr:\n{}",
+        servers[0].stderr()
+    );
+    ann.send("/msg bea marker");
+    ann.recv_until(|l| l == "[to bea] marker");
+    let seen = bea.recv_until(|l| l == "[from ann] marker");
+    let copies = seen.iter().filter(|l| *l == "[from ann] psst").count();
+    assert_eq!(copies, 1, "{seen:?}; stderr:\n{}", servers[1].stderr());
+}
+
 /// Runs `send` (a `/msg` or a console command that goes through another
 /// server's inbox) with Redis holding back every write (`CLIENT PAUSE
 /// WRITE`), waits until the inbox request is held in Redis, then has Redis
@@ -76,19 +94,7 @@ fn first_msg_after_redis_closed_idle_connections_arrives_once() {
 
     redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
     ann.send("/msg bea psst");
-    let seen = ann.recv_until(|l| l == "[to bea] psst" || l.starts_with("! "));
-    assert_eq!(
-        seen.last().map(String::as_str),
-        Some("[to bea] psst"),
-        "{seen:?}; stderr:\n{}",
-        servers[0].stderr()
-    );
-    // A second message is the marker: the first arrived before it, once.
-    ann.send("/msg bea marker");
-    ann.recv_until(|l| l == "[to bea] marker");
-    let seen = bea.recv_until(|l| l == "[from ann] marker");
-    let copies = seen.iter().filter(|l| *l == "[from ann] psst").count();
-    assert_eq!(copies, 1, "{seen:?}; stderr:\n{}", servers[1].stderr());
+    psst_went_once(&mut ann, &mut bea, &servers);
 }
 
 /// Redis closes the connection a `/msg` to a client on another server went
@@ -101,18 +107,7 @@ fn a_msg_whose_connection_redis_closed_is_sent_again_and_arrives_once() {
     let mut ann = named(&servers[0], "ann");
     let mut bea = named(&servers[1], "bea");
     close_under_the_request(&redis, || ann.send("/msg bea psst"));
-    let seen = ann.recv_until(|l| l == "[to bea] psst" || l.starts_with("! "));
-    assert_eq!(
-        seen.last().map(String::as_str),
-        Some("[to bea] psst"),
-        "{seen:?}; stderr:\n{}",
-        servers[0].stderr()
-    );
-    ann.send("/msg bea marker");
-    ann.recv_until(|l| l == "[to bea] marker");
-    let seen = bea.recv_until(|l| l == "[from ann] marker");
-    let copies = seen.iter().filter(|l| *l == "[from ann] psst").count();
-    assert_eq!(copies, 1, "{seen:?}; stderr:\n{}", servers[1].stderr());
+    psst_went_once(&mut ann, &mut bea, &servers);
 }
 
 /// The same for the console's `/kick` of a client on another server: the

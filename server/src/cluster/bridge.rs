@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 
 use super::names::{now_ms, Names};
 use super::presence::{Local, Member};
-use super::{Entry, Line, Missed, Request, Sink, Token};
+use super::{Entry, Line, Missed, Refusal, Request, Sink, Token};
 use crate::rooms::log::{Batch, Origin, ServerId};
 use crate::rooms::ClientId;
 use crate::Context;
@@ -201,14 +201,31 @@ impl Bridge {
 }
 
 impl Sink for Bridge {
-    fn refused(&self, token: Token, line: &Line) {
+    fn refused(&self, token: Token, line: &Line, why: Refusal) {
         if let Some(ctx) = self.rooms() {
-            if token != 0 {
+            let origin = Bridge::origin_of(&line.from);
+            if line.text.starts_with("* ") || origin.client.is_none() {
+                // A notice or the console's line the writer took but Redis
+                // did not: delivered here only, as the rooms do with one
+                // refused at once (`Rooms::append`); its subject is skipped
+                // and is not told of a line it never sent.
+                let batch = Batch {
+                    from: origin,
+                    lines: vec![line.text.as_str().into()],
+                };
+                ctx.rooms.deliver(&line.room, &batch);
+            } else if token != 0 {
                 let what = line.text.trim_end();
-                ctx.rooms.tell(
-                    token,
-                    &protocol::error(&format!("not delivered (Redis did not take it): {what}")),
-                );
+                let text = match why {
+                    Refusal::NotTaken => format!("not delivered (Redis did not take it): {what}"),
+                    Refusal::Unsure => format!(
+                        "not sure your line was sent (Redis stopped answering; it will not appear later): {what}"
+                    ),
+                    Refusal::Restarted => format!(
+                        "not sure your line was sent (Redis restarted empty; it is not sent again): {what}"
+                    ),
+                };
+                ctx.rooms.tell(token, &protocol::error(&text));
             }
         }
     }

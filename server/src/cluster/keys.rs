@@ -135,15 +135,27 @@ pub fn hw(server: &str) -> String {
 }
 
 /// Appends one line to a room's log, unless its sender's high-water mark
-/// is at or past its counter (it was applied already, or fenced off).
+/// is at or past its counter (it was applied already, or fenced off), or
+/// the line is stale: Redis's own clock (`TIME`) says more than the bound
+/// has passed since the line was first sent (by its server's clock). So a
+/// line held up in a stalled Redis or network and executed late is a no-op,
+/// and its server can answer its sender without waiting for Redis.
 /// KEYS: log, seq, hw. ARGV: maxlen, idle ttl in ms, uid, from, kind, text,
-/// counter (the number in the uid). Returns `{id, n}`, or `{'', 0}` when
-/// skipped. A server's counters only grow, and a line is sent again only
-/// before any later one, so the mark is exact.
+/// counter (the number in the uid), first sent (ms since the Unix epoch),
+/// stale bound in ms. Returns `{id, n}`; `{'', 0}` when skipped by the
+/// mark (applied already); `{'', -1, now}` when stale (not applied, and no
+/// copy of it ever will be; `now` is Redis's clock, in ms). A server's
+/// counters only grow, and a line is sent again only before any later one,
+/// so the mark is exact. `redis.replicate_commands()` (Redis 6.2; a no-op
+/// in 7) lets a script write after reading the clock.
 pub const APPEND: &str = r"
 local c = tonumber(ARGV[7])
 local hw = tonumber(redis.call('GET', KEYS[3]) or '0')
 if c <= hw then return {'', 0} end
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now - tonumber(ARGV[8]) > tonumber(ARGV[9]) then return {'', -1, now} end
 redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[2])
 local n = redis.call('INCR', KEYS[2])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',

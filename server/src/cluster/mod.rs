@@ -203,12 +203,29 @@ pub enum Missed {
     },
 }
 
+/// Why the writer refused a line: what its sender can be told honestly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Redis did not take it, and never will: no one sees it.
+    NotTaken,
+    /// Redis stopped answering after it was sent and was still away at
+    /// [`writer::UNSURE_DEADLINE`]: it can no longer be applied (too old
+    /// for the append script), but it may have been just before the stall,
+    /// only its reply lost.
+    Unsure,
+    /// It was sent to a Redis that has since restarted empty, its reply
+    /// lost: it is not sent again (it may have been applied and read
+    /// before the restart, and would be seen twice), nor known lost.
+    Restarted,
+}
+
 /// Where the cluster's threads hand what they have for the local clients:
 /// the rooms implement it. Called from the cluster's threads, in log order
 /// per room.
 pub trait Sink: Send + Sync + 'static {
-    /// The writer could not append this line: tell its sender with a `! `.
-    fn refused(&self, token: Token, line: &Line);
+    /// The writer could not append this line (or cannot know whether it
+    /// did, [`Refusal`]): tell its sender with a `! `.
+    fn refused(&self, token: Token, line: &Line, why: Refusal);
     /// The next entries of `room`'s log (in its order), for every local
     /// member.
     fn deliver(&self, room: &str, entries: Vec<Entry>);

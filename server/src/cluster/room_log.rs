@@ -5,7 +5,8 @@
 //!   entry per line) and answers [`Appended::Later`]: the line reaches the
 //!   members, the sender's own server included, when the [`Reader`] reads
 //!   it back from the stream. While Redis is unreachable it answers
-//!   [`Unreachable`] at once, so the sender gets a `! ` line per line.
+//!   [`Unreachable`] at once, so the sender gets a `! ` line per line (and
+//!   a notice is delivered to this server's members only, by the rooms).
 //! - A room gets its first local member ([`Log::watch`]): the history ring
 //!   is loaded from the stream's tail (the last `--history` chat lines,
 //!   [`tail`], loaded beforehand with no lock held by [`Log::prepare`]) and
@@ -129,6 +130,9 @@ impl Log for RedisLog {
             // delivered here since: the reader goes on from its end, so
             // what was appended meanwhile arrives as live lines.
             Some(tail) if feed.floor.load(Ordering::Acquire) <= tail.1.n => Ok(*tail),
+            // Redis known to be away: not asked under the locks (a cut
+            // network would hold them for a reply's timeout).
+            _ if !self.bridge.is_up() => Err(super::link::Failure::Down),
             // None, or stale (the room had members here meanwhile): load
             // now, under the locks (rare).
             _ => self.load(key),
@@ -205,10 +209,11 @@ impl Log for RedisLog {
         }
     }
 
-    fn announce_elsewhere(&self, line: &str, here: &[String]) {
-        let Ok(all) = self.names.everyone() else {
-            return;
-        };
+    fn announce_elsewhere(&self, line: &str, here: &[String]) -> Result<(), Unreachable> {
+        if !self.bridge.is_up() {
+            return Err(Unreachable);
+        }
+        let all = self.names.everyone().map_err(|_| Unreachable)?;
         let mut rooms: Vec<String> = all
             .into_iter()
             .map(|l| l.room)
@@ -220,6 +225,7 @@ impl Log for RedisLog {
             server: self.bridge.server,
             client: None,
         });
+        let mut told = Ok(());
         for room in rooms {
             let line = Line {
                 room,
@@ -227,8 +233,11 @@ impl Log for RedisLog {
                 kind: LINE_KIND.to_string(),
                 text: line.to_string(),
             };
-            let _ = self.writer.append_all(0, std::iter::once(line));
+            if self.writer.append_all(0, std::iter::once(line)) == Queued::Refused {
+                told = Err(Unreachable);
+            }
         }
+        told
     }
 
     fn kick(&self, name: &str, reason: Option<&str>) -> bool {
@@ -260,6 +269,12 @@ struct RedisRoomLog {
 
 impl RoomLog for RedisRoomLog {
     fn append(&mut self, batch: &Batch) -> Result<Appended, Unreachable> {
+        // Noted even when refused: a client that `/join`s while Redis is
+        // away is in the new room here (its join notice delivered here
+        // only), and presence files it there once Redis is back.
+        if let Some(client) = batch.from.client {
+            self.bridge.entered(client, &self.key);
+        }
         if !self.bridge.is_up() {
             return Err(Unreachable);
         }
@@ -272,12 +287,7 @@ impl RoomLog for RedisRoomLog {
             text: text.to_string(),
         });
         match self.writer.append_all(token, lines) {
-            Queued::Queued => {
-                if let Some(client) = batch.from.client {
-                    self.bridge.entered(client, &self.key);
-                }
-                Ok(Appended::Later)
-            }
+            Queued::Queued => Ok(Appended::Later),
             Queued::Refused => Err(Unreachable),
         }
     }

@@ -15,7 +15,7 @@ use super::presence::{Local, Member, Presence, HEARTBEAT_EVERY, HEARTBEAT_TTL, L
 use super::reader::Reader;
 use super::tail::tail;
 use super::writer::{Queued, Writer};
-use super::{Entry, Line, LogConfig, Missed, RedisUrl, Request, Sink, Token};
+use super::{Entry, Line, LogConfig, Missed, RedisUrl, Refusal, Request, Sink, Token};
 use crate::shutdown::Shutdown;
 
 /// The longest any event here may take.
@@ -54,6 +54,8 @@ enum Event {
 struct Recorder {
     events: Mutex<Vec<Event>>,
     changed: Condvar,
+    /// Why each line refused was, by its text, in order.
+    why: Mutex<Vec<(String, Refusal)>>,
 }
 
 impl Recorder {
@@ -89,7 +91,8 @@ impl Recorder {
 }
 
 impl Sink for Recorder {
-    fn refused(&self, token: Token, line: &Line) {
+    fn refused(&self, token: Token, line: &Line, why: Refusal) {
+        self.why.lock().push((line.text.clone(), why));
         self.push(Event::Refused(token, line.text.clone()));
     }
     fn deliver(&self, room: &str, entries: Vec<Entry>) {
@@ -613,8 +616,29 @@ fn a_lost_server_is_announced_once_and_its_names_freed() {
         assert!(Instant::now() < deadline, "dave never freed");
         thread::sleep(Duration::from_millis(20));
     }
-    // Give the other survivors more beats to (wrongly) announce again.
-    thread::sleep(HEARTBEAT_EVERY * 2);
+    // The reap is over once the lost server is no longer registered.
+    while redis.query(&["SISMEMBER", "chat:servers", "dead"]) != ["0"] {
+        assert!(Instant::now() < deadline, "dead never unregistered");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Then every survivor beats once more (its heartbeat set after the
+    // reap ended: its TTL left exceeds what it would be if set before),
+    // so one that would (wrongly) announce again has had its chance.
+    let reaped = Instant::now();
+    let deadline = reaped + HEARTBEAT_EVERY * 3;
+    for id in ["s1", "s2", "s3"] {
+        let key = format!("chat:alive:{id}");
+        loop {
+            let left: i128 = redis.query(&["PTTL", &key])[0].parse().unwrap();
+            let if_before =
+                HEARTBEAT_TTL.as_millis() as i128 - reaped.elapsed().as_millis() as i128;
+            if left > if_before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never beat again");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
     let lobby = redis.query(&["XRANGE", "chat:log:lobby", "-", "+"]);
     let games = redis.query(&["XRANGE", "chat:log:games", "-", "+"]);
     assert_eq!(
@@ -1064,20 +1088,85 @@ fn a_line_held_in_a_cut_and_delivered_late_is_not_doubled() {
     let _ = w.join();
 }
 
-/// Redis paused (SIGSTOP) with a line's pipeline on its way, for longer
-/// than the writer waits to settle it, then resumed: Redis may apply the
-/// old pipeline late, so the sender is not told `!` while Redis is away;
-/// in the end the line is delivered once or refused and never delivered.
+/// Why `text` was refused, if it was.
+fn why(sink: &Recorder, text: &str) -> Option<Refusal> {
+    sink.why
+        .lock()
+        .iter()
+        .find(|(t, _)| t == text)
+        .map(|(_, why)| *why)
+}
+
+/// The texts in `room`'s log in Redis, read there (not by a reader).
+fn in_log(redis: &Redis, room: &str) -> Vec<String> {
+    let mut link = link(redis);
+    let entries: redis::streams::StreamRangeReply = link
+        .run(|c| {
+            redis::cmd("XRANGE")
+                .arg(super::keys::log(room))
+                .arg("-")
+                .arg("+")
+                .query(c)
+        })
+        .unwrap();
+    entries
+        .ids
+        .iter()
+        .map(|id| id.get::<String>("text").unwrap_or_default())
+        .collect()
+}
+
+/// Says `text` (with `say`) until `reader` has it delivered: the writer
+/// may refuse it while its link comes back. Returns the reader's events.
+fn say_until_delivered(say: impl Fn(&str) -> Queued, reader: &Recorder, text: &str) -> Vec<Event> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let _ = say(text);
+        let wait = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < wait {
+            let events = reader.events.lock().clone();
+            if Recorder::delivered(&events, "lobby").contains(&text.to_string()) {
+                return events;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let events = reader.events.lock().clone();
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} never delivered: {events:?}"
+        );
+    }
+}
+
+/// Waits, while Redis is stopped (SIGSTOP, `pid`), until `text` is refused
+/// by `within` after `since`; resumes Redis (SIGCONT) and panics if not.
+fn refused_while_stopped(node: &Node, pid: u32, text: &str, since: Instant, within: Duration) {
+    loop {
+        let events = node.sink.events.lock().clone();
+        if fate(&events, &events, text).0 {
+            return;
+        }
+        if since.elapsed() > within {
+            chat_tests::signal(pid, "CONT");
+            panic!("{text:?} not answered within {within:?} while Redis was stopped: {events:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Redis stopped (SIGSTOP) with a line's pipeline on its way: its sender
+/// is answered by `UNSURE_DEADLINE` and a margin (a connection attempt
+/// timing out) while Redis is still stopped, with a `!` that says it may
+/// not have been sent; and once Redis resumes and runs that pipeline, the
+/// line is not applied (too old for the append script): it never shows up,
+/// neither in the log nor at a reader.
 ///
 /// The line must have gone out on a live connection for that: one the
-/// writer could not send (queued behind a line still unsettled, or a
-/// connection to the paused Redis that timed out in its handshake) is
-/// refused at once, rightly, since it can never be applied. So the test
-/// pauses Redis only once "one" is settled (under load its reply can take
-/// longer than `IO_TIMEOUT`, leaving it unsure for a while), and checks
-/// that "paused" went out.
+/// writer could not send is refused at once, rightly, as never sent. So
+/// the test stops Redis only once "one" is settled, and checks that
+/// "paused" went out.
 #[test]
-fn a_line_sent_to_a_paused_redis_is_refused_only_if_never_applied() {
+fn a_line_sent_to_a_stopped_redis_is_answered_at_its_deadline_and_never_appears() {
     let redis = Redis::start();
     let node = Node::start(&redis, "a", LogConfig::default());
     node.watch("lobby");
@@ -1087,8 +1176,9 @@ fn a_line_sent_to_a_paused_redis_is_refused_only_if_never_applied() {
     node.settled();
     let pid = redis.pid().expect("running");
     chat_tests::signal(pid, "STOP");
+    let sent = Instant::now();
     let _ = node.say("lobby", "paused");
-    // It went out: its fate is unknown until Redis says.
+    // It went out: its fate is unknown, Redis may have run it.
     let deadline = Instant::now() + DEADLINE;
     while node.writer.unsettled() != 1 {
         let events = node.sink.events.lock().clone();
@@ -1098,40 +1188,177 @@ fn a_line_sent_to_a_paused_redis_is_refused_only_if_never_applied() {
         }
         thread::sleep(Duration::from_millis(5));
     }
-    // Past the writer's deadline for it, with Redis still paused: no `!`
-    // yet, its fate is not known.
-    let window = Instant::now() + super::writer::UNSURE_DEADLINE + IO_TIMEOUT * 2;
-    while Instant::now() < window {
-        let events = node.sink.events.lock().clone();
-        if fate(&events, &events, "paused").0 {
-            chat_tests::signal(pid, "CONT");
-            panic!("refused while Redis was paused: {events:?}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+    let within = super::writer::UNSURE_DEADLINE + IO_TIMEOUT * 3;
+    refused_while_stopped(&node, pid, "paused", sent, within);
+    let answered = sent.elapsed();
     chat_tests::signal(pid, "CONT");
-    let events = node.sink.until("paused settled", |e| {
-        let (refused, delivered) = fate(e, e, "paused");
-        refused || delivered > 0
-    });
-    let _ = events;
-    // Whatever Redis still had is applied by the time a later line is.
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let _ = node.say("lobby", "later");
-        let events = node.sink.events.lock().clone();
-        if Recorder::delivered(&events, "lobby").contains(&"later".to_string()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never back: {events:?}");
-        thread::sleep(Duration::from_millis(100));
-    }
-    let events = node.sink.events.lock().clone();
-    let (refused, delivered) = fate(&events, &events, "paused");
     assert!(
-        (refused && delivered == 0) || (!refused && delivered == 1),
-        "refused: {refused}, delivered {delivered} times: {events:?}"
+        answered >= super::writer::UNSURE_DEADLINE,
+        "answered after {answered:?}, before its deadline"
     );
+    assert_eq!(why(&node.sink, "paused"), Some(Refusal::Unsure));
+    // Redis resumed: the stopped pipeline is run by the time later lines
+    // are delivered.
+    say_until_delivered(|t| node.say("lobby", t), &node.sink, "later");
+    let log = in_log(&redis, "lobby");
+    assert_eq!(log.first().map(String::as_str), Some("one"), "{log:?}");
+    assert!(!log.contains(&"paused".to_string()), "in the log: {log:?}");
+    let events = node.sink.events.lock().clone();
+    assert_eq!(fate(&events, &events, "paused"), (true, 0), "{events:?}");
+}
+
+/// A cut holds a line's pipeline past its deadline, refusing every new
+/// connection (so the writer cannot fence it off): its sender is answered
+/// at the deadline, `not sure`; then the held pipeline reaches Redis and
+/// is run (its `PING` answered after it), late, and is skipped as stale:
+/// the line is in no log and reaches no reader.
+#[test]
+fn a_line_held_in_a_cut_past_its_deadline_is_refused_and_its_late_copy_skipped() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let sink = Arc::new(Recorder::default());
+    let shutdown = Arc::new(Shutdown::new());
+    let (writer, w) = Writer::start(
+        &Endpoint::new(proxy.url()),
+        "a",
+        LogConfig::default(),
+        sink.clone(),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let watcher = Node::start(&redis, "b", LogConfig::default());
+    watcher.watch("lobby");
+    let say = |text: &str| {
+        writer.append(
+            7,
+            Line {
+                room: "lobby".into(),
+                from: "alice".into(),
+                kind: "chat".into(),
+                text: text.into(),
+            },
+        )
+    };
+    let _ = say("one");
+    watcher
+        .sink
+        .until("one", |e| Recorder::delivered(e, "lobby") == ["one"]);
+    let deadline = Instant::now() + DEADLINE;
+    while writer.unsettled() != 0 {
+        assert!(Instant::now() < deadline, "the writer never settled");
+        thread::sleep(Duration::from_millis(10));
+    }
+    proxy.hold();
+    let _ = say("two");
+    sink.until("two refused", |e| fate(e, e, "two").0);
+    assert!(proxy.held() > 0, "its pipeline is held");
+    assert_eq!(why(&sink, "two"), Some(Refusal::Unsure));
+    proxy.deliver_late();
+    proxy.heal();
+    let events = say_until_delivered(say, &watcher.sink, "three");
+    assert_eq!(fate(&[], &events, "two"), (false, 0), "{events:?}");
+    let log = in_log(&redis, "lobby");
+    assert!(!log.contains(&"two".to_string()), "in the log: {log:?}");
+    shutdown.trigger();
+    drop(writer);
+    let _ = w.join();
+}
+
+/// The append script, called directly: a line first sent longer ago than
+/// `STALE_AFTER` (by Redis's clock) is skipped, `{'', -1, now}`, leaving
+/// the log, the counter and the mark as they were; a fresh one is applied;
+/// a copy of an applied line is skipped by the mark however old.
+#[test]
+fn the_append_script_skips_a_line_older_than_the_bound() {
+    use redis::Value;
+    let redis = Redis::start();
+    let mut link = link(&redis);
+    let hash = redis::Script::new(super::keys::APPEND)
+        .get_hash()
+        .to_string();
+    let stale_ms = super::writer::STALE_AFTER.as_millis() as u64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut append = |counter: u64, sent_ms: u64| -> Vec<Value> {
+        link.run(|c| {
+            redis::cmd("EVALSHA")
+                .arg(&hash)
+                .arg(3)
+                .arg(super::keys::log("lobby"))
+                .arg(super::keys::seq("lobby"))
+                .arg(super::keys::hw("a"))
+                .arg(100)
+                .arg(60_000)
+                .arg(format!("a:{counter}"))
+                .arg("alice")
+                .arg("chat")
+                .arg(format!("line {counter}"))
+                .arg(counter)
+                .arg(sent_ms)
+                .arg(stale_ms)
+                .query(c)
+        })
+        .unwrap()
+    };
+    let old = append(1, now_ms - stale_ms - 1_000);
+    assert_eq!(old.get(1), Some(&Value::Int(-1)), "{old:?}");
+    match old.get(2) {
+        Some(Value::Int(t)) => assert!(
+            (*t - now_ms as i64).abs() < 60_000,
+            "Redis's clock in ms: {old:?}"
+        ),
+        other => panic!("no clock in {other:?}"),
+    }
+    assert_eq!(redis.query(&["XLEN", "chat:log:lobby"]), ["0"]);
+    assert_eq!(
+        redis.query(&["EXISTS", "chat:seq:lobby", "chat:hw:a"]),
+        ["0"]
+    );
+    let fresh = append(2, now_ms);
+    assert_eq!(fresh.get(1), Some(&Value::Int(1)), "{fresh:?}");
+    let again = append(2, now_ms - stale_ms - 1_000);
+    assert_eq!(
+        again.get(1),
+        Some(&Value::Int(0)),
+        "applied already: {again:?}"
+    );
+    assert_eq!(in_log(&redis, "lobby"), ["line 2"]);
+}
+
+/// Redis stopped with a line on its way, then killed and restarted empty
+/// within the line's deadline: the line is not sent again into the new
+/// Redis (had the old one run it and a reader had it, it would be seen
+/// twice); its sender is told it may not have been sent.
+#[test]
+fn an_unsure_line_is_not_sent_again_into_a_redis_restarted_empty() {
+    let mut redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    node.watch("lobby");
+    let _ = node.say("lobby", "one");
+    node.sink
+        .until("one", |e| Recorder::delivered(e, "lobby") == ["one"]);
+    node.settled();
+    let pid = redis.pid().expect("running");
+    chat_tests::signal(pid, "STOP");
+    let _ = node.say("lobby", "two");
+    let deadline = Instant::now() + DEADLINE;
+    while node.writer.unsettled() != 1 {
+        let events = node.sink.events.lock().clone();
+        assert!(
+            Instant::now() < deadline && !fate(&events, &events, "two").0,
+            "\"two\" never sent: {events:?}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    redis.restart();
+    node.sink.until("two refused", |e| fate(e, e, "two").0);
+    assert_eq!(why(&node.sink, "two"), Some(Refusal::Restarted));
+    let events = say_until_delivered(|t| node.say("lobby", t), &node.sink, "three");
+    assert_eq!(fate(&events, &events, "two"), (true, 0), "{events:?}");
+    let log = in_log(&redis, "lobby");
+    assert!(!log.contains(&"two".to_string()), "sent again: {log:?}");
 }
 
 /// Redis closed every connection while they sat idle (`CLIENT KILL`, as a

@@ -9,9 +9,10 @@
 //! full) it is handed back to [`Sink::refused`] at once. A batch whose
 //! connection broke after it was sent may or may not be in the log, and
 //! may still reach Redis later (a paused Redis, a cut that heals: "not in
-//! the log yet" is not "never will be"). Each line keeps its uid, and
-//! [`keys::APPEND`] skips a uid at or below this server's high-water mark,
-//! so once the link is back:
+//! the log yet" is not "never will be"). Each line keeps its uid and the
+//! time it was first sent, and [`keys::APPEND`] skips a uid at or below
+//! this server's high-water mark, and a line older than [`STALE_AFTER`] by
+//! Redis's clock. So once the link is back:
 //!
 //! - within [`UNSURE_DEADLINE`] those lines are sent again, first, with
 //!   the same uids: each is applied once, whichever copy comes first;
@@ -19,26 +20,29 @@
 //!   copy can apply, and the mark as it was says exactly which ones the
 //!   log took (delivered like any other) and which it never will (refused).
 //!
-//! So no line is doubled, and a sender told `!` never sees its line. While
-//! Redis stays away past the deadline, a line whose connection was closed
-//! (Redis died or dropped it: nothing more from it will be applied) is
-//! refused; one whose connection timed out (Redis may still read it) is
-//! not refused while its fate cannot be known, however long that lasts.
-//! Lines queued behind unsettled ones are refused meanwhile (they were
-//! never sent).
+//! While Redis stays away past the deadline (stopped, a network that stops
+//! answering), no copy of such a line can be applied any more (it is
+//! stale), but one may have been just before Redis stopped, only its reply
+//! lost: it is refused at the deadline as [`Refusal::Unsure`], its sender
+//! told it may not have been sent. A line sent to a Redis that restarted
+//! empty since is not sent again (it may have been applied and read
+//! before the restart): refused as [`Refusal::Restarted`]. So no line is
+//! doubled, none appears after its sender was told `!`, and a sender told
+//! `!` without "not sure" never sees its line. Lines queued behind
+//! unsettled ones are refused meanwhile (they were never sent).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
 use redis::{Script, Value};
 
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
-use super::{keys, Line, LogConfig, Sink, Token};
+use super::{keys, Line, LogConfig, Refusal, Sink, Token};
 use crate::log;
 use crate::shutdown::Shutdown;
 
@@ -53,16 +57,48 @@ pub const QUEUE_MAX: usize = 16_384;
 /// waits for the link to come back before it is refused.
 pub const UNSURE_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How long after its first sending (this server's clock) a line may still
+/// be applied (Redis's clock): [`keys::APPEND`] skips an older one. Half of
+/// [`UNSURE_DEADLINE`], so at the deadline no copy can be applied even if
+/// Redis's clock is behind this server's by up to the other half; Redis's
+/// clock ahead by `d` leaves a line `STALE_AFTER - d` to reach it.
+pub const STALE_AFTER: Duration = Duration::from_millis(UNSURE_DEADLINE.as_millis() as u64 / 2);
+
+/// At most one log line this often about lines refused as stale (a clock
+/// apart from Redis's would make every line stale).
+const STALE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Now by this server's wall clock, in ms since the Unix epoch: a line's
+/// first sending, compared with Redis's clock by [`keys::APPEND`].
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When a line was first sent, and with which uid: what every copy of it
+/// carries, so all of them are applied once at most and go stale together.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// The counter of its uid.
+    counter: u64,
+    /// When, by this server's monotonic clock: its [`UNSURE_DEADLINE`].
+    since: Instant,
+    /// When, by its wall clock (ms since the Unix epoch): for
+    /// [`STALE_AFTER`], by Redis's clock.
+    wall_ms: u64,
+}
+
 /// What the writer thread is asked to do.
 enum Job {
     /// Append a line; `Token` says whom to tell if it is refused.
     Append(Token, Line),
     /// Add an entry to a reader's wake stream, ending its blocking XREAD.
     Wake(String),
-    /// Send again a line whose first sending was lost on the way, with the
-    /// counter of its uid (so Redis applies it once), first sent at the
-    /// instant given.
-    Retry(Token, Line, Instant, u64),
+    /// Send again a line whose first sending was lost on the way, as it was
+    /// first sent (same uid, so Redis applies it once; same time, so no
+    /// copy is applied past [`STALE_AFTER`]).
+    Retry(Token, Line, Sent),
 }
 
 /// What happened to a line handed to [`Writer::append`].
@@ -106,17 +142,13 @@ struct Unsure {
     token: Token,
     /// The line, to send again or hand back.
     line: Line,
-    /// The counter of the uid it was sent with: sent again with it, or
-    /// compared with the high-water mark.
-    counter: u64,
-    /// When it was sent: fenced off and settled after [`UNSURE_DEADLINE`].
-    since: Instant,
-    /// The epoch of the Redis it was sent to: a Redis restarted empty
-    /// certainly lost it.
+    /// Its uid's counter (sent again with it, or compared with the
+    /// high-water mark) and when it was first sent (settled after
+    /// [`UNSURE_DEADLINE`]).
+    sent: Sent,
+    /// The epoch of the Redis it was sent to: it is not sent again to a
+    /// Redis restarted empty since.
     epoch: Option<String>,
-    /// Whether its connection timed out (Redis may still apply it later)
-    /// rather than closed (Redis will apply nothing more from it).
-    may_come_late: bool,
 }
 
 impl Writer {
@@ -152,6 +184,7 @@ impl Writer {
             retry: Vec::new(),
             script: Script::new(keys::APPEND),
             fence: Script::new(keys::FENCE),
+            stale_logged: None,
         };
         let handle = thread::Builder::new()
             .name("redis-writer".into())
@@ -255,6 +288,8 @@ struct WriterThread {
     script: Script,
     /// The fence script (for its hash).
     fence: Script,
+    /// When lines refused as stale were last logged.
+    stale_logged: Option<Instant>,
 }
 
 impl WriterThread {
@@ -272,7 +307,7 @@ impl WriterThread {
             }
             let late = std::mem::take(&mut *self.late.lock());
             for (token, line) in late {
-                self.sink.refused(token, &line);
+                self.sink.refused(token, &line, Refusal::NotTaken);
             }
             let wait = if self.unsure.is_empty() {
                 Duration::from_millis(200)
@@ -313,8 +348,8 @@ impl WriterThread {
     /// Refuses every line of `batch`.
     fn refuse(&mut self, batch: &mut Vec<Job>) {
         for job in batch.drain(..) {
-            if let Job::Append(token, line) | Job::Retry(token, line, _, _) = job {
-                self.sink.refused(token, &line);
+            if let Job::Append(token, line) | Job::Retry(token, line, _) = job {
+                self.sink.refused(token, &line, Refusal::NotTaken);
             }
         }
     }
@@ -325,15 +360,20 @@ impl WriterThread {
         pipe.ignore_errors();
         let mut sent = Vec::with_capacity(batch.len());
         let now = Instant::now();
+        let now_ms = wall_ms();
+        let stale_ms = STALE_AFTER.as_millis() as u64;
         for job in batch.drain(..) {
-            let (token, line, since, counter) = match job {
+            let (token, line, first) = match job {
                 Job::Append(token, line) => (
                     token,
                     line,
-                    now,
-                    self.next_uid.fetch_add(1, Ordering::Relaxed),
+                    Sent {
+                        counter: self.next_uid.fetch_add(1, Ordering::Relaxed),
+                        since: now,
+                        wall_ms: now_ms,
+                    },
                 ),
-                Job::Retry(token, line, since, counter) => (token, line, since, counter),
+                Job::Retry(token, line, first) => (token, line, first),
                 Job::Wake(key) => {
                     pipe.cmd("XADD")
                         .arg(key)
@@ -346,7 +386,7 @@ impl WriterThread {
                     continue;
                 }
             };
-            let uid = format!("{}:{counter}", self.server_id);
+            let uid = format!("{}:{}", self.server_id, first.counter);
             pipe.cmd("EVALSHA")
                 .arg(self.script.get_hash())
                 .arg(3)
@@ -359,28 +399,41 @@ impl WriterThread {
                 .arg(&line.from)
                 .arg(&line.kind)
                 .arg(&line.text)
-                .arg(counter);
-            sent.push(Some((token, line, counter, since)));
+                .arg(first.counter)
+                .arg(first.wall_ms)
+                .arg(stale_ms);
+            sent.push(Some((token, line, first)));
         }
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         self.publish_unsettled(sent.iter().flatten().count());
         match self.link.run(|conn| pipe.query::<Vec<Value>>(conn)) {
             Ok(replies) => {
                 let epoch = self.link.epoch().unwrap_or_default().to_string();
+                let mut stale: Option<(usize, i64)> = None;
                 for (reply, line) in replies.into_iter().zip(sent) {
-                    let Some((token, line, _, _)) = line else {
+                    let Some((token, line, first)) = line else {
                         continue;
                     };
                     match reply {
                         Value::ServerError(e) => {
                             log!("redis: append to #{} refused: {e:?}", line.room);
-                            self.sink.refused(token, &line);
+                            self.sink.refused(token, &line, Refusal::NotTaken);
                         }
                         Value::Array(parts) => {
-                            let n = parts.get(1).and_then(|v| match v {
-                                Value::Int(n) => u64::try_from(*n).ok(),
+                            let int = |i: usize| match parts.get(i) {
+                                Some(Value::Int(n)) => Some(*n),
                                 _ => None,
-                            });
+                            };
+                            if int(1) == Some(-1) {
+                                // Too old when Redis ran it: not applied,
+                                // and no copy of it ever will be.
+                                let age = int(2).map_or(0, |t| t - first.wall_ms as i64);
+                                let (count, _) = stale.get_or_insert((0, age));
+                                *count += 1;
+                                self.sink.refused(token, &line, Refusal::NotTaken);
+                                continue;
+                            }
+                            let n = int(1).and_then(|n| u64::try_from(n).ok());
                             if let Some(n) = n.filter(|&n| n > 0) {
                                 let mut written = self.written.lock();
                                 let seen = written.entry(line.room).or_default();
@@ -393,37 +446,37 @@ impl WriterThread {
                         _ => {}
                     }
                 }
+                if let Some((count, age)) = stale {
+                    self.log_stale(count, age, now);
+                }
             }
             Err(Failure::Lost) => {
                 let epoch = self.link.epoch().map(str::to_string);
-                let may_come_late = self.link.lost_to_timeout();
-                self.unsure.extend(sent.into_iter().flatten().map(
-                    |(token, line, counter, since)| Unsure {
-                        token,
-                        line,
-                        counter,
-                        since,
-                        epoch: epoch.clone(),
-                        may_come_late,
-                    },
-                ));
+                self.unsure.extend(
+                    sent.into_iter()
+                        .flatten()
+                        .map(|(token, line, sent)| Unsure {
+                            token,
+                            line,
+                            sent,
+                            epoch: epoch.clone(),
+                        }),
+                );
             }
             Err(Failure::Down | Failure::Refused(_)) => {
                 let epoch = self.link.epoch().map(str::to_string);
-                for (token, line, counter, since) in sent.into_iter().flatten() {
-                    if since == now {
+                for (token, line, sent) in sent.into_iter().flatten() {
+                    if sent.since == now {
                         // Never sent: certainly not applied.
-                        self.sink.refused(token, &line);
+                        self.sink.refused(token, &line, Refusal::NotTaken);
                     } else {
                         // Sent again, and its first sending may still be
                         // applied: unsure still, not refused.
                         self.unsure.push(Unsure {
                             token,
                             line,
-                            counter,
-                            since,
+                            sent,
                             epoch: epoch.clone(),
-                            may_come_late: true,
                         });
                     }
                 }
@@ -431,21 +484,40 @@ impl WriterThread {
         }
     }
 
-    /// Settles the unsure lines once the link is back (while it is not,
-    /// their fate cannot be known and they wait). Redis restarted empty
-    /// since: they went with it (sent again within [`UNSURE_DEADLINE`],
-    /// else refused). Otherwise, within the deadline, they are sent again
-    /// with their uids (applied once, whichever copy comes first); past it,
-    /// they are fenced off and the mark they found says which the log took.
+    /// Logs, at most once per [`STALE_LOG_EVERY`], that `count` lines of a
+    /// batch sent at `sent` were refused as stale, the first `age` ms old
+    /// by Redis's clock: far more than this server waited for them means
+    /// the clocks are apart.
+    fn log_stale(&mut self, count: usize, age: i64, sent: Instant) {
+        if self
+            .stale_logged
+            .is_some_and(|at| at.elapsed() < STALE_LOG_EVERY)
+        {
+            return;
+        }
+        self.stale_logged = Some(Instant::now());
+        log!(
+            "redis: {count} line(s) refused as stale: {age} ms old by Redis's clock when it ran them ({} ms since this batch was sent by ours; more than {} ms apart means the clocks disagree)",
+            sent.elapsed().as_millis(),
+            STALE_AFTER.as_millis()
+        );
+    }
+
+    /// Settles the unsure lines. Past [`UNSURE_DEADLINE`] with Redis
+    /// still away, they are refused as [`Refusal::Unsure`] (no copy can be
+    /// applied any more: they are stale). Otherwise once the link is back:
+    /// those sent to a Redis that restarted empty since are refused as
+    /// [`Refusal::Restarted`], never sent again (a reader may have had them
+    /// before the restart); the others are sent again with their uids
+    /// within the deadline (applied once, whichever copy comes first), and
+    /// past it fenced off, the mark they found saying which the log took.
     fn settle_unsure(&mut self) {
-        let Some(top) = self.unsure.iter().map(|u| u.counter).max() else {
+        let Some(top) = self.unsure.iter().map(|u| u.sent.counter).max() else {
             return;
         };
         let now = Instant::now();
-        let overdue = self
-            .unsure
-            .iter()
-            .any(|u| now.duration_since(u.since) >= UNSURE_DEADLINE);
+        let due = |u: &Unsure| now.duration_since(u.sent.since) >= UNSURE_DEADLINE;
+        let overdue = self.unsure.iter().any(due);
         let applied: u64 = if overdue {
             let hw = keys::hw(&self.server_id);
             let ttl = self.config.idle_ttl.as_millis() as u64;
@@ -461,24 +533,17 @@ impl WriterThread {
             }) {
                 Ok(mark) => mark,
                 Err(_) => {
-                    // Redis away. A line whose connection was closed
-                    // cannot be applied later: refused at the deadline.
-                    // One whose connection timed out may still be (Redis
-                    // paused, a cut that heals): it waits to be fenced.
-                    let (closed, wait): (Vec<_>, Vec<_>) =
-                        std::mem::take(&mut self.unsure).into_iter().partition(|u| {
-                            !u.may_come_late && now.duration_since(u.since) >= UNSURE_DEADLINE
-                        });
-                    self.unsure = wait;
-                    for unsure in closed {
-                        self.sink.refused(unsure.token, &unsure.line);
-                    }
+                    self.refuse_due(now);
                     return;
                 }
             }
         } else {
             // Connects if it can; the lines are sent again below.
             if self.link.run(|_| Ok(())).is_err() {
+                // The attempt may have taken up to its timeout: a line
+                // past its deadline by now is answered now, not after one
+                // more attempt.
+                self.refuse_due(Instant::now());
                 return;
             }
             0
@@ -486,28 +551,34 @@ impl WriterThread {
         let epoch = self.link.epoch().map(str::to_string);
         for unsure in std::mem::take(&mut self.unsure) {
             if unsure.epoch != epoch {
-                // Redis restarted empty since: it is gone for sure.
-                if now.duration_since(unsure.since) < UNSURE_DEADLINE {
-                    self.retry.push(Job::Retry(
-                        unsure.token,
-                        unsure.line,
-                        unsure.since,
-                        unsure.counter,
-                    ));
-                } else {
-                    self.sink.refused(unsure.token, &unsure.line);
-                }
+                // Redis restarted empty since: whether it was applied (and
+                // read) before cannot be known, and sending it again could
+                // show it twice.
+                self.sink
+                    .refused(unsure.token, &unsure.line, Refusal::Restarted);
             } else if !overdue {
-                self.retry.push(Job::Retry(
-                    unsure.token,
-                    unsure.line,
-                    unsure.since,
-                    unsure.counter,
-                ));
-            } else if unsure.counter > applied {
+                self.retry
+                    .push(Job::Retry(unsure.token, unsure.line, unsure.sent));
+            } else if unsure.sent.counter > applied {
                 // Fenced off: it can never be applied now.
-                self.sink.refused(unsure.token, &unsure.line);
+                self.sink
+                    .refused(unsure.token, &unsure.line, Refusal::NotTaken);
             }
+        }
+    }
+
+    /// Redis away (stopped, dead, cut off): refuses as [`Refusal::Unsure`]
+    /// every unsure line past its deadline at `now`. None can be applied
+    /// any more (stale), but each may have been just before, its reply
+    /// lost.
+    fn refuse_due(&mut self, now: Instant) {
+        let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsure)
+            .into_iter()
+            .partition(|u| now.duration_since(u.sent.since) >= UNSURE_DEADLINE);
+        self.unsure = wait;
+        for unsure in due {
+            self.sink
+                .refused(unsure.token, &unsure.line, Refusal::Unsure);
         }
     }
 
@@ -525,7 +596,8 @@ impl WriterThread {
 
     fn refuse_unsure_all(&mut self) {
         for unsure in std::mem::take(&mut self.unsure) {
-            self.sink.refused(unsure.token, &unsure.line);
+            self.sink
+                .refused(unsure.token, &unsure.line, Refusal::Unsure);
         }
     }
 }

@@ -26,11 +26,14 @@
 //!    [`Batch`] says who sent it ([`Origin`]: server and client), so
 //!    delivery skips the sender whichever path it came by.
 //! 2. **Append can fail** ([`Unreachable`]): nothing was accepted and
-//!    nothing will be delivered; the relay answers the sender with one `! `
-//!    line per refused line.
+//!    nothing will be delivered through the log; the relay answers the
+//!    sender with one `! ` line per refused line.
 //! 3. **Notices are log entries too**: join, leave and rename notices and
 //!    the console's lines are appended like chat lines (their [`Origin`]
-//!    names the client they are about, or none for the console).
+//!    names the client they are about, or none for the console). One the
+//!    log refuses is delivered by the rooms to this server's members of
+//!    the room at once (the other servers cannot be told): a cut-off room
+//!    still hears who came, went or was renamed here.
 //! 4. **History comes from the log, atomically with delivery.**
 //!    [`RoomLog::history`] is read under the room's lock when a member
 //!    enters, and [`RoomLog::delivered`] is called under that same lock for
@@ -179,7 +182,12 @@ pub trait Log: Send + Sync {
     /// Appends `line` (the console's) to every room that has members on
     /// another server and none here (`here`: the rooms this server told
     /// already).
-    fn announce_elsewhere(&self, _line: &str, _here: &[String]) {}
+    ///
+    /// # Errors
+    /// [`Unreachable`] when the other servers could not be asked or told.
+    fn announce_elsewhere(&self, _line: &str, _here: &[String]) -> Result<(), Unreachable> {
+        Ok(())
+    }
 }
 
 /// What became of a private message for a client on another server

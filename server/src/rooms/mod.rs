@@ -302,8 +302,14 @@ impl Rooms {
     }
 
     /// Sends `line` to every room with members, and `#lobby` (the console
-    /// speaking).
-    pub fn announce(&self, line: &str) {
+    /// speaking). While the log is cut off (Redis away) the rooms here
+    /// still get it, and the answer says the other servers did not
+    /// ([`log::Unreachable`]), so the console can tell its operator.
+    ///
+    /// # Errors
+    /// [`log::Unreachable`] when some server other than this one was not
+    /// told.
+    pub fn announce(&self, line: &str) -> Result<(), log::Unreachable> {
         let rooms: Vec<Arc<Room>> = {
             let dir = self.dir.lock();
             dir.rooms
@@ -313,7 +319,7 @@ impl Rooms {
                 .collect()
         };
         let here: Vec<String> = rooms.iter().map(|r| r.key.clone()).collect();
-        self.log.announce_elsewhere(line, &here);
+        let mut told = self.log.announce_elsewhere(line, &here);
         let line: Arc<str> = line.into();
         for room in rooms {
             let batch = Batch {
@@ -321,9 +327,11 @@ impl Rooms {
                 lines: vec![Arc::clone(&line)],
             };
             let mut slow = Vec::new();
-            self.append(&mut room.inner.lock(), &batch, Wake::Now, &mut slow);
+            let taken = self.offer(&mut room.inner.lock(), &batch, Wake::Now, &mut slow);
+            told = told.and(taken);
             self.remove_all(slow);
         }
+        told
     }
 
     /// Renames client `id` to `new` and tells its room. `new` must already
@@ -503,13 +511,33 @@ impl Rooms {
         }
     }
 
-    /// Appends `batch` to the room's log and delivers it if the log says
-    /// so. A notice the log refuses is lost for this room: the log's own
-    /// error handling tells the members they are cut off.
+    /// Appends `batch` (a notice, or the console's line: never a client's
+    /// chat line, which [`Rooms::relay`] refuses instead) to the room's log
+    /// and delivers it if the log says so. One the log cannot take now
+    /// ([`log::Unreachable`]: Redis away) is delivered at once to this
+    /// server's members of the room, in place of the log: the other
+    /// servers cannot be told (their `/who` catches up once the log is
+    /// back), but the room here still hears who came, went or was renamed.
     fn append(&self, inner: &mut RoomInner, batch: &Batch, wake: Wake, slow: &mut Vec<ClientId>) {
-        if let Ok(Appended::Deliver) = inner.log.append(batch) {
-            inner.deliver(&self.fan, self.log.server(), batch, wake, slow);
-        }
+        let _ = self.offer(inner, batch, wake, slow);
+    }
+
+    /// [`Rooms::append`], saying whether the log took `batch`
+    /// ([`log::Unreachable`]: delivered here only).
+    fn offer(
+        &self,
+        inner: &mut RoomInner,
+        batch: &Batch,
+        wake: Wake,
+        slow: &mut Vec<ClientId>,
+    ) -> Result<(), log::Unreachable> {
+        let taken = match inner.log.append(batch) {
+            Ok(Appended::Later) => return Ok(()),
+            Ok(Appended::Deliver) => Ok(()),
+            Err(log::Unreachable) => Err(log::Unreachable),
+        };
+        inner.deliver(&self.fan, self.log.server(), batch, wake, slow);
+        taken
     }
 }
 

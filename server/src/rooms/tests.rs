@@ -197,3 +197,28 @@ fn a_refusing_log_refuses_each_line() {
     );
     assert_eq!(rooms.relayed(), 0);
 }
+
+/// Defect: a notice the log refused (Redis away) was lost for the room,
+/// so members on this very server saw no one come, go or get renamed.
+/// Now it is delivered here (only), and the console's line too, which
+/// says the other servers were not told.
+#[test]
+fn a_refusing_log_still_delivers_notices_here() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (rooms, _) = deferred(true);
+    let (stream, alice_end) = socket(&listener);
+    let _alice = rooms.enter(stream).expect("enter");
+    let (stream, _bob_end) = socket(&listener);
+    let bob = rooms.enter(stream).expect("enter");
+    read_until(&alice_end, "* guest-2 joined (2 online)\n");
+    assert_eq!(
+        rooms.rename(bob.peer.id, "bob"),
+        Renamed::Done("guest-2".into())
+    );
+    read_until(&alice_end, "* guest-2 is now known as bob\n");
+    assert!(rooms.announce("<server> hello\n").is_err());
+    read_until(&alice_end, "<server> hello\n");
+    rooms.remove(bob.peer.id, Leave::Quit(None));
+    let seen = read_until(&alice_end, "* bob left (quit)\n");
+    assert_eq!(seen, ["* bob left (quit)\n"], "nothing else between");
+}

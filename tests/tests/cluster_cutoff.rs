@@ -1,0 +1,144 @@
+//! A cluster server cut off from Redis (`--redis URL`, issue 11): the
+//! room's log refuses every line, yet join, leave and rename notices still
+//! reach the room's members on the same server (SPEC: "Join, leave and
+//! rename notices reach the whole room"), and the other servers' `/rooms`
+//! catches up once Redis is back. Real binaries, a real redis-server.
+
+use std::time::{Duration, Instant};
+
+use chat_tests::redis::Redis;
+use chat_tests::{Client, Server, TIMEOUT};
+
+/// A server on `redis`, flood control off.
+fn server(redis: &Redis) -> Server {
+    Server::start(&["--redis", &redis.url(), "--rate-limit", "0"])
+}
+
+/// Joins a client and reads past its welcome and the lobby's history (a
+/// `/who` answer is the marker: it answers the asker only, in order).
+fn joined(server: &Server) -> (Client, String) {
+    let (mut client, name) = server.join();
+    client.send("/who");
+    client.recv_until(|line| {
+        line.starts_with("* ") && line.contains(&name) && line.contains("#lobby")
+    });
+    (client, name)
+}
+
+/// Reads until the `* ` line "cut off" arrives.
+fn cut_off(client: &mut Client) {
+    client.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+}
+
+/// How long [`ask_until`] waits for a matching answer before asking again.
+const ASK_AGAIN: Duration = Duration::from_millis(200);
+
+/// Asks `command` again every [`ASK_AGAIN`] until an answer equals `want`,
+/// within [`TIMEOUT`] (presence files members again at its next beat).
+fn ask_until(client: &mut Client, command: &str, want: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        client.send(command);
+        let asked = Instant::now();
+        while asked.elapsed() < ASK_AGAIN {
+            match client.try_recv(ASK_AGAIN.saturating_sub(asked.elapsed())) {
+                Some(line) if line == want => return,
+                Some(line) => seen.push(line),
+                None => break,
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{command} never answered {want:?}; saw {seen:?}"
+        );
+    }
+}
+
+/// Defect: with Redis unreachable, a new connection, a `/join`, a `/nick`
+/// and a `/quit` gave no notice at all, even to members of the same room
+/// on the same server (the log refused the notice and it was dropped).
+/// Now each reaches this server's members; chat lines stay refused; the
+/// console's `<server>` line reaches this server's rooms and the console
+/// says the others were not told. And a
+/// `/join` made while cut off is where the other servers list the client
+/// once Redis is back.
+#[test]
+fn notices_reach_the_room_on_this_server_while_cut_off() {
+    let mut redis = Redis::start();
+    let mut srv = server(&redis);
+    let (mut a, _) = joined(&srv);
+    let (mut b, b_name) = joined(&srv);
+    let (mut m, m_name) = joined(&srv);
+    a.recv_until(|l| l.starts_with(&format!("* {m_name} joined")));
+    b.recv_until(|l| l.starts_with(&format!("* {m_name} joined")));
+
+    redis.kill();
+    for member in [&mut a, &mut b, &mut m] {
+        cut_off(member);
+    }
+
+    // A new connection: the members see it join.
+    let (mut c, c_name) = srv.join();
+    for member in [&mut a, &mut b] {
+        member.recv_until(|l| l.starts_with(&format!("* {c_name} joined")));
+    }
+    // Chat lines stay refused: one `! ` each, never shown to the others.
+    a.send("refused while cut off");
+    let refused = a.recv_until(|l| l.starts_with("! "));
+    assert_eq!(
+        refused.last().unwrap(),
+        "! the room is cut off: line not sent"
+    );
+
+    // The console's line: this server's rooms get it, and the console is
+    // told the other servers did not.
+    srv.console("hello from the console");
+    for member in [&mut a, &mut b] {
+        member.recv_until(|l| l == "<server> hello from the console");
+    }
+    srv.stdout_until(|l| l.starts_with("! said to this server's rooms only"));
+
+    // A rename. While Redis is away the names seam cannot claim a name and
+    // refuses it as taken (docs/CLUSTER.md, Known limits); a rename that
+    // goes through must be seen by the room. The rooms' part is proven
+    // either way by the unit test
+    // `rooms::tests::a_refusing_log_still_delivers_notices_here`.
+    b.send("/nick Bea");
+    let answer = b.recv_until(|l| l.starts_with("! ") || l.contains("now known as Bea"));
+    if answer.last().unwrap().contains("now known as Bea") {
+        a.recv_until(|l| l == format!("* {b_name} is now known as Bea"));
+    } else {
+        assert!(
+            answer.last().unwrap().contains("is taken"),
+            "the only refusal is the names seam's: {answer:?}"
+        );
+    }
+
+    // A move: the room left sees it go.
+    m.send("/join #games");
+    m.recv_until(|l| l.starts_with("* you are now in #games"));
+    for member in [&mut a, &mut b] {
+        member.recv_until(|l| l.starts_with(&format!("* {m_name} left for #games")));
+    }
+
+    // A quit: the others see it leave.
+    c.send("/quit");
+    c.recv_to_eof();
+    for member in [&mut a, &mut b] {
+        let seen = member.recv_until(|l| l == format!("* {c_name} left (quit)"));
+        assert!(
+            !seen.iter().any(|l| l.contains("refused while cut off")),
+            "a refused line never reaches anyone: {seen:?}"
+        );
+    }
+
+    // Redis back (empty): the other servers catch up through presence. A
+    // second server's `/rooms` reads Redis: a, b and its own client in
+    // #lobby, m in #games (where it moved while cut off).
+    redis.restart();
+    a.recv_until(|l| l.starts_with("* ") && l.contains("again"));
+    let other = server(&redis);
+    let (mut d, _) = joined(&other);
+    ask_until(&mut d, "/rooms", "* 2 rooms: #lobby (3), #games (1)");
+}
