@@ -45,6 +45,15 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// and end it as soon as Redis answers.
 pub const HUNG_FOR: Duration = IO_TIMEOUT;
 
+/// A link that times out less than this after some link of its server had
+/// a reply does not take Redis for hung (a live Redis answers the reader at
+/// least every `READ_BLOCK`, 500 ms): its own connection was in trouble,
+/// and a command that may run twice is tried again on a fresh one. A
+/// timeout always comes at least [`IO_TIMEOUT`] after its command was
+/// sent, so a Redis that stopped answering is not taken for alive unless a
+/// command was already waiting a second for its reply when it stopped.
+pub const ALIVE_WITHIN: Duration = Duration::from_secs(1);
+
 /// The oldest Redis the cluster runs on (XADD MAXLEN ~ with the stream
 /// commands it uses, and `SET ... PX` semantics as in 6.2).
 pub const MIN_VERSION: (u32, u32) = (6, 2);
@@ -79,7 +88,11 @@ pub struct Siblings {
     /// instead of waiting for a reply timeout of its own: a Redis that did
     /// not answer one connection will not answer another either.
     hung_until: Arc<AtomicU64>,
-    /// What `hung_until` counts from.
+    /// When (ms after `origin`) a link last had a reply: a timeout soon
+    /// after one is this connection's trouble (held, or a slow command),
+    /// not a hung Redis ([`ALIVE_WITHIN`]).
+    last_reply: Arc<AtomicU64>,
+    /// What `hung_until` and `last_reply` count from.
     origin: Instant,
 }
 
@@ -88,6 +101,7 @@ impl Default for Siblings {
         Siblings {
             connects: Arc::default(),
             hung_until: Arc::default(),
+            last_reply: Arc::default(),
             origin: Instant::now(),
         }
     }
@@ -105,14 +119,25 @@ impl Siblings {
         self.now_ms() < self.hung_until.load(Ordering::Acquire)
     }
 
-    /// A link timed out waiting for Redis.
-    fn timed_out(&self) {
-        let until = self.now_ms() + HUNG_FOR.as_millis() as u64;
+    /// A link timed out waiting for Redis: Redis counts as hung unless a
+    /// link had a reply within [`ALIVE_WITHIN`]. Returns whether it does.
+    fn timed_out(&self) -> bool {
+        let now = self.now_ms();
+        let last = self.last_reply.load(Ordering::Acquire);
+        if last != 0 && now.saturating_sub(last) < ALIVE_WITHIN.as_millis() as u64 {
+            return false;
+        }
+        let until = now + HUNG_FOR.as_millis() as u64;
         self.hung_until.store(until, Ordering::Release);
+        true
     }
 
     /// A reply arrived: Redis answers.
     fn answered(&self) {
+        let now = self.now_ms();
+        if self.last_reply.load(Ordering::Relaxed) != now {
+            self.last_reply.store(now, Ordering::Release);
+        }
         if self.hung_until.load(Ordering::Relaxed) != 0 {
             self.hung_until.store(0, Ordering::Release);
         }
@@ -188,6 +213,9 @@ pub struct Link {
     /// Whether the last connection lost was lost to a timeout (Redis may
     /// still read what was sent on it) rather than closed (it will not).
     lost_to_timeout: bool,
+    /// Whether that timeout found Redis hung (no reply to any link within
+    /// [`ALIVE_WITHIN`]): then nothing is tried again.
+    lost_to_hang: bool,
     /// Its endpoint's [`Endpoint::close`]: set, it never connects again.
     closed: Arc<AtomicBool>,
     /// Set by [`Link::quick`]: while a sibling knows Redis hung, fail at
@@ -220,6 +248,7 @@ impl Link {
             connects: 0,
             logged_down: false,
             lost_to_timeout: false,
+            lost_to_hang: false,
             closed: Arc::default(),
             quick: false,
         }
@@ -273,8 +302,9 @@ impl Link {
     /// connection it is tried once more, on a fresh one. So a connection
     /// Redis closed while it sat idle (`CLIENT KILL`, its idle timeout, a
     /// Redis restart) does not cost the first command after it. Not after
-    /// a timeout: a Redis that did not answer in time (hung) will not
-    /// answer a fresh connection either, and the caller would wait twice.
+    /// a timeout that found Redis hung (no link had a reply within
+    /// [`ALIVE_WITHIN`]): a Redis that does not answer will not answer a
+    /// fresh connection either, and the caller would wait twice.
     ///
     /// # Errors
     /// As [`Link::run`], from the second try if there was one.
@@ -283,7 +313,7 @@ impl Link {
         mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, Failure> {
         match self.run(&mut op) {
-            Err(Failure::Lost) if !self.lost_to_timeout => self.run(op),
+            Err(Failure::Lost) if !self.lost_to_hang => self.run(op),
             other => other,
         }
     }
@@ -395,9 +425,7 @@ impl Link {
     /// once after a connection that worked (one dropped connection is not
     /// an outage), then with the back-off doubling.
     fn lose(&mut self, e: &RedisError) {
-        if e.is_timeout() {
-            self.siblings.timed_out();
-        }
+        self.lost_to_hang = e.is_timeout() && self.siblings.timed_out();
         if self.conn.take().is_some() {
             self.lost_to_timeout = e.is_timeout();
             self.retry_at = Instant::now();

@@ -1902,3 +1902,41 @@ fn fallback_guests_are_named_from_each_servers_tag() {
         counted.id
     );
 }
+
+/// One connection held while Redis answers the server's other links: its
+/// timeout is that connection's trouble, not a hung Redis, so the command
+/// is tried again on a fresh connection (and works), and the quick links
+/// do not start failing at once.
+#[test]
+fn a_timeout_while_redis_answers_other_links_is_tried_again() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let endpoint = Endpoint::new(proxy.url());
+    let mut held = endpoint.link("held", IO_TIMEOUT).quick();
+    ping(&mut held).unwrap();
+    proxy.hold();
+    proxy.heal();
+    // Another link of the server, on a new connection, gets replies.
+    let done = Arc::new(AtomicBool::new(false));
+    let pinger = {
+        let mut other = endpoint.link("other", IO_TIMEOUT);
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let deadline = Instant::now() + DEADLINE;
+            while !done.load(Ordering::Acquire) && Instant::now() < deadline {
+                let _ = ping(&mut other);
+                thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let asked = Instant::now();
+    let answer = ping(&mut held);
+    done.store(true, Ordering::Release);
+    pinger.join().unwrap();
+    assert_eq!(answer.unwrap(), "PONG", "tried again on a fresh connection");
+    assert!(asked.elapsed() >= IO_TIMEOUT, "the first try timed out");
+    let mut quick = endpoint.link("quick", IO_TIMEOUT).quick();
+    assert_eq!(ping(&mut quick).unwrap(), "PONG", "not taken for hung");
+}
