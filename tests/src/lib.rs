@@ -6,6 +6,7 @@
 //! hanging it. A failure message carries the server's stderr.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod hosts;
 pub mod labs;
 pub mod redis;

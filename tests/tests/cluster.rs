@@ -5,47 +5,14 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chat_tests::cluster::{ask_until, joined, servers};
 use chat_tests::redis::{run_server_to_exit, Redis};
 use chat_tests::{Client, Server, TIMEOUT};
-
-/// Starts `n` chat-servers sharing `redis`, flood control off.
-fn cluster(redis: &Redis, n: usize) -> Vec<Server> {
-    (0..n)
-        .map(|_| Server::start(&["--redis", &redis.url(), "--rate-limit", "0"]))
-        .collect()
-}
 
 /// Reads until a line equal to `want` arrives.
 fn expect(client: &mut Client, want: &str) -> Vec<String> {
     client.recv_until(|line| line == want)
 }
-
-/// Asks `command` (a listing: `/who`, `/rooms`) again every
-/// [`ASK_AGAIN`] until an answer equals `want`, within [`TIMEOUT`]. The
-/// cluster's listings are read from Redis, where a client that just left
-/// (its socket already closed) may still be filed for a moment.
-fn ask_until(client: &mut Client, command: &str, want: &str) {
-    let deadline = Instant::now() + TIMEOUT;
-    let mut seen = Vec::new();
-    loop {
-        client.send(command);
-        let asked = Instant::now();
-        while asked.elapsed() < ASK_AGAIN {
-            match client.try_recv(ASK_AGAIN.saturating_sub(asked.elapsed())) {
-                Some(line) if line == want => return,
-                Some(line) => seen.push(line),
-                None => break,
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{command} never answered {want:?}; saw {seen:?}"
-        );
-    }
-}
-
-/// How long [`ask_until`] waits for a matching answer before asking again.
-const ASK_AGAIN: Duration = Duration::from_millis(200);
 
 /// The log's number (`n`) of the one entry in `fields` (an `XRANGE` or
 /// `XREVRANGE ... COUNT 1` reply, flattened).
@@ -57,18 +24,6 @@ fn entry_number(fields: &[String]) -> u64 {
     fields[at + 1]
         .parse()
         .unwrap_or_else(|_| panic!("n is not a number in {fields:?}"))
-}
-
-/// Joins a client and reads past its welcome and the lobby's history (its
-/// own join notice is not sent to it); returns it with its name.
-fn joined(server: &Server) -> (Client, String) {
-    let (mut client, name) = server.join();
-    // A marker: /who answers only the asker, after whatever came before.
-    client.send("/who");
-    client.recv_until(|line| {
-        line.starts_with("* ") && line.contains(&name) && line.contains("#lobby")
-    });
-    (client, name)
 }
 
 /// Redis absent at start: one line on stderr naming it, exit 1, and no
@@ -143,7 +98,7 @@ fn redis_with_a_lab_mode_is_exit_2() {
 #[test]
 fn relay_across_three_servers() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 3);
+    let servers = servers(&redis, 3);
     let mut clients: Vec<(Client, String)> = servers.iter().map(joined).collect();
     let sender = clients[0].1.clone();
     clients[0].0.send("hello from the first server");
@@ -166,7 +121,7 @@ fn relay_across_three_servers() {
 #[test]
 fn one_order_at_six_readers_on_three_servers() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 3);
+    let servers = servers(&redis, 3);
     let mut readers: Vec<(Client, String)> = (0..6).map(|i| joined(&servers[i % 3])).collect();
     let mut senders: Vec<(Client, String)> = servers.iter().map(joined).collect();
     const LINES: usize = 200;
@@ -222,7 +177,7 @@ fn one_order_at_six_readers_on_three_servers() {
 #[test]
 fn name_clash_across_servers() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let (mut a, _) = joined(&servers[0]);
     let (mut b, _) = joined(&servers[1]);
     a.send("/nick Alice");
@@ -254,7 +209,7 @@ fn name_clash_across_servers() {
 #[test]
 fn history_across_servers() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let (mut a, name) = joined(&servers[0]);
     let (mut watcher, _) = joined(&servers[0]);
     for i in 0..3 {
@@ -282,7 +237,7 @@ fn history_across_servers() {
 #[test]
 fn each_accepted_line_is_one_stream_entry() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let (mut a, name) = joined(&servers[0]);
     let (mut b, _) = joined(&servers[1]);
     for i in 0..50 {
@@ -308,7 +263,7 @@ fn each_accepted_line_is_one_stream_entry() {
 #[test]
 fn kill_9_of_a_server_is_announced_once_and_frees_names() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 3);
+    let servers = servers(&redis, 3);
     let (mut victim, _) = joined(&servers[0]);
     victim.send("/nick Victim");
     victim.recv_until(|l| l.contains("now known as Victim"));
@@ -346,7 +301,7 @@ fn kill_9_of_a_server_is_announced_once_and_frees_names() {
 #[test]
 fn graceful_stop_of_one_server() {
     let redis = Redis::start();
-    let mut servers = cluster(&redis, 2);
+    let mut servers = servers(&redis, 2);
     let (mut leaving, name) = joined(&servers[0]);
     let (mut staying, _) = joined(&servers[1]);
     let stopped = Instant::now();
@@ -373,7 +328,7 @@ fn graceful_stop_of_one_server() {
 #[test]
 fn redis_killed_and_restarted() {
     let mut redis = Redis::start();
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let (mut a, name) = joined(&servers[0]);
     let (mut b, _) = joined(&servers[1]);
     a.send("before");
@@ -468,7 +423,7 @@ fn redis_killed_and_restarted() {
 #[test]
 fn who_rooms_msg_and_kick_across_servers() {
     let redis = Redis::start();
-    let mut servers = cluster(&redis, 2);
+    let mut servers = servers(&redis, 2);
     let (mut a, _) = joined(&servers[0]);
     a.send("/nick ann");
     a.recv_until(|l| l.contains("now known as ann"));
@@ -509,7 +464,7 @@ fn who_rooms_msg_and_kick_across_servers() {
 #[test]
 fn console_lines_reach_every_server() {
     let redis = Redis::start();
-    let mut servers = cluster(&redis, 2);
+    let mut servers = servers(&redis, 2);
     let (mut lobby, _) = joined(&servers[1]);
     let (mut gamer, _) = joined(&servers[1]);
     gamer.send("/join games");
@@ -525,7 +480,7 @@ fn console_lines_reach_every_server() {
 #[test]
 fn links_cut_while_lines_flow_resume_without_gap_or_double() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let (mut a, name) = joined(&servers[0]);
     let (mut b, _) = joined(&servers[1]);
     const LINES: usize = 300;
@@ -706,7 +661,7 @@ fn lines_trimmed_while_cut_off_are_counted() {
 #[test]
 fn ban_and_unban_across_servers() {
     let redis = Redis::start();
-    let mut servers = cluster(&redis, 2);
+    let mut servers = servers(&redis, 2);
     let source = chat_tests::hosts::loopback(0, 0, 9);
     let (mut banned, _) = chat_tests::hosts::Host::join(servers[1].addr(), source);
     servers[0].console("/ban 127.0.0.9 spam");
@@ -751,7 +706,7 @@ fn ban_and_unban_across_servers() {
 #[test]
 fn first_commands_after_redis_closed_idle_connections_work() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let (mut a, _) = joined(&servers[0]);
     let (mut b, bname) = joined(&servers[1]);
     // Idle: b's join notice went through.

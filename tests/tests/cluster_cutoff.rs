@@ -4,55 +4,18 @@
 //! rename notices reach the whole room"), and the other servers' `/rooms`
 //! catches up once Redis is back. Real binaries, a real redis-server.
 
-use std::time::{Duration, Instant};
-
+use chat_tests::cluster::{ask_until, joined};
 use chat_tests::redis::Redis;
-use chat_tests::{Client, Server, TIMEOUT};
+use chat_tests::{Client, Server};
 
 /// A server on `redis`, flood control off.
 fn server(redis: &Redis) -> Server {
     Server::start(&["--redis", &redis.url(), "--rate-limit", "0"])
 }
 
-/// Joins a client and reads past its welcome and the lobby's history (a
-/// `/who` answer is the marker: it answers the asker only, in order).
-fn joined(server: &Server) -> (Client, String) {
-    let (mut client, name) = server.join();
-    client.send("/who");
-    client.recv_until(|line| {
-        line.starts_with("* ") && line.contains(&name) && line.contains("#lobby")
-    });
-    (client, name)
-}
-
 /// Reads until the `* ` line "cut off" arrives.
 fn cut_off(client: &mut Client) {
     client.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
-}
-
-/// How long [`ask_until`] waits for a matching answer before asking again.
-const ASK_AGAIN: Duration = Duration::from_millis(200);
-
-/// Asks `command` again every [`ASK_AGAIN`] until an answer equals `want`,
-/// within [`TIMEOUT`] (presence files members again at its next beat).
-fn ask_until(client: &mut Client, command: &str, want: &str) {
-    let deadline = Instant::now() + TIMEOUT;
-    let mut seen = Vec::new();
-    loop {
-        client.send(command);
-        let asked = Instant::now();
-        while asked.elapsed() < ASK_AGAIN {
-            match client.try_recv(ASK_AGAIN.saturating_sub(asked.elapsed())) {
-                Some(line) if line == want => return,
-                Some(line) => seen.push(line),
-                None => break,
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{command} never answered {want:?}; saw {seen:?}"
-        );
-    }
 }
 
 /// Defect: with Redis unreachable, a new connection, a `/join`, a `/nick`

@@ -7,15 +7,9 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chat_tests::cluster::servers;
 use chat_tests::redis::Redis;
 use chat_tests::{Client, Server, TIMEOUT};
-
-/// Starts `n` chat-servers sharing `redis`, flood control off.
-fn cluster(redis: &Redis, n: usize) -> Vec<Server> {
-    (0..n)
-        .map(|_| Server::start(&["--redis", &redis.url(), "--rate-limit", "0"]))
-        .collect()
-}
 
 /// Joins a client named `name` and reads past its welcome, the lobby's
 /// history and its rename (a `/who` answer listing it is the marker).
@@ -87,7 +81,7 @@ fn close_under_the_request(redis: &Redis, send: impl FnOnce()) {
 #[test]
 fn first_msg_after_redis_closed_idle_connections_arrives_once() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let mut ann = named(&servers[0], "ann");
     let mut bea = named(&servers[1], "bea");
     ann.recv_until(|l| l.starts_with("* bea joined") || l.contains("now known as bea"));
@@ -103,7 +97,7 @@ fn first_msg_after_redis_closed_idle_connections_arrives_once() {
 #[test]
 fn a_msg_whose_connection_redis_closed_is_sent_again_and_arrives_once() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let mut ann = named(&servers[0], "ann");
     let mut bea = named(&servers[1], "bea");
     close_under_the_request(&redis, || ann.send("/msg bea psst"));
@@ -115,7 +109,7 @@ fn a_msg_whose_connection_redis_closed_is_sent_again_and_arrives_once() {
 #[test]
 fn a_console_kick_whose_connection_redis_closed_is_sent_again() {
     let redis = Redis::start();
-    let mut servers = cluster(&redis, 2);
+    let mut servers = servers(&redis, 2);
     // A client of its own, so the kicking server's names link is connected
     // (a first connection would wait for the pause to end).
     let _ann = named(&servers[0], "ann");
@@ -139,7 +133,7 @@ fn a_console_kick_whose_connection_redis_closed_is_sent_again() {
 #[test]
 fn a_msg_that_cannot_reach_the_other_servers_says_so() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let mut ann = named(&servers[0], "ann");
     let _bea = named(&servers[1], "bea");
     let pid = redis.pid().expect("redis running");

@@ -8,26 +8,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chat_tests::cluster::{joined, servers};
 use chat_tests::redis::Redis;
 use chat_tests::{signal, Client, Server, TIMEOUT};
-
-/// Starts `n` chat-servers sharing `redis`, flood control off.
-fn cluster(redis: &Redis, n: usize) -> Vec<Server> {
-    (0..n)
-        .map(|_| Server::start(&["--redis", &redis.url(), "--rate-limit", "0"]))
-        .collect()
-}
-
-/// Joins a client and reads past its welcome and the lobby's history (a
-/// `/who` answer listing it is the marker); returns it with its name.
-fn joined(server: &Server) -> (Client, String) {
-    let (mut client, name) = server.join();
-    client.send("/who");
-    client.recv_until(|line| {
-        line.starts_with("* ") && line.contains(&name) && line.contains("#lobby")
-    });
-    (client, name)
-}
 
 /// Fills room `room`'s log in Redis with `count` notices (no chat line), so
 /// loading its history reads back as far as it may.
@@ -57,7 +40,7 @@ fn a_join_into_a_big_room_does_not_delay_other_rooms() {
     const DURING_EACH_JOIN: usize = 3;
     let redis = Redis::start();
     fill_log(&redis, "big", 10_000);
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let (mut watcher, _) = joined(&servers[0]);
     let (mut speaker, _) = joined(&servers[1]);
     let (mut joiner, _) = joined(&servers[0]);
@@ -119,7 +102,7 @@ fn a_join_into_a_big_room_does_not_delay_other_rooms() {
 #[test]
 fn ctrl_c_with_redis_hung_stops_within_2_s() {
     let redis = Redis::start();
-    let mut servers = cluster(&redis, 1);
+    let mut servers = servers(&redis, 1);
     let (mut client, _) = joined(&servers[0]);
     let pid = redis.pid().expect("redis running");
     signal(pid, "STOP");
@@ -154,7 +137,7 @@ fn ctrl_c_with_redis_hung_stops_within_2_s() {
 #[test]
 fn ban_by_name_reaches_every_server() {
     let redis = Redis::start();
-    let mut servers = cluster(&redis, 2);
+    let mut servers = servers(&redis, 2);
     let source = chat_tests::hosts::loopback(0, 0, 9);
     let (mut banned, name) = chat_tests::hosts::Host::join(servers[1].addr(), source);
     // Listed cluster-wide before the other console names it.
@@ -192,7 +175,7 @@ fn ban_by_name_reaches_every_server() {
 #[test]
 fn online_counts_the_whole_cluster() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let (_a1, _) = joined(&servers[0]);
     let (_a2, _) = joined(&servers[0]);
     let (mut watcher, _) = joined(&servers[0]);
@@ -302,7 +285,7 @@ fn graceful_stop_of_a_large_server_is_seen_within_3_s() {
 #[test]
 fn a_lost_server_leaves_no_keys_behind() {
     let redis = Redis::start();
-    let servers = cluster(&redis, 2);
+    let servers = servers(&redis, 2);
     let (mut victim, victim_name) = joined(&servers[0]);
     let (mut watcher, _) = joined(&servers[1]);
     let victim_id = redis

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use chat_tests::cluster::joined;
 use chat_tests::redis::Redis;
 use chat_tests::{signal, Client, Server};
 
@@ -15,17 +16,6 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5 + 6);
 
 /// What the sender of a line that may or may not have been sent is told.
 const NOT_SURE: &str = "! not sure your line was sent (Redis stopped answering";
-
-/// Joins a client and reads past its welcome and the lobby's history (a
-/// `/who` answer listing it is the marker).
-fn joined(server: &Server) -> Client {
-    let (mut client, name) = server.join();
-    client.send("/who");
-    client.recv_until(|line| {
-        line.starts_with("* ") && line.contains(&name) && line.contains("#lobby")
-    });
-    client
-}
 
 /// Tries at most this often to have a line go out to the stopped Redis:
 /// one said while the writer still waits for the previous line's reply
@@ -61,8 +51,8 @@ fn say_until_heard(alice: &mut Client, bob: &mut Client, text: &str, bob_saw: &m
 fn a_line_sent_to_a_stopped_redis_is_answered_in_time_and_never_shows_up() {
     let redis = Redis::start();
     let server = Server::start(&["--redis", &redis.url(), "--rate-limit", "0"]);
-    let mut alice = joined(&server);
-    let mut bob = joined(&server);
+    let mut alice = joined(&server).0;
+    let mut bob = joined(&server).0;
     let mut bob_saw = Vec::new();
     say_until_heard(&mut alice, &mut bob, "warm", &mut bob_saw);
     let pid = redis.pid().expect("redis running");
