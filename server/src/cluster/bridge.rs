@@ -74,6 +74,10 @@ pub struct Bridge {
     /// The highest guest number Redis gave this server: after Redis came
     /// back empty its counter is raised past it.
     pub highest_guest: AtomicU64,
+    /// The tag of this server's fallback guest names (`guest-TAG.N`),
+    /// taken from Redis at start: after Redis came back empty its counter
+    /// is raised past it too.
+    pub guest_tag: u64,
     /// Members of each room (by key) on the other servers, as presence
     /// last counted them (every heartbeat): the rest of a notice's
     /// `N online`.
@@ -81,10 +85,12 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// A bridge for server `server`, not yet attached to its rooms.
-    pub fn new(server: ServerId, names: Arc<Names>) -> Bridge {
+    /// A bridge for server `server` (its fallback guest names tagged
+    /// `guest_tag`), not yet attached to its rooms.
+    pub fn new(server: ServerId, guest_tag: u64, names: Arc<Names>) -> Bridge {
         Bridge {
             server,
+            guest_tag,
             names,
             ctx: OnceLock::new(),
             up: AtomicBool::new(true),
@@ -353,6 +359,10 @@ impl Local for Bridge {
 
     fn highest_guest(&self) -> u64 {
         self.highest_guest.load(Ordering::Relaxed)
+    }
+
+    fn guest_tag(&self) -> u64 {
+        self.guest_tag
     }
 
     fn others(&self, counts: HashMap<String, usize>) {

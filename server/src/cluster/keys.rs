@@ -35,6 +35,13 @@ pub fn guest() -> String {
     format!("{PREFIX}guest")
 }
 
+/// The counter of guest-name tags (INCR): each server takes one when it
+/// starts, and names the guests it cannot ask a number for after it
+/// (`guest-TAG.N`, see `shared_names`), so no two servers share one.
+pub fn guest_tags() -> String {
+    format!("{PREFIX}guest-tags")
+}
+
 /// A name in use anywhere in the cluster (lowercase, so unique ignoring
 /// case); its value is its holder, `SERVER:CLIENT:Name` ([`holder`]).
 pub fn name(lowercase: &str) -> String {

@@ -38,6 +38,22 @@ pub const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 /// Redis is back, at worst.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// How long after a link timed out waiting for Redis the [`Link::quick`]
+/// links fail at once (unless a reply comes first): then one of their
+/// callers tries again, at the cost of one reply timeout, while the others
+/// go on failing at once. The cluster's own threads keep trying meanwhile
+/// and end it as soon as Redis answers.
+pub const HUNG_FOR: Duration = IO_TIMEOUT;
+
+/// A link that times out less than this after some link of its server had
+/// a reply does not take Redis for hung (a live Redis answers the reader at
+/// least every `READ_BLOCK`, 500 ms): its own connection was in trouble,
+/// and a command that may run twice is tried again on a fresh one. A
+/// timeout always comes at least [`IO_TIMEOUT`] after its command was
+/// sent, so a Redis that stopped answering is not taken for alive unless a
+/// command was already waiting a second for its reply when it stopped.
+pub const ALIVE_WITHIN: Duration = Duration::from_secs(1);
+
 /// The oldest Redis the cluster runs on (XADD MAXLEN ~ with the stream
 /// commands it uses, and `SET ... PX` semantics as in 6.2).
 pub const MIN_VERSION: (u32, u32) = (6, 2);
@@ -57,14 +73,76 @@ pub enum Failure {
 }
 
 /// Shared by the links of one server: how many connections they have made
-/// in all. A link waiting out its back-off tries again at once when a
-/// sibling got through, so the writer is not left refusing lines for
-/// seconds after the reader saw Redis come back.
-#[derive(Clone, Default)]
-pub struct Siblings(
+/// in all, and whether Redis is known to be hung. A link waiting out its
+/// back-off tries again at once when a sibling got through, so the writer
+/// is not left refusing lines for seconds after the reader saw Redis come
+/// back.
+#[derive(Clone)]
+pub struct Siblings {
     /// Connections made by all the links sharing it.
-    Arc<AtomicU64>,
-);
+    connects: Arc<AtomicU64>,
+    /// Until when (ms after `origin`; 0: not) Redis counts as hung: set
+    /// for [`HUNG_FOR`] when a link timed out waiting for it (a hung
+    /// Redis, or one that no longer answers in time), cleared by the next
+    /// reply any link gets. Meanwhile a [`Link::quick`] link fails at once
+    /// instead of waiting for a reply timeout of its own: a Redis that did
+    /// not answer one connection will not answer another either.
+    hung_until: Arc<AtomicU64>,
+    /// When (ms after `origin`) a link last had a reply: a timeout soon
+    /// after one is this connection's trouble (held, or a slow command),
+    /// not a hung Redis ([`ALIVE_WITHIN`]).
+    last_reply: Arc<AtomicU64>,
+    /// What `hung_until` and `last_reply` count from.
+    origin: Instant,
+}
+
+impl Default for Siblings {
+    fn default() -> Self {
+        Siblings {
+            connects: Arc::default(),
+            hung_until: Arc::default(),
+            last_reply: Arc::default(),
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Siblings {
+    /// Now, in ms after `origin` (at least 1, so 0 means "not hung").
+    fn now_ms(&self) -> u64 {
+        (self.origin.elapsed().as_millis() as u64).max(1)
+    }
+
+    /// Whether a link timed out less than [`HUNG_FOR`] ago and none got a
+    /// reply since.
+    fn hung(&self) -> bool {
+        self.now_ms() < self.hung_until.load(Ordering::Acquire)
+    }
+
+    /// A link timed out waiting for Redis: Redis counts as hung unless a
+    /// link had a reply within [`ALIVE_WITHIN`]. Returns whether it does.
+    fn timed_out(&self) -> bool {
+        let now = self.now_ms();
+        let last = self.last_reply.load(Ordering::Acquire);
+        if last != 0 && now.saturating_sub(last) < ALIVE_WITHIN.as_millis() as u64 {
+            return false;
+        }
+        let until = now + HUNG_FOR.as_millis() as u64;
+        self.hung_until.store(until, Ordering::Release);
+        true
+    }
+
+    /// A reply arrived: Redis answers.
+    fn answered(&self) {
+        let now = self.now_ms();
+        if self.last_reply.load(Ordering::Relaxed) != now {
+            self.last_reply.store(now, Ordering::Release);
+        }
+        if self.hung_until.load(Ordering::Relaxed) != 0 {
+            self.hung_until.store(0, Ordering::Release);
+        }
+    }
+}
 
 /// The Redis of one server's links: its URL and the [`Siblings`] count they
 /// share. Every thread of the cluster makes its link from this.
@@ -135,8 +213,15 @@ pub struct Link {
     /// Whether the last connection lost was lost to a timeout (Redis may
     /// still read what was sent on it) rather than closed (it will not).
     lost_to_timeout: bool,
+    /// Whether that timeout found Redis hung (no reply to any link within
+    /// [`ALIVE_WITHIN`]): then nothing is tried again.
+    lost_to_hang: bool,
     /// Its endpoint's [`Endpoint::close`]: set, it never connects again.
     closed: Arc<AtomicBool>,
+    /// Set by [`Link::quick`]: while a sibling knows Redis hung, fail at
+    /// once rather than wait for a reply (for the questions a client waits
+    /// for; the cluster's own threads keep trying and find Redis back).
+    quick: bool,
 }
 
 impl Link {
@@ -163,8 +248,22 @@ impl Link {
             connects: 0,
             logged_down: false,
             lost_to_timeout: false,
+            lost_to_hang: false,
             closed: Arc::default(),
+            quick: false,
         }
+    }
+
+    /// Makes this a link for questions a client waits for (connecting,
+    /// `/nick`, `/who`, a room's history): while Redis is known to be hung
+    /// (a sibling, or this link, timed out less than [`HUNG_FOR`] ago and
+    /// no link has had a reply since) its commands fail at once with
+    /// [`Failure::Down`], so the callers queued behind one timeout do not
+    /// each wait another.
+    #[must_use]
+    pub fn quick(mut self) -> Link {
+        self.quick = true;
+        self
     }
 
     /// Runs `op` on the connection, connecting first if there is none and
@@ -176,11 +275,20 @@ impl Link {
         &mut self,
         op: impl FnOnce(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, Failure> {
+        if self.quick && self.siblings.hung() {
+            return Err(Failure::Down);
+        }
         self.connect()?;
         let conn = self.conn.as_mut().ok_or(Failure::Down)?;
         match op(conn) {
-            Ok(value) => Ok(value),
-            Err(e) if is_reply(&e) => Err(Failure::Refused(e)),
+            Ok(value) => {
+                self.siblings.answered();
+                Ok(value)
+            }
+            Err(e) if is_reply(&e) => {
+                self.siblings.answered();
+                Err(Failure::Refused(e))
+            }
             Err(e) => {
                 self.lose(&e);
                 Err(Failure::Lost)
@@ -190,19 +298,22 @@ impl Link {
 
     /// Like [`Link::run`], for a command that may safely run twice (a read,
     /// a claim of one's own name, a set to the same value, a numbered inbox
-    /// request: [`keys::INBOX_PUT`]): on
-    /// [`Failure::Lost`] it is tried once more, on a fresh connection. So a
-    /// connection Redis closed while it sat idle (`CLIENT KILL`, a timeout,
-    /// a Redis restart) does not cost the first command after it.
+    /// request: [`keys::INBOX_PUT`]): on [`Failure::Lost`] to a closed
+    /// connection it is tried once more, on a fresh one. So a connection
+    /// Redis closed while it sat idle (`CLIENT KILL`, its idle timeout, a
+    /// Redis restart) does not cost the first command after it. Not after
+    /// a timeout that found Redis hung (no link had a reply within
+    /// [`ALIVE_WITHIN`]): a Redis that does not answer will not answer a
+    /// fresh connection either, and the caller would wait twice.
     ///
     /// # Errors
-    /// As [`Link::run`], from the second try.
+    /// As [`Link::run`], from the second try if there was one.
     pub fn run_idempotent<T>(
         &mut self,
         mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, Failure> {
         match self.run(&mut op) {
-            Err(Failure::Lost) => self.run(op),
+            Err(Failure::Lost) if !self.lost_to_hang => self.run(op),
             other => other,
         }
     }
@@ -262,7 +373,7 @@ impl Link {
         if self.closed.load(Ordering::Acquire) {
             return Err(Failure::Down);
         }
-        let siblings = self.siblings.0.load(Ordering::Acquire);
+        let siblings = self.siblings.connects.load(Ordering::Acquire);
         if Instant::now() < self.retry_at && siblings == self.siblings_seen {
             return Err(Failure::Down);
         }
@@ -272,7 +383,8 @@ impl Link {
                     log!("redis {}: {} link back", self.url, self.name);
                 }
                 self.conn = Some(conn);
-                self.siblings.0.fetch_add(1, Ordering::AcqRel);
+                self.siblings.connects.fetch_add(1, Ordering::AcqRel);
+                self.siblings.answered();
                 self.epoch = Some(epoch);
                 self.connects += 1;
                 self.backoff = BACKOFF_FIRST;
@@ -313,6 +425,7 @@ impl Link {
     /// once after a connection that worked (one dropped connection is not
     /// an outage), then with the back-off doubling.
     fn lose(&mut self, e: &RedisError) {
+        self.lost_to_hang = e.is_timeout() && self.siblings.timed_out();
         if self.conn.take().is_some() {
             self.lost_to_timeout = e.is_timeout();
             self.retry_at = Instant::now();

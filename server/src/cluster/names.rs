@@ -8,10 +8,13 @@
 //! These are questions a client waits for (`/nick`, connecting, `/who`),
 //! so they run on the asking thread over one shared [`Link`], held only for
 //! the round trip. When Redis is down they fail at once with
-//! [`Failure::Down`]: the caller refuses or answers from what it has. Each
-//! may run twice harmlessly, so each is tried again once on a fresh
-//! connection when its connection turns out broken
-//! ([`Link::run_idempotent`]); a guest number lost that way is only skipped.
+//! [`Failure::Down`]: the caller refuses or answers from what it has. So
+//! they do while Redis is known to be hung (the link is
+//! [`Link::quick`]): one caller waits out one reply timeout, those queued
+//! behind it do not wait another each. Each may run twice harmlessly, so
+//! each is tried again once on a fresh connection when its connection
+//! turns out closed ([`Link::run_idempotent`]; not after a timeout); a
+//! guest number lost that way is only skipped.
 //! An inbox request is made safe to run twice by its number: this server
 //! numbers its requests in the order it sends them, and the script that
 //! puts one in an inbox ([`keys::INBOX_PUT`]) skips a number at or below
@@ -97,7 +100,7 @@ impl Names {
     /// Names for server `server_id` (connects on first use).
     pub fn new(endpoint: &Endpoint, server_id: &str) -> Names {
         Names {
-            link: Mutex::new(endpoint.link("names", IO_TIMEOUT)),
+            link: Mutex::new(endpoint.link("names", IO_TIMEOUT).quick()),
             server_id: server_id.to_string(),
             unfiled: AtomicBool::new(false),
             requests: AtomicU64::new(0),
@@ -190,6 +193,17 @@ impl Names {
         self.link
             .lock()
             .run_idempotent(|conn| redis::cmd("INCR").arg(keys::guest()).query(conn))
+    }
+
+    /// A tag never given before by this Redis, for this server's fallback
+    /// guest names (`guest-TAG.N`, see `shared_names`).
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    pub fn guest_tag(&self) -> Result<u64, Failure> {
+        self.link
+            .lock()
+            .run(|conn| redis::cmd("INCR").arg(keys::guest_tags()).query(conn))
     }
 
     /// Who holds `name` (any case), anywhere.

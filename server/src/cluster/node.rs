@@ -64,13 +64,20 @@ impl Node {
     /// entries; returns it with the rooms' seams.
     ///
     /// # Errors
-    /// When a thread cannot be spawned.
+    /// When a thread cannot be spawned, or Redis gives no guest-name tag.
     pub fn start(url: &RedisUrl, history: usize, log_len: u64) -> std::io::Result<(Node, Seams)> {
         let endpoint = Endpoint::new(url.clone());
         let server = new_server_id();
         let id = server.to_string();
         let redis_names = Arc::new(RedisNames::new(&endpoint, &id));
-        let bridge = Arc::new(Bridge::new(server, Arc::clone(&redis_names)));
+        // Redis answered `check` a moment ago; if it does not now, the
+        // start fails as if it had not.
+        let guest_tag = redis_names.guest_tag().map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot use Redis at {url}: no guest-name tag ({e:?})"
+            ))
+        })?;
+        let bridge = Arc::new(Bridge::new(server, guest_tag, Arc::clone(&redis_names)));
         let shutdown = Arc::new(Shutdown::new());
         let config = LogConfig {
             max_len: log_len,

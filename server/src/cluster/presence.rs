@@ -76,6 +76,8 @@ pub trait Local: Send + Sync + 'static {
     fn left(&self, name: &str, reason: &str) -> String;
     /// The highest `guest-N` number this server gave.
     fn highest_guest(&self) -> u64;
+    /// The tag of this server's fallback guest names (`guest-TAG.N`).
+    fn guest_tag(&self) -> u64;
     /// How many members each room (by key) has on the other servers now.
     fn others(&self, counts: HashMap<String, usize>);
     /// Local client `client`'s name `name` was taken by a client of another
@@ -230,11 +232,13 @@ impl Presence {
         })
     }
 
-    /// Writes this server's members, their names and its guest floor into
-    /// a Redis that does not have them (new, or restarted empty).
+    /// Writes this server's members, their names, its guest floor and its
+    /// guest-name tag into a Redis that does not have them (new, or
+    /// restarted empty).
     fn register(&mut self) -> Result<(), Failure> {
         let members = self.local.members();
         let floor = self.local.highest_guest();
+        let tag = self.local.guest_tag();
         let me = self.server_id.clone();
         let raise = Script::new(keys::RAISE_TO);
         let claim = Script::new(keys::CLAIM);
@@ -262,6 +266,13 @@ impl Presence {
                 .arg(1)
                 .arg(keys::guest())
                 .arg(floor)
+                .ignore();
+            // No server starting later takes this server's tag again.
+            pipe.cmd("EVALSHA")
+                .arg(raise.get_hash())
+                .arg(1)
+                .arg(keys::guest_tags())
+                .arg(tag)
                 .ignore();
             pipe.query(conn)
         })?;

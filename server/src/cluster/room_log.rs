@@ -74,7 +74,7 @@ impl RedisLog {
             names,
             writer,
             reader,
-            link: Mutex::new(endpoint.link("history", IO_TIMEOUT)),
+            link: Mutex::new(endpoint.link("history", IO_TIMEOUT).quick()),
             history,
         }
     }

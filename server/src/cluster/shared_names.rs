@@ -8,22 +8,60 @@
 //! this server is lost.
 //!
 //! The rooms' trait has no word for "Redis is away": a claim that cannot
-//! be asked is refused as taken (logged), and a guest number that cannot be
-//! asked comes from this server's own fallback range ([`FALLBACK_BASE`]).
+//! be asked is refused as taken (logged), and a client that connects while
+//! no guest number can be asked is named from this server's own range,
+//! `guest-TAG.N` ([`fallback_name`]): TAG is this server's, taken from a
+//! Redis counter when it started (so no other server, nor this one after a
+//! restart, has it), N counts this server's fallback guests. The `.` keeps
+//! those names apart from every `guest-N` of the shared counter, which is
+//! therefore never raised past them, and `guest-` is reserved from
+//! `/nick`, so no client takes one.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use chat_common::name::MAX_NAME;
 
 use super::bridge::Bridge;
 use super::names::{Claim, Names as RedisNames};
 use crate::log;
-use crate::rooms::names::{NameTaken, Names};
+use crate::rooms::names::{Guest, NameTaken, Names};
 use crate::rooms::ClientId;
 
-/// Guest numbers given while Redis cannot be asked start here, plus a
-/// million times (server id mod 1000): far above what INCR reaches, and
-/// apart for each server.
-pub const FALLBACK_BASE: u64 = 1_000_000_000_000;
+/// Client ids of the guests named while Redis cannot be asked start above
+/// this: far above what the shared counter reaches (10^15), so an id is
+/// never given twice on this server, and still exact as a double (in a Lua
+/// script). Not shown to anyone (their names are [`fallback_name`]s).
+pub const FALLBACK_ID_BASE: u64 = 1 << 50;
+
+/// The digits of a fallback name's TAG and N: lower-case base 36, so the
+/// name fits [`MAX_NAME`] with room to spare (a tag of up to 4 digits,
+/// 1,679,615 server starts, leaves 5 for N: 60,466,175 guests).
+const RADIX: u64 = 36;
+
+/// The fallback guest name for tag `tag` and number `n`:
+/// `guest-TAG.N`, both in base 36. `None` when it would be longer than
+/// [`MAX_NAME`]. Two different (tag, n) never give one name (the `.`
+/// separates them), and none is a `guest-N` of the shared counter.
+pub fn fallback_name(tag: u64, n: u64) -> Option<String> {
+    let name = format!("guest-{}.{}", base36(tag), base36(n));
+    (name.len() <= MAX_NAME).then_some(name)
+}
+
+/// `n` in lower-case base 36.
+fn base36(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        let digit = (n % RADIX) as u32;
+        digits.push(char::from_digit(digit, RADIX as u32).unwrap_or('0'));
+        n /= RADIX;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}
 
 /// [`Names`] shared through Redis.
 pub struct SharedNames {
@@ -33,8 +71,11 @@ pub struct SharedNames {
     bridge: Arc<Bridge>,
     /// Names held by this server's clients (lower case), for `holder`.
     held: HashMap<String, ClientId>,
-    /// Guest numbers given from the fallback range so far.
+    /// Guests named from the fallback range so far (their ids).
     fallback: u64,
+    /// The N of the last fallback name given (goes back to 1 when the next
+    /// would not fit [`MAX_NAME`], skipping names still held).
+    spelled: u64,
 }
 
 impl SharedNames {
@@ -45,33 +86,70 @@ impl SharedNames {
             bridge,
             held: HashMap::new(),
             fallback: 0,
+            spelled: 0,
         }
+    }
+
+    /// A guest from this server's own range, when Redis gives no number:
+    /// held here at once (no other server names from this tag), and filed
+    /// as a member so that `/who` lists it once Redis is back.
+    fn fallback_guest(&mut self) -> Guest {
+        self.fallback += 1;
+        let id = FALLBACK_ID_BASE + self.fallback;
+        let tag = self.bridge.guest_tag;
+        // Bounded: past the held names there is a free one (held names are
+        // this server's clients, far fewer than the numbers a tag has).
+        let mut name = None;
+        for _ in 0..self.held.len() + 2 {
+            self.spelled += 1;
+            match fallback_name(tag, self.spelled) {
+                Some(n) if !self.held.contains_key(&n) => {
+                    name = Some(n);
+                    break;
+                }
+                Some(_) => {}
+                None => self.spelled = 0,
+            }
+        }
+        // Only with a tag of 9 digits (36^8 server starts) or more clients
+        // than it has names: unique on this server, and still short.
+        let name = name.unwrap_or_else(|| format!("guest-.{}", base36(self.fallback)));
+        self.held.insert(name.clone(), id);
+        self.bridge.members.lock().entry(id).or_default().name = name.clone();
+        Guest { id, name }
     }
 }
 
 impl Names for SharedNames {
-    fn next_guest(&mut self) -> ClientId {
+    fn next_guest(&mut self) -> Guest {
         match self.redis.next_guest() {
-            Ok(n) => {
-                self.bridge
-                    .highest_guest
-                    .fetch_max(n, std::sync::atomic::Ordering::Relaxed);
-                n
+            Ok(id) => {
+                self.bridge.highest_guest.fetch_max(id, Ordering::Relaxed);
+                Guest {
+                    id,
+                    name: chat_common::name::guest(id),
+                }
             }
             Err(e) => {
-                self.fallback += 1;
+                let guest = self.fallback_guest();
                 if self.fallback.is_power_of_two() {
                     log!(
-                        "redis: no guest number from Redis ({e:?}); {} taken from this server's own range so far",
-                        self.fallback
+                        "redis: no guest number from Redis ({e:?}); {} named from this server's own range so far ({})",
+                        self.fallback,
+                        guest.name
                     );
                 }
-                FALLBACK_BASE + (self.bridge.server % 1000) * 1_000_000 + self.fallback
+                guest
             }
         }
     }
 
     fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameTaken> {
+        let key = name.to_ascii_lowercase();
+        if id > FALLBACK_ID_BASE && self.held.get(&key) == Some(&id) {
+            // Its fallback name: this server's alone, nothing to ask.
+            return Ok(());
+        }
         match self.redis.claim(name, id) {
             Ok(Claim::Claimed) => {}
             Ok(Claim::InUse) => return Err(NameTaken),
@@ -80,7 +158,7 @@ impl Names for SharedNames {
                 return Err(NameTaken);
             }
         }
-        self.held.insert(name.to_ascii_lowercase(), id);
+        self.held.insert(key, id);
         let room = {
             let mut members = self.bridge.members.lock();
             let whereabouts = members.entry(id).or_default();
@@ -129,5 +207,57 @@ impl Names for SharedNames {
 
     fn holder(&self, name: &str) -> Option<ClientId> {
         self.held.get(&name.to_ascii_lowercase()).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The longest tag that still leaves 5 digits for N.
+    const BIG_TAG: u64 = 36u64.pow(4) - 1;
+
+    /// A fallback name fits MAX_NAME for every tag of up to 4 digits and
+    /// N of up to 5, and is a well-formed name that `/nick` refuses as
+    /// reserved (so no client takes it).
+    #[test]
+    fn fallback_names_fit_and_are_reserved() {
+        for (tag, n) in [(1, 1), (BIG_TAG, 36u64.pow(5) - 1), (999, 99_999)] {
+            let name = fallback_name(tag, n).expect("fits");
+            assert!(name.len() <= MAX_NAME, "{name}");
+            assert_eq!(
+                chat_common::name::check(&name),
+                Err(chat_common::name::NameError::Reserved),
+                "{name}"
+            );
+        }
+        assert_eq!(fallback_name(1, 1).as_deref(), Some("guest-1.1"));
+        assert_eq!(fallback_name(36, 35).as_deref(), Some("guest-10.z"));
+        assert_eq!(fallback_name(BIG_TAG, 36u64.pow(5)), None, "too long");
+    }
+
+    /// Two servers (two tags) never give one name, whatever their counts;
+    /// a count never spills into another tag's names; and no fallback name
+    /// is a `guest-N` of the shared counter.
+    #[test]
+    fn fallback_names_are_unique_across_tags() {
+        let mut seen = std::collections::HashSet::new();
+        for tag in [1, 2, 10, 12, 35, 36, 1296, BIG_TAG] {
+            for n in (1..2000).chain([36u64.pow(3), 36u64.pow(4) + 1]) {
+                let name = fallback_name(tag, n).expect("fits");
+                assert!(seen.insert(name.clone()), "{name} given twice");
+                let number = name.strip_prefix("guest-").expect("a guest name");
+                assert!(number.parse::<u64>().is_err(), "{name} looks like guest-N");
+            }
+        }
+    }
+
+    /// Base 36, lower case.
+    #[test]
+    fn base36_digits() {
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36), "10");
+        assert_eq!(base36(u64::MAX), "3w5e11264sgsf");
     }
 }

@@ -528,6 +528,9 @@ impl Local for Members {
     fn highest_guest(&self) -> u64 {
         self.1
     }
+    fn guest_tag(&self) -> u64 {
+        self.1
+    }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
     fn name_lost(&self, _client: u64, _name: &str) {}
     fn unfiled(&self) -> bool {
@@ -729,6 +732,11 @@ fn presence_registers_again_after_redis_came_back_empty() {
     );
     let names = Names::new(&endpoint(&redis), "b");
     assert_eq!(names.next_guest().unwrap(), 42);
+    assert_eq!(
+        names.guest_tag().unwrap(),
+        42,
+        "the tag counter is raised too"
+    );
     shutdown.trigger();
     presence.join().unwrap();
     assert_eq!(
@@ -1734,9 +1742,11 @@ fn the_first_inbox_request_after_redis_closed_an_idle_connection_is_served_once(
 }
 
 /// An inbox request whose connection was held (its reply never came): it
-/// is sent again on a new connection and put in the inbox; the held copy
-/// reaches Redis late and is skipped by its number. The receiving reader
-/// serves it once, and its sender is told it went.
+/// is not sent again after the timeout (a hung Redis would not answer a
+/// new connection either), the sender is told it may not have gone, and
+/// the held copy, reaching Redis late, is served once. The next request
+/// goes out on a new connection once the link no longer counts Redis as
+/// hung ([`super::link::HUNG_FOR`]).
 #[test]
 fn an_inbox_request_sent_twice_is_served_once() {
     let redis = Redis::start();
@@ -1748,10 +1758,21 @@ fn an_inbox_request_sent_twice_is_served_once() {
     // The names link's connection is held; new connections pass.
     proxy.hold();
     proxy.heal();
-    b.tell("a", 4, "psst").unwrap();
+    let started = Instant::now();
+    assert!(matches!(b.tell("a", 4, "psst"), Err(Failure::Lost)));
+    assert!(
+        started.elapsed() < IO_TIMEOUT + Duration::from_secs(1),
+        "one timeout, no second try: {:?}",
+        started.elapsed()
+    );
     assert!(proxy.held() > 0, "the first copy went out on the held link");
     proxy.deliver_late();
-    b.tell("a", 4, "marker").unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while let Err(e) = b.tell("a", 4, "marker") {
+        assert!(matches!(e, Failure::Down), "{e:?}");
+        assert!(Instant::now() < deadline, "the names link never came back");
+        thread::sleep(Duration::from_millis(50));
+    }
     let events = node
         .sink
         .until("marker", |e| told(e).contains(&"marker".into()));
@@ -1788,4 +1809,134 @@ fn an_inbox_request_sent_twice_is_served_once() {
         ["one", "psst", "marker", "five", "end"],
         "{events:?}"
     );
+}
+
+/// A PING on `link`.
+fn ping(link: &mut Link) -> Result<String, Failure> {
+    link.run_idempotent(|conn| redis::cmd("PING").query(conn))
+}
+
+/// Redis stops answering (its connections held): one link's timeout makes
+/// the quick links of the same server fail at once, with no timeout of
+/// their own, until some link gets a reply; and a command that timed out
+/// is not tried again on a fresh connection (one timeout, not two).
+#[test]
+fn a_timeout_makes_quick_links_fail_at_once_until_a_reply() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let endpoint = Endpoint::new(proxy.url());
+    let mut slow = endpoint.link("slow", IO_TIMEOUT);
+    let mut quick = endpoint.link("quick", IO_TIMEOUT).quick();
+    ping(&mut slow).unwrap();
+    ping(&mut quick).unwrap();
+    proxy.hold();
+    assert!(matches!(ping(&mut slow), Err(Failure::Lost)));
+    assert!(slow.lost_to_timeout());
+    let asked = Instant::now();
+    assert!(matches!(ping(&mut quick), Err(Failure::Down)));
+    assert!(asked.elapsed() < Duration::from_millis(500), "{asked:?}");
+
+    // New connections pass again; the quick link's own is still held.
+    proxy.heal();
+    let deadline = Instant::now() + DEADLINE;
+    while ping(&mut slow).is_err() {
+        assert!(Instant::now() < deadline, "the slow link never came back");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let asked = Instant::now();
+    assert!(matches!(ping(&mut quick), Err(Failure::Lost)));
+    assert!(
+        asked.elapsed() < IO_TIMEOUT + Duration::from_secs(1),
+        "tried again after the timeout: {:?}",
+        asked.elapsed()
+    );
+    assert!(matches!(ping(&mut quick), Err(Failure::Down)), "hung now");
+    ping(&mut slow).unwrap();
+    assert_eq!(ping(&mut quick).unwrap(), "PONG", "a reply ended it");
+}
+
+/// Redis away: two servers name their new clients from their own tags
+/// (`guest-TAG.N`), never the same name, each at most MAX_NAME long and
+/// held at once without asking Redis; the highest number Redis gave (what
+/// the shared counter is raised past on a register) stays where it was.
+#[test]
+fn fallback_guests_are_named_from_each_servers_tag() {
+    use super::bridge::Bridge;
+    use super::shared_names::SharedNames;
+    use crate::rooms::names::Names as RoomNames;
+    use std::sync::atomic::Ordering;
+
+    let mut redis = Redis::start();
+    let mut servers: Vec<(Arc<Bridge>, SharedNames)> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            let names = Arc::new(Names::new(&endpoint(&redis), id));
+            let tag = names.guest_tag().unwrap();
+            let bridge = Arc::new(Bridge::new(1, tag, Arc::clone(&names)));
+            let shared = SharedNames::new(names, Arc::clone(&bridge));
+            (bridge, shared)
+        })
+        .collect();
+    assert_ne!(servers[0].0.guest_tag, servers[1].0.guest_tag);
+    let counted = servers[0].1.next_guest();
+    assert_eq!(counted.name, format!("guest-{}", counted.id));
+    redis.kill();
+    let mut seen = std::collections::HashSet::new();
+    for (bridge, shared) in &mut servers {
+        for _ in 0..3 {
+            let guest = shared.next_guest();
+            assert!(guest.name.len() <= chat_common::name::MAX_NAME);
+            assert!(
+                guest
+                    .name
+                    .starts_with(&format!("guest-{}.", bridge.guest_tag)),
+                "{guest:?}"
+            );
+            assert!(seen.insert(guest.name.clone()), "{guest:?} twice");
+            assert_eq!(shared.claim(&guest.name, guest.id), Ok(()));
+            assert_eq!(shared.holder(&guest.name), Some(guest.id));
+        }
+    }
+    assert_eq!(
+        servers[0].0.highest_guest.load(Ordering::Relaxed),
+        counted.id
+    );
+}
+
+/// One connection held while Redis answers the server's other links: its
+/// timeout is that connection's trouble, not a hung Redis, so the command
+/// is tried again on a fresh connection (and works), and the quick links
+/// do not start failing at once.
+#[test]
+fn a_timeout_while_redis_answers_other_links_is_tried_again() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let endpoint = Endpoint::new(proxy.url());
+    let mut held = endpoint.link("held", IO_TIMEOUT).quick();
+    ping(&mut held).unwrap();
+    proxy.hold();
+    proxy.heal();
+    // Another link of the server, on a new connection, gets replies.
+    let done = Arc::new(AtomicBool::new(false));
+    let pinger = {
+        let mut other = endpoint.link("other", IO_TIMEOUT);
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let deadline = Instant::now() + DEADLINE;
+            while !done.load(Ordering::Acquire) && Instant::now() < deadline {
+                let _ = ping(&mut other);
+                thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let asked = Instant::now();
+    let answer = ping(&mut held);
+    done.store(true, Ordering::Release);
+    pinger.join().unwrap();
+    assert_eq!(answer.unwrap(), "PONG", "tried again on a fresh connection");
+    assert!(asked.elapsed() >= IO_TIMEOUT, "the first try timed out");
+    let mut quick = endpoint.link("quick", IO_TIMEOUT).quick();
+    assert_eq!(ping(&mut quick).unwrap(), "PONG", "not taken for hung");
 }

@@ -15,8 +15,8 @@
 use std::net::TcpStream;
 use std::sync::Arc;
 
+use chat_common::protocol;
 use chat_common::room::{self as room_name, LOBBY};
-use chat_common::{name, protocol};
 
 use super::log::{Batch, Prepared};
 use super::removal::too_slow;
@@ -51,11 +51,10 @@ impl Rooms {
         // Before the directory lock (a round trip each on Redis).
         let (id, name) = {
             let mut names = self.names.lock();
-            let id = names.next_guest();
-            let name = name::guest(id);
-            // A number never given before: its guest name is free.
-            let _ = names.claim(&name, id);
-            (id, name)
+            let guest = names.next_guest();
+            // A name never given before: it is free.
+            let _ = names.claim(&guest.name, guest.id);
+            (guest.id, guest.name)
         };
         // Shutdown may have begun while Redis was asked: no more asking.
         let prepared = if self.dir.lock().closing {

@@ -1,5 +1,5 @@
-//! Who may be called what: names unique ignoring case, and `guest-N`
-//! numbers never given twice.
+//! Who may be called what: names unique ignoring case, and guest names
+//! (`guest-N`) never given twice.
 //!
 //! Behind a small trait because across several servers (the cluster
 //! issue) both must hold cluster-wide: a Redis implementation would take a
@@ -20,10 +20,22 @@ use super::ClientId;
 #[derive(Debug, PartialEq, Eq)]
 pub struct NameTaken;
 
+/// A new client: its id and the guest name it starts with.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guest {
+    /// A number never given before on this server: the client's id.
+    pub id: ClientId,
+    /// Its name, never given to another client: `guest-N` with N its id,
+    /// unless the implementation says otherwise (a cluster cut off from
+    /// Redis names it from a range of its own).
+    pub name: String,
+}
+
 /// Name claims and guest numbers.
 pub trait Names: Send {
-    /// A number never given before: the client's id and its `guest-N`.
-    fn next_guest(&mut self) -> ClientId;
+    /// A new client's id and guest name.
+    fn next_guest(&mut self) -> Guest;
 
     /// Claims `name` for client `id`; claiming a name it holds is fine.
     ///
@@ -56,10 +68,13 @@ impl Default for LocalNames {
 }
 
 impl Names for LocalNames {
-    fn next_guest(&mut self) -> ClientId {
+    fn next_guest(&mut self) -> Guest {
         let id = self.next;
         self.next += 1;
-        id
+        Guest {
+            id,
+            name: chat_common::name::guest(id),
+        }
     }
 
     fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameTaken> {
@@ -92,8 +107,8 @@ mod tests {
     #[test]
     fn claims_and_numbers() {
         let mut names = LocalNames::default();
-        assert_eq!(names.next_guest(), 1);
-        assert_eq!(names.next_guest(), 2);
+        assert_eq!(names.next_guest().id, 1);
+        assert_eq!(names.next_guest().name, "guest-2");
         assert_eq!(names.claim("Bob", 1), Ok(()));
         assert_eq!(names.claim("bob", 1), Ok(()));
         assert_eq!(names.claim("BOB", 2), Err(NameTaken));
