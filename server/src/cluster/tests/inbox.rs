@@ -1,0 +1,146 @@
+//! The directory and the inbox: `/who` across servers, requests sent twice
+//! served once.
+
+use super::*;
+
+/// The directory: who holds a name (with its spelling), everyone listed in
+/// the order they entered, and a request put in another server's inbox
+/// reaches that server's reader.
+#[test]
+fn directory_and_inbox_across_servers() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    let a = Names::new(&endpoint(&redis), "a");
+    let b = Names::new(&endpoint(&redis), "b");
+    redis.command(&["SADD", "chat:servers", "a", "b"]);
+    assert_eq!(a.claim("Alice", 4).unwrap(), Claim::Claimed);
+    assert_eq!(a.claim("ALICE", 4).unwrap(), Claim::Claimed, "re-spelled");
+    a.member("ALICE", Some(("lobby", 1))).unwrap();
+    assert_eq!(b.claim("bob", 1).unwrap(), Claim::Claimed);
+    b.member("bob", Some(("lobby", 2))).unwrap();
+    let holder = b.holder("alice").unwrap().expect("held");
+    assert_eq!(
+        (holder.server.as_str(), holder.client, holder.name.as_str()),
+        ("a", 4, "ALICE")
+    );
+    assert_eq!(b.holder("nobody").unwrap(), None);
+    let all = b.everyone().unwrap();
+    let names: Vec<(&str, &str)> = all
+        .iter()
+        .map(|l| (l.name.as_str(), l.server.as_str()))
+        .collect();
+    assert_eq!(names, [("ALICE", "a"), ("bob", "b")]);
+
+    b.tell("a", 4, "[from bob] hi\n").unwrap();
+    b.kick("a", "ALICE", Some("spam")).unwrap();
+    assert_eq!(
+        b.broadcast_console("/ban 192.0.2.1").unwrap(),
+        1,
+        "a only, not b itself"
+    );
+    node.sink.until("both requests", |e| {
+        e.contains(&Event::Request(Request::Tell {
+            client: 4,
+            line: "[from bob] hi\n".into(),
+        })) && e.contains(&Event::Request(Request::Kick {
+            name: "ALICE".into(),
+            reason: Some("spam".into()),
+        })) && e.contains(&Event::Request(Request::Console {
+            line: "/ban 192.0.2.1".into(),
+        }))
+    });
+}
+
+/// Redis closed the names link's connection while it sat idle: the first
+/// inbox request afterwards (a `/msg`, a kick, a console command) is sent
+/// again on a fresh connection, and served once.
+#[test]
+fn the_first_inbox_request_after_redis_closed_an_idle_connection_is_served_once() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    let b = Names::new(&endpoint(&redis), "b");
+    b.tell("a", 4, "one").unwrap();
+    node.sink.until("one", |e| told(e) == ["one"]);
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    b.tell("a", 4, "two").unwrap();
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    b.kick("a", "ALICE", None).unwrap();
+    b.tell("a", 4, "three").unwrap();
+    let events = node.sink.until("three", |e| told(e).len() >= 3);
+    assert_eq!(told(&events), ["one", "two", "three"], "{events:?}");
+    let kicks = events
+        .iter()
+        .filter(|e| matches!(e, Event::Request(Request::Kick { .. })))
+        .count();
+    assert_eq!(kicks, 1, "{events:?}");
+}
+
+/// An inbox request whose connection was held (its reply never came): it
+/// is not sent again after the timeout (a hung Redis would not answer a
+/// new connection either), the sender is told it may not have gone, and
+/// the held copy, reaching Redis late, is served once. The next request
+/// goes out on a new connection once the link no longer counts Redis as
+/// hung ([`super::super::link::HUNG_FOR`]).
+#[test]
+fn an_inbox_request_sent_twice_is_served_once() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let node = Node::start(&redis, "a", LogConfig::default());
+    let b = Names::new(&Endpoint::new(proxy.url()), "b");
+    b.tell("a", 4, "one").unwrap();
+    node.sink.until("one", |e| told(e) == ["one"]);
+    // The names link's connection is held; new connections pass.
+    proxy.hold();
+    proxy.heal();
+    let started = Instant::now();
+    assert!(matches!(b.tell("a", 4, "psst"), Err(Failure::Lost)));
+    assert!(
+        started.elapsed() < IO_TIMEOUT + Duration::from_secs(1),
+        "one timeout, no second try: {:?}",
+        started.elapsed()
+    );
+    assert!(proxy.held() > 0, "the first copy went out on the held link");
+    proxy.deliver_late();
+    let deadline = Instant::now() + DEADLINE;
+    while let Err(e) = b.tell("a", 4, "marker") {
+        assert!(matches!(e, Failure::Down), "{e:?}");
+        assert!(Instant::now() < deadline, "the names link never came back");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let events = node
+        .sink
+        .until("marker", |e| told(e).contains(&"marker".into()));
+    assert_eq!(told(&events), ["one", "psst", "marker"], "{events:?}");
+
+    // The other order: the first copy was put, its reply lost, and the
+    // request sent again: skipped. So is a request older than the mark.
+    let put = |number: u64, text: &str| -> i64 {
+        let reply = redis.query(&[
+            "EVAL",
+            super::super::keys::INBOX_PUT,
+            "2",
+            "chat:inbox:a",
+            "chat:inbox-hw:c",
+            &number.to_string(),
+            "1000",
+            "60000",
+            "kind",
+            "tell",
+            "client",
+            "4",
+            "line",
+            text,
+        ]);
+        reply[0].parse().unwrap()
+    };
+    assert_eq!(put(5, "five"), 1);
+    assert_eq!(put(5, "five"), 0, "the same request again");
+    assert_eq!(put(3, "three"), 0, "an older request, late");
+    assert_eq!(put(6, "end"), 1);
+    let events = node.sink.until("end", |e| told(e).contains(&"end".into()));
+    assert_eq!(
+        told(&events),
+        ["one", "psst", "marker", "five", "end"],
+        "{events:?}"
+    );
+}

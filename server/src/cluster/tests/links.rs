@@ -1,0 +1,210 @@
+//! The link: reconnecting, epochs, the start check, timeouts.
+
+use super::*;
+
+/// The link, Redis never there: every command fails at once with `Down`
+/// (no hang, no panic), attempts are spaced by the back-off, and the link
+/// connects by itself once Redis appears on that port.
+#[test]
+fn link_redis_never_there_then_appears() {
+    let mut redis = Redis::start();
+    redis.kill();
+    let mut link = link(&redis);
+    let started = Instant::now();
+    assert!(matches!(
+        link.run(|c| redis::cmd("PING").query::<String>(c)),
+        Err(Failure::Down)
+    ));
+    assert!(matches!(
+        link.run(|c| redis::cmd("PING").query::<String>(c)),
+        Err(Failure::Down)
+    ));
+    assert!(started.elapsed() < Duration::from_secs(2), "failing fast");
+    assert!(!link.is_up());
+
+    redis.restart();
+    let shutdown = Shutdown::new();
+    let waited = Instant::now();
+    assert!(link.wait_up(&shutdown));
+    assert!(waited.elapsed() <= BACKOFF_MAX + Duration::from_secs(2));
+    assert_eq!(
+        link.run(|c| redis::cmd("PING").query::<String>(c)).unwrap(),
+        "PONG"
+    );
+}
+
+/// The link, Redis killed mid-run: the next command fails (`Lost` or
+/// `Down`), and after a restart on the same port the link reconnects, with a
+/// new epoch (Redis came back empty) and the scripts loaded again.
+#[test]
+fn link_redis_killed_mid_run_and_restarted_empty() {
+    let mut redis = Redis::start();
+    let mut link = link(&redis);
+    assert_eq!(
+        link.run(|c| redis::cmd("PING").query::<String>(c)).unwrap(),
+        "PONG"
+    );
+    let first_epoch = link.epoch().unwrap().to_string();
+    assert_eq!(link.connects(), 1);
+
+    redis.kill();
+    assert!(matches!(
+        link.run(|c| redis::cmd("PING").query::<String>(c)),
+        Err(Failure::Lost | Failure::Down)
+    ));
+    assert!(!link.is_up());
+
+    redis.restart();
+    assert!(link.wait_up(&Shutdown::new()));
+    assert_eq!(link.connects(), 2);
+    assert_ne!(
+        link.epoch().unwrap(),
+        first_epoch,
+        "an empty Redis is a new epoch"
+    );
+    let hash = redis::Script::new(super::super::keys::APPEND)
+        .get_hash()
+        .to_string();
+    let loaded: Vec<bool> = link
+        .run(|c| redis::cmd("SCRIPT").arg("EXISTS").arg(&hash).query(c))
+        .unwrap();
+    assert_eq!(loaded, [true], "scripts loaded on the new connection");
+}
+
+/// The link keeps the epoch across a reconnection to the same Redis (its
+/// connection killed, Redis not): nothing was lost.
+#[test]
+fn link_same_redis_same_epoch() {
+    let redis = Redis::start();
+    let mut link = link(&redis);
+    assert!(link.wait_up(&Shutdown::new()));
+    let epoch = link.epoch().unwrap().to_string();
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    let _ = link.run(|c| redis::cmd("PING").query::<String>(c));
+    assert!(link.wait_up(&Shutdown::new()));
+    assert_eq!(link.epoch().unwrap(), epoch);
+}
+
+/// The start check: a Redis that answers passes; nothing on the port, a
+/// password refused, each give one line naming the address.
+#[test]
+fn start_check_reachable_unreachable_refusing() {
+    let mut redis = Redis::start();
+    assert_eq!(check(&url(&redis)), Ok(()));
+    redis.kill();
+    let err = check(&url(&redis)).unwrap_err();
+    assert!(err.contains("cannot use Redis at 127.0.0.1:"), "{err}");
+    assert!(!err.contains('\n'));
+
+    let locked = Redis::start_with(&["--requirepass", "sesame"]);
+    let err = check(&url(&locked)).unwrap_err();
+    assert!(err.contains("refused"), "{err}");
+    let wrong = RedisUrl::parse(&locked.url().replace("redis://", "redis://:nope@")).unwrap();
+    let err = check(&wrong).unwrap_err();
+    assert!(!err.contains("nope"), "the password is never shown: {err}");
+    let right = RedisUrl::parse(&locked.url().replace("redis://", "redis://:sesame@")).unwrap();
+    assert_eq!(check(&right), Ok(()));
+}
+
+/// Redis closed every connection while they sat idle (`CLIENT KILL`, as a
+/// timeout or a failover does): the first claim, lookup, filing and
+/// history read afterwards each succeed (tried again on a fresh
+/// connection), rather than failing once.
+#[test]
+fn the_first_command_after_redis_closed_an_idle_connection_succeeds() {
+    let redis = Redis::start();
+    let names = Names::new(&endpoint(&redis), "a");
+    redis.command(&["SADD", "chat:servers", "a"]);
+    assert_eq!(names.claim("zed", 1).unwrap(), Claim::Claimed);
+    let kill = || redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    kill();
+    assert_eq!(names.claim("Zed", 1).unwrap(), Claim::Claimed);
+    kill();
+    names.member("Zed", Some(("lobby", 1))).unwrap();
+    kill();
+    assert_eq!(names.holder("zed").unwrap().unwrap().name, "Zed");
+    kill();
+    let all = names.everyone().unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    let mut link = link(&redis);
+    tail(&mut link, "lobby", 1, |_| true).unwrap();
+    kill();
+    tail(&mut link, "lobby", 1, |_| true).unwrap();
+}
+
+/// Redis stops answering (its connections held): one link's timeout makes
+/// the quick links of the same server fail at once, with no timeout of
+/// their own, until some link gets a reply; and a command that timed out
+/// is not tried again on a fresh connection (one timeout, not two).
+#[test]
+fn a_timeout_makes_quick_links_fail_at_once_until_a_reply() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let endpoint = Endpoint::new(proxy.url());
+    let mut slow = endpoint.link("slow", IO_TIMEOUT);
+    let mut quick = endpoint.link("quick", IO_TIMEOUT).quick();
+    ping(&mut slow).unwrap();
+    ping(&mut quick).unwrap();
+    proxy.hold();
+    assert!(matches!(ping(&mut slow), Err(Failure::Lost)));
+    assert!(slow.lost_to_timeout());
+    let asked = Instant::now();
+    assert!(matches!(ping(&mut quick), Err(Failure::Down)));
+    assert!(asked.elapsed() < Duration::from_millis(500), "{asked:?}");
+
+    // New connections pass again; the quick link's own is still held.
+    proxy.heal();
+    let deadline = Instant::now() + DEADLINE;
+    while ping(&mut slow).is_err() {
+        assert!(Instant::now() < deadline, "the slow link never came back");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let asked = Instant::now();
+    assert!(matches!(ping(&mut quick), Err(Failure::Lost)));
+    assert!(
+        asked.elapsed() < IO_TIMEOUT + Duration::from_secs(1),
+        "tried again after the timeout: {:?}",
+        asked.elapsed()
+    );
+    assert!(matches!(ping(&mut quick), Err(Failure::Down)), "hung now");
+    ping(&mut slow).unwrap();
+    assert_eq!(ping(&mut quick).unwrap(), "PONG", "a reply ended it");
+}
+
+/// One connection held while Redis answers the server's other links: its
+/// timeout is that connection's trouble, not a hung Redis, so the command
+/// is tried again on a fresh connection (and works), and the quick links
+/// do not start failing at once.
+#[test]
+fn a_timeout_while_redis_answers_other_links_is_tried_again() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let endpoint = Endpoint::new(proxy.url());
+    let mut held = endpoint.link("held", IO_TIMEOUT).quick();
+    ping(&mut held).unwrap();
+    proxy.hold();
+    proxy.heal();
+    // Another link of the server, on a new connection, gets replies.
+    let done = Arc::new(AtomicBool::new(false));
+    let pinger = {
+        let mut other = endpoint.link("other", IO_TIMEOUT);
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let deadline = Instant::now() + DEADLINE;
+            while !done.load(Ordering::Acquire) && Instant::now() < deadline {
+                let _ = ping(&mut other);
+                thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let asked = Instant::now();
+    let answer = ping(&mut held);
+    done.store(true, Ordering::Release);
+    pinger.join().unwrap();
+    assert_eq!(answer.unwrap(), "PONG", "tried again on a fresh connection");
+    assert!(asked.elapsed() >= IO_TIMEOUT, "the first try timed out");
+    let mut quick = endpoint.link("quick", IO_TIMEOUT).quick();
+    assert_eq!(ping(&mut quick).unwrap(), "PONG", "not taken for hung");
+}

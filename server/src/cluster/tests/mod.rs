@@ -1,0 +1,325 @@
+//! The cluster's primitives against a real `redis-server` (started by the
+//! test, on a free loopback port, persistence off): the link's failures one
+//! by one, the writer, the reader, presence and names.
+//!
+//! This file: what the tests share (a recording sink, a node of writer,
+//! reader and presence, helpers). One file per subject: `links.rs`,
+//! `logs.rs`, `restarts.rs`, `unsure.rs`, `presence.rs`, `inbox.rs`;
+//! `proxy.rs` is the cuttable TCP proxy.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chat_tests::redis::Redis;
+use parking_lot::{Condvar, Mutex};
+
+use super::link::{check, Endpoint, Failure, Link, Siblings, BACKOFF_MAX, IO_TIMEOUT};
+use super::names::{Claim, Names};
+use super::presence::{Local, Member, Presence, HEARTBEAT_EVERY, HEARTBEAT_TTL, LOST_KIND};
+use super::reader::Reader;
+use super::tail::tail;
+use super::writer::{Queued, Writer};
+use super::{Entry, Line, LogConfig, Missed, RedisUrl, Refusal, Request, Sink, Token};
+use crate::shutdown::Shutdown;
+
+mod inbox;
+mod proxy;
+mod restarts;
+
+use self::proxy::Proxy;
+mod links;
+mod logs;
+mod presence;
+mod unsure;
+
+/// The longest any event here may take.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn url(redis: &Redis) -> RedisUrl {
+    RedisUrl::parse(&redis.url()).expect("the helper's URL parses")
+}
+
+/// The endpoint of one new "server" on `redis`.
+fn endpoint(redis: &Redis) -> Endpoint {
+    Endpoint::new(url(redis))
+}
+
+/// A lone link (no siblings) to `redis`.
+fn link(redis: &Redis) -> Link {
+    link_to(&url(redis))
+}
+
+fn link_to(url: &RedisUrl) -> Link {
+    Link::new(url, "test", IO_TIMEOUT, &Siblings::default())
+}
+
+/// What the cluster threads told the test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    Refused(Token, String),
+    Deliver(String, u64, String),
+    Missed(String, Missed),
+    Link(bool),
+    Request(Request),
+}
+
+/// A sink that records every event, for assertions with a deadline.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<Event>>,
+    changed: Condvar,
+    /// Why each line refused was, by its text, in order.
+    why: Mutex<Vec<(String, Refusal)>>,
+}
+
+impl Recorder {
+    /// Waits until `pred` holds for the events so far; returns them.
+    fn until(&self, what: &str, pred: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut events = self.events.lock();
+        while !pred(&events) {
+            assert!(
+                !self.changed.wait_until(&mut events, deadline).timed_out() || pred(&events),
+                "never {what}; events: {:?}",
+                *events
+            );
+        }
+        events.clone()
+    }
+
+    fn push(&self, event: Event) {
+        self.events.lock().push(event);
+        self.changed.notify_all();
+    }
+
+    /// The texts delivered for `room`, in order.
+    fn delivered(events: &[Event], room: &str) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Deliver(r, _, text) if r == room => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Sink for Recorder {
+    fn refused(&self, token: Token, line: &Line, why: Refusal) {
+        self.why.lock().push((line.text.clone(), why));
+        self.push(Event::Refused(token, line.text.clone()));
+    }
+    fn deliver(&self, room: &str, entries: Vec<Entry>) {
+        for entry in entries {
+            self.push(Event::Deliver(room.into(), entry.n, entry.text));
+        }
+    }
+    fn missed(&self, room: &str, missed: Missed) {
+        self.push(Event::Missed(room.into(), missed));
+    }
+    fn link(&self, up: bool) {
+        self.push(Event::Link(up));
+    }
+    fn request(&self, request: Request) {
+        self.push(Event::Request(request));
+    }
+}
+
+/// A writer and a reader of one server, stopped on drop.
+struct Node {
+    url: RedisUrl,
+    writer: Writer,
+    reader: Reader,
+    sink: Arc<Recorder>,
+    shutdown: Arc<Shutdown>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Node {
+    fn start(redis: &Redis, id: &str, config: LogConfig) -> Node {
+        let sink = Arc::new(Recorder::default());
+        let shutdown = Arc::new(Shutdown::new());
+        let endpoint = endpoint(redis);
+        let (writer, w) =
+            Writer::start(&endpoint, id, config, sink.clone(), shutdown.clone()).unwrap();
+        let (reader, r) = Reader::start(
+            &endpoint,
+            id,
+            writer.clone(),
+            sink.clone(),
+            shutdown.clone(),
+        )
+        .unwrap();
+        Node {
+            url: url(redis),
+            writer,
+            reader,
+            sink,
+            shutdown,
+            threads: vec![w, r],
+        }
+    }
+
+    fn say(&self, room: &str, text: &str) -> Queued {
+        self.writer.append(
+            7,
+            Line {
+                room: room.into(),
+                from: "alice".into(),
+                kind: "chat".into(),
+                text: text.into(),
+            },
+        )
+    }
+
+    /// Waits until the writer knows the fate of every line it sent. A line
+    /// can be delivered (the reader saw it in the log) before its reply
+    /// reached the writer, which under load can take longer than
+    /// `IO_TIMEOUT`: the line is then unsure for a while, and a line said
+    /// meanwhile is refused (it would queue behind it). A test that breaks
+    /// the link after a delivered line and then counts on the next one
+    /// being sent waits for this first.
+    fn settled(&self) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.writer.unsettled() != 0 {
+            assert!(Instant::now() < deadline, "the writer never settled");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts reading `room` from its end now: every line appended after
+    /// this call is delivered.
+    fn watch(&self, room: &str) {
+        let mut link = link_to(&self.url);
+        let (_, from) = tail(&mut link, room, 0, |_| false).unwrap();
+        self.reader.watch(room, Some(from));
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What a test "server" has locally, for presence.
+struct Members(Vec<Member>, u64);
+
+impl Local for Members {
+    fn members(&self) -> Vec<Member> {
+        self.0.clone()
+    }
+    fn left(&self, name: &str, reason: &str) -> String {
+        chat_common::protocol::notice(&format!("{name} left ({reason})"))
+    }
+    fn highest_guest(&self) -> u64 {
+        self.1
+    }
+    fn guest_tag(&self) -> u64 {
+        self.1
+    }
+    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
+    fn name_lost(&self, _client: u64, _name: &str) {}
+    fn unfiled(&self) -> bool {
+        true
+    }
+    fn file_failed(&self) {}
+}
+
+/// How a line ended, from its sender's side and the room's.
+fn fate(sender: &[Event], room: &[Event], text: &str) -> (bool, usize) {
+    let refused = sender
+        .iter()
+        .any(|e| matches!(e, Event::Refused(_, t) if t == text));
+    let delivered = Recorder::delivered(room, "lobby")
+        .iter()
+        .filter(|t| *t == text)
+        .count();
+    (refused, delivered)
+}
+
+/// Why `text` was refused, if it was.
+fn why(sink: &Recorder, text: &str) -> Option<Refusal> {
+    sink.why
+        .lock()
+        .iter()
+        .find(|(t, _)| t == text)
+        .map(|(_, why)| *why)
+}
+
+/// The texts in `room`'s log in Redis, read there (not by a reader).
+fn in_log(redis: &Redis, room: &str) -> Vec<String> {
+    let mut link = link(redis);
+    let entries: redis::streams::StreamRangeReply = link
+        .run(|c| {
+            redis::cmd("XRANGE")
+                .arg(super::keys::log(room))
+                .arg("-")
+                .arg("+")
+                .query(c)
+        })
+        .unwrap();
+    entries
+        .ids
+        .iter()
+        .map(|id| id.get::<String>("text").unwrap_or_default())
+        .collect()
+}
+
+/// Says `text` (with `say`) until `reader` has it delivered: the writer
+/// may refuse it while its link comes back. Returns the reader's events.
+fn say_until_delivered(say: impl Fn(&str) -> Queued, reader: &Recorder, text: &str) -> Vec<Event> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let _ = say(text);
+        let wait = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < wait {
+            let events = reader.events.lock().clone();
+            if Recorder::delivered(&events, "lobby").contains(&text.to_string()) {
+                return events;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let events = reader.events.lock().clone();
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} never delivered: {events:?}"
+        );
+    }
+}
+
+/// Waits, while Redis is stopped (SIGSTOP, `pid`), until `text` is refused
+/// by `within` after `since`; resumes Redis (SIGCONT) and panics if not.
+fn refused_while_stopped(node: &Node, pid: u32, text: &str, since: Instant, within: Duration) {
+    loop {
+        let events = node.sink.events.lock().clone();
+        if fate(&events, &events, text).0 {
+            return;
+        }
+        if since.elapsed() > within {
+            chat_tests::signal(pid, "CONT");
+            panic!("{text:?} not answered within {within:?} while Redis was stopped: {events:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The requests of `events` that tell local client 4 something, in order.
+fn told(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Request(Request::Tell { client: 4, line }) => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A PING on `link`.
+fn ping(link: &mut Link) -> Result<String, Failure> {
+    link.run_idempotent(|conn| redis::cmd("PING").query(conn))
+}

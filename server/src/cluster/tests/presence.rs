@@ -1,0 +1,344 @@
+//! Presence and names: heartbeats, lost servers, registering again, guest
+//! names.
+
+use super::*;
+
+/// Names are unique across servers ignoring case, freed on release, and
+/// guest numbers never repeat.
+#[test]
+fn names_unique_ignoring_case_and_guests_never_repeat() {
+    let redis = Redis::start();
+    let a = Names::new(&endpoint(&redis), "a");
+    let b = Names::new(&endpoint(&redis), "b");
+    assert_eq!(a.claim("Alice", 1).unwrap(), Claim::Claimed);
+    assert_eq!(
+        a.claim("alice", 1).unwrap(),
+        Claim::Claimed,
+        "its own again"
+    );
+    assert_eq!(a.claim("alice", 2).unwrap(), Claim::InUse, "another client");
+    assert_eq!(b.claim("alice", 1).unwrap(), Claim::InUse);
+    assert_eq!(b.claim("ALICE", 3).unwrap(), Claim::InUse);
+    b.release("alice", 1).unwrap();
+    assert_eq!(
+        b.claim("alice", 1).unwrap(),
+        Claim::InUse,
+        "b cannot free a's name"
+    );
+    a.release("Alice", 1).unwrap();
+    assert_eq!(b.claim("alice", 1).unwrap(), Claim::Claimed);
+
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        assert!(seen.insert(a.next_guest().unwrap()));
+        assert!(seen.insert(b.next_guest().unwrap()));
+    }
+}
+
+/// Names fail at once (no hang) when Redis is away.
+#[test]
+fn names_fail_fast_when_redis_is_down() {
+    let mut redis = Redis::start();
+    let names = Names::new(&endpoint(&redis), "a");
+    redis.kill();
+    let started = Instant::now();
+    assert!(names.claim("bob", 1).is_err());
+    assert!(names.next_guest().is_err());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// A server that dies without a word (its heartbeat expires): exactly one
+/// of the survivors announces each of its members once in the member's
+/// room, and their names are free again.
+#[test]
+fn a_lost_server_is_announced_once_and_its_names_freed() {
+    let redis = Redis::start();
+    let dead = Names::new(&endpoint(&redis), "dead");
+    assert_eq!(dead.claim("carol", 1).unwrap(), Claim::Claimed);
+    assert_eq!(dead.claim("dave", 2).unwrap(), Claim::Claimed);
+    dead.member("carol", Some(("lobby", 1))).unwrap();
+    dead.member("dave", Some(("games", 2))).unwrap();
+    redis.command(&["SADD", "chat:servers", "dead"]);
+    redis.command(&["SET", "chat:alive:dead", "1", "PX", "200"]);
+
+    let shutdown = Arc::new(Shutdown::new());
+    let survivors: Vec<_> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|id| {
+            Presence::start(
+                &endpoint(&redis),
+                id,
+                LogConfig::default(),
+                Arc::new(Members(Vec::new(), 0)),
+                shutdown.clone(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + HEARTBEAT_TTL + HEARTBEAT_EVERY * 3;
+    while redis.query(&["EXISTS", "chat:name:dave"]) != ["0"] {
+        assert!(Instant::now() < deadline, "dave never freed");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The reap is over once the lost server is no longer registered.
+    while redis.query(&["SISMEMBER", "chat:servers", "dead"]) != ["0"] {
+        assert!(Instant::now() < deadline, "dead never unregistered");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Then every survivor beats once more (its heartbeat set after the
+    // reap ended: its TTL left exceeds what it would be if set before),
+    // so one that would (wrongly) announce again has had its chance.
+    let reaped = Instant::now();
+    let deadline = reaped + HEARTBEAT_EVERY * 3;
+    for id in ["s1", "s2", "s3"] {
+        let key = format!("chat:alive:{id}");
+        loop {
+            let left: i128 = redis.query(&["PTTL", &key])[0].parse().unwrap();
+            let if_before =
+                HEARTBEAT_TTL.as_millis() as i128 - reaped.elapsed().as_millis() as i128;
+            if left > if_before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never beat again");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let lobby = redis.query(&["XRANGE", "chat:log:lobby", "-", "+"]);
+    let games = redis.query(&["XRANGE", "chat:log:games", "-", "+"]);
+    assert_eq!(
+        lobby.iter().filter(|f| *f == LOST_KIND).count(),
+        1,
+        "{lobby:?}"
+    );
+    assert_eq!(
+        games.iter().filter(|f| *f == LOST_KIND).count(),
+        1,
+        "{games:?}"
+    );
+    assert!(
+        lobby.contains(&"* carol left (server lost)\n".to_string()),
+        "{lobby:?}"
+    );
+    assert_eq!(redis.query(&["EXISTS", "chat:name:carol"]), ["0"]);
+    assert_eq!(redis.query(&["SISMEMBER", "chat:servers", "dead"]), ["0"]);
+    let names = Names::new(&endpoint(&redis), "s1");
+    assert_eq!(names.claim("Carol", 9).unwrap(), Claim::Claimed);
+
+    shutdown.trigger();
+    for s in survivors {
+        s.join().unwrap();
+    }
+    assert_eq!(
+        redis.query(&["SCARD", "chat:servers"]),
+        ["0"],
+        "a graceful stop unregisters"
+    );
+}
+
+/// A server is listed among the servers before it takes a client: a
+/// console's `/ban` typed on another server right after this one started
+/// (`ban_and_unban_across_servers`), or a `/who`, must find it. Listed by
+/// the presence thread's first beat only, it could miss them under load.
+#[test]
+fn presence_lists_the_server_before_start_returns() {
+    let redis = Redis::start();
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        Arc::new(Members(Vec::new(), 0)),
+        shutdown.clone(),
+    )
+    .unwrap();
+    assert_eq!(redis.query(&["SISMEMBER", "chat:servers", "a"]), ["1"]);
+    assert_eq!(redis.query(&["EXISTS", "chat:alive:a"]), ["1"]);
+    shutdown.trigger();
+    presence.join().unwrap();
+}
+
+/// After Redis came back empty, presence registers the server again: its
+/// members' names are taken again and the guest counter is past every
+/// number it gave.
+#[test]
+fn presence_registers_again_after_redis_came_back_empty() {
+    let mut redis = Redis::start();
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        Arc::new(Members(
+            vec![Member {
+                name: "Erin".into(),
+                room: "lobby".into(),
+                client: 5,
+                entered: 7,
+            }],
+            41,
+        )),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let wait_for = |redis: &Redis| {
+        let deadline = Instant::now() + DEADLINE;
+        while redis.query(&["GET", "chat:name:erin"]) != ["a:5:Erin"] {
+            assert!(Instant::now() < deadline, "never registered");
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(&redis);
+    redis.restart();
+    wait_for(&redis);
+    assert_eq!(
+        redis.query(&["HGET", "chat:members:a", "Erin"]),
+        ["lobby\t7"]
+    );
+    let names = Names::new(&endpoint(&redis), "b");
+    assert_eq!(names.next_guest().unwrap(), 42);
+    assert_eq!(
+        names.guest_tag().unwrap(),
+        42,
+        "the tag counter is raised too"
+    );
+    shutdown.trigger();
+    presence.join().unwrap();
+    assert_eq!(
+        redis.query(&["EXISTS", "chat:name:erin"]),
+        ["0"],
+        "freed on a graceful stop"
+    );
+}
+
+/// A server the others took for lost (cut off longer than its heartbeat,
+/// its registration reaped) registers its clients again at its next beat.
+#[test]
+fn a_server_taken_for_lost_registers_again() {
+    let redis = Redis::start();
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        Arc::new(Members(
+            vec![Member {
+                name: "Finn".into(),
+                room: "lobby".into(),
+                client: 3,
+                entered: 9,
+            }],
+            0,
+        )),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let registered = |redis: &Redis| {
+        let deadline = Instant::now() + DEADLINE;
+        while redis.query(&["GET", "chat:name:finn"]) != ["a:3:Finn"] {
+            assert!(Instant::now() < deadline, "never registered");
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    registered(&redis);
+    // What a survivor's reap leaves behind.
+    redis.command(&["SREM", "chat:servers", "a"]);
+    redis.command(&["DEL", "chat:members:a", "chat:name:finn"]);
+    registered(&redis);
+    assert_eq!(
+        redis.query(&["HGET", "chat:members:a", "Finn"]),
+        ["lobby\t9"]
+    );
+    shutdown.trigger();
+    presence.join().unwrap();
+}
+
+/// A member whose filing was lost (its `HSET` failed on a broken
+/// connection) is filed again by presence within a few beats, and one
+/// listed but no longer here is dropped.
+#[test]
+fn presence_files_every_member_again_each_beat() {
+    let redis = Redis::start();
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        Arc::new(Members(
+            vec![Member {
+                name: "Gus".into(),
+                room: "games".into(),
+                client: 2,
+                entered: 5,
+            }],
+            0,
+        )),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while redis.query(&["HGET", "chat:members:a", "Gus"]) != ["games\t5"] {
+        assert!(Instant::now() < deadline, "never filed");
+        thread::sleep(Duration::from_millis(20));
+    }
+    redis.command(&["HDEL", "chat:members:a", "Gus"]);
+    redis.command(&["HSET", "chat:members:a", "Ghost", "lobby\t1"]);
+    let deadline = Instant::now() + HEARTBEAT_EVERY * 5;
+    while redis.query(&["HGETALL", "chat:members:a"]) != ["Gus", "games\t5"] {
+        assert!(
+            Instant::now() < deadline,
+            "not filed again: {:?}",
+            redis.query(&["HGETALL", "chat:members:a"])
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    shutdown.trigger();
+    presence.join().unwrap();
+}
+
+/// Redis away: two servers name their new clients from their own tags
+/// (`guest-TAG.N`), never the same name, each at most MAX_NAME long and
+/// held at once without asking Redis; the highest number Redis gave (what
+/// the shared counter is raised past on a register) stays where it was.
+#[test]
+fn fallback_guests_are_named_from_each_servers_tag() {
+    use super::super::bridge::Bridge;
+    use super::super::shared_names::SharedNames;
+    use crate::rooms::names::Names as RoomNames;
+    use std::sync::atomic::Ordering;
+
+    let mut redis = Redis::start();
+    let mut servers: Vec<(Arc<Bridge>, SharedNames)> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            let names = Arc::new(Names::new(&endpoint(&redis), id));
+            let tag = names.guest_tag().unwrap();
+            let bridge = Arc::new(Bridge::new(1, tag, Arc::clone(&names)));
+            let shared = SharedNames::new(names, Arc::clone(&bridge));
+            (bridge, shared)
+        })
+        .collect();
+    assert_ne!(servers[0].0.guest_tag, servers[1].0.guest_tag);
+    let counted = servers[0].1.next_guest();
+    assert_eq!(counted.name, format!("guest-{}", counted.id));
+    redis.kill();
+    let mut seen = std::collections::HashSet::new();
+    for (bridge, shared) in &mut servers {
+        for _ in 0..3 {
+            let guest = shared.next_guest();
+            assert!(guest.name.len() <= chat_common::name::MAX_NAME);
+            assert!(
+                guest
+                    .name
+                    .starts_with(&format!("guest-{}.", bridge.guest_tag)),
+                "{guest:?}"
+            );
+            assert!(seen.insert(guest.name.clone()), "{guest:?} twice");
+            assert_eq!(shared.claim(&guest.name, guest.id), Ok(()));
+            assert_eq!(shared.holder(&guest.name), Some(guest.id));
+        }
+    }
+    assert_eq!(
+        servers[0].0.highest_guest.load(Ordering::Relaxed),
+        counted.id
+    );
+}
