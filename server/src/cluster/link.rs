@@ -7,7 +7,7 @@
 //! the connection on any failure that is not Redis's own error reply, and
 //! spaces the attempts with a doubling back-off ([`BACKOFF_FIRST`] up to
 //! [`BACKOFF_MAX`]). So the failures it handles, each with a test in
-//! `cluster/tests.rs`, are: Redis never there, Redis killed mid-run, Redis
+//! `cluster/tests/links.rs`, are: Redis never there, Redis killed mid-run, Redis
 //! restarted empty (a new epoch: see [`Link::epoch`]).
 //!
 //! Every new connection loads the cluster's Lua scripts and reads (or sets)
