@@ -44,18 +44,23 @@
 //! # Files
 //!
 //! This file: the directory and the relay (`relay`, `deliver`, `announce`,
-//! `rename`, `whisper`, the queries). `moving.rs`: entering and leaving
+//! the lock guard). `answers.rs`: what the rooms answer the sessions.
+//! `private.rs`: `/nick`, `/msg` and a word for one client. `listing.rs`:
+//! `/who`, `/rooms`. `moving.rs`: entering and leaving
 //! rooms and a room's life in the table. `removal.rs`: the removal path.
 //! `room.rs`: one room and its delivery. `log.rs`: the seam to where a
 //! room's lines are ordered; `embedded.rs` its in-process side. `names.rs`:
 //! name claims and guest numbers. `fanout.rs`: the display and the
 //! transcript beside the members' queues.
 
+mod answers;
 pub mod embedded;
 mod fanout;
+mod listing;
 pub mod log;
 mod moving;
 pub mod names;
+mod private;
 mod removal;
 mod room;
 
@@ -66,19 +71,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_common::protocol;
 use chat_common::room::LOBBY;
 use parking_lot::{Mutex, MutexGuard};
 
+pub use answers::{Closing, Entered, Moved, Relayed, Renamed, Whisper, Who};
 pub use fanout::Fanout;
 pub use removal::Kicked;
 pub use room::{Room, Ticket};
 
-use crate::leave::Leave;
-use crate::write::{Peer, Pushed, Wake};
+use crate::write::{Peer, Wake};
 use log::{Appended, Batch, Log, Origin};
 use names::Names;
-use removal::too_slow;
 use room::RoomInner;
 
 /// How long a leaving client's queued lines may take to go out.
@@ -86,81 +89,6 @@ pub const LINGER: Duration = Duration::from_secs(2);
 
 /// A client's number for its whole connection: the N of its `guest-N`.
 pub type ClientId = u64;
-
-/// Shutdown has begun: no one enters any more.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Closing;
-
-/// A client that just connected, in `#lobby`.
-pub struct Entered {
-    /// Its queue and socket.
-    pub peer: Arc<Peer>,
-    /// `guest-N`.
-    pub name: String,
-    /// Settled when it is removed.
-    pub ticket: Arc<Ticket>,
-    /// `#lobby`.
-    pub room: Arc<Room>,
-}
-
-/// A room's name as shown and its members in order of entering.
-pub type Who = (Arc<str>, Vec<String>);
-
-/// What became of a client's lines.
-#[must_use]
-#[derive(Debug, PartialEq, Eq)]
-pub enum Relayed {
-    /// Accepted by the room's log.
-    Done,
-    /// The client was removed meanwhile: nothing was relayed.
-    Gone,
-    /// The log refused them (unreachable): the sender gets one `! ` line
-    /// for each of this many lines.
-    Refused(usize),
-}
-
-/// What became of a `/nick`.
-#[must_use]
-#[derive(Debug, PartialEq, Eq)]
-pub enum Renamed {
-    /// Renamed; the old name.
-    Done(String),
-    /// Someone connected already has that name (any case).
-    Taken,
-    /// The client was removed meanwhile.
-    Gone,
-}
-
-/// What became of a `/msg`.
-#[must_use]
-#[derive(Debug, PartialEq, Eq)]
-pub enum Whisper {
-    /// Queued for the recipient (its name as registered).
-    Delivered(String),
-    /// No one by that name is connected.
-    NoOne,
-    /// The recipient's queue was full: it was dropped as too slow, and the
-    /// message with it.
-    Dropped(String),
-    /// The sender was removed meanwhile.
-    Gone,
-    /// The log is cut off (Redis unreachable, known before or found on
-    /// the way): refused, like a chat line.
-    CutOff,
-}
-
-/// What became of a `/join`.
-#[must_use]
-pub enum Moved {
-    /// In the new room now.
-    To(Arc<Room>),
-    /// Already in that room (its name as shown).
-    Already(Arc<str>),
-    /// `--max-rooms` rooms have members already.
-    Full(usize),
-    /// The client was removed meanwhile.
-    Gone,
-}
 
 /// One connected client, as the directory sees it.
 struct Client {
@@ -332,152 +260,6 @@ impl Rooms {
             self.remove_all(slow);
         }
         told
-    }
-
-    /// Renames client `id` to `new` and tells its room. `new` must already
-    /// have passed [`name::check`]. The name is claimed before the
-    /// directory is locked (it may take a round trip to Redis).
-    pub fn rename(&self, id: ClientId, new: &str) -> Renamed {
-        let gone = self
-            .dir
-            .lock()
-            .clients
-            .get(&id)
-            .is_none_or(|c| c.ticket.fate().is_some());
-        if gone {
-            return Renamed::Gone;
-        }
-        if self.names.lock().claim(new, id).is_err() {
-            return Renamed::Taken;
-        }
-        let mut dir = self.lock_dir();
-        let Some(client) = dir.clients.get(&id).filter(|c| c.ticket.fate().is_none()) else {
-            dir.released.push((new.to_string(), id));
-            return Renamed::Gone;
-        };
-        let (room, old, ticket) = (
-            Arc::clone(&client.room),
-            client.name.clone(),
-            Arc::clone(&client.ticket),
-        );
-        let mut slow = Vec::new();
-        {
-            let mut inner = room.inner.lock();
-            if ticket.fate().is_some() {
-                drop(inner);
-                dir.released.push((new.to_string(), id));
-                return Renamed::Gone;
-            }
-            if let Some(pos) = inner.position(id) {
-                inner.members[pos].name = new.to_string();
-            }
-            let batch = Batch {
-                from: self.origin(Some(id)),
-                lines: vec![protocol::notice(&format!("{old} is now known as {new}")).into()],
-            };
-            self.append(&mut inner, &batch, Wake::Now, &mut slow);
-        }
-        if !old.eq_ignore_ascii_case(new) {
-            free(&mut dir, &old, id);
-        }
-        dir.held.insert(new.to_ascii_lowercase(), id);
-        if let Some(client) = dir.clients.get_mut(&id) {
-            client.name = new.to_string();
-        }
-        ticket.renamed(new);
-        self.remove_locked(&mut dir, too_slow(slow));
-        Renamed::Done(old)
-    }
-
-    /// Delivers a private message from client `from` to the client named
-    /// `to` (any case), in whatever room: on another server of a cluster
-    /// through the log, with no lock held.
-    pub fn whisper(&self, from: ClientId, to: &str, text: &str) -> Whisper {
-        let mut dir = self.lock_dir();
-        let Some(sender) = dir.clients.get(&from).filter(|c| c.ticket.fate().is_none()) else {
-            return Whisper::Gone;
-        };
-        if !self.log.reachable() {
-            return Whisper::CutOff;
-        }
-        let line: Arc<str> = protocol::private_from(&sender.name, text).into();
-        let Some(target) = dir.held.get(&to.to_ascii_lowercase()).copied() else {
-            drop(dir);
-            return match self.log.whisper(to, &line) {
-                log::Far::Sent(name) => Whisper::Delivered(name),
-                log::Far::NoOne => Whisper::NoOne,
-                log::Far::Unreachable => Whisper::CutOff,
-            };
-        };
-        let Some(recipient) = dir
-            .clients
-            .get(&target)
-            .filter(|c| c.ticket.fate().is_none())
-        else {
-            return Whisper::NoOne;
-        };
-        let name = recipient.name.clone();
-        if self.fan.writers.push(&recipient.peer, &line) == Pushed::TooSlow {
-            self.remove_locked(&mut dir, vec![(target, Leave::TooSlow)]);
-            return Whisper::Dropped(name);
-        }
-        Whisper::Delivered(name)
-    }
-
-    /// Sends `line` to client `id` alone: an asynchronous log's word about
-    /// that client (a line refused after all, a private message from
-    /// another server). Does nothing if it left.
-    pub fn tell(&self, id: ClientId, line: &str) {
-        let mut dir = self.lock_dir();
-        let Some(client) = dir.clients.get(&id).filter(|c| c.ticket.fate().is_none()) else {
-            return;
-        };
-        if self.fan.writers.push(&client.peer, &line.into()) == Pushed::TooSlow {
-            self.remove_locked(&mut dir, vec![(id, Leave::TooSlow)]);
-        }
-    }
-
-    /// The client named `name` (any case) and the address it connects from.
-    pub fn address_of(&self, name: &str) -> Option<(String, IpAddr)> {
-        let dir = self.dir.lock();
-        let client = dir.clients.get(dir.held.get(&name.to_ascii_lowercase())?)?;
-        Some((client.name.clone(), client.ip?))
-    }
-
-    /// The members of `room` in order of entering.
-    pub fn who(&self, room: &Room) -> Who {
-        if let Some(names) = self.log.who(&room.key) {
-            return (room.name(), names);
-        }
-        let inner = room.inner.lock();
-        let names = inner.members.iter().map(|m| m.name.clone()).collect();
-        (Arc::clone(&inner.name), names)
-    }
-
-    /// Every room with members (`#lobby` first, then by name), with its
-    /// members in order of entering.
-    pub fn everyone(&self) -> Vec<Who> {
-        if let Some(all) = self.log.everyone() {
-            let dir = self.dir.lock();
-            return all
-                .into_iter()
-                .map(|(key, names)| {
-                    let name = dir
-                        .rooms
-                        .get(&key)
-                        .map_or_else(|| format!("#{key}").into(), |r| r.name());
-                    (name, names)
-                })
-                .collect();
-        }
-        let rooms: Vec<Arc<Room>> = self.dir.lock().rooms.values().cloned().collect();
-        let mut all: Vec<(String, Who)> = rooms
-            .iter()
-            .map(|room| (room.key.clone(), self.who(room)))
-            .filter(|(key, (_, names))| key == LOBBY || !names.is_empty())
-            .collect();
-        all.sort_by(|a, b| (a.0 != LOBBY, &a.0).cmp(&(b.0 != LOBBY, &b.0)));
-        all.into_iter().map(|(_, who)| who).collect()
     }
 
     /// Clients connected now.

@@ -4,6 +4,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
 use super::*;
+use crate::leave::Leave;
 use crate::rooms::embedded::Embedded;
 use crate::write::{Limits, Writers};
 
