@@ -25,6 +25,7 @@ use chat_common::protocol;
 use chat_common::sanitize::sanitize;
 use chat_common::{Line, LineReader};
 
+use crate::cluster::names::Unsent;
 use crate::rooms::Kicked;
 use crate::write::{Batch, Display};
 use crate::Context;
@@ -165,6 +166,12 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
             match rooms.kick(name, reason.map(|r| sanitize(r).into_owned())) {
                 Kicked::Done => log!("console kicked {name}"),
                 Kicked::NoOne => log::say(format_args!("! no one called {name} is online")),
+                Kicked::CutOff => log::say(format_args!(
+                    "! {name} not kicked: the other servers are cut off (Redis unreachable)"
+                )),
+                Kicked::Unsure => log::say(format_args!(
+                    "! not sure {name} was kicked (Redis stopped answering; it will not happen later)"
+                )),
             }
         }
         Input::Ban(args) => {
@@ -206,6 +213,21 @@ fn shared(ctx: &Context, command: &str, args: &str, mut answer: Vec<String>) -> 
         answer.push(cluster.share_console(&format!("/{command} {args}")));
     }
     answer
+}
+
+/// The console's line for a command passed on to the other servers
+/// (`as_`: how it was passed on, if not as typed): how many took it, or
+/// that it was not (surely) passed on.
+pub fn passed_on(result: Result<usize, (usize, Unsent)>, as_: &str) -> String {
+    match result {
+        Ok(n) => format!("* passed on to the {n} other server(s){as_}"),
+        Err((asked, Unsent::Unsure)) => format!(
+            "! not sure it was passed on to every other server{as_} ({asked} took it; Redis stopped answering; it will not happen later)"
+        ),
+        Err((asked, Unsent::NotSent(_) | Unsent::Stale)) => format!(
+            "! not passed on to the other servers{as_} ({asked} took it; Redis unreachable)"
+        ),
+    }
 }
 
 fn show(lines: Vec<String>) {

@@ -254,6 +254,9 @@ impl Session<'_> {
                     Whisper::CutOff => self.reply(protocol::error(
                         "the room is cut off: private message not sent",
                     ))?,
+                    Whisper::Unsure => self.reply(protocol::error(
+                        "not sure your private message was sent (Redis stopped answering; it will not arrive later)",
+                    ))?,
                 }
             }
             Command::Quit(reason) => {

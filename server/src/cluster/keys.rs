@@ -166,19 +166,30 @@ return {id, n}
 ";
 
 /// Puts one request in a server's inbox, unless its sender's inbox mark is
-/// at or past its counter (a copy of it was put already). KEYS: inbox,
-/// the sender's [`inbox_mark`]. ARGV: counter, maxlen, mark ttl in ms,
-/// then the entry's fields and values. Returns 1 if put, 0 if skipped:
-/// either way the request is in the inbox once. A server numbers its
-/// requests in the order it sends them and sends one again only before
-/// any later one (under its names link's lock), so the mark is exact.
+/// at or past its counter (a copy of it was put already), or it is stale:
+/// Redis's clock (`TIME`) says more than the bound has passed since it was
+/// first sent (by its server's clock), as [`APPEND`] does for a line. So a
+/// request held up in a stalled Redis and executed late is a no-op, and its
+/// sender, told it may not have been sent, never sees it land later.
+/// KEYS: inbox, the sender's [`inbox_mark`]. ARGV: counter, maxlen, mark
+/// ttl in ms, first sent (ms since the Unix epoch), stale bound in ms, then
+/// the entry's fields and values. Returns 1 if put, 0 if skipped by the
+/// mark (either way the request is in the inbox once), -1 if stale (not
+/// put, and no copy of it ever will be: the mark is checked first). A
+/// server numbers its requests in the order it sends them and sends one
+/// again only before any later one (under its names link's lock), so the
+/// mark is exact.
 pub const INBOX_PUT: &str = r"
 local c = tonumber(ARGV[1])
 local hw = tonumber(redis.call('GET', KEYS[2]) or '0')
 if c <= hw then return 0 end
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now - tonumber(ARGV[4]) > tonumber(ARGV[5]) then return -1 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
 local entry = {}
-for i = 4, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 6, #ARGV do entry[#entry + 1] = ARGV[i] end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(entry))
 return 1
 ";

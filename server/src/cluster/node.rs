@@ -130,10 +130,7 @@ impl Node {
     /// Passes a console command (`/ban ...`, `/unban ...`) on to every other
     /// server, so it holds cluster-wide; returns what to tell the operator.
     pub fn share_console(&self, line: &str) -> String {
-        match self.names.broadcast_console(line) {
-            Ok(n) => format!("* passed on to the {n} other server(s)"),
-            Err(e) => format!("! not passed on to the other servers (Redis: {e:?})"),
-        }
+        crate::console::passed_on(self.names.broadcast_console(line), "")
     }
 
     /// Connects the cluster to the server whose rooms it feeds.

@@ -27,7 +27,7 @@ use chat_common::room::LOBBY;
 
 use super::bridge::{Bridge, Feed};
 use super::link::{Endpoint, Link, IO_TIMEOUT};
-use super::names::Names;
+use super::names::{Names, Unsent};
 use super::reader::Reader;
 use super::tail::tail;
 use super::writer::{Queued, Writer};
@@ -205,7 +205,8 @@ impl Log for RedisLog {
         };
         match self.names.tell(&holder.server, holder.client, line) {
             Ok(()) => Far::Sent(holder.name),
-            Err(_) => Far::Unreachable,
+            Err(Unsent::Unsure) => Far::Unsure,
+            Err(Unsent::NotSent(_) | Unsent::Stale) => Far::Unreachable,
         }
     }
 
@@ -240,15 +241,17 @@ impl Log for RedisLog {
         told
     }
 
-    fn kick(&self, name: &str, reason: Option<&str>) -> bool {
-        let Ok(Some(holder)) = self.names.holder(name) else {
-            return false;
+    fn kick(&self, name: &str, reason: Option<&str>) -> Far {
+        let holder = match self.names.holder(name) {
+            Ok(Some(holder)) if holder.server != self.server_id => holder,
+            Ok(_) => return Far::NoOne,
+            Err(_) => return Far::Unreachable,
         };
-        holder.server != self.server_id
-            && self
-                .names
-                .kick(&holder.server, &holder.name, reason)
-                .is_ok()
+        match self.names.kick(&holder.server, &holder.name, reason) {
+            Ok(()) => Far::Sent(holder.name),
+            Err(Unsent::Unsure) => Far::Unsure,
+            Err(Unsent::NotSent(_) | Unsent::Stale) => Far::Unreachable,
+        }
     }
 }
 

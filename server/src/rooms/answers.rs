@@ -64,8 +64,11 @@ pub enum Whisper {
     /// The sender was removed meanwhile.
     Gone,
     /// The log is cut off (Redis unreachable, known before or found on
-    /// the way): refused, like a chat line.
+    /// the way): refused, like a chat line; nothing was sent.
     CutOff,
+    /// Handed to the recipient's server, the reply lost (Redis stopped
+    /// answering): it may have arrived, and never will later.
+    Unsure,
 }
 
 /// What became of a `/join`.

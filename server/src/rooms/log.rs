@@ -174,9 +174,10 @@ pub trait Log: Send + Sync {
         Far::NoOne
     }
 
-    /// Kicks `name` on another server: whether someone there has it.
-    fn kick(&self, _name: &str, _reason: Option<&str>) -> bool {
-        false
+    /// Kicks `name` on another server: handed to its server, no one
+    /// there has it, or not (or not surely) handed over.
+    fn kick(&self, _name: &str, _reason: Option<&str>) -> Far {
+        Far::NoOne
     }
 
     /// Appends `line` (the console's) to every room that has members on
@@ -200,8 +201,13 @@ pub enum Far {
     /// No one elsewhere has that name.
     NoOne,
     /// The other servers could not be asked (Redis failed during the
-    /// lookup or the hand-over): not sent, like a chat line refused.
+    /// lookup, or before the hand-over was sent): not sent, like a chat
+    /// line refused.
     Unreachable,
+    /// Handed over, its reply lost (Redis stopped answering): it may have
+    /// reached its server; it never will later (answered once no late
+    /// copy of it can be applied).
+    Unsure,
 }
 
 /// What [`Log::prepare`] loaded, opaque to the rooms: they only hand it

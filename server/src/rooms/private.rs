@@ -86,6 +86,7 @@ impl Rooms {
                 log::Far::Sent(name) => Whisper::Delivered(name),
                 log::Far::NoOne => Whisper::NoOne,
                 log::Far::Unreachable => Whisper::CutOff,
+                log::Far::Unsure => Whisper::Unsure,
             };
         };
         let Some(recipient) = dir

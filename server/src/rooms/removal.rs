@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use chat_common::protocol;
 
-use super::log::Batch;
+use super::log::{self, Batch};
 use super::{ClientId, Directory, Rooms, LINGER};
 use crate::leave::Leave;
 use crate::shutdown;
@@ -30,10 +30,11 @@ impl Rooms {
             drop(dir);
             // Maybe someone on another server of a cluster has it (asked
             // with no lock held).
-            return if self.log.kick(name, reason.as_deref()) {
-                Kicked::Done
-            } else {
-                Kicked::NoOne
+            return match self.log.kick(name, reason.as_deref()) {
+                log::Far::Sent(_) => Kicked::Done,
+                log::Far::NoOne => Kicked::NoOne,
+                log::Far::Unreachable => Kicked::CutOff,
+                log::Far::Unsure => Kicked::Unsure,
             };
         };
         self.remove_locked(&mut dir, vec![(id, Leave::Kicked(reason))]);
@@ -161,6 +162,12 @@ pub enum Kicked {
     Done,
     /// No one by that name is connected.
     NoOne,
+    /// Someone elsewhere may have it, but the other servers could not be
+    /// asked (Redis unreachable): not passed on.
+    CutOff,
+    /// Passed on to the server holding the name, its reply lost (Redis
+    /// stopped answering): it may have been done; it never will be later.
+    Unsure,
 }
 
 /// The too-slow ending, wherever a client is found too slow (a push under a

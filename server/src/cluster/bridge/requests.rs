@@ -21,14 +21,10 @@ impl Bridge {
                     // A name another console banned, held here: every
                     // server bans its client's address.
                     if let Some(by_address) = by_address {
-                        answer.push(match self.names.broadcast_console(&by_address) {
-                            Ok(n) => {
-                                format!("* passed on to the {n} other server(s) as {by_address}")
-                            }
-                            Err(e) => {
-                                format!("! not passed on to the other servers (Redis: {e:?})")
-                            }
-                        });
+                        answer.push(crate::console::passed_on(
+                            self.names.broadcast_console(&by_address),
+                            &format!(" as {by_address}"),
+                        ));
                     }
                     answer
                 } else if let Some(target) = line.strip_prefix("/unban ") {

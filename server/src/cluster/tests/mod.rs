@@ -15,7 +15,7 @@ use chat_tests::redis::Redis;
 use parking_lot::{Condvar, Mutex};
 
 use super::link::{check, Endpoint, Failure, Link, Siblings, BACKOFF_MAX, IO_TIMEOUT};
-use super::names::{Claim, Names};
+use super::names::{Claim, Names, Unsent};
 use super::presence::{Local, Member, Presence, HEARTBEAT_EVERY, HEARTBEAT_TTL, LOST_KIND};
 use super::reader::Reader;
 use super::tail::tail;
