@@ -167,6 +167,58 @@ impl Redis {
             .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
     }
 
+    /// Waits until a client's command named `cmd` (as `CLIENT LIST` names
+    /// it: `evalsha`) is held by a `CLIENT PAUSE` (its flags have `b`),
+    /// within [`TIMEOUT`].
+    ///
+    /// # Panics
+    /// When none is by then (after lifting the pause), listing the clients.
+    pub fn wait_held(&self, cmd: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let clients = self.query(&["CLIENT", "LIST"]).concat();
+            let held = clients.lines().any(|c| {
+                c.contains(&format!(" cmd={cmd} "))
+                    && c.split_whitespace()
+                        .any(|f| f.starts_with("flags=") && f.contains('b'))
+            });
+            if held {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.command(&["CLIENT", "UNPAUSE"]);
+                panic!("no {cmd} was ever held:\n{clients}");
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Lifts a `CLIENT PAUSE` and, in the same read, keeps Redis busy for
+    /// `busy` in a read-only script (`EVAL_RO`, which no pause holds): what
+    /// the pause held runs only after it, before Redis reads anything sent
+    /// since (a connection closed meanwhile included). So a held command
+    /// runs `busy` late, as if Redis had stalled with it unread; its sender
+    /// sees Redis stop answering meanwhile. `busy` must stay under Redis's
+    /// `busy-reply-threshold` (5 s by default), past which it would answer
+    /// others `BUSY`.
+    pub fn resume_late(&self, busy: Duration) {
+        let script = "local s = redis.call('TIME') \
+            repeat local t = redis.call('TIME') \
+            until (t[1] - s[1]) * 1000000 + (t[2] - s[2]) >= tonumber(ARGV[1]) \
+            return 1";
+        let micros = busy.as_micros().to_string();
+        let stream = self.open().expect("redis");
+        let mut writer = stream.try_clone().expect("clone");
+        let mut both = encode(&["CLIENT", "UNPAUSE"]);
+        both.extend(encode(&["EVAL_RO", script, "0", &micros]));
+        writer.write_all(&both).expect("redis: resume");
+        let mut reader = BufReader::new(stream);
+        let mut out = Vec::new();
+        read_value(&mut reader, &mut out).expect("redis: UNPAUSE");
+        read_value(&mut reader, &mut out).expect("redis: the busy script");
+        assert_eq!(out, ["OK", "1"], "unpause, then busy");
+    }
+
     /// Sends one command and returns the whole reply, flattened: one string
     /// per bulk or simple value, in order (nested arrays flattened), for a
     /// test that reads a key or a stream.

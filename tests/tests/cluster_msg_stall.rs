@@ -1,0 +1,67 @@
+//! Private messages across servers when Redis stalls or was away: a `/msg`
+//! whose inbox request Redis held when it stopped answering is answered
+//! "not sure" and never arrives later; a client named while Redis was away
+//! (a fallback `guest-TAG.N`) can be sent a `/msg` from another server once
+//! Redis is back. Real binaries and a real redis-server on a free loopback
+//! port.
+
+use std::time::Duration;
+
+use chat_tests::cluster::{msg_until_sent, servers};
+use chat_tests::redis::Redis;
+use chat_tests::{Client, Server, TIMEOUT};
+
+/// Joins a client named `name` and reads past its welcome, the lobby's
+/// history and its rename (a `/who` answer listing it is the marker).
+fn named(server: &Server, name: &str) -> Client {
+    let (mut client, _) = server.join();
+    client.send(&format!("/nick {name}"));
+    client.recv_until(|l| l.contains(&format!("now known as {name}")));
+    client.send("/who");
+    client.recv_until(|l| l.starts_with("* ") && l.contains(name) && l.contains("#lobby"));
+    client
+}
+
+/// How long Redis stays busy with ann's `/msg` held: past the servers'
+/// reply timeout (2 s), so ann's server gives up on it, and past the bound
+/// after which a request is stale (2.5 s), so that is what it is when it
+/// runs; under Redis's own `busy-reply-threshold` (5 s).
+const STALL: Duration = Duration::from_millis(3_500);
+
+/// Redis stalls with ann's `/msg` to bea (on the other server) in it,
+/// unapplied, and runs it when it resumes, late (`CLIENT PAUSE WRITE`
+/// until the inbox request is held, then a read-only script keeps Redis
+/// busy for [`STALL`] before it runs what the pause held: as a Redis that
+/// stopped with the request unread would, the request's connection closed
+/// meanwhile by its server's timeout). ann is told she cannot be sure it
+/// was sent and that it will not arrive later, and it does not: bea reads
+/// to a later message without it. (Before the request carried its send
+/// time, it was put when Redis resumed, after ann was told "not sent".)
+#[test]
+fn a_msg_stalled_in_redis_is_not_sure_and_never_arrives_later() {
+    let redis = Redis::start();
+    let servers = servers(&redis, 2);
+    let mut ann = named(&servers[0], "ann");
+    let mut bea = named(&servers[1], "bea");
+
+    redis.command(&["CLIENT", "PAUSE", "60000", "WRITE"]);
+    ann.send("/msg bea psst");
+    redis.wait_held("evalsha");
+    redis.resume_late(STALL);
+    let answer = ann.recv_until(|l| l.starts_with("! ") || l == "[to bea] psst");
+    let last = answer.last().expect("an answer");
+    assert!(
+        last.starts_with("! not sure") && last.contains("will not arrive later"),
+        "{answer:?}; stderr:\n{}",
+        servers[0].stderr()
+    );
+
+    // The held request ran (or was dropped) once Redis resumed: a later
+    // message is the marker.
+    msg_until_sent(&mut ann, "bea", "marker", TIMEOUT * 2);
+    let seen = bea.recv_until(|l| l == "[from ann] marker");
+    assert!(
+        !seen.iter().any(|l| l.contains("psst")),
+        "arrived after its sender was told it may not have: {seen:?}"
+    );
+}
