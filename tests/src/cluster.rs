@@ -61,25 +61,34 @@ pub fn ask_until(client: &mut Client, command: &str, want: &str) {
 /// Sends `/msg TO TEXT` from `client` again every [`ASK_AGAIN`] while the
 /// answer is a `! ` line (Redis just back: the link may still count it as
 /// hung, presence may not have registered the name yet), until it is told
-/// the message went, within `within`. Returns the `! ` answers it had.
+/// the message went, within `within`. Returns how many `! ` answers it
+/// had, and the last.
 ///
 /// # Panics
 /// When it is not told so by then.
-pub fn msg_until_sent(client: &mut Client, to: &str, text: &str, within: Duration) -> Vec<String> {
+pub fn msg_until_sent(
+    client: &mut Client,
+    to: &str,
+    text: &str,
+    within: Duration,
+) -> (usize, Option<String>) {
     let deadline = Instant::now() + within;
     let sent = format!("[to {to}] {text}");
-    let mut refused = Vec::new();
+    let (mut refused, mut last_refusal) = (0, None);
     loop {
         client.send(&format!("/msg {to} {text}"));
         let answer = client.recv_until(|l| l == sent || l.starts_with("! "));
         match answer.last() {
-            Some(last) if *last == sent => return refused,
-            Some(last) => refused.push(last.clone()),
+            Some(last) if *last == sent => return (refused, last_refusal),
+            Some(last) => {
+                refused += 1;
+                last_refusal = Some(last.clone());
+            }
             None => {}
         }
         assert!(
             Instant::now() < deadline,
-            "/msg {to} never went; answers: {refused:?}"
+            "/msg {to} never went; {refused} answers, the last {last_refusal:?}"
         );
         std::thread::sleep(ASK_AGAIN);
     }

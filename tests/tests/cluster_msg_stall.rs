@@ -65,3 +65,39 @@ fn a_msg_stalled_in_redis_is_not_sure_and_never_arrives_later() {
         "arrived after its sender was told it may not have: {seen:?}"
     );
 }
+
+/// A client that connects while Redis is not answering (`SIGSTOP`: its
+/// data kept, so no server registers again from scratch when it resumes)
+/// gets a fallback guest name (`guest-TAG.N`); once Redis answers again,
+/// presence registers it as that name's holder, so a `/msg` from a client
+/// on another server reaches it (asked again until presence has run,
+/// within a bound). Resumed within the heartbeat's life (5 s), so neither
+/// server is taken for lost (which would register it again from scratch).
+#[test]
+fn a_client_named_while_redis_was_stopped_gets_msgs_from_other_servers_after() {
+    let redis = Redis::start();
+    let servers = servers(&redis, 2);
+    let mut bea = named(&servers[1], "bea");
+    let pid = redis.pid().expect("redis running");
+    chat_tests::signal(pid, "STOP");
+    let (mut guest, name) = servers[0].join();
+    chat_tests::signal(pid, "CONT");
+    assert!(name.contains('.'), "a fallback guest name: {name}");
+    msg_until_sent(&mut bea, &name, "hello", TIMEOUT * 2);
+    guest.recv_until(|l| l == "[from bea] hello");
+}
+
+/// The same when Redis was killed and restarted empty on the same port:
+/// the server registers its members and their names again.
+#[test]
+fn a_client_named_while_redis_was_down_gets_msgs_from_other_servers_after() {
+    let mut redis = Redis::start();
+    let servers = servers(&redis, 2);
+    let mut bea = named(&servers[1], "bea");
+    redis.kill();
+    let (mut guest, name) = servers[0].join();
+    assert!(name.contains('.'), "a fallback guest name: {name}");
+    redis.restart();
+    msg_until_sent(&mut bea, &name, "hello", TIMEOUT * 2);
+    guest.recv_until(|l| l == "[from bea] hello");
+}

@@ -342,6 +342,14 @@ impl Local for Bridge {
         self.names.set_unfiled();
     }
 
+    fn unclaimed(&self) -> bool {
+        self.names.take_unclaimed()
+    }
+
+    fn claim_failed(&self) {
+        self.names.set_unclaimed();
+    }
+
     fn members(&self) -> Vec<Member> {
         self.members
             .lock()

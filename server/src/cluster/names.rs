@@ -118,6 +118,10 @@ pub struct Names {
     /// Set when filing a member (or removing one) failed: presence files
     /// them all again at its next beat.
     unfiled: AtomicBool,
+    /// Set when a local client was named without Redis (a fallback guest
+    /// name): presence claims its members' names at its next beat, so a
+    /// `/msg` from another server finds it.
+    unclaimed: AtomicBool,
     /// The number of this server's last inbox request: taken under the
     /// link's lock, so the requests reach Redis in the order of their
     /// numbers, and a request is sent again only before any later one.
@@ -131,6 +135,7 @@ impl Names {
             link: Mutex::new(endpoint.link("names", IO_TIMEOUT).quick()),
             server_id: server_id.to_string(),
             unfiled: AtomicBool::new(false),
+            unclaimed: AtomicBool::new(false),
             requests: AtomicU64::new(0),
         }
     }
@@ -197,6 +202,17 @@ impl Names {
     /// Marks the members as needing filing again.
     pub fn set_unfiled(&self) {
         self.unfiled.store(true, Ordering::Release);
+    }
+
+    /// Whether a client was named without Redis since the last call (and
+    /// clears it).
+    pub fn take_unclaimed(&self) -> bool {
+        self.unclaimed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Marks the members' names as needing claiming in Redis.
+    pub fn set_unclaimed(&self) {
+        self.unclaimed.store(true, Ordering::Release);
     }
 
     /// One filing or removal, as [`Names::member`].

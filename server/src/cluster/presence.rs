@@ -22,6 +22,12 @@
 //! server again from scratch: heartbeat, members, their names (unless
 //! taken meanwhile), and the guest counter raised past every number this
 //! server gave.
+//!
+//! A client named while Redis could not be asked (a fallback guest name,
+//! `shared_names`) is held on this server only: at the next beat that
+//! reaches Redis the thread claims its members' names there too, so a
+//! `/msg` from another server finds it (a name taken elsewhere meanwhile
+//! is given up for a fresh guest name).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,6 +95,11 @@ pub trait Local: Send + Sync + 'static {
     fn unfiled(&self) -> bool;
     /// Filing them all again failed: try again at the next beat.
     fn file_failed(&self);
+    /// Whether a client was named without Redis (a fallback guest name)
+    /// since the last call: its name is then claimed at this beat.
+    fn unclaimed(&self) -> bool;
+    /// Claiming the names failed: try again at the next beat.
+    fn claim_failed(&self);
 }
 
 /// The presence thread's state.
@@ -152,10 +163,18 @@ impl Presence {
         // its clients are still here: register them again.
         if added == 1 || self.registered.as_deref() != self.link.epoch() {
             self.register()?;
-        } else if self.local.unfiled() {
-            if let Err(e) = self.refile() {
-                self.local.file_failed();
-                return Err(e);
+        } else {
+            if self.local.unfiled() {
+                if let Err(e) = self.refile() {
+                    self.local.file_failed();
+                    return Err(e);
+                }
+            }
+            if self.local.unclaimed() {
+                if let Err(e) = self.claim_names() {
+                    self.local.claim_failed();
+                    return Err(e);
+                }
             }
         }
         let servers = self.reap_lost()?;
@@ -230,6 +249,56 @@ impl Presence {
             }
             pipe.exec(conn)
         })
+    }
+
+    /// Claims every local member's name for it (the [`keys::CLAIM`] of
+    /// `/nick`, pipelined; a name it holds already is only spelled again),
+    /// at the beat after a client was named without Redis (a fallback guest
+    /// name, held here only): so a `/msg` from another server finds it. A
+    /// name another client took meanwhile is given up for a fresh guest
+    /// name ([`Local::name_lost`]). A member renamed while this ran may
+    /// have had its old name claimed again: it is freed again after.
+    fn claim_names(&mut self) -> Result<(), Failure> {
+        let members = self.local.members();
+        if members.is_empty() {
+            return Ok(());
+        }
+        let me = self.server_id.clone();
+        let claim = Script::new(keys::CLAIM);
+        let claimed: Vec<i64> = self.link.run(|conn| {
+            let mut pipe = redis::pipe();
+            for member in &members {
+                pipe.cmd("EVALSHA")
+                    .arg(claim.get_hash())
+                    .arg(1)
+                    .arg(keys::name(&member.name.to_lowercase()))
+                    .arg(keys::holder(&me, member.client, &member.name))
+                    .arg(keys::holder_prefix(&me, member.client));
+            }
+            pipe.query(conn)
+        })?;
+        let now = self.local.members();
+        let delete = Script::new(keys::DELETE_IF);
+        for (member, claimed) in members.iter().zip(claimed) {
+            let current = now
+                .iter()
+                .any(|m| m.client == member.client && m.name.eq_ignore_ascii_case(&member.name));
+            if claimed == 0 {
+                if current {
+                    self.local.name_lost(member.client, &member.name);
+                }
+            } else if !current {
+                self.link.run(|conn| {
+                    redis::cmd("EVALSHA")
+                        .arg(delete.get_hash())
+                        .arg(1)
+                        .arg(keys::name(&member.name.to_lowercase()))
+                        .arg(keys::holder_prefix(&me, member.client))
+                        .exec(conn)
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes this server's members, their names, its guest floor and its

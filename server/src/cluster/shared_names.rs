@@ -91,8 +91,9 @@ impl SharedNames {
     }
 
     /// A guest from this server's own range, when Redis gives no number:
-    /// held here at once (no other server names from this tag), and filed
-    /// as a member so that `/who` lists it once Redis is back.
+    /// held here at once (no other server names from this tag), filed as a
+    /// member so that `/who` lists it once Redis is back, and claimed there
+    /// by presence then, so a `/msg` from another server finds it.
     fn fallback_guest(&mut self) -> Guest {
         self.fallback += 1;
         let id = FALLBACK_ID_BASE + self.fallback;
@@ -116,6 +117,8 @@ impl SharedNames {
         let name = name.unwrap_or_else(|| format!("guest-.{}", base36(self.fallback)));
         self.held.insert(name.clone(), id);
         self.bridge.members.lock().entry(id).or_default().name = name.clone();
+        // Not held in Redis yet: presence claims it once Redis answers.
+        self.redis.set_unclaimed();
         Guest { id, name }
     }
 }

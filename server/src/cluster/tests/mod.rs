@@ -228,6 +228,10 @@ impl Local for Members {
         true
     }
     fn file_failed(&self) {}
+    fn unclaimed(&self) -> bool {
+        false
+    }
+    fn claim_failed(&self) {}
 }
 
 /// How a line ended, from its sender's side and the room's.
