@@ -101,3 +101,32 @@ fn a_client_named_while_redis_was_down_gets_msgs_from_other_servers_after() {
     msg_until_sent(&mut bea, &name, "hello", TIMEOUT * 2);
     guest.recv_until(|l| l == "[from bea] hello");
 }
+
+/// The same for the console's `/kick` of a client on another server: the
+/// console is told it cannot be sure, and the kick never happens later
+/// (bea still gets a message sent after Redis resumed).
+#[test]
+fn a_console_kick_stalled_in_redis_is_not_sure_and_never_happens_later() {
+    let redis = Redis::start();
+    let mut servers = servers(&redis, 2);
+    // A client of its own, so the kicking server's names link is connected
+    // (a first connection would wait for the pause to end).
+    let mut ann = named(&servers[0], "ann");
+    let mut bea = named(&servers[1], "bea");
+
+    redis.command(&["CLIENT", "PAUSE", "60000", "WRITE"]);
+    servers[0].console("/kick bea spamming");
+    redis.wait_held("evalsha");
+    redis.resume_late(STALL);
+    let said = servers[0].stdout_until(|l| l.starts_with("! ") || l.contains("kicked bea"));
+    assert!(
+        said.starts_with("! not sure bea was kicked") && said.contains("will not happen later"),
+        "{said}"
+    );
+    msg_until_sent(&mut ann, "bea", "marker", TIMEOUT * 2);
+    let seen = bea.recv_until(|l| l == "[from ann] marker");
+    assert!(
+        !seen.iter().any(|l| l.contains("spamming")),
+        "kicked after the console was told it may not have been: {seen:?}"
+    );
+}
