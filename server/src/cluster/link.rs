@@ -12,8 +12,11 @@
 //!
 //! Every new connection loads the cluster's Lua scripts and reads (or sets)
 //! the epoch before anything else runs on it.
+//!
+//! The start check (`check`) is `link/start.rs`; what the links of one
+//! server share, `link/siblings.rs`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +26,12 @@ use super::keys;
 use super::url::RedisUrl;
 use crate::log;
 use crate::shutdown::Shutdown;
+
+mod siblings;
+mod start;
+
+pub use siblings::Siblings;
+pub use start::check;
 
 /// How long connecting (TCP and handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -70,78 +79,6 @@ pub enum Failure {
     Lost,
     /// Redis answered with an error; the link is fine.
     Refused(RedisError),
-}
-
-/// Shared by the links of one server: how many connections they have made
-/// in all, and whether Redis is known to be hung. A link waiting out its
-/// back-off tries again at once when a sibling got through, so the writer
-/// is not left refusing lines for seconds after the reader saw Redis come
-/// back.
-#[derive(Clone)]
-pub struct Siblings {
-    /// Connections made by all the links sharing it.
-    connects: Arc<AtomicU64>,
-    /// Until when (ms after `origin`; 0: not) Redis counts as hung: set
-    /// for [`HUNG_FOR`] when a link timed out waiting for it (a hung
-    /// Redis, or one that no longer answers in time), cleared by the next
-    /// reply any link gets. Meanwhile a [`Link::quick`] link fails at once
-    /// instead of waiting for a reply timeout of its own: a Redis that did
-    /// not answer one connection will not answer another either.
-    hung_until: Arc<AtomicU64>,
-    /// When (ms after `origin`) a link last had a reply: a timeout soon
-    /// after one is this connection's trouble (held, or a slow command),
-    /// not a hung Redis ([`ALIVE_WITHIN`]).
-    last_reply: Arc<AtomicU64>,
-    /// What `hung_until` and `last_reply` count from.
-    origin: Instant,
-}
-
-impl Default for Siblings {
-    fn default() -> Self {
-        Siblings {
-            connects: Arc::default(),
-            hung_until: Arc::default(),
-            last_reply: Arc::default(),
-            origin: Instant::now(),
-        }
-    }
-}
-
-impl Siblings {
-    /// Now, in ms after `origin` (at least 1, so 0 means "not hung").
-    fn now_ms(&self) -> u64 {
-        (self.origin.elapsed().as_millis() as u64).max(1)
-    }
-
-    /// Whether a link timed out less than [`HUNG_FOR`] ago and none got a
-    /// reply since.
-    fn hung(&self) -> bool {
-        self.now_ms() < self.hung_until.load(Ordering::Acquire)
-    }
-
-    /// A link timed out waiting for Redis: Redis counts as hung unless a
-    /// link had a reply within [`ALIVE_WITHIN`]. Returns whether it does.
-    fn timed_out(&self) -> bool {
-        let now = self.now_ms();
-        let last = self.last_reply.load(Ordering::Acquire);
-        if last != 0 && now.saturating_sub(last) < ALIVE_WITHIN.as_millis() as u64 {
-            return false;
-        }
-        let until = now + HUNG_FOR.as_millis() as u64;
-        self.hung_until.store(until, Ordering::Release);
-        true
-    }
-
-    /// A reply arrived: Redis answers.
-    fn answered(&self) {
-        let now = self.now_ms();
-        if self.last_reply.load(Ordering::Relaxed) != now {
-            self.last_reply.store(now, Ordering::Release);
-        }
-        if self.hung_until.load(Ordering::Relaxed) != 0 {
-            self.hung_until.store(0, Ordering::Release);
-        }
-    }
 }
 
 /// The Redis of one server's links: its URL and the [`Siblings`] count they
@@ -467,38 +404,4 @@ pub fn brief(e: &RedisError) -> String {
         Some(end) => text[..end].to_string(),
         None => text,
     }
-}
-
-/// At start: connects once, checks that Redis answers, accepts us
-/// (password) and is recent enough ([`MIN_VERSION`]).
-///
-/// # Errors
-/// The one line `main` prints before exiting 1.
-pub fn check(url: &RedisUrl) -> Result<(), String> {
-    let client =
-        redis::Client::open(url.as_str()).map_err(|e| format!("--redis: {}", brief(&e)))?;
-    let mut conn = client
-        .get_connection_with_timeout(CONNECT_TIMEOUT)
-        .map_err(|e| format!("cannot use Redis at {url}: {}", brief(&e)))?;
-    conn.set_read_timeout(Some(IO_TIMEOUT))
-        .and_then(|()| conn.set_write_timeout(Some(IO_TIMEOUT)))
-        .map_err(|e| format!("cannot use Redis at {url}: {}", brief(&e)))?;
-    let info: String = redis::cmd("INFO")
-        .arg("server")
-        .query(&mut conn)
-        .map_err(|e| format!("Redis at {url} refused us: {}", brief(&e)))?;
-    let version = info
-        .lines()
-        .find_map(|line| line.strip_prefix("redis_version:"))
-        .map(str::trim)
-        .ok_or_else(|| format!("Redis at {url} did not say its version"))?;
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if found < MIN_VERSION {
-        return Err(format!(
-            "Redis at {url} is version {version}; the cluster needs {}.{} or later",
-            MIN_VERSION.0, MIN_VERSION.1
-        ));
-    }
-    Ok(())
 }

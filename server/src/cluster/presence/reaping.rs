@@ -1,0 +1,113 @@
+//! Reaping lost servers: a registered server whose heartbeat expired has
+//! its members announced as left, once, by whichever survivor takes its
+//! reap lock, and its keys deleted.
+
+use redis::Script;
+
+use super::super::keys;
+use super::super::link::Failure;
+use super::{Presence, HEARTBEAT_TTL, LOST_KIND, REAP_CHUNK, REAP_LOCK_TTL};
+use crate::log;
+
+impl Presence {
+    /// Finds the registered servers whose heartbeat expired and, for each
+    /// whose lock this server takes, announces its members as left.
+    /// Returns the other servers alive.
+    pub(super) fn reap_lost(&mut self) -> Result<Vec<String>, Failure> {
+        let servers: Vec<String> = self
+            .link
+            .run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
+        let me = self.server_id.clone();
+        let others: Vec<String> = servers.into_iter().filter(|s| *s != me).collect();
+        if others.is_empty() {
+            return Ok(others);
+        }
+        let alive: Vec<bool> = self.link.run(|conn| {
+            let mut pipe = redis::pipe();
+            for other in &others {
+                pipe.cmd("EXISTS").arg(keys::alive(other));
+            }
+            pipe.query(conn)
+        })?;
+        let mut live = Vec::new();
+        for (other, alive) in others.into_iter().zip(alive) {
+            if alive {
+                live.push(other);
+                continue;
+            }
+            let locked: Option<String> = self.link.run(|conn| {
+                redis::cmd("SET")
+                    .arg(keys::reap(&other))
+                    .arg(&me)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(REAP_LOCK_TTL.as_millis() as u64)
+                    .query(conn)
+            })?;
+            if locked.is_some() {
+                let announced = self.reap(&other, LOST_KIND, "server lost")?;
+                log!("redis: server {other} lost; announced {announced} of its clients as gone");
+            }
+        }
+        Ok(live)
+    }
+
+    /// Announces every member of server `other` as left (`kind`, for
+    /// `reason`) once, frees their names, then forgets the server and its
+    /// keys (members, wake and inbox streams). The members go in pipelines
+    /// of [`REAP_CHUNK`], each led by a refresh of this server's own
+    /// heartbeat, so reaping a big server costs a few round trips and never
+    /// lets this one pass for lost meanwhile.
+    pub(super) fn reap(&mut self, other: &str, kind: &str, reason: &str) -> Result<usize, Failure> {
+        let members: Vec<(String, String)> = self
+            .link
+            .run(|conn| redis::cmd("HGETALL").arg(keys::members(other)).query(conn))?;
+        let script = Script::new(keys::REAP_MEMBER);
+        let me = self.server_id.clone();
+        let mut announced = 0;
+        for chunk in members.chunks(REAP_CHUNK) {
+            let done: Vec<i64> = self.link.run(|conn| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("SET")
+                    .arg(keys::alive(&me))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(HEARTBEAT_TTL.as_millis() as u64)
+                    .ignore();
+                for (name, value) in chunk {
+                    let (room, _) = keys::parse_member(value);
+                    pipe.cmd("EVALSHA")
+                        .arg(script.get_hash())
+                        .arg(4)
+                        .arg(keys::members(other))
+                        .arg(keys::name(&name.to_lowercase()))
+                        .arg(keys::log(room))
+                        .arg(keys::seq(room))
+                        .arg(name)
+                        .arg(format!("{other}:"))
+                        .arg(self.config.max_len)
+                        .arg(self.config.idle_ttl.as_millis() as u64)
+                        .arg(format!("{kind}:{other}:{name}"))
+                        .arg(kind)
+                        .arg(self.local.left(name, reason));
+                }
+                pipe.query(conn)
+            })?;
+            announced += done.iter().filter(|d| **d == 1).count();
+        }
+        self.link.run(|conn| {
+            redis::pipe()
+                .cmd("SREM")
+                .arg(keys::servers())
+                .arg(other)
+                .ignore()
+                .cmd("DEL")
+                .arg(keys::members(other))
+                .arg(keys::wake(other))
+                .arg(keys::inbox(other))
+                .ignore()
+                .exec(conn)
+        })?;
+        Ok(announced)
+    }
+}
