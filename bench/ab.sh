@@ -21,6 +21,6 @@ for round in $(seq "$rounds"); do
         echo "== round $round, $rev"
         target/release/chat-bench --quick --workloads "$workloads" \
             --chat-server "$out/chat-server-$rev" --out-dir "$out/run-$round-$rev" 2>/dev/null |
-            grep -E '^\| \(|latency p50|latency p99 |server CPU s' || true
+            grep -E '^\| \(|delivered lines|latency p50|latency p99 |server CPU s|CPU us/line' || true
     done
 done
