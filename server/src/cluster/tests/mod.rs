@@ -162,15 +162,7 @@ impl Node {
     }
 
     fn say(&self, room: &str, text: &str) -> Queued {
-        self.writer.append(
-            7,
-            Line {
-                room: room.into(),
-                from: "alice".into(),
-                kind: "chat".into(),
-                text: text.into(),
-            },
-        )
+        self.writer.append(7, alice(room, text))
     }
 
     /// Waits until the writer knows the fate of every line it sent. A line
@@ -235,6 +227,16 @@ impl Local for Members {
 }
 
 /// How a line ended, from its sender's side and the room's.
+/// A chat line of alice's for `room` (the tests append it as client 7).
+fn alice(room: &str, text: &str) -> Line {
+    Line {
+        room: room.into(),
+        from: "alice".into(),
+        kind: "chat".into(),
+        text: text.into(),
+    }
+}
+
 fn fate(sender: &[Event], room: &[Event], text: &str) -> (bool, usize) {
     let refused = sender
         .iter()

@@ -157,17 +157,7 @@ fn redis_restarted_empty_says_at_least_how_many_lines_went_unseen() {
     .unwrap();
     let (_, from) = tail(&mut link(&redis), "lobby", 0, |_| false).unwrap();
     reader.watch("lobby", Some(from));
-    let say = |text: &str| {
-        writer.append(
-            7,
-            Line {
-                room: "lobby".into(),
-                from: "alice".into(),
-                kind: "chat".into(),
-                text: text.into(),
-            },
-        )
-    };
+    let say = |text: &str| writer.append(7, alice("lobby", text));
     let _ = say("seen");
     sink.until("seen", |e| Recorder::delivered(e, "lobby") == ["seen"]);
     // Its reply in too: else the lines below could be refused behind it.
@@ -252,15 +242,7 @@ fn restarted_empty_counts_lines_the_reader_never_read() {
     redis.command(&["ACL", "SETUSER", "bee", "off"]);
     redis.command(&["CLIENT", "KILL", "USER", "bee"]);
     sink.until("reader down", |e| e.contains(&Event::Link(false)));
-    let _ = writer.append(
-        7,
-        Line {
-            room: "lobby".into(),
-            from: "alice".into(),
-            kind: "chat".into(),
-            text: "unread".into(),
-        },
-    );
+    let _ = writer.append(7, alice("lobby", "unread"));
     while writer.written().lock().get("lobby").map(|(_, n)| *n) != Some(1) {
         assert!(Instant::now() < deadline, "the log never took it");
         thread::sleep(Duration::from_millis(10));

@@ -37,41 +37,67 @@ fn a_line_lost_on_a_dead_connection_is_sent_again_once() {
     );
 }
 
+/// A writer ("a") that reaches Redis through a [`Proxy`] the test can cut,
+/// and a node ("b") reading `#lobby`, which has seen the writer's first
+/// line, "one".
+struct Behind {
+    redis: Redis,
+    proxy: Proxy,
+    sink: Arc<Recorder>,
+    shutdown: Arc<Shutdown>,
+    writer: Writer,
+    w: thread::JoinHandle<()>,
+    watcher: Node,
+}
+
+impl Behind {
+    fn proxy() -> Behind {
+        let redis = Redis::start();
+        let proxy = Proxy::start(redis.addr());
+        let sink = Arc::new(Recorder::default());
+        let shutdown = Arc::new(Shutdown::new());
+        let (writer, w) = Writer::start(
+            &Endpoint::new(proxy.url()),
+            "a",
+            LogConfig::default(),
+            sink.clone(),
+            shutdown.clone(),
+        )
+        .unwrap();
+        let watcher = Node::start(&redis, "b", LogConfig::default());
+        watcher.watch("lobby");
+        let _ = writer.append(7, alice("lobby", "one"));
+        watcher
+            .sink
+            .until("one", |e| Recorder::delivered(e, "lobby") == ["one"]);
+        Behind {
+            redis,
+            proxy,
+            sink,
+            shutdown,
+            writer,
+            w,
+            watcher,
+        }
+    }
+}
+
 /// A cut that holds a line's pipeline and delivers it late, after the
 /// writer gave up on its reply and sent the line again on a new
 /// connection: the line is in the log once (the late copy is skipped by
 /// its uid), and its sender is not told it was refused if it was not.
 #[test]
 fn a_line_held_in_a_cut_and_delivered_late_is_not_doubled() {
-    let redis = Redis::start();
-    let proxy = Proxy::start(redis.addr());
-    let sink = Arc::new(Recorder::default());
-    let shutdown = Arc::new(Shutdown::new());
-    let (writer, w) = Writer::start(
-        &Endpoint::new(proxy.url()),
-        "a",
-        LogConfig::default(),
-        sink.clone(),
-        shutdown.clone(),
-    )
-    .unwrap();
-    let watcher = Node::start(&redis, "b", LogConfig::default());
-    watcher.watch("lobby");
-    let say = |text: &str| {
-        writer.append(
-            7,
-            Line {
-                room: "lobby".into(),
-                from: "alice".into(),
-                kind: "chat".into(),
-                text: text.into(),
-            },
-        )
-    };
-    let _ = say("one");
-    watcher
-        .sink
-        .until("one", |e| Recorder::delivered(e, "lobby") == ["one"]);
+    let Behind {
+        redis: _redis,
+        proxy,
+        sink,
+        shutdown,
+        writer,
+        w,
+        watcher,
+    } = Behind::proxy();
+    let say = |text: &str| writer.append(7, alice("lobby", text));
     proxy.hold();
     let _ = say("two");
     // The writer gave up on the held connection and tried a new one.
@@ -165,35 +191,16 @@ fn a_line_sent_to_a_stopped_redis_is_answered_at_its_deadline_and_never_appears(
 /// the line is in no log and reaches no reader.
 #[test]
 fn a_line_held_in_a_cut_past_its_deadline_is_refused_and_its_late_copy_skipped() {
-    let redis = Redis::start();
-    let proxy = Proxy::start(redis.addr());
-    let sink = Arc::new(Recorder::default());
-    let shutdown = Arc::new(Shutdown::new());
-    let (writer, w) = Writer::start(
-        &Endpoint::new(proxy.url()),
-        "a",
-        LogConfig::default(),
-        sink.clone(),
-        shutdown.clone(),
-    )
-    .unwrap();
-    let watcher = Node::start(&redis, "b", LogConfig::default());
-    watcher.watch("lobby");
-    let say = |text: &str| {
-        writer.append(
-            7,
-            Line {
-                room: "lobby".into(),
-                from: "alice".into(),
-                kind: "chat".into(),
-                text: text.into(),
-            },
-        )
-    };
-    let _ = say("one");
-    watcher
-        .sink
-        .until("one", |e| Recorder::delivered(e, "lobby") == ["one"]);
+    let Behind {
+        redis,
+        proxy,
+        sink,
+        shutdown,
+        writer,
+        w,
+        watcher,
+    } = Behind::proxy();
+    let say = |text: &str| writer.append(7, alice("lobby", text));
     let deadline = Instant::now() + DEADLINE;
     while writer.unsettled() != 0 {
         assert!(Instant::now() < deadline, "the writer never settled");
