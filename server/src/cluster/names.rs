@@ -20,23 +20,27 @@
 //! puts one in an inbox ([`keys::INBOX_PUT`]) skips a number at or below
 //! this server's mark, so a `/msg` sent again, or a late copy of it from a
 //! broken connection, is served once. It also carries when it was first
-//! sent, and the script skips it once [`STALE_AFTER`] has passed by
+//! sent, and the script skips it once `writer::STALE_AFTER` has passed by
 //! Redis's clock (as a chat line, see `writer`): a request held up in a
 //! stalled Redis never lands after its sender was told it was not sent.
 //! One whose reply was lost ([`Unsent::Unsure`]) is answered only
-//! [`UNSURE_DEADLINE`] after it was first sent, when no copy of it can be
+//! `writer::UNSURE_DEADLINE` after it was first sent, when no copy of it can be
 //! put any more.
+//!
+//! Requests through another server's inbox are `names/inbox.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use redis::Script;
 
 use super::keys;
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
-use super::writer::{STALE_AFTER, UNSURE_DEADLINE};
+
+mod inbox;
+
+pub use inbox::Unsent;
 
 /// Now, in ms since the epoch: when a member entered its room.
 pub fn now_ms() -> u64 {
@@ -55,7 +59,7 @@ pub const INBOX_MAX_LEN: u64 = 1000;
 /// per server that sent a request within it.
 pub const INBOX_MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// What [`keys::INBOX_PUT`] returns for a request past [`STALE_AFTER`].
+/// What [`keys::INBOX_PUT`] returns for a request past `writer::STALE_AFTER`.
 const STALE: i64 = -1;
 
 /// The answer to [`Names::claim`].
@@ -66,23 +70,6 @@ pub enum Claim {
     Claimed,
     /// Another client, on some server, holds it (ignoring case).
     InUse,
-}
-
-/// Why an inbox request ([`Names::send`]) is not known to be in the inbox.
-#[must_use]
-#[derive(Debug)]
-pub enum Unsent {
-    /// Not put, and no copy of it ever will be: Redis could not be asked,
-    /// or answered with an error.
-    NotSent(Failure),
-    /// Not put: Redis took it past [`STALE_AFTER`] (it was held up on the
-    /// way), and no copy of it ever will be.
-    Stale,
-    /// Sent, and its reply lost (Redis stopped answering, the connection
-    /// broke): it may have been put just before. No copy of it can be put
-    /// any more: this answer comes [`UNSURE_DEADLINE`] after it was first
-    /// sent, when any copy still on its way is stale.
-    Unsure,
 }
 
 /// A client anywhere in the cluster, as the directory lists it.
@@ -303,109 +290,5 @@ impl Names {
             .collect();
         all.sort_by(|a, b| (a.entered, &a.name).cmp(&(b.entered, &b.name)));
         Ok(all)
-    }
-
-    /// Puts a request in server `server`'s inbox, once: `fields` (kind, and
-    /// what that kind needs). Numbered, it is sent again on a fresh
-    /// connection if its connection broke ([`Link::run_idempotent`]):
-    /// whichever copies reach Redis, the inbox takes one
-    /// ([`keys::INBOX_PUT`]), and none past [`STALE_AFTER`] after the first
-    /// was sent.
-    ///
-    /// # Errors
-    /// [`Unsent`]: not put, or not known whether (then only once no copy
-    /// can be put any more: this call waits until [`UNSURE_DEADLINE`] after
-    /// the first sending, with no lock held).
-    pub fn send(&self, server: &str, fields: &[(&str, &str)]) -> Result<(), Unsent> {
-        let script = Script::new(keys::INBOX_PUT);
-        let since = Instant::now();
-        let sent_ms = now_ms();
-        let mut tries = 0_u32;
-        let put: Result<i64, Failure> = {
-            let mut link = self.link.lock();
-            let number = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-            let uid = format!("{}:{number}", self.server_id);
-            link.run_idempotent(|conn| {
-                tries += 1;
-                let mut cmd = redis::cmd("EVALSHA");
-                cmd.arg(script.get_hash())
-                    .arg(2)
-                    .arg(keys::inbox(server))
-                    .arg(keys::inbox_mark(&self.server_id))
-                    .arg(number)
-                    .arg(INBOX_MAX_LEN)
-                    .arg(INBOX_MARK_TTL.as_millis() as u64)
-                    .arg(sent_ms)
-                    .arg(STALE_AFTER.as_millis() as u64)
-                    .arg("uid")
-                    .arg(&uid);
-                for (field, value) in fields {
-                    cmd.arg(*field).arg(*value);
-                }
-                cmd.query(conn)
-            })
-        };
-        match put {
-            Ok(STALE) => Err(Unsent::Stale),
-            Ok(_) => Ok(()),
-            // Its reply lost (or a first copy's, before a second try that
-            // failed): wait until no copy of it can land, then say so.
-            Err(e) if matches!(e, Failure::Lost) || tries >= 2 => {
-                thread::sleep(UNSURE_DEADLINE.saturating_sub(since.elapsed()));
-                Err(Unsent::Unsure)
-            }
-            Err(e) => Err(Unsent::NotSent(e)),
-        }
-    }
-
-    /// Asks server `server` to send `line` to its client `client`.
-    ///
-    /// # Errors
-    /// As [`Names::send`].
-    pub fn tell(&self, server: &str, client: u64, line: &str) -> Result<(), Unsent> {
-        self.send(
-            server,
-            &[
-                ("kind", "tell"),
-                ("client", &client.to_string()),
-                ("line", line),
-            ],
-        )
-    }
-
-    /// Asks server `server` to kick its client `name`.
-    ///
-    /// # Errors
-    /// As [`Names::send`].
-    pub fn kick(&self, server: &str, name: &str, reason: Option<&str>) -> Result<(), Unsent> {
-        self.send(
-            server,
-            &[
-                ("kind", "kick"),
-                ("name", name),
-                ("reason", reason.unwrap_or("")),
-            ],
-        )
-    }
-
-    /// Asks every other registered server to run console command `line`.
-    /// Returns how many were asked.
-    ///
-    /// # Errors
-    /// When the servers could not be listed, or as [`Names::send`] for the
-    /// first request not known to be put (the rest are not sent); with how
-    /// many were asked before it.
-    pub fn broadcast_console(&self, line: &str) -> Result<usize, (usize, Unsent)> {
-        let servers: Vec<String> = self
-            .link
-            .lock()
-            .run_idempotent(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))
-            .map_err(|e| (0, Unsent::NotSent(e)))?;
-        let others: Vec<&String> = servers.iter().filter(|s| **s != self.server_id).collect();
-        for (asked, server) in others.iter().enumerate() {
-            self.send(server, &[("kind", "console"), ("line", line)])
-                .map_err(|e| (asked, e))?;
-        }
-        Ok(others.len())
     }
 }
