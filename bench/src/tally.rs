@@ -6,6 +6,7 @@
 //! (everyone, in a workload without rooms): [`Tally::expected`].
 
 use std::{
+    collections::BTreeSet,
     collections::VecDeque,
     time::{Duration, Instant},
 };
@@ -51,11 +52,18 @@ pub struct Sender {
     pub next_due: Instant,
 }
 
-/// Which sequence numbers one receiver has seen from one sender.
+/// Which sequence numbers one receiver has seen from one sender. Lines
+/// mostly come in order, so it keeps where the unbroken run of seen ones
+/// ends, in place: the usual line touches this struct alone (a bitmap per
+/// receiver and sender cost a cache miss per line, a quarter of the
+/// generator's time at 300 receivers). Only lines seen past a gap are
+/// kept one by one.
 #[derive(Debug, Default, Clone)]
 pub struct Seen {
-    /// One bit per sequence number.
-    bits: Vec<u64>,
+    /// Every sequence number below it was seen.
+    floor: u64,
+    /// Those seen above `floor` (past a gap: a line late or lost).
+    above: BTreeSet<u64>,
     /// Highest seen so far.
     max: Option<u64>,
 }
@@ -64,18 +72,20 @@ impl Seen {
     /// Records `seq`: `None` if it was seen before, else whether it came
     /// after a higher one (out of order).
     fn insert(&mut self, seq: u64) -> Option<bool> {
-        let word = (seq / 64) as usize;
-        let bit = 1u64 << (seq % 64);
-        if word >= self.bits.len() {
-            self.bits.resize(word + 1, 0);
-        }
-        if self.bits[word] & bit != 0 {
+        if seq < self.floor || self.above.contains(&seq) {
             return None;
         }
-        self.bits[word] |= bit;
         let late = matches!(self.max, Some(m) if seq < m);
         if !late {
             self.max = Some(seq);
+        }
+        if seq == self.floor {
+            self.floor += 1;
+            while self.above.remove(&self.floor) {
+                self.floor += 1;
+            }
+        } else {
+            self.above.insert(seq);
         }
         Some(late)
     }
@@ -435,6 +445,12 @@ mod tests {
         assert_eq!(s.insert(1), Some(true));
         assert_eq!(s.insert(2), None);
         assert_eq!(s.insert(200), Some(false));
+        assert_eq!(s.insert(3), Some(true));
+        assert_eq!((s.floor, s.above.len()), (4, 1));
+        for seq in [0, 1, 2, 3, 200] {
+            assert_eq!(s.insert(seq), None, "{seq} again");
+        }
+        assert_eq!(s.insert(4), Some(true));
     }
 
     #[test]

@@ -162,6 +162,10 @@ impl Log for RedisLog {
         Some(Prepared(Box::new(tail)))
     }
 
+    fn flush(&self) {
+        self.writer.send_queued();
+    }
+
     fn elsewhere(&self, key: &str) -> usize {
         self.bridge.elsewhere(key)
     }

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 use redis::Script;
 
@@ -56,6 +56,11 @@ use self::sending::WriterThread;
 
 /// Most lines in one pipelined round trip.
 pub const BATCH_MAX: usize = 512;
+
+/// Most batches a relaying thread sends in a row for others
+/// ([`Writer::send_queued`]) before it leaves the rest to the writer
+/// thread and goes back to its own client.
+const SEND_ROUNDS: usize = 4;
 
 /// Lines that may wait for the writer; past that a line is refused (Redis
 /// too slow). Worst case: this many lines of `--max-line` bytes.
@@ -124,6 +129,10 @@ pub enum Queued {
 pub struct Writer {
     /// The queue to the thread.
     jobs: Sender<Job>,
+    /// The same queue's other end, for [`Writer::send_queued`].
+    queue: Receiver<Job>,
+    /// The thread's state: whoever holds it sends.
+    state: Arc<Mutex<WriterThread>>,
     /// Lines of a batch that found the queue full half-way (another thread
     /// filled it first): refused by the writer thread, which may call the
     /// sink (the caller of [`Writer::append_all`] holds a room's lock).
@@ -161,7 +170,7 @@ impl Writer {
         let late = Arc::new(Mutex::new(Vec::new()));
         let written = Written::default();
         let unsettled = Arc::new(AtomicUsize::new(0));
-        let mut thread = WriterThread {
+        let thread = WriterThread {
             unsettled: Arc::clone(&unsettled),
             written: Arc::clone(&written),
             late: Arc::clone(&late),
@@ -170,7 +179,7 @@ impl Writer {
             server_id: server_id.to_string(),
             config,
             sink,
-            queue,
+            queue: queue.clone(),
             shutdown,
             next_uid: AtomicU64::new(1),
             unsure: Vec::new(),
@@ -179,12 +188,18 @@ impl Writer {
             fence: Script::new(keys::FENCE),
             stale_logged: None,
         };
-        let handle = thread::Builder::new()
-            .name("redis-writer".into())
-            .spawn(move || thread.run())?;
+        let state = Arc::new(Mutex::new(thread));
+        let handle = {
+            let state = Arc::clone(&state);
+            thread::Builder::new()
+                .name("redis-writer".into())
+                .spawn(move || sending::run(&state))?
+        };
         Ok((
             Writer {
                 jobs,
+                queue,
+                state,
                 late,
                 round_trips,
                 written,
@@ -224,6 +239,26 @@ impl Writer {
             late.extend(lines.map(|line| (token, line)));
         }
         Queued::Queued
+    }
+
+    /// Sends what is queued from the calling thread (one that holds no
+    /// lock), if no one is sending and nothing is to be settled first:
+    /// the line goes out without waiting for the writer thread to be
+    /// scheduled. Otherwise leaves it to whoever sends, or to the thread.
+    pub fn send_queued(&self) {
+        let mut batch = Vec::new();
+        for _ in 0..SEND_ROUNDS {
+            if self.queue.is_empty() {
+                return;
+            }
+            let Some(mut state) = self.state.try_lock() else {
+                return;
+            };
+            if !state.takes_lines() || state.take(&mut batch).is_err() {
+                return;
+            }
+            state.send(&mut batch);
+        }
     }
 
     /// What the logs took, as far as this writer knows.

@@ -138,6 +138,12 @@ pub trait Log: Send + Sync {
         None
     }
 
+    /// Called by the thread that relayed lines its room's log took as
+    /// [`Appended::Later`], once it holds no lock: a log that sends them
+    /// on from a thread of its own may send them from the caller's instead
+    /// (no hand-over to wait for). Never blocks on another thread.
+    fn flush(&self) {}
+
     // Across servers (a cluster's log; the embedded log keeps these
     // defaults: this server is the whole world).
 

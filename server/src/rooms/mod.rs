@@ -196,7 +196,7 @@ impl Rooms {
             lines: lines.drain(..).map(Arc::from).collect(),
         };
         let mut slow = Vec::new();
-        {
+        let later = {
             let mut inner = room.inner.lock();
             if ticket.fate().is_some() {
                 return Relayed::Gone;
@@ -204,10 +204,14 @@ impl Rooms {
             match inner.log.append(&batch) {
                 Ok(Appended::Deliver) => {
                     inner.deliver(&self.fan, self.log.server(), &batch, Wake::Now, &mut slow);
+                    false
                 }
-                Ok(Appended::Later) => {}
+                Ok(Appended::Later) => true,
                 Err(log::Unreachable) => return Relayed::Refused(batch.lines.len()),
             }
+        };
+        if later {
+            self.log.flush();
         }
         self.relayed
             .fetch_add(batch.lines.len() as u64, Ordering::Relaxed);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, Select, TryRecvError};
 use parking_lot::Mutex;
 use redis::{Script, Value};
 
@@ -53,56 +53,97 @@ pub(super) struct WriterThread {
     pub(super) stale_logged: Option<Instant>,
 }
 
-impl WriterThread {
-    pub(super) fn run(&mut self) {
-        let mut batch = Vec::with_capacity(BATCH_MAX);
-        loop {
-            if !self.unsure.is_empty() {
-                self.settle_unsure();
-            }
-            self.publish_unsettled(0);
-            if !self.retry.is_empty() {
-                let mut retry = std::mem::take(&mut self.retry);
-                self.send(&mut retry);
+/// The writer thread: waits for queued lines (without taking them, so a
+/// relaying thread that holds the state may send them itself, see
+/// [`Writer::send_queued`](super::Writer::send_queued)), settles the
+/// unsure lines, and sends what no relaying thread did.
+pub(super) fn run(state: &Mutex<WriterThread>) {
+    let (queue, shutdown) = {
+        let s = state.lock();
+        (s.queue.clone(), Arc::clone(&s.shutdown))
+    };
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    loop {
+        let wait = {
+            let mut s = state.lock();
+            if s.tend() {
                 continue;
             }
-            let late = std::mem::take(&mut *self.late.lock());
-            for (token, line) in late {
-                self.sink.refused(token, &line, Refusal::NotTaken);
-            }
-            let wait = if self.unsure.is_empty() {
+            if s.unsure.is_empty() {
                 Duration::from_millis(200)
             } else {
                 Duration::from_millis(20)
-            };
-            match self.queue.recv_timeout(wait) {
+            }
+        };
+        let mut select = Select::new();
+        select.recv(&queue);
+        if select.ready_timeout(wait).is_err() {
+            if shutdown.is_triggered() {
+                // Stopping: no one is told any more.
+                state.lock().refuse_unsure_all();
+                return;
+            }
+            continue;
+        }
+        let mut s = state.lock();
+        match s.take(&mut batch) {
+            Err(TryRecvError::Disconnected) => {
+                s.refuse_unsure_all();
+                return;
+            }
+            Err(TryRecvError::Empty) => {}
+            Ok(()) => s.send_or_refuse(&mut batch),
+        }
+    }
+}
+
+impl WriterThread {
+    /// Settles unsure lines, sends the ones to be sent again, refuses the
+    /// late ones. Returns whether it sent lines again (then it is called
+    /// again before any new line is taken).
+    fn tend(&mut self) -> bool {
+        if !self.unsure.is_empty() {
+            self.settle_unsure();
+        }
+        self.publish_unsettled(0);
+        if !self.retry.is_empty() {
+            let mut retry = std::mem::take(&mut self.retry);
+            self.send(&mut retry);
+            return true;
+        }
+        let late = std::mem::take(&mut *self.late.lock());
+        for (token, line) in late {
+            self.sink.refused(token, &line, Refusal::NotTaken);
+        }
+        false
+    }
+
+    /// Whether new lines may be sent now by whoever holds the state: no
+    /// line before them is unsettled or to be sent again, and the link is
+    /// up (a relaying thread never waits for a connection).
+    pub(super) fn takes_lines(&self) -> bool {
+        self.unsure.is_empty() && self.retry.is_empty() && self.link.is_up()
+    }
+
+    /// Takes what is queued, up to [`BATCH_MAX`] jobs, into `batch`.
+    pub(super) fn take(&mut self, batch: &mut Vec<Job>) -> Result<(), TryRecvError> {
+        batch.push(self.queue.try_recv()?);
+        while batch.len() < BATCH_MAX {
+            match self.queue.try_recv() {
                 Ok(job) => batch.push(job),
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.shutdown.is_triggered() {
-                        // Stopping: no one is told any more.
-                        self.refuse_unsure_all();
-                        return;
-                    }
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.refuse_unsure_all();
-                    return;
-                }
+                Err(_) => break,
             }
-            while batch.len() < BATCH_MAX {
-                match self.queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            if self.unsure.is_empty() {
-                self.send(&mut batch);
-            } else {
-                // Behind lines not settled yet: refused, so the log never
-                // takes them before those.
-                self.refuse(&mut batch);
-            }
+        }
+        Ok(())
+    }
+
+    /// Sends `batch`, or refuses it behind lines not settled yet (so the
+    /// log never takes them before those).
+    pub(super) fn send_or_refuse(&mut self, batch: &mut Vec<Job>) {
+        if self.unsure.is_empty() {
+            self.send(batch);
+        } else {
+            self.refuse(batch);
         }
     }
 
