@@ -40,6 +40,48 @@ fn lines_are_one_entry_each_in_order_and_batched() {
     );
 }
 
+/// Relaying threads that send their own lines (and each other's, when
+/// they find the writer free) beside the writer thread: every line is one
+/// entry, none lost or doubled, each sender's in the order it said them.
+#[test]
+fn relaying_threads_sending_for_each_other_keep_each_senders_order() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    node.watch("lobby");
+    const SENDERS: u64 = 8;
+    const EACH: usize = 250;
+    thread::scope(|scope| {
+        for sender in 1..=SENDERS {
+            let writer = &node.writer;
+            scope.spawn(move || {
+                for i in 0..EACH {
+                    let line = alice("lobby", &format!("{sender} {i}"));
+                    let queued = writer.append_all(sender, std::iter::once(line));
+                    assert_eq!(queued, Queued::Queued);
+                    writer.send_queued();
+                }
+            });
+        }
+    });
+    let total = SENDERS as usize * EACH;
+    let events = node.sink.until("all delivered", |events| {
+        Recorder::delivered(events, "lobby").len() >= total
+    });
+    let texts = Recorder::delivered(&events, "lobby");
+    assert_eq!(texts.len(), total, "lines doubled");
+    let mut next = vec![0; SENDERS as usize + 1];
+    for text in &texts {
+        let (sender, i) = text.split_once(' ').expect("sender and number");
+        let (sender, i): (usize, usize) = (sender.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(i, next[sender], "sender {sender}'s lines out of order");
+        next[sender] += 1;
+    }
+    assert_eq!(
+        redis.query(&["XLEN", "chat:log:lobby"]),
+        [total.to_string()]
+    );
+}
+
 /// Two servers' writers into one room: both readers see the same order.
 #[test]
 fn two_servers_one_order() {
