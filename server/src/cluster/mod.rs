@@ -7,10 +7,12 @@
 //!   [`LogConfig::max_len`] entries. The stream's order is the room's order
 //!   for every client on every server: a server delivers its own clients'
 //!   lines from the stream too, never locally first.
-//! - One [`writer`] thread per server appends every line (a Lua script
-//!   numbers it and XADDs it in one step), pipelining whatever is queued so
-//!   one round trip carries many lines. A line it cannot append is handed
-//!   back as refused: the sender gets a `! ` line, nothing is queued for later.
+//! - The [`writer`] appends every line over one connection per server (a
+//!   Lua script numbers it and XADDs it in one step), pipelining whatever
+//!   is queued so one round trip carries many lines; the thread that
+//!   relayed a line sends it itself when no one else is sending, the
+//!   writer thread otherwise. A line it cannot append is handed back as
+//!   refused: the sender gets a `! ` line, nothing is queued for later.
 //! - One [`reader`] thread per server reads every stream that has local
 //!   members with one blocking XREAD, and hands each entry to the
 //!   [`Sink`] once per server (the rooms fan it out to their members). After

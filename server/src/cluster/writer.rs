@@ -1,9 +1,24 @@
-//! The writer: one thread per server appends every line to its room's log.
+//! The writer: appends every line to its room's log, over one connection
+//! per server.
 //!
-//! Lines are queued ([`Writer::append`]) and the thread takes whatever is
-//! waiting, up to [`BATCH_MAX`], into one pipeline: one round trip to Redis
-//! carries many lines under load, one line when the room is quiet. Each line
-//! is the [`keys::APPEND`] script, which numbers it and XADDs it atomically.
+//! Lines are queued ([`Writer::append`]) and whoever sends takes whatever
+//! is waiting, up to [`BATCH_MAX`], into one pipeline: one round trip to
+//! Redis carries many lines under load, one line when the room is quiet.
+//! Each line is the [`keys::APPEND`] script, which numbers it and XADDs it
+//! atomically.
+//!
+//! Who sends: the writer's state (connection, uid sequence, unsure lines)
+//! is behind one lock. A thread that has just relayed its client's line
+//! and holds no other lock ([`Writer::send_queued`]) takes it if it is
+//! free and sends the queue itself, so a line does not wait for the
+//! writer thread to be woken and scheduled (on a busy machine about a
+//! millisecond at each hand-over). When the lock is taken, the line waits
+//! for the one who holds it, or for the writer thread, which wakes when
+//! lines are queued, takes the lock and sends what is left; it alone
+//! settles unsure lines (relaying threads leave the queue to it
+//! meanwhile). The lock holder takes the queue in order, so each client's
+//! lines reach the log in the order it sent them
+//! (`relaying_threads_sending_for_each_other_keep_each_senders_order`).
 //!
 //! A line is never queued for later: when Redis is down (or the queue is
 //! full) it is handed back to [`Sink::refused`] at once. A batch whose

@@ -141,7 +141,9 @@ pub trait Log: Send + Sync {
     /// Called by the thread that relayed lines its room's log took as
     /// [`Appended::Later`], once it holds no lock: a log that sends them
     /// on from a thread of its own may send them from the caller's instead
-    /// (no hand-over to wait for). Never blocks on another thread.
+    /// (no hand-over to wait for). Never waits for another thread; may
+    /// wait for the log's own I/O (a cluster: one round trip to Redis, at
+    /// most its reply timeout).
     fn flush(&self) {}
 
     // Across servers (a cluster's log; the embedded log keeps these
