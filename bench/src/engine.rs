@@ -289,6 +289,10 @@ impl Engine {
                 }
                 Ok(n) => {
                     self.last_rx = Instant::now();
+                    // A short read emptied the socket: data arriving later
+                    // is a new edge, so reading again to see `WouldBlock`
+                    // would only cost a second call per event.
+                    let drained = n < self.scratch.len();
                     match self.tally.take_bytes(&mut c.rx, &self.scratch[..n]) {
                         Step::Nothing => {}
                         Step::Ready => self.ready += 1,
@@ -301,6 +305,9 @@ impl Engine {
                                 i + 1
                             ));
                         }
+                    }
+                    if drained {
+                        break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -557,5 +564,45 @@ impl Engine {
             .filter(|c| c.closed.is_none() && !c.rx.stalled)
             .map(|c| self.tally.expected(&c.rx).saturating_sub(c.rx.unique))
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+    use std::net::TcpListener;
+
+    /// A socket emptied by a short read (the engine does not read again to
+    /// see it would block) still reports what comes later: more lines, and
+    /// the server closing it.
+    #[test]
+    fn a_short_read_still_sees_what_comes_later() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let shape = Shape {
+            clients: 1,
+            senders: 0,
+            stalled: 0,
+            rooms: 0,
+            order: false,
+        };
+        let mut engine = Engine::new(&[listener.local_addr().unwrap()], shape).unwrap();
+        engine.open().unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.write_all(b"* welcome, guest-1!\n").unwrap();
+        engine.connect_all(Duration::from_secs(5)).unwrap();
+        assert_eq!(engine.held(), 1);
+        let before = engine.last_rx;
+        server.write_all(b"* guest-2 joined\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while engine.last_rx == before {
+            assert!(Instant::now() < deadline, "the second line was never read");
+            engine.pump(Duration::from_millis(50)).unwrap();
+        }
+        drop(server);
+        while engine.held() == 1 {
+            assert!(Instant::now() < deadline, "the close was never seen");
+            engine.pump(Duration::from_millis(50)).unwrap();
+        }
     }
 }
