@@ -291,8 +291,11 @@ impl Engine {
                     self.last_rx = Instant::now();
                     // A short read emptied the socket: data arriving later
                     // is a new edge, so reading again to see `WouldBlock`
-                    // would only cost a second call per event.
-                    let drained = n < self.scratch.len();
+                    // would only cost a second call per event. Not so for
+                    // a stalled client: the edges it let pass unread are
+                    // gone, so its last read goes on to the end (the
+                    // server's close behind what it had buffered).
+                    let drained = n < self.scratch.len() && !c.rx.stalled;
                     match self.tally.take_bytes(&mut c.rx, &self.scratch[..n]) {
                         Step::Nothing => {}
                         Step::Ready => self.ready += 1,
@@ -570,7 +573,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
     use std::net::TcpListener;
 
     /// A socket emptied by a short read (the engine does not read again to
@@ -604,5 +606,42 @@ mod tests {
             assert!(Instant::now() < deadline, "the close was never seen");
             engine.pump(Duration::from_millis(50)).unwrap();
         }
+    }
+
+    /// A stalled client let its edges pass unread; its last read (at the
+    /// end of a run) goes on past the lines to the server's close. It
+    /// stopped at the first short read before, and (e) counted no stalled
+    /// client dropped.
+    #[test]
+    fn a_stalled_clients_last_read_finds_the_close_behind_its_lines() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let shape = Shape {
+            clients: 0,
+            senders: 0,
+            stalled: 1,
+            rooms: 0,
+            order: false,
+        };
+        let mut engine = Engine::new(&[listener.local_addr().unwrap()], shape).unwrap();
+        engine.open().unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.write_all(b"* welcome, guest-1!\n").unwrap();
+        engine.connect_all(Duration::from_secs(5)).unwrap();
+        server.write_all(&[b'x'; 1000]).unwrap();
+        drop(server);
+        // Until the engine has had (and, stalled, not read) the event.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !engine
+            .batch
+            .iter()
+            .any(|&(i, readable, _)| i == 0 && readable)
+        {
+            assert!(Instant::now() < deadline, "no event for the lines");
+            engine.pump(Duration::from_millis(50)).unwrap();
+        }
+        assert_eq!(engine.held(), 1);
+        engine.read_stalled = true;
+        engine.read(0);
+        assert_eq!(engine.held(), 0, "the close behind the lines was not read");
     }
 }
