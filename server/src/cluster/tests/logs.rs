@@ -82,6 +82,45 @@ fn relaying_threads_sending_for_each_other_keep_each_senders_order() {
     );
 }
 
+/// A relaying thread whose send finds the writer's connection closed by
+/// Redis leaves its line unsure. A line queued right behind it is not
+/// refused for that: the writer thread settles the first (sent again on a
+/// new connection) before it takes the next, as it did when it alone sent.
+#[test]
+fn a_line_behind_a_relaying_threads_lost_send_is_sent_not_refused() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "a", LogConfig::default());
+    node.watch("lobby");
+    let relay = |token: u64, text: &str| {
+        let queued = node
+            .writer
+            .append_all(token, std::iter::once(alice("lobby", text)));
+        assert_eq!(queued, Queued::Queued);
+        node.writer.send_queued();
+    };
+    for round in 0..10 {
+        let (first, second) = (format!("{round} first"), format!("{round} second"));
+        let _ = say_until_delivered(|t| node.say("lobby", t), &node.sink, &format!("{round} up"));
+        node.settled();
+        redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+        relay(7, &first);
+        relay(8, &second);
+        let events = node.sink.until("both delivered or refused", |events| {
+            [&first, &second].iter().all(|text| {
+                let (refused, delivered) = fate(events, events, text);
+                refused || delivered > 0
+            })
+        });
+        for text in [&first, &second] {
+            assert_eq!(
+                fate(&events, &events, text),
+                (false, 1),
+                "{text:?}: {events:?}"
+            );
+        }
+    }
+}
+
 /// Two servers' writers into one room: both readers see the same order.
 #[test]
 fn two_servers_one_order() {

@@ -86,6 +86,12 @@ pub(super) fn run(state: &Mutex<WriterThread>) {
             continue;
         }
         let mut s = state.lock();
+        // A relaying thread's send may have left lines unsure since the
+        // wait began: settled first, so no line queued behind them is
+        // refused while they can still be sent again.
+        if s.tend() {
+            continue;
+        }
         match s.take(&mut batch) {
             Err(TryRecvError::Disconnected) => {
                 s.refuse_unsure_all();
