@@ -575,16 +575,15 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    /// A socket emptied by a short read (the engine does not read again to
-    /// see it would block) still reports what comes later: more lines, and
-    /// the server closing it.
-    #[test]
-    fn a_short_read_still_sees_what_comes_later() {
+    /// An engine with one client (a stalled one if `stalled`), connected
+    /// to a server of the test's own and ready (welcomed), and that
+    /// server's end of the connection.
+    fn one_client(stalled: bool) -> (Engine, std::net::TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let shape = Shape {
-            clients: 1,
+            clients: usize::from(!stalled),
             senders: 0,
-            stalled: 0,
+            stalled: usize::from(stalled),
             rooms: 0,
             order: false,
         };
@@ -593,6 +592,15 @@ mod tests {
         let (mut server, _) = listener.accept().unwrap();
         server.write_all(b"* welcome, guest-1!\n").unwrap();
         engine.connect_all(Duration::from_secs(5)).unwrap();
+        (engine, server)
+    }
+
+    /// A socket emptied by a short read (the engine does not read again to
+    /// see it would block) still reports what comes later: more lines, and
+    /// the server closing it.
+    #[test]
+    fn a_short_read_still_sees_what_comes_later() {
+        let (mut engine, mut server) = one_client(false);
         assert_eq!(engine.held(), 1);
         let before = engine.last_rx;
         server.write_all(b"* guest-2 joined\n").unwrap();
@@ -614,19 +622,7 @@ mod tests {
     /// client dropped.
     #[test]
     fn a_stalled_clients_last_read_finds_the_close_behind_its_lines() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let shape = Shape {
-            clients: 0,
-            senders: 0,
-            stalled: 1,
-            rooms: 0,
-            order: false,
-        };
-        let mut engine = Engine::new(&[listener.local_addr().unwrap()], shape).unwrap();
-        engine.open().unwrap();
-        let (mut server, _) = listener.accept().unwrap();
-        server.write_all(b"* welcome, guest-1!\n").unwrap();
-        engine.connect_all(Duration::from_secs(5)).unwrap();
+        let (mut engine, mut server) = one_client(true);
         server.write_all(&[b'x'; 1000]).unwrap();
         drop(server);
         // Until the engine has had (and, stalled, not read) the event.
