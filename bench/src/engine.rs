@@ -12,7 +12,7 @@
 //! `i % servers`, so senders and receivers are spread evenly too.
 
 use std::{
-    io::{self, Read, Write},
+    io::{self, Write},
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -20,7 +20,7 @@ use std::{
 use mio::{net::TcpStream, Events, Interest, Poll, Token};
 
 use crate::{
-    procfs, rooms,
+    procfs, rooms, stamp,
     tally::{Step, Tally},
 };
 
@@ -127,6 +127,8 @@ pub struct Engine {
     pub tally: Tally,
     /// Reused read buffer.
     scratch: Vec<u8>,
+    /// Reused room for a read's arrival stamp.
+    stamp_room: Vec<u8>,
     /// Clients that got their first line.
     pub ready: usize,
     /// Healthy clients open now, per room (a line is expected by its room's
@@ -163,6 +165,7 @@ impl Engine {
             clients: Vec::with_capacity(shape.clients + shape.stalled),
             tally: Tally::new(&sender_rooms, shape.order),
             scratch: vec![0; READ_CHUNK],
+            stamp_room: stamp::buffer(),
             ready: 0,
             live_healthy: vec![0; shape.rooms.max(1)],
             dropped_healthy: 0,
@@ -222,6 +225,7 @@ impl Engine {
         let mut stream = TcpStream::connect(self.servers[idx % self.servers.len()])?;
         // Our lines must not wait for a delayed ACK either.
         stream.set_nodelay(true)?;
+        stamp::enable(&stream)?;
         self.poll.registry().register(
             &mut stream,
             Token(idx),
@@ -282,12 +286,12 @@ impl Engine {
             if c.rx.stalled && c.rx.ready() && !self.read_stalled {
                 break;
             }
-            match c.stream.read(&mut self.scratch) {
-                Ok(0) => {
+            match stamp::read(&c.stream, &mut self.scratch, &mut self.stamp_room) {
+                Ok((0, _)) => {
                     failure = Some("closed by server".to_string());
                     break;
                 }
-                Ok(n) => {
+                Ok((n, waited)) => {
                     self.last_rx = Instant::now();
                     // A short read emptied the socket: data arriving later
                     // is a new edge, so reading again to see `WouldBlock`
@@ -296,7 +300,7 @@ impl Engine {
                     // gone, so its last read goes on to the end (the
                     // server's close behind what it had buffered).
                     let drained = n < self.scratch.len() && !c.rx.stalled;
-                    match self.tally.take_bytes(&mut c.rx, &self.scratch[..n]) {
+                    match self.tally.take_bytes(&mut c.rx, &self.scratch[..n], waited) {
                         Step::Nothing => {}
                         Step::Ready => self.ready += 1,
                         Step::Welcomed => welcomed = true,

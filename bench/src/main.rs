@@ -11,6 +11,7 @@ mod report;
 mod rooms;
 mod scratch;
 mod server;
+mod stamp;
 mod tally;
 mod workloads;
 

@@ -1,5 +1,6 @@
 //! Accounting of what was sent and what each client received: sequence
-//! numbers per (receiver, sender) pair, latency from the embedded send time,
+//! numbers per (receiver, sender) pair, latency from the embedded send time
+//! (to the read, and to the arrival in the socket: [`stamp`](crate::stamp)),
 //! lines duplicated, out of order, garbled or shown in the wrong room.
 //!
 //! A line's expected recipients are the other members of its sender's room
@@ -198,8 +199,14 @@ pub struct Tally {
     pub senders: Vec<Sender>,
     /// Searches lines for the marker.
     finder: Finder<'static>,
-    /// Latency of lines sent or received in the window, in ns.
+    /// Latency of lines sent or received in the window, in ns: send to
+    /// the generator's read.
     pub hist: Histogram<u64>,
+    /// The same lines' latency from send to their arrival in the socket:
+    /// the read's latency less how long the read's bytes had waited.
+    pub arrival: Histogram<u64>,
+    /// How long the bytes of the read being handled had waited, in ns.
+    waited: u64,
     /// Benchmark lines received by healthy clients within the window.
     pub delivered: u64,
     /// Lines received a second time by the same client.
@@ -239,6 +246,9 @@ impl Tally {
             finder: Finder::new(marker::OPEN).into_owned(),
             hist: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
                 .expect("constant bounds are valid"),
+            arrival: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
+                .expect("constant bounds are valid"),
+            waited: 0,
             delivered: 0,
             dups: 0,
             out_of_order: 0,
@@ -315,9 +325,11 @@ impl Tally {
         }
     }
 
-    /// Handles bytes received by one client.
-    pub fn take_bytes(&mut self, rx: &mut Rx, data: &[u8]) -> Step {
+    /// Handles bytes received by one client, read `waited` after the last
+    /// of them arrived.
+    pub fn take_bytes(&mut self, rx: &mut Rx, data: &[u8], waited: Duration) -> Step {
         let now = self.ns(Instant::now());
+        self.waited = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         let mut step = Step::Nothing;
         let mut partial = std::mem::take(&mut rx.partial);
         let mut start = 0;
@@ -428,7 +440,10 @@ impl Tally {
         // Latency counts every line in flight during the window: sent in it,
         // or received in it (a server that lags shows its backlog here).
         if received_in || (start..end).contains(&m.t_ns) {
-            self.hist.saturating_record((now - m.t_ns).max(1));
+            let latency = now - m.t_ns;
+            self.hist.saturating_record(latency.max(1));
+            self.arrival
+                .saturating_record(latency.saturating_sub(self.waited).max(1));
         }
     }
 }
@@ -462,11 +477,14 @@ mod tests {
         let mut data = b"* welcome, guest-1!\n<guest-2> ".to_vec();
         data.extend_from_slice(&out);
         let (a, b) = data.split_at(35);
-        assert_eq!(t.take_bytes(&mut rx, a), Step::Ready);
-        assert_eq!(t.take_bytes(&mut rx, b), Step::Nothing);
+        assert_eq!(t.take_bytes(&mut rx, a, Duration::ZERO), Step::Ready);
+        assert_eq!(t.take_bytes(&mut rx, b, Duration::ZERO), Step::Nothing);
         assert_eq!(rx.unique, 1);
         assert_eq!(t.senders[1].inflight[0].remaining, 0);
-        assert_eq!(t.take_bytes(&mut rx, &data[20..]), Step::Nothing);
+        assert_eq!(
+            t.take_bytes(&mut rx, &data[20..], Duration::ZERO),
+            Step::Nothing
+        );
         assert_eq!((rx.unique, t.dups), (1, 1));
     }
 
@@ -478,18 +496,21 @@ mod tests {
         let mut rx = Rx::new(None, false, 0, Some(2));
         assert_eq!(rx.join.as_deref(), Some("room-3"));
         let welcome = b"* welcome, guest-9! 12 online; type /help for commands\n";
-        assert_eq!(t.take_bytes(&mut rx, welcome), Step::Welcomed);
+        assert_eq!(
+            t.take_bytes(&mut rx, welcome, Duration::ZERO),
+            Step::Welcomed
+        );
         assert!(!rx.ready());
         let lobby = b"* guest-4 left for #room-3\n* guest-10 joined (12 online)\n";
-        assert_eq!(t.take_bytes(&mut rx, lobby), Step::Nothing);
+        assert_eq!(t.take_bytes(&mut rx, lobby, Duration::ZERO), Step::Nothing);
         assert_eq!(rx.phase, Phase::Joining);
         assert_eq!(
-            t.take_bytes(&mut rx, b"* you are in #room-3 (5 here)\n"),
+            t.take_bytes(&mut rx, b"* you are in #room-3 (5 here)\n", Duration::ZERO),
             Step::Ready
         );
         assert!(rx.ready());
         assert_eq!(
-            t.take_bytes(&mut rx, b"* guest-11 joined #room-3\n"),
+            t.take_bytes(&mut rx, b"* guest-11 joined #room-3\n", Duration::ZERO),
             Step::Nothing
         );
     }
@@ -501,11 +522,11 @@ mod tests {
         let mut t = Tally::new(&[], false);
         let mut rx = Rx::new(None, false, 0, Some(0));
         assert_eq!(
-            t.take_bytes(&mut rx, b"* welcome, guest-1!\n"),
+            t.take_bytes(&mut rx, b"* welcome, guest-1!\n", Duration::ZERO),
             Step::Welcomed
         );
         let no = b"! too many rooms (256)\n* guest-2 joined (2 online)\n";
-        assert_eq!(t.take_bytes(&mut rx, no), Step::Refused);
+        assert_eq!(t.take_bytes(&mut rx, no, Duration::ZERO), Step::Refused);
         assert_eq!(rx.refused.as_deref(), Some("! too many rooms (256)"));
         assert!(!rx.ready());
     }
@@ -517,17 +538,45 @@ mod tests {
         let mut t = Tally::new(&[0, 1], false);
         let mut rx = Rx::new(None, false, 2, Some(0));
         assert_eq!(
-            t.take_bytes(&mut rx, b"* welcome, guest-3!\n"),
+            t.take_bytes(&mut rx, b"* welcome, guest-3!\n", Duration::ZERO),
             Step::Welcomed
         );
-        assert_eq!(t.take_bytes(&mut rx, b"* in #room-1\n"), Step::Ready);
+        assert_eq!(
+            t.take_bytes(&mut rx, b"* in #room-1\n", Duration::ZERO),
+            Step::Ready
+        );
         let mut out = Vec::new();
         t.send(0, &mut out, 40, 1, true);
         t.send(1, &mut out, 40, 1, true);
-        assert_eq!(t.take_bytes(&mut rx, &out), Step::Nothing);
+        assert_eq!(t.take_bytes(&mut rx, &out, Duration::ZERO), Step::Nothing);
         assert_eq!((rx.unique, t.wrong_room), (1, 1));
         assert_eq!(t.senders[0].inflight[0].remaining, 0);
         assert_eq!(t.senders[1].inflight[0].remaining, 1);
+    }
+
+    /// A line's latency at arrival is its latency at the read less how
+    /// long the read's bytes had waited, and never below zero (a wall
+    /// clock that jumped ahead between arrival and read).
+    #[test]
+    fn arrival_latency_is_the_read_latency_less_the_wait() {
+        let mut t = Tally::new(&[0, 0], false);
+        let mut rx = Rx::new(None, false, 2, None);
+        let welcome = b"* welcome, guest-1!\n";
+        assert_eq!(t.take_bytes(&mut rx, welcome, Duration::ZERO), Step::Ready);
+        let start = Instant::now();
+        t.set_window(start, start + Duration::from_secs(60));
+        let mut out = Vec::new();
+        t.send(1, &mut out, 40, 1, false);
+        assert_eq!(t.take_bytes(&mut rx, &out, Duration::ZERO), Step::Nothing);
+        assert_eq!((t.hist.len(), t.arrival.len()), (1, 1));
+        assert_eq!(t.arrival.max(), t.hist.max(), "no wait: the same latency");
+        out.clear();
+        t.send(1, &mut out, 40, 1, false);
+        let waited = Duration::from_secs(3600);
+        assert_eq!(t.take_bytes(&mut rx, &out, waited), Step::Nothing);
+        assert_eq!((t.hist.len(), t.arrival.len()), (2, 2));
+        assert_eq!(t.arrival.min(), 1, "waited longer than its latency");
+        assert!(t.hist.min() > 1);
     }
 
     /// What a client should have received: its room's lines but its own.

@@ -12,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hdrhistogram::Histogram;
+
 use crate::{
     engine::{Engine, Phases, Shape, Traffic},
     order, procfs,
@@ -182,6 +184,10 @@ pub mod metric {
     pub const P50: &str = "latency p50 ms";
     pub const P99: &str = "latency p99 ms";
     pub const P999: &str = "latency p99.9 ms";
+    /// Send to arrival in the receiver's socket (kernel stamp), not to
+    /// the generator's read: see `stamp.rs`.
+    pub const P50_ARRIVAL: &str = "latency p50 ms at arrival";
+    pub const P99_ARRIVAL: &str = "latency p99 ms at arrival";
     pub const MAX: &str = "latency max ms";
     pub const LOST: &str = "lines lost (not in by drain end)";
     pub const DUPS: &str = "lines duplicated";
@@ -597,13 +603,14 @@ fn run_traffic(
         .map_err(|e| e.to_string())?;
     let t = &eng.tally;
     let h = &t.hist;
-    let lat = |q: f64| {
+    let at = |h: &Histogram<u64>, q: f64| {
         if h.is_empty() {
             Value::Text("none".into())
         } else {
             ms(h.value_at_quantile(q))
         }
     };
+    let lat = |q: f64| at(h, q);
     let mut m = vec![
         (STATUS, Value::Text("ok".into())),
         (SENT, count(t.sent_total())),
@@ -612,6 +619,8 @@ fn run_traffic(
         (P99, lat(0.99)),
         (P999, lat(0.999)),
         (MAX, if h.is_empty() { lat(1.0) } else { ms(h.max()) }),
+        (P50_ARRIVAL, at(&t.arrival, 0.5)),
+        (P99_ARRIVAL, at(&t.arrival, 0.99)),
         (LOST, count(st.lost)),
         (DUPS, count(t.dups)),
         (OOO, count(t.out_of_order)),
