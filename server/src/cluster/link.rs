@@ -13,8 +13,9 @@
 //! Every new connection loads the cluster's Lua scripts and reads (or sets)
 //! the epoch before anything else runs on it.
 //!
-//! The start check (`check`) is `link/start.rs`; what the links of one
-//! server share, `link/siblings.rs`.
+//! Connecting (and losing a connection) is `link/connecting.rs`; the start
+//! check (`check`), `link/start.rs`; what the links of one server share,
+//! `link/siblings.rs`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,11 +23,10 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, ErrorKind, RedisError, RedisResult};
 
-use super::keys;
 use super::url::RedisUrl;
-use crate::log;
 use crate::shutdown::Shutdown;
 
+mod connecting;
 mod siblings;
 mod start;
 
@@ -301,100 +301,12 @@ impl Link {
     pub fn reset(&mut self) {
         self.conn = None;
     }
-
-    /// Connects now if there is no connection and the back-off allows.
-    fn connect(&mut self) -> Result<(), Failure> {
-        if self.conn.is_some() {
-            return Ok(());
-        }
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Failure::Down);
-        }
-        let siblings = self.siblings.connects.load(Ordering::Acquire);
-        if Instant::now() < self.retry_at && siblings == self.siblings_seen {
-            return Err(Failure::Down);
-        }
-        match self.open() {
-            Ok((conn, epoch)) => {
-                if self.logged_down {
-                    log!("redis {}: {} link back", self.url, self.name);
-                }
-                self.conn = Some(conn);
-                self.siblings.connects.fetch_add(1, Ordering::AcqRel);
-                self.siblings.answered();
-                self.epoch = Some(epoch);
-                self.connects += 1;
-                self.backoff = BACKOFF_FIRST;
-                self.logged_down = false;
-                Ok(())
-            }
-            Err(e) => {
-                self.siblings_seen = siblings;
-                self.lose(&e);
-                Err(Failure::Down)
-            }
-        }
-    }
-
-    /// A new connection with its timeouts set, the scripts loaded and the
-    /// epoch read (set first if this Redis has none: it is new or empty).
-    fn open(&self) -> RedisResult<(Connection, String)> {
-        let mut conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        conn.set_read_timeout(Some(self.read_timeout))?;
-        conn.set_write_timeout(Some(IO_TIMEOUT))?;
-        for script in keys::scripts() {
-            script.load(&mut conn)?;
-        }
-        let fresh = new_epoch();
-        let (epoch,): (String,) = redis::pipe()
-            .cmd("SET")
-            .arg(keys::epoch())
-            .arg(&fresh)
-            .arg("NX")
-            .ignore()
-            .cmd("GET")
-            .arg(keys::epoch())
-            .query(&mut conn)?;
-        Ok((conn, epoch))
-    }
-
-    /// Forgets the connection after `e` and schedules the next attempt: at
-    /// once after a connection that worked (one dropped connection is not
-    /// an outage), then with the back-off doubling.
-    fn lose(&mut self, e: &RedisError) {
-        self.lost_to_hang = e.is_timeout() && self.siblings.timed_out();
-        if self.conn.take().is_some() {
-            self.lost_to_timeout = e.is_timeout();
-            self.retry_at = Instant::now();
-            return;
-        }
-        self.retry_at = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        if !self.logged_down {
-            self.logged_down = true;
-            log!(
-                "redis {}: {} link down ({}); retrying with back-off",
-                self.url,
-                self.name,
-                brief(e)
-            );
-        }
-    }
 }
 
 /// Whether `e` is Redis's own error reply (the connection is still in step)
 /// rather than a broken or timed-out connection.
 fn is_reply(e: &RedisError) -> bool {
     matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
-}
-
-/// A new epoch value: unique enough that two empty starts of Redis never
-/// share one (time in ns and the process id).
-fn new_epoch() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{nanos:x}-{:x}", std::process::id())
 }
 
 /// A Redis error in one short line.

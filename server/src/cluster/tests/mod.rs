@@ -4,8 +4,8 @@
 //!
 //! This file: what the tests share (a recording sink, a node of writer,
 //! reader and presence, helpers). One file per subject: `links.rs`,
-//! `logs.rs`, `restarts.rs`, `unsure.rs`, `presence.rs`, `inbox.rs`;
-//! `proxy.rs` is the cuttable TCP proxy.
+//! `logs.rs`, `restarts.rs`, `unsure.rs`, `presence.rs`, `names.rs`,
+//! `inbox.rs`; `proxy.rs` is the cuttable TCP proxy.
 
 use std::sync::Arc;
 use std::thread;
@@ -30,6 +30,7 @@ mod restarts;
 use self::proxy::Proxy;
 mod links;
 mod logs;
+mod names;
 mod presence;
 mod unsure;
 

@@ -1,0 +1,93 @@
+//! What presence asks of this server's members ([`Local`]): who is here
+//! and where, which names still need filing or claiming in Redis, the other
+//! servers' counts, and a name another server took while this one was cut
+//! off.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use chat_common::protocol;
+
+use super::Bridge;
+use crate::cluster::presence::{Local, Member};
+
+impl Local for Bridge {
+    fn unfiled(&self) -> bool {
+        self.names.take_unfiled()
+    }
+
+    fn file_failed(&self) {
+        self.names.set_unfiled();
+    }
+
+    fn unclaimed(&self) -> bool {
+        self.names.take_unclaimed()
+    }
+
+    fn claim_failed(&self) {
+        self.names.set_unclaimed();
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.members
+            .lock()
+            .iter()
+            .filter_map(|(&client, w)| {
+                Some(Member {
+                    name: w.name.clone(),
+                    room: w.room.clone()?,
+                    client,
+                    entered: w.entered,
+                })
+            })
+            .collect()
+    }
+
+    fn highest_guest(&self) -> u64 {
+        self.highest_guest.load(Ordering::Relaxed)
+    }
+
+    fn guest_tag(&self) -> u64 {
+        self.guest_tag
+    }
+
+    fn others(&self, counts: HashMap<String, usize>) {
+        *self.others.lock() = counts;
+    }
+
+    fn name_lost(&self, client: u64, name: &str) {
+        let Some(ctx) = self.rooms() else {
+            return;
+        };
+        // The names link may still hold the connection that broke while
+        // this server was cut off: one more try on a new one.
+        let fresh = match self.names.next_guest().or_else(|_| self.names.next_guest()) {
+            Ok(n) => {
+                self.highest_guest.fetch_max(n, Ordering::Relaxed);
+                chat_common::name::guest(n)
+            }
+            Err(e) => {
+                crate::log!(
+                    "redis: {name} is held elsewhere too, and no new name can be had ({e:?})"
+                );
+                return;
+            }
+        };
+        match ctx.rooms.rename(client, &fresh) {
+            crate::rooms::Renamed::Done(_) => {
+                crate::log!("redis: {name} was taken on another server while this one was cut off; its client here is {fresh} now");
+                ctx.rooms.tell(
+                    client,
+                    &protocol::error(&format!(
+                        "while this server was cut off from the others, a client of another server took the name {name}: you are {fresh} now"
+                    )),
+                );
+            }
+            other => crate::log!("redis: {name} is held elsewhere too; renaming its client here to {fresh}: {other:?}"),
+        }
+    }
+
+    fn left(&self, name: &str, reason: &str) -> String {
+        protocol::notice(&format!("{name} left ({reason})"))
+    }
+}
