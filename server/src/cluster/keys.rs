@@ -244,6 +244,21 @@ if v < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1
 ";
 
+/// The next guest number, above a floor: the highest number the asking
+/// server gave, so a counter that went back (Redis restarted empty, or
+/// from an older copy of its data) never gives one of its numbers again,
+/// not even before presence raised it. KEYS: the guest counter. ARGV:
+/// floor. Returns the number.
+pub const NEXT_GUEST: &str = r"
+local n = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[1])
+if n <= floor then
+  n = floor + 1
+  redis.call('SET', KEYS[1], n)
+end
+return n
+";
+
 /// Fences off a server's lines up to a counter: raises its high-water mark
 /// to it, so no pipeline still on its way from an old connection can apply
 /// one of them later. KEYS: hw. ARGV: counter, idle ttl in ms. Returns the
@@ -257,7 +272,7 @@ return hw
 
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 7] {
+pub fn scripts() -> [Script; 8] {
     [
         Script::new(APPEND),
         Script::new(INBOX_PUT),
@@ -266,5 +281,6 @@ pub fn scripts() -> [Script; 7] {
         Script::new(REAP_MEMBER),
         Script::new(DELETE_IF),
         Script::new(RAISE_TO),
+        Script::new(NEXT_GUEST),
     ]
 }

@@ -216,14 +216,21 @@ impl Names {
     }
 
     /// The next `guest-N` number, never given before by any server of this
-    /// Redis.
+    /// Redis, and above `floor`: the highest this server gave, so a counter
+    /// that went back cannot give one of its clients' numbers again.
     ///
     /// # Errors
     /// When Redis cannot be asked.
-    pub fn next_guest(&self) -> Result<u64, Failure> {
-        self.link
-            .lock()
-            .run_idempotent(|conn| redis::cmd("INCR").arg(keys::guest()).query(conn))
+    pub fn next_guest(&self, floor: u64) -> Result<u64, Failure> {
+        let script = Script::new(keys::NEXT_GUEST);
+        self.link.lock().run_idempotent(|conn| {
+            redis::cmd("EVALSHA")
+                .arg(script.get_hash())
+                .arg(1)
+                .arg(keys::guest())
+                .arg(floor)
+                .query(conn)
+        })
     }
 
     /// A tag never given before by this Redis, for this server's fallback

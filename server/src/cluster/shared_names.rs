@@ -125,7 +125,8 @@ impl SharedNames {
 
 impl Names for SharedNames {
     fn next_guest(&mut self) -> Guest {
-        match self.redis.next_guest() {
+        let floor = self.bridge.highest_guest.load(Ordering::Relaxed);
+        match self.redis.next_guest(floor) {
             Ok(id) => {
                 self.bridge.highest_guest.fetch_max(id, Ordering::Relaxed);
                 Guest {

@@ -61,7 +61,12 @@ impl Local for Bridge {
         };
         // The names link may still hold the connection that broke while
         // this server was cut off: one more try on a new one.
-        let fresh = match self.names.next_guest().or_else(|_| self.names.next_guest()) {
+        let floor = self.highest_guest.load(Ordering::Relaxed);
+        let fresh = match self
+            .names
+            .next_guest(floor)
+            .or_else(|_| self.names.next_guest(floor))
+        {
             Ok(n) => {
                 self.highest_guest.fetch_max(n, Ordering::Relaxed);
                 chat_common::name::guest(n)

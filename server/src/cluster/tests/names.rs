@@ -31,9 +31,23 @@ fn names_unique_ignoring_case_and_guests_never_repeat() {
 
     let mut seen = std::collections::HashSet::new();
     for _ in 0..50 {
-        assert!(seen.insert(a.next_guest().unwrap()));
-        assert!(seen.insert(b.next_guest().unwrap()));
+        assert!(seen.insert(a.next_guest(0).unwrap()));
+        assert!(seen.insert(b.next_guest(0).unwrap()));
     }
+}
+
+/// A counter that went back (Redis restarted empty, or from an older copy
+/// of its data) never gives a number at or below the asking server's
+/// floor, and goes on from above it.
+#[test]
+fn guest_numbers_stay_above_the_servers_floor() {
+    let redis = Redis::start();
+    let names = Names::new(&endpoint(&redis), "a");
+    assert_eq!(names.next_guest(0).unwrap(), 1);
+    assert_eq!(names.next_guest(0).unwrap(), 2);
+    redis.query(&["SET", "chat:guest", "0"]);
+    assert_eq!(names.next_guest(2).unwrap(), 3, "above the floor");
+    assert_eq!(names.next_guest(0).unwrap(), 4, "the counter was raised");
 }
 
 /// Names fail at once (no hang) when Redis is away.
@@ -44,7 +58,7 @@ fn names_fail_fast_when_redis_is_down() {
     redis.kill();
     let started = Instant::now();
     assert!(names.claim("bob", 1).is_err());
-    assert!(names.next_guest().is_err());
+    assert!(names.next_guest(0).is_err());
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 

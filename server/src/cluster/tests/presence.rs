@@ -151,7 +151,7 @@ fn presence_registers_again_after_redis_came_back_empty() {
         ["lobby\t7"]
     );
     let names = Names::new(&endpoint(&redis), "b");
-    assert_eq!(names.next_guest().unwrap(), 42);
+    assert_eq!(names.next_guest(0).unwrap(), 42);
     assert_eq!(
         names.guest_tag().unwrap(),
         42,
