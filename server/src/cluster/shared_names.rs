@@ -163,19 +163,28 @@ impl Names for SharedNames {
             }
         }
         self.held.insert(key, id);
-        let room = {
+        let (before, room) = {
             let mut members = self.bridge.members.lock();
             let whereabouts = members.entry(id).or_default();
-            whereabouts.name = name.to_string();
-            whereabouts
+            let before = std::mem::replace(&mut whereabouts.name, name.to_string());
+            let room = whereabouts
                 .room
                 .clone()
-                .map(|room| (room, whereabouts.entered))
+                .map(|room| (room, whereabouts.entered));
+            (before, room)
         };
         // A rename keeps its place in `/who`: the time it entered the room.
         if let Some((room, entered)) = room {
             if let Err(e) = self.redis.member(name, Some((&room, entered))) {
                 log!("redis: cannot file {name} as a member ({e:?})");
+            }
+            // The members list is keyed by the exact spelling: a change of
+            // case only (no release of the old name, which is this one)
+            // takes the old spelling out here.
+            if before != name && before.eq_ignore_ascii_case(name) {
+                if let Err(e) = self.redis.member(&before, None) {
+                    log!("redis: cannot take {before} out of the members ({e:?})");
+                }
             }
         }
         Ok(())
