@@ -375,8 +375,8 @@ fn redis_killed_and_restarted() {
         "told the log was lost: {back:?}; stderr:\n{}",
         servers[0].stderr()
     );
-    // Lines flow again (the first may still meet a writer reconnecting):
-    // each "after" line is either refused to a (`! `) or seen by b.
+    // Lines flow again: each "after" line is either refused to a (`! `)
+    // or seen by b (the first is seen: `cluster_restart.rs`).
     let deadline = Instant::now() + TIMEOUT;
     let mut i = 0;
     let mut seen = Vec::new();

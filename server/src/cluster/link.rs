@@ -133,6 +133,10 @@ pub struct Link {
     url: RedisUrl,
     /// The live connection; `None` while down.
     conn: Option<Connection>,
+    /// The siblings' connection count when `conn` last proved alive (it
+    /// was made, or answered a `PING`): while it has not moved, no sibling
+    /// had to connect anew, and `conn` is trusted without a check.
+    checked: u64,
     /// The read timeout set on each new connection (longer than a blocking
     /// XREAD for the reader).
     read_timeout: Duration,
@@ -178,6 +182,7 @@ impl Link {
             client: redis::Client::open(url.as_str()).expect("a checked URL opens"),
             url: url.clone(),
             conn: None,
+            checked: 0,
             read_timeout: read_timeout.max(IO_TIMEOUT),
             backoff: BACKOFF_FIRST,
             retry_at: Instant::now(),

@@ -13,9 +13,34 @@ use crate::log;
 
 impl Link {
     /// Connects now if there is no connection and the back-off allows.
+    ///
+    /// A connection that sat idle while a sibling connected anew may be
+    /// dead: Redis may have restarted meanwhile, and only a command sent on
+    /// it would find out, too late for a line (its fate unsure: refused
+    /// though it surely never arrived). So such a connection is checked
+    /// first with a `PING`, which risks nothing; one found closed is
+    /// replaced at once. One that times out fails the command as
+    /// [`Failure::Lost`], as the command's own timeout would have.
     pub(super) fn connect(&mut self) -> Result<(), Failure> {
-        if self.conn.is_some() {
-            return Ok(());
+        if let Some(conn) = self.conn.as_mut() {
+            let count = self.siblings.connects.load(Ordering::Acquire);
+            if count == self.checked {
+                return Ok(());
+            }
+            match redis::cmd("PING").query::<String>(conn) {
+                Ok(_) => {
+                    self.checked = count;
+                    return Ok(());
+                }
+                // A hung Redis would not answer a new connection either:
+                // a timeout is one, as if the command had met it.
+                Err(e) if e.is_timeout() => {
+                    self.lose(&e);
+                    return Err(Failure::Lost);
+                }
+                // Closed: dropped, and replaced at once (`lose`).
+                Err(e) => self.lose(&e),
+            }
         }
         if self.closed.load(Ordering::Acquire) {
             return Err(Failure::Down);
@@ -30,7 +55,7 @@ impl Link {
                     log!("redis {}: {} link back", self.url, self.name);
                 }
                 self.conn = Some(conn);
-                self.siblings.connects.fetch_add(1, Ordering::AcqRel);
+                self.checked = self.siblings.connects.fetch_add(1, Ordering::AcqRel) + 1;
                 self.siblings.answered();
                 self.epoch = Some(epoch);
                 self.connects += 1;
