@@ -75,17 +75,23 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
     use std::time::Instant;
 
-    /// A read carries how long its bytes waited: at least the time the
-    /// test let them wait, at most the time since they were written.
-    #[test]
-    fn a_read_says_how_long_its_bytes_waited() {
+    /// A connected client (reads time out) and the server's end.
+    fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    /// A read carries how long its bytes waited: at least the time the
+    /// test let them wait, at most the time since they were written.
+    #[test]
+    fn a_read_says_how_long_its_bytes_waited() {
+        let (client, mut server) = pair();
         enable(&client).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
         let mut buf = [0u8; 64];
         let mut room = buffer();
         // The kernel turns stamping on for the whole machine a moment
@@ -114,12 +120,7 @@ mod tests {
     /// Without stamps asked for, a read says it waited nothing.
     #[test]
     fn a_read_without_stamps_waited_nothing() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let (mut server, _) = listener.accept().unwrap();
+        let (client, mut server) = pair();
         server.write_all(b"x").unwrap();
         let mut buf = [0u8; 8];
         let (n, waited) = read(&client, &mut buf, &mut buffer()).unwrap();
