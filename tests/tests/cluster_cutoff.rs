@@ -105,3 +105,44 @@ fn notices_reach_the_room_on_this_server_while_cut_off() {
     let (mut d, _) = joined(&other);
     ask_until(&mut d, "/rooms", "* 2 rooms: #lobby (3), #games (1)");
 }
+
+/// Defect: a client that connected while its server was cut off got its
+/// welcome and a `! ` for each line, never the `* ... cut off` notice
+/// (it went only to the rooms' members when the link went down); it was
+/// told later that the server was connected again. Now a client that
+/// enters a room while cut off is told right after its welcome (or its
+/// `/join` answer), and no one is told twice for one outage.
+#[test]
+fn a_client_arriving_while_cut_off_is_told_once() {
+    let mut redis = Redis::start();
+    let srv = server(&redis);
+    let (mut a, _) = joined(&srv);
+    redis.kill();
+    cut_off(&mut a);
+
+    // Arrives during the outage: the notice comes right after its welcome
+    // (the lobby has no history to replay).
+    let (mut n, _) = srv.join();
+    let told = n.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+    assert_eq!(told.len(), 1, "right after the welcome: {told:?}");
+    // A `/join` while cut off, by the newcomer and by a client told when
+    // the link went down: answered, not told again.
+    for client in [&mut n, &mut a] {
+        client.send("/join #games");
+        client.recv_until(|l| l.starts_with("* you are now in #games"));
+    }
+    // A newcomer that `/join`s before it read anything: told once too.
+    let (mut m, _) = srv.join();
+    m.send("/join #games");
+
+    redis.restart();
+    for (who, client) in [("n", &mut n), ("a", &mut a), ("m", &mut m)] {
+        let seen = client.recv_until(|l| l.starts_with("* ") && l.contains("again"));
+        let notices = seen
+            .iter()
+            .filter(|l| l.starts_with("* ") && l.contains("cut off"))
+            .count();
+        let expected = usize::from(who == "m");
+        assert_eq!(notices, expected, "{who} told once in all: {seen:?}");
+    }
+}

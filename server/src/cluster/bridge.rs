@@ -9,12 +9,17 @@
 //!
 //! What other servers ask through the inbox is served in
 //! `bridge/requests.rs`; what presence asks of this server's members in
-//! `bridge/local.rs`.
+//! `bridge/local.rs`; a room's history ring and delivery floor in
+//! `bridge/feed.rs`; telling the clients that this server is cut off in
+//! `bridge/outage.rs`.
 //!
-//! Lock order: the bridge's own mutexes are leaves. The reader calls into
-//! the rooms (which take the directory, then a room) holding none of them.
+//! Lock order: the bridge's own mutexes are leaves, but one: `outage`,
+//! held across [`crate::rooms::Rooms::tell`] (the directory, then a
+//! client's queue) and taken only with no lock of the rooms' held, from
+//! the reader's thread or [`Bridge::settled`]. The reader calls into the
+//! rooms (which take the directory, then a room) holding none of them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -27,20 +32,13 @@ use crate::rooms::log::{Batch, Origin, ServerId};
 use crate::rooms::ClientId;
 use crate::Context;
 
+mod feed;
 mod local;
+mod outage;
 mod requests;
 
+pub use feed::Feed;
 pub use requests::ban_by_address;
-
-/// What a room's log keeps on this server: the history ring and how far
-/// delivery has gone.
-pub struct Feed {
-    /// The number of the last entry delivered to the room (or loaded as its
-    /// history): an entry at or below it is not delivered again.
-    pub floor: AtomicU64,
-    /// The last `--history` chat lines, oldest first.
-    pub ring: Mutex<VecDeque<Arc<str>>>,
-}
 
 /// Where a local client is, for presence.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +49,9 @@ pub struct Whereabouts {
     pub room: Option<String>,
     /// When it entered that room (ms since the epoch).
     pub entered: u64,
+    /// The last outage (its number) it was told is cutting this server
+    /// off: each client is told once an outage.
+    pub told: u64,
 }
 
 /// The state the cluster's threads and the rooms' seams share.
@@ -64,11 +65,17 @@ pub struct Bridge {
     /// Whether the reader's link to Redis is up: while down, lines are
     /// refused at once.
     up: AtomicBool,
+    /// The number of the outage this server is in (1, 2, ...), `None`
+    /// while the link is up: who was told of it is in each client's
+    /// [`Whereabouts::told`]. Held across the telling (`bridge/outage.rs`).
+    outage: Mutex<Option<u64>>,
+    /// Outages so far: the next one's number.
+    outages: AtomicU64,
     /// Set when the server stops: nothing more is delivered locally.
     stopping: AtomicBool,
     /// Every room's feed, by key, while the server knows the room.
     pub feeds: Mutex<HashMap<String, Arc<Feed>>>,
-    /// Rooms with local members (told when the link goes or comes back).
+    /// Rooms with local members (told when the link comes back).
     pub local: Mutex<HashSet<String>>,
     /// Local clients: name and room.
     pub members: Mutex<HashMap<ClientId, Whereabouts>>,
@@ -95,6 +102,8 @@ impl Bridge {
             names,
             ctx: OnceLock::new(),
             up: AtomicBool::new(true),
+            outage: Mutex::new(None),
+            outages: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             feeds: Mutex::new(HashMap::new()),
             local: Mutex::new(HashSet::new()),
@@ -111,7 +120,7 @@ impl Bridge {
 
     /// Local client `client` put a line in room `room` (its join notice
     /// first): if that is a new room for it, it is noted, to be filed in
-    /// Redis by [`Bridge::file`] once the rooms released their locks.
+    /// Redis by [`Bridge::settled`] once the rooms released their locks.
     /// Called under the room's lock: never waits for Redis.
     pub fn entered(&self, client: ClientId, room: &str) {
         let mut members = self.members.lock();
@@ -124,11 +133,19 @@ impl Bridge {
         }
     }
 
+    /// Local client `client` entered a room (connected, or `/join`ed), and
+    /// the rooms hold no lock: told that this server is cut off if it is
+    /// and was not told yet (`bridge/outage.rs`), then filed in its room.
+    pub fn settled(&self, client: ClientId) {
+        self.tell_cut_off(client);
+        self.file(client);
+    }
+
     /// Files local client `client` in its room now (one `HSET`), with no
     /// lock of the rooms held. A client
     /// that left or was renamed meanwhile is taken out again: whichever of
     /// this and its release runs last, the list ends right.
-    pub fn file(&self, client: ClientId) {
+    fn file(&self, client: ClientId) {
         let Some(w) = self.members.lock().get(&client).cloned() else {
             return;
         };
@@ -206,6 +223,29 @@ impl Bridge {
         };
         ctx.rooms.deliver(key, &batch);
     }
+
+    /// Delivers `run` (entries of one origin, in the log's order) to room
+    /// `key` as one batch. The floor is raised to its last entry first: so
+    /// an entry a first member's history took meanwhile is not delivered
+    /// again, and the room's [`Feed`] numbers the batch's lines by it.
+    fn deliver_run(&self, ctx: &Context, key: &str, feed: &Feed, run: Vec<Entry>) {
+        let Some(last) = run.last().map(|e| e.n) else {
+            return;
+        };
+        let before = feed.floor.fetch_max(last, Ordering::AcqRel);
+        let Some(first) = run.iter().find(|e| e.n > before) else {
+            return;
+        };
+        let batch = Batch {
+            from: Bridge::origin_of(&first.from),
+            lines: run
+                .into_iter()
+                .filter(|e| e.n > before)
+                .map(|e| e.text.into())
+                .collect(),
+        };
+        ctx.rooms.deliver(key, &batch);
+    }
 }
 
 impl Sink for Bridge {
@@ -246,43 +286,25 @@ impl Sink for Bridge {
             return;
         };
         // Runs of one origin become one batch: one room lock each.
-        let mut batch: Option<(String, Batch)> = None;
-        for entry in entries {
-            if feed.floor.fetch_max(entry.n, Ordering::AcqRel) >= entry.n {
-                continue;
+        let floor = feed.floor.load(Ordering::Acquire);
+        let mut run: Vec<Entry> = Vec::new();
+        for entry in entries.into_iter().filter(|e| e.n > floor) {
+            if run.last().is_some_and(|last| last.from != entry.from) {
+                self.deliver_run(&ctx, room, &feed, std::mem::take(&mut run));
             }
-            match &mut batch {
-                Some((from, b)) if *from == entry.from => b.lines.push(entry.text.into()),
-                _ => {
-                    if let Some((_, done)) = batch.take() {
-                        ctx.rooms.deliver(room, &done);
-                    }
-                    let origin = Bridge::origin_of(&entry.from);
-                    batch = Some((
-                        entry.from,
-                        Batch {
-                            from: origin,
-                            lines: vec![entry.text.into()],
-                        },
-                    ));
-                }
-            }
+            run.push(entry);
         }
-        if let Some((_, done)) = batch {
-            ctx.rooms.deliver(room, &done);
-        }
+        self.deliver_run(&ctx, room, &feed, run);
     }
 
     fn missed(&self, room: &str, missed: Missed) {
-        // The log numbers its lines from 1 (or `to + 1`) again.
-        let floor = match missed {
-            Missed::LogLost { .. } => Some(0),
-            Missed::RolledBack { to, .. } => Some(to),
-            Missed::Lines(_) => None,
-        };
-        if let Some(floor) = floor {
-            if let Some(feed) = self.feeds.lock().get(room) {
-                feed.floor.store(floor, Ordering::Release);
+        // The log numbers its lines from 1 (or `to + 1`) again, and the
+        // history loses what the log lost, before anyone is told.
+        if let Some(feed) = self.feeds.lock().get(room) {
+            match missed {
+                Missed::LogLost { .. } => feed.lost(),
+                Missed::RolledBack { to, .. } => feed.rolled_back(to),
+                Missed::Lines(_) => {}
             }
         }
         let Some(ctx) = self.rooms() else {
@@ -316,17 +338,16 @@ impl Sink for Bridge {
     }
 
     fn link(&self, up: bool) {
-        self.up.store(up, Ordering::Release);
+        if !up {
+            self.up.store(false, Ordering::Release);
+            self.cut_off();
+            return;
+        }
+        self.back();
         let Some(ctx) = self.rooms() else {
             return;
         };
-        let line = if up {
-            protocol::notice("connected to the other servers again (Redis is back)")
-        } else {
-            protocol::notice(
-                "this room is cut off from the other servers (Redis unreachable); lines are refused until it is back",
-            )
-        };
+        let line = protocol::notice("connected to the other servers again (Redis is back)");
         let rooms: Vec<String> = self.local.lock().iter().cloned().collect();
         for room in rooms {
             self.local_notice(&ctx, &room, &line);

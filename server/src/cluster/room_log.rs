@@ -17,7 +17,6 @@
 //!   still reading the room from before).
 //! - Its last local member leaves: the reader stops reading the stream.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -98,10 +97,7 @@ impl Log for RedisLog {
     }
 
     fn open(&self, key: &str) -> Box<dyn RoomLog> {
-        let feed = Arc::new(Feed {
-            floor: Default::default(),
-            ring: Mutex::new(VecDeque::new()),
-        });
+        let feed = Arc::new(Feed::new());
         self.bridge
             .feeds
             .lock()
@@ -139,9 +135,7 @@ impl Log for RedisLog {
         };
         match loaded {
             Ok((history, from)) => {
-                let mut ring = feed.ring.lock();
-                ring.clear();
-                ring.extend(history.into_iter().map(|e| Arc::from(e.text)));
+                feed.load(history.into_iter().map(|e| (e.n, Arc::from(e.text))));
                 feed.floor.fetch_max(from.n, Ordering::AcqRel);
                 self.reader.watch(key, Some(from));
             }
@@ -171,7 +165,7 @@ impl Log for RedisLog {
     }
 
     fn settled(&self, client: ClientId) {
-        self.bridge.file(client);
+        self.bridge.settled(client);
     }
 
     fn reachable(&self) -> bool {
@@ -300,20 +294,11 @@ impl RoomLog for RedisRoomLog {
     }
 
     fn delivered(&mut self, batch: &Batch) {
-        if self.keep == 0 {
-            return;
-        }
-        let mut ring = self.feed.ring.lock();
-        for line in batch.lines.iter().filter(|line| line.starts_with('<')) {
-            if ring.len() == self.keep {
-                ring.pop_front();
-            }
-            ring.push_back(Arc::clone(line));
-        }
+        self.feed.delivered(batch, self.keep);
     }
 
     fn history(&self, out: &mut Vec<Arc<str>>) {
-        out.extend(self.feed.ring.lock().iter().cloned());
+        self.feed.history(out);
     }
 }
 
