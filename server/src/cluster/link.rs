@@ -159,6 +159,9 @@ pub struct Link {
     lost_to_hang: bool,
     /// Its endpoint's [`Endpoint::close`]: set, it never connects again.
     closed: Arc<AtomicBool>,
+    /// Set by [`Link::rechecked`]: a connection that sat idle while a
+    /// sibling connected anew is checked before a command uses it.
+    rechecked: bool,
     /// Set by [`Link::quick`]: while a sibling knows Redis hung, fail at
     /// once rather than wait for a reply (for the questions a client waits
     /// for; the cluster's own threads keep trying and find Redis back).
@@ -192,6 +195,7 @@ impl Link {
             lost_to_timeout: false,
             lost_to_hang: false,
             closed: Arc::default(),
+            rechecked: false,
             quick: false,
         }
     }
@@ -208,6 +212,20 @@ impl Link {
         self
     }
 
+    /// Makes this a link whose idle connection is checked (`PING`) before
+    /// a command uses it when a sibling had to connect anew meanwhile, and
+    /// replaced at once if found closed: for the writer, whose connection
+    /// sits idle through an outage (lines are refused at once meanwhile),
+    /// so that the first line after Redis came back is not sent on a dead
+    /// connection and refused as unsure. Not for a link whose owner must
+    /// see each new connection before it runs a command on it (the
+    /// reader, which resumes its cursors in [`Link::connects`]' light).
+    #[must_use]
+    pub fn rechecked(mut self) -> Link {
+        self.rechecked = true;
+        self
+    }
+
     /// Runs `op` on the connection, connecting first if there is none and
     /// the back-off allows. Never sleeps: when down it fails at once.
     ///
@@ -221,6 +239,7 @@ impl Link {
             return Err(Failure::Down);
         }
         self.connect()?;
+        self.recheck()?;
         let conn = self.conn.as_mut().ok_or(Failure::Down)?;
         match op(conn) {
             Ok(value) => {

@@ -190,7 +190,7 @@ impl Writer {
             written: Arc::clone(&written),
             late: Arc::clone(&late),
             round_trips: Arc::clone(&round_trips),
-            link: endpoint.link("writer", IO_TIMEOUT),
+            link: endpoint.link("writer", IO_TIMEOUT).rechecked(),
             server_id: server_id.to_string(),
             config,
             sink,

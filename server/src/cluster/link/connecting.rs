@@ -12,35 +12,49 @@ use super::{brief, Failure, Link, BACKOFF_FIRST, BACKOFF_MAX, CONNECT_TIMEOUT, I
 use crate::log;
 
 impl Link {
-    /// Connects now if there is no connection and the back-off allows.
+    /// Makes sure the connection a command is about to use is alive, if a
+    /// sibling connected anew since it last proved so ([`Link::rechecked`]
+    /// links only).
     ///
-    /// A connection that sat idle while a sibling connected anew may be
-    /// dead: Redis may have restarted meanwhile, and only a command sent on
-    /// it would find out, too late for a line (its fate unsure: refused
-    /// though it surely never arrived). So such a connection is checked
-    /// first with a `PING`, which risks nothing; one found closed is
-    /// replaced at once. One that times out fails the command as
-    /// [`Failure::Lost`], as the command's own timeout would have.
+    /// A connection that sat idle meanwhile may be dead: Redis may have
+    /// restarted, and only a command sent on it would find out, too late
+    /// for a line (its fate unsure: refused though it surely never
+    /// arrived). So such a connection is checked first with a `PING`,
+    /// which risks nothing; one found closed is replaced at once. One that
+    /// times out fails the command as [`Failure::Lost`], as the command's
+    /// own timeout would have. (Not part of [`Link::connect`]: waiting for
+    /// the link to come up is not a command, and must not swallow the
+    /// failure its owner is to see.)
+    pub(super) fn recheck(&mut self) -> Result<(), Failure> {
+        let Some(conn) = self.conn.as_mut().filter(|_| self.rechecked) else {
+            return Ok(());
+        };
+        let count = self.siblings.connects.load(Ordering::Acquire);
+        if count == self.checked {
+            return Ok(());
+        }
+        match redis::cmd("PING").query::<String>(conn) {
+            Ok(_) => {
+                self.checked = count;
+                Ok(())
+            }
+            // A hung Redis would not answer a new connection either.
+            Err(e) if e.is_timeout() => {
+                self.lose(&e);
+                Err(Failure::Lost)
+            }
+            // Closed: dropped, and replaced at once (`lose`).
+            Err(e) => {
+                self.lose(&e);
+                self.connect()
+            }
+        }
+    }
+
+    /// Connects now if there is no connection and the back-off allows.
     pub(super) fn connect(&mut self) -> Result<(), Failure> {
-        if let Some(conn) = self.conn.as_mut() {
-            let count = self.siblings.connects.load(Ordering::Acquire);
-            if count == self.checked {
-                return Ok(());
-            }
-            match redis::cmd("PING").query::<String>(conn) {
-                Ok(_) => {
-                    self.checked = count;
-                    return Ok(());
-                }
-                // A hung Redis would not answer a new connection either:
-                // a timeout is one, as if the command had met it.
-                Err(e) if e.is_timeout() => {
-                    self.lose(&e);
-                    return Err(Failure::Lost);
-                }
-                // Closed: dropped, and replaced at once (`lose`).
-                Err(e) => self.lose(&e),
-            }
+        if self.conn.is_some() {
+            return Ok(());
         }
         if self.closed.load(Ordering::Acquire) {
             return Err(Failure::Down);
