@@ -278,7 +278,7 @@ impl Sink for Bridge {
         let floor = match missed {
             Missed::LogLost { .. } => Some(0),
             Missed::RolledBack { to, .. } => Some(to),
-            Missed::Lines(_) => None,
+            Missed::Lines(_) | Missed::Trimmed { .. } => None,
         };
         if let Some(floor) = floor {
             if let Some(feed) = self.feeds.lock().get(room) {
@@ -292,6 +292,10 @@ impl Sink for Bridge {
             Missed::Lines(n) => protocol::error(&format!(
                 "you missed {n} line{} of this room: Redis trimmed them before this server could read them",
                 if n == 1 { "" } else { "s" }
+            )),
+            Missed::Trimmed { at_most } => protocol::error(&format!(
+                "you may have missed up to {at_most} line{} of this room: Redis trimmed them before this server could read them",
+                if at_most == 1 { "" } else { "s" }
             )),
             Missed::LogLost { unseen: 0 } => protocol::error(
                 "Redis restarted empty: this room's log before now is gone, and lines sent just before it went away may be missing",

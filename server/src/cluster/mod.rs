@@ -185,6 +185,15 @@ impl Request {
 pub enum Missed {
     /// This many lines were trimmed from the log before they were read.
     Lines(u64),
+    /// Lines were trimmed from the log before they were read, and how many
+    /// is not known: the room was entered while this server was cut off
+    /// from Redis, and the log no longer holds the entry just before that
+    /// moment (`reader/reading/since.rs`); at most `at_most` (every line gone from
+    /// the log).
+    Trimmed {
+        /// Every line gone from the log, some before the room was entered.
+        at_most: u64,
+    },
     /// Redis restarted empty: the log before now is gone, and any line it
     /// took after the last one delivered with it: at least `unseen` of
     /// those (what this server's writer knows the log took past what its
