@@ -18,7 +18,9 @@
 //!   [`Sink`] once per server (the rooms fan it out to their members). After
 //!   a lost link it resumes from the last entry it delivered; a gap in the
 //!   entries' numbers, or a new epoch (Redis restarted empty), is reported
-//!   as [`Missed`] so the clients are told.
+//!   as [`Missed`] so the clients are told. A room first watched while
+//!   the link is lost is read from the moment of the watch, on Redis's
+//!   clock as the reader last saw it.
 //! - [`presence`]: a heartbeat key with a TTL per server and its members
 //!   under it; a lock key decides which survivor announces a lost server's
 //!   members (once) and frees their names. [`names`]: names unique across

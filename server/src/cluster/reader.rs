@@ -140,9 +140,8 @@ impl Reader {
     /// Reads `room` from `from` on (its history was loaded up to there), or
     /// if `None` every entry its log takes from now on, however long the
     /// reader is cut off from Redis before it serves this
-    /// (`reading/since.rs`). A
-    /// room watched already keeps its cursor: each watch only counts one
-    /// more reason to read it.
+    /// (`reading/since.rs`). A room watched already keeps its cursor: each
+    /// watch only counts one more reason to read it.
     pub fn watch(&self, room: &str, from: Option<Position>) {
         let start = match from {
             Some(from) => Start::After(from),

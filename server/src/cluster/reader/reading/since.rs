@@ -155,6 +155,8 @@ pub(super) fn start_at(
     ms: u64,
 ) -> Result<(Position, Option<Missed>), Failure> {
     let key = keys::log(room);
+    // `(0-0` is no interval's end (a clock at 1970 is no real one anyway).
+    let ms = ms.max(1);
     let (before, first, seq): (StreamRangeReply, StreamRangeReply, Option<u64>) = link
         .run_idempotent(|conn| {
             redis::pipe()
