@@ -2,11 +2,16 @@
 //! room's log refuses every line, yet join, leave and rename notices still
 //! reach the room's members on the same server (SPEC: "Join, leave and
 //! rename notices reach the whole room"), and the other servers' `/rooms`
-//! catches up once Redis is back. Real binaries, a real redis-server.
+//! catches up once Redis is back; a room entered meanwhile gets the lines
+//! its log took meanwhile once Redis is back. Real binaries, a real
+//! redis-server.
+
+use std::thread;
+use std::time::{Duration, Instant};
 
 use chat_tests::cluster::{ask_until, joined};
 use chat_tests::redis::Redis;
-use chat_tests::{Client, Server};
+use chat_tests::{Client, Server, TIMEOUT};
 
 /// A server on `redis`, flood control off.
 fn server(redis: &Redis) -> Server {
@@ -145,4 +150,63 @@ fn a_client_arriving_while_cut_off_is_told_once() {
         let expected = usize::from(who == "m");
         assert_eq!(notices, expected, "{who} told once in all: {seen:?}");
     }
+}
+
+/// Defect: a room entered on a server cut off from Redis (its first
+/// member there) was read, once Redis was back, from where its log stood
+/// then: the lines the log took meanwhile from the other servers never
+/// arrived, and no `! ` line said so (while a room that had members here
+/// before the cut got them all). Now they arrive after `* connected ...
+/// again`, in order, once each. The server is cut off alone: its Redis
+/// user switched off and its connections closed, the other server fine.
+#[test]
+fn a_room_entered_while_cut_off_gets_the_lines_sent_meanwhile() {
+    let redis = Redis::start();
+    redis.command(&["ACL", "SETUSER", "bee", "on", ">pw", "~*", "&*", "+@all"]);
+    let bee_url = redis.url().replace("redis://", "redis://bee:pw@");
+    let near = server(&redis);
+    let far = Server::start(&["--redis", &bee_url, "--rate-limit", "0"]);
+    let (mut y, y_name) = joined(&near);
+    let (mut x, _) = joined(&far);
+    y.send("/join #games");
+    y.recv_until(|l| l.starts_with("* you are now in #games"));
+
+    redis.command(&["ACL", "SETUSER", "bee", "off"]);
+    redis.command(&["CLIENT", "KILL", "USER", "bee"]);
+    cut_off(&mut x);
+    x.send("/join #games");
+    x.recv_until(|l| l.starts_with("* you are now in #games"));
+    for i in 1..=3 {
+        y.send(&format!("while cut off {i}"));
+    }
+    // The log took them (the other server is fine).
+    let last = format!("<{y_name}> while cut off 3");
+    let deadline = Instant::now() + TIMEOUT;
+    while !redis
+        .query(&["XREVRANGE", "chat:log:games", "+", "-", "COUNT", "1"])
+        .iter()
+        .any(|f| f.starts_with(&last))
+    {
+        assert!(Instant::now() < deadline, "the log never took them");
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    redis.command(&["ACL", "SETUSER", "bee", "on"]);
+    let mut seen = x.recv_until(|l| l.starts_with("* ") && l.contains("again"));
+    y.send("after");
+    seen.extend(x.recv_until(|l| l == format!("<{y_name}> after")));
+    let lines: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.starts_with(&format!("<{y_name}> ")) || l.starts_with("! "))
+        .collect();
+    let want: Vec<String> = [
+        "while cut off 1",
+        "while cut off 2",
+        "while cut off 3",
+        "after",
+    ]
+    .iter()
+    .map(|t| format!("<{y_name}> {t}"))
+    .collect();
+    assert_eq!(lines, want.iter().collect::<Vec<_>>(), "saw {seen:?}");
 }

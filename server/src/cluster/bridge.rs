@@ -304,7 +304,7 @@ impl Sink for Bridge {
             match missed {
                 Missed::LogLost { .. } => feed.lost(),
                 Missed::RolledBack { to, .. } => feed.rolled_back(to),
-                Missed::Lines(_) => {}
+                Missed::Lines(_) | Missed::Trimmed { .. } => {}
             }
         }
         let Some(ctx) = self.rooms() else {
@@ -314,6 +314,10 @@ impl Sink for Bridge {
             Missed::Lines(n) => protocol::error(&format!(
                 "you missed {n} line{} of this room: Redis trimmed them before this server could read them",
                 if n == 1 { "" } else { "s" }
+            )),
+            Missed::Trimmed { at_most } => protocol::error(&format!(
+                "you may have missed up to {at_most} line{} of this room: Redis trimmed them before this server could read them",
+                if at_most == 1 { "" } else { "s" }
             )),
             Missed::LogLost { unseen: 0 } => protocol::error(
                 "Redis restarted empty: this room's log before now is gone, and lines sent just before it went away may be missing",

@@ -18,7 +18,9 @@
 //!   [`Sink`] once per server (the rooms fan it out to their members). After
 //!   a lost link it resumes from the last entry it delivered; a gap in the
 //!   entries' numbers, or a new epoch (Redis restarted empty), is reported
-//!   as [`Missed`] so the clients are told.
+//!   as [`Missed`] so the clients are told. A room first watched while
+//!   the link is lost is read from the moment of the watch, on Redis's
+//!   clock as the reader last saw it.
 //! - [`presence`]: a heartbeat key with a TTL per server and its members
 //!   under it; a lock key decides which survivor announces a lost server's
 //!   members (once) and frees their names. [`names`]: names unique across
@@ -185,6 +187,15 @@ impl Request {
 pub enum Missed {
     /// This many lines were trimmed from the log before they were read.
     Lines(u64),
+    /// Lines were trimmed from the log before they were read, and how many
+    /// is not known: the room was entered while this server was cut off
+    /// from Redis, and the log no longer holds the entry just before that
+    /// moment (`reader/reading/since.rs`); at most `at_most` (every line gone from
+    /// the log).
+    Trimmed {
+        /// Every line gone from the log, some before the room was entered.
+        at_most: u64,
+    },
     /// Redis restarted empty: the log before now is gone, and any line it
     /// took after the last one delivered with it: at least `unseen` of
     /// those (what this server's writer knows the log took past what its

@@ -19,7 +19,9 @@
 //!
 //! A room starts being read ([`Reader::watch`]) from a [`Position`]: the
 //! last entry its history was loaded from ([`super::tail::tail`]), so history and live
-//! lines never overlap nor leave a gap.
+//! lines never overlap nor leave a gap. With no position (Redis away when
+//! the room got its first local member), from the moment of the watch on
+//! Redis's clock, as the reader last saw it: `reader/reading/since.rs`.
 //!
 //! This file: the handle the rooms' log uses (watch, unwatch). The thread's
 //! loop and cursors: `reader/reading.rs`. Reading a log's tail: `tail.rs`.
@@ -27,7 +29,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -64,17 +66,26 @@ pub struct Position {
     pub epoch: String,
 }
 
+/// Where a watch asks the reader to start reading a room.
+#[derive(Debug, Clone)]
+pub(super) enum Start {
+    /// Right after this entry (its history was loaded up to it).
+    After(Position),
+    /// From this moment (the watch's): every entry the log takes after it.
+    Since(Instant),
+}
+
 /// What the reader is asked to do about one room, between two XREADs:
 /// every watch and unwatch of a room not yet served is merged into one
-/// (the count added up, the latest position kept), so what waits while
-/// Redis is down is bounded by the number of rooms, whatever the churn.
+/// (the count added up, the latest watch's start kept), so what waits
+/// while Redis is down is bounded by the number of rooms, whatever the
+/// churn.
 #[derive(Default)]
 pub(super) struct Control {
     /// Watches minus unwatches.
     delta: i64,
-    /// The position of the latest watch: read the room from there (from
-    /// its current end if `None`).
-    from: Option<Position>,
+    /// Where the latest watch starts (`None`: no watch).
+    start: Option<Start>,
 }
 
 /// The controls not yet served, by room.
@@ -127,16 +138,20 @@ impl Reader {
     }
 
     /// Reads `room` from `from` on (its history was loaded up to there), or
-    /// from its end as the reader finds it if `None`. A room watched already
-    /// keeps its cursor: each watch only counts one more reason to read it.
+    /// if `None` every entry its log takes from now on, however long the
+    /// reader is cut off from Redis before it serves this
+    /// (`reading/since.rs`). A room watched already keeps its cursor: each
+    /// watch only counts one more reason to read it.
     pub fn watch(&self, room: &str, from: Option<Position>) {
+        let start = match from {
+            Some(from) => Start::After(from),
+            None => Start::Since(Instant::now()),
+        };
         {
             let mut controls = self.controls.lock();
             let control = controls.entry(room.to_string()).or_default();
             control.delta += 1;
-            if from.is_some() {
-                control.from = from;
-            }
+            control.start = Some(start);
         }
         self.writer.wake(&self.server_id);
     }

@@ -14,7 +14,11 @@
 //!   room's lock, before the member is shown the history, so the
 //!   history and the first live line neither overlap nor leave a gap (the
 //!   feed's floor drops an entry delivered twice by a race with a reader
-//!   still reading the room from before).
+//!   still reading the room from before). Redis away then: no history is
+//!   loaded (the ring is what this server had), and the reader reads the
+//!   stream from the moment of the watch once Redis is back, so no line
+//!   the log took after the member entered is missed
+//!   (`reader/reading/since.rs`).
 //! - Its last local member leaves: the reader stops reading the stream.
 
 use std::sync::atomic::Ordering;
@@ -140,8 +144,9 @@ impl Log for RedisLog {
                 self.reader.watch(key, Some(from));
             }
             Err(e) => {
-                // Redis away: the room is read from wherever its log stands
-                // when it is back; the history is what this server had.
+                // Redis away: the room is read from this moment (on
+                // Redis's clock) once it is back; the history is what this
+                // server had.
                 log!("redis: no history for #{key} ({e:?})");
                 self.reader.watch(key, None);
             }

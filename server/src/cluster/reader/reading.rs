@@ -4,16 +4,21 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use redis::streams::StreamReadReply;
 
 use super::super::link::{Failure, Link};
-use super::super::tail::tail;
 use super::super::writer::Written;
 use super::super::{keys, Entry, Missed, Request, Sink};
-use super::{read_count, Control, Controls, Position, READ_BLOCK};
+use super::{read_count, Control, Controls, Start, READ_BLOCK};
 use crate::log;
 use crate::shutdown::Shutdown;
+
+mod since;
+
+use self::since::Clock;
+
 /// Where the reader is in one room's log.
 #[derive(Debug, Clone)]
 struct Cursor {
@@ -56,6 +61,9 @@ pub(super) struct ReaderThread {
     up: bool,
     /// The epoch the wake and inbox cursors point into.
     epoch_seen: String,
+    /// Redis's clock at the last reply (`None` before the first): where a
+    /// room watched while Redis was away starts.
+    clock: Option<Clock>,
 }
 
 impl ReaderThread {
@@ -81,6 +89,7 @@ impl ReaderThread {
             connects: 0,
             up: true,
             epoch_seen: String::new(),
+            clock: None,
         }
     }
 
@@ -220,19 +229,18 @@ impl ReaderThread {
                 cursor.watchers = watchers as usize;
                 // Its history was loaded past where this reader stands:
                 // skip what the history holds already.
-                if let Some(from) = control
-                    .from
-                    .filter(|f| f.epoch == cursor.epoch && f.n > cursor.n)
-                {
-                    cursor.id = from.id;
-                    cursor.n = from.n;
+                if let Some(Start::After(from)) = &control.start {
+                    if from.epoch == cursor.epoch && from.n > cursor.n {
+                        cursor.id.clone_from(&from.id);
+                        cursor.n = from.n;
+                    }
                 }
                 continue;
             }
             if control.delta <= 0 {
                 continue;
             }
-            if let Err(failure) = self.enter(&room, control.from.clone(), control.delta as usize) {
+            if let Err(failure) = self.enter(&room, control.start.clone(), control.delta as usize) {
                 self.put_back(room, control);
                 result = Err(failure);
             }
@@ -245,45 +253,13 @@ impl ReaderThread {
         let mut controls = self.controls.lock();
         let newer = controls.entry(room).or_default();
         newer.delta += control.delta;
-        if newer.from.is_none() {
-            newer.from = control.from;
+        if newer.start.is_none() {
+            newer.start = control.start;
         }
     }
 
-    /// Starts reading `room` at `from` (or its end), for `watchers` reasons.
-    fn enter(
-        &mut self,
-        room: &str,
-        from: Option<Position>,
-        watchers: usize,
-    ) -> Result<(), Failure> {
-        let epoch = self.link.epoch().unwrap_or_default().to_string();
-        let from = match from {
-            Some(from) if from.epoch == epoch => from,
-            // Read before Redis restarted empty: that log is gone.
-            Some(_) => {
-                self.sink.missed(room, Missed::LogLost { unseen: 0 });
-                Position {
-                    id: "0-0".into(),
-                    n: 0,
-                    epoch,
-                }
-            }
-            None => tail(&mut self.link, room, 0, |_| false)?.1,
-        };
-        self.cursors.insert(
-            room.to_string(),
-            Cursor {
-                id: from.id,
-                n: from.n,
-                epoch: from.epoch,
-                watchers,
-            },
-        );
-        Ok(())
-    }
-
-    /// One blocking XREAD over every watched log and the wake stream.
+    /// One blocking XREAD over every watched log and the wake stream, and
+    /// Redis's clock right after it (in the same round trip).
     fn read_once(&mut self) -> Result<(), Failure> {
         let rooms: Vec<(String, String)> = self
             .cursors
@@ -306,7 +282,11 @@ impl ReaderThread {
         for (_, id) in &rooms {
             cmd.arg(id);
         }
-        let reply: Option<StreamReadReply> = self.link.run(|conn| cmd.query(conn))?;
+        let (reply, time): (Option<StreamReadReply>, (u64, u64)) = self
+            .link
+            .run(|conn| redis::pipe().add_command(cmd).cmd("TIME").query(conn))?;
+        let epoch = self.link.epoch().unwrap_or_default();
+        self.clock = Some(Clock::new(time, Instant::now(), epoch));
         let Some(reply) = reply else {
             return Ok(());
         };

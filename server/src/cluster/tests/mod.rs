@@ -5,7 +5,7 @@
 //! This file: what the tests share (a recording sink, a node of writer,
 //! reader and presence, helpers). One file per subject: `links.rs`,
 //! `logs.rs`, `restarts.rs`, `unsure.rs`, `presence.rs`, `names.rs`,
-//! `inbox.rs`; `proxy.rs` is the cuttable TCP proxy.
+//! `inbox.rs`, `since.rs`; `proxy.rs` is the cuttable TCP proxy.
 
 use std::sync::Arc;
 use std::thread;
@@ -32,6 +32,7 @@ mod links;
 mod logs;
 mod names;
 mod presence;
+mod since;
 mod unsure;
 
 /// The longest any event here may take.
@@ -139,9 +140,14 @@ struct Node {
 
 impl Node {
     fn start(redis: &Redis, id: &str, config: LogConfig) -> Node {
+        Node::start_at(url(redis), id, config)
+    }
+
+    /// A node on `url` (another Redis user, a proxy).
+    fn start_at(url: RedisUrl, id: &str, config: LogConfig) -> Node {
         let sink = Arc::new(Recorder::default());
         let shutdown = Arc::new(Shutdown::new());
-        let endpoint = endpoint(redis);
+        let endpoint = Endpoint::new(url.clone());
         let (writer, w) =
             Writer::start(&endpoint, id, config, sink.clone(), shutdown.clone()).unwrap();
         let (reader, r) = Reader::start(
@@ -153,7 +159,7 @@ impl Node {
         )
         .unwrap();
         Node {
-            url: url(redis),
+            url,
             writer,
             reader,
             sink,
