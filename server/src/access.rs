@@ -214,10 +214,16 @@ pub fn joined(peer: SocketAddr, ctx: &Context) {
 pub fn ban(ctx: &Context, args: &str) -> Vec<String> {
     let (target, rest) = split_word(args);
     let (duration_word, after) = split_word(rest);
-    let (duration, reason) = if looks_like_duration(duration_word) {
+    let (duration, reason) = if duration_word.eq_ignore_ascii_case(UNTIL_UNBAN) {
+        (None, after)
+    } else if looks_like_duration(duration_word) {
         match bans::parse_duration(duration_word) {
             Ok(d) => (Some(d), after),
-            Err(why) => return vec![format!("! {why}")],
+            Err(why) => {
+                return vec![format!(
+                    "! {why} (or {UNTIL_UNBAN}, or no duration, to ban until /unban)"
+                )]
+            }
         }
     } else {
         (None, rest)
@@ -334,27 +340,33 @@ fn split_word(text: &str) -> (&str, &str) {
     }
 }
 
-/// Digits then one letter (`90s`, `0d`, `5y`): meant as a duration, so a
-/// bad one is an error rather than the first word of the reason.
+/// The duration word that bans until `/unban`, as giving none does.
+const UNTIL_UNBAN: &str = "none";
+
+/// A word that starts with a digit (`90s`, `90`, `7days`, `1.5h`) is meant
+/// as a duration, so a bad one is an error rather than the first word of
+/// the reason: a misspelt duration must not quietly ban until `/unban`.
+/// (A reason that starts with a digit follows an explicit duration or
+/// `none`.)
 fn looks_like_duration(word: &str) -> bool {
-    let mut chars = word.chars();
-    matches!(chars.next_back(), Some(c) if c.is_ascii_alphabetic())
-        && !chars.as_str().is_empty()
-        && chars.as_str().bytes().all(|b| b.is_ascii_digit())
+    word.starts_with(|c: char| c.is_ascii_digit())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A duration word is recognised by its shape, so `/ban x 5y` is an
-    /// error, not a ban with the reason "5y".
+    /// A duration word is recognised by its first character, so `/ban x
+    /// 5y`, `/ban x 90 seconds` and `/ban x 7days` are errors, not bans
+    /// until `/unban` with the reasons "5y", "90 seconds" and "7days".
     #[test]
     fn duration_words() {
-        for word in ["90s", "10m", "2h", "7d", "0s", "5y"] {
+        for word in [
+            "90s", "10m", "2h", "7d", "0s", "5y", "3", "90", "7days", "1.5h",
+        ] {
             assert!(looks_like_duration(word), "{word}");
         }
-        for word in ["", "s", "spam", "3", "1.5h", "h1"] {
+        for word in ["", "s", "spam", "h1", "none", "-1m"] {
             assert!(!looks_like_duration(word), "{word}");
         }
     }

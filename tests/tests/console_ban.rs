@@ -1,0 +1,47 @@
+//! The console's `/ban` duration word: a misspelt duration (`90 seconds`,
+//! `7days`) was read as the first word of the reason, and the address
+//! quietly banned until `/unban` (kept across restarts with `--bans`). A
+//! word that starts with a digit is a duration now, or an error; `none`
+//! bans until `/unban` explicitly.
+
+use chat_tests::Server;
+
+/// Types `line` on the console and returns its answer: the next stdout
+/// line starting with `* ` or `! `.
+fn answer(server: &mut Server, line: &str) -> String {
+    server.console(line);
+    server.stdout_until(|l| l.starts_with("* ") || l.starts_with("! "))
+}
+
+/// Misspelt durations are refused with one line and ban nothing; `none`
+/// and a good duration ban as asked, with the rest as the reason.
+#[test]
+fn a_misspelt_duration_is_an_error_not_a_ban_until_unban() {
+    let mut server = Server::start(&[]);
+    for (line, word) in [
+        ("/ban 10.1.1.3 90 seconds", "\"90\""),
+        ("/ban 10.1.1.4 7days", "\"7days\""),
+        ("/ban 10.1.1.5 1.5h spam", "\"1.5h\""),
+    ] {
+        let said = answer(&mut server, line);
+        assert!(
+            said.starts_with("! ") && said.contains(word) && said.contains("not a duration"),
+            "{line}: {said}"
+        );
+    }
+    assert_eq!(answer(&mut server, "/bans"), "* no bans");
+    assert_eq!(
+        answer(&mut server, "/ban 10.1.1.6 none 3 strikes"),
+        "* banned 10.1.1.6, until /unban: 3 strikes"
+    );
+    let said = answer(&mut server, "/ban 10.1.1.7 90s 3 strikes");
+    assert!(
+        said.starts_with("* banned 10.1.1.7, 1m 30s left: 3 strikes")
+            || said.starts_with("* banned 10.1.1.7, 1m 29s left: 3 strikes"),
+        "{said}"
+    );
+    assert_eq!(
+        answer(&mut server, "/ban 10.1.1.8 spamming again"),
+        "* banned 10.1.1.8, until /unban: spamming again"
+    );
+}
