@@ -3,10 +3,12 @@
 //! data: a new client must never get the number, its id on the server, of
 //! a client still connected), and a name changed only in case.
 
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use chat_tests::cluster::{ask_until, joined, servers};
 use chat_tests::redis::Redis;
+use chat_tests::TIMEOUT;
 
 /// The counter set back under a running server: the next client is a
 /// new guest, not a second `guest-1` that would share the first one's
@@ -33,6 +35,41 @@ fn a_counter_gone_back_never_gives_a_connected_clients_number() {
     assert!(
         x.try_recv(Duration::from_secs(5)).is_some(),
         "x still connected"
+    );
+}
+
+/// Redis emptied (as when it restarts without persistence) while server A
+/// has `guest-1` and `guest-2` and server B has no client yet: B's next
+/// newcomer must not be named `guest-1` again before A registered its
+/// clients anew (the counter is back at 0, and B gave no number itself).
+/// B's presence notes the shared counter every beat, and gives no number
+/// at or below it.
+#[test]
+fn a_server_gives_no_number_another_gave_after_redis_came_back_empty() {
+    let redis = Redis::start();
+    let servers = servers(&redis, 2);
+    let (_x, x_name) = joined(&servers[0]);
+    let (_y, y_name) = joined(&servers[0]);
+    // Both servers beat since (each refreshed its heartbeat key): B has
+    // seen the counter at 2.
+    let ttl = |key: &str| -> i64 {
+        redis.query(&["PTTL", key])[0]
+            .parse()
+            .unwrap_or_else(|_| panic!("PTTL {key}"))
+    };
+    let alive = redis.query(&["KEYS", "chat:alive:*"]);
+    assert_eq!(alive.len(), 2, "{alive:?}");
+    let first: Vec<i64> = alive.iter().map(|k| ttl(k)).collect();
+    let deadline = Instant::now() + TIMEOUT;
+    while alive.iter().zip(&first).any(|(k, &t)| ttl(k) <= t) {
+        assert!(Instant::now() < deadline, "a server never beat");
+        thread::sleep(Duration::from_millis(20));
+    }
+    redis.query(&["FLUSHALL"]);
+    let (_z, z_name) = servers[1].join();
+    assert!(
+        z_name != x_name && z_name != y_name,
+        "{z_name} given again (A has {x_name} and {y_name})"
     );
 }
 

@@ -79,8 +79,10 @@ pub struct Bridge {
     pub local: Mutex<HashSet<String>>,
     /// Local clients: name and room.
     pub members: Mutex<HashMap<ClientId, Whereabouts>>,
-    /// The highest guest number Redis gave this server: after Redis came
-    /// back empty its counter is raised past it.
+    /// The highest guest number Redis gave this server, or the shared
+    /// counter stood at when presence last looked: no number at or below
+    /// it is given again, and after Redis came back empty its counter is
+    /// raised past it.
     pub highest_guest: AtomicU64,
     /// The tag of this server's fallback guest names (`guest-TAG.N`),
     /// taken from Redis at start: after Redis came back empty its counter

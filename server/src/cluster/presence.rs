@@ -84,8 +84,14 @@ pub trait Local: Send + Sync + 'static {
     fn members(&self) -> Vec<Member>;
     /// The line a room shows when `name` left for `reason` (`server lost`).
     fn left(&self, name: &str, reason: &str) -> String;
-    /// The highest `guest-N` number this server gave.
+    /// The highest `guest-N` number this server gave, or saw the shared
+    /// counter at ([`Local::counter_seen`]).
     fn highest_guest(&self) -> u64;
+    /// The shared guest counter as a beat found it: every number up to it
+    /// was given by some server. Kept as this server's floor, so that after
+    /// Redis restarted empty it gives none of them again, not even before
+    /// the server that gave them registered again.
+    fn counter_seen(&self, _counter: u64) {}
     /// The tag of this server's fallback guest names (`guest-TAG.N`).
     fn guest_tag(&self) -> u64;
     /// How many members each room (by key) has on the other servers now.
@@ -185,11 +191,11 @@ impl Presence {
         self.count_others(&servers)
     }
 
-    /// Refreshes this server's heartbeat and lists it among the servers;
-    /// returns 1 if it was not listed.
+    /// Refreshes this server's heartbeat and lists it among the servers,
+    /// and notes the shared guest counter; returns 1 if it was not listed.
     fn heartbeat(&mut self) -> Result<i64, Failure> {
         let me = self.server_id.clone();
-        let (added,): (i64,) = self.link.run(|conn| {
+        let (added, counter): (i64, Option<u64>) = self.link.run(|conn| {
             redis::pipe()
                 .cmd("SET")
                 .arg(keys::alive(&me))
@@ -200,8 +206,13 @@ impl Presence {
                 .cmd("SADD")
                 .arg(keys::servers())
                 .arg(&me)
+                .cmd("GET")
+                .arg(keys::guest())
                 .query(conn)
         })?;
+        if let Some(counter) = counter {
+            self.local.counter_seen(counter);
+        }
         Ok(added)
     }
 

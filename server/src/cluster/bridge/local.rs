@@ -47,6 +47,10 @@ impl Local for Bridge {
         self.highest_guest.load(Ordering::Relaxed)
     }
 
+    fn counter_seen(&self, counter: u64) {
+        self.highest_guest.fetch_max(counter, Ordering::Relaxed);
+    }
+
     fn guest_tag(&self) -> u64 {
         self.guest_tag
     }
