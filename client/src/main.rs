@@ -14,6 +14,7 @@
 mod address;
 mod args;
 mod error;
+mod late;
 mod tcp;
 mod udp;
 

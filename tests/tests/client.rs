@@ -28,7 +28,8 @@ struct ClientProc {
     stdout: Receiver<String>,
     /// Everything on stderr so far, for assertions and failure messages.
     stderr: Captured,
-    /// Disconnects when stderr reaches end of file (the client is gone).
+    /// Stderr, line by line (for waits on a note); disconnects when stderr
+    /// reaches end of file (the client is gone).
     stderr_done: Receiver<String>,
 }
 
@@ -156,6 +157,19 @@ impl ClientProc {
     /// What the client wrote to stderr so far.
     fn stderr(&self) -> String {
         self.stderr.text()
+    }
+
+    /// Reads stderr lines until one satisfies `pred` and returns it.
+    fn stderr_line_until(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_done.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no matching stderr line; stderr:\n{}", self.stderr.text()),
+            }
+        }
     }
 
     /// All of stderr, once the client has exited and the pipe is drained.
@@ -314,6 +328,78 @@ fn udp_echo() -> (SocketAddr, Receiver<Vec<u8>>) {
         }
     });
     (addr, rx)
+}
+
+/// When a [`LateResponder`] sends its reply to the first datagram.
+#[derive(Clone, Copy)]
+enum Hold {
+    /// When the test calls [`LateResponder::release`].
+    UntilReleased,
+    /// Just before its reply to the second datagram.
+    UntilNextDatagram,
+}
+
+/// A UDP server on a thread that answers each datagram `x` with
+/// `reply-to-x`, except that its reply to the first one is held back (past
+/// the client's timeout, by the test's pacing, never by a sleep).
+struct LateResponder {
+    addr: SocketAddr,
+    /// Tells the thread to send the held reply ([`Hold::UntilReleased`]).
+    release: mpsc::Sender<()>,
+    /// One message once the held reply is sent.
+    sent: Receiver<()>,
+}
+
+impl LateResponder {
+    fn start(hold: Hold) -> LateResponder {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind udp");
+        socket.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        let addr = socket.local_addr().expect("local addr");
+        let (release, released) = mpsc::channel();
+        let (sent_tx, sent) = mpsc::channel();
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            let mut held: Option<(Vec<u8>, SocketAddr)> = None;
+            let mut first = true;
+            loop {
+                if let (Hold::UntilReleased, Some((reply, to))) = (hold, &held) {
+                    if released.recv_timeout(TIMEOUT).is_err() {
+                        return;
+                    }
+                    let _ = socket.send_to(reply, to);
+                    let _ = sent_tx.send(());
+                    held = None;
+                }
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    return;
+                };
+                let reply = [&b"reply-to-"[..], &buf[..n]].concat();
+                if first {
+                    first = false;
+                    held = Some((reply, from));
+                    continue;
+                }
+                if let Some((late, to)) = held.take() {
+                    let _ = socket.send_to(&late, to);
+                    let _ = sent_tx.send(());
+                }
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        LateResponder {
+            addr,
+            release,
+            sent,
+        }
+    }
+
+    /// Sends the held reply and waits until it is on its way.
+    fn release(&self) {
+        self.release.send(()).expect("responder running");
+        self.sent
+            .recv_timeout(TIMEOUT)
+            .expect("responder sent its held reply");
+    }
 }
 
 /// A port on 127.0.0.1 where nothing listens: bound but not listening, so
@@ -629,6 +715,58 @@ fn udp_prints_replies_and_notes_a_lost_one() {
         payloads,
         [&b"one"[..], b"drop", b"", b"two"].map(<[u8]>::to_vec)
     );
+}
+
+/// `--udp` with a reply that comes after its line's timeout, before the
+/// next line is typed: the late reply is shown on stderr as late and as the
+/// first line's, and every later line is printed with its own reply.
+#[test]
+fn udp_late_reply_is_not_the_next_lines_answer() {
+    let server = LateResponder::start(Hold::UntilReleased);
+    let mut client = ClientProc::connect(server.addr, &["--udp", "--timeout", "0.5"]);
+    client.type_line("one");
+    client.stderr_line_until(|line| line.contains("no reply"));
+    server.release();
+    client.type_line("two");
+    assert_eq!(client.line(), "reply-to-two", "{}", client.stderr());
+    client.type_line("three");
+    assert_eq!(client.line(), "reply-to-three", "{}", client.stderr());
+    client.close_stdin();
+    client.expect_exit(0);
+    assert_eq!(client.rest_of_stdout(), Vec::<String>::new());
+    let stderr = client.final_stderr();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "a timeout note, a late note: {stderr}");
+    assert!(
+        lines[0].contains("no reply") && lines[0].contains("line 1"),
+        "{stderr}"
+    );
+    assert!(lines[1].contains("late reply to line 1"), "{stderr}");
+    assert!(lines[1].contains("\"reply-to-one\""), "{stderr}");
+}
+
+/// `--udp` with piped input: the next line goes out the moment the first
+/// one's timeout ends, and the late reply to the first comes while the
+/// client waits for the second's. It is still not taken as the second's
+/// answer: each line has its own socket, so the late reply cannot land on
+/// the second line's.
+#[test]
+fn udp_late_reply_during_the_next_wait_is_not_its_answer() {
+    let server = LateResponder::start(Hold::UntilNextDatagram);
+    let (host, port) = (server.addr.ip().to_string(), server.addr.port().to_string());
+    let args = ["--udp", "--timeout", "0.5", &host, &port];
+    let (code, stdout, stderr) = run(&args, b"one\ntwo\nthree\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, ["reply-to-two", "reply-to-three"], "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "a timeout note, a late note: {stderr}");
+    assert!(
+        lines[0].contains("no reply") && lines[0].contains("line 1"),
+        "{stderr}"
+    );
+    assert!(lines[1].contains("late reply to line 1"), "{stderr}");
+    assert!(lines[1].contains("\"reply-to-one\""), "{stderr}");
+    server.sent.try_recv().expect("the held reply was sent");
 }
 
 // ---- against the real chat-server ----
