@@ -32,6 +32,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 
 use crate::log;
+use crate::start_file::{self, Unread};
 
 mod ban;
 mod prefix;
@@ -104,14 +105,16 @@ impl Bans {
     /// line is logged with its number and skipped.
     ///
     /// # Errors
-    /// A file that cannot be read, or created: one line saying so.
+    /// A file that cannot be read (not a regular file, over
+    /// [`MAX_START_FILE`](crate::start_file::MAX_START_FILE)), or created:
+    /// one line saying so.
     pub fn load(file: Option<&Path>) -> Result<Bans, String> {
         let Some(file) = file else {
             return Ok(Bans::in_memory());
         };
-        let text = match fs::read(file) {
+        let text = match start_file::read(file) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Unread::Missing) => {
                 // Created now, so a path that can never be written is
                 // found at start, not at the first /ban.
                 write_atomically(file, render(&[]).as_bytes()).map_err(|e| {
@@ -123,11 +126,10 @@ impl Bans {
                 })?;
                 String::new()
             }
-            Err(e) => {
+            Err(why) => {
                 return Err(format!(
-                    "cannot read the ban list {}: {}",
-                    file.display(),
-                    log::plain(&e)
+                    "cannot read the ban list {}: {why}",
+                    file.display()
                 ))
             }
         };

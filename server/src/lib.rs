@@ -43,6 +43,7 @@ pub mod pool;
 pub mod rooms;
 pub mod session;
 pub mod shutdown;
+pub mod start_file;
 pub mod throttle;
 pub mod transcript;
 pub mod udp;
@@ -139,8 +140,9 @@ pub struct Server {
 
 impl Server {
     /// A server for already-bound sockets (tests bind port 0). With
-    /// `--transcript`, the file is opened (created 0600) and each room's
-    /// history loaded from its tail.
+    /// `--transcript`, the file is opened (created 0600, a partial last
+    /// line left by a crash dropped) and each room's history loaded from
+    /// its tail.
     ///
     /// # Errors
     /// When the listener's address cannot be read, the transcript cannot

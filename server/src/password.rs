@@ -38,6 +38,7 @@ use chat_common::{protocol, Line, LineReader};
 use crate::conns::Stage;
 use crate::flood::TokenBucket;
 use crate::log;
+use crate::start_file;
 use crate::write::write_polling;
 use crate::Context;
 
@@ -82,16 +83,13 @@ impl Password {
     /// at start: changing the file takes a restart.
     ///
     /// # Errors
-    /// An unreadable file or an empty first line: one line that names the
-    /// file but never shows its contents.
+    /// An unreadable file (not a regular file, over
+    /// [`MAX_START_FILE`](crate::start_file::MAX_START_FILE)) or an empty
+    /// first line: one line that names the file but never shows its
+    /// contents.
     pub fn load(file: &Path) -> Result<Password, String> {
-        let bytes = std::fs::read(file).map_err(|e| {
-            format!(
-                "cannot read the password file {}: {}",
-                file.display(),
-                log::plain(&e)
-            )
-        })?;
+        let bytes = start_file::read(file)
+            .map_err(|why| format!("cannot read the password file {}: {why}", file.display()))?;
         let text = String::from_utf8_lossy(&bytes);
         let first = text.lines().next().unwrap_or("").trim();
         if first.is_empty() {

@@ -19,12 +19,11 @@
 //! to process exit: what it had not written is counted missing, and the
 //! skipped sync is logged.
 //!
-//! Reading the history back at start is `history.rs`.
+//! FILE itself (opening it, mending a torn end, writing each line whole or
+//! not at all) is `file.rs`; reading the history back at start is
+//! `history.rs`.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::fs::File;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -35,8 +34,11 @@ use parking_lot::Mutex;
 
 use crate::log;
 
+mod file;
 mod history;
 
+use file::Written;
+pub use file::{open, Sink};
 pub use history::load_history;
 
 /// Batches of lines that may wait for the transcript thread; past that,
@@ -115,31 +117,12 @@ struct Counters {
     dropped: Arc<AtomicU64>,
 }
 
-/// Opens (creating, mode 0600) FILE for appending.
-///
-/// # Errors
-/// The reason, in one line naming the file.
-pub fn open(path: &Path) -> Result<File, String> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            format!(
-                "cannot open the transcript {}: {}",
-                path.display(),
-                log::plain(&e)
-            )
-        })
-}
-
 impl Transcript {
-    /// Starts the thread that writes to `file`.
+    /// Starts the thread that writes to `file` (see [`open`]).
     ///
     /// # Errors
     /// When the thread cannot be started.
-    pub fn start(file: File, name: String) -> std::io::Result<Transcript> {
+    pub fn start(file: Sink<File>, name: String) -> std::io::Result<Transcript> {
         let (queue, records) = crossbeam_channel::bounded(TRANSCRIPT_QUEUE);
         let mut transcript = Transcript::without_thread(queue, name);
         let counters = transcript.counters();
@@ -242,9 +225,8 @@ const STOP_POLL: Duration = Duration::from_millis(5);
 
 /// The transcript thread: gathers lines, writes them at least every
 /// [`FLUSH_EVERY`].
-fn write_loop(mut file: File, name: &str, records: &Receiver<Record>, counters: &Counters) {
+fn write_loop(mut file: Sink<File>, name: &str, records: &Receiver<Record>, counters: &Counters) {
     let mut out = Pending::default();
-    let mut failing = false;
     let mut lagging = Lagging::default();
     let mut due: Option<Instant> = None;
     loop {
@@ -277,22 +259,22 @@ fn write_loop(mut file: File, name: &str, records: &Receiver<Record>, counters: 
             Err(RecvTimeoutError::Timeout) => false,
         };
         due = None;
-        let written = file.write_all(&out.bytes);
-        match (&written, failing) {
-            (Err(e), false) => {
+        let lost = match file.write(&out.bytes) {
+            Written::Nothing | Written::Whole => false,
+            Written::Again => {
+                log!("transcript {name}: writing again");
+                false
+            }
+            Written::Failed(e) => {
                 log!(
                     "transcript {name}: cannot write ({}); lines are lost until it can",
-                    log::plain(e)
+                    log::plain(&e)
                 );
-                failing = true;
+                true
             }
-            (Ok(()), true) => {
-                log!("transcript {name}: writing again");
-                failing = false;
-            }
-            _ => {}
-        }
-        if written.is_err() {
+            Written::StillFailing => true,
+        };
+        if lost {
             counters.lost.fetch_add(out.lines as u64, Ordering::Relaxed);
         }
         counters.queued.fetch_sub(out.lines, Ordering::AcqRel);
@@ -301,8 +283,8 @@ fn write_loop(mut file: File, name: &str, records: &Receiver<Record>, counters: 
         if stop {
             lagging.look(name, records, &counters.dropped);
             lagging.end(name);
-            if let Err(e) = file.sync_all() {
-                if !failing {
+            if let Err(e) = file.finish() {
+                if !file.failing() {
                     log!("transcript {name}: cannot sync ({})", log::plain(&e));
                 }
             }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::rooms::{file_until, join_n, join_room, missing_from_transcript, Fifo, TempDir};
+use chat_tests::rooms::{
+    file_until, join_n, join_room, missing_from_transcript, Fifo, TempDir, WAIT,
+};
 use chat_tests::{bin, Client, Server, TIMEOUT};
 
 /// A short wait for "nothing more arrives" checks.
@@ -205,6 +207,48 @@ fn history_after_kill_9() {
     assert_eq!(late.recv(), "<guest-1> said 1.2 s before the kill");
 }
 
+/// Defect: a FILE left mid-line (a crash, or a disk that filled, during a
+/// write) got the next run's first line glued onto the fragment, and the
+/// fragment was replayed as a chat line. Now the partial last line is
+/// dropped at start (said once on stderr): what follows starts a line of
+/// its own, and after a restart the history holds whole lines only.
+#[test]
+fn a_partial_last_line_is_dropped_at_start() {
+    let dir = TempDir::new("torn");
+    let path = dir.join("chat.log");
+    std::fs::write(
+        &path,
+        "2026-12-01T10:00:00.000Z #lobby <alice> said whole\n\
+         2026-12-01T10:00:01.000Z #lobby <alice> cut off mid-wri",
+    )
+    .unwrap();
+    let mut server = start_with(path.to_str().unwrap(), &[]);
+    let (mut bob, _) = server.join();
+    assert_eq!(bob.recv(), "* last 1 line of #lobby:");
+    assert_eq!(bob.recv(), "<alice> said whole");
+    bob.send("after the restart");
+    let body = file_until(&path, "after the restart", WAIT);
+    let lines: Vec<&str> = body.lines().collect();
+    let expect = [
+        "#lobby <alice> said whole",
+        "#lobby * guest-1 joined (1 online)",
+        "#lobby <guest-1> after the restart",
+    ];
+    assert_eq!(lines.len(), expect.len(), "{body}");
+    for (line, rest) in lines.iter().zip(expect) {
+        assert!(is_stamped(line, rest), "{line:?} is not `TIME {rest}`");
+    }
+    server.signal("INT");
+    assert!(server.wait_exit(TIMEOUT).success());
+    let stderr = server.stderr();
+    assert_eq!(stderr.matches("partial last line").count(), 1, "{stderr}");
+    let server = start_with(path.to_str().unwrap(), &[]);
+    let (mut carol, _) = server.join();
+    assert_eq!(carol.recv(), "* last 2 lines of #lobby:");
+    assert_eq!(carol.recv(), "<alice> said whole");
+    assert_eq!(carol.recv(), "<guest-1> after the restart");
+}
+
 /// A transcript on a disk that fails every write (`/dev/full`): the room
 /// goes on, the failure is logged once, and the exit summary counts the
 /// lines the transcript lacks.
@@ -225,6 +269,9 @@ fn a_failing_disk_never_holds_up_the_room() {
     assert!(server.wait_exit(TIMEOUT).success());
     let stderr = server.stderr();
     assert_eq!(stderr.matches("cannot write").count(), 1, "{stderr}");
+    // Nothing was ever written: no "writing again" (an empty write at the
+    // stop once "succeeded").
+    assert!(!stderr.contains("writing again"), "{stderr}");
     let missing: u64 = stderr
         .split(", ")
         .find_map(|part| {

@@ -2,8 +2,9 @@
 //! last chat lines, read from at most [`TAIL_BYTES`] at the end of FILE.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -66,7 +67,11 @@ pub fn load_history(path: &Path, keep: usize, rooms: usize) -> Vec<(String, Vec<
 
 /// The last [`TAIL_BYTES`] of FILE, from the first whole line in them.
 fn read_tail(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut file = File::open(path)?;
+    // Not waiting for a FIFO's writer (nor becoming a device's terminal).
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         // A device (`/dev/full`) or a pipe has no history to read.

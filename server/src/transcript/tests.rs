@@ -1,5 +1,6 @@
 //! Unit tests of the transcript: its line budget and its history.
 
+use super::file::Written;
 use super::*;
 
 /// Defect: lines refused by a full or closed queue kept their place in
@@ -57,4 +58,192 @@ fn loads_the_tail_per_room() {
     assert_eq!(as_text(&rooms[0].1), ["<b> two\n"]);
     assert_eq!(rooms[1].0, "lobby");
     assert_eq!(as_text(&rooms[1].1), ["<a> three\n", "<a> four\n"]);
+}
+
+/// A disk of `room` bytes: a write takes at most 100 bytes at a time (as
+/// the kernel may), then fails as a full disk does. Its `cut` can be made
+/// to fail.
+struct SmallDisk {
+    bytes: Vec<u8>,
+    room: usize,
+    cut_fails: bool,
+}
+
+impl std::io::Write for SmallDisk {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let free = self.room.saturating_sub(self.bytes.len());
+        if free == 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let n = buf.len().min(free).min(100);
+        self.bytes.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl file::Disk for SmallDisk {
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.bytes.len() as u64)
+    }
+
+    fn cut(&mut self, len: u64) -> std::io::Result<()> {
+        if self.cut_fails {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.bytes.truncate(len as usize);
+        Ok(())
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What `sink`'s disk holds, as text (for readable failures).
+fn held(sink: &mut Sink<SmallDisk>) -> String {
+    String::from_utf8_lossy(&sink.disk().bytes).into_owned()
+}
+
+/// As text.
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `n` transcript lines of about `width` bytes, `tag`ged.
+fn batch(tag: &str, n: usize, width: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let text = "z".repeat(width);
+        out.extend_from_slice(
+            format!("2026-12-06T09:50:17.056Z #lobby <{tag}> {i} {text}\n").as_bytes(),
+        );
+    }
+    out
+}
+
+/// Defect: a batch that filled the disk part-way left a fragment of a
+/// line in FILE, and the next batch, once there was room again, was glued
+/// onto it (`...zzzz2026-12-06T09:50:17.056Z #lobby <guest-1> after space
+/// freed`). Now a failed batch is cut back whole: FILE holds whole lines.
+#[test]
+fn a_batch_that_fills_the_disk_leaves_nothing_of_itself() {
+    let mut sink = Sink::new(
+        SmallDisk {
+            bytes: Vec::new(),
+            room: 1000,
+            cut_fails: false,
+        },
+        true,
+    );
+    let first = batch("a", 3, 20);
+    assert!(matches!(sink.write(&first), Written::Whole));
+    assert!(matches!(
+        sink.write(&batch("b", 10, 90)),
+        Written::Failed(_)
+    ));
+    assert_eq!(held(&mut sink), text(&first), "a failed batch left bytes");
+    assert!(matches!(
+        sink.write(&batch("b", 10, 90)),
+        Written::StillFailing
+    ));
+    // Room again (the filler was deleted).
+    sink.disk().room = 10_000;
+    let after = b"2026-12-06T09:50:17.056Z #lobby <guest-1> after space freed\n";
+    assert!(matches!(sink.write(after), Written::Again));
+    assert_eq!(held(&mut sink), text(&[first, after.to_vec()].concat()));
+}
+
+/// A failed batch whose cut fails too is cut before the next write: the
+/// next batch is not glued onto its fragment, and nothing is written
+/// while it cannot be cut.
+#[test]
+fn a_fragment_that_could_not_be_cut_is_cut_before_the_next_write() {
+    let mut sink = Sink::new(
+        SmallDisk {
+            bytes: Vec::new(),
+            room: 500,
+            cut_fails: true,
+        },
+        true,
+    );
+    assert!(matches!(
+        sink.write(&batch("a", 10, 90)),
+        Written::Failed(_)
+    ));
+    // The fragment is there, and still cannot be cut: nothing is written.
+    sink.disk().room = 10_000;
+    assert!(matches!(
+        sink.write(&batch("b", 1, 10)),
+        Written::StillFailing
+    ));
+    assert_eq!(sink.disk().bytes.len(), 500);
+    sink.disk().cut_fails = false;
+    let next = batch("c", 1, 10);
+    assert!(matches!(sink.write(&next), Written::Again));
+    assert_eq!(held(&mut sink), text(&next));
+}
+
+/// Minor defect: after a failed write, the stop's empty write "succeeded"
+/// and the log said `writing again` though nothing was written. An empty
+/// batch now writes nothing and changes nothing.
+#[test]
+fn an_empty_batch_is_not_writing_again() {
+    let mut sink = Sink::new(
+        SmallDisk {
+            bytes: Vec::new(),
+            room: 0,
+            cut_fails: false,
+        },
+        true,
+    );
+    assert!(matches!(sink.write(b"x\n"), Written::Failed(_)));
+    assert!(matches!(sink.write(b""), Written::Nothing));
+    assert!(sink.failing());
+}
+
+/// At open, a FILE that does not end in LF loses its partial last line
+/// (all of it when it holds no LF at all); one that ends in LF is kept as
+/// it is.
+#[test]
+fn open_drops_a_partial_last_line() {
+    let dir = std::env::temp_dir().join(format!("chat-transcript-open-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            "T #lobby <a> whole\nT #lobby <a> cut off mid-wri",
+            "T #lobby <a> whole\n",
+        ),
+        ("T #lobby <a> cut off mid-wri", ""),
+        ("T #lobby <a> whole\n", "T #lobby <a> whole\n"),
+        ("", ""),
+    ];
+    let mut found = Vec::new();
+    for (i, (before, _)) in cases.iter().enumerate() {
+        let path = dir.join(format!("t{i}"));
+        std::fs::write(&path, before).unwrap();
+        let opened = open(&path).map(|_| ());
+        found.push((opened, std::fs::read_to_string(&path).unwrap()));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    for ((opened, after), (_, want)) in found.iter().zip(cases) {
+        assert_eq!(opened, &Ok(()));
+        assert_eq!(after, want);
+    }
+}
+
+/// A FIFO nobody reads is refused at once, not waited on.
+#[test]
+fn open_refuses_a_fifo_with_no_reader() {
+    let path = std::env::temp_dir().join(format!("chat-transcript-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let opened = open(&path).map(|_| ());
+    let _ = std::fs::remove_file(&path);
+    let why = opened.unwrap_err();
+    assert!(why.contains("a FIFO with no reader"), "{why}");
 }

@@ -1,0 +1,74 @@
+//! The files the server reads at start (`--transcript`, `--bans`,
+//! `--password-file`) when they are not what they should be: a FIFO, a
+//! device, a file far too big. SPEC: a FILE that cannot be opened at start
+//! is one line on stderr and exit 1, and no connection ever hangs without
+//! a word. Each run here must end within `TIMEOUT` (the helper kills it and
+//! fails otherwise).
+
+use std::path::Path;
+
+use chat_tests::rooms::TempDir;
+use chat_tests::run_server_to_exit;
+
+/// Runs the server with `flag FILE` and checks it refused to start: exit 1,
+/// one line on stderr naming FILE and saying `why`.
+fn refused(flag: &str, file: &Path, why: &str) {
+    let file = file.to_str().expect("UTF-8 path");
+    let (code, stderr) = run_server_to_exit(&["--bind", "127.0.0.1", "--port", "0", flag, file]);
+    assert_eq!(code, Some(1), "{flag} {file}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{flag} {file}: {stderr}");
+    assert!(stderr.contains(file), "{flag} {file}: {stderr}");
+    assert!(stderr.contains(why), "{flag} {file}: {stderr}");
+}
+
+/// A FIFO nobody holds open.
+fn fifo(dir: &TempDir) -> std::path::PathBuf {
+    use nix::sys::stat::Mode;
+    let path = dir.join("start.fifo");
+    nix::unistd::mkfifo(&path, Mode::S_IRUSR | Mode::S_IWUSR).expect("mkfifo");
+    path
+}
+
+/// Defect: a FIFO given as `--bans` or `--password-file` hung the server
+/// after it had bound its port (reading a FIFO waits for a writer): it
+/// accepted connections and answered none. Now it is refused at once.
+#[test]
+fn a_fifo_as_bans_or_password_file_is_refused() {
+    let dir = TempDir::new("start-fifo");
+    let path = fifo(&dir);
+    refused("--bans", &path, "not a regular file");
+    refused("--password-file", &path, "not a regular file");
+}
+
+/// Defect: a FIFO with no reader given as `--transcript` hung the server
+/// the same way (opening a FIFO for writing waits for a reader). Now it is
+/// refused at once; a FIFO with a reader is still a transcript (see
+/// `history.rs`).
+#[test]
+fn a_fifo_with_no_reader_as_transcript_is_refused() {
+    let dir = TempDir::new("start-fifo-transcript");
+    let path = fifo(&dir);
+    refused("--transcript", &path, "no reader");
+}
+
+/// Defect: `--bans /dev/zero` and `--password-file /dev/zero` read without
+/// bound (until memory ran out). Now a device is refused.
+#[test]
+fn a_device_as_bans_or_password_file_is_refused() {
+    let zero = Path::new("/dev/zero");
+    refused("--bans", zero, "not a regular file");
+    refused("--password-file", zero, "not a regular file");
+}
+
+/// A ban list or password file over `MAX_START_FILE` (4 MiB) is refused,
+/// not read whole.
+#[test]
+fn a_huge_bans_or_password_file_is_refused() {
+    let dir = TempDir::new("start-huge");
+    let path = dir.join("huge.txt");
+    let file = std::fs::File::create(&path).expect("create");
+    // Sparse: no 5 MiB written.
+    file.set_len(5 * 1024 * 1024).expect("set_len");
+    refused("--bans", &path, "too big");
+    refused("--password-file", &path, "too big");
+}
