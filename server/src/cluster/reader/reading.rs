@@ -259,7 +259,8 @@ impl ReaderThread {
     }
 
     /// One blocking XREAD over every watched log and the wake stream, and
-    /// Redis's clock right after it (in the same round trip).
+    /// Redis's clock right after it (in the same round trip) when the last
+    /// note of it is older than [`since::CLOCK_EVERY`].
     fn read_once(&mut self) -> Result<(), Failure> {
         let rooms: Vec<(String, String)> = self
             .cursors
@@ -282,11 +283,18 @@ impl ReaderThread {
         for (_, id) in &rooms {
             cmd.arg(id);
         }
-        let (reply, time): (Option<StreamReadReply>, (u64, u64)) = self
-            .link
-            .run(|conn| redis::pipe().add_command(cmd).cmd("TIME").query(conn))?;
         let epoch = self.link.epoch().unwrap_or_default();
-        self.clock = Some(Clock::new(time, Instant::now(), epoch));
+        let reply: Option<StreamReadReply> = if self.clock.as_ref().is_some_and(|c| c.fresh(epoch))
+        {
+            self.link.run(|conn| cmd.query(conn))?
+        } else {
+            let (reply, time): (Option<StreamReadReply>, (u64, u64)) = self
+                .link
+                .run(|conn| redis::pipe().add_command(cmd).cmd("TIME").query(conn))?;
+            let epoch = self.link.epoch().unwrap_or_default();
+            self.clock = Some(Clock::new(time, Instant::now(), epoch));
+            reply
+        };
         let Some(reply) = reply else {
             return Ok(());
         };

@@ -10,9 +10,9 @@
 //!
 //! Stream ids are Redis's clock (ms), and a server may run on another
 //! machine: its own wall clock is never compared with them. The reader
-//! notes Redis's `TIME` with every XREAD (asked in the same round trip,
-//! right after the read) and the server's monotonic instant its reply
-//! arrived ([`Clock`]). A watch notes only its own instant; when the reader
+//! notes Redis's `TIME` with an XREAD at most every [`CLOCK_EVERY`] (asked
+//! in the same round trip, right after the read) and the server's
+//! monotonic instant its reply arrived ([`Clock`]). A watch notes only its own instant; when the reader
 //! serves it, that instant is put on Redis's clock from the last note:
 //! `time + (watched - noted)`, less [`DRIFT_MARGIN`] per second between the
 //! two. Redis read its time before the reply arrived, so this is at or
@@ -50,6 +50,13 @@ use crate::cluster::{keys, Entry, Missed};
 /// moved back by this much, so a clock that runs slow does not skip lines.
 pub const DRIFT_MARGIN: Duration = Duration::from_millis(1);
 
+/// How often the reader asks Redis's clock at most (with the XREAD whose
+/// reply comes after this much since the last note): a watch's moment is
+/// put on Redis's clock from a note at most this old, plus [`DRIFT_MARGIN`]
+/// a second. (Asked with every XREAD, it doubled the reader's commands
+/// under load for a note that only a watch made while cut off uses.)
+pub const CLOCK_EVERY: Duration = Duration::from_secs(1);
+
 /// Redis's clock as the reader last saw it.
 #[derive(Debug, Clone)]
 pub(super) struct Clock {
@@ -70,6 +77,12 @@ impl Clock {
             at,
             epoch: epoch.to_string(),
         }
+    }
+
+    /// Whether this note is recent enough ([`CLOCK_EVERY`]) and of the
+    /// Redis of `epoch`: the next XREAD need not ask the time again.
+    pub(super) fn fresh(&self, epoch: &str) -> bool {
+        self.epoch == epoch && self.at.elapsed() < CLOCK_EVERY
     }
 
     /// Redis's clock (ms) at or before what it said at `when`.
