@@ -72,6 +72,8 @@ enum Input<'a> {
     Unban(&'a str),
     Bans,
     Quit,
+    /// A known command without the argument it needs: its usage.
+    Usage(&'static str),
     Unknown(&'a str),
 }
 
@@ -100,6 +102,9 @@ fn parse(line: &str) -> Input<'_> {
         "ban" if !rest.is_empty() => Input::Ban(rest),
         "unban" if !rest.is_empty() => Input::Unban(rest),
         "bans" => Input::Bans,
+        "kick" => Input::Usage("/kick NAME [REASON]"),
+        "ban" => Input::Usage("/ban TARGET [DURATION] [REASON]"),
+        "unban" => Input::Usage("/unban TARGET"),
         _ => Input::Unknown(word),
     }
 }
@@ -197,6 +202,7 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
             log!("console asked to quit");
             ctx.stop();
         }
+        Input::Usage(usage) => log::say(format_args!("! usage: {usage}")),
         Input::Unknown(word) => {
             log::say(format_args!(
                 "! unknown console command /{word}; try /who, /rooms, /kick NAME [REASON], /ban TARGET [DURATION] [REASON], /unban TARGET, /bans, /quit, or //text"
@@ -254,13 +260,17 @@ mod tests {
             parse("/kick bob  spamming  "),
             Input::Kick("bob", Some("spamming"))
         );
-        assert_eq!(parse("/kick"), Input::Unknown("kick"));
+        assert_eq!(parse("/kick"), Input::Usage("/kick NAME [REASON]"));
+        assert_eq!(parse("/UNBAN "), Input::Usage("/unban TARGET"));
         assert_eq!(parse("/x y"), Input::Unknown("x"));
         assert_eq!(
             parse("/ban 10.0.0.0/8 1h spam"),
             Input::Ban("10.0.0.0/8 1h spam")
         );
-        assert_eq!(parse("/ban"), Input::Unknown("ban"));
+        assert_eq!(
+            parse("/ban"),
+            Input::Usage("/ban TARGET [DURATION] [REASON]")
+        );
         assert_eq!(parse("/unban bob"), Input::Unban("bob"));
         assert_eq!(parse("/bans"), Input::Bans);
     }

@@ -2,7 +2,8 @@
 //! `7days`) was read as the first word of the reason, and the address
 //! quietly banned until `/unban` (kept across restarts with `--bans`). A
 //! word that starts with a digit is a duration now, or an error; `none`
-//! bans until `/unban` explicitly.
+//! bans until `/unban` explicitly. A `/ban` with no TARGET answers with its
+//! usage.
 
 use chat_tests::Server;
 
@@ -30,6 +31,10 @@ fn a_misspelt_duration_is_an_error_not_a_ban_until_unban() {
         );
     }
     assert_eq!(answer(&mut server, "/bans"), "* no bans");
+    assert_eq!(
+        answer(&mut server, "/ban"),
+        "! usage: /ban TARGET [DURATION] [REASON]"
+    );
     assert_eq!(
         answer(&mut server, "/ban 10.1.1.6 none 3 strikes"),
         "* banned 10.1.1.6, until /unban: 3 strikes"

@@ -64,7 +64,7 @@ impl Failures {
     pub fn locked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let by_ip = self.by_ip.lock();
         let until = by_ip.get(&ip.to_canonical())?.locked_until?;
-        (until > now).then(|| until - now)
+        (until > now).then(|| left_of(until, now))
     }
 
     /// Counts a wrong try from `ip` at `now`.
@@ -81,7 +81,7 @@ impl Failures {
         let mut by_ip = self.by_ip.lock();
         if let Some(until) = by_ip.get(&ip).and_then(|r| r.locked_until) {
             if until > now {
-                return Judged::Locked(until - now);
+                return Judged::Locked(left_of(until, now));
             }
         }
         if right() {
@@ -95,6 +95,13 @@ impl Failures {
     pub fn tracked(&self) -> usize {
         self.by_ip.lock().len()
     }
+}
+
+/// What is left of a lockout ending at `until`, seen at `now`: never more
+/// than [`LOCKOUT`], even seen from an instant taken just before it began
+/// (a connection accepted then).
+fn left_of(until: Instant, now: Instant) -> Duration {
+    (until - now).min(LOCKOUT)
 }
 
 /// Counts a wrong try from `ip` (canonical) at `now`, under the lock.

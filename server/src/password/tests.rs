@@ -63,6 +63,11 @@ fn lockout() {
     );
     let locked_at = t0 + Duration::from_secs(9);
     assert_eq!(failures.locked(a, locked_at), Some(LOCKOUT));
+    // Asked with an instant taken just before the lockout (a connection
+    // accepted then): never more than the lockout itself ("try again in
+    // 1m 1s" for a 60 s lockout).
+    let before = locked_at - Duration::from_millis(5);
+    assert_eq!(failures.locked(a, before), Some(LOCKOUT));
     assert_eq!(failures.locked(ip("127.0.0.5"), locked_at), None);
     assert_eq!(failures.locked(a, locked_at + LOCKOUT), None);
 
