@@ -121,48 +121,12 @@ impl SharedNames {
         self.redis.set_unclaimed();
         Guest { id, name }
     }
-}
 
-impl Names for SharedNames {
-    fn next_guest(&mut self) -> Guest {
-        let floor = self.bridge.highest_guest.load(Ordering::Relaxed);
-        match self.redis.next_guest(floor) {
-            Ok(id) => {
-                self.bridge.highest_guest.fetch_max(id, Ordering::Relaxed);
-                Guest {
-                    id,
-                    name: chat_common::name::guest(id),
-                }
-            }
-            Err(e) => {
-                let guest = self.fallback_guest();
-                if self.fallback.is_power_of_two() {
-                    log!(
-                        "redis: no guest number from Redis ({e:?}); {} named from this server's own range so far ({})",
-                        self.fallback,
-                        guest.name
-                    );
-                }
-                guest
-            }
-        }
-    }
-
-    fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameTaken> {
-        let key = name.to_ascii_lowercase();
-        if id > FALLBACK_ID_BASE && self.held.get(&key) == Some(&id) {
-            // Its fallback name: this server's alone, nothing to ask.
-            return Ok(());
-        }
-        match self.redis.claim(name, id) {
-            Ok(Claim::Claimed) => {}
-            Ok(Claim::InUse) => return Err(NameTaken),
-            Err(e) => {
-                log!("redis: cannot claim a name ({e:?}); refused");
-                return Err(NameTaken);
-            }
-        }
-        self.held.insert(key, id);
+    /// Records `name` as held by client `id` (Redis has it claimed for
+    /// it): here, among the members, and, for a member in a room, in
+    /// Redis's members list.
+    fn hold(&mut self, name: &str, id: ClientId) {
+        self.held.insert(name.to_ascii_lowercase(), id);
         let (before, room) = {
             let mut members = self.bridge.members.lock();
             let whereabouts = members.entry(id).or_default();
@@ -187,6 +151,60 @@ impl Names for SharedNames {
                 }
             }
         }
+    }
+
+    /// [`Self::fallback_guest`], logged (for the first guest and then at
+    /// every power of two) with why Redis named no guest.
+    fn fallback_logged(&mut self, why: &str) -> Guest {
+        let guest = self.fallback_guest();
+        if self.fallback.is_power_of_two() {
+            log!(
+                "redis: {why}; {} named from this server's own range so far ({})",
+                self.fallback,
+                guest.name
+            );
+        }
+        guest
+    }
+}
+
+impl Names for SharedNames {
+    fn next_guest(&mut self) -> Guest {
+        let floor = self.bridge.highest_guest.load(Ordering::Relaxed);
+        let id = match self.redis.next_guest(floor) {
+            Ok(id) => id,
+            Err(e) => return self.fallback_logged(&format!("no guest number from Redis ({e:?})")),
+        };
+        self.bridge.highest_guest.fetch_max(id, Ordering::Relaxed);
+        let name = chat_common::name::guest(id);
+        // The number is new, so its name is free, unless Redis failed
+        // between the two round trips (or its data went back): then the
+        // client is named as if no number could be had.
+        match self.redis.claim(&name, id) {
+            Ok(Claim::Claimed) => {
+                self.hold(&name, id);
+                Guest { id, name }
+            }
+            Ok(Claim::InUse) => self.fallback_logged(&format!("{name} is held in Redis already")),
+            Err(e) => self.fallback_logged(&format!("cannot claim {name} ({e:?})")),
+        }
+    }
+
+    fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameTaken> {
+        let key = name.to_ascii_lowercase();
+        if id > FALLBACK_ID_BASE && self.held.get(&key) == Some(&id) {
+            // Its fallback name: this server's alone, nothing to ask.
+            return Ok(());
+        }
+        match self.redis.claim(name, id) {
+            Ok(Claim::Claimed) => {}
+            Ok(Claim::InUse) => return Err(NameTaken),
+            Err(e) => {
+                log!("redis: cannot claim a name ({e:?}); refused");
+                return Err(NameTaken);
+            }
+        }
+        self.hold(name, id);
         Ok(())
     }
 

@@ -19,6 +19,7 @@ use chat_common::protocol;
 use chat_common::room::{self as room_name, LOBBY};
 
 use super::log::{Batch, Prepared};
+use super::names::Guest;
 use super::removal::too_slow;
 use super::room::Member;
 use super::{Client, ClientId, Closing, Directory, Entered, Moved, Room, Rooms, Ticket};
@@ -49,13 +50,7 @@ impl Rooms {
             return Err(Closing);
         }
         // Before the directory lock (a round trip each on Redis).
-        let (id, name) = {
-            let mut names = self.names.lock();
-            let guest = names.next_guest();
-            // A name never given before: it is free.
-            let _ = names.claim(&guest.name, guest.id);
-            (guest.id, guest.name)
-        };
+        let Guest { id, name } = self.names.lock().next_guest();
         // Shutdown may have begun while Redis was asked: no more asking.
         let prepared = if self.dir.lock().closing {
             None

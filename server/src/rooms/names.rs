@@ -34,7 +34,8 @@ pub struct Guest {
 
 /// Name claims and guest numbers.
 pub trait Names: Send {
-    /// A new client's id and guest name.
+    /// A new client's id and guest name, held for it from now on (as if
+    /// claimed) until it is released.
     fn next_guest(&mut self) -> Guest;
 
     /// Claims `name` for client `id`; claiming a name it holds is fine.
@@ -71,10 +72,10 @@ impl Names for LocalNames {
     fn next_guest(&mut self) -> Guest {
         let id = self.next;
         self.next += 1;
-        Guest {
-            id,
-            name: chat_common::name::guest(id),
-        }
+        let name = chat_common::name::guest(id);
+        // A number never given before, and `guest-` is reserved: free.
+        self.held.insert(name.to_ascii_lowercase(), id);
+        Guest { id, name }
     }
 
     fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameTaken> {
@@ -109,6 +110,7 @@ mod tests {
         let mut names = LocalNames::default();
         assert_eq!(names.next_guest().id, 1);
         assert_eq!(names.next_guest().name, "guest-2");
+        assert_eq!(names.holder("GUEST-2"), Some(2), "held from the start");
         assert_eq!(names.claim("Bob", 1), Ok(()));
         assert_eq!(names.claim("bob", 1), Ok(()));
         assert_eq!(names.claim("BOB", 2), Err(NameTaken));

@@ -110,6 +110,55 @@ fn fallback_guests_are_named_from_each_servers_tag() {
     );
 }
 
+/// A guest number Redis gave whose name cannot then be claimed there
+/// (Redis failed between the two round trips: here an error reply; or
+/// another server's client holds it): the new client is named from this
+/// server's own range instead, held here, filed among the members and
+/// left for presence to claim, never left with a name no one holds (which
+/// `/msg`, presence and the cut-off notice would not know). A guest whose
+/// name was claimed is held from the start.
+#[test]
+fn a_guest_whose_name_cannot_be_claimed_is_named_from_the_servers_range() {
+    use super::super::bridge::Bridge;
+    use super::super::shared_names::SharedNames;
+    use crate::rooms::names::Names as RoomNames;
+
+    let redis = Redis::start();
+    let names = Arc::new(Names::new(&endpoint(&redis), "a"));
+    let tag = names.guest_tag().unwrap();
+    let bridge = Arc::new(Bridge::new(1, tag, Arc::clone(&names)));
+    let mut shared = SharedNames::new(Arc::clone(&names), Arc::clone(&bridge));
+    let first = shared.next_guest();
+    assert_eq!(first.name, format!("guest-{}", first.id));
+    assert_eq!(shared.holder(&first.name), Some(first.id), "held at once");
+    assert!(bridge.members.lock().contains_key(&first.id));
+    assert!(!names.take_unclaimed());
+    // The next number's name cannot be set (a list where a string
+    // belongs), the one after it is another server's client's.
+    redis.command(&["RPUSH", &format!("chat:name:guest-{}", first.id + 1), "x"]);
+    redis.command(&[
+        "SET",
+        &format!("chat:name:guest-{}", first.id + 2),
+        &format!("b:9:guest-{}", first.id + 2),
+    ]);
+    for _ in 0..2 {
+        let guest = shared.next_guest();
+        assert!(
+            guest.name.starts_with(&format!("guest-{tag}.")),
+            "{guest:?}"
+        );
+        assert_eq!(shared.holder(&guest.name), Some(guest.id));
+        assert_eq!(
+            bridge.members.lock().get(&guest.id).map(|w| w.name.clone()),
+            Some(guest.name.clone())
+        );
+        assert!(names.take_unclaimed(), "left for presence to claim");
+    }
+    let next = shared.next_guest();
+    assert_eq!(next.name, format!("guest-{}", first.id + 3), "{next:?}");
+    assert_eq!(shared.holder(&next.name), Some(next.id));
+}
+
 /// A server whose clients' names may not be held in Redis (named while
 /// Redis could not be asked): [`Local::unclaimed`] as the test sets it,
 /// and the names given up recorded.
