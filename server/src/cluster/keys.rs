@@ -223,6 +223,14 @@ if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then return redis.call('DEL', KEY
 return 0
 ";
 
+/// Deletes a hash field only if it still has the given value (a member's
+/// entry goes only if it is still the one filed). KEYS: hash. ARGV: field,
+/// value. Returns 1 if deleted.
+pub const HDEL_IF: &str = r"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+";
+
 /// Claims a name: set if free, or re-spelled if this client holds it
 /// already. KEYS: name. ARGV: holder, holder prefix. Returns 1 if the name
 /// is this client's now, else 0.
@@ -272,7 +280,7 @@ return hw
 
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 8] {
+pub fn scripts() -> [Script; 9] {
     [
         Script::new(APPEND),
         Script::new(INBOX_PUT),
@@ -280,6 +288,7 @@ pub fn scripts() -> [Script; 8] {
         Script::new(CLAIM),
         Script::new(REAP_MEMBER),
         Script::new(DELETE_IF),
+        Script::new(HDEL_IF),
         Script::new(RAISE_TO),
         Script::new(NEXT_GUEST),
     ]

@@ -29,20 +29,20 @@
 //! `/msg` from another server finds it (a name taken elsewhere meanwhile
 //! is given up for a fresh guest name).
 //!
-//! Reaping lost servers is `presence/reaping.rs`.
+//! Filing the members and claiming their names again is
+//! `presence/filing.rs`; reaping lost servers is `presence/reaping.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use redis::Script;
-
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
 use super::{keys, LogConfig};
 use crate::log;
 use crate::shutdown::Shutdown;
 
+mod filing;
 mod reaping;
 
 /// How often a server refreshes its heartbeat and looks for lost servers.
@@ -237,136 +237,6 @@ impl Presence {
             *counts.entry(room.to_string()).or_default() += 1;
         }
         self.local.others(counts);
-        Ok(())
-    }
-
-    /// Files every local member again under this server, at the beat after
-    /// a filing failed, in one atomic pipeline (MULTI: `DEL`, then one
-    /// `HSET` of them all): a filing lost to a broken connection or Redis
-    /// away for a moment is mended within a beat, so `/who` lists the
-    /// member and a survivor announces its leave in the right room if this
-    /// server dies; a member whose removal failed is dropped. Only then: a
-    /// member that left while it ran would be listed again until the next
-    /// beat.
-    fn refile(&mut self) -> Result<(), Failure> {
-        let members = self.local.members();
-        let key = keys::members(&self.server_id);
-        self.link.run(|conn| {
-            let mut pipe = redis::pipe();
-            pipe.atomic().cmd("DEL").arg(&key).ignore();
-            if !members.is_empty() {
-                pipe.cmd("HSET").arg(&key);
-                for member in &members {
-                    pipe.arg(&member.name)
-                        .arg(keys::member_value(&member.room, member.entered));
-                }
-                pipe.ignore();
-            }
-            pipe.exec(conn)
-        })
-    }
-
-    /// Claims every local member's name for it (the [`keys::CLAIM`] of
-    /// `/nick`, pipelined; a name it holds already is only spelled again),
-    /// at the beat after a client was named without Redis (a fallback guest
-    /// name, held here only): so a `/msg` from another server finds it. A
-    /// name another client took meanwhile is given up for a fresh guest
-    /// name ([`Local::name_lost`]). A member renamed while this ran may
-    /// have had its old name claimed again: it is freed again after.
-    fn claim_names(&mut self) -> Result<(), Failure> {
-        let members = self.local.members();
-        if members.is_empty() {
-            return Ok(());
-        }
-        let me = self.server_id.clone();
-        let claim = Script::new(keys::CLAIM);
-        let claimed: Vec<i64> = self.link.run(|conn| {
-            let mut pipe = redis::pipe();
-            for member in &members {
-                pipe.cmd("EVALSHA")
-                    .arg(claim.get_hash())
-                    .arg(1)
-                    .arg(keys::name(&member.name.to_lowercase()))
-                    .arg(keys::holder(&me, member.client, &member.name))
-                    .arg(keys::holder_prefix(&me, member.client));
-            }
-            pipe.query(conn)
-        })?;
-        let now = self.local.members();
-        let delete = Script::new(keys::DELETE_IF);
-        for (member, claimed) in members.iter().zip(claimed) {
-            let current = now
-                .iter()
-                .any(|m| m.client == member.client && m.name.eq_ignore_ascii_case(&member.name));
-            if claimed == 0 {
-                if current {
-                    self.local.name_lost(member.client, &member.name);
-                }
-            } else if !current {
-                self.link.run(|conn| {
-                    redis::cmd("EVALSHA")
-                        .arg(delete.get_hash())
-                        .arg(1)
-                        .arg(keys::name(&member.name.to_lowercase()))
-                        .arg(keys::holder_prefix(&me, member.client))
-                        .exec(conn)
-                })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes this server's members, their names, its guest floor and its
-    /// guest-name tag into a Redis that does not have them (new, or
-    /// restarted empty).
-    fn register(&mut self) -> Result<(), Failure> {
-        let members = self.local.members();
-        let floor = self.local.highest_guest();
-        let tag = self.local.guest_tag();
-        let me = self.server_id.clone();
-        let raise = Script::new(keys::RAISE_TO);
-        let claim = Script::new(keys::CLAIM);
-        let claimed: Vec<i64> = self.link.run(|conn| {
-            let mut pipe = redis::pipe();
-            pipe.cmd("DEL").arg(keys::members(&me)).ignore();
-            for member in &members {
-                pipe.cmd("HSET")
-                    .arg(keys::members(&me))
-                    .arg(&member.name)
-                    .arg(keys::member_value(&member.room, member.entered))
-                    .ignore();
-                // A client of another server may have taken the name in
-                // the meantime (this server was taken for lost and its
-                // names freed, or Redis was back and this server not yet).
-                pipe.cmd("EVALSHA")
-                    .arg(claim.get_hash())
-                    .arg(1)
-                    .arg(keys::name(&member.name.to_lowercase()))
-                    .arg(keys::holder(&me, member.client, &member.name))
-                    .arg(keys::holder_prefix(&me, member.client));
-            }
-            pipe.cmd("EVALSHA")
-                .arg(raise.get_hash())
-                .arg(1)
-                .arg(keys::guest())
-                .arg(floor)
-                .ignore();
-            // No server starting later takes this server's tag again.
-            pipe.cmd("EVALSHA")
-                .arg(raise.get_hash())
-                .arg(1)
-                .arg(keys::guest_tags())
-                .arg(tag)
-                .ignore();
-            pipe.query(conn)
-        })?;
-        self.registered = self.link.epoch().map(str::to_string);
-        // Two clients must never hold one name: the one here gives it up.
-        for (member, claimed) in members.iter().zip(claimed) {
-            if claimed == 0 {
-                self.local.name_lost(member.client, &member.name);
-            }
-        }
         Ok(())
     }
 

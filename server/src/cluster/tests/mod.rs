@@ -23,6 +23,7 @@ use super::writer::{Queued, Writer};
 use super::{Entry, Line, LogConfig, Missed, RedisUrl, Refusal, Request, Sink, Token};
 use crate::shutdown::Shutdown;
 
+mod filing;
 mod inbox;
 mod proxy;
 mod restarts;

@@ -1,6 +1,6 @@
 //! Names across servers: unique ignoring case, guest numbers never
-//! repeated, fallback guest names while Redis is away, and presence
-//! claiming the names given meanwhile.
+//! repeated, fallback guest names while Redis is away. Presence claiming
+//! the names given meanwhile, and filing members again: `filing.rs`.
 
 use super::*;
 
@@ -157,99 +157,4 @@ fn a_guest_whose_name_cannot_be_claimed_is_named_from_the_servers_range() {
     let next = shared.next_guest();
     assert_eq!(next.name, format!("guest-{}", first.id + 3), "{next:?}");
     assert_eq!(shared.holder(&next.name), Some(next.id));
-}
-
-/// A server whose clients' names may not be held in Redis (named while
-/// Redis could not be asked): [`Local::unclaimed`] as the test sets it,
-/// and the names given up recorded.
-struct Unclaimed {
-    /// Its members.
-    members: Vec<Member>,
-    /// What `unclaimed` answers (and clears).
-    flag: std::sync::atomic::AtomicBool,
-    /// The names given up ([`Local::name_lost`]).
-    lost: Mutex<Vec<String>>,
-}
-
-impl Local for Unclaimed {
-    fn members(&self) -> Vec<Member> {
-        self.members.clone()
-    }
-    fn left(&self, name: &str, reason: &str) -> String {
-        chat_common::protocol::notice(&format!("{name} left ({reason})"))
-    }
-    fn highest_guest(&self) -> u64 {
-        0
-    }
-    fn guest_tag(&self) -> u64 {
-        0
-    }
-    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(&self, _client: u64, name: &str) {
-        self.lost.lock().push(name.to_string());
-    }
-    fn unfiled(&self) -> bool {
-        false
-    }
-    fn file_failed(&self) {}
-    fn unclaimed(&self) -> bool {
-        self.flag.swap(false, std::sync::atomic::Ordering::AcqRel)
-    }
-    fn claim_failed(&self) {
-        self.flag.store(true, std::sync::atomic::Ordering::Release);
-    }
-}
-
-/// A client named while Redis could not be asked (its name held on its
-/// server only): at the next beat presence claims its name in Redis, and
-/// one another client took meanwhile is given up.
-#[test]
-fn presence_claims_the_names_not_held_in_redis() {
-    let redis = Redis::start();
-    let shutdown = Arc::new(Shutdown::new());
-    let member = |name: &str, client| Member {
-        name: name.into(),
-        room: "lobby".into(),
-        client,
-        entered: client,
-    };
-    let local = Arc::new(Unclaimed {
-        members: vec![member("guest-1.1", 1), member("Bob", 2)],
-        flag: Default::default(),
-        lost: Mutex::new(Vec::new()),
-    });
-    let presence = Presence::start(
-        &endpoint(&redis),
-        "a",
-        LogConfig::default(),
-        local.clone(),
-        shutdown.clone(),
-    )
-    .unwrap();
-    // Registered (its first beat claims every name): then one name is
-    // not held, another held by a client of another server.
-    let deadline = Instant::now() + DEADLINE;
-    while redis.query(&["GET", "chat:name:bob"]) != ["a:2:Bob"] {
-        assert!(Instant::now() < deadline, "never registered");
-        thread::sleep(Duration::from_millis(20));
-    }
-    redis.command(&["DEL", "chat:name:guest-1.1"]);
-    redis.command(&["SET", "chat:name:bob", "b:9:bob"]);
-    local.flag.store(true, std::sync::atomic::Ordering::Release);
-    let deadline = Instant::now() + HEARTBEAT_EVERY * 5;
-    while redis.query(&["GET", "chat:name:guest-1.1"]) != ["a:1:guest-1.1"]
-        || local.lost.lock().is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "not claimed: {:?}, lost {:?}",
-            redis.query(&["GET", "chat:name:guest-1.1"]),
-            local.lost.lock()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(*local.lost.lock(), ["Bob"], "given up");
-    assert_eq!(redis.query(&["GET", "chat:name:bob"]), ["b:9:bob"], "kept");
-    shutdown.trigger();
-    presence.join().unwrap();
 }

@@ -1,0 +1,250 @@
+//! Presence filing this server's members and claiming their names in
+//! Redis again: the names given while Redis could not be asked, and a
+//! member that left or was renamed while a filing ran.
+
+use super::*;
+
+/// A server whose clients' names may not be held in Redis (named while
+/// Redis could not be asked): [`Local::unclaimed`] as the test sets it,
+/// and the names given up recorded.
+struct Unclaimed {
+    /// Its members.
+    members: Vec<Member>,
+    /// What `unclaimed` answers (and clears).
+    flag: std::sync::atomic::AtomicBool,
+    /// The names given up ([`Local::name_lost`]).
+    lost: Mutex<Vec<String>>,
+}
+
+impl Local for Unclaimed {
+    fn members(&self) -> Vec<Member> {
+        self.members.clone()
+    }
+    fn left(&self, name: &str, reason: &str) -> String {
+        chat_common::protocol::notice(&format!("{name} left ({reason})"))
+    }
+    fn highest_guest(&self) -> u64 {
+        0
+    }
+    fn guest_tag(&self) -> u64 {
+        0
+    }
+    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
+    fn name_lost(&self, _client: u64, name: &str) {
+        self.lost.lock().push(name.to_string());
+    }
+    fn unfiled(&self) -> bool {
+        false
+    }
+    fn file_failed(&self) {}
+    fn unclaimed(&self) -> bool {
+        self.flag.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+    fn claim_failed(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// A client named while Redis could not be asked (its name held on its
+/// server only): at the next beat presence claims its name in Redis, and
+/// one another client took meanwhile is given up.
+#[test]
+fn presence_claims_the_names_not_held_in_redis() {
+    let redis = Redis::start();
+    let shutdown = Arc::new(Shutdown::new());
+    let member = |name: &str, client| Member {
+        name: name.into(),
+        room: "lobby".into(),
+        client,
+        entered: client,
+    };
+    let local = Arc::new(Unclaimed {
+        members: vec![member("guest-1.1", 1), member("Bob", 2)],
+        flag: Default::default(),
+        lost: Mutex::new(Vec::new()),
+    });
+    let presence = Presence::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        local.clone(),
+        shutdown.clone(),
+    )
+    .unwrap();
+    // Registered (its first beat claims every name): then one name is
+    // not held, another held by a client of another server.
+    let deadline = Instant::now() + DEADLINE;
+    while redis.query(&["GET", "chat:name:bob"]) != ["a:2:Bob"] {
+        assert!(Instant::now() < deadline, "never registered");
+        thread::sleep(Duration::from_millis(20));
+    }
+    redis.command(&["DEL", "chat:name:guest-1.1"]);
+    redis.command(&["SET", "chat:name:bob", "b:9:bob"]);
+    local.flag.store(true, std::sync::atomic::Ordering::Release);
+    let deadline = Instant::now() + HEARTBEAT_EVERY * 5;
+    while redis.query(&["GET", "chat:name:guest-1.1"]) != ["a:1:guest-1.1"]
+        || local.lost.lock().is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not claimed: {:?}, lost {:?}",
+            redis.query(&["GET", "chat:name:guest-1.1"]),
+            local.lost.lock()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(*local.lost.lock(), ["Bob"], "given up");
+    assert_eq!(redis.query(&["GET", "chat:name:bob"]), ["b:9:bob"], "kept");
+    shutdown.trigger();
+    presence.join().unwrap();
+}
+
+/// A server whose members change while presence files them: its first
+/// `members()` call after `stale` is set answers the stale snapshot (as
+/// if a member left or was renamed just after presence took it), every
+/// other call the members as they are.
+struct Racing {
+    /// The members now.
+    now: Vec<Member>,
+    /// The snapshot the next call answers, once.
+    stale: Mutex<Option<Vec<Member>>>,
+    /// What `unfiled` answers (and clears).
+    unfiled: std::sync::atomic::AtomicBool,
+    /// Calls of `unfiled`: one each beat but those that register, after
+    /// the one before it is over.
+    beats: std::sync::atomic::AtomicUsize,
+}
+
+impl Local for Racing {
+    fn members(&self) -> Vec<Member> {
+        self.stale.lock().take().unwrap_or_else(|| self.now.clone())
+    }
+    fn left(&self, name: &str, reason: &str) -> String {
+        chat_common::protocol::notice(&format!("{name} left ({reason})"))
+    }
+    fn highest_guest(&self) -> u64 {
+        0
+    }
+    fn guest_tag(&self) -> u64 {
+        RACING_TAG
+    }
+    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
+    fn name_lost(&self, _client: u64, name: &str) {
+        panic!("{name} given up");
+    }
+    fn unfiled(&self) -> bool {
+        self.beats.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.unfiled
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+    fn file_failed(&self) {}
+    fn unclaimed(&self) -> bool {
+        false
+    }
+    fn claim_failed(&self) {}
+}
+
+impl Racing {
+    /// A server with members `now`, whose presence is first given
+    /// `stale` (if any).
+    fn new(now: Vec<Member>, stale: Option<Vec<Member>>) -> Arc<Racing> {
+        Arc::new(Racing {
+            now,
+            stale: Mutex::new(stale),
+            unfiled: Default::default(),
+            beats: Default::default(),
+        })
+    }
+
+    /// Waits until the beat running now (if any) and the next one are
+    /// over.
+    fn two_beats(&self) {
+        let seen = self.beats.load(std::sync::atomic::Ordering::Acquire);
+        until("no beat", HEARTBEAT_EVERY * 4, || {
+            self.beats.load(std::sync::atomic::Ordering::Acquire) >= seen + 2
+        });
+    }
+}
+
+/// The guest tag a [`Racing`] server raises the tag counter to when it
+/// registers: seeing it there says the registration's pipeline ran.
+const RACING_TAG: u64 = 77;
+
+/// Member `name`, client `client`, in the lobby.
+fn lobby_member(name: &str, client: u64) -> Member {
+    Member {
+        name: name.into(),
+        room: "lobby".into(),
+        client,
+        entered: client,
+    }
+}
+
+/// Starts presence for server "a" with `local`; waits until it has
+/// registered (its pipeline raised the tag counter).
+fn racing_presence(redis: &Redis, local: Arc<Racing>) -> (Arc<Shutdown>, thread::JoinHandle<()>) {
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(redis),
+        "a",
+        LogConfig::default(),
+        local,
+        shutdown.clone(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while redis.query(&["GET", "chat:guest-tags"]) != [RACING_TAG.to_string()] {
+        assert!(Instant::now() < deadline, "never registered");
+        thread::sleep(Duration::from_millis(20));
+    }
+    (shutdown, presence)
+}
+
+/// Waits until `done` holds, failing with `what` at the deadline.
+fn until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + deadline;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A member renamed (Bob to Carol) while its server registers in a new
+/// Redis: the registration, from a snapshot taken before the rename, filed
+/// and claimed the old name after the rename had freed it. It is undone
+/// at once: `bob` is free for anyone and `/who` does not list a Bob.
+#[test]
+fn a_member_renamed_while_its_server_registers_keeps_no_old_name() {
+    let redis = Redis::start();
+    let local = Racing::new(
+        vec![lobby_member("Carol", 2)],
+        Some(vec![lobby_member("Bob", 2)]),
+    );
+    let (shutdown, presence) = racing_presence(&redis, local.clone());
+    local.two_beats();
+    assert_eq!(redis.query(&["EXISTS", "chat:name:bob"]), ["0"], "held");
+    assert_eq!(redis.query(&["HKEYS", "chat:members:a"]), [""; 0], "listed");
+    shutdown.trigger();
+    presence.join().unwrap();
+}
+
+/// A member that left while its server filed its members again (after a
+/// filing failed) is not listed again: the filing, from a snapshot taken
+/// before the leave, listed it after the leave had taken it out. The
+/// members still here stay listed.
+#[test]
+fn a_member_that_left_while_its_server_files_again_is_not_listed() {
+    let redis = Redis::start();
+    let local = Racing::new(vec![lobby_member("Carol", 2)], None);
+    let (shutdown, presence) = racing_presence(&redis, local.clone());
+    assert_eq!(redis.query(&["HKEYS", "chat:members:a"]), ["Carol"]);
+    *local.stale.lock() = Some(vec![lobby_member("Carol", 2), lobby_member("Dave", 3)]);
+    local
+        .unfiled
+        .store(true, std::sync::atomic::Ordering::Release);
+    local.two_beats();
+    assert!(local.stale.lock().is_none(), "never filed again");
+    assert_eq!(redis.query(&["HKEYS", "chat:members:a"]), ["Carol"]);
+    shutdown.trigger();
+    presence.join().unwrap();
+}
