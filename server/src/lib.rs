@@ -311,13 +311,15 @@ impl Running {
             .shutdown
             .deadline()
             .unwrap_or(stopping + shutdown::GRACE);
-        let online = ctx.rooms.online();
         if let Some(cluster) = &ctx.cluster {
             // First, while the clients are still listed: the other servers
             // see them leave.
             cluster.stop();
         }
         ctx.rooms.shutdown();
+        // Counted once everyone is out, not before: a session may notice
+        // the shutdown and leave before `rooms.shutdown` takes it out.
+        let online = ctx.rooms.stopped();
         ctx.conns.close_all();
         drop(listener);
         // A worker blocked past the deadline (on a hung Redis) is not
