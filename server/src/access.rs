@@ -28,7 +28,7 @@ use chat_common::protocol;
 use chat_common::sanitize::sanitize;
 use parking_lot::Mutex;
 
-use crate::bans::{self, Added, Ban, Bans, Prefix};
+use crate::bans::{self, Added, Ban, BanFile, Bans, Prefix};
 use crate::config::{Config, Mode};
 use crate::leave::Leave;
 use crate::log;
@@ -66,29 +66,18 @@ pub struct Access {
 
 impl Access {
     /// The ban list (`--bans`) and, in chat mode, the password gate
-    /// (`--password-file`), read at start.
-    ///
-    /// # Errors
-    /// A file that cannot be read: one line saying which (never the
-    /// password).
-    pub fn load(config: &Config) -> Result<Access, String> {
-        let bans = Bans::load(config.bans.as_deref())?;
-        let gate = match &config.password_file {
-            Some(file) if config.mode == Mode::Chat => Some(Gate::load(
-                file,
-                Duration::from_secs(config.password_timeout),
-            )?),
-            Some(_) => {
-                log!("--password-file applies to chat mode only; this server asks no password");
-                None
-            }
-            None => None,
-        };
-        Ok(Access {
-            bans,
+    /// (`--password-file`), from the files read before the bind
+    /// ([`crate::prepare`]); logs what they hold, now that the port is
+    /// bound.
+    pub fn new(config: &Config, bans: Option<BanFile>, gate: Option<Gate>) -> Access {
+        if config.password_file.is_some() && config.mode != Mode::Chat {
+            log!("--password-file applies to chat mode only; this server asks no password");
+        }
+        Access {
+            bans: Bans::load(bans),
             gate,
             refusals: Mutex::new((None, 0)),
-        })
+        }
     }
 
     /// The check at accept: a banned or locked-out address is refused (and

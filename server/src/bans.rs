@@ -52,6 +52,52 @@ pub const MAX_REASON: usize = 200;
 /// Longest ban: 10 years. Longer is "until `/unban`": give no duration.
 pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
 
+/// The `--bans` file as read at start, before the port is bound
+/// ([`crate::prepare`]): reading it may stop the start, and logs nothing;
+/// [`Bans::load`] parses it and says what it found, after the bind.
+#[derive(Debug)]
+pub struct BanFile {
+    /// FILE, where every change is written back.
+    path: PathBuf,
+    /// Its text (lossy UTF-8), empty if it was missing.
+    text: String,
+}
+
+impl BanFile {
+    /// Reads `file`, or creates it empty if it is missing, so a path that
+    /// can never be written is found at start, not at the first `/ban`.
+    ///
+    /// # Errors
+    /// A file that cannot be read (not a regular file, over
+    /// [`MAX_START_FILE`](crate::start_file::MAX_START_FILE)), or created:
+    /// one line saying so.
+    pub fn read(file: &Path) -> Result<BanFile, String> {
+        let text = match start_file::read(file) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(Unread::Missing) => {
+                write_atomically(file, render(&[]).as_bytes()).map_err(|e| {
+                    format!(
+                        "cannot create the ban list {}: {}",
+                        file.display(),
+                        log::plain(&e)
+                    )
+                })?;
+                String::new()
+            }
+            Err(why) => {
+                return Err(format!(
+                    "cannot read the ban list {}: {why}",
+                    file.display()
+                ))
+            }
+        };
+        Ok(BanFile {
+            path: file.to_path_buf(),
+            text,
+        })
+    }
+}
+
 /// `/ban` refused: the list holds [`MAX_BANS`] live bans already.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ListFull;
@@ -100,47 +146,21 @@ impl Bans {
         }
     }
 
-    /// The list kept in `file` (`--bans`), or an empty one without it. A
-    /// missing file is an empty list, and is created now; each malformed
-    /// line is logged with its number and skipped.
-    ///
-    /// # Errors
-    /// A file that cannot be read (not a regular file, over
-    /// [`MAX_START_FILE`](crate::start_file::MAX_START_FILE)), or created:
-    /// one line saying so.
-    pub fn load(file: Option<&Path>) -> Result<Bans, String> {
-        let Some(file) = file else {
-            return Ok(Bans::in_memory());
-        };
-        let text = match start_file::read(file) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(Unread::Missing) => {
-                // Created now, so a path that can never be written is
-                // found at start, not at the first /ban.
-                write_atomically(file, render(&[]).as_bytes()).map_err(|e| {
-                    format!(
-                        "cannot create the ban list {}: {}",
-                        file.display(),
-                        log::plain(&e)
-                    )
-                })?;
-                String::new()
-            }
-            Err(why) => {
-                return Err(format!(
-                    "cannot read the ban list {}: {why}",
-                    file.display()
-                ))
-            }
+    /// The list kept in `file` (`--bans`, read by [`BanFile::read`]), or
+    /// an empty one without it. Each malformed line is logged with its
+    /// number and skipped.
+    pub fn load(file: Option<BanFile>) -> Bans {
+        let Some(BanFile { path, text }) = file else {
+            return Bans::in_memory();
         };
         let (bans, problems) = parse_file(&text, SystemTime::now());
         for problem in &problems {
-            log!("ban list {}: {problem}; skipped", file.display());
+            log!("ban list {}: {problem}; skipped", path.display());
         }
         if !text.trim().is_empty() {
-            log!("{} bans loaded from {}", bans.len(), file.display());
+            log!("{} bans loaded from {}", bans.len(), path.display());
         }
-        Ok(Bans::with(bans, Some(file.to_path_buf())))
+        Bans::with(bans, Some(path))
     }
 
     /// The live ban covering `ip`, if any.

@@ -17,6 +17,7 @@
 //!    client and sends it in one `sendmsg`; a client whose socket is full
 //!    gets a writer thread of its own until it catches up.
 //!
+//! [`prepare`] opens the start-up files before the port is bound;
 //! [`shutdown`] is the switch every thread watches; [`Server::run`] is
 //! [`Server::start`], the accept loop, then [`Running::stop`], the graceful
 //! stop. [`console`] is the operator's side; [`lab`] and [`udp`]
@@ -40,6 +41,7 @@ pub mod listener;
 pub mod log;
 pub mod password;
 pub mod pool;
+pub mod prepare;
 pub mod rooms;
 pub mod session;
 pub mod shutdown;
@@ -60,6 +62,7 @@ use std::time::{Duration, Instant};
 pub use config::{Config, Mode};
 use conns::Connections;
 use pool::Pool;
+pub use prepare::Prepared;
 use rooms::Rooms;
 use shutdown::Shutdown;
 use write::{Display, Limits, Writers};
@@ -139,28 +142,42 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server for already-bound sockets (tests bind port 0). With
-    /// `--transcript`, the file is opened (created 0600, a partial last
-    /// line left by a crash dropped) and each room's history loaded from
-    /// its tail.
+    /// A server for already-bound sockets (tests bind port 0): its
+    /// start-up files opened ([`Prepared::open`]), then
+    /// [`Server::with_sockets`]. `main` opens them before it binds.
     ///
     /// # Errors
-    /// When the listener's address cannot be read, the transcript cannot
-    /// be opened, the `--bans` or `--password-file` file cannot be read, or
-    /// `--mode file` has no usable `--root` (one line saying which).
+    /// Those of [`Prepared::open`] and [`Server::with_sockets`].
     pub fn new(
         config: Config,
         listener: TcpListener,
         udp: Option<UdpSocket>,
     ) -> std::io::Result<Server> {
+        Server::with_sockets(Prepared::open(config)?, listener, udp)
+    }
+
+    /// A server for already-bound sockets, from its start-up files: the
+    /// ban list parsed, each room's history loaded from the transcript's
+    /// tail, the write side's threads started, and with `--redis` the
+    /// cluster joined.
+    ///
+    /// # Errors
+    /// When the listener's address cannot be read, a thread cannot start,
+    /// or (with `--redis`) Redis no longer answers (one line saying which).
+    pub fn with_sockets(
+        prepared: Prepared,
+        listener: TcpListener,
+        udp: Option<UdpSocket>,
+    ) -> std::io::Result<Server> {
+        let Prepared {
+            config,
+            root: files,
+            bans,
+            gate,
+            transcript,
+        } = prepared;
         let local = listener.local_addr()?;
         let chat = config.mode == Mode::Chat;
-        let files = match config.mode {
-            Mode::File => {
-                Some(files::Root::open(config.root.as_deref()).map_err(std::io::Error::other)?)
-            }
-            _ => None,
-        };
         let flushers = if chat {
             write::flushers_for(thread::available_parallelism().map_or(1, |n| n.get()))
         } else {
@@ -172,10 +189,9 @@ impl Server {
         let limits = Limits::new(config.sendq as usize, config.sendq_bytes as usize, paste);
         let writers = Writers::start(flushers, limits)?;
         let display = (!config.quiet && chat).then(|| writers.display(console::DISPLAY_QUEUE));
-        let access = access::Access::load(&config).map_err(std::io::Error::other)?;
-        let (transcript, history) = match (&config.transcript, chat) {
-            (Some(path), true) => {
-                let file = transcript::open(path).map_err(std::io::Error::other)?;
+        let access = access::Access::new(&config, bans, gate);
+        let (transcript, history) = match (transcript, &config.transcript) {
+            (Some(file), Some(path)) => {
                 let history = transcript::load_history(
                     path,
                     config.history as usize,
@@ -311,13 +327,15 @@ impl Running {
             .shutdown
             .deadline()
             .unwrap_or(stopping + shutdown::GRACE);
-        let online = ctx.rooms.online();
         if let Some(cluster) = &ctx.cluster {
             // First, while the clients are still listed: the other servers
             // see them leave.
             cluster.stop();
         }
         ctx.rooms.shutdown();
+        // Counted once everyone is out, not before: a session may notice
+        // the shutdown and leave before `rooms.shutdown` takes it out.
+        let online = ctx.rooms.stopped();
         ctx.conns.close_all();
         drop(listener);
         // A worker blocked past the deadline (on a hung Redis) is not

@@ -1,4 +1,5 @@
-//! `chat-server`: parse flags, bind, install the Ctrl+C handler, run.
+//! `chat-server`: parse flags, check what the start needs, bind, install
+//! the Ctrl+C handler, run.
 //!
 //! Everything else lives in the library so tests can drive it.
 #![forbid(unsafe_code)]
@@ -11,7 +12,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
 use chat_server::log::plain;
-use chat_server::{console, log, Config, Mode, Server};
+use chat_server::{console, log, Config, Mode, Prepared, Server};
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -41,6 +42,13 @@ fn main() -> ExitCode {
     // Let --workers, not a default `ulimit -n` of 1024, cap the clients.
     // Failing to raise it is not fatal: the accept loop copes with EMFILE.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    // Also before the bind: a start-up file that stops the start stops it
+    // before the port takes a single connection.
+    let prepared = match Prepared::open(config) {
+        Ok(prepared) => prepared,
+        Err(e) => return fail(&plain(&e)),
+    };
+    let config = prepared.config();
 
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = match TcpListener::bind(addr) {
@@ -60,7 +68,7 @@ fn main() -> ExitCode {
         None
     };
     let mode = config.mode;
-    let server = match Server::new(config, listener, udp) {
+    let server = match Server::with_sockets(prepared, listener, udp) {
         Ok(server) => server,
         Err(e) => return fail(&plain(&e)),
     };

@@ -3,8 +3,8 @@
 //!
 //! A path may name anything: a FIFO (whose open waits for a writer, and
 //! whose read waits for data), a device (`/dev/zero` never ends), a file of
-//! gigabytes. The start must not hang after the port is bound (connections
-//! would be accepted and never answered) nor fill memory, so:
+//! gigabytes. The start (which reads them before the port is bound:
+//! [`crate::prepare`]) must not hang, silent, nor fill memory, so:
 //!
 //! - FILE is opened `O_NONBLOCK | O_NOCTTY`: opening a FIFO returns at once,
 //!   nothing becomes our terminal (a regular file reads the same either way);

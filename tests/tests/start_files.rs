@@ -5,6 +5,7 @@
 //! a word. Each run here must end within `TIMEOUT` (the helper kills it and
 //! fails otherwise).
 
+use std::net::TcpListener;
 use std::path::Path;
 
 use chat_tests::rooms::TempDir;
@@ -13,8 +14,17 @@ use chat_tests::run_server_to_exit;
 /// Runs the server with `flag FILE` and checks it refused to start: exit 1,
 /// one line on stderr naming FILE and saying `why`.
 fn refused(flag: &str, file: &Path, why: &str) {
+    refused_on("0", &[flag], file, why);
+}
+
+/// [`refused`] on `port`, with `args` before FILE.
+fn refused_on(port: &str, args: &[&str], file: &Path, why: &str) {
+    let flag = args.join(" ");
     let file = file.to_str().expect("UTF-8 path");
-    let (code, stderr) = run_server_to_exit(&["--bind", "127.0.0.1", "--port", "0", flag, file]);
+    let mut all = vec!["--bind", "127.0.0.1", "--port", port];
+    all.extend_from_slice(args);
+    all.push(file);
+    let (code, stderr) = run_server_to_exit(&all);
     assert_eq!(code, Some(1), "{flag} {file}: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "{flag} {file}: {stderr}");
     assert!(stderr.contains(file), "{flag} {file}: {stderr}");
@@ -71,4 +81,70 @@ fn a_huge_bans_or_password_file_is_refused() {
     file.set_len(5 * 1024 * 1024).expect("set_len");
     refused("--bans", &path, "too big");
     refused("--password-file", &path, "too big");
+}
+
+/// Defect: these files were checked only once the port was bound and
+/// listening, so a server about to exit 1 took connections for a moment.
+/// Now each is checked before the bind. Seen on a port already in use:
+/// the line names the file (before the fix: `address already in use`,
+/// the bind having come first), and file mode's `--root` likewise.
+#[test]
+fn the_files_are_checked_before_the_port_is_bound() {
+    let dir = TempDir::new("start-before-bind");
+    let path = fifo(&dir);
+    let held = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let port = held.local_addr().expect("address").port().to_string();
+    refused_on(&port, &["--bans"], &path, "not a regular file");
+    refused_on(&port, &["--password-file"], &path, "not a regular file");
+    refused_on(&port, &["--transcript"], &path, "no reader");
+    let missing = dir.join("missing");
+    refused_on(
+        &port,
+        &["--mode", "file", "--root"],
+        &missing,
+        "no such file",
+    );
+}
+
+/// Good files on a port already in use: still exactly the one line about
+/// the port (SPEC: nothing is logged before the bind), though the ban
+/// list, read before the bind, has a line to skip and bans to count.
+#[test]
+fn good_files_log_nothing_before_the_bind() {
+    let dir = TempDir::new("start-quiet-before-bind");
+    let bans = dir.join("bans.txt");
+    std::fs::write(&bans, "10.0.0.1 never - spam\nnot a ban\n").expect("write bans");
+    let password = dir.join("password.txt");
+    std::fs::write(&password, "secret\n").expect("write password");
+    let transcript = dir.join("transcript.txt");
+    std::fs::write(
+        &transcript,
+        "2026-12-02T19:05:13.641Z #lobby <alice> hello\n",
+    )
+    .expect("write transcript");
+    let held = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let port = held.local_addr().expect("address").port().to_string();
+    let text = |p: &Path| p.to_str().expect("UTF-8 path").to_string();
+    let (bans, password, transcript) = (text(&bans), text(&password), text(&transcript));
+    for args in [
+        &[
+            "--bans",
+            &bans,
+            "--password-file",
+            &password,
+            "--transcript",
+            &transcript,
+        ][..],
+        &["--mode", "echo", "--password-file", &password][..],
+    ] {
+        let mut all = vec!["--bind", "127.0.0.1", "--port", &port];
+        all.extend_from_slice(args);
+        let (code, stderr) = run_server_to_exit(&all);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("address already in use"),
+            "{args:?}: {stderr}"
+        );
+    }
 }

@@ -254,11 +254,11 @@ fn saves_and_loads() {
     fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bans.txt");
     let _ = fs::remove_file(&file);
-    let bans = Bans::load(Some(&file)).unwrap();
+    let bans = Bans::load(Some(BanFile::read(&file).unwrap()));
     assert!(bans.list().is_empty(), "a missing file is an empty list");
     assert!(file.exists(), "and is created at once");
     let nowhere = dir.join("no-such-dir").join("bans.txt");
-    let err = Bans::load(Some(&nowhere)).err().expect("cannot be created");
+    let err = BanFile::read(&nowhere).expect_err("cannot be created");
     assert!(err.contains("cannot create the ban list"), "{err}");
     let now = SystemTime::now();
     let _ = bans.add(Ban::new(
@@ -275,7 +275,7 @@ fn saves_and_loads() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["bans.txt"]);
-    let again = Bans::load(Some(&file)).unwrap();
+    let again = Bans::load(Some(BanFile::read(&file).unwrap()));
     assert_eq!(again.list().len(), 1);
     assert!(again.find(ip("10.0.0.7")).is_some());
     let _ = again.remove("10.0.0.7");

@@ -144,6 +144,11 @@ pub struct Rooms {
     shutdown: Arc<crate::shutdown::Shutdown>,
     /// Lines accepted from clients and relayed (for the summary).
     relayed: AtomicU64,
+    /// Clients the shutdown took out (the summary's `N online at the
+    /// end`): counted in the removal path, so one whose session noticed the
+    /// shutdown before [`Rooms::shutdown`] ran (a reader paced by flood
+    /// control wakes on it) counts like the rest.
+    stopped: AtomicU64,
 }
 
 impl Rooms {
@@ -175,6 +180,7 @@ impl Rooms {
             max_rooms: max_rooms.max(1),
             shutdown,
             relayed: AtomicU64::new(0),
+            stopped: AtomicU64::new(0),
         }
     }
 
@@ -269,6 +275,13 @@ impl Rooms {
     /// Clients connected now.
     pub fn online(&self) -> usize {
         self.dir.lock().clients.len()
+    }
+
+    /// Clients that were online when the server stopped: those the
+    /// shutdown disconnected, whichever noticed it first. Complete once
+    /// [`Rooms::shutdown`] has returned.
+    pub fn stopped(&self) -> u64 {
+        self.stopped.load(Ordering::Relaxed)
     }
 
     /// Lines relayed since start.

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Shutdown};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -106,6 +107,9 @@ impl Rooms {
             let mut slow = Vec::new();
             let mut inner = room.inner.lock();
             let fate = client.ticket.settle(reason).clone();
+            if fate == Leave::Shutdown {
+                self.stopped.fetch_add(1, Ordering::Relaxed);
+            }
             if let Some(pos) = inner.position(id) {
                 inner.members.remove(pos);
             }

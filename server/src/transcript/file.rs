@@ -16,8 +16,8 @@
 //! Only a regular file can be cut back. A FIFO with a reader, or a device
 //! (`/dev/full`, `/dev/null`), is still a transcript: what a failed write
 //! sent to it stays sent. A FIFO with no reader is refused at open, at once
-//! (`O_NONBLOCK`): waiting for a reader would hang the start after the port
-//! is bound, every connection accepted and none answered.
+//! (`O_NONBLOCK`): waiting for a reader would hang the start, silent (it
+//! is opened before the port is bound: [`crate::prepare`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
