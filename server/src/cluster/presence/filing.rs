@@ -58,12 +58,7 @@ impl Presence {
         let claimed: Vec<i64> = self.link.run(|conn| {
             let mut pipe = redis::pipe();
             for member in &members {
-                pipe.cmd("EVALSHA")
-                    .arg(claim.get_hash())
-                    .arg(1)
-                    .arg(keys::name(&member.name.to_lowercase()))
-                    .arg(keys::holder(&me, member.client, &member.name))
-                    .arg(keys::holder_prefix(&me, member.client));
+                push_claim(&mut pipe, &claim, &me, member);
             }
             pipe.query(conn)
         })?;
@@ -96,12 +91,7 @@ impl Presence {
                 // A client of another server may have taken the name in
                 // the meantime (this server was taken for lost and its
                 // names freed, or Redis was back and this server not yet).
-                pipe.cmd("EVALSHA")
-                    .arg(claim.get_hash())
-                    .arg(1)
-                    .arg(keys::name(&member.name.to_lowercase()))
-                    .arg(keys::holder(&me, member.client, &member.name))
-                    .arg(keys::holder_prefix(&me, member.client));
+                push_claim(&mut pipe, &claim, &me, member);
             }
             pipe.cmd("EVALSHA")
                 .arg(raise.get_hash())
@@ -189,4 +179,16 @@ impl Presence {
 fn still_named(now: &[Member], member: &Member) -> bool {
     now.iter()
         .any(|n| n.client == member.client && n.name.eq_ignore_ascii_case(&member.name))
+}
+
+/// Adds to `pipe` the claim ([`keys::CLAIM`], `claim`) of `member`'s name
+/// for it, as a client of server `me`: its reply is 1 if the name is the
+/// member's now.
+fn push_claim(pipe: &mut redis::Pipeline, claim: &Script, me: &str, member: &Member) {
+    pipe.cmd("EVALSHA")
+        .arg(claim.get_hash())
+        .arg(1)
+        .arg(keys::name(&member.name.to_lowercase()))
+        .arg(keys::holder(me, member.client, &member.name))
+        .arg(keys::holder_prefix(me, member.client));
 }
