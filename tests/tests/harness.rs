@@ -105,3 +105,13 @@ fn connect_small_sets_a_small_receive_buffer() {
         Some(chat_tests::TIMEOUT)
     );
 }
+
+/// `assert_silent` fails when the server closed the connection: a client
+/// that was disconnected hears nothing, but it is not a silent client.
+#[test]
+#[should_panic(expected = "closed the connection")]
+fn assert_silent_fails_on_a_closed_connection() {
+    let (mut client, server) = pair();
+    drop(server);
+    client.assert_silent(SHORT);
+}
