@@ -251,5 +251,5 @@ fn presence_claims_the_names_not_held_in_redis() {
     assert_eq!(*local.lost.lock(), ["Bob"], "given up");
     assert_eq!(redis.query(&["GET", "chat:name:bob"]), ["b:9:bob"], "kept");
     shutdown.trigger();
-    presence.join().unwrap();
+    joined(presence);
 }
