@@ -419,6 +419,16 @@ pub fn welcome_name(line: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
+/// What one bounded read of a [`Client`] brought.
+enum Next {
+    /// A whole line, without its LF.
+    Line(String),
+    /// Nothing, or only part of a line (kept), within the timeout.
+    Timeout,
+    /// End of stream.
+    Eof,
+}
+
 /// A test's TCP connection to the server; every read has a timeout.
 pub struct Client {
     reader: BufReader<TcpStream>,
@@ -491,6 +501,15 @@ impl Client {
     /// The next line within `timeout`, or `None` on timeout or EOF. Bytes
     /// of a line that has not ended by then are kept for the next call.
     pub fn try_recv(&mut self, timeout: Duration) -> Option<String> {
+        match self.next_line(timeout) {
+            Next::Line(line) => Some(line),
+            Next::Timeout | Next::Eof => None,
+        }
+    }
+
+    /// What one read within `timeout` brings: a whole line, nothing yet
+    /// (a partial line is kept), or end of stream.
+    fn next_line(&mut self, timeout: Duration) -> Next {
         // A zero timeout is an error to `set_read_timeout`; past a caller's
         // deadline, wait the least there is instead.
         self.reader
@@ -506,14 +525,16 @@ impl Client {
             Ok(_) if self.partial.ends_with(b"\n") => {
                 let mut buf = std::mem::take(&mut self.partial);
                 buf.pop();
-                Some(String::from_utf8(buf).expect("server sends UTF-8"))
+                Next::Line(String::from_utf8(buf).expect("server sends UTF-8"))
             }
-            Ok(0) => None,
+            Ok(0) => Next::Eof,
             Ok(_) => panic!(
                 "line without LF at end of stream: {:?}",
                 String::from_utf8_lossy(&self.partial)
             ),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Next::Timeout
+            }
             Err(e) => panic!("read from server: {e}"),
         }
     }
@@ -563,11 +584,14 @@ impl Client {
         }
     }
 
-    /// Asserts that nothing arrives for `quiet`: no line, and no byte of
-    /// an unfinished one.
+    /// Asserts that nothing arrives for `quiet`: no line, no byte of an
+    /// unfinished one, and no end of stream (a client the server hung up
+    /// on hears nothing too, but it is not a silent connection).
     pub fn assert_silent(&mut self, quiet: Duration) {
-        if let Some(line) = self.try_recv(quiet) {
-            panic!("expected silence, got {line:?}");
+        match self.next_line(quiet) {
+            Next::Timeout => {}
+            Next::Line(line) => panic!("expected silence, got {line:?}"),
+            Next::Eof => panic!("expected silence, but the server closed the connection"),
         }
         assert!(
             self.partial.is_empty(),

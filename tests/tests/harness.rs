@@ -105,3 +105,139 @@ fn connect_small_sets_a_small_receive_buffer() {
         Some(chat_tests::TIMEOUT)
     );
 }
+
+/// `assert_silent` fails when the server closed the connection: a client
+/// that was disconnected hears nothing, but it is not a silent client.
+#[test]
+#[should_panic(expected = "closed the connection")]
+fn assert_silent_fails_on_a_closed_connection() {
+    let (mut client, server) = pair();
+    drop(server);
+    client.assert_silent(SHORT);
+}
+
+/// `read_lines_until` keeps the part of a line read before a timeout (the
+/// stream's read timeout is short), hands out whole lines without their
+/// LF, and returns at end of stream.
+#[test]
+fn read_lines_until_joins_a_line_split_by_a_timeout() {
+    use std::sync::atomic::AtomicBool;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let stream = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let (mut server, _) = listener.accept().expect("accept");
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let reader =
+            s.spawn(|| chat_tests::read_lines_until(stream, &stop, |line| tx.send(line).is_ok()));
+        server.write_all(b"par").expect("send");
+        // Several read timeouts pass before the rest comes.
+        assert!(rx.recv_timeout(SHORT).is_err(), "half a line handed out");
+        server.write_all(b"tial\nnext\n").expect("send");
+        assert_eq!(
+            rx.recv_timeout(chat_tests::TIMEOUT).as_deref(),
+            Ok("partial")
+        );
+        assert_eq!(rx.recv_timeout(chat_tests::TIMEOUT).as_deref(), Ok("next"));
+        drop(server);
+        reader.join().expect("reader").expect("end of stream is Ok");
+    });
+}
+
+/// `read_lines_until` returns once `stop` is set, at its next timeout
+/// (waited for with a deadline: a helper that ignored it would read on).
+#[test]
+fn read_lines_until_returns_when_told_to_stop() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let stream = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let (_server, _) = listener.accept().expect("accept");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, finished) = std::sync::mpsc::channel();
+    let flag = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        let _ = done.send(chat_tests::read_lines_until(stream, &flag, |_| true).is_ok());
+    });
+    assert!(
+        finished.recv_timeout(SHORT).is_err(),
+        "returned before stop"
+    );
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(finished.recv_timeout(chat_tests::TIMEOUT), Ok(true));
+}
+
+/// `labs::assert_quiet` passes on silence and fails on a byte or on a
+/// closed connection.
+#[test]
+fn assert_quiet_passes_on_silence_only() {
+    use chat_tests::labs::{assert_quiet, connect_raw};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut stream = connect_raw(listener.local_addr().expect("addr"));
+    let (mut server, _) = listener.accept().expect("accept");
+    assert_quiet(&mut stream, SHORT);
+    server.write_all(b"x").expect("send");
+    let spoke = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_quiet(&mut stream, SHORT);
+    }));
+    assert!(spoke.is_err(), "a byte was taken for silence");
+    drop(server);
+    let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_quiet(&mut stream, SHORT);
+    }));
+    assert!(closed.is_err(), "a closed connection was taken for silence");
+}
+
+/// `labs::read_line` takes one line, LF included, and nothing after it.
+#[test]
+fn read_line_stops_at_the_first_lf() {
+    use chat_tests::labs::{connect_raw, read_len, read_line};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut stream = connect_raw(listener.local_addr().expect("addr"));
+    let (mut server, _) = listener.accept().expect("accept");
+    server.write_all(b"one\ntwo").expect("send");
+    assert_eq!(read_line(&mut stream), b"one\n");
+    assert_eq!(read_len(&mut stream, 3), b"two");
+}
+
+/// `Host::drain` returns every line that came, once none has come for
+/// `quiet`, and keeps none back.
+#[test]
+fn drain_returns_every_line_then_stops_on_quiet() {
+    use chat_tests::hosts::{loopback, Host};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut host = Host::connect(listener.local_addr().expect("addr"), loopback(0, 0, 1));
+    let (mut server, _) = listener.accept().expect("accept");
+    server.write_all(b"a\nb\nc\n").expect("send");
+    let started = std::time::Instant::now();
+    assert_eq!(host.drain(SHORT, chat_tests::TIMEOUT), ["a", "b", "c"]);
+    assert!(
+        started.elapsed() < chat_tests::TIMEOUT,
+        "waited for `within`"
+    );
+    server.write_all(b"d\n").expect("send");
+    assert_eq!(host.recv(), "d");
+}
+
+/// `welcome_name` takes the name from a welcome line, whatever follows
+/// it, and nothing from any other line.
+#[test]
+fn welcome_name_reads_only_welcome_lines() {
+    use chat_tests::welcome_name;
+    assert_eq!(
+        welcome_name("* welcome, guest-3! you are in #lobby (2 online); type /help for commands"),
+        Some("guest-3")
+    );
+    assert_eq!(
+        welcome_name("* welcome, guest-a1.4! you are in #lobby (1 online)"),
+        Some("guest-a1.4")
+    );
+    assert_eq!(welcome_name("* guest-3 joined (2 online)"), None);
+    assert_eq!(welcome_name("<bob> * welcome, alice!"), None);
+}

@@ -185,26 +185,30 @@ fn history_after_a_graceful_restart() {
     assert_eq!(bob.recv(), "<guest-1> in a side room");
 }
 
-/// History survives `kill -9`: a line relayed 1.2 s before the kill is in
-/// the file, and replayed after a restart.
+/// History survives `kill -9`: a line relayed is in the file within 1 s
+/// (SPEC; 1.2 s with a margin), is still there after the kill, and is
+/// replayed after a restart.
 #[test]
 fn history_after_kill_9() {
     let dir = TempDir::new("kill9");
     let path = dir.join("chat.log");
-    let path = path.to_str().unwrap();
-    let server = start_with(path, &[]);
+    let server = start_with(path.to_str().unwrap(), &[]);
     let mut room = join_n(&server, 2);
-    room[0].0.send("said 1.2 s before the kill");
+    room[0].0.send("said just before the kill");
     room[1]
         .0
-        .recv_until(|l| l == "<guest-1> said 1.2 s before the kill");
-    thread::sleep(Duration::from_millis(1200));
+        .recv_until(|l| l == "<guest-1> said just before the kill");
+    file_until(
+        &path,
+        "<guest-1> said just before the kill",
+        Duration::from_millis(1200),
+    );
     server.signal("KILL");
     drop(server);
-    let server = start_with(path, &[]);
+    let server = start_with(path.to_str().unwrap(), &[]);
     let (mut late, _) = server.join();
     assert_eq!(late.recv(), "* last 1 line of #lobby:");
-    assert_eq!(late.recv(), "<guest-1> said 1.2 s before the kill");
+    assert_eq!(late.recv(), "<guest-1> said just before the kill");
 }
 
 /// Defect: a FILE left mid-line (a crash, or a disk that filled, during a

@@ -117,10 +117,15 @@ impl Peer {
         }
     }
 
-    /// Asserts nothing arrives for `quiet`.
+    /// Asserts nothing arrives for `quiet`, and the connection stays open
+    /// (a peer the server hung up on hears nothing too).
     fn expect_silent(&self, quiet: Duration) {
-        if let Some(line) = self.next(quiet) {
-            panic!("{}: expected silence, got {line:?}", self.name);
+        match self.lines.recv_timeout(quiet) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok((_, line)) => panic!("{}: expected silence, got {line:?}", self.name),
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("{}: expected silence, but the connection closed", self.name)
+            }
         }
     }
 

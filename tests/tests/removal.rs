@@ -75,6 +75,14 @@ fn kicked_paster_says_nothing_more() {
             "{line:?} came after the kick"
         );
     }
+    // Quiet, not hung up on: the observer's own `/who` is still answered,
+    // with nothing of the paster's before it.
+    observer.send("/who");
+    let rest = observer.recv_until(|l| l.starts_with("* ") && l.contains(" in #lobby"));
+    assert!(
+        !rest.iter().any(|l| l.starts_with(&format!("<{name}>"))),
+        "{rest:?} came after the kick"
+    );
     server.stderr_until("left: kicked");
     assert!(!server.stderr().contains("left: server shutting down"));
     drop(paster);

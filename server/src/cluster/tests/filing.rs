@@ -96,7 +96,7 @@ fn presence_claims_the_names_not_held_in_redis() {
     assert_eq!(*local.lost.lock(), ["Bob"], "given up");
     assert_eq!(redis.query(&["GET", "chat:name:bob"]), ["b:9:bob"], "kept");
     shutdown.trigger();
-    presence.join().unwrap();
+    joined(presence);
 }
 
 /// A server whose members change while presence files them: its first
@@ -225,7 +225,7 @@ fn a_member_renamed_while_its_server_registers_keeps_no_old_name() {
     assert_eq!(redis.query(&["EXISTS", "chat:name:bob"]), ["0"], "held");
     assert_eq!(redis.query(&["HKEYS", "chat:members:a"]), [""; 0], "listed");
     shutdown.trigger();
-    presence.join().unwrap();
+    joined(presence);
 }
 
 /// A member that left while its server filed its members again (after a
@@ -246,5 +246,5 @@ fn a_member_that_left_while_its_server_files_again_is_not_listed() {
     assert!(local.stale.lock().is_none(), "never filed again");
     assert_eq!(redis.query(&["HKEYS", "chat:members:a"]), ["Carol"]);
     shutdown.trigger();
-    presence.join().unwrap();
+    joined(presence);
 }

@@ -200,9 +200,32 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.shutdown.trigger();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
+        // A test already failing is not failed again (a panic in a drop
+        // while unwinding aborts): its threads are left to the process.
+        if !thread::panicking() {
+            for thread in self.threads.drain(..) {
+                joined(thread);
+            }
         }
+    }
+}
+
+/// Joins a cluster thread told to stop: fails the test if it does not end
+/// within [`DEADLINE`] or if it panicked (with its own panic), so a thread
+/// that died on the way is not taken for one that stopped.
+fn joined(thread: thread::JoinHandle<()>) {
+    let name = thread.thread().name().unwrap_or("unnamed").to_string();
+    let deadline = Instant::now() + DEADLINE;
+    while !thread.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the {name} thread did not stop within {DEADLINE:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    if let Err(panic) = thread.join() {
+        eprintln!("the {name} thread panicked");
+        std::panic::resume_unwind(panic);
     }
 }
 

@@ -82,7 +82,7 @@ fn a_lost_server_is_announced_once_and_its_names_freed() {
 
     shutdown.trigger();
     for s in survivors {
-        s.join().unwrap();
+        joined(s);
     }
     assert_eq!(
         redis.query(&["SCARD", "chat:servers"]),
@@ -110,7 +110,7 @@ fn presence_lists_the_server_before_start_returns() {
     assert_eq!(redis.query(&["SISMEMBER", "chat:servers", "a"]), ["1"]);
     assert_eq!(redis.query(&["EXISTS", "chat:alive:a"]), ["1"]);
     shutdown.trigger();
-    presence.join().unwrap();
+    joined(presence);
 }
 
 /// After Redis came back empty, presence registers the server again: its
@@ -158,7 +158,7 @@ fn presence_registers_again_after_redis_came_back_empty() {
         "the tag counter is raised too"
     );
     shutdown.trigger();
-    presence.join().unwrap();
+    joined(presence);
     assert_eq!(
         redis.query(&["EXISTS", "chat:name:erin"]),
         ["0"],
@@ -205,7 +205,7 @@ fn a_server_taken_for_lost_registers_again() {
         ["lobby\t9"]
     );
     shutdown.trigger();
-    presence.join().unwrap();
+    joined(presence);
 }
 
 /// A member whose filing was lost (its `HSET` failed on a broken
@@ -248,5 +248,5 @@ fn presence_files_every_member_again_each_beat() {
         thread::sleep(Duration::from_millis(20));
     }
     shutdown.trigger();
-    presence.join().unwrap();
+    joined(presence);
 }

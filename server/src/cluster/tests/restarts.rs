@@ -201,7 +201,8 @@ fn redis_restarted_empty_says_at_least_how_many_lines_went_unseen() {
         .any(|t| t.starts_with("unseen")));
     shutdown.trigger();
     drop((writer, reader));
-    let _ = (w.join(), r.join());
+    joined(w);
+    joined(r);
 }
 
 /// Redis restarted empty while this server's reader was cut off before it
@@ -263,6 +264,6 @@ fn restarted_empty_counts_lines_the_reader_never_read() {
     assert!(Recorder::delivered(&events, "lobby").is_empty());
     shutdown.trigger();
     for thread in [w, r] {
-        let _ = thread.join();
+        joined(thread);
     }
 }

@@ -128,7 +128,7 @@ fn a_line_held_in_a_cut_and_delivered_late_is_not_doubled() {
     );
     shutdown.trigger();
     drop(writer);
-    let _ = w.join();
+    joined(w);
 }
 
 /// Redis stopped (SIGSTOP) with a line's pipeline on its way: its sender
@@ -219,7 +219,7 @@ fn a_line_held_in_a_cut_past_its_deadline_is_refused_and_its_late_copy_skipped()
     assert!(!log.contains(&"two".to_string()), "in the log: {log:?}");
     shutdown.trigger();
     drop(writer);
-    let _ = w.join();
+    joined(w);
 }
 
 /// The append script, called directly: a line first sent longer ago than
