@@ -43,7 +43,7 @@ fn history_is_the_same_on_every_server_after_redis_restarted_empty() {
     let (mut y, _) = joined(&servers[0]);
     x.send("old line");
     y.recv_until(|l| l == format!("<{x_name}> old line"));
-    let (_, before) = newcomer(&servers[1]);
+    let (mut other, before) = newcomer(&servers[1]);
     assert_eq!(
         history(&before),
         [format!("<{x_name}> old line")],
@@ -52,8 +52,12 @@ fn history_is_the_same_on_every_server_after_redis_restarted_empty() {
 
     redis.kill();
     redis.restart();
-    // Told once the history lost what the log lost.
-    y.recv_until(|l| l.starts_with("! ") && l.contains("restarted empty"));
+    // Told once the history lost what the log lost; on both servers, so
+    // neither is still cut off when the newcomers come (one entering
+    // while cut off is replayed what its server had).
+    for member in [&mut y, &mut other] {
+        member.recv_until(|l| l.starts_with("! ") && l.contains("restarted empty"));
+    }
 
     for server in &servers {
         let (_, shown) = newcomer(server);
@@ -99,4 +103,172 @@ fn lines_rolled_back_are_not_replayed_and_the_rest_is() {
         [format!("<{x_name}> kept line")],
         "replayed: what the log holds, not the lines rolled back; shown {shown:?}"
     );
+}
+
+/// Sends `/join ROOM` then `/who` from `client` (named `name`) and returns
+/// what it is shown after the join's answer up to the `/who` answer: the
+/// history replayed, any notice about the link.
+fn join_room(client: &mut Client, name: &str, room: &str) -> Vec<String> {
+    client.send(&format!("/join {room}"));
+    client.recv_until(|l| l.starts_with(&format!("* you are now in #{room}")));
+    client.send("/who");
+    client.recv_until(|l| {
+        l.starts_with("* ") && l.contains(name) && l.contains(&format!(" in #{room}: "))
+    })
+}
+
+/// Has `x` (named `x_name`) say two lines in turn, each waited for at
+/// `y` (both in the same room of one server). The second was appended
+/// after the reply that delivered the first, so an XREAD begun after it
+/// read it: the reader had served, before that XREAD, every watch and
+/// unwatch asked before the first line was sent (a room just left is no
+/// longer read), and had noted Redis's clock (its first XREAD on a
+/// connection asks `TIME` with it).
+fn two_lines(x: &mut Client, x_name: &str, y: &mut Client) {
+    for text in ["one", "two"] {
+        x.send(text);
+        y.recv_until(|l| l == format!("<{x_name}> {text}"));
+    }
+}
+
+/// Kills Redis and waits until `x`'s server says it is cut off, then
+/// starts Redis again and waits until it says it is connected again (its
+/// reader then reads the new Redis, and lines are taken again).
+fn outage(redis: &mut Redis, x: &mut Client) {
+    redis.kill();
+    x.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+    redis.restart();
+    x.recv_until(|l| l.starts_with("* connected"));
+}
+
+/// Puts `x` and `w` (of one server) in `#kept`, has `x` say `lines` there,
+/// then takes both back to `#lobby`: `#kept` has no member on that server
+/// any more, which keeps it for its history and no longer reads its log.
+fn kept_for_its_history(
+    (x, x_name): (&mut Client, &str),
+    (w, w_name): (&mut Client, &str),
+    lines: &[&str],
+) {
+    join_room(x, x_name, "kept");
+    join_room(w, w_name, "kept");
+    for line in lines {
+        x.send(line);
+    }
+    let last = lines.last().expect("a line");
+    w.recv_until(|l| l == format!("<{x_name}> {last}"));
+    join_room(x, x_name, "lobby");
+    join_room(w, w_name, "lobby");
+    two_lines(x, x_name, w);
+}
+
+/// A room kept only for its history whose first member comes back while
+/// the server is cut off from Redis, Redis then back empty: the member is
+/// replayed what the server had, then told the log is gone, and the ring
+/// is emptied before that, so a newcomer on any server is replayed
+/// nothing the log lost. (Already so: the room is read from the moment
+/// of the join, and the reader's note of Redis's clock is from the lost
+/// Redis, `reader/reading/since.rs`; a regression test.)
+#[test]
+fn a_room_reentered_while_cut_off_loses_its_history_with_a_log_restarted_empty() {
+    let mut redis = Redis::start();
+    let servers = servers(&redis, 2);
+    let (mut x, x_name) = joined(&servers[0]);
+    let (mut w, w_name) = joined(&servers[0]);
+    kept_for_its_history((&mut x, &x_name), (&mut w, &w_name), &["old line"]);
+
+    redis.kill();
+    x.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+    let shown = join_room(&mut x, &x_name, "kept");
+    assert_eq!(
+        history(&shown),
+        [format!("<{x_name}> old line")],
+        "replayed what this server had: {shown:?}"
+    );
+
+    redis.restart();
+    x.recv_until(|l| l.starts_with("! ") && l.contains("restarted empty"));
+    for server in &servers {
+        let (mut z, z_name) = joined(server);
+        let shown = join_room(&mut z, &z_name, "kept");
+        assert!(
+            history(&shown).is_empty(),
+            "a newcomer to #kept on {} is replayed nothing the log lost: {shown:?}",
+            server.addr()
+        );
+    }
+}
+
+/// Defect: a room kept only for its history when Redis restarted empty
+/// kept its history ring (its log was not read, so it was not told). Its
+/// first member coming back while the server was cut off (later, Redis
+/// away again) was replayed the lines the log had lost, and kept them
+/// once Redis was back with no word of it (its log read from the join on,
+/// the reader's clock already of the new Redis): every newcomer on that
+/// server was replayed them, none on another server. Now the ring of
+/// every room the server keeps is emptied when Redis is found restarted
+/// empty, read or not.
+#[test]
+fn a_room_kept_for_its_history_loses_it_when_redis_restarted_empty() {
+    let mut redis = Redis::start();
+    let servers = servers(&redis, 2);
+    let (mut x, x_name) = joined(&servers[0]);
+    let (mut w, w_name) = joined(&servers[0]);
+    kept_for_its_history((&mut x, &x_name), (&mut w, &w_name), &["old line"]);
+
+    // Redis restarted empty: the reader reads it (and notes its clock).
+    outage(&mut redis, &mut x);
+    two_lines(&mut x, &x_name, &mut w);
+    // Redis will come back with what it holds now: the new, empty log.
+    assert_eq!(redis.command(&["SAVE"]), "+OK");
+    redis.kill();
+    x.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+    let shown = join_room(&mut x, &x_name, "kept");
+    assert!(
+        history(&shown).is_empty(),
+        "the first member back while cut off is replayed nothing the log lost: {shown:?}"
+    );
+
+    redis.restart();
+    x.recv_until(|l| l.starts_with("* connected"));
+    for server in &servers {
+        let (mut z, z_name) = joined(server);
+        let shown = join_room(&mut z, &z_name, "kept");
+        assert!(
+            history(&shown).is_empty(),
+            "a newcomer to #kept on {} is replayed nothing the log lost: {shown:?}",
+            server.addr()
+        );
+    }
+}
+
+/// Defect: a room kept only for its history when Redis restarted empty
+/// kept its delivery floor, the number of the last line of the lost log
+/// delivered here. When its first member came back (Redis up), the new
+/// log's lines numbered up to that floor were taken for lines delivered
+/// already: that server's members never got them, with no `! ` line (the
+/// first 7 of these 10). Now the floor goes with the log.
+#[test]
+fn a_room_kept_for_its_history_gets_every_new_line_after_redis_restarted_empty() {
+    let mut redis = Redis::start();
+    let servers = servers(&redis, 1);
+    let (mut x, x_name) = joined(&servers[0]);
+    let (mut w, w_name) = joined(&servers[0]);
+    let old: Vec<String> = (1..=5).map(|i| format!("old line {i}")).collect();
+    let old: Vec<&str> = old.iter().map(String::as_str).collect();
+    kept_for_its_history((&mut x, &x_name), (&mut w, &w_name), &old);
+
+    outage(&mut redis, &mut x);
+    join_room(&mut x, &x_name, "kept");
+    join_room(&mut w, &w_name, "kept");
+    let new: Vec<String> = (1..=10).map(|i| format!("new line {i}")).collect();
+    for line in &new {
+        w.send(line);
+    }
+    let last = format!("<{w_name}> new line 10");
+    let got = x.recv_until(|l| l == last);
+    let said: Vec<&str> = got
+        .iter()
+        .filter_map(|l| l.strip_prefix(&format!("<{w_name}> ")))
+        .collect();
+    assert_eq!(said, new, "every new line, in order; got {got:?}");
 }

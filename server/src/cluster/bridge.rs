@@ -13,8 +13,9 @@
 //! `bridge/feed.rs`; telling the clients that this server is cut off in
 //! `bridge/outage.rs`.
 //!
-//! Lock order: the bridge's own mutexes are leaves, but one: `outage`,
-//! held across [`crate::rooms::Rooms::tell`] (the directory, then a
+//! Lock order: the bridge's own mutexes are leaves, but two: `feeds`,
+//! under which a feed's ring and `epoch` are taken; and `outage`, held
+//! across [`crate::rooms::Rooms::tell`] (the directory, then a
 //! client's queue) and taken only with no lock of the rooms' held, from
 //! the reader's thread or [`Bridge::settled`]. The reader calls into the
 //! rooms (which take the directory, then a room) holding none of them.
@@ -73,8 +74,14 @@ pub struct Bridge {
     outages: AtomicU64,
     /// Set when the server stops: nothing more is delivered locally.
     stopping: AtomicBool,
-    /// Every room's feed, by key, while the server knows the room.
+    /// Every room's feed, by key, while the server knows the room (read
+    /// or only kept for its history).
     pub feeds: Mutex<HashMap<String, Arc<Feed>>>,
+    /// The epoch of the Redis the reader reads (`None` before it first
+    /// reached one): the log a feed opened now counts in. Taken only with
+    /// `feeds` locked, so a feed is opened either before a change (and
+    /// emptied with the others) or after it.
+    epoch: Mutex<Option<String>>,
     /// Rooms with local members (told when the link comes back).
     pub local: Mutex<HashSet<String>>,
     /// Local clients: name and room.
@@ -108,6 +115,7 @@ impl Bridge {
             outages: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             feeds: Mutex::new(HashMap::new()),
+            epoch: Mutex::new(None),
             local: Mutex::new(HashSet::new()),
             members: Mutex::new(HashMap::new()),
             highest_guest: AtomicU64::new(0),
@@ -166,6 +174,15 @@ impl Bridge {
         if !still {
             let _ = self.names.member(&w.name, None);
         }
+    }
+
+    /// Opens room `key`'s feed (its history ring and delivery floor),
+    /// counting in the log the reader reads now.
+    pub fn open(&self, key: &str) -> Arc<Feed> {
+        let mut feeds = self.feeds.lock();
+        let feed = Arc::new(Feed::new(self.epoch.lock().as_deref()));
+        feeds.insert(key.to_string(), Arc::clone(&feed));
+        feed
     }
 
     /// Members of room `key` on the other servers, as last counted.
@@ -302,13 +319,17 @@ impl Sink for Bridge {
     fn missed(&self, room: &str, missed: Missed) {
         // The log numbers its lines from 1 (or `to + 1`) again, and the
         // history loses what the log lost, before anyone is told.
-        if let Some(feed) = self.feeds.lock().get(room) {
+        let feeds = self.feeds.lock();
+        if let Some(feed) = feeds.get(room) {
             match missed {
-                Missed::LogLost { .. } => feed.lost(),
+                Missed::LogLost { .. } => {
+                    feed.lost(self.epoch.lock().as_deref().unwrap_or_default());
+                }
                 Missed::RolledBack { to, .. } => feed.rolled_back(to),
                 Missed::Lines(_) | Missed::Trimmed { .. } => {}
             }
         }
+        drop(feeds);
         let Some(ctx) = self.rooms() else {
             return;
         };
@@ -340,6 +361,17 @@ impl Sink for Bridge {
     fn request(&self, request: Request) {
         if let Some(ctx) = self.rooms() {
             self.serve(&ctx, request);
+        }
+    }
+
+    fn epoch(&self, epoch: &str) {
+        // Every feed counting in another log loses it, its room read here
+        // or only kept for its history (its next first member would be
+        // replayed the lost lines, and its floor would hide new ones).
+        let feeds = self.feeds.lock();
+        *self.epoch.lock() = Some(epoch.to_string());
+        for feed in feeds.values() {
+            feed.reading(epoch);
         }
     }
 

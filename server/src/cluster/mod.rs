@@ -246,6 +246,11 @@ pub trait Sink: Send + Sync + 'static {
     fn missed(&self, room: &str, missed: Missed);
     /// The reader lost (`false`) or regained (`true`) its link to Redis.
     fn link(&self, up: bool);
+    /// The reader reads the Redis of `epoch` from now on: the first it
+    /// reached, or one found restarted empty (a new epoch). Told before
+    /// anything else about that Redis (before [`Missed::LogLost`]), so
+    /// whatever counted in the lost logs, rooms read here or not, goes.
+    fn epoch(&self, epoch: &str);
     /// Another server asks something of this one.
     fn request(&self, request: Request);
 }

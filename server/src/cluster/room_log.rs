@@ -21,7 +21,6 @@
 //!   (`reader/reading/since.rs`).
 //! - Its last local member leaves: the reader stops reading the stream.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -101,11 +100,7 @@ impl Log for RedisLog {
     }
 
     fn open(&self, key: &str) -> Box<dyn RoomLog> {
-        let feed = Arc::new(Feed::new());
-        self.bridge
-            .feeds
-            .lock()
-            .insert(key.to_string(), Arc::clone(&feed));
+        let feed = self.bridge.open(key);
         Box::new(RedisRoomLog {
             key: key.to_string(),
             feed,
@@ -129,7 +124,7 @@ impl Log for RedisLog {
             // Loaded before the locks were taken, and nothing newer was
             // delivered here since: the reader goes on from its end, so
             // what was appended meanwhile arrives as live lines.
-            Some(tail) if feed.floor.load(Ordering::Acquire) <= tail.1.n => Ok(*tail),
+            Some(tail) if !feed.past(&tail.1) => Ok(*tail),
             // Redis known to be away: not asked under the locks (a cut
             // network would hold them for a reply's timeout).
             _ if !self.bridge.is_up() => Err(super::link::Failure::Down),
@@ -139,8 +134,7 @@ impl Log for RedisLog {
         };
         match loaded {
             Ok((history, from)) => {
-                feed.load(history.into_iter().map(|e| (e.n, Arc::from(e.text))));
-                feed.floor.fetch_max(from.n, Ordering::AcqRel);
+                feed.load(&from, history.into_iter().map(|e| (e.n, Arc::from(e.text))));
                 self.reader.watch(key, Some(from));
             }
             Err(e) => {

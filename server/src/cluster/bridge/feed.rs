@@ -4,6 +4,14 @@
 //! an older snapshot) the ring loses exactly those too and every server
 //! replays the same history (SPEC: "history is the room's, whichever
 //! server a client is on").
+//!
+//! Numbers count in one Redis's log: the feed notes which (its epoch).
+//! When the reader finds Redis restarted empty (a new epoch), every feed
+//! of another one is emptied, the rooms it no longer reads (no member
+//! here, kept for their history) as well as those it reads: otherwise a
+//! room kept for its history replayed the lost lines to a member entering
+//! while Redis was away again, and its floor, a number of the lost log,
+//! hid as many lines of the new one when a member came back.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +19,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::cluster::reader::Position;
 use crate::rooms::log::Batch;
 
 /// What a room's log keeps on this server: the history ring and how far
@@ -22,35 +31,67 @@ pub struct Feed {
     /// history): an entry at or below it is not delivered again. While a
     /// batch read from the log is delivered, it is that batch's last entry
     /// ([`super::Bridge`]'s `deliver` raises it just before), which is how
-    /// the ring numbers the batch's lines.
+    /// the ring numbers the batch's lines. Changed with `ring` locked
+    /// when the epoch changes.
     pub floor: AtomicU64,
+    /// The history ring and the epoch its numbers (and the floor) count in.
+    ring: Mutex<Ring>,
+}
+
+/// The history ring, and whose log numbered it.
+#[derive(Default)]
+struct Ring {
+    /// The epoch of the Redis whose log numbered the lines and the floor;
+    /// `None`: none yet (a feed opened before the reader first reached
+    /// Redis; its lines, if any, are from a transcript, not a log).
+    epoch: Option<String>,
     /// The last `--history` chat lines, oldest first, each with its number
     /// in the log. A line delivered here only, never in the log (the
     /// console's while cut off), has the number of the entry before it.
-    ring: Mutex<VecDeque<(u64, Arc<str>)>>,
+    lines: VecDeque<(u64, Arc<str>)>,
 }
 
 impl Default for Feed {
     fn default() -> Self {
-        Feed::new()
+        Feed::new(None)
     }
 }
 
 impl Feed {
-    /// Nothing delivered, no history.
-    pub fn new() -> Feed {
+    /// Nothing delivered, no history, numbered in the log of `epoch` (the
+    /// Redis the reader reads now; `None` before it first reached one).
+    pub fn new(epoch: Option<&str>) -> Feed {
         Feed {
             floor: AtomicU64::new(0),
-            ring: Mutex::new(VecDeque::new()),
+            ring: Mutex::new(Ring {
+                epoch: epoch.map(str::to_string),
+                lines: VecDeque::new(),
+            }),
         }
     }
 
+    /// Whether a tail read up to `end` is stale: this room had lines
+    /// delivered past it here since, from the same log.
+    pub fn past(&self, end: &Position) -> bool {
+        let ring = self.ring.lock();
+        ring.epoch.as_deref() == Some(end.epoch.as_str())
+            && self.floor.load(Ordering::Acquire) > end.n
+    }
+
     /// The history as the log's tail holds it (number and text, oldest
-    /// first), in place of what the ring held.
-    pub fn load(&self, lines: impl IntoIterator<Item = (u64, Arc<str>)>) {
+    /// first), in place of what the ring held; the tail ends at `end`,
+    /// which the floor is raised to, or set to if the feed counted in
+    /// another log (Redis restarted empty before the reader found it).
+    pub fn load(&self, end: &Position, lines: impl IntoIterator<Item = (u64, Arc<str>)>) {
         let mut ring = self.ring.lock();
-        ring.clear();
-        ring.extend(lines);
+        ring.lines.clear();
+        ring.lines.extend(lines);
+        if ring.epoch.as_deref() == Some(end.epoch.as_str()) {
+            self.floor.fetch_max(end.n, Ordering::AcqRel);
+        } else {
+            self.floor.store(end.n, Ordering::Release);
+            ring.epoch = Some(end.epoch.clone());
+        }
     }
 
     /// `batch` was delivered to the room (called under its lock): its chat
@@ -67,22 +108,48 @@ impl Feed {
             if !line.starts_with('<') {
                 continue;
             }
-            if ring.len() >= keep {
-                ring.pop_front();
+            if ring.lines.len() >= keep {
+                ring.lines.pop_front();
             }
-            ring.push_back((last.saturating_sub(count - 1 - i), Arc::clone(line)));
+            ring.lines
+                .push_back((last.saturating_sub(count - 1 - i), Arc::clone(line)));
         }
     }
 
     /// The history, oldest first, into `out`.
     pub fn history(&self, out: &mut Vec<Arc<str>>) {
-        out.extend(self.ring.lock().iter().map(|(_, line)| Arc::clone(line)));
+        out.extend(
+            self.ring
+                .lock()
+                .lines
+                .iter()
+                .map(|(_, line)| Arc::clone(line)),
+        );
     }
 
-    /// The log lost every line (Redis restarted empty): so does the
-    /// history, and the log numbers its entries from 1 again.
-    pub fn lost(&self) {
-        self.ring.lock().clear();
+    /// The reader reads the Redis of `epoch` from now on: if the feed
+    /// counted in another's log, that log is gone ([`Feed::lost`]), read
+    /// here or not. One that counted in none yet counts in this one.
+    pub fn reading(&self, epoch: &str) {
+        let mut ring = self.ring.lock();
+        match ring.epoch.as_deref() {
+            Some(e) if e == epoch => {}
+            Some(_) => self.clear(&mut ring, epoch),
+            None => ring.epoch = Some(epoch.to_string()),
+        }
+    }
+
+    /// The log lost every line (Redis restarted empty; its log now is that
+    /// of `epoch`): so does the history, and the log numbers its entries
+    /// from 1 again.
+    pub fn lost(&self, epoch: &str) {
+        self.clear(&mut self.ring.lock(), epoch);
+    }
+
+    /// No history, nothing delivered, of the log of `epoch`.
+    fn clear(&self, ring: &mut Ring, epoch: &str) {
+        ring.lines.clear();
+        ring.epoch = Some(epoch.to_string());
         self.floor.store(0, Ordering::Release);
     }
 
@@ -90,7 +157,7 @@ impl Feed {
     /// snapshot): the lines past it leave the history, and the log numbers
     /// its entries from `to + 1` again.
     pub fn rolled_back(&self, to: u64) {
-        self.ring.lock().retain(|(n, _)| *n <= to);
+        self.ring.lock().lines.retain(|(n, _)| *n <= to);
         self.floor.store(to, Ordering::Release);
     }
 }
@@ -125,7 +192,7 @@ mod tests {
     /// and the ring keeps its bound.
     #[test]
     fn a_rollback_drops_exactly_the_lines_past_it() {
-        let feed = Feed::new();
+        let feed = Feed::new(Some("e1"));
         deliver(&feed, 2, &["* a joined", "<a> 2"]);
         deliver(&feed, 5, &["<a> 3", "<a> 4", "<a> 5"]);
         assert_eq!(history(&feed), ["<a> 3", "<a> 4", "<a> 5"]);
@@ -140,13 +207,62 @@ mod tests {
     /// replaces what the ring held.
     #[test]
     fn a_lost_log_leaves_no_history() {
-        let feed = Feed::new();
+        let feed = Feed::new(Some("e1"));
         deliver(&feed, 7, &["<a> 7"]);
-        feed.lost();
+        feed.lost("e2");
         assert!(history(&feed).is_empty());
         assert_eq!(feed.floor.load(Ordering::Acquire), 0);
-        feed.load([(9, Arc::from("<b> 9"))]);
+        feed.load(&end("e2", 9), [(9, Arc::from("<b> 9"))]);
         feed.rolled_back(8);
         assert!(history(&feed).is_empty());
+    }
+
+    /// Where a tail read from the log of `epoch` ends.
+    fn end(epoch: &str, n: u64) -> Position {
+        Position {
+            id: format!("{n}-0"),
+            n,
+            epoch: epoch.into(),
+        }
+    }
+
+    /// A new Redis read from now on empties a feed of another one's log,
+    /// history and floor, whether its room was read or only kept; keeps one
+    /// of the same; and a feed of no log yet just counts in it.
+    #[test]
+    fn a_feed_of_another_redis_is_emptied_when_the_reader_reads_a_new_one() {
+        let kept = Feed::new(Some("e1"));
+        deliver(&kept, 7, &["<a> 7"]);
+        kept.reading("e1");
+        assert_eq!(history(&kept), ["<a> 7"]);
+        kept.reading("e2");
+        assert!(history(&kept).is_empty());
+        assert_eq!(kept.floor.load(Ordering::Acquire), 0);
+
+        let seeded = Feed::new(None);
+        deliver(&seeded, 0, &["<a> seeded"]);
+        seeded.reading("e1");
+        assert_eq!(history(&seeded), ["<a> seeded"]);
+        seeded.reading("e2");
+        assert!(history(&seeded).is_empty());
+    }
+
+    /// A tail of the same log only raises the floor (one below it is
+    /// stale: lines were delivered past it here); a tail of another log
+    /// (Redis restarted empty, not yet found by the reader) sets it, and
+    /// the feed counts in that log from then on.
+    #[test]
+    fn a_tail_of_another_log_sets_the_floor() {
+        let feed = Feed::new(Some("e1"));
+        deliver(&feed, 7, &["<a> 7"]);
+        assert!(feed.past(&end("e1", 5)));
+        assert!(!feed.past(&end("e2", 5)));
+        feed.load(&end("e1", 5), [(5, Arc::from("<a> 5"))]);
+        assert_eq!(feed.floor.load(Ordering::Acquire), 7);
+        feed.load(&end("e2", 2), [(2, Arc::from("<b> 2"))]);
+        assert_eq!(feed.floor.load(Ordering::Acquire), 2);
+        assert_eq!(history(&feed), ["<b> 2"]);
+        feed.reading("e2");
+        assert_eq!(history(&feed), ["<b> 2"]);
     }
 }

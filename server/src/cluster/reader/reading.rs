@@ -112,13 +112,21 @@ impl ReaderThread {
     }
 
     /// A new connection: tell the sink the link is back, and if Redis lost
-    /// everything meanwhile, tell it every watched room's log is gone (with
-    /// at least how many lines went unseen); if Redis went back to an older
-    /// copy of its data (a room's counter below its cursor), say so and
-    /// move the cursor back with it.
+    /// everything meanwhile, tell it so (every room it keeps loses what
+    /// counted in the old logs), then that every watched room's log is
+    /// gone (with at least how many lines went unseen); if Redis went back
+    /// to an older copy of its data (a room's counter below its cursor),
+    /// say so and move the cursor back with it.
     fn connected(&mut self) {
         self.connects = self.link.connects();
         let epoch = self.link.epoch().unwrap_or_default().to_string();
+        if self.epoch_seen != epoch {
+            self.sink.epoch(&epoch);
+            // A new Redis: its wake stream and inbox start empty.
+            self.wake_id = "0-0".into();
+            self.inbox_id = "0-0".into();
+            self.epoch_seen.clone_from(&epoch);
+        }
         let written = self.written.lock().clone();
         for (room, cursor) in &mut self.cursors {
             if cursor.epoch != epoch {
@@ -138,12 +146,6 @@ impl ReaderThread {
             }
         }
         self.check_rollback();
-        if self.epoch_seen != epoch {
-            // A new Redis: its wake stream and inbox start empty.
-            self.wake_id = "0-0".into();
-            self.inbox_id = "0-0".into();
-            self.epoch_seen = epoch;
-        }
         if !self.up {
             self.up = true;
             self.sink.link(true);

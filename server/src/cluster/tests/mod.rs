@@ -124,6 +124,7 @@ impl Sink for Recorder {
     fn link(&self, up: bool) {
         self.push(Event::Link(up));
     }
+    fn epoch(&self, _epoch: &str) {}
     fn request(&self, request: Request) {
         self.push(Event::Request(request));
     }
