@@ -95,6 +95,14 @@ impl ReaderThread {
 
     pub(super) fn run(&mut self) {
         loop {
+            // Down while the sink was last told it is up: its first
+            // connection not made yet, or lost in a call that reports no
+            // failure (a best-effort check). Said before waiting for Redis.
+            if self.up && !self.link.is_up() {
+                if let Err(failure) = self.link.run(|_| Ok(())) {
+                    self.failed(failure);
+                }
+            }
             if !self.link.wait_up(&self.shutdown) {
                 return;
             }

@@ -267,3 +267,26 @@ fn restarted_empty_counts_lines_the_reader_never_read() {
         joined(thread);
     }
 }
+
+/// Defect: a reader whose first connection failed (Redis gone between the
+/// server's start-up check and the reader's first connect, or killed
+/// while that connect ran: `cluster_cutoff`'s
+/// `a_client_arriving_while_cut_off_is_told_once` failed so once under
+/// load) waited for Redis without a word: the server's clients were never
+/// told they were cut off, nor were those arriving meanwhile. Now it says
+/// the link is down, once, and that it is back when Redis is.
+#[test]
+fn a_reader_that_never_reached_redis_says_the_link_is_down() {
+    let mut redis = Redis::start();
+    let at = url(&redis);
+    redis.kill();
+    let node = Node::start_at(at, "a", LogConfig::default());
+    node.sink
+        .until("link down", |e| e.contains(&Event::Link(false)));
+    redis.restart();
+    let events = node
+        .sink
+        .until("link back", |e| e.contains(&Event::Link(true)));
+    let downs = events.iter().filter(|e| **e == Event::Link(false)).count();
+    assert_eq!(downs, 1, "{events:?}");
+}
