@@ -172,6 +172,10 @@ impl Presence {
         // the heartbeat lasts) and announced its clients gone. Either way
         // its clients are still here: register them again.
         if added == 1 || self.registered.as_deref() != self.link.epoch() {
+            // Noted again only once it succeeds: a registration that fails
+            // (the link dropping right after this heartbeat listed the
+            // server) is tried at every beat until one does.
+            self.registered = None;
             self.register()?;
         } else {
             if self.local.unfiled() {

@@ -1,10 +1,11 @@
 //! Filing this server's members and claiming their names in Redis again:
 //! after a filing failed, after a client was named without Redis, and
 //! after Redis lost them (new, or restarted empty). Each works from a
-//! snapshot of the members taken before its pipeline: what it filed or
-//! claimed for a member that left or was renamed meanwhile is undone
-//! after, so a rename or a leave racing a beat leaves no ghost in `/who`
-//! and no name held for no one.
+//! snapshot of the members taken before its pipeline; what it filed or
+//! claimed wrongly for a member that changed meanwhile (arrived, left,
+//! was renamed or moved) is mended right after, so a client racing a beat
+//! is neither missing from `/who`, nor listed as a ghost or in the wrong
+//! room, nor keeps a name from everyone.
 
 use redis::Script;
 
@@ -18,9 +19,8 @@ impl Presence {
     /// `HSET` of them all): a filing lost to a broken connection or Redis
     /// away for a moment is mended within a beat, so `/who` lists the
     /// member and a survivor announces its leave in the right room if this
-    /// server dies; a member whose removal failed is dropped. What it filed
-    /// for a member that left or was renamed while it ran is taken out
-    /// again after ([`Presence::forget_gone`]).
+    /// server dies; a member whose removal failed is dropped. A member that
+    /// changed while it ran is filed as it is after ([`Presence::settle`]).
     pub(super) fn refile(&mut self) -> Result<(), Failure> {
         let members = self.local.members();
         let key = keys::members(&self.server_id);
@@ -37,7 +37,7 @@ impl Presence {
             }
             pipe.exec(conn)
         })?;
-        self.forget_gone(&members)
+        self.settle(&members)
     }
 
     /// Claims every local member's name for it (the [`keys::CLAIM`] of
@@ -47,7 +47,7 @@ impl Presence {
     /// name another client took meanwhile is given up for a fresh guest
     /// name ([`Local::name_lost`](super::Local::name_lost)). A member renamed while this ran may
     /// have had its old name claimed again: it is freed again after
-    /// ([`Presence::forget_gone`]).
+    /// ([`Presence::settle`]).
     pub(super) fn claim_names(&mut self) -> Result<(), Failure> {
         let members = self.local.members();
         if members.is_empty() {
@@ -64,14 +64,13 @@ impl Presence {
         })?;
         // Two clients must never hold one name: the one here gives it up.
         self.give_up_lost(&members, &claimed);
-        self.forget_gone(&members)
+        self.settle(&members)
     }
 
     /// Writes this server's members, their names, its guest floor and its
     /// guest-name tag into a Redis that does not have them (new, or
-    /// restarted empty). What it filed and claimed for a member that left
-    /// or was renamed while it ran is undone after
-    /// ([`Presence::forget_gone`]).
+    /// restarted empty). A member that changed while it ran is filed as it
+    /// is after, its old name freed ([`Presence::settle`]).
     pub(super) fn register(&mut self) -> Result<(), Failure> {
         let members = self.local.members();
         let floor = self.local.highest_guest();
@@ -111,7 +110,7 @@ impl Presence {
         self.registered = self.link.epoch().map(str::to_string);
         // Two clients must never hold one name: the one here gives it up.
         self.give_up_lost(&members, &claimed);
-        self.forget_gone(&members)
+        self.settle(&members)
     }
 
     /// Gives up, for a fresh guest name ([`Local::name_lost`](super::Local::name_lost)), each name
@@ -127,22 +126,29 @@ impl Presence {
         }
     }
 
-    /// Undoes what a pipeline filed and claimed from `filed`, a snapshot
-    /// of the members taken before it, for each member that left or was
-    /// renamed while it ran: that member's own removal or rename reached
-    /// Redis first, so it would otherwise stay listed in `/who` (and be
-    /// announced as leaving again), or keep its old name from everyone,
-    /// until this server stops. Its old name is freed if this client still
-    /// holds it, and its entry in the members list taken out if it is
-    /// still the one filed (a member that has that exact name now keeps
-    /// it).
-    fn forget_gone(&mut self, filed: &[Member]) -> Result<(), Failure> {
+    /// Mends what a pipeline filed and claimed from `filed`, a snapshot
+    /// of the members taken before it, for each member that changed while
+    /// it ran (that member's own filing, removal or rename could reach
+    /// Redis first, and the pipeline then undid it):
+    /// - one that left or was renamed would stay listed in `/who` (and be
+    ///   announced as leaving again), or keep its old name from everyone,
+    ///   until this server stops: its old name is freed if this client
+    ///   still holds it, and its entry in the members list taken out if it
+    ///   is still the one filed (a member that has that exact name now
+    ///   keeps it);
+    /// - one that arrived, was renamed or moved to another room would be
+    ///   missing from the list (the pipeline's `DEL`), or filed where it
+    ///   was: it is filed as it is now.
+    ///
+    /// One more change while this runs is filed by its own path, after.
+    fn settle(&mut self, filed: &[Member]) -> Result<(), Failure> {
         let now = self.local.members();
         let gone: Vec<&Member> = filed
             .iter()
             .filter(|m| !now.iter().any(|n| n.client == m.client && n.name == m.name))
             .collect();
-        if gone.is_empty() {
+        let changed: Vec<&Member> = now.iter().filter(|n| !filed.contains(n)).collect();
+        if gone.is_empty() && changed.is_empty() {
             return Ok(());
         }
         let me = self.server_id.clone();
@@ -168,6 +174,13 @@ impl Presence {
                         .arg(keys::member_value(&member.room, member.entered))
                         .ignore();
                 }
+            }
+            for member in &changed {
+                pipe.cmd("HSET")
+                    .arg(keys::members(&me))
+                    .arg(&member.name)
+                    .arg(keys::member_value(&member.room, member.entered))
+                    .ignore();
             }
             pipe.exec(conn)
         })

@@ -2,6 +2,7 @@
 //! Redis again: the names given while Redis could not be asked, and a
 //! member that left or was renamed while a filing ran.
 
+use super::super::keys;
 use super::*;
 
 /// A server whose clients' names may not be held in Redis (named while
@@ -101,13 +102,18 @@ fn presence_claims_the_names_not_held_in_redis() {
 
 /// A server whose members change while presence files them: its first
 /// `members()` call after `stale` is set answers the stale snapshot (as
-/// if a member left or was renamed just after presence took it), every
-/// other call the members as they are.
+/// if a member changed just after presence took it), having run `side`
+/// (the member's own filing, reaching Redis before presence's pipeline),
+/// and every other call the members as they are.
 struct Racing {
     /// The members now.
     now: Vec<Member>,
     /// The snapshot the next call answers, once.
     stale: Mutex<Option<Vec<Member>>>,
+    /// Run when the stale snapshot is taken, once: Redis commands.
+    side: Mutex<Option<Vec<Vec<String>>>>,
+    /// Where `side` runs.
+    url: Mutex<Option<String>>,
     /// What `unfiled` answers (and clears).
     unfiled: std::sync::atomic::AtomicBool,
     /// Calls of `unfiled`: one each beat but those that register, after
@@ -117,7 +123,21 @@ struct Racing {
 
 impl Local for Racing {
     fn members(&self) -> Vec<Member> {
-        self.stale.lock().take().unwrap_or_else(|| self.now.clone())
+        let Some(stale) = self.stale.lock().take() else {
+            return self.now.clone();
+        };
+        if let Some(commands) = self.side.lock().take() {
+            let url = self.url.lock().clone().expect("a url for the side");
+            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+            for command in commands {
+                let mut cmd = redis::cmd(&command[0]);
+                for arg in &command[1..] {
+                    cmd.arg(arg);
+                }
+                cmd.exec(&mut conn).unwrap();
+            }
+        }
+        stale
     }
     fn left(&self, name: &str, reason: &str) -> String {
         chat_common::protocol::notice(&format!("{name} left ({reason})"))
@@ -151,9 +171,30 @@ impl Racing {
         Arc::new(Racing {
             now,
             stale: Mutex::new(stale),
+            side: Mutex::new(None),
+            url: Mutex::new(None),
             unfiled: Default::default(),
             beats: Default::default(),
         })
+    }
+
+    /// The next stale snapshot taken runs `commands` on `redis` first.
+    fn side(&self, redis: &Redis, commands: &[&[&str]]) {
+        *self.url.lock() = Some(redis.url());
+        *self.side.lock() = Some(
+            commands
+                .iter()
+                .map(|c| c.iter().map(|a| a.to_string()).collect())
+                .collect(),
+        );
+    }
+
+    /// Files the stale snapshot `stale` at the next beat (as after a
+    /// failed filing).
+    fn refile_from(&self, stale: Vec<Member>) {
+        *self.stale.lock() = Some(stale);
+        self.unfiled
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Waits until the beat running now (if any) and the next one are
@@ -210,9 +251,10 @@ fn until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
 }
 
 /// A member renamed (Bob to Carol) while its server registers in a new
-/// Redis: the registration, from a snapshot taken before the rename, filed
-/// and claimed the old name after the rename had freed it. It is undone
-/// at once: `bob` is free for anyone and `/who` does not list a Bob.
+/// Redis, the rename's own claim and filing reaching Redis first: the
+/// registration, from a snapshot taken before the rename, filed and
+/// claimed the old name and wiped the new one's filing. Mended at once:
+/// `bob` is free for anyone, Carol listed (once) and `carol` hers.
 #[test]
 fn a_member_renamed_while_its_server_registers_keeps_no_old_name() {
     let redis = Redis::start();
@@ -220,10 +262,98 @@ fn a_member_renamed_while_its_server_registers_keeps_no_old_name() {
         vec![lobby_member("Carol", 2)],
         Some(vec![lobby_member("Bob", 2)]),
     );
+    let carol = keys::member_value("lobby", 2);
+    local.side(
+        &redis,
+        &[
+            &["SET", "chat:name:carol", "a:2:Carol"],
+            &["HSET", "chat:members:a", "Carol", &carol],
+        ],
+    );
     let (shutdown, presence) = racing_presence(&redis, local.clone());
     local.two_beats();
     assert_eq!(redis.query(&["EXISTS", "chat:name:bob"]), ["0"], "held");
-    assert_eq!(redis.query(&["HKEYS", "chat:members:a"]), [""; 0], "listed");
+    assert_eq!(redis.query(&["HKEYS", "chat:members:a"]), ["Carol"]);
+    assert_eq!(redis.query(&["GET", "chat:name:carol"]), ["a:2:Carol"]);
+    shutdown.trigger();
+    joined(presence);
+}
+
+/// A member that arrived while its server filed its members again (after
+/// a filing failed), its own filing reaching Redis first: the refile's
+/// `DEL` took it out and its snapshot did not have it. It is listed.
+#[test]
+fn a_member_who_arrived_while_its_server_files_again_stays_listed() {
+    let redis = Redis::start();
+    let local = Racing::new(
+        vec![lobby_member("Carol", 2), lobby_member("Dave", 3)],
+        None,
+    );
+    let (shutdown, presence) = racing_presence(&redis, local.clone());
+    let dave = keys::member_value("lobby", 3);
+    local.side(&redis, &[&["HSET", "chat:members:a", "Dave", &dave]]);
+    local.refile_from(vec![lobby_member("Carol", 2)]);
+    local.two_beats();
+    assert!(local.stale.lock().is_none(), "never filed again");
+    let mut listed = redis.query(&["HKEYS", "chat:members:a"]);
+    listed.sort();
+    assert_eq!(listed, ["Carol", "Dave"]);
+    shutdown.trigger();
+    joined(presence);
+}
+
+/// A member that moved to another room while its server filed its members
+/// again, its own filing reaching Redis first: the refile put it back in
+/// its old room (where a survivor would announce its leave). It is filed
+/// in the room it is in.
+#[test]
+fn a_member_who_moved_while_its_server_files_again_is_filed_in_its_room() {
+    let redis = Redis::start();
+    let moved = Member {
+        room: "games".into(),
+        entered: 9,
+        ..lobby_member("Carol", 2)
+    };
+    let local = Racing::new(vec![moved], None);
+    let (shutdown, presence) = racing_presence(&redis, local.clone());
+    let games = keys::member_value("games", 9);
+    local.side(&redis, &[&["HSET", "chat:members:a", "Carol", &games]]);
+    local.refile_from(vec![lobby_member("Carol", 2)]);
+    local.two_beats();
+    assert!(local.stale.lock().is_none(), "never filed again");
+    assert_eq!(redis.query(&["HGET", "chat:members:a", "Carol"]), [games]);
+    shutdown.trigger();
+    joined(presence);
+}
+
+/// A server taken for lost (cut off longer than its heartbeat: a survivor
+/// announced Bob gone, freed `bob`, unlisted the server) is back: its
+/// heartbeat lists it again, but the registration right after fails (the
+/// link drops again). Before, no later beat registered it (the heartbeat
+/// had listed it, and the epoch was the one registered in): Bob stayed
+/// unlisted and `bob` free for a client of another server. Now the next
+/// beat registers it.
+#[test]
+fn a_registration_that_failed_after_a_reap_is_tried_again() {
+    let redis = Redis::start();
+    let local = Racing::new(vec![lobby_member("Bob", 2)], None);
+    let (shutdown, presence) = racing_presence(&redis, local.clone());
+    assert_eq!(redis.query(&["GET", "chat:name:bob"]), ["a:2:Bob"]);
+    // The registration's snapshot drops presence's connection before
+    // its pipeline goes out.
+    local.side(
+        &redis,
+        &[&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]],
+    );
+    *local.stale.lock() = Some(vec![lobby_member("Bob", 2)]);
+    // What a survivor's reap does.
+    redis.command(&["SREM", "chat:servers", "a"]);
+    redis.command(&["DEL", "chat:members:a", "chat:name:bob"]);
+    until("never registered again", HEARTBEAT_EVERY * 6, || {
+        local.stale.lock().is_none()
+            && redis.query(&["GET", "chat:name:bob"]) == ["a:2:Bob"]
+            && redis.query(&["HKEYS", "chat:members:a"]) == ["Bob"]
+    });
     shutdown.trigger();
     joined(presence);
 }
@@ -238,10 +368,7 @@ fn a_member_that_left_while_its_server_files_again_is_not_listed() {
     let local = Racing::new(vec![lobby_member("Carol", 2)], None);
     let (shutdown, presence) = racing_presence(&redis, local.clone());
     assert_eq!(redis.query(&["HKEYS", "chat:members:a"]), ["Carol"]);
-    *local.stale.lock() = Some(vec![lobby_member("Carol", 2), lobby_member("Dave", 3)]);
-    local
-        .unfiled
-        .store(true, std::sync::atomic::Ordering::Release);
+    local.refile_from(vec![lobby_member("Carol", 2), lobby_member("Dave", 3)]);
     local.two_beats();
     assert!(local.stale.lock().is_none(), "never filed again");
     assert_eq!(redis.query(&["HKEYS", "chat:members:a"]), ["Carol"]);
