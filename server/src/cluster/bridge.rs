@@ -18,7 +18,8 @@
 //! across [`crate::rooms::Rooms::tell`] (the directory, then a
 //! client's queue) and taken only with no lock of the rooms' held, from
 //! the reader's thread or [`Bridge::settled`]. The reader calls into the
-//! rooms (which take the directory, then a room) holding none of them.
+//! rooms (which take the directory, then a room) holding none of them;
+//! what it picks under a room's lock ([`Feed::fresh`]) takes none.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -99,6 +100,11 @@ pub struct Bridge {
     /// last counted them (every heartbeat): the rest of a notice's
     /// `N online`.
     others: Mutex<HashMap<String, usize>>,
+    /// Tests only: called with a room's key when a run of its entries was
+    /// read and is about to be delivered, no lock held, so a test can hold
+    /// the reader there while a member enters the room.
+    #[cfg(test)]
+    pub(super) before_delivery: Mutex<Option<tests::DeliveryHook>>,
 }
 
 impl Bridge {
@@ -120,6 +126,8 @@ impl Bridge {
             members: Mutex::new(HashMap::new()),
             highest_guest: AtomicU64::new(0),
             others: Mutex::new(HashMap::new()),
+            #[cfg(test)]
+            before_delivery: Mutex::new(None),
         }
     }
 
@@ -244,26 +252,23 @@ impl Bridge {
     }
 
     /// Delivers `run` (entries of one origin, in the log's order) to room
-    /// `key` as one batch. The floor is raised to its last entry first: so
-    /// an entry a first member's history took meanwhile is not delivered
-    /// again, and the room's [`Feed`] numbers the batch's lines by it.
+    /// `key` as one batch: those new for the room, picked under its lock
+    /// ([`Feed::fresh`]), so a member entering meanwhile gets each either
+    /// in its history or live, never both.
     fn deliver_run(&self, ctx: &Context, key: &str, feed: &Feed, run: Vec<Entry>) {
-        let Some(last) = run.last().map(|e| e.n) else {
+        let Some(first) = run.first() else {
             return;
         };
-        let before = feed.floor.fetch_max(last, Ordering::AcqRel);
-        let Some(first) = run.iter().find(|e| e.n > before) else {
-            return;
-        };
-        let batch = Batch {
-            from: Bridge::origin_of(&first.from),
-            lines: run
-                .into_iter()
-                .filter(|e| e.n > before)
-                .map(|e| e.text.into())
-                .collect(),
-        };
-        ctx.rooms.deliver(key, &batch);
+        let from = Bridge::origin_of(&first.from);
+        #[cfg(test)]
+        self.about_to_deliver(key);
+        ctx.rooms.deliver_picked(key, || {
+            let fresh = feed.fresh(run);
+            (!fresh.is_empty()).then(|| Batch {
+                from,
+                lines: fresh.into_iter().map(|e| e.text.into()).collect(),
+            })
+        });
     }
 }
 
@@ -305,9 +310,8 @@ impl Sink for Bridge {
             return;
         };
         // Runs of one origin become one batch: one room lock each.
-        let floor = feed.floor.load(Ordering::Acquire);
         let mut run: Vec<Entry> = Vec::new();
-        for entry in entries.into_iter().filter(|e| e.n > floor) {
+        for entry in entries {
             if run.last().is_some_and(|last| last.from != entry.from) {
                 self.deliver_run(&ctx, room, &feed, std::mem::take(&mut run));
             }

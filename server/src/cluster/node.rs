@@ -133,6 +133,12 @@ impl Node {
         crate::console::passed_on(self.names.broadcast_console(line), "")
     }
 
+    /// The bridge, for tests that step in between its threads.
+    #[cfg(test)]
+    pub(super) fn bridge(&self) -> &Arc<Bridge> {
+        &self.bridge
+    }
+
     /// Connects the cluster to the server whose rooms it feeds.
     pub fn attach(&self, ctx: &Arc<Context>) {
         self.bridge.attach(ctx);

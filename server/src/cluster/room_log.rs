@@ -12,13 +12,15 @@
 //!   [`tail`], loaded beforehand with no lock held by [`Log::prepare`]) and
 //!   the reader reads the stream from right after it. Installed under the
 //!   room's lock, before the member is shown the history, so the
-//!   history and the first live line neither overlap nor leave a gap (the
-//!   feed's floor drops an entry delivered twice by a race with a reader
-//!   still reading the room from before). Redis away then: no history is
-//!   loaded (the ring is what this server had), and the reader reads the
-//!   stream from the moment of the watch once Redis is back, so no line
-//!   the log took after the member entered is missed
-//!   (`reader/reading/since.rs`).
+//!   history and the first live line neither overlap nor leave a gap. A
+//!   reader still reading the room from before may be delivering some of
+//!   the entries the tail holds: it picks what is new for the room (past
+//!   the feed's floor, which the load raised) under the room's lock too
+//!   ([`Feed::fresh`]), so each entry reaches the member once, in its
+//!   history or live. Redis away then: no history is loaded (the ring is
+//!   what this server had), and the reader reads the stream from the
+//!   moment of the watch once Redis is back, so no line the log took
+//!   after the member entered is missed (`reader/reading/since.rs`).
 //! - Its last local member leaves: the reader stops reading the stream.
 
 use std::sync::Arc;

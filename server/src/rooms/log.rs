@@ -42,7 +42,12 @@
 //!    delivered before the member was added. The embedded log keeps the last
 //!    `--history` chat lines in a ring; a Redis log seeds that ring from the
 //!    stream's tail (`XREVRANGE`) when it starts reading the stream (see 5)
-//!    and delivers from the entry after it.
+//!    and delivers from the entry after it. Which of the entries it reads
+//!    back are new for the room (neither delivered nor in a history it
+//!    loaded) it decides under that lock too, in the call that delivers
+//!    them ([`super::Rooms::deliver_picked`]): decided before the lock is
+//!    taken, a member entering in between would get them in its history
+//!    and again live.
 //! 5. **The log is told which rooms have local members**
 //!    ([`Log::watch`]), so a Redis reader reads only those streams (one
 //!    read per room per server, never per client).

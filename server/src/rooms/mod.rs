@@ -225,17 +225,30 @@ impl Rooms {
         Relayed::Done
     }
 
-    /// Delivers a batch that room `key`'s log accepted earlier
-    /// ([`Appended::Later`]): the entry point of an asynchronous log's
-    /// reader. The embedded log never calls it.
+    /// Delivers `batch` to room `key` as it is, nothing to pick (an
+    /// asynchronous log's notice; what its reader read back goes through
+    /// [`Rooms::deliver_picked`]). The embedded log never calls it.
     pub fn deliver(&self, key: &str, batch: &Batch) {
+        self.deliver_picked(key, || Some(batch.clone()));
+    }
+
+    /// Delivers to room `key` what `pick` makes of what its log read back
+    /// (`None`: nothing), `pick` running under the room's lock: a log that
+    /// decides there which of its entries are new for the room decides it
+    /// atomically with delivering them and with a member's entering (its
+    /// history, loaded under the same lock by [`log::Log::watch`]), so no
+    /// entry reaches a member both in its history and live. Like a
+    /// [`log::RoomLog`] method, `pick` must not block nor call the rooms.
+    pub fn deliver_picked(&self, key: &str, pick: impl FnOnce() -> Option<Batch>) {
         let Some(room) = self.index.lock().get(key).cloned() else {
             return;
         };
         let mut slow = Vec::new();
-        room.inner
-            .lock()
-            .deliver(&self.fan, self.log.server(), batch, Wake::Now, &mut slow);
+        let mut inner = room.inner.lock();
+        if let Some(batch) = pick() {
+            inner.deliver(&self.fan, self.log.server(), &batch, Wake::Now, &mut slow);
+        }
+        drop(inner);
         self.remove_all(slow);
     }
 

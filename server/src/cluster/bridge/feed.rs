@@ -20,6 +20,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::cluster::reader::Position;
+use crate::cluster::Entry;
 use crate::rooms::log::Batch;
 
 /// What a room's log keeps on this server: the history ring and how far
@@ -28,11 +29,12 @@ use crate::rooms::log::Batch;
 /// delivers, and rewinds both when the log lost lines).
 pub struct Feed {
     /// The number of the last entry delivered to the room (or loaded as its
-    /// history): an entry at or below it is not delivered again. While a
-    /// batch read from the log is delivered, it is that batch's last entry
-    /// ([`super::Bridge`]'s `deliver` raises it just before), which is how
-    /// the ring numbers the batch's lines. Changed with `ring` locked
-    /// when the epoch changes.
+    /// history): an entry at or below it is not delivered again. Raised
+    /// under the room's lock only, in the same hold as what it stands for:
+    /// a batch's delivery ([`Feed::fresh`], just before; while the batch
+    /// is delivered it is its last entry, which is how the ring numbers
+    /// the batch's lines) or a history's load ([`Feed::load`]). Changed
+    /// with `ring` locked when the epoch changes.
     pub floor: AtomicU64,
     /// The history ring and the epoch its numbers (and the floor) count in.
     ring: Mutex<Ring>,
@@ -92,6 +94,20 @@ impl Feed {
             self.floor.store(end.n, Ordering::Release);
             ring.epoch = Some(end.epoch.clone());
         }
+    }
+
+    /// The entries of `run` (one origin's, read from the log, in its
+    /// order) that are new for the room, the floor raised to its last.
+    /// Called under the room's lock, in the same hold that delivers them
+    /// ([`crate::rooms::Rooms::deliver_picked`]): a member entering, whose
+    /// history is loaded under that lock too, gets each entry either in
+    /// its history or live, and the ring keeps it once.
+    pub fn fresh(&self, run: Vec<Entry>) -> Vec<Entry> {
+        let Some(last) = run.last().map(|e| e.n) else {
+            return run;
+        };
+        let before = self.floor.fetch_max(last, Ordering::AcqRel);
+        run.into_iter().filter(|e| e.n > before).collect()
     }
 
     /// `batch` was delivered to the room (called under its lock): its chat
@@ -215,6 +231,33 @@ mod tests {
         feed.load(&end("e2", 9), [(9, Arc::from("<b> 9"))]);
         feed.rolled_back(8);
         assert!(history(&feed).is_empty());
+    }
+
+    /// An entry of `from`, numbered `n`, saying `text`.
+    fn entry(n: u64, text: &str) -> Entry {
+        Entry {
+            id: format!("{n}-0"),
+            n,
+            uid: "x".into(),
+            from: "1:9".into(),
+            kind: "line".into(),
+            text: text.into(),
+        }
+    }
+
+    /// A run read from the log, part of it loaded as a member's history
+    /// meanwhile: only the rest is new, and the floor stands at the run's
+    /// end; a run loaded whole is not new at all.
+    #[test]
+    fn a_run_yields_only_what_the_history_loaded_does_not_hold() {
+        let feed = Feed::new(Some("e1"));
+        feed.load(&end("e1", 4), [(4, Arc::from("<a> 4"))]);
+        let fresh = feed.fresh((3..=6).map(|n| entry(n, &format!("<a> {n}"))).collect());
+        let texts: Vec<&str> = fresh.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(texts, ["<a> 5", "<a> 6"]);
+        assert_eq!(feed.floor.load(Ordering::Acquire), 6);
+        assert!(feed.fresh(vec![entry(6, "<a> 6")]).is_empty());
+        assert_eq!(feed.floor.load(Ordering::Acquire), 6);
     }
 
     /// Where a tail read from the log of `epoch` ends.

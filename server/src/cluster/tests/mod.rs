@@ -5,7 +5,8 @@
 //! This file: what the tests share (a recording sink, a node of writer,
 //! reader and presence, helpers). One file per subject: `links.rs`,
 //! `logs.rs`, `restarts.rs`, `unsure.rs`, `presence.rs`, `names.rs`,
-//! `inbox.rs`, `since.rs`; `proxy.rs` is the cuttable TCP proxy.
+//! `inbox.rs`, `since.rs`, `reentry.rs` (a whole server in this process);
+//! `proxy.rs` is the cuttable TCP proxy.
 
 use std::sync::Arc;
 use std::thread;
@@ -33,6 +34,7 @@ mod links;
 mod logs;
 mod names;
 mod presence;
+mod reentry;
 mod since;
 mod unsure;
 
