@@ -3,6 +3,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
+use super::log::{Appended, Batch};
 use super::*;
 use crate::leave::Leave;
 use crate::rooms::embedded::Embedded;
