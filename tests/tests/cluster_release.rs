@@ -50,14 +50,19 @@ fn a_client_that_quit_while_redis_was_away_is_gone_once_it_is_back() {
     ask_until(&mut y, "/rooms", "* 1 room: #lobby (2)");
     let deadline = Instant::now() + TIMEOUT;
     while redis.query(&["EXISTS", "chat:name:alice"]) != ["0"] {
-        assert!(Instant::now() < deadline, "alice's name is still set in Redis");
+        assert!(
+            Instant::now() < deadline,
+            "alice's name is still set in Redis"
+        );
         thread::sleep(Duration::from_millis(20));
     }
     let (mut z, _) = joined(&servers[1]);
     z.send("/nick alice");
     let answer = z.recv_until(|l| l.contains("now known as alice") || l.starts_with("! "));
     assert!(
-        answer.last().is_some_and(|l| l.contains("now known as alice")),
+        answer
+            .last()
+            .is_some_and(|l| l.contains("now known as alice")),
         "alice's name is still held: {answer:?}"
     );
 }
