@@ -27,7 +27,9 @@
 //! `writer::UNSURE_DEADLINE` after it was first sent, when no copy of it can be
 //! put any more.
 //!
-//! Requests through another server's inbox are `names/inbox.rs`.
+//! Requests through another server's inbox are `names/inbox.rs`; giving a
+//! name back, and remembering one that could not be (Redis away) until
+//! presence frees it, `names/unfreed.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,8 +41,10 @@ use super::keys;
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
 
 mod inbox;
+mod unfreed;
 
 pub use inbox::Unsent;
+pub use unfreed::MAX_UNFREED;
 
 /// Now, in ms since the epoch: when a member entered its room.
 pub fn now_ms() -> u64 {
@@ -109,6 +113,11 @@ pub struct Names {
     /// name): presence claims its members' names at its next beat, so a
     /// `/msg` from another server finds it.
     unclaimed: AtomicBool,
+    /// Names a release could not free (Redis away), lower case, with the
+    /// local client that gave each back: presence frees them at its next
+    /// beat that reaches Redis (`names/unfreed.rs`). At most
+    /// [`MAX_UNFREED`]; changed only under the link's lock.
+    unfreed: Mutex<Vec<(String, u64)>>,
     /// The number of this server's last inbox request: taken under the
     /// link's lock, so the requests reach Redis in the order of their
     /// numbers, and a request is sent again only before any later one.
@@ -123,6 +132,7 @@ impl Names {
             server_id: server_id.to_string(),
             unfiled: AtomicBool::new(false),
             unclaimed: AtomicBool::new(false),
+            unfreed: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
         }
     }
@@ -134,37 +144,27 @@ impl Names {
     /// When Redis cannot be asked (the name is then not claimed).
     pub fn claim(&self, name: &str, client: u64) -> Result<Claim, Failure> {
         let script = Script::new(keys::CLAIM);
-        let claimed: i64 = self.link.lock().run_idempotent(|conn| {
+        let lower = name.to_lowercase();
+        let mut link = self.link.lock();
+        let claimed: i64 = link.run_idempotent(|conn| {
             redis::cmd("EVALSHA")
                 .arg(script.get_hash())
                 .arg(1)
-                .arg(keys::name(&name.to_lowercase()))
+                .arg(keys::name(&lower))
                 .arg(keys::holder(&self.server_id, client, name))
                 .arg(keys::holder_prefix(&self.server_id, client))
                 .query(conn)
         })?;
-        Ok(if claimed == 1 {
-            Claim::Claimed
-        } else {
-            Claim::InUse
-        })
-    }
-
-    /// Frees `name` if local client `client` holds it.
-    ///
-    /// # Errors
-    /// When Redis cannot be asked (the name stays taken until this server
-    /// stops or is reaped).
-    pub fn release(&self, name: &str, client: u64) -> Result<(), Failure> {
-        let script = Script::new(keys::DELETE_IF);
-        self.link.lock().run_idempotent(|conn| {
-            redis::cmd("EVALSHA")
-                .arg(script.get_hash())
-                .arg(1)
-                .arg(keys::name(&name.to_lowercase()))
-                .arg(keys::holder_prefix(&self.server_id, client))
-                .exec(conn)
-        })
+        if claimed != 1 {
+            return Ok(Claim::InUse);
+        }
+        // Its own again (a rename back to a name whose release failed):
+        // not to be freed by presence. Under the link's lock, so presence
+        // frees it either before this claim or not at all.
+        self.unfreed
+            .lock()
+            .retain(|(unfreed, by)| !(*by == client && *unfreed == lower));
+        Ok(Claim::Claimed)
     }
 
     /// Records that local member `name` is in room `room`, which it entered

@@ -29,6 +29,11 @@
 //! `/msg` from another server finds it (a name taken elsewhere meanwhile
 //! is given up for a fresh guest name).
 //!
+//! A name given back while Redis could not be asked (its client left or
+//! was renamed) is remembered by `names`: at the next beat that reaches
+//! Redis the thread frees it (if that client still holds it) before it
+//! files the members again without the leaver (`names/unfreed.rs`).
+//!
 //! Filing the members and claiming their names again is
 //! `presence/filing.rs`; reaping lost servers is `presence/reaping.rs`.
 
@@ -110,6 +115,13 @@ pub trait Local: Send + Sync + 'static {
     fn unclaimed(&self) -> bool;
     /// Claiming the names failed: try again at the next beat.
     fn claim_failed(&self);
+    /// Frees the names this server's clients gave back while Redis could
+    /// not be asked (if each is still its client's), keeping those it
+    /// could not free for the next call.
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    fn free_unfreed(&self) -> Result<(), Failure>;
 }
 
 /// The presence thread's state.
@@ -167,6 +179,10 @@ impl Presence {
     /// announce the servers found lost.
     fn beat(&mut self) -> Result<(), Failure> {
         let added = self.heartbeat()?;
+        // Names given back while Redis was away are freed first, before
+        // their leavers are unlisted by a refile (or a registration): a
+        // stop or a reaper frees the names of listed members only.
+        self.local.free_unfreed()?;
         // Not listed any more: Redis is new or lost everything, or the
         // others took this server for lost (cut off from Redis longer than
         // the heartbeat lasts) and announced its clients gone. Either way
@@ -250,6 +266,9 @@ impl Presence {
     /// expire. Best effort: if Redis is away, the others reap it later.
     fn leave(&mut self) {
         let me = self.server_id.clone();
+        // Names given back while Redis was away: their members are not
+        // listed any more, and the reap below frees listed members' only.
+        let _ = self.local.free_unfreed();
         if let Err(e) = self.reap(&me, STOPPED_KIND, "server stopped") {
             log!("redis presence: could not unregister ({e:?}); the others will see this server lost");
         }

@@ -8,7 +8,9 @@
 //! this server is lost.
 //!
 //! The rooms' trait has no word for "Redis is away": a claim that cannot
-//! be asked is refused as taken (logged), and a client that connects while
+//! be asked is refused as taken (logged), a release that cannot be is
+//! left to presence (the name is remembered, `names/unfreed.rs`, and the
+//! members marked for filing again), and a client that connects while
 //! no guest number can be asked is named from this server's own range,
 //! `guest-TAG.N` ([`fallback_name`]): TAG is this server's, taken from a
 //! Redis counter when it started (so no other server, nor this one after a
@@ -227,12 +229,21 @@ impl Names for SharedNames {
             // Stopping: presence freed every name of this server at once.
             return;
         }
-        if let Err(e) = self
-            .redis
-            .release(name, id)
-            .and_then(|()| self.redis.member(name, None))
-        {
-            log!("redis: cannot free the name {name} ({e:?}); it is freed when this server stops or is lost");
+        match self.redis.release(name, id) {
+            // A failed unlisting marks the members unfiled: presence files
+            // them again without this one at its next beat.
+            Ok(()) => {
+                if let Err(e) = self.redis.member(name, None) {
+                    log!("redis: cannot take {name} out of the members ({e:?}); presence does at its next beat");
+                }
+            }
+            // Redis is away: the name is remembered (`Names::release`), and
+            // presence frees it, then files the members again without this
+            // one, at its next beat that reaches Redis.
+            Err(e) => {
+                self.redis.set_unfiled();
+                log!("redis: cannot free the name {name} ({e:?}); presence frees it once Redis answers");
+            }
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use chat_common::protocol;
 
 use super::Bridge;
+use crate::cluster::link::Failure;
 use crate::cluster::presence::{Local, Member};
 
 impl Local for Bridge {
@@ -26,6 +27,10 @@ impl Local for Bridge {
 
     fn claim_failed(&self) {
         self.names.set_unclaimed();
+    }
+
+    fn free_unfreed(&self) -> Result<(), Failure> {
+        self.names.free_unfreed()
     }
 
     fn members(&self) -> Vec<Member> {

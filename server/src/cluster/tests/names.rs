@@ -158,3 +158,64 @@ fn a_guest_whose_name_cannot_be_claimed_is_named_from_the_servers_range() {
     assert_eq!(next.name, format!("guest-{}", first.id + 3), "{next:?}");
     assert_eq!(shared.holder(&next.name), Some(next.id));
 }
+
+/// Names given back while Redis is away (killed; back with its data, AOF):
+/// each release fails, the members are marked for filing again, and each
+/// name is remembered; once Redis answers, presence's call frees those
+/// their clients still hold, and only those: one another server's client
+/// took meanwhile stays its, and one its client claimed again (renamed
+/// back to it) stays that client's.
+#[test]
+fn names_given_back_while_redis_is_away_are_freed_once_it_answers() {
+    use super::super::bridge::Bridge;
+    use super::super::shared_names::SharedNames;
+    use crate::rooms::names::Names as RoomNames;
+
+    let mut redis = Redis::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let names = Arc::new(Names::new(&endpoint(&redis), "a"));
+    let bridge = Arc::new(Bridge::new(1, 1, Arc::clone(&names)));
+    let mut shared = SharedNames::new(Arc::clone(&names), Arc::clone(&bridge));
+    for (name, id) in [("alice", 1), ("bob", 2), ("Carol", 3)] {
+        assert_eq!(shared.claim(name, id), Ok(()));
+    }
+    assert!(!names.take_unfiled());
+    redis.kill();
+    for (name, id) in [("alice", 1), ("bob", 2), ("Carol", 3)] {
+        shared.release(name, id);
+    }
+    assert!(names.take_unfiled(), "the leavers are to be unlisted");
+    assert_eq!(names.unfreed(), 3);
+    redis.restart();
+    assert_eq!(redis.query(&["GET", "chat:name:alice"]), ["a:1:alice"]);
+    // Client 3 is Carol again, once the names link is back; bob is another
+    // server's client's (this one was taken for lost, say).
+    let deadline = Instant::now() + DEADLINE;
+    while shared.claim("Carol", 3).is_err() {
+        assert!(Instant::now() < deadline, "the names link never came back");
+        thread::sleep(Duration::from_millis(20));
+    }
+    redis.command(&["SET", "chat:name:bob", "b:9:bob"]);
+    assert_eq!(names.unfreed(), 2, "Carol is not to be freed");
+    names.free_unfreed().expect("Redis answers");
+    assert_eq!(names.unfreed(), 0);
+    assert_eq!(redis.query(&["EXISTS", "chat:name:alice"]), ["0"]);
+    assert_eq!(redis.query(&["GET", "chat:name:bob"]), ["b:9:bob"]);
+    assert_eq!(redis.query(&["GET", "chat:name:carol"]), ["a:3:Carol"]);
+}
+
+/// Redis never there: at most [`MAX_UNFREED`] names are remembered, and a
+/// call that cannot reach Redis keeps them all.
+#[test]
+fn names_remembered_for_freeing_are_bounded() {
+    use super::super::names::MAX_UNFREED;
+
+    let mut redis = Redis::start();
+    let names = Names::new(&endpoint(&redis), "a");
+    redis.kill();
+    for client in 0..MAX_UNFREED as u64 + 5 {
+        assert!(names.release(&format!("n{client}"), client).is_err());
+    }
+    assert_eq!(names.unfreed(), MAX_UNFREED);
+    assert!(names.free_unfreed().is_err());
+    assert_eq!(names.unfreed(), MAX_UNFREED, "kept for the next beat");
+}
