@@ -272,3 +272,54 @@ fn a_room_kept_for_its_history_gets_every_new_line_after_redis_restarted_empty()
         .collect();
     assert_eq!(said, new, "every new line, in order; got {got:?}");
 }
+
+/// Defect: a room kept only for its history when Redis came back from an
+/// older copy of its data kept its delivery floor, the number of the
+/// last line delivered here, past the log's end now (its log was not
+/// read, so no one checked it). When its first member came back, the new
+/// lines numbered up to that floor were taken for lines delivered
+/// already: that server's members never got them, with no `! ` line.
+/// Now the server checks the rooms it keeps too when it reconnects: the
+/// floor and the history go back with the log.
+#[test]
+fn a_room_kept_for_its_history_gets_every_new_line_after_redis_went_back() {
+    let mut redis = Redis::start();
+    let servers = servers(&redis, 1);
+    let (mut x, x_name) = joined(&servers[0]);
+    let (mut w, w_name) = joined(&servers[0]);
+    join_room(&mut x, &x_name, "kept");
+    join_room(&mut w, &w_name, "kept");
+    x.send("old line 1");
+    w.recv_until(|l| l == format!("<{x_name}> old line 1"));
+    // The copy Redis comes back with: `#kept` has one line in it.
+    assert_eq!(redis.command(&["SAVE"]), "+OK");
+    for i in 2..=5 {
+        x.send(&format!("old line {i}"));
+    }
+    w.recv_until(|l| l == format!("<{x_name}> old line 5"));
+    // Both back to `#lobby`: `#kept` is kept for its history, not read.
+    join_room(&mut x, &x_name, "lobby");
+    join_room(&mut w, &w_name, "lobby");
+    two_lines(&mut x, &x_name, &mut w);
+
+    redis.restart();
+    x.recv_until(|l| l.starts_with("! ") && l.contains("older copy"));
+    let shown = join_room(&mut x, &x_name, "kept");
+    assert_eq!(
+        history(&shown),
+        [format!("<{x_name}> old line 1")],
+        "replayed what the log holds: {shown:?}"
+    );
+    join_room(&mut w, &w_name, "kept");
+    let new: Vec<String> = (1..=6).map(|i| format!("new line {i}")).collect();
+    for line in &new {
+        w.send(line);
+    }
+    let last = format!("<{w_name}> new line 6");
+    let got = x.recv_until(|l| l == last);
+    let said: Vec<&str> = got
+        .iter()
+        .filter_map(|l| l.strip_prefix(&format!("<{w_name}> ")))
+        .collect();
+    assert_eq!(said, new, "every new line, in order; got {got:?}");
+}

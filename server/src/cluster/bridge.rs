@@ -337,6 +337,10 @@ impl Sink for Bridge {
         let Some(ctx) = self.rooms() else {
             return;
         };
+        if !self.local.lock().contains(room) {
+            // A room kept for its history only: no one here to tell.
+            return;
+        }
         let line = match missed {
             Missed::Lines(n) => protocol::error(&format!(
                 "you missed {n} line{} of this room: Redis trimmed them before this server could read them",
@@ -366,6 +370,18 @@ impl Sink for Bridge {
         if let Some(ctx) = self.rooms() {
             self.serve(&ctx, request);
         }
+    }
+
+    fn kept(&self) -> Vec<(String, u64)> {
+        let feeds = self.feeds.lock();
+        let Some(epoch) = self.epoch.lock().clone() else {
+            return Vec::new();
+        };
+        feeds
+            .iter()
+            .filter_map(|(key, feed)| Some((key.clone(), feed.floor_in(&epoch)?)))
+            .filter(|(_, floor)| *floor > 0)
+            .collect()
     }
 
     fn epoch(&self, epoch: &str) {

@@ -253,4 +253,12 @@ pub trait Sink: Send + Sync + 'static {
     fn epoch(&self, epoch: &str);
     /// Another server asks something of this one.
     fn request(&self, request: Request);
+    /// Every room this server keeps a history for, with the number of the
+    /// last entry of the current Redis's log delivered here (its floor;
+    /// rooms at 0 left out). The reader checks those it does not read
+    /// against their logs too when it reconnects: one gone back past its
+    /// floor is told as [`Missed::RolledBack`].
+    fn kept(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }

@@ -169,6 +169,12 @@ impl Feed {
         self.floor.store(0, Ordering::Release);
     }
 
+    /// The floor, if the feed counts in the log of `epoch`.
+    pub fn floor_in(&self, epoch: &str) -> Option<u64> {
+        let ring = self.ring.lock();
+        (ring.epoch.as_deref() == Some(epoch)).then(|| self.floor.load(Ordering::Acquire))
+    }
+
     /// The log went back to entry `to` (Redis came back from an older
     /// snapshot): the lines past it leave the history, and the log numbers
     /// its entries from `to + 1` again.

@@ -160,38 +160,48 @@ impl ReaderThread {
         }
     }
 
-    /// Compares each watched room's counter with its cursor: one below it
-    /// means Redis came back with an older copy of the log. Best effort (a
-    /// failure here is seen by the next read; [`ReaderThread::take`] also
-    /// catches a rollback from the entries themselves).
+    /// Compares each watched room's counter with its cursor, and each room
+    /// kept here for its history only with its floor ([`Sink::kept`]):
+    /// one below means Redis came back with an older copy of the log (a
+    /// kept room's floor past its log's end would take as many new lines
+    /// for lines delivered already). Best effort (a failure here is seen
+    /// by the next read; [`ReaderThread::take`] also catches a rollback of
+    /// a watched room from the entries themselves).
     fn check_rollback(&mut self) {
-        let rooms: Vec<String> = self
+        let mut rooms: Vec<(String, u64)> = self
             .cursors
             .iter()
             .filter(|(_, c)| c.n > 0)
-            .map(|(room, _)| room.clone())
+            .map(|(room, c)| (room.clone(), c.n))
             .collect();
+        rooms.extend(
+            self.sink
+                .kept()
+                .into_iter()
+                .filter(|(room, _)| !self.cursors.contains_key(room)),
+        );
         if rooms.is_empty() {
             return;
         }
         let Ok(seqs) = self.link.run_idempotent(|conn| {
             let mut pipe = redis::pipe();
-            for room in &rooms {
+            for (room, _) in &rooms {
                 pipe.cmd("GET").arg(keys::seq(room));
             }
             pipe.query::<Vec<Option<u64>>>(conn)
         }) else {
             return;
         };
-        for (room, seq) in rooms.iter().zip(seqs) {
+        for ((room, from), seq) in rooms.into_iter().zip(seqs) {
             let seq = seq.unwrap_or(0);
-            if let Some(cursor) = self.cursors.get_mut(room) {
-                if seq < cursor.n {
-                    let from = cursor.n;
-                    cursor.n = seq;
-                    self.sink.missed(room, Missed::RolledBack { from, to: seq });
-                }
+            if seq >= from {
+                continue;
             }
+            if let Some(cursor) = self.cursors.get_mut(&room) {
+                cursor.n = seq;
+            }
+            self.sink
+                .missed(&room, Missed::RolledBack { from, to: seq });
         }
     }
 
