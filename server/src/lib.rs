@@ -175,6 +175,7 @@ impl Server {
             bans,
             gate,
             transcript,
+            notes,
         } = prepared;
         let local = listener.local_addr()?;
         let chat = config.mode == Mode::Chat;
@@ -190,6 +191,9 @@ impl Server {
         let writers = Writers::start(flushers, limits)?;
         let display = (!config.quiet && chat).then(|| writers.display(console::DISPLAY_QUEUE));
         let access = access::Access::new(&config, bans, gate);
+        for note in notes {
+            log!("{note}");
+        }
         let (transcript, history) = match (transcript, &config.transcript) {
             (Some(file), Some(path)) => {
                 let history = transcript::load_history(

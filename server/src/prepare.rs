@@ -7,7 +7,8 @@
 //! runs before the bind too). Nothing here logs: SPEC wants nothing logged
 //! before the bind, so a port in use is still one line on stderr. What the
 //! files have to say (the bans loaded, a malformed ban line, a `--password-
-//! file` that does not apply, a transcript's unreadable history) is logged
+//! file` that does not apply, a transcript's partial last line dropped or
+//! its unreadable history) is logged
 //! by [`Server::with_sockets`](crate::Server::with_sockets) once the port
 //! is bound.
 //!
@@ -39,6 +40,9 @@ pub struct Prepared {
     /// `--transcript`, in chat mode only: opened for appending; its
     /// history is read back after the bind.
     pub(crate) transcript: Option<transcript::Sink<File>>,
+    /// What opening the files had to say that stops nothing (a
+    /// transcript's partial last line dropped): logged after the bind.
+    pub(crate) notes: Vec<String>,
 }
 
 impl Prepared {
@@ -67,8 +71,13 @@ impl Prepared {
             }
             _ => None,
         };
+        let mut notes = Vec::new();
         let transcript = match &config.transcript {
-            Some(path) if chat => Some(transcript::open(path).map_err(other)?),
+            Some(path) if chat => {
+                let (sink, note) = transcript::open(path).map_err(other)?;
+                notes.extend(note);
+                Some(sink)
+            }
             _ => None,
         };
         Ok(Prepared {
@@ -77,6 +86,7 @@ impl Prepared {
             bans,
             gate,
             transcript,
+            notes,
         })
     }
 

@@ -159,11 +159,14 @@ impl<D: Disk> Sink<D> {
 }
 
 /// Opens (creating, mode 0600) FILE for appending, without waiting for a
-/// FIFO's reader, and drops a partial last line a crash left in it.
+/// FIFO's reader, and drops a partial last line a crash left in it. Logs
+/// nothing (it runs before the port is bound): what there is to say (the
+/// partial line dropped, or a FILE it may not read to check) is returned,
+/// for the caller to log once the port is bound.
 ///
 /// # Errors
 /// The reason, in one line naming the file.
-pub fn open(path: &Path) -> Result<Sink<File>, String> {
+pub fn open(path: &Path) -> Result<(Sink<File>, Option<String>), String> {
     let fail = |why: String| format!("cannot open the transcript {}: {why}", path.display());
     let file = OpenOptions::new()
         .append(true)
@@ -186,25 +189,39 @@ pub fn open(path: &Path) -> Result<Sink<File>, String> {
     let flags = OFlag::from_bits_truncate(flags) - OFlag::O_NONBLOCK;
     fcntl(&file, FcntlArg::F_SETFL(flags)).map_err(errno)?;
     let meta = file.metadata().map_err(|e| fail(log::plain(&e)))?;
-    if meta.is_file() {
-        mend_end(path, &file, &meta).map_err(fail)?;
-    }
-    Ok(Sink::new(file, meta.is_file()))
+    let note = if meta.is_file() {
+        mend_end(path, &file, &meta).map_err(fail)?
+    } else {
+        None
+    };
+    Ok((Sink::new(file, meta.is_file()), note))
 }
 
 /// Drops the partial last line of `file` (regular, opened from `path`), if
-/// it does not end in LF.
-fn mend_end(path: &Path, file: &File, meta: &std::fs::Metadata) -> Result<(), String> {
+/// it does not end in LF; returns what to log about it. A FILE the server
+/// may append to but not read is left as it is (its history cannot be
+/// read either, which is logged, and the room goes on).
+fn mend_end(path: &Path, file: &File, meta: &std::fs::Metadata) -> Result<Option<String>, String> {
     let len = meta.len();
     if len == 0 {
-        return Ok(());
+        return Ok(None);
     }
     // `file` is write-only: read the same inode through a second handle.
-    let reader = OpenOptions::new()
+    let reader = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|e| log::plain(&e))?;
+    {
+        Ok(reader) => reader,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Ok(Some(format!(
+                "transcript {}: cannot read it to check its last line ({}); a line a crash cut short, if any, stays",
+                path.display(),
+                log::plain(&e)
+            )))
+        }
+        Err(e) => return Err(log::plain(&e)),
+    };
     let seen = reader.metadata().map_err(|e| log::plain(&e))?;
     if (seen.dev(), seen.ino()) != (meta.dev(), meta.ino()) {
         return Err("it was replaced while being opened".into());
@@ -214,7 +231,7 @@ fn mend_end(path: &Path, file: &File, meta: &std::fs::Metadata) -> Result<(), St
         .read_exact_at(&mut last, len - 1)
         .map_err(|e| log::plain(&e))?;
     if last[0] == b'\n' {
-        return Ok(());
+        return Ok(None);
     }
     let start = len.saturating_sub(TAIL_BYTES);
     let mut tail = vec![0u8; usize::try_from(len - start).expect("at most TAIL_BYTES")];
@@ -232,10 +249,9 @@ fn mend_end(path: &Path, file: &File, meta: &std::fs::Metadata) -> Result<(), St
         }
     };
     file.set_len(keep).map_err(|e| log::plain(&e))?;
-    log!(
+    Ok(Some(format!(
         "transcript {}: dropped a partial last line ({} bytes) left by an interrupted write",
         path.display(),
         len - keep
-    );
-    Ok(())
+    )))
 }
