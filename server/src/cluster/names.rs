@@ -137,6 +137,13 @@ impl Names {
         }
     }
 
+    /// Runs `f` on the names link, holding it: a claim, release or filing
+    /// of this server's clients waits meanwhile, and reaches Redis after
+    /// (presence files them all again this way).
+    pub fn holding<T>(&self, f: impl FnOnce(&mut Link) -> T) -> T {
+        f(&mut self.link.lock())
+    }
+
     /// Claims `name` for local client `client` (a client may claim its own
     /// name again in another case).
     ///

@@ -43,6 +43,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
+use super::names::Names;
 use super::{keys, LogConfig};
 use crate::log;
 use crate::shutdown::Shutdown;
@@ -115,6 +116,13 @@ pub trait Local: Send + Sync + 'static {
     fn unclaimed(&self) -> bool;
     /// Claiming the names failed: try again at the next beat.
     fn claim_failed(&self);
+    /// The link this server's clients claim, release and file their names
+    /// on: presence holds it while it files them all again, so none of
+    /// theirs lands in between ([`None`]: a server with no such link, as in
+    /// tests; presence uses its own).
+    fn names(&self) -> Option<Arc<Names>> {
+        None
+    }
     /// Frees the names this server's clients gave back while Redis could
     /// not be asked (if each is still its client's), keeping those it
     /// could not free for the next call.

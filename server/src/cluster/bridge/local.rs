@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use chat_common::protocol;
 
 use super::Bridge;
 use crate::cluster::link::Failure;
+use crate::cluster::names::Names as RedisNames;
 use crate::cluster::presence::{Local, Member};
 
 impl Local for Bridge {
@@ -31,6 +33,10 @@ impl Local for Bridge {
 
     fn free_unfreed(&self) -> Result<(), Failure> {
         self.names.free_unfreed()
+    }
+
+    fn names(&self) -> Option<Arc<RedisNames>> {
+        Some(Arc::clone(&self.names))
     }
 
     fn members(&self) -> Vec<Member> {

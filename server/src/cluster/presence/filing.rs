@@ -1,30 +1,95 @@
 //! Filing this server's members and claiming their names in Redis again:
 //! after a filing failed, after a client was named without Redis, and
-//! after Redis lost them (new, or restarted empty). Each works from a
-//! snapshot of the members taken before its pipeline; what it filed or
-//! claimed wrongly for a member that changed meanwhile (arrived, left,
-//! was renamed or moved) is mended right after, so a client racing a beat
-//! is neither missing from `/who`, nor listed as a ghost or in the wrong
-//! room, nor keeps a name from everyone.
+//! after Redis lost them (new, or restarted empty).
+//!
+//! Each takes a snapshot of the members and sends a pipeline from it,
+//! holding the names link all the while ([`Local::names`]): a client's own
+//! claim, release or filing (which go on that link) waits, and reaches
+//! Redis after the pipeline, never between the snapshot and it, where the
+//! pipeline would undo it (a `DEL` of the members list, an old name
+//! claimed again). A member whose change is in memory already but not yet
+//! sent is mended right after the pipeline, still holding the link
+//! ([`Filer::settle`]); its own call then lands after that too.
 
 use redis::Script;
 
 use super::super::keys;
-use super::super::link::Failure;
-use super::{Member, Presence};
+use super::super::link::{Failure, Link};
+use super::{Local, Member, Presence};
 
 impl Presence {
+    /// Runs `f` on the link filings go on: the names link when this
+    /// server has one ([`Local::names`]), held for the whole of `f`; else
+    /// presence's own (a test's server with no clients of its own).
+    fn filing<T>(&mut self, f: impl FnOnce(&Filer<'_>, &mut Link) -> T) -> T {
+        let filer = Filer {
+            local: &*self.local,
+            me: &self.server_id,
+        };
+        match self.local.names() {
+            Some(names) => names.holding(|link| f(&filer, link)),
+            None => f(&filer, &mut self.link),
+        }
+    }
+
+    /// Files every local member again ([`Filer::refile`]).
+    pub(super) fn refile(&mut self) -> Result<(), Failure> {
+        self.filing(|filer, link| filer.refile(link))
+    }
+
+    /// Claims every local member's name for it ([`Filer::claim_names`]);
+    /// a name another client took meanwhile is given up for a fresh guest
+    /// name ([`Local::name_lost`]).
+    pub(super) fn claim_names(&mut self) -> Result<(), Failure> {
+        let lost = self.filing(|filer, link| filer.claim_names(link))?;
+        self.give_up(&lost);
+        Ok(())
+    }
+
+    /// Registers this server in a Redis that does not have it
+    /// ([`Filer::register`]); a name another client took meanwhile is
+    /// given up for a fresh guest name.
+    pub(super) fn register(&mut self) -> Result<(), Failure> {
+        let floor = self.local.highest_guest();
+        let tag = self.local.guest_tag();
+        let lost = self.filing(|filer, link| filer.register(link, floor, tag))?;
+        self.registered = self.link.epoch().map(str::to_string);
+        self.give_up(&lost);
+        Ok(())
+    }
+
+    /// Gives up each name of `lost` (claimed by another client) for a
+    /// fresh guest name, if its member still has it. With the names link
+    /// released: a fresh name is asked on it.
+    fn give_up(&self, lost: &[Member]) {
+        let now = self.local.members();
+        for member in lost {
+            if still_named(&now, member) {
+                self.local.name_lost(member.client, &member.name);
+            }
+        }
+    }
+}
+
+/// What a filing works with, while it holds its link.
+struct Filer<'a> {
+    /// This server's members.
+    local: &'a dyn Local,
+    /// This server's id.
+    me: &'a str,
+}
+
+impl Filer<'_> {
     /// Files every local member again under this server, at the beat after
     /// a filing failed, in one atomic pipeline (MULTI: `DEL`, then one
     /// `HSET` of them all): a filing lost to a broken connection or Redis
     /// away for a moment is mended within a beat, so `/who` lists the
     /// member and a survivor announces its leave in the right room if this
-    /// server dies; a member whose removal failed is dropped. A member that
-    /// changed while it ran is filed as it is after ([`Presence::settle`]).
-    pub(super) fn refile(&mut self) -> Result<(), Failure> {
+    /// server dies; a member whose removal failed is dropped.
+    fn refile(&self, link: &mut Link) -> Result<(), Failure> {
         let members = self.local.members();
-        let key = keys::members(&self.server_id);
-        self.link.run(|conn| {
+        let key = keys::members(self.me);
+        link.run(|conn| {
             let mut pipe = redis::pipe();
             pipe.atomic().cmd("DEL").arg(&key).ignore();
             if !members.is_empty() {
@@ -37,60 +102,53 @@ impl Presence {
             }
             pipe.exec(conn)
         })?;
-        self.settle(&members)
+        self.settle(link, &members)
     }
 
     /// Claims every local member's name for it (the [`keys::CLAIM`] of
     /// `/nick`, pipelined; a name it holds already is only spelled again),
     /// at the beat after a client was named without Redis (a fallback guest
-    /// name, held here only): so a `/msg` from another server finds it. A
-    /// name another client took meanwhile is given up for a fresh guest
-    /// name ([`Local::name_lost`](super::Local::name_lost)). A member renamed while this ran may
-    /// have had its old name claimed again: it is freed again after
-    /// ([`Presence::settle`]).
-    pub(super) fn claim_names(&mut self) -> Result<(), Failure> {
+    /// name, held here only): so a `/msg` from another server finds it.
+    /// Returns the members whose name another client holds.
+    fn claim_names(&self, link: &mut Link) -> Result<Vec<Member>, Failure> {
         let members = self.local.members();
         if members.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let me = self.server_id.clone();
         let claim = Script::new(keys::CLAIM);
-        let claimed: Vec<i64> = self.link.run(|conn| {
+        let claimed: Vec<i64> = link.run(|conn| {
             let mut pipe = redis::pipe();
             for member in &members {
-                push_claim(&mut pipe, &claim, &me, member);
+                push_claim(&mut pipe, &claim, self.me, member);
             }
             pipe.query(conn)
         })?;
-        // Two clients must never hold one name: the one here gives it up.
-        self.give_up_lost(&members, &claimed);
-        self.settle(&members)
+        self.settle(link, &members)?;
+        Ok(lost(members, &claimed))
     }
 
-    /// Writes this server's members, their names, its guest floor and its
-    /// guest-name tag into a Redis that does not have them (new, or
-    /// restarted empty). A member that changed while it ran is filed as it
-    /// is after, its old name freed ([`Presence::settle`]).
-    pub(super) fn register(&mut self) -> Result<(), Failure> {
+    /// Writes this server's members, their names, its guest floor `floor`
+    /// and its guest-name tag `tag` into a Redis that does not have them
+    /// (new, or restarted empty). Returns the members whose name another
+    /// client holds.
+    fn register(&self, link: &mut Link, floor: u64, tag: u64) -> Result<Vec<Member>, Failure> {
         let members = self.local.members();
-        let floor = self.local.highest_guest();
-        let tag = self.local.guest_tag();
-        let me = self.server_id.clone();
+        let me = self.me;
         let raise = Script::new(keys::RAISE_TO);
         let claim = Script::new(keys::CLAIM);
-        let claimed: Vec<i64> = self.link.run(|conn| {
+        let claimed: Vec<i64> = link.run(|conn| {
             let mut pipe = redis::pipe();
-            pipe.cmd("DEL").arg(keys::members(&me)).ignore();
+            pipe.cmd("DEL").arg(keys::members(me)).ignore();
             for member in &members {
                 pipe.cmd("HSET")
-                    .arg(keys::members(&me))
+                    .arg(keys::members(me))
                     .arg(&member.name)
                     .arg(keys::member_value(&member.room, member.entered))
                     .ignore();
                 // A client of another server may have taken the name in
                 // the meantime (this server was taken for lost and its
                 // names freed, or Redis was back and this server not yet).
-                push_claim(&mut pipe, &claim, &me, member);
+                push_claim(&mut pipe, &claim, me, member);
             }
             pipe.cmd("EVALSHA")
                 .arg(raise.get_hash())
@@ -107,41 +165,24 @@ impl Presence {
                 .ignore();
             pipe.query(conn)
         })?;
-        self.registered = self.link.epoch().map(str::to_string);
-        // Two clients must never hold one name: the one here gives it up.
-        self.give_up_lost(&members, &claimed);
-        self.settle(&members)
+        self.settle(link, &members)?;
+        Ok(lost(members, &claimed))
     }
 
-    /// Gives up, for a fresh guest name ([`Local::name_lost`](super::Local::name_lost)), each name
-    /// of `filed` (a snapshot of the members) that a pipeline could not
-    /// claim (`claimed` 0: another client holds it), if its member still
-    /// has it.
-    fn give_up_lost(&self, filed: &[Member], claimed: &[i64]) {
-        let now = self.local.members();
-        for (member, &claimed) in filed.iter().zip(claimed) {
-            if claimed == 0 && still_named(&now, member) {
-                self.local.name_lost(member.client, &member.name);
-            }
-        }
-    }
-
-    /// Mends what a pipeline filed and claimed from `filed`, a snapshot
-    /// of the members taken before it, for each member that changed while
-    /// it ran (that member's own filing, removal or rename could reach
-    /// Redis first, and the pipeline then undid it):
-    /// - one that left or was renamed would stay listed in `/who` (and be
-    ///   announced as leaving again), or keep its old name from everyone,
-    ///   until this server stops: its old name is freed if this client
+    /// Mends what a pipeline filed and claimed from `filed`, its snapshot
+    /// of the members, for each member whose change was in memory but not
+    /// yet sent when it ran (its own call waits for the link, and lands
+    /// after this):
+    /// - one that left or was renamed would stay listed in `/who` until
+    ///   its own removal landed, or (renamed back meanwhile) keep a name
+    ///   the snapshot claimed again: its old name is freed if this client
     ///   still holds it, and its entry in the members list taken out if it
     ///   is still the one filed (a member that has that exact name now
     ///   keeps it);
     /// - one that arrived, was renamed or moved to another room would be
     ///   missing from the list (the pipeline's `DEL`), or filed where it
     ///   was: it is filed as it is now.
-    ///
-    /// One more change while this runs is filed by its own path, after.
-    fn settle(&mut self, filed: &[Member]) -> Result<(), Failure> {
+    fn settle(&self, link: &mut Link, filed: &[Member]) -> Result<(), Failure> {
         let now = self.local.members();
         let gone: Vec<&Member> = filed
             .iter()
@@ -151,10 +192,10 @@ impl Presence {
         if gone.is_empty() && changed.is_empty() {
             return Ok(());
         }
-        let me = self.server_id.clone();
+        let me = self.me;
         let delete = Script::new(keys::DELETE_IF);
         let unfile = Script::new(keys::HDEL_IF);
-        self.link.run(|conn| {
+        link.run(|conn| {
             let mut pipe = redis::pipe();
             for member in &gone {
                 if !still_named(&now, member) {
@@ -162,14 +203,14 @@ impl Presence {
                         .arg(delete.get_hash())
                         .arg(1)
                         .arg(keys::name(&member.name.to_lowercase()))
-                        .arg(keys::holder_prefix(&me, member.client))
+                        .arg(keys::holder_prefix(me, member.client))
                         .ignore();
                 }
                 if !now.iter().any(|n| n.name == member.name) {
                     pipe.cmd("EVALSHA")
                         .arg(unfile.get_hash())
                         .arg(1)
-                        .arg(keys::members(&me))
+                        .arg(keys::members(me))
                         .arg(&member.name)
                         .arg(keys::member_value(&member.room, member.entered))
                         .ignore();
@@ -177,7 +218,7 @@ impl Presence {
             }
             for member in &changed {
                 pipe.cmd("HSET")
-                    .arg(keys::members(&me))
+                    .arg(keys::members(me))
                     .arg(&member.name)
                     .arg(keys::member_value(&member.room, member.entered))
                     .ignore();
@@ -185,6 +226,17 @@ impl Presence {
             pipe.exec(conn)
         })
     }
+}
+
+/// The members of `filed` whose claim failed (`claimed` 0: another
+/// client holds the name).
+fn lost(filed: Vec<Member>, claimed: &[i64]) -> Vec<Member> {
+    filed
+        .into_iter()
+        .zip(claimed)
+        .filter(|(_, &claimed)| claimed == 0)
+        .map(|(member, _)| member)
+        .collect()
 }
 
 /// Whether `member` (of a snapshot) still has its name (any case) in the

@@ -28,6 +28,7 @@ mod filing;
 mod inbox;
 mod proxy;
 mod restarts;
+mod serialized;
 
 use self::proxy::Proxy;
 mod links;
