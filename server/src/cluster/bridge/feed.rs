@@ -72,12 +72,19 @@ impl Feed {
         }
     }
 
-    /// Whether a tail read up to `end` is stale: this room had lines
-    /// delivered past it here since, from the same log.
+    /// Whether a tail read up to `end` is to be read again: this room had
+    /// lines delivered past it here since, from the same log; or the feed
+    /// counts in another log (a tail read just before Redis restarted
+    /// empty, the reader already on the new one: its lines and numbers are
+    /// of the lost log; or the other way round, and reading it again is
+    /// one round trip more).
     pub fn past(&self, end: &Position) -> bool {
         let ring = self.ring.lock();
-        ring.epoch.as_deref() == Some(end.epoch.as_str())
-            && self.floor.load(Ordering::Acquire) > end.n
+        match ring.epoch.as_deref() {
+            Some(epoch) if epoch == end.epoch => self.floor.load(Ordering::Acquire) > end.n,
+            Some(_) => true,
+            None => false,
+        }
     }
 
     /// The history as the log's tail holds it (number and text, oldest
@@ -157,9 +164,14 @@ impl Feed {
 
     /// The log lost every line (Redis restarted empty; its log now is that
     /// of `epoch`): so does the history, and the log numbers its entries
-    /// from 1 again.
+    /// from 1 again. A feed that counts in that log already (emptied when
+    /// the reader first read it, or loaded from its tail since, by a
+    /// member entering the room) keeps what it has.
     pub fn lost(&self, epoch: &str) {
-        self.clear(&mut self.ring.lock(), epoch);
+        let mut ring = self.ring.lock();
+        if ring.epoch.as_deref() != Some(epoch) {
+            self.clear(&mut ring, epoch);
+        }
     }
 
     /// No history, nothing delivered, of the log of `epoch`.
@@ -305,7 +317,8 @@ mod tests {
         let feed = Feed::new(Some("e1"));
         deliver(&feed, 7, &["<a> 7"]);
         assert!(feed.past(&end("e1", 5)));
-        assert!(!feed.past(&end("e2", 5)));
+        assert!(!feed.past(&end("e1", 7)));
+        assert!(feed.past(&end("e2", 5)), "read again");
         feed.load(&end("e1", 5), [(5, Arc::from("<a> 5"))]);
         assert_eq!(feed.floor.load(Ordering::Acquire), 7);
         feed.load(&end("e2", 2), [(2, Arc::from("<b> 2"))]);
@@ -313,5 +326,35 @@ mod tests {
         assert_eq!(history(&feed), ["<b> 2"]);
         feed.reading("e2");
         assert_eq!(history(&feed), ["<b> 2"]);
+    }
+
+    /// Defect (review, a code path): a tail read just before Redis
+    /// restarted empty, the reader already on the new Redis, was taken
+    /// (its epoch differed from the feed's, which the staleness check did
+    /// not compare): the ring got the lost log's lines and the floor its
+    /// numbers, which hid as many lines of the new log. Now it is read
+    /// again.
+    #[test]
+    fn a_tail_of_a_lost_log_is_read_again() {
+        let feed = Feed::new(Some("e1"));
+        deliver(&feed, 7, &["<a> 7"]);
+        feed.reading("e2");
+        assert!(feed.past(&end("e1", 9)));
+        assert!(!feed.past(&end("e2", 0)));
+    }
+
+    /// Defect (review, a code path): the reader's "log lost" for a room
+    /// whose history a member entering had loaded from the new log already
+    /// emptied it again, and its floor: that server's history of the room
+    /// then differed from the others'. Now a feed of the new log keeps it.
+    #[test]
+    fn a_history_loaded_from_the_new_log_outlives_the_lost_notice() {
+        let feed = Feed::new(Some("e1"));
+        deliver(&feed, 7, &["<a> 7"]);
+        feed.reading("e2");
+        feed.load(&end("e2", 3), [(3, Arc::from("<b> 3"))]);
+        feed.lost("e2");
+        assert_eq!(history(&feed), ["<b> 3"]);
+        assert_eq!(feed.floor.load(Ordering::Acquire), 3);
     }
 }
