@@ -55,7 +55,6 @@ impl Local for Unclaimed {
 #[test]
 fn presence_claims_the_names_not_held_in_redis() {
     let redis = Redis::start();
-    let shutdown = Arc::new(Shutdown::new());
     let member = |name: &str, client| Member {
         name: name.into(),
         room: "lobby".into(),
@@ -67,21 +66,14 @@ fn presence_claims_the_names_not_held_in_redis() {
         flag: Default::default(),
         lost: Mutex::new(Vec::new()),
     });
-    let presence = Presence::start(
-        &endpoint(&redis),
-        "a",
-        LogConfig::default(),
-        local.clone(),
-        shutdown.clone(),
-    )
-    .unwrap();
     // Registered (its first beat claims every name): then one name is
     // not held, another held by a client of another server.
-    let deadline = Instant::now() + DEADLINE;
-    while redis.query(&["GET", "chat:name:bob"]) != ["a:2:Bob"] {
-        assert!(Instant::now() < deadline, "never registered");
-        thread::sleep(Duration::from_millis(20));
-    }
+    let (shutdown, presence) = presence_of_a(
+        &redis,
+        local.clone(),
+        &["GET", "chat:name:bob"],
+        &["a:2:Bob"],
+    );
     redis.command(&["DEL", "chat:name:guest-1.1"]);
     redis.command(&["SET", "chat:name:bob", "b:9:bob"]);
     local.flag.store(true, std::sync::atomic::Ordering::Release);
@@ -230,21 +222,8 @@ fn lobby_member(name: &str, client: u64) -> Member {
 /// Starts presence for server "a" with `local`; waits until it has
 /// registered (its pipeline raised the tag counter).
 fn racing_presence(redis: &Redis, local: Arc<Racing>) -> (Arc<Shutdown>, thread::JoinHandle<()>) {
-    let shutdown = Arc::new(Shutdown::new());
-    let presence = Presence::start(
-        &endpoint(redis),
-        "a",
-        LogConfig::default(),
-        local,
-        shutdown.clone(),
-    )
-    .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while redis.query(&["GET", "chat:guest-tags"]) != [RACING_TAG.to_string()] {
-        assert!(Instant::now() < deadline, "never registered");
-        thread::sleep(Duration::from_millis(20));
-    }
-    (shutdown, presence)
+    let tag = RACING_TAG.to_string();
+    presence_of_a(redis, local, &["GET", "chat:guest-tags"], &[tag.as_str()])
 }
 
 /// Waits until `done` holds, failing with `what` at the deadline.

@@ -233,6 +233,31 @@ fn joined(thread: thread::JoinHandle<()>) {
     }
 }
 
+/// Starts presence for server "a" with `local`, and waits until `redis`
+/// answers `query` with `want` (what its first beat registers).
+fn presence_of_a(
+    redis: &Redis,
+    local: Arc<dyn Local>,
+    query: &[&str],
+    want: &[&str],
+) -> (Arc<Shutdown>, thread::JoinHandle<()>) {
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(redis),
+        "a",
+        LogConfig::default(),
+        local,
+        shutdown.clone(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while redis.query(query) != want {
+        assert!(Instant::now() < deadline, "never registered: {query:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    (shutdown, presence)
+}
+
 /// What a test "server" has locally, for presence.
 struct Members(Vec<Member>, u64);
 

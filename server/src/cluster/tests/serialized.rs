@@ -133,20 +133,12 @@ fn a_member_who_arrived_and_left_while_his_server_files_again_is_not_listed() {
     let carol = member("Carol", "lobby", 2);
     let dave = member("Dave", "lobby", 3);
     let local = Clients::start(&redis, vec![carol.clone()]);
-    let shutdown = Arc::new(Shutdown::new());
-    let presence = Presence::start(
-        &endpoint(&redis),
-        "a",
-        LogConfig::default(),
+    let (shutdown, presence) = presence_of_a(
+        &redis,
         local.clone(),
-        shutdown.clone(),
-    )
-    .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while redis.query(&["HKEYS", "chat:members:a"]) != ["Carol"] {
-        assert!(Instant::now() < deadline, "never registered");
-        thread::sleep(Duration::from_millis(20));
-    }
+        &["HKEYS", "chat:members:a"],
+        &["Carol"],
+    );
     *local.script.lock() = VecDeque::from([
         (
             vec![carol.clone()],
@@ -176,20 +168,12 @@ fn a_member_renamed_twice_while_her_server_files_again_keeps_her_name() {
     let alice = member("alice", "lobby", 2);
     let bob = member("bob", "lobby", 2);
     let local = Clients::start(&redis, vec![alice.clone()]);
-    let shutdown = Arc::new(Shutdown::new());
-    let presence = Presence::start(
-        &endpoint(&redis),
-        "a",
-        LogConfig::default(),
+    let (shutdown, presence) = presence_of_a(
+        &redis,
         local.clone(),
-        shutdown.clone(),
-    )
-    .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while redis.query(&["GET", "chat:name:alice"]) != ["a:2:alice"] {
-        assert!(Instant::now() < deadline, "never registered");
-        thread::sleep(Duration::from_millis(20));
-    }
+        &["GET", "chat:name:alice"],
+        &["a:2:alice"],
+    );
     // What `/nick NAME` sends: the new name claimed and filed, the old
     // one freed and taken out.
     let rename = |from: &'static str, to: &'static str| -> Call {
