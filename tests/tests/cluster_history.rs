@@ -161,6 +161,20 @@ fn kept_for_its_history(
     two_lines(x, x_name, w);
 }
 
+/// A newcomer to `#kept` on each of `servers` is replayed nothing (the
+/// log lost it all).
+fn no_history_of_kept(servers: &[Server]) {
+    for server in servers {
+        let (mut z, z_name) = joined(server);
+        let shown = join_room(&mut z, &z_name, "kept");
+        assert!(
+            history(&shown).is_empty(),
+            "a newcomer to #kept on {} is replayed nothing the log lost: {shown:?}",
+            server.addr()
+        );
+    }
+}
+
 /// A room kept only for its history whose first member comes back while
 /// the server is cut off from Redis, Redis then back empty: the member is
 /// replayed what the server had, then told the log is gone, and the ring
@@ -187,15 +201,7 @@ fn a_room_reentered_while_cut_off_loses_its_history_with_a_log_restarted_empty()
 
     redis.restart();
     x.recv_until(|l| l.starts_with("! ") && l.contains("restarted empty"));
-    for server in &servers {
-        let (mut z, z_name) = joined(server);
-        let shown = join_room(&mut z, &z_name, "kept");
-        assert!(
-            history(&shown).is_empty(),
-            "a newcomer to #kept on {} is replayed nothing the log lost: {shown:?}",
-            server.addr()
-        );
-    }
+    no_history_of_kept(&servers);
 }
 
 /// Defect: a room kept only for its history when Redis restarted empty
@@ -230,15 +236,7 @@ fn a_room_kept_for_its_history_loses_it_when_redis_restarted_empty() {
 
     redis.restart();
     x.recv_until(|l| l.starts_with("* connected"));
-    for server in &servers {
-        let (mut z, z_name) = joined(server);
-        let shown = join_room(&mut z, &z_name, "kept");
-        assert!(
-            history(&shown).is_empty(),
-            "a newcomer to #kept on {} is replayed nothing the log lost: {shown:?}",
-            server.addr()
-        );
-    }
+    no_history_of_kept(&servers);
 }
 
 /// Defect: a room kept only for its history when Redis restarted empty
