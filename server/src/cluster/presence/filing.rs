@@ -10,6 +10,12 @@
 //! claimed again). A member whose change is in memory already but not yet
 //! sent is mended right after the pipeline, still holding the link
 //! ([`Filer::settle`]); its own call then lands after that too.
+//!
+//! The names link may have sat idle across a Redis restart: each pipeline
+//! is tried once more on a fresh connection when its connection was found
+//! closed (`run_idempotent`). All may run twice: a `DEL` and `HSET` of
+//! the same members, claims of a client's own names, raises to a floor,
+//! deletes that check what they delete.
 
 use redis::Script;
 
@@ -89,7 +95,7 @@ impl Filer<'_> {
     fn refile(&self, link: &mut Link) -> Result<(), Failure> {
         let members = self.local.members();
         let key = keys::members(self.me);
-        link.run(|conn| {
+        link.run_idempotent(|conn| {
             let mut pipe = redis::pipe();
             pipe.atomic().cmd("DEL").arg(&key).ignore();
             if !members.is_empty() {
@@ -116,7 +122,7 @@ impl Filer<'_> {
             return Ok(Vec::new());
         }
         let claim = Script::new(keys::CLAIM);
-        let claimed: Vec<i64> = link.run(|conn| {
+        let claimed: Vec<i64> = link.run_idempotent(|conn| {
             let mut pipe = redis::pipe();
             for member in &members {
                 push_claim(&mut pipe, &claim, self.me, member);
@@ -136,7 +142,7 @@ impl Filer<'_> {
         let me = self.me;
         let raise = Script::new(keys::RAISE_TO);
         let claim = Script::new(keys::CLAIM);
-        let claimed: Vec<i64> = link.run(|conn| {
+        let claimed: Vec<i64> = link.run_idempotent(|conn| {
             let mut pipe = redis::pipe();
             pipe.cmd("DEL").arg(keys::members(me)).ignore();
             for member in &members {
@@ -195,7 +201,7 @@ impl Filer<'_> {
         let me = self.me;
         let delete = Script::new(keys::DELETE_IF);
         let unfile = Script::new(keys::HDEL_IF);
-        link.run(|conn| {
+        link.run_idempotent(|conn| {
             let mut pipe = redis::pipe();
             for member in &gone {
                 if !still_named(&now, member) {

@@ -33,6 +33,8 @@ struct Clients {
     unfiled: AtomicBool,
     /// Calls of `unfiled`: one a beat.
     beats: AtomicUsize,
+    /// Calls of `highest_guest`: one a registration.
+    registrations: AtomicUsize,
 }
 
 impl Clients {
@@ -53,6 +55,7 @@ impl Clients {
             calls: Mutex::new(tx),
             unfiled: AtomicBool::new(false),
             beats: AtomicUsize::new(0),
+            registrations: AtomicUsize::new(0),
         })
     }
 
@@ -84,6 +87,7 @@ impl Local for Clients {
         chat_common::protocol::notice(&format!("{name} left ({reason})"))
     }
     fn highest_guest(&self) -> u64 {
+        self.registrations.fetch_add(1, Ordering::AcqRel);
         0
     }
     fn guest_tag(&self) -> u64 {
@@ -202,6 +206,42 @@ fn a_member_renamed_twice_while_her_server_files_again_keeps_her_name() {
             vec!["0".to_string()],
             vec!["alice".to_string()]
         )
+    );
+    shutdown.trigger();
+    joined(presence);
+}
+
+/// Redis restarted empty: the server registers again at its first beat
+/// that finds it, on the names link, whose connection sat idle and died
+/// with the old Redis. Before, that first try failed on the dead
+/// connection and only the next beat registered it: a second more with
+/// its clients unlisted and their names free for anyone (review). Now the
+/// pipeline is tried once more on a fresh connection, and one
+/// registration does it.
+#[test]
+fn a_registration_on_a_names_link_idle_across_a_restart_takes_one_try() {
+    let mut redis = Redis::start();
+    let carol = member("carol", "lobby", 2);
+    let local = Clients::start(&redis, vec![carol]);
+    // A client connected once: the names link has a connection.
+    assert_eq!(local.names.claim("carol", 2).unwrap(), Claim::Claimed);
+    let (shutdown, presence) = presence_of_a(
+        &redis,
+        local.clone(),
+        &["HKEYS", "chat:members:a"],
+        &["carol"],
+    );
+    let before = local.registrations.load(Ordering::Acquire);
+    redis.restart();
+    let deadline = Instant::now() + DEADLINE;
+    while redis.query(&["HKEYS", "chat:members:a"]) != ["carol"] {
+        assert!(Instant::now() < deadline, "never registered again");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        local.registrations.load(Ordering::Acquire) - before,
+        1,
+        "registrations after the restart"
     );
     shutdown.trigger();
     joined(presence);
