@@ -337,10 +337,6 @@ impl Sink for Bridge {
         let Some(ctx) = self.rooms() else {
             return;
         };
-        if !self.local.lock().contains(room) {
-            // A room kept for its history only: no one here to tell.
-            return;
-        }
         let line = match missed {
             Missed::Lines(n) => protocol::error(&format!(
                 "you missed {n} line{} of this room: Redis trimmed them before this server could read them",
@@ -382,6 +378,12 @@ impl Sink for Bridge {
             .filter_map(|(key, feed)| Some((key.clone(), feed.floor_in(&epoch)?)))
             .filter(|(_, floor)| *floor > 0)
             .collect()
+    }
+
+    fn kept_went_back(&self, room: &str, from: u64, to: u64) {
+        if let Some(feed) = self.feeds.lock().get(room) {
+            feed.rolled_back_from(from, to);
+        }
     }
 
     fn epoch(&self, epoch: &str) {

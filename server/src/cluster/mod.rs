@@ -257,8 +257,13 @@ pub trait Sink: Send + Sync + 'static {
     /// last entry of the current Redis's log delivered here (its floor;
     /// rooms at 0 left out). The reader checks those it does not read
     /// against their logs too when it reconnects: one gone back past its
-    /// floor is told as [`Missed::RolledBack`].
+    /// floor is told to [`Sink::kept_went_back`].
     fn kept(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+    /// Room `room`, kept here for its history only (its log not read),
+    /// has its log gone back to entry `to`, its floor read at `from`
+    /// ([`Sink::kept`]): no one here to tell; its floor and history go
+    /// back, unless a member entering moved the floor meanwhile.
+    fn kept_went_back(&self, _room: &str, _from: u64, _to: u64) {}
 }
