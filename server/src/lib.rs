@@ -191,11 +191,17 @@ impl Server {
         let writers = Writers::start(flushers, limits)?;
         let display = (!config.quiet && chat).then(|| writers.display(console::DISPLAY_QUEUE));
         let access = access::Access::new(&config, bans, gate);
-        for note in notes {
-            log!("{note}");
-        }
         let (transcript, history) = match (transcript, &config.transcript) {
-            (Some(file), Some(path)) => {
+            (Some(mut file), Some(path)) => {
+                // What the start found cut short at its end goes now that
+                // the port is bound, before the history is read back.
+                file.mend_now().map_err(|e| {
+                    std::io::Error::other(format!(
+                        "cannot cut the transcript {} back to its last whole line: {}",
+                        path.display(),
+                        log::plain(&e)
+                    ))
+                })?;
                 let history = transcript::load_history(
                     path,
                     config.history as usize,
@@ -206,6 +212,9 @@ impl Server {
             }
             _ => (None, Vec::new()),
         };
+        for note in notes {
+            log!("{note}");
+        }
         let shutdown = Arc::new(Shutdown::new());
         let (cluster, log, names): (_, Box<dyn rooms::log::Log>, Box<dyn rooms::names::Names>) =
             match (&config.redis, chat) {

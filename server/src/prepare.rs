@@ -13,8 +13,9 @@
 //! is bound.
 //!
 //! Side effects: a missing `--bans` file is created empty, and the
-//! transcript created (0600) or its partial last line dropped, even when
-//! the bind then fails, as they would be by any start.
+//! transcript created (0600), even when the bind then fails, as they
+//! would be by any start. A transcript's partial last line is only found
+//! here, and cut after the bind (a start that fails changes nothing).
 
 use std::fs::File;
 use std::time::Duration;

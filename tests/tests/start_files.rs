@@ -235,3 +235,38 @@ fn a_transcript_that_may_be_appended_to_but_not_read_still_starts() {
     server.signal("INT");
     assert!(server.wait_exit(TIMEOUT).success());
 }
+
+/// Defect (review): the partial last line was cut at open, before the
+/// bind, and its note logged only after it: a start that failed at the
+/// bind (port in use) cut the file and said nothing, and the next start
+/// found it whole, so no run ever said a line was dropped. Now the file
+/// is cut after the bind: a failed start leaves it as it was, and the
+/// next start cuts it and says so.
+#[test]
+fn a_start_that_fails_at_the_bind_leaves_the_transcript_as_it_was() {
+    let dir = TempDir::new("start-partial-port-in-use");
+    let transcript = dir.join("transcript.txt");
+    let torn = "2026-12-02T19:05:13.641Z #lobby <alice> hello\n2026-12-02T19:05:14.000Z #lobby <alice> cut sh";
+    std::fs::write(&transcript, torn).expect("write transcript");
+    let path = transcript.to_str().expect("UTF-8 path");
+    let held = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let port = held.local_addr().expect("address").port().to_string();
+    let (code, stderr) =
+        run_server_to_exit(&["--bind", "127.0.0.1", "--port", &port, "--transcript", path]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&transcript).expect("read transcript"),
+        torn,
+        "a failed start changes nothing"
+    );
+    drop(held);
+    let mut server = Server::start(&["--transcript", path]);
+    server.stderr_until("partial last line");
+    server.signal("INT");
+    assert!(server.wait_exit(TIMEOUT).success());
+    assert_eq!(
+        std::fs::read_to_string(&transcript).expect("read transcript"),
+        "2026-12-02T19:05:13.641Z #lobby <alice> hello\n",
+    );
+}

@@ -136,6 +136,16 @@ impl<D: Disk> Sink<D> {
         Ok(())
     }
 
+    /// Cuts off now what the start found cut short at FILE's end (or a
+    /// failed write left), rather than at the next write: the start does
+    /// this once the port is bound, before the history is read back.
+    ///
+    /// # Errors
+    /// When the cut fails.
+    pub fn mend_now(&mut self) -> io::Result<()> {
+        self.mend()
+    }
+
     /// At the stop: mends FILE if a failed write is not cut off yet, and
     /// syncs it.
     ///
@@ -159,10 +169,12 @@ impl<D: Disk> Sink<D> {
 }
 
 /// Opens (creating, mode 0600) FILE for appending, without waiting for a
-/// FIFO's reader, and drops a partial last line a crash left in it. Logs
-/// nothing (it runs before the port is bound): what there is to say (the
-/// partial line dropped, or a FILE it may not read to check) is returned,
-/// for the caller to log once the port is bound.
+/// FIFO's reader, and finds a partial last line a crash left in it, which
+/// the sink cuts off at [`Sink::mend_now`] (after the bind: a start that
+/// then fails changes nothing). Logs nothing (it runs before the port is
+/// bound): what there is to say (the partial line dropped, or a FILE it
+/// may not read to check) is returned, for the caller to log once the
+/// port is bound and the line is cut.
 ///
 /// # Errors
 /// The reason, in one line naming the file.
@@ -189,22 +201,29 @@ pub fn open(path: &Path) -> Result<(Sink<File>, Option<String>), String> {
     let flags = OFlag::from_bits_truncate(flags) - OFlag::O_NONBLOCK;
     fcntl(&file, FcntlArg::F_SETFL(flags)).map_err(errno)?;
     let meta = file.metadata().map_err(|e| fail(log::plain(&e)))?;
+    let mut sink = Sink::new(file, meta.is_file());
     let note = if meta.is_file() {
-        mend_end(path, &file, &meta).map_err(fail)?
+        let (keep, note) = check_end(path, &meta).map_err(fail)?;
+        sink.torn = keep;
+        note
     } else {
         None
     };
-    Ok((Sink::new(file, meta.is_file()), note))
+    Ok((sink, note))
 }
 
-/// Drops the partial last line of `file` (regular, opened from `path`), if
-/// it does not end in LF; returns what to log about it. A FILE the server
-/// may append to but not read is left as it is (its history cannot be
-/// read either, which is logged, and the room goes on).
-fn mend_end(path: &Path, file: &File, meta: &std::fs::Metadata) -> Result<Option<String>, String> {
+/// Where a regular FILE (opened as `meta`, from `path`) is to be cut back
+/// to, if it does not end in LF (a partial last line), and what to log
+/// about it. A FILE the server may append to but not read is left as it
+/// is (its history cannot be read either, which is logged, and the room
+/// goes on).
+fn check_end(
+    path: &Path,
+    meta: &std::fs::Metadata,
+) -> Result<(Option<u64>, Option<String>), String> {
     let len = meta.len();
     if len == 0 {
-        return Ok(None);
+        return Ok((None, None));
     }
     // `file` is write-only: read the same inode through a second handle.
     let reader = match OpenOptions::new()
@@ -214,11 +233,11 @@ fn mend_end(path: &Path, file: &File, meta: &std::fs::Metadata) -> Result<Option
     {
         Ok(reader) => reader,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Ok(Some(format!(
+            return Ok((None, Some(format!(
                 "transcript {}: cannot read it to check its last line ({}); a line a crash cut short, if any, stays",
                 path.display(),
                 log::plain(&e)
-            )))
+            ))))
         }
         Err(e) => return Err(log::plain(&e)),
     };
@@ -231,7 +250,7 @@ fn mend_end(path: &Path, file: &File, meta: &std::fs::Metadata) -> Result<Option
         .read_exact_at(&mut last, len - 1)
         .map_err(|e| log::plain(&e))?;
     if last[0] == b'\n' {
-        return Ok(None);
+        return Ok((None, None));
     }
     let start = len.saturating_sub(TAIL_BYTES);
     let mut tail = vec![0u8; usize::try_from(len - start).expect("at most TAIL_BYTES")];
@@ -248,10 +267,12 @@ fn mend_end(path: &Path, file: &File, meta: &std::fs::Metadata) -> Result<Option
             ))
         }
     };
-    file.set_len(keep).map_err(|e| log::plain(&e))?;
-    Ok(Some(format!(
-        "transcript {}: dropped a partial last line ({} bytes) left by an interrupted write",
-        path.display(),
-        len - keep
-    )))
+    Ok((
+        Some(keep),
+        Some(format!(
+            "transcript {}: dropped a partial last line ({} bytes) left by an interrupted write",
+            path.display(),
+            len - keep
+        )),
+    ))
 }

@@ -205,9 +205,9 @@ fn an_empty_batch_is_not_writing_again() {
     assert!(sink.failing());
 }
 
-/// At open, a FILE that does not end in LF loses its partial last line
-/// (all of it when it holds no LF at all); one that ends in LF is kept as
-/// it is.
+/// A FILE that does not end in LF loses its partial last line (all of
+/// it when it holds no LF at all) when the start mends it, after the
+/// bind, not at open (before it); one that ends in LF is kept as it is.
 #[test]
 fn open_drops_a_partial_last_line() {
     let dir = std::env::temp_dir().join(format!("chat-transcript-open-{}", std::process::id()));
@@ -226,12 +226,16 @@ fn open_drops_a_partial_last_line() {
     for (i, (before, _)) in cases.iter().enumerate() {
         let path = dir.join(format!("t{i}"));
         std::fs::write(&path, before).unwrap();
-        let opened = open(&path).map(|_| ());
-        found.push((opened, std::fs::read_to_string(&path).unwrap()));
+        let (mut sink, _) = open(&path).unwrap();
+        // Opened (before the bind): nothing cut yet.
+        let opened = std::fs::read_to_string(&path).unwrap();
+        let mended = sink.mend_now().map_err(|e| e.to_string());
+        found.push((opened, mended, std::fs::read_to_string(&path).unwrap()));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    for ((opened, after), (_, want)) in found.iter().zip(cases) {
-        assert_eq!(opened, &Ok(()));
+    for ((opened, mended, after), (before, want)) in found.iter().zip(cases) {
+        assert_eq!(opened, before);
+        assert_eq!(mended, &Ok(()));
         assert_eq!(after, want);
     }
 }
