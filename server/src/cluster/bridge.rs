@@ -368,7 +368,7 @@ impl Sink for Bridge {
         }
     }
 
-    fn kept(&self) -> Vec<(String, u64)> {
+    fn kept(&self) -> Vec<(String, (u64, u64))> {
         let feeds = self.feeds.lock();
         let Some(epoch) = self.epoch.lock().clone() else {
             return Vec::new();
@@ -376,13 +376,13 @@ impl Sink for Bridge {
         feeds
             .iter()
             .filter_map(|(key, feed)| Some((key.clone(), feed.floor_in(&epoch)?)))
-            .filter(|(_, floor)| *floor > 0)
+            .filter(|(_, (floor, _))| *floor > 0)
             .collect()
     }
 
-    fn kept_went_back(&self, room: &str, from: u64, to: u64) {
+    fn kept_went_back(&self, room: &str, seen: (u64, u64), to: u64) {
         if let Some(feed) = self.feeds.lock().get(room) {
-            feed.rolled_back_from(from, to);
+            feed.rolled_back_from(seen, to);
         }
     }
 

@@ -255,15 +255,16 @@ pub trait Sink: Send + Sync + 'static {
     fn request(&self, request: Request);
     /// Every room this server keeps a history for, with the number of the
     /// last entry of the current Redis's log delivered here (its floor;
-    /// rooms at 0 left out). The reader checks those it does not read
-    /// against their logs too when it reconnects: one gone back past its
-    /// floor is told to [`Sink::kept_went_back`].
-    fn kept(&self) -> Vec<(String, u64)> {
+    /// rooms at 0 left out) and how many tails were loaded into it. The
+    /// reader checks those it does not read against their logs too when
+    /// it reconnects: one gone back past its floor is told to
+    /// [`Sink::kept_went_back`].
+    fn kept(&self) -> Vec<(String, (u64, u64))> {
         Vec::new()
     }
     /// Room `room`, kept here for its history only (its log not read),
-    /// has its log gone back to entry `to`, its floor read at `from`
-    /// ([`Sink::kept`]): no one here to tell; its floor and history go
-    /// back, unless a member entering moved the floor meanwhile.
-    fn kept_went_back(&self, _room: &str, _from: u64, _to: u64) {}
+    /// has its log gone back to entry `to`, its floor and loads read at
+    /// `seen` ([`Sink::kept`]): no one here to tell; its floor and history
+    /// go back, unless a member entering loaded the log meanwhile.
+    fn kept_went_back(&self, _room: &str, _seen: (u64, u64), _to: u64) {}
 }

@@ -47,6 +47,8 @@ struct Ring {
     /// `None`: none yet (a feed opened before the reader first reached
     /// Redis; its lines, if any, are from a transcript, not a log).
     epoch: Option<String>,
+    /// Tails loaded so far ([`Feed::load`]).
+    loads: u64,
     /// The last `--history` chat lines, oldest first, each with its number
     /// in the log. A line delivered here only, never in the log (the
     /// console's while cut off), has the number of the entry before it.
@@ -67,6 +69,7 @@ impl Feed {
             floor: AtomicU64::new(0),
             ring: Mutex::new(Ring {
                 epoch: epoch.map(str::to_string),
+                loads: 0,
                 lines: VecDeque::new(),
             }),
         }
@@ -99,6 +102,7 @@ impl Feed {
     /// this one from now on.
     pub fn load(&self, end: &Position, lines: impl IntoIterator<Item = (u64, Arc<str>)>) {
         let mut ring = self.ring.lock();
+        ring.loads += 1;
         ring.lines.clear();
         ring.lines.extend(lines);
         if ring.epoch.as_deref() == Some(end.epoch.as_str()) {
@@ -187,27 +191,34 @@ impl Feed {
         self.floor.store(0, Ordering::Release);
     }
 
-    /// The floor, if the feed counts in the log of `epoch`.
-    pub fn floor_in(&self, epoch: &str) -> Option<u64> {
+    /// The floor and how many tails were loaded so far ([`Feed::load`]),
+    /// if the feed counts in the log of `epoch`.
+    pub fn floor_in(&self, epoch: &str) -> Option<(u64, u64)> {
         let ring = self.ring.lock();
-        (ring.epoch.as_deref() == Some(epoch)).then(|| self.floor.load(Ordering::Acquire))
+        (ring.epoch.as_deref() == Some(epoch))
+            .then(|| (self.floor.load(Ordering::Acquire), ring.loads))
     }
 
     /// A room kept here for its history only was found with its log gone
-    /// back to entry `to`, its floor read at `from` just before: as
-    /// [`Feed::rolled_back`], unless the floor moved since (a member
-    /// entering loaded the log's tail meanwhile, which set it from the log
-    /// as it is now, new lines included). Returns whether it applied.
-    pub fn rolled_back_from(&self, from: u64, to: u64) -> bool {
+    /// back to entry `to`, its floor and loads read at `seen` just before
+    /// ([`Feed::floor_in`]): as [`Feed::rolled_back`], unless either
+    /// changed since (a member entering loaded the log's tail meanwhile,
+    /// which set the floor from the log as it is now, new lines included;
+    /// the count of loads tells even a tail that ended where the old floor
+    /// stood). Returns whether it applied.
+    pub fn rolled_back_from(&self, seen: (u64, u64), to: u64) -> bool {
         let mut ring = self.ring.lock();
-        let went = self
-            .floor
-            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if went {
-            ring.lines.retain(|(n, _)| *n <= to);
+        let (floor, loads) = seen;
+        if ring.loads != loads
+            || self
+                .floor
+                .compare_exchange(floor, to, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return false;
         }
-        went
+        ring.lines.retain(|(n, _)| *n <= to);
+        true
     }
 
     /// The log went back to entry `to` (Redis came back from an older
@@ -404,14 +415,23 @@ mod tests {
     fn a_kept_rooms_rollback_read_before_a_member_entered_is_skipped() {
         let feed = Feed::new(Some("e1"));
         deliver(&feed, 10, &["<a> 10"]);
+        let seen = feed.floor_in("e1").unwrap();
+        assert_eq!(seen.0, 10);
         feed.load(
             &end("e1", 7),
             [(6, Arc::from("<b> 6")), (7, Arc::from("<b> 7"))],
         );
-        assert!(!feed.rolled_back_from(10, 5));
+        assert!(!feed.rolled_back_from(seen, 5));
         assert_eq!(history(&feed), ["<b> 6", "<b> 7"]);
         assert_eq!(feed.floor.load(Ordering::Acquire), 7);
-        assert!(feed.rolled_back_from(7, 6));
-        assert_eq!(history(&feed), ["<b> 6"]);
+        // Even when the tail loaded ends where the old floor stood.
+        let seen = feed.floor_in("e1").unwrap();
+        feed.load(&end("e1", 7), [(7, Arc::from("<c> 7"))]);
+        assert!(!feed.rolled_back_from(seen, 5));
+        assert_eq!(history(&feed), ["<c> 7"]);
+        let seen = feed.floor_in("e1").unwrap();
+        assert!(feed.rolled_back_from(seen, 6));
+        assert!(history(&feed).is_empty());
+        assert_eq!(feed.floor.load(Ordering::Acquire), 6);
     }
 }

@@ -168,40 +168,48 @@ impl ReaderThread {
     /// by the next read; [`ReaderThread::take`] also catches a rollback of
     /// a watched room from the entries themselves).
     fn check_rollback(&mut self) {
-        let mut rooms: Vec<(String, u64)> = self
+        // Each room with where it stands: a watched room's cursor, or a
+        // kept room's floor and loads.
+        let mut rooms: Vec<(String, u64, Option<u64>)> = self
             .cursors
             .iter()
             .filter(|(_, c)| c.n > 0)
-            .map(|(room, c)| (room.clone(), c.n))
+            .map(|(room, c)| (room.clone(), c.n, None))
             .collect();
         rooms.extend(
             self.sink
                 .kept()
                 .into_iter()
-                .filter(|(room, _)| !self.cursors.contains_key(room)),
+                .filter(|(room, _)| !self.cursors.contains_key(room))
+                .map(|(room, (floor, loads))| (room, floor, Some(loads))),
         );
         if rooms.is_empty() {
             return;
         }
         let Ok(seqs) = self.link.run_idempotent(|conn| {
             let mut pipe = redis::pipe();
-            for (room, _) in &rooms {
+            for (room, _, _) in &rooms {
                 pipe.cmd("GET").arg(keys::seq(room));
             }
             pipe.query::<Vec<Option<u64>>>(conn)
         }) else {
             return;
         };
-        for ((room, from), seq) in rooms.into_iter().zip(seqs) {
+        for ((room, from, loads), seq) in rooms.into_iter().zip(seqs) {
             let seq = seq.unwrap_or(0);
             if seq >= from {
                 continue;
             }
-            if let Some(cursor) = self.cursors.get_mut(&room) {
-                cursor.n = seq;
+            match loads {
+                Some(loads) => self.sink.kept_went_back(&room, (from, loads), seq),
+                None => {
+                    if let Some(cursor) = self.cursors.get_mut(&room) {
+                        cursor.n = seq;
+                    }
+                    self.sink
+                        .missed(&room, Missed::RolledBack { from, to: seq });
+                }
             }
-            self.sink
-                .missed(&room, Missed::RolledBack { from, to: seq });
         }
     }
 
