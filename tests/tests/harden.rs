@@ -127,7 +127,11 @@ fn waiters_that_give_up_free_their_places_and_are_never_announced() {
     let mut w3 = loop {
         let mut w3 = Host::connect(server.addr(), loopback(0, 0, 12));
         let line = w3.recv();
-        if !line.starts_with("! too many connections from 127.0.0.12") {
+        // The watcher may find the two hang-ups one poll apart: with one
+        // waiter's place and slot given back and not yet the other's, a
+        // newcomer is let in as number 2. Not yet: it goes, and tries again.
+        let one_freed = line.contains("number 2 in line");
+        if !line.starts_with("! too many connections from 127.0.0.12") && !one_freed {
             assert!(
                 line.contains("number 1 in line"),
                 "the freed queue places were not given back: {line:?}"
