@@ -1,5 +1,5 @@
 //! The bridge between the cluster's threads and the rooms: what the
-//! reader, the writer and presence hand over ([`Sink`], [`Local`](super::presence::Local)) becomes
+//! reader, the writer and presence hand over ([`Sink`](super::Sink), [`Local`](super::presence::Local)) becomes
 //! calls of [`crate::rooms::Rooms`], and what the rooms do becomes Redis
 //! entries ([`super::room_log`], [`super::shared_names`]).
 //!
@@ -11,7 +11,8 @@
 //! `bridge/requests.rs`; what presence asks of this server's members in
 //! `bridge/local.rs`; a room's history ring and delivery floor in
 //! `bridge/feed.rs`; telling the clients that this server is cut off in
-//! `bridge/outage.rs`.
+//! `bridge/outage.rs`; what the reader and the writer hand over (the
+//! [`Sink`](super::Sink)) in `bridge/sink.rs`.
 //!
 //! Lock order: the bridge's own mutexes are leaves, but two: `feeds`,
 //! under which a feed's ring and `epoch` are taken; and `outage`, held
@@ -25,11 +26,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use chat_common::protocol;
 use parking_lot::Mutex;
 
 use super::names::{now_ms, Names};
-use super::{Entry, Line, Missed, Refusal, Request, Sink, Token};
+use super::Entry;
 use crate::rooms::log::{Batch, Origin, ServerId};
 use crate::rooms::ClientId;
 use crate::Context;
@@ -38,6 +38,7 @@ mod feed;
 mod local;
 mod outage;
 mod requests;
+mod sink;
 
 pub use feed::Feed;
 pub use requests::ban_by_address;
@@ -269,149 +270,6 @@ impl Bridge {
                 lines: fresh.into_iter().map(|e| e.text.into()).collect(),
             })
         });
-    }
-}
-
-impl Sink for Bridge {
-    fn refused(&self, token: Token, line: &Line, why: Refusal) {
-        if let Some(ctx) = self.rooms() {
-            let origin = Bridge::origin_of(&line.from);
-            if line.text.starts_with("* ") || origin.client.is_none() {
-                // A notice or the console's line the writer took but Redis
-                // did not: delivered here only, as the rooms do with one
-                // refused at once (`Rooms::append`); its subject is skipped
-                // and is not told of a line it never sent.
-                let batch = Batch {
-                    from: origin,
-                    lines: vec![line.text.as_str().into()],
-                };
-                ctx.rooms.deliver(&line.room, &batch);
-            } else if token != 0 {
-                let what = line.text.trim_end();
-                let text = match why {
-                    Refusal::NotTaken => format!("not delivered (Redis did not take it): {what}"),
-                    Refusal::Unsure => format!(
-                        "not sure your line was sent (Redis stopped answering; it will not appear later): {what}"
-                    ),
-                    Refusal::Restarted => format!(
-                        "not sure your line was sent (Redis restarted empty; it is not sent again): {what}"
-                    ),
-                };
-                ctx.rooms.tell(token, &protocol::error(&text));
-            }
-        }
-    }
-
-    fn deliver(&self, room: &str, entries: Vec<Entry>) {
-        let Some(ctx) = self.rooms() else {
-            return;
-        };
-        let Some(feed) = self.feeds.lock().get(room).cloned() else {
-            return;
-        };
-        // Runs of one origin become one batch: one room lock each.
-        let mut run: Vec<Entry> = Vec::new();
-        for entry in entries {
-            if run.last().is_some_and(|last| last.from != entry.from) {
-                self.deliver_run(&ctx, room, &feed, std::mem::take(&mut run));
-            }
-            run.push(entry);
-        }
-        self.deliver_run(&ctx, room, &feed, run);
-    }
-
-    fn missed(&self, room: &str, missed: Missed) {
-        // The log numbers its lines from 1 (or `to + 1`) again, and the
-        // history loses what the log lost, before anyone is told.
-        let feeds = self.feeds.lock();
-        if let Some(feed) = feeds.get(room) {
-            match missed {
-                Missed::LogLost { .. } => {
-                    feed.lost(self.epoch.lock().as_deref().unwrap_or_default());
-                }
-                Missed::RolledBack { to, .. } => feed.rolled_back(to),
-                Missed::Lines(_) | Missed::Trimmed { .. } => {}
-            }
-        }
-        drop(feeds);
-        let Some(ctx) = self.rooms() else {
-            return;
-        };
-        let line = match missed {
-            Missed::Lines(n) => protocol::error(&format!(
-                "you missed {n} line{} of this room: Redis trimmed them before this server could read them",
-                if n == 1 { "" } else { "s" }
-            )),
-            Missed::Trimmed { at_most } => protocol::error(&format!(
-                "you may have missed up to {at_most} line{} of this room: Redis trimmed them before this server could read them",
-                if at_most == 1 { "" } else { "s" }
-            )),
-            Missed::LogLost { unseen: 0 } => protocol::error(
-                "Redis restarted empty: this room's log before now is gone, and lines sent just before it went away may be missing",
-            ),
-            Missed::LogLost { unseen } => protocol::error(&format!(
-                "Redis restarted empty: this room's log before now is gone, and you missed at least {unseen} line{} sent just before it went away",
-                if unseen == 1 { "" } else { "s" }
-            )),
-            Missed::RolledBack { from, to } => protocol::error(&format!(
-                "Redis came back with an older copy of its data: the last {} line{} of this room are gone from its log and history, and lines sent just before it went away may be missing",
-                from - to,
-                if from - to == 1 { "" } else { "s" }
-            )),
-        };
-        self.local_notice(&ctx, room, &line);
-    }
-
-    fn request(&self, request: Request) {
-        if let Some(ctx) = self.rooms() {
-            self.serve(&ctx, request);
-        }
-    }
-
-    fn kept(&self) -> Vec<(String, (u64, u64))> {
-        let feeds = self.feeds.lock();
-        let Some(epoch) = self.epoch.lock().clone() else {
-            return Vec::new();
-        };
-        feeds
-            .iter()
-            .filter_map(|(key, feed)| Some((key.clone(), feed.floor_in(&epoch)?)))
-            .filter(|(_, (floor, _))| *floor > 0)
-            .collect()
-    }
-
-    fn kept_went_back(&self, room: &str, seen: (u64, u64), to: u64) {
-        if let Some(feed) = self.feeds.lock().get(room) {
-            feed.rolled_back_from(seen, to);
-        }
-    }
-
-    fn epoch(&self, epoch: &str) {
-        // Every feed counting in another log loses it, its room read here
-        // or only kept for its history (its next first member would be
-        // replayed the lost lines, and its floor would hide new ones).
-        let feeds = self.feeds.lock();
-        *self.epoch.lock() = Some(epoch.to_string());
-        for feed in feeds.values() {
-            feed.reading(epoch);
-        }
-    }
-
-    fn link(&self, up: bool) {
-        if !up {
-            self.up.store(false, Ordering::Release);
-            self.cut_off();
-            return;
-        }
-        self.back();
-        let Some(ctx) = self.rooms() else {
-            return;
-        };
-        let line = protocol::notice("connected to the other servers again (Redis is back)");
-        let rooms: Vec<String> = self.local.lock().iter().cloned().collect();
-        for room in rooms {
-            self.local_notice(&ctx, &room, &line);
-        }
     }
 }
 

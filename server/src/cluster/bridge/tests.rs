@@ -1,6 +1,7 @@
 //! Unit tests of the bridge, and its test hook.
 
 use super::*;
+use crate::cluster::Sink;
 
 /// What [`Bridge::before_delivery`] calls, with the room's key.
 pub(in crate::cluster) type DeliveryHook = Arc<dyn Fn(&str) + Send + Sync>;
