@@ -22,6 +22,18 @@ fn named(server: &Server, name: &str) -> Client {
     client
 }
 
+/// Waits until both servers' readers are connected: each of `ann` and
+/// `bea` (on two servers) hears the other's line. A reader still making
+/// its first connection when Redis pauses writes would wait for the pause
+/// to end (its connection sets the epoch), and its server would say it is
+/// cut off meanwhile.
+fn readers_up(ann: &mut Client, bea: &mut Client) {
+    ann.send("from ann");
+    bea.recv_until(|l| l == "<ann> from ann");
+    bea.send("from bea");
+    ann.recv_until(|l| l == "<bea> from bea");
+}
+
 /// How long Redis stays busy with ann's `/msg` held: past the servers'
 /// reply timeout (2 s), so ann's server gives up on it, and past the bound
 /// after which a request is stale (2.5 s), so that is what it is when it
@@ -43,6 +55,7 @@ fn a_msg_stalled_in_redis_is_not_sure_and_never_arrives_later() {
     let servers = servers(&redis, 2);
     let mut ann = named(&servers[0], "ann");
     let mut bea = named(&servers[1], "bea");
+    readers_up(&mut ann, &mut bea);
 
     redis.command(&["CLIENT", "PAUSE", "60000", "WRITE"]);
     ann.send("/msg bea psst");
@@ -113,6 +126,7 @@ fn a_console_kick_stalled_in_redis_is_not_sure_and_never_happens_later() {
     // (a first connection would wait for the pause to end).
     let mut ann = named(&servers[0], "ann");
     let mut bea = named(&servers[1], "bea");
+    readers_up(&mut ann, &mut bea);
 
     redis.command(&["CLIENT", "PAUSE", "60000", "WRITE"]);
     servers[0].console("/kick bea spamming");
