@@ -176,11 +176,23 @@ impl ReaderThread {
             .filter(|(_, c)| c.n > 0)
             .map(|(room, c)| (room.clone(), c.n, None))
             .collect();
+        // A room whose watch waits with a start (its first member here
+        // loaded its history up to there before the link went) is not
+        // checked as kept: entered at that start, a number of the log as it
+        // was, the reader finds the rollback from the entries themselves
+        // ([`ReaderThread::take`]); told here as well, it was told twice.
+        let waiting: Vec<String> = self
+            .controls
+            .lock()
+            .iter()
+            .filter(|(_, control)| matches!(control.start, Some(Start::After(_))))
+            .map(|(room, _)| room.clone())
+            .collect();
         rooms.extend(
             self.sink
                 .kept()
                 .into_iter()
-                .filter(|(room, _)| !self.cursors.contains_key(room))
+                .filter(|(room, _)| !self.cursors.contains_key(room) && !waiting.contains(room))
                 .map(|(room, (floor, loads))| (room, floor, Some(loads))),
         );
         if rooms.is_empty() {

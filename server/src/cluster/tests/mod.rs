@@ -68,6 +68,9 @@ enum Event {
     Missed(String, Missed),
     Link(bool),
     Request(Request),
+    /// A room kept for its history found gone back ([`Sink::kept_went_back`]):
+    /// the room, its floor seen, and where its log is now.
+    KeptWentBack(String, u64, u64),
 }
 
 /// A sink that records every event, for assertions with a deadline.
@@ -77,6 +80,8 @@ struct Recorder {
     changed: Condvar,
     /// Why each line refused was, by its text, in order.
     why: Mutex<Vec<(String, Refusal)>>,
+    /// What [`Sink::kept`] answers: rooms kept here for their history.
+    kept: Mutex<Vec<(String, (u64, u64))>>,
 }
 
 impl Recorder {
@@ -130,6 +135,12 @@ impl Sink for Recorder {
     fn epoch(&self, _epoch: &str) {}
     fn request(&self, request: Request) {
         self.push(Event::Request(request));
+    }
+    fn kept(&self) -> Vec<(String, (u64, u64))> {
+        self.kept.lock().clone()
+    }
+    fn kept_went_back(&self, room: &str, seen: (u64, u64), to: u64) {
+        self.push(Event::KeptWentBack(room.into(), seen.0, to));
     }
 }
 
