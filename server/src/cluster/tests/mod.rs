@@ -300,7 +300,6 @@ impl Local for Members {
     }
 }
 
-/// How a line ended, from its sender's side and the room's.
 /// A chat line of alice's for `room` (the tests append it as client 7).
 fn alice(room: &str, text: &str) -> Line {
     Line {
