@@ -7,6 +7,7 @@
 //! --appendonly no`), so a restart always comes back empty, like a Redis
 //! that lost its memory.
 
+use std::hash::{BuildHasher, RandomState};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -265,10 +266,37 @@ impl Drop for Redis {
 /// The cluster tests import it from here: the one in the crate root.
 pub use crate::run_server_to_exit;
 
-/// A loopback port nothing listens on right now (the kernel's pick).
+/// A loopback port nothing listens on right now, outside the kernel's
+/// range for ephemeral ports. A test holds Redis down and restarts it on
+/// the same port: meanwhile a port from that range may be given to any
+/// new socket, a chat server's listener bound to port 0 or a link
+/// reconnecting to Redis (which then connects to itself), and the
+/// restarted Redis could not bind it.
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
+    let (low, high) = ephemeral_ports();
+    let (from, to) = if low >= 11_000 {
+        (10_000, u32::from(low))
+    } else {
+        (u32::from(high) + 1, 65_536)
+    };
+    let start = RandomState::new().hash_one(std::process::id());
+    (0..1000u64)
+        .map(|i| from + ((start + i * 7919) % u64::from(to - from)) as u32)
+        .map(|port| u16::try_from(port).expect("a port number"))
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free loopback port outside the ephemeral range")
+}
+
+/// The kernel's range for ephemeral ports (Linux's default when it cannot
+/// be read).
+fn ephemeral_ports() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(str::parse::<u16>);
+            Some((parts.next()?.ok()?, parts.next()?.ok()?))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 /// One command as a RESP array of bulk strings.
@@ -352,6 +380,19 @@ mod tests {
             !std::path::Path::new(&format!("/proc/{second}")).exists(),
             "drop killed and reaped redis-server"
         );
+    }
+
+    /// Its port is outside the kernel's ephemeral range (no socket bound to
+    /// port 0, no outgoing connection, can take it while it is down), and
+    /// two at once get two ports.
+    #[test]
+    fn ports_are_outside_the_ephemeral_range() {
+        let (low, high) = ephemeral_ports();
+        let (a, b) = (Redis::start(), Redis::start());
+        for port in [a.addr().port(), b.addr().port()] {
+            assert!(!(low..=high).contains(&port), "{port} in {low}-{high}");
+        }
+        assert_ne!(a.addr().port(), b.addr().port());
     }
 
     /// `--requirepass` is passed on: PING without AUTH is refused.

@@ -15,9 +15,10 @@ use chat_tests::redis::Redis;
 use chat_tests::{signal, welcome_name, Client, Server, TIMEOUT};
 
 /// How soon a client connecting while Redis hangs must have its welcome:
-/// the link's reply timeout (2 s), plus room for a loaded machine. Before
-/// the fix the first of 4 at once waited 6.3 s, later ones 4.1 s.
-const WELCOME_WITHIN: Duration = Duration::from_millis(3500);
+/// the link's reply timeout (2 s), plus room for a loaded machine (six
+/// clients, two servers and the test on two cores). Before the fix the
+/// first of 4 at once waited 6.3 s, later ones 4.1 s.
+const WELCOME_WITHIN: Duration = Duration::from_millis(5000);
 
 /// The longest name (chat_common's MAX_NAME).
 const MAX_NAME: usize = 16;

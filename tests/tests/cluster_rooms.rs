@@ -36,8 +36,11 @@ fn fill_log(redis: &Redis, room: &str, count: usize) {
 /// could (measured: about 450 ms a join, a #lobby line every 20 ms).
 #[test]
 fn a_join_into_a_big_room_does_not_delay_other_rooms() {
-    /// #lobby lines that must go round within each join into #big.
-    const DURING_EACH_JOIN: usize = 3;
+    /// #lobby lines that must go round within each join into #big, at
+    /// least, and within the four joins in all (a line stalled for a
+    /// third of a second on a loaded machine may leave one join with one).
+    const DURING_EACH_JOIN: usize = 1;
+    const DURING_THE_JOINS: usize = 12;
     let redis = Redis::start();
     fill_log(&redis, "big", 10_000);
     let servers = servers(&redis, 2);
@@ -69,8 +72,8 @@ fn a_join_into_a_big_room_does_not_delay_other_rooms() {
     };
     // Each #lobby line: when it was sent, and when it arrived.
     let mut pings = Vec::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while !done.load(Ordering::Acquire) && Instant::now() < deadline && pings.len() < 2000 {
+    let deadline = Instant::now() + TIMEOUT * 3;
+    while !done.load(Ordering::Acquire) && Instant::now() < deadline && pings.len() < 6000 {
         let at = Instant::now();
         speaker.send(&format!("ping {}", pings.len()));
         let want = format!("> ping {}", pings.len());
@@ -81,11 +84,13 @@ fn a_join_into_a_big_room_does_not_delay_other_rooms() {
     }
     let joins = mover.join().expect("the mover");
     assert!(done.load(Ordering::Acquire), "the joins never finished");
+    let mut in_all = 0;
     for (i, &(asked, answered)) in joins.iter().enumerate() {
         let during = pings
             .iter()
             .filter(|&&(sent, arrived)| sent >= asked && arrived <= answered)
             .count();
+        in_all += during;
         assert!(
             during >= DURING_EACH_JOIN,
             "join {i} into #big took {:?} and only {during} #lobby lines went round meanwhile \
@@ -95,6 +100,10 @@ fn a_join_into_a_big_room_does_not_delay_other_rooms() {
             pings.iter().map(|&(s, a)| a - s).max().unwrap_or_default()
         );
     }
+    assert!(
+        in_all >= DURING_THE_JOINS,
+        "only {in_all} #lobby lines went round during the four joins into #big"
+    );
 }
 
 /// Redis hung (SIGSTOP) with clients connected and one connecting: Ctrl+C

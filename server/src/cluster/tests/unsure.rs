@@ -298,6 +298,16 @@ fn an_unsure_line_is_not_sent_again_into_a_redis_restarted_empty() {
     node.sink
         .until("one", |e| Recorder::delivered(e, "lobby") == ["one"]);
     node.settled();
+    // The writer PINGs its connection before its next command if a
+    // sibling link connected since it last checked it. Had the reader made
+    // its first connection after the writer's last command (a loaded
+    // machine), "two" would wait behind a PING to the stopped Redis; the
+    // restart closes it, the writer reconnects at once, finds no Redis
+    // (or the new one) and "two", never sent, is refused `NotTaken` (or
+    // applied). One more line now that the reader is connected (it
+    // delivered "one") makes that check before Redis stops.
+    say_until_delivered(|t| node.say("lobby", t), &node.sink, "warm");
+    node.settled();
     let pid = redis.pid().expect("running");
     chat_tests::signal(pid, "STOP");
     let _ = node.say("lobby", "two");
