@@ -319,6 +319,9 @@ impl Session<'_> {
                 self.reply(protocol::notice(&format!("you are now known as {new}")))
             }
             Renamed::Taken => self.reply(protocol::error(&format!("name {new:?} is taken"))),
+            Renamed::Unknown => {
+                self.reply(protocol::error("the room is cut off: name not changed"))
+            }
             Renamed::Gone => Err(self.gone()),
         }
     }

@@ -28,7 +28,7 @@ use chat_common::name::MAX_NAME;
 use super::bridge::Bridge;
 use super::names::{Claim, Names as RedisNames};
 use crate::log;
-use crate::rooms::names::{Guest, NameTaken, Names};
+use crate::rooms::names::{Guest, NameRefused, Names};
 use crate::rooms::ClientId;
 
 /// Client ids of the guests named while Redis cannot be asked start above
@@ -192,7 +192,7 @@ impl Names for SharedNames {
         }
     }
 
-    fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameTaken> {
+    fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameRefused> {
         let key = name.to_ascii_lowercase();
         if id > FALLBACK_ID_BASE && self.held.get(&key) == Some(&id) {
             // Its fallback name: this server's alone, nothing to ask.
@@ -200,10 +200,10 @@ impl Names for SharedNames {
         }
         match self.redis.claim(name, id) {
             Ok(Claim::Claimed) => {}
-            Ok(Claim::InUse) => return Err(NameTaken),
+            Ok(Claim::InUse) => return Err(NameRefused::Taken),
             Err(e) => {
                 log!("redis: cannot claim a name ({e:?}); refused");
-                return Err(NameTaken);
+                return Err(NameRefused::Unknown);
             }
         }
         self.hold(name, id);

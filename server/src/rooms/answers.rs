@@ -46,6 +46,9 @@ pub enum Renamed {
     Done(String),
     /// Someone connected already has that name (any case).
     Taken,
+    /// Whether someone has it cannot be known now (a cluster cut off from
+    /// Redis): not renamed.
+    Unknown,
     /// The client was removed meanwhile.
     Gone,
 }

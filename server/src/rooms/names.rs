@@ -16,9 +16,16 @@ use std::collections::HashMap;
 
 use super::ClientId;
 
-/// The name is held by someone else (any case).
+/// Why a name was not claimed.
+#[must_use]
 #[derive(Debug, PartialEq, Eq)]
-pub struct NameTaken;
+pub enum NameRefused {
+    /// Someone else holds it (any case).
+    Taken,
+    /// Who holds it cannot be asked now (a cluster cut off from Redis): it
+    /// may well be free.
+    Unknown,
+}
 
 /// A new client: its id and the guest name it starts with.
 #[must_use]
@@ -41,8 +48,9 @@ pub trait Names: Send {
     /// Claims `name` for client `id`; claiming a name it holds is fine.
     ///
     /// # Errors
-    /// [`NameTaken`] when another client holds it, ignoring case.
-    fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameTaken>;
+    /// [`NameRefused::Taken`] when another client holds it, ignoring case;
+    /// [`NameRefused::Unknown`] when that cannot be known now.
+    fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameRefused>;
 
     /// Gives `name` back, if `id` holds it.
     fn release(&mut self, name: &str, id: ClientId);
@@ -78,12 +86,12 @@ impl Names for LocalNames {
         Guest { id, name }
     }
 
-    fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameTaken> {
+    fn claim(&mut self, name: &str, id: ClientId) -> Result<(), NameRefused> {
         let holder = self.held.entry(name.to_ascii_lowercase()).or_insert(id);
         if *holder == id {
             Ok(())
         } else {
-            Err(NameTaken)
+            Err(NameRefused::Taken)
         }
     }
 
@@ -113,7 +121,7 @@ mod tests {
         assert_eq!(names.holder("GUEST-2"), Some(2), "held from the start");
         assert_eq!(names.claim("Bob", 1), Ok(()));
         assert_eq!(names.claim("bob", 1), Ok(()));
-        assert_eq!(names.claim("BOB", 2), Err(NameTaken));
+        assert_eq!(names.claim("BOB", 2), Err(NameRefused::Taken));
         names.release("bob", 2);
         assert_eq!(names.holder("bOb"), Some(1));
         names.release("bob", 1);

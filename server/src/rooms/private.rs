@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chat_common::protocol;
 
 use super::log::{self, Batch};
+use super::names::NameRefused;
 use super::removal::too_slow;
 use super::{free, ClientId, Renamed, Rooms, Whisper};
 use crate::leave::Leave;
@@ -26,8 +27,10 @@ impl Rooms {
         if gone {
             return Renamed::Gone;
         }
-        if self.names.lock().claim(new, id).is_err() {
-            return Renamed::Taken;
+        match self.names.lock().claim(new, id) {
+            Ok(()) => {}
+            Err(NameRefused::Taken) => return Renamed::Taken,
+            Err(NameRefused::Unknown) => return Renamed::Unknown,
         }
         let mut dir = self.lock_dir();
         let Some(client) = dir.clients.get(&id).filter(|c| c.ticket.fate().is_none()) else {
