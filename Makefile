@@ -20,12 +20,12 @@ help:
 # binary is already built.
 run-server:
 	@echo "building chat-server (release; the first build takes a minute or two)..." >&2
-	$(CARGO) build --release -p chat-server
+	@$(CARGO) build --release -p chat-server
 	@$(CARGO) run --release -q -p chat-server -- --port $(PORT) $(ARGS)
 
 run-client:
 	@echo "building chat-client (release; the first build takes a minute)..." >&2
-	$(CARGO) build --release -p chat-client
+	@$(CARGO) build --release -p chat-client
 	@$(CARGO) run --release -q -p chat-client -- $(ARGS) $(HOST) $(PORT)
 
 build:

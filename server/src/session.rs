@@ -336,8 +336,12 @@ impl Session<'_> {
     }
 }
 
-/// `/who`'s answer: `3 in #lobby: a, b, c`.
+/// `/who`'s answer: `3 in #lobby: a, b, c` (the console's, of a room with
+/// no one in it: `0 in #lobby`).
 pub fn who_line(room: &str, names: &[String]) -> String {
+    if names.is_empty() {
+        return format!("0 in {room}");
+    }
     format!("{} in {room}: {}", names.len(), names.join(", "))
 }
 

@@ -303,6 +303,9 @@ fn help_unknown_and_escape() {
 #[test]
 fn server_console() {
     let mut server = Server::start(&[]);
+    // No one in #lobby yet: a count, and no list after it.
+    server.console("/who");
+    server.stdout_until(|l| l == "* 0 in #lobby");
     let mut room = join_all(&server, 2);
     server.console("hello from the desk");
     assert_eq!(room[0].0.recv(), "<server> hello from the desk");
