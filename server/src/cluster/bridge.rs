@@ -86,6 +86,9 @@ pub struct Bridge {
     epoch: Mutex<Option<String>>,
     /// Rooms with local members (told when the link comes back).
     pub local: Mutex<HashSet<String>>,
+    /// The spelling of each room with local members, as the cluster shows
+    /// it (`spelling.rs`), where known: kept alive by presence.
+    pub spellings: Mutex<HashMap<String, String>>,
     /// Local clients: name and room.
     pub members: Mutex<HashMap<ClientId, Whereabouts>>,
     /// The highest guest number Redis gave this server, or the shared
@@ -124,6 +127,7 @@ impl Bridge {
             feeds: Mutex::new(HashMap::new()),
             epoch: Mutex::new(None),
             local: Mutex::new(HashSet::new()),
+            spellings: Mutex::new(HashMap::new()),
             members: Mutex::new(HashMap::new()),
             highest_guest: AtomicU64::new(0),
             others: Mutex::new(HashMap::new()),

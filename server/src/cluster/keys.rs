@@ -30,6 +30,12 @@ pub fn seq(room: &str) -> String {
     format!("{PREFIX}seq:{room}")
 }
 
+/// A room's name as its creator spelled it, while it has members on some
+/// server (see `spelling.rs`).
+pub fn spelling(room: &str) -> String {
+    format!("{PREFIX}spelling:{room}")
+}
+
 /// The `guest-N` counter (INCR), shared so no number is given twice.
 pub fn guest() -> String {
     format!("{PREFIX}guest")

@@ -46,6 +46,7 @@ pub mod presence;
 pub mod reader;
 pub mod room_log;
 pub mod shared_names;
+pub mod spelling;
 pub mod tail;
 pub mod url;
 pub mod writer;

@@ -130,6 +130,11 @@ pub trait Local: Send + Sync + 'static {
     /// # Errors
     /// When Redis cannot be asked.
     fn free_unfreed(&self) -> Result<(), Failure>;
+    /// The rooms with local members whose spelling the cluster shows
+    /// (key, spelling): kept alive at every beat (`spelling.rs`).
+    fn spellings(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// The presence thread's state.
@@ -216,7 +221,8 @@ impl Presence {
             }
         }
         let servers = self.reap_lost()?;
-        self.count_others(&servers)
+        self.count_others(&servers)?;
+        super::spelling::keep(&mut self.link, &self.local.spellings())
     }
 
     /// Refreshes this server's heartbeat and lists it among the servers,

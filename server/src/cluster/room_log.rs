@@ -33,6 +33,7 @@ use super::bridge::{Bridge, Feed};
 use super::link::{Endpoint, Link, IO_TIMEOUT};
 use super::names::{Names, Unsent};
 use super::reader::Reader;
+use super::spelling;
 use super::tail::tail;
 use super::writer::{Queued, Writer};
 use super::Line;
@@ -114,15 +115,22 @@ impl Log for RedisLog {
 
     fn watch(&self, key: &str, local: bool, prepared: Option<Prepared>) {
         if !local {
+            self.bridge.spellings.lock().remove(key);
             self.bridge.local.lock().remove(key);
             self.reader.unwatch(key);
             return;
         }
         self.bridge.local.lock().insert(key.to_string());
+        if let Some(spelling) = prepared.as_ref().and_then(|p| p.spelling.clone()) {
+            self.bridge
+                .spellings
+                .lock()
+                .insert(key.to_string(), spelling);
+        }
         let Some(feed) = self.bridge.feeds.lock().get(key).cloned() else {
             return;
         };
-        let loaded = match prepared.and_then(|p| p.0.downcast::<Tail>().ok()) {
+        let loaded = match prepared.and_then(|p| p.loaded.downcast::<Tail>().ok()) {
             // Loaded before the locks were taken, and nothing newer was
             // delivered here since: the reader goes on from its end, so
             // what was appended meanwhile arrives as live lines.
@@ -149,12 +157,20 @@ impl Log for RedisLog {
         }
     }
 
-    fn prepare(&self, key: &str) -> Option<Prepared> {
+    fn prepare(&self, key: &str, spelling: &str) -> Option<Prepared> {
         if !self.bridge.is_up() {
             return None;
         }
         let tail = self.load(key).ok()?;
-        Some(Prepared(Box::new(tail)))
+        let spelling = if key == LOBBY {
+            None
+        } else {
+            spelling::claim(&mut self.link.lock(), key, spelling).ok()
+        };
+        Some(Prepared {
+            spelling,
+            loaded: Box::new(tail),
+        })
     }
 
     fn flush(&self) {

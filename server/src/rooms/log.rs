@@ -138,8 +138,11 @@ pub trait Log: Send + Sync {
     fn settled(&self, _client: ClientId) {}
 
     /// Loads, with no lock held, what room `key`'s first local member will
-    /// need ([`Log::watch`]): a Redis log's tail. `None`: nothing to load.
-    fn prepare(&self, _key: &str) -> Option<Prepared> {
+    /// need ([`Log::watch`]): a Redis log's tail, and the room's name as
+    /// the servers sharing the log show it (the creator's spelling, taken
+    /// as `spelling`, the mover's, if the room has members on none of
+    /// them). `None`: nothing to load.
+    fn prepare(&self, _key: &str, _spelling: &str) -> Option<Prepared> {
         None
     }
 
@@ -223,9 +226,16 @@ pub enum Far {
     Unsure,
 }
 
-/// What [`Log::prepare`] loaded, opaque to the rooms: they only hand it
-/// back to [`Log::watch`].
-pub struct Prepared(pub Box<dyn Any + Send>);
+/// What [`Log::prepare`] loaded: the room's spelling, and what the rooms
+/// only hand back to [`Log::watch`].
+pub struct Prepared {
+    /// The room's name (no `#`) as its creator spelled it, where the log
+    /// knows it (a log shared with other servers): the room is shown so
+    /// here too.
+    pub spelling: Option<String>,
+    /// Opaque to the rooms.
+    pub loaded: Box<dyn Any + Send>,
+}
 
 /// One room's log, owned by the room and called under its lock.
 pub trait RoomLog: Send {

@@ -55,7 +55,7 @@ impl Rooms {
         let prepared = if self.dir.lock().closing {
             None
         } else {
-            self.prepare(LOBBY)
+            self.prepare(LOBBY, LOBBY)
         };
         let mut dir = self.lock_dir();
         if dir.closing {
@@ -109,7 +109,13 @@ impl Rooms {
     /// [`Rooms::move_to`] but for filing the move with the log.
     fn move_locked(&self, id: ClientId, name: &str) -> Moved {
         let key = room_name::key(name);
-        let prepared = self.prepare(&key);
+        let prepared = self.prepare(&key, name);
+        // Its creator's spelling, where the log knows it (a room with
+        // members on another server of a cluster), else the mover's.
+        let spelling = prepared
+            .as_ref()
+            .and_then(|p| p.spelling.clone())
+            .unwrap_or_else(|| name.to_string());
         let mut dir = self.lock_dir();
         let Some(client) = dir.clients.get(&id).filter(|c| c.ticket.fate().is_none()) else {
             return Moved::Gone;
@@ -134,13 +140,13 @@ impl Rooms {
         }
         // The new room first: emptying the old one may forget the room
         // emptied longest ago, which must not be the one being entered.
-        let room = self.room_for(&mut dir, name);
+        let room = self.room_for(&mut dir, &spelling);
         // As the room will be shown: in its creator's spelling while it has
         // members (`#lobby` always), else the mover's, who creates it.
         let shown = if target_busy {
             room.name()
         } else {
-            format!("#{name}").into()
+            format!("#{spelling}").into()
         };
         let mut slow = Vec::new();
         // Out of the old room (its lock released before the new one's).
@@ -174,7 +180,7 @@ impl Rooms {
         slow.extend(self.add_member(
             &mut dir,
             &room,
-            (Some(name), prepared),
+            (Some(&spelling), prepared),
             (id, &me, &peer, &ticket),
             |room, n| format!("you are now in {room} ({n} online)"),
         ));
@@ -183,13 +189,14 @@ impl Rooms {
     }
 
     /// What room `key`'s first local member will need from the log, loaded
-    /// with no lock held; `None` if the room has members here already.
-    fn prepare(&self, key: &str) -> Option<Prepared> {
+    /// with no lock held, `spelling` being how the mover typed it; `None`
+    /// if the room has members here already.
+    fn prepare(&self, key: &str, spelling: &str) -> Option<Prepared> {
         let room = self.index.lock().get(key).cloned();
         if room.is_some_and(|r| !r.inner.lock().members.is_empty()) {
             return None;
         }
-        self.log.prepare(key)
+        self.log.prepare(key, spelling)
     }
 
     /// Adds a member to `room` (directory lock held): it gets `answer`,

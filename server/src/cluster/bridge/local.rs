@@ -35,6 +35,14 @@ impl Local for Bridge {
         self.names.free_unfreed()
     }
 
+    fn spellings(&self) -> Vec<(String, String)> {
+        self.spellings
+            .lock()
+            .iter()
+            .map(|(key, spelling)| (key.clone(), spelling.clone()))
+            .collect()
+    }
+
     fn names(&self) -> Option<Arc<RedisNames>> {
         Some(Arc::clone(&self.names))
     }

@@ -37,6 +37,7 @@ mod names;
 mod presence;
 mod reentry;
 mod since;
+mod spelling;
 mod unsure;
 
 /// The longest any event here may take.

@@ -1,0 +1,75 @@
+//! A room's name as its creator spelled it, the same on every server
+//! (SPEC: a room is shown "in the spelling of whoever created the room").
+//!
+//! `chat:spelling:KEY` holds it while the room has members on some server:
+//! the first local member of a room, on any server, sets it if no one has
+//! (`SET NX`) and is shown whatever it holds ([`claim`]); every server
+//! with members in the room keeps it alive at each heartbeat ([`keep`]),
+//! so it expires [`SPELLING_TTL`] after the room's last member anywhere
+//! left, and the next to create the room names it again. Redis's value is
+//! taken only if it is a valid name of that room.
+
+use chat_common::room;
+
+use super::keys;
+use super::link::{Failure, Link};
+use super::presence::HEARTBEAT_TTL;
+
+/// How long a room's spelling outlives the heartbeats of the servers with
+/// members in it: as long as a server's own heartbeat.
+pub const SPELLING_TTL: std::time::Duration = HEARTBEAT_TTL;
+
+/// Room `key`'s spelling as the cluster shows it: the one held in Redis, or
+/// `typed` (the mover's), set now if none is.
+///
+/// # Errors
+/// When Redis cannot be asked.
+pub fn claim(link: &mut Link, key: &str, typed: &str) -> Result<String, Failure> {
+    let ttl = SPELLING_TTL.as_millis() as u64;
+    let (held,): (Option<String>,) = link.run_idempotent(|conn| {
+        redis::pipe()
+            .cmd("SET")
+            .arg(keys::spelling(key))
+            .arg(typed)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl)
+            .ignore()
+            .cmd("GET")
+            .arg(keys::spelling(key))
+            .query(conn)
+    })?;
+    Ok(held
+        .filter(|s| room::check(s).is_ok() && room::key(s) == key)
+        .unwrap_or_else(|| typed.to_string()))
+}
+
+/// Keeps the spellings of the rooms this server has members in (key and
+/// spelling) for another [`SPELLING_TTL`]; sets one that expired (its
+/// server was cut off longer than that) or was lost with Redis's data.
+///
+/// # Errors
+/// When Redis cannot be asked.
+pub fn keep(link: &mut Link, rooms: &[(String, String)]) -> Result<(), Failure> {
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    let ttl = SPELLING_TTL.as_millis() as u64;
+    link.run_idempotent(|conn| {
+        let mut pipe = redis::pipe();
+        for (key, spelling) in rooms {
+            pipe.cmd("SET")
+                .arg(keys::spelling(key))
+                .arg(spelling)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(keys::spelling(key))
+                .arg(ttl)
+                .ignore();
+        }
+        pipe.query::<()>(conn)
+    })
+}
