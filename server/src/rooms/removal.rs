@@ -102,13 +102,19 @@ impl Rooms {
             let Some(client) = dir.clients.remove(&id) else {
                 continue;
             };
-            super::free(dir, &client.name, id);
             let room = client.room;
             let mut slow = Vec::new();
             let mut inner = room.inner.lock();
             let fate = client.ticket.settle(reason).clone();
             if fate == Leave::Shutdown {
+                // Its name is kept, as when the rooms take everyone out
+                // (`Rooms::shutdown`): the stop frees them all, and a
+                // cluster's announces every client still listed under
+                // this server as leaving, so one unlisted here first
+                // would never be seen to leave.
                 self.stopped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                super::free(dir, &client.name, id);
             }
             if let Some(pos) = inner.position(id) {
                 inner.members.remove(pos);

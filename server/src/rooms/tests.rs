@@ -224,3 +224,25 @@ fn a_refusing_log_still_delivers_notices_here() {
     let seen = read_until(&alice_end, "* bob left (quit)\n");
     assert_eq!(seen, ["* bob left (quit)\n"], "nothing else between");
 }
+
+/// Defect (review): a client that noticed the shutdown and left before the
+/// rooms took everyone out gave its name back at once. In a cluster that
+/// freed it in Redis and unlisted the client, and the stop, which
+/// announces every client listed under the server as leaving, never
+/// announced it: the other servers never saw it leave. Now a client
+/// leaving as the server stops keeps its name, as when the rooms take
+/// everyone out (the stop frees them all); any other leave gives it back.
+#[test]
+fn a_client_leaving_as_the_server_stops_keeps_its_name_for_the_stop() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let rooms = rooms();
+    let (stream, _alice_end) = socket(&listener);
+    let alice = rooms.enter(stream).expect("enter");
+    let (stream, _bob_end) = socket(&listener);
+    let bob = rooms.enter(stream).expect("enter");
+    rooms.remove(alice.peer.id, Leave::Shutdown);
+    rooms.remove(bob.peer.id, Leave::Quit(None));
+    let names = rooms.names.lock();
+    assert_eq!(names.holder(&alice.name), Some(alice.peer.id));
+    assert_eq!(names.holder(&bob.name), None);
+}
