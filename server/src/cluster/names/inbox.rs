@@ -74,9 +74,15 @@ impl Names {
         match put {
             Ok(STALE) => Err(Unsent::Stale),
             Ok(_) => Ok(()),
-            // Its reply lost (or a first copy's, before a second try that
-            // failed): wait until no copy of it can land, then say so.
-            Err(e) if matches!(e, Failure::Lost) || tries >= 2 => {
+            // Its reply lost, or a copy went out before a try that failed
+            // (even one that never sent it, finding no connection to be
+            // had): wait until no copy of it can land, then say so. Only
+            // Redis refusing the one copy sent means it was not put.
+            Err(e)
+                if matches!(e, Failure::Lost)
+                    || tries >= 2
+                    || (tries == 1 && !matches!(e, Failure::Refused(_))) =>
+            {
                 thread::sleep(UNSURE_DEADLINE.saturating_sub(since.elapsed()));
                 Err(Unsent::Unsure)
             }

@@ -75,6 +75,30 @@ fn the_first_inbox_request_after_redis_closed_an_idle_connection_is_served_once(
     assert_eq!(kicks, 1, "{events:?}");
 }
 
+/// Defect (review): an inbox request that reached Redis, its reply lost to
+/// a broken connection (not a timeout) and no new connection to be had,
+/// was answered "not sent" (`NotSent`: the user is told the message did
+/// not go), while its recipient's server served it: the second try failed
+/// before sending anything, and that failure was taken for the request's.
+/// Now a request that went out once is not sure, whatever the next try
+/// found.
+#[test]
+fn an_inbox_request_whose_reply_was_lost_is_not_said_unsent() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let node = Node::start(&redis, "a", LogConfig::default());
+    let b = Names::new(&Endpoint::new(proxy.url()), "b");
+    b.tell("a", 4, "one").unwrap();
+    node.sink.until("one", |e| told(e) == ["one"]);
+    proxy.eat_replies();
+    let answer = b.tell("a", 4, "psst");
+    let events = node
+        .sink
+        .until("psst", |e| told(e).contains(&"psst".into()));
+    assert_eq!(told(&events), ["one", "psst"]);
+    assert!(matches!(answer, Err(Unsent::Unsure)), "{answer:?}");
+}
+
 /// An inbox request whose connection was held (its reply never came): it
 /// is not sent again after the timeout (a hung Redis would not answer a
 /// new connection either), the sender is told it may not have gone only

@@ -17,6 +17,8 @@ struct ProxyState {
     holding: bool,
     /// Connections refused so far.
     refused: usize,
+    /// Redis's replies are dropped, and their connection closed, while set.
+    eating: bool,
     /// Every connection passed on.
     conns: Vec<Arc<Mutex<Piped>>>,
 }
@@ -55,6 +57,7 @@ impl Proxy {
                 }));
                 state.conns.push(Arc::clone(&piped));
                 let up = Arc::clone(&piped);
+                let eating = Arc::clone(&shared);
                 thread::spawn(move || {
                     let mut buf = [0u8; 65536];
                     while let Ok(n @ 1..) = client.read(&mut buf) {
@@ -72,6 +75,10 @@ impl Proxy {
                 thread::spawn(move || {
                     let mut buf = [0u8; 65536];
                     while let Ok(n @ 1..) = from_redis.read(&mut buf) {
+                        if eating.lock().eating {
+                            let _ = to_client.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
                         piped.lock().replies.extend_from_slice(&buf[..n]);
                         let _ = to_client.write_all(&buf[..n]);
                     }
@@ -92,6 +99,15 @@ impl Proxy {
         for conn in &state.conns {
             conn.lock().held.get_or_insert_with(Vec::new);
         }
+    }
+
+    /// The network fails just after a request got through: Redis's next
+    /// replies are dropped and their connections closed (an end of
+    /// stream, not a timeout), and new connections refused.
+    pub(super) fn eat_replies(&self) {
+        let mut state = self.state.lock();
+        state.holding = true;
+        state.eating = true;
     }
 
     /// New connections pass again (the held ones stay held).
