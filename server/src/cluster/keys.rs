@@ -284,10 +284,24 @@ if hw < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]
 return hw
 ";
 
+/// Takes a lost server's reap lock, or keeps it if this server holds it
+/// already (a reap that failed half way is finished at the next beat, not
+/// once the lock expired). KEYS: the lock. ARGV: this server, TTL (ms).
+/// Returns 1 if this server holds it now.
+pub const TAKE_LOCK: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 9] {
+pub fn scripts() -> [Script; 10] {
     [
+        Script::new(TAKE_LOCK),
         Script::new(APPEND),
         Script::new(INBOX_PUT),
         Script::new(FENCE),

@@ -5,7 +5,9 @@
 //! every [`HEARTBEAT_EVERY`]; its members (name -> room) are a hash beside
 //! it, kept by [`super::names::Names`]. The same thread looks at the other
 //! registered servers: one whose heartbeat expired is lost. The survivor
-//! that takes its lock key (SET NX PX, [`REAP_LOCK_TTL`]) announces each of
+//! that takes its lock key ([`keys::TAKE_LOCK`], [`REAP_LOCK_TTL`]; its
+//! holder takes it again, so a reap that failed half way goes on at the
+//! next beat) announces each of
 //! its members as left ([`LOST_KIND`]) in the member's room log and frees
 //! its name, one member per [`keys::REAP_MEMBER`] call (pipelined,
 //! [`REAP_CHUNK`] to a round trip), which does it only if the member is
@@ -57,8 +59,11 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// How long a heartbeat lasts: a server silent this long is lost.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 
-/// How long one survivor holds the right to announce a lost server.
-pub const REAP_LOCK_TTL: Duration = Duration::from_secs(10);
+/// How long one survivor holds the right to announce a lost server past
+/// its last step: it takes the lock again at each beat until the reap is
+/// done, and refreshes it with each chunk of members. Should it die
+/// meanwhile, another takes over this long after.
+pub const REAP_LOCK_TTL: Duration = Duration::from_secs(3);
 
 /// Members announced per pipeline when a server is reaped (or leaves):
 /// one round trip each, this server's heartbeat refreshed before each.

@@ -35,16 +35,17 @@ impl Presence {
                 live.push(other);
                 continue;
             }
-            let locked: Option<String> = self.link.run(|conn| {
-                redis::cmd("SET")
+            let take = Script::new(keys::TAKE_LOCK);
+            let locked: i64 = self.link.run(|conn| {
+                redis::cmd("EVALSHA")
+                    .arg(take.get_hash())
+                    .arg(1)
                     .arg(keys::reap(&other))
                     .arg(&me)
-                    .arg("NX")
-                    .arg("PX")
                     .arg(REAP_LOCK_TTL.as_millis() as u64)
                     .query(conn)
             })?;
-            if locked.is_some() {
+            if locked == 1 {
                 let announced = self.reap(&other, LOST_KIND, "server lost")?;
                 log!("redis: server {other} lost; announced {announced} of its clients as gone");
             }
@@ -73,6 +74,10 @@ impl Presence {
                     .arg(1)
                     .arg("PX")
                     .arg(HEARTBEAT_TTL.as_millis() as u64)
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(keys::reap(other))
+                    .arg(REAP_LOCK_TTL.as_millis() as u64)
                     .ignore();
                 for (name, value) in chunk {
                     let (room, _) = keys::parse_member(value);

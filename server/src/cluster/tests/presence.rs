@@ -91,6 +91,45 @@ fn a_lost_server_is_announced_once_and_its_names_freed() {
     );
 }
 
+/// Defect (review): a survivor that took a lost server's reap lock and
+/// then failed (its link dropped mid-reap) could not take its own lock
+/// again, nor could anyone else, until it expired 10 s later: the lost
+/// server's clients were announced about 15 s after its death, past
+/// SPEC's 10 s. Now the holder takes its own lock again at its next beat.
+#[test]
+fn a_reaper_that_failed_takes_its_own_lock_again() {
+    let redis = Redis::start();
+    let dead = Names::new(&endpoint(&redis), "dead");
+    assert_eq!(dead.claim("carol", 1).unwrap(), Claim::Claimed);
+    dead.member("carol", Some(("lobby", 1))).unwrap();
+    redis.command(&["SADD", "chat:servers", "dead"]);
+    // As if s1 took the lock at its last beat and failed right after.
+    redis.command(&["SET", "chat:reap:dead", "s1", "PX", "10000"]);
+    let shutdown = Arc::new(Shutdown::new());
+    let started = Instant::now();
+    let s1 = Presence::start(
+        &endpoint(&redis),
+        "s1",
+        LogConfig::default(),
+        Arc::new(Members(Vec::new(), 0)),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let deadline = started + HEARTBEAT_EVERY * 3;
+    while redis.query(&["EXISTS", "chat:name:carol"]) != ["0"] {
+        assert!(
+            Instant::now() < deadline,
+            "carol not freed within {:?}",
+            HEARTBEAT_EVERY * 3
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let lobby = redis.query(&["XRANGE", "chat:log:lobby", "-", "+"]);
+    assert_eq!(lobby.iter().filter(|f| *f == LOST_KIND).count(), 1);
+    shutdown.trigger();
+    joined(s1);
+}
+
 /// A server is listed among the servers before it takes a client: a
 /// console's `/ban` typed on another server right after this one started
 /// (`ban_and_unban_across_servers`), or a `/who`, must find it. Listed by
