@@ -284,6 +284,18 @@ if hw < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]
 return hw
 ";
 
+/// Appends one notice to a room's log, numbered like any line (presence's
+/// "back" notices). KEYS: log, seq. ARGV: max length, idle TTL (ms), uid,
+/// from, kind, text.
+pub const NOTICE: &str = r"
+local n = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+  'n', n, 'uid', ARGV[3], 'from', ARGV[4], 'kind', ARGV[5], 'text', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+";
+
 /// Takes a lost server's reap lock, or keeps it if this server holds it
 /// already (a reap that failed half way is finished at the next beat, not
 /// once the lock expired). KEYS: the lock. ARGV: this server, TTL (ms).
@@ -299,8 +311,9 @@ return 0
 
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 10] {
+pub fn scripts() -> [Script; 11] {
     [
+        Script::new(NOTICE),
         Script::new(TAKE_LOCK),
         Script::new(APPEND),
         Script::new(INBOX_PUT),

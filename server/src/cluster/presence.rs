@@ -75,6 +75,10 @@ pub const LOST_KIND: &str = "lost";
 /// The kind of the log entry announcing a member of a server that stopped.
 pub const STOPPED_KIND: &str = "stopped";
 
+/// The kind of the log entry announcing a member of a server taken for
+/// lost that registered again: back after its leave was announced.
+pub const BACK_KIND: &str = "back";
+
 /// One local member, as registered in Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -140,6 +144,10 @@ pub trait Local: Send + Sync + 'static {
     fn spellings(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// How a member announced as lost is announced back (a `* ` line).
+    fn back(&self, name: &str) -> String {
+        chat_common::protocol::notice(&format!("{name} is back (server reconnected)"))
+    }
 }
 
 /// The presence thread's state.
@@ -154,6 +162,9 @@ pub struct Presence {
     local: Arc<dyn Local>,
     /// The epoch this server registered in; `None` before the first time.
     registered: Option<String>,
+    /// Taken for lost by the others (its clients announced as gone), this
+    /// server owes its members a "back" notice once registered again.
+    owes_back: bool,
 }
 
 impl Presence {
@@ -174,6 +185,7 @@ impl Presence {
             config,
             local,
             registered: None,
+            owes_back: false,
         };
         // Listed before the server takes its first client: a console's
         // `/ban` typed elsewhere at once, or a `/who`, already finds it
@@ -206,11 +218,20 @@ impl Presence {
         // the heartbeat lasts) and announced its clients gone. Either way
         // its clients are still here: register them again.
         if added == 1 || self.registered.as_deref() != self.link.epoch() {
+            // Unlisted in the Redis it registered in: reaped, its members
+            // announced as gone in their rooms' logs.
+            if added == 1 && self.registered.is_some() {
+                self.owes_back = self.registered.as_deref() == self.link.epoch();
+            }
             // Noted again only once it succeeds: a registration that fails
             // (the link dropping right after this heartbeat listed the
             // server) is tried at every beat until one does.
             self.registered = None;
             self.register()?;
+            if self.owes_back {
+                self.announce_back()?;
+                self.owes_back = false;
+            }
         } else {
             if self.local.unfiled() {
                 if let Err(e) = self.refile() {

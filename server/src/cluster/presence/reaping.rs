@@ -6,7 +6,7 @@ use redis::Script;
 
 use super::super::keys;
 use super::super::link::Failure;
-use super::{Presence, HEARTBEAT_TTL, LOST_KIND, REAP_CHUNK, REAP_LOCK_TTL};
+use super::{Presence, BACK_KIND, HEARTBEAT_TTL, LOST_KIND, REAP_CHUNK, REAP_LOCK_TTL};
 use crate::log;
 
 impl Presence {
@@ -51,6 +51,41 @@ impl Presence {
             }
         }
         Ok(live)
+    }
+
+    /// This server was taken for lost and has registered again: each of
+    /// its members, announced as gone on the other servers, is announced
+    /// back in its room (this server's own members skip both notices:
+    /// no one left for them).
+    pub(super) fn announce_back(&mut self) -> Result<(), Failure> {
+        let members = self.local.members();
+        let script = Script::new(keys::NOTICE);
+        let me = self.server_id.clone();
+        for chunk in members.chunks(REAP_CHUNK) {
+            self.link.run(|conn| {
+                let mut pipe = redis::pipe();
+                for member in chunk {
+                    pipe.cmd("EVALSHA")
+                        .arg(script.get_hash())
+                        .arg(2)
+                        .arg(keys::log(&member.room))
+                        .arg(keys::seq(&member.room))
+                        .arg(self.config.max_len)
+                        .arg(self.config.idle_ttl.as_millis() as u64)
+                        .arg(format!("{BACK_KIND}:{me}:{}", member.name))
+                        .arg(&member.name)
+                        .arg(BACK_KIND)
+                        .arg(self.local.back(&member.name))
+                        .ignore();
+                }
+                pipe.exec(conn)
+            })?;
+        }
+        log!(
+            "redis: this server was taken for lost; announced {} of its clients back",
+            members.len()
+        );
+        Ok(())
     }
 
     /// Announces every member of server `other` as left (`kind`, for

@@ -10,6 +10,7 @@ use std::time::Instant;
 use redis::streams::StreamReadReply;
 
 use super::super::link::{Failure, Link};
+use super::super::presence::{BACK_KIND, LOST_KIND};
 use super::super::writer::Written;
 use super::super::{keys, Entry, Missed, Request, Sink};
 use super::{read_count, Control, Controls, Start, READ_BLOCK};
@@ -47,6 +48,10 @@ pub(super) struct ReaderThread {
     inbox_key: String,
     /// The last inbox entry taken.
     inbox_id: String,
+    /// How the uids of presence's notices about this server's own members
+    /// start (announced lost, then back, while it was taken for lost):
+    /// not delivered here, where no one left.
+    own_notices: [String; 2],
     /// What [`Reader`] handles asked, not yet served.
     controls: Controls,
     /// What the writer knows the logs took (for [`Missed::LogLost`]).
@@ -84,6 +89,7 @@ impl ReaderThread {
             wake_id: "0-0".into(),
             inbox_key: keys::inbox(server_id),
             inbox_id: "0-0".into(),
+            own_notices: [LOST_KIND, BACK_KIND].map(|kind| format!("{kind}:{server_id}:")),
             controls,
             cursors: HashMap::new(),
             sink,
@@ -347,6 +353,13 @@ impl ReaderThread {
                 self.sink.deliver(room, std::mem::take(run));
             }
             self.sink.missed(room, Missed::Lines(missed));
+        }
+        if self
+            .own_notices
+            .iter()
+            .any(|own| entry.uid.starts_with(own))
+        {
+            return;
         }
         run.push(entry);
     }

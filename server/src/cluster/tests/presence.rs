@@ -235,6 +235,14 @@ fn a_server_taken_for_lost_registers_again() {
         }
     };
     registered(&redis);
+    let backs = |redis: &Redis| {
+        redis
+            .query(&["XRANGE", "chat:log:lobby", "-", "+"])
+            .into_iter()
+            .filter(|f| f.starts_with("* Finn is back"))
+            .count()
+    };
+    assert_eq!(backs(&redis), 0, "its first registration is no return");
     // What a survivor's reap leaves behind.
     redis.command(&["SREM", "chat:servers", "a"]);
     redis.command(&["DEL", "chat:members:a", "chat:name:finn"]);
@@ -243,8 +251,72 @@ fn a_server_taken_for_lost_registers_again() {
         redis.query(&["HGET", "chat:members:a", "Finn"]),
         ["lobby\t9"]
     );
+    // Defect (review): its members, announced as gone, came back without
+    // a word: the others saw their lines after their leave. Now each is
+    // announced back, once.
+    let deadline = Instant::now() + DEADLINE;
+    while backs(&redis) == 0 {
+        assert!(Instant::now() < deadline, "Finn never announced back");
+        thread::sleep(Duration::from_millis(20));
+    }
     shutdown.trigger();
     joined(presence);
+    assert_eq!(backs(&redis), 1);
+}
+
+/// Defect (review): a server taken for lost while it was cut off read,
+/// once back, the leave notices of its own members and showed them to
+/// its clients (each told it had left itself). A server skips presence's
+/// notices about its own members; the others get them.
+#[test]
+fn a_servers_own_members_do_not_see_their_lost_and_back_notices() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", LogConfig::default());
+    let b = Node::start(&redis, "b", LogConfig::default());
+    a.watch("lobby");
+    b.watch("lobby");
+    for (kind, text) in [
+        ("lost", "* Finn left (server lost)\n"),
+        ("back", "* Finn is back (server reconnected)\n"),
+    ] {
+        let uid = format!("{kind}:b:Finn");
+        let args = [
+            "EVAL",
+            crate::cluster::keys::NOTICE,
+            "2",
+            "chat:log:lobby",
+            "chat:seq:lobby",
+            "1000",
+            "60000",
+            &uid,
+            "Finn",
+            kind,
+            text,
+        ];
+        assert_eq!(redis.command(&args), ":1");
+    }
+    let _ = a.say("lobby", "after");
+    let seen = |node: &Node| {
+        let events = node.sink.until("after", |e| {
+            Recorder::delivered(e, "lobby").contains(&"after".to_string())
+        });
+        (Recorder::delivered(&events, "lobby"), events)
+    };
+    let (at_a, _) = seen(&a);
+    assert_eq!(
+        at_a,
+        [
+            "* Finn left (server lost)\n",
+            "* Finn is back (server reconnected)\n",
+            "after"
+        ]
+    );
+    let (at_b, events) = seen(&b);
+    assert_eq!(at_b, ["after"]);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Missed(..))),
+        "{events:?}"
+    );
 }
 
 /// A member whose filing was lost (its `HSET` failed on a broken
