@@ -403,6 +403,8 @@ fn a_room_is_shown_in_its_creators_spelling_on_every_server() {
     let (mut b, b_name) = joined(&servers[1]);
     a.send("/join Games");
     a.recv_until(|l| l.starts_with("* you are now in #Games ("));
+    // Listed so on the other server too, where it has no member.
+    ask_until(&mut b, "/rooms", "* 2 rooms: #lobby (1), #Games (1)");
     b.send("/join GAMES");
     let moved = b.recv_until(|l| l.starts_with("* you are now in "));
     assert!(

@@ -209,6 +209,14 @@ impl Log for RedisLog {
             }
         }
         rooms[1..].sort_by(|a, b| a.0.cmp(&b.0));
+        // Each as the cluster spells it (`/rooms` is asked with no lock
+        // held; the keys stand if Redis cannot say).
+        let keys: Vec<String> = rooms[1..].iter().map(|(key, _)| key.clone()).collect();
+        if let Ok(spelled) = spelling::spelled(&mut self.link.lock(), &keys) {
+            for ((name, _), spelled) in rooms[1..].iter_mut().zip(spelled) {
+                *name = spelled;
+            }
+        }
         Some(rooms)
     }
 

@@ -44,6 +44,32 @@ pub fn claim(link: &mut Link, key: &str, typed: &str) -> Result<String, Failure>
         .unwrap_or_else(|| typed.to_string()))
 }
 
+/// How the cluster spells each room of `keys` (its key where none is
+/// held, or Redis holds no valid name of that room), for `/rooms`.
+///
+/// # Errors
+/// When Redis cannot be asked.
+pub fn spelled(link: &mut Link, rooms: &[String]) -> Result<Vec<String>, Failure> {
+    if rooms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held: Vec<Option<String>> = link.run_idempotent(|conn| {
+        let mut cmd = redis::cmd("MGET");
+        for key in rooms {
+            cmd.arg(keys::spelling(key));
+        }
+        cmd.query(conn)
+    })?;
+    Ok(rooms
+        .iter()
+        .zip(held)
+        .map(|(key, held)| {
+            held.filter(|s| room::check(s).is_ok() && room::key(s) == *key)
+                .unwrap_or_else(|| key.clone())
+        })
+        .collect())
+}
+
 /// Keeps the spellings of the rooms this server has members in (key and
 /// spelling) for another [`SPELLING_TTL`]; sets one that expired (its
 /// server was cut off longer than that) or was lost with Redis's data.

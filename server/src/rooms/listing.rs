@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use chat_common::room::LOBBY;
+use chat_common::room::{self as room_name, LOBBY};
 
 use super::{Room, Rooms, Who};
 
@@ -34,11 +34,14 @@ impl Rooms {
             let dir = self.dir.lock();
             return all
                 .into_iter()
-                .map(|(key, names)| {
+                .map(|(spelled, names)| {
+                    // As this server's members see it while it has some
+                    // here, else as the log spells it.
                     let name = dir
                         .rooms
-                        .get(&key)
-                        .map_or_else(|| format!("#{key}").into(), |r| r.name());
+                        .get(&room_name::key(&spelled))
+                        .filter(|r| !r.inner.lock().members.is_empty())
+                        .map_or_else(|| format!("#{spelled}").into(), |r| r.name());
                     (name, names)
                 })
                 .collect();

@@ -163,9 +163,10 @@ pub trait Log: Send + Sync {
         None
     }
 
-    /// Every room with members on any server, by key (`#lobby` first), each
-    /// with its members in order of entering; `None`: only this server's
-    /// are known.
+    /// Every room with members on any server (`#lobby` first), each named
+    /// as the servers show it (no `#`; its key is that in lower case), with
+    /// its members in order of entering; `None`: only this server's are
+    /// known.
     fn everyone(&self) -> Option<Vec<(String, Vec<String>)>> {
         None
     }
