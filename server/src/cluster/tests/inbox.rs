@@ -75,6 +75,17 @@ fn the_first_inbox_request_after_redis_closed_an_idle_connection_is_served_once(
     assert_eq!(kicks, 1, "{events:?}");
 }
 
+/// Server "a" on `redis`, and the names of server "b" through a proxy,
+/// whose first request ("one") reached "a".
+fn proxied_sender(redis: &Redis) -> (Proxy, Node, Names) {
+    let proxy = Proxy::start(redis.addr());
+    let node = Node::start(redis, "a", LogConfig::default());
+    let b = Names::new(&Endpoint::new(proxy.url()), "b");
+    b.tell("a", 4, "one").unwrap();
+    node.sink.until("one", |e| told(e) == ["one"]);
+    (proxy, node, b)
+}
+
 /// Defect (review): an inbox request that reached Redis, its reply lost to
 /// a broken connection (not a timeout) and no new connection to be had,
 /// was answered "not sent" (`NotSent`: the user is told the message did
@@ -85,11 +96,7 @@ fn the_first_inbox_request_after_redis_closed_an_idle_connection_is_served_once(
 #[test]
 fn an_inbox_request_whose_reply_was_lost_is_not_said_unsent() {
     let redis = Redis::start();
-    let proxy = Proxy::start(redis.addr());
-    let node = Node::start(&redis, "a", LogConfig::default());
-    let b = Names::new(&Endpoint::new(proxy.url()), "b");
-    b.tell("a", 4, "one").unwrap();
-    node.sink.until("one", |e| told(e) == ["one"]);
+    let (proxy, node, b) = proxied_sender(&redis);
     proxy.eat_replies();
     let answer = b.tell("a", 4, "psst");
     let events = node
@@ -109,11 +116,7 @@ fn an_inbox_request_whose_reply_was_lost_is_not_said_unsent() {
 #[test]
 fn an_inbox_request_sent_twice_is_served_once() {
     let redis = Redis::start();
-    let proxy = Proxy::start(redis.addr());
-    let node = Node::start(&redis, "a", LogConfig::default());
-    let b = Names::new(&Endpoint::new(proxy.url()), "b");
-    b.tell("a", 4, "one").unwrap();
-    node.sink.until("one", |e| told(e) == ["one"]);
+    let (proxy, node, b) = proxied_sender(&redis);
     // The names link's connection is held; new connections pass.
     proxy.hold();
     proxy.heal();
