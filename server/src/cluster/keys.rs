@@ -126,6 +126,13 @@ pub fn reap(server: &str) -> String {
     format!("{PREFIX}reap:{server}")
 }
 
+/// The members of a server announced as gone by the others (a set of
+/// names), kept until it comes back and announces them back, or for
+/// `REAPED_TTL` (`presence.rs`).
+pub fn reaped(server: &str) -> String {
+    format!("{PREFIX}reaped:{server}")
+}
+
 /// A stream only its server reads, written to wake its blocked XREAD when
 /// the set of rooms it must read changes.
 pub fn wake(server: &str) -> String {
@@ -202,12 +209,16 @@ return 1
 
 /// Announces one member of a lost server as gone, once: only the call that
 /// removes it from the lost server's members appends the leave line and
-/// frees its name (if a client of that server still holds it). KEYS:
-/// members, name, log, seq. ARGV: name, `SERVER:` (the lost server's
-/// holder prefix), maxlen, idle ttl, uid, kind, text. Returns 1 if it
+/// frees its name (if a client of that server still holds it), and notes
+/// it among the server's members announced gone ([`reaped`]: should the
+/// server come back, it announces them back). KEYS: members, name, log,
+/// seq, reaped. ARGV: name, `SERVER:` (the lost server's holder prefix),
+/// maxlen, idle ttl, uid, kind, text, reaped ttl. Returns 1 if it
 /// announced.
 pub const REAP_MEMBER: &str = r"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('PEXPIRE', KEYS[5], ARGV[8])
 local holder = redis.call('GET', KEYS[2])
 if holder and string.sub(holder, 1, #ARGV[2]) == ARGV[2] then
   redis.call('DEL', KEYS[2])
@@ -284,15 +295,19 @@ if hw < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]
 return hw
 ";
 
-/// Appends one notice to a room's log, numbered like any line (presence's
-/// "back" notices). KEYS: log, seq. ARGV: max length, idle TTL (ms), uid,
-/// from, kind, text.
-pub const NOTICE: &str = r"
+/// Announces one member of a server taken for lost back, once: only if
+/// it is still among those announced gone ([`reaped`]), which it then
+/// leaves (last, so a failed append is tried again). KEYS: log, seq,
+/// reaped. ARGV: max length, idle TTL (ms), uid, name, kind, text.
+/// Returns 1 if it announced.
+pub const BACK_MEMBER: &str = r"
+if redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 0 then return 0 end
 local n = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
   'n', n, 'uid', ARGV[3], 'from', ARGV[4], 'kind', ARGV[5], 'text', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SREM', KEYS[3], ARGV[4])
 return 1
 ";
 
@@ -313,7 +328,7 @@ return 0
 /// works after Redis restarted empty.
 pub fn scripts() -> [Script; 11] {
     [
-        Script::new(NOTICE),
+        Script::new(BACK_MEMBER),
         Script::new(TAKE_LOCK),
         Script::new(APPEND),
         Script::new(INBOX_PUT),

@@ -65,6 +65,11 @@ pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 /// meanwhile, another takes over this long after.
 pub const REAP_LOCK_TTL: Duration = Duration::from_secs(3);
 
+/// How long the names of a lost server's members announced as gone are
+/// kept for it to announce them back, should it come back (cut off from
+/// Redis, or frozen, not dead).
+pub const REAPED_TTL: Duration = Duration::from_secs(3600);
+
 /// Members announced per pipeline when a server is reaped (or leaves):
 /// one round trip each, this server's heartbeat refreshed before each.
 pub const REAP_CHUNK: usize = 256;
@@ -162,9 +167,9 @@ pub struct Presence {
     local: Arc<dyn Local>,
     /// The epoch this server registered in; `None` before the first time.
     registered: Option<String>,
-    /// Taken for lost by the others (its clients announced as gone), this
-    /// server owes its members a "back" notice once registered again.
-    owes_back: bool,
+    /// Registered, not yet found whether the others had taken this server
+    /// for lost and announced its members gone (to announce them back).
+    back_pending: bool,
 }
 
 impl Presence {
@@ -185,7 +190,7 @@ impl Presence {
             config,
             local,
             registered: None,
-            owes_back: false,
+            back_pending: false,
         };
         // Listed before the server takes its first client: a console's
         // `/ban` typed elsewhere at once, or a `/who`, already finds it
@@ -218,20 +223,12 @@ impl Presence {
         // the heartbeat lasts) and announced its clients gone. Either way
         // its clients are still here: register them again.
         if added == 1 || self.registered.as_deref() != self.link.epoch() {
-            // Unlisted in the Redis it registered in: reaped, its members
-            // announced as gone in their rooms' logs.
-            if added == 1 && self.registered.is_some() {
-                self.owes_back = self.registered.as_deref() == self.link.epoch();
-            }
             // Noted again only once it succeeds: a registration that fails
             // (the link dropping right after this heartbeat listed the
             // server) is tried at every beat until one does.
             self.registered = None;
             self.register()?;
-            if self.owes_back {
-                self.announce_back()?;
-                self.owes_back = false;
-            }
+            self.back_pending = true;
         } else {
             if self.local.unfiled() {
                 if let Err(e) = self.refile() {
@@ -245,6 +242,12 @@ impl Presence {
                     return Err(e);
                 }
             }
+        }
+        // Its members the others announced as gone (if they took it for
+        // lost) are announced back, at every beat until it succeeds.
+        if self.back_pending {
+            self.announce_back()?;
+            self.back_pending = false;
         }
         let servers = self.reap_lost()?;
         self.count_others(&servers)?;
@@ -316,6 +319,7 @@ impl Presence {
             redis::cmd("DEL")
                 .arg(keys::alive(&me))
                 .arg(keys::wake(&me))
+                .arg(keys::reaped(&me))
                 .exec(conn)
         });
     }

@@ -6,7 +6,11 @@ use redis::Script;
 
 use super::super::keys;
 use super::super::link::Failure;
-use super::{Presence, BACK_KIND, HEARTBEAT_TTL, LOST_KIND, REAP_CHUNK, REAP_LOCK_TTL};
+use std::collections::HashSet;
+
+use super::{
+    Member, Presence, BACK_KIND, HEARTBEAT_TTL, LOST_KIND, REAPED_TTL, REAP_CHUNK, REAP_LOCK_TTL,
+};
 use crate::log;
 
 impl Presence {
@@ -53,37 +57,50 @@ impl Presence {
         Ok(live)
     }
 
-    /// This server was taken for lost and has registered again: each of
-    /// its members, announced as gone on the other servers, is announced
-    /// back in its room (this server's own members skip both notices:
-    /// no one left for them).
+    /// This server registered (again): if the others had taken it for lost,
+    /// each of its members they announced as gone ([`keys::reaped`]) and
+    /// still here is announced back in its room, once
+    /// ([`keys::BACK_MEMBER`]); then the rest are forgotten. This server's
+    /// own members skip both notices (no one left for them).
     pub(super) fn announce_back(&mut self) -> Result<(), Failure> {
-        let members = self.local.members();
-        let script = Script::new(keys::NOTICE);
         let me = self.server_id.clone();
-        for chunk in members.chunks(REAP_CHUNK) {
-            self.link.run(|conn| {
-                let mut pipe = redis::pipe();
-                for member in chunk {
-                    pipe.cmd("EVALSHA")
-                        .arg(script.get_hash())
-                        .arg(2)
-                        .arg(keys::log(&member.room))
-                        .arg(keys::seq(&member.room))
-                        .arg(self.config.max_len)
-                        .arg(self.config.idle_ttl.as_millis() as u64)
-                        .arg(format!("{BACK_KIND}:{me}:{}", member.name))
-                        .arg(&member.name)
-                        .arg(BACK_KIND)
-                        .arg(self.local.back(&member.name))
-                        .ignore();
-                }
-                pipe.exec(conn)
-            })?;
+        let reaped: HashSet<String> = self
+            .link
+            .run(|conn| redis::cmd("SMEMBERS").arg(keys::reaped(&me)).query(conn))?;
+        if reaped.is_empty() {
+            return Ok(());
         }
+        let members: Vec<Member> = self
+            .local
+            .members()
+            .into_iter()
+            .filter(|m| reaped.contains(&m.name))
+            .collect();
+        let script = Script::new(keys::BACK_MEMBER);
+        let announced: Vec<i64> = self.link.run(|conn| {
+            let mut pipe = redis::pipe();
+            for member in &members {
+                pipe.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(3)
+                    .arg(keys::log(&member.room))
+                    .arg(keys::seq(&member.room))
+                    .arg(keys::reaped(&me))
+                    .arg(self.config.max_len)
+                    .arg(self.config.idle_ttl.as_millis() as u64)
+                    .arg(format!("{BACK_KIND}:{me}:{}", member.name))
+                    .arg(&member.name)
+                    .arg(BACK_KIND)
+                    .arg(self.local.back(&member.name));
+            }
+            pipe.query(conn)
+        })?;
+        // Those not here any more (they left while it was cut off).
+        self.link
+            .run(|conn| redis::cmd("DEL").arg(keys::reaped(&me)).exec(conn))?;
         log!(
             "redis: this server was taken for lost; announced {} of its clients back",
-            members.len()
+            announced.iter().filter(|a| **a == 1).count()
         );
         Ok(())
     }
@@ -118,18 +135,20 @@ impl Presence {
                     let (room, _) = keys::parse_member(value);
                     pipe.cmd("EVALSHA")
                         .arg(script.get_hash())
-                        .arg(4)
+                        .arg(5)
                         .arg(keys::members(other))
                         .arg(keys::name(&name.to_lowercase()))
                         .arg(keys::log(room))
                         .arg(keys::seq(room))
+                        .arg(keys::reaped(other))
                         .arg(name)
                         .arg(format!("{other}:"))
                         .arg(self.config.max_len)
                         .arg(self.config.idle_ttl.as_millis() as u64)
                         .arg(format!("{kind}:{other}:{name}"))
                         .arg(kind)
-                        .arg(self.local.left(name, reason));
+                        .arg(self.local.left(name, reason))
+                        .arg(REAPED_TTL.as_millis() as u64);
                 }
                 pipe.query(conn)
             })?;

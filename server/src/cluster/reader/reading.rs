@@ -359,6 +359,11 @@ impl ReaderThread {
             .iter()
             .any(|own| entry.uid.starts_with(own))
         {
+            // Skipped, ending the run: the history numbers a run's lines
+            // back from its last entry, one by one.
+            if !run.is_empty() {
+                self.sink.deliver(room, std::mem::take(run));
+            }
             return;
         }
         run.push(entry);
