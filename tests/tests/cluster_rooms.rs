@@ -421,3 +421,27 @@ fn a_room_is_shown_in_its_creators_spelling_on_every_server() {
     );
     a.recv_until(|l| l.starts_with(&format!("* {b_name} joined")));
 }
+
+/// Defect (review): a `/join` refused for `--max-rooms` named the room in
+/// Redis all the same, and a client creating it on another server within
+/// 5 s was shown the refused mover's spelling. A refused `/join` names
+/// nothing.
+#[test]
+fn a_refused_join_names_no_room() {
+    let redis = Redis::start();
+    let full = Server::start(&["--redis", &redis.url(), "--max-rooms", "1"]);
+    let other = Server::start(&["--redis", &redis.url()]);
+    let (mut refused, _) = joined(&full);
+    refused.send("/join GAMES");
+    refused.recv_until(|l| l.starts_with("! ") && l.contains("rooms"));
+    let (mut creator, _) = joined(&other);
+    creator.send("/join games");
+    let moved = creator.recv_until(|l| l.starts_with("* you are now in "));
+    assert!(
+        moved
+            .last()
+            .unwrap()
+            .starts_with("* you are now in #games ("),
+        "{moved:?}"
+    );
+}

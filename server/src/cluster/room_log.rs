@@ -122,6 +122,9 @@ impl Log for RedisLog {
         }
         self.bridge.local.lock().insert(key.to_string());
         if let Some(spelling) = prepared.as_ref().and_then(|p| p.spelling.clone()) {
+            // The room is named so now, here: in Redis too, unless it is
+            // named there already.
+            self.writer.spell(key, &spelling);
             self.bridge
                 .spellings
                 .lock()
@@ -165,7 +168,7 @@ impl Log for RedisLog {
         let spelling = if key == LOBBY {
             None
         } else {
-            spelling::claim(&mut self.link.lock(), key, spelling).ok()
+            spelling::held(&mut self.link.lock(), key, spelling).ok()
         };
         Some(Prepared {
             spelling,

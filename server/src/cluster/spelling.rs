@@ -2,12 +2,15 @@
 //! (SPEC: a room is shown "in the spelling of whoever created the room").
 //!
 //! `chat:spelling:KEY` holds it while the room has members on some server:
-//! the first local member of a room, on any server, sets it if no one has
-//! (`SET NX`) and is shown whatever it holds ([`claim`]); every server
-//! with members in the room keeps it alive at each heartbeat ([`keep`]),
-//! so it expires [`SPELLING_TTL`] after the room's last member anywhere
-//! left, and the next to create the room names it again. Redis's value is
-//! taken only if it is a valid name of that room.
+//! a room about to get its first local member, on any server, is shown as
+//! it holds, or as the mover typed it if it holds nothing ([`held`]); once
+//! the member is in, the server names the room so unless it is named
+//! already (`SET NX` through the writer, [`name`]); every server with
+//! members in the room keeps it alive at each heartbeat ([`keep`]), so it
+//! expires [`SPELLING_TTL`] after the room's last member anywhere left,
+//! and the next to create the room names it again. A `/join` refused
+//! (`--max-rooms`) names nothing. Redis's value is taken only if it is a
+//! valid name of that room.
 
 use chat_common::room;
 
@@ -20,28 +23,27 @@ use super::presence::HEARTBEAT_TTL;
 pub const SPELLING_TTL: std::time::Duration = HEARTBEAT_TTL;
 
 /// Room `key`'s spelling as the cluster shows it: the one held in Redis, or
-/// `typed` (the mover's), set now if none is.
+/// `typed` (the mover's) if none is.
 ///
 /// # Errors
 /// When Redis cannot be asked.
-pub fn claim(link: &mut Link, key: &str, typed: &str) -> Result<String, Failure> {
-    let ttl = SPELLING_TTL.as_millis() as u64;
-    let (held,): (Option<String>,) = link.run_idempotent(|conn| {
-        redis::pipe()
-            .cmd("SET")
-            .arg(keys::spelling(key))
-            .arg(typed)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl)
-            .ignore()
-            .cmd("GET")
-            .arg(keys::spelling(key))
-            .query(conn)
-    })?;
+pub fn held(link: &mut Link, key: &str, typed: &str) -> Result<String, Failure> {
+    let held: Option<String> =
+        link.run_idempotent(|conn| redis::cmd("GET").arg(keys::spelling(key)).query(conn))?;
     Ok(held
         .filter(|s| room::check(s).is_ok() && room::key(s) == key)
         .unwrap_or_else(|| typed.to_string()))
+}
+
+/// Adds to `pipe` naming room `key` `spelling`, unless it is named already
+/// (one command, its reply kept).
+pub fn name(pipe: &mut redis::Pipeline, key: &str, spelling: &str) {
+    pipe.cmd("SET")
+        .arg(keys::spelling(key))
+        .arg(spelling)
+        .arg("NX")
+        .arg("PX")
+        .arg(SPELLING_TTL.as_millis() as u64);
 }
 
 /// How the cluster spells each room of `keys` (its key where none is
@@ -84,13 +86,8 @@ pub fn keep(link: &mut Link, rooms: &[(String, String)]) -> Result<(), Failure> 
     link.run_idempotent(|conn| {
         let mut pipe = redis::pipe();
         for (key, spelling) in rooms {
-            pipe.cmd("SET")
-                .arg(keys::spelling(key))
-                .arg(spelling)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl)
-                .ignore()
+            name(&mut pipe, key, spelling);
+            pipe.ignore()
                 .cmd("PEXPIRE")
                 .arg(keys::spelling(key))
                 .arg(ttl)

@@ -123,6 +123,9 @@ enum Job {
     Append(Token, Line),
     /// Add an entry to a reader's wake stream, ending its blocking XREAD.
     Wake(String),
+    /// Name a room (its key, its spelling) unless it is named already:
+    /// this server just gave it its first member ([`super::spelling`]).
+    Spell(String, String),
     /// Send again a line whose first sending was lost on the way, as it was
     /// first sent (same uid, so Redis applies it once; same time, so no
     /// copy is applied past [`STALE_AFTER`]).
@@ -296,5 +299,14 @@ impl Writer {
     /// reader that is not woken sees its change after its block timeout).
     pub fn wake(&self, server_id: &str) {
         let _ = self.jobs.try_send(Job::Wake(keys::wake(server_id)));
+    }
+
+    /// Asks for room `key` to be named `spelling` in Redis unless it is
+    /// named already (best effort: presence names it at its next beat
+    /// otherwise).
+    pub fn spell(&self, key: &str, spelling: &str) {
+        let _ = self
+            .jobs
+            .try_send(Job::Spell(key.to_string(), spelling.to_string()));
     }
 }

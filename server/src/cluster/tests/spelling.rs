@@ -3,26 +3,33 @@
 //! beats, and Redis's value only if it names that room.
 
 use super::*;
-use crate::cluster::spelling::{claim, keep, SPELLING_TTL};
+use crate::cluster::spelling::{held, keep, name, SPELLING_TTL};
 
-/// The first claim sets it, a later one (another case) gets it, a value
-/// that is not a name of the room is not taken, and keeping it restores
-/// one that was lost and sets its TTL again.
+/// Asking names nothing; naming sets it only if none is held; a later
+/// mover (another case) is shown the one held; a value that is not a name
+/// of the room is not taken; and keeping a room's spelling restores one
+/// that was lost and sets its TTL again.
 #[test]
 fn the_first_spelling_wins_and_is_kept() {
     let redis = Redis::start();
     let mut link = link(&redis);
-    assert_eq!(claim(&mut link, "games", "Games").unwrap(), "Games");
-    assert_eq!(claim(&mut link, "games", "GAMES").unwrap(), "Games");
+    assert_eq!(held(&mut link, "games", "Games").unwrap(), "Games");
+    assert_eq!(redis.query(&["EXISTS", "chat:spelling:games"]), ["0"]);
+    for spelling in ["Games", "GAMES"] {
+        let mut pipe = redis::pipe();
+        name(&mut pipe, "games", spelling);
+        link.run(|conn| pipe.exec(conn)).unwrap();
+    }
+    assert_eq!(held(&mut link, "games", "GAMES").unwrap(), "Games");
     let ttl: u64 = redis.query(&["PTTL", "chat:spelling:games"])[0]
         .parse()
         .unwrap();
     assert!(ttl > 0 && ttl <= SPELLING_TTL.as_millis() as u64, "{ttl}");
 
     redis.query(&["SET", "chat:spelling:chess", "not a room!"]);
-    assert_eq!(claim(&mut link, "chess", "Chess").unwrap(), "Chess");
+    assert_eq!(held(&mut link, "chess", "Chess").unwrap(), "Chess");
     redis.query(&["SET", "chat:spelling:chess", "Checkers"]);
-    assert_eq!(claim(&mut link, "chess", "CHESS").unwrap(), "CHESS");
+    assert_eq!(held(&mut link, "chess", "CHESS").unwrap(), "CHESS");
 
     redis.query(&["DEL", "chat:spelling:games"]);
     redis.query(&["PEXPIRE", "chat:spelling:chess", "100000"]);

@@ -182,6 +182,11 @@ impl WriterThread {
                     },
                 ),
                 Job::Retry(token, line, first) => (token, line, first),
+                Job::Spell(key, spelling) => {
+                    super::super::spelling::name(&mut pipe, &key, &spelling);
+                    sent.push(None);
+                    continue;
+                }
                 Job::Wake(key) => {
                     pipe.cmd("XADD")
                         .arg(key)
