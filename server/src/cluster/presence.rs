@@ -213,7 +213,7 @@ impl Presence {
     /// One heartbeat: register again if Redis is new, refresh the TTL,
     /// announce the servers found lost.
     fn beat(&mut self) -> Result<(), Failure> {
-        let added = self.heartbeat()?;
+        let unlisted = self.heartbeat()?;
         // Names given back while Redis was away are freed first, before
         // their leavers are unlisted by a refile (or a registration): a
         // stop or a reaper frees the names of listed members only.
@@ -222,7 +222,7 @@ impl Presence {
         // others took this server for lost (cut off from Redis longer than
         // the heartbeat lasts) and announced its clients gone. Either way
         // its clients are still here: register them again.
-        if added == 1 || self.registered.as_deref() != self.link.epoch() {
+        if unlisted || self.registered.as_deref() != self.link.epoch() {
             // Noted again only once it succeeds: a registration that fails
             // (the link dropping right after this heartbeat listed the
             // server) is tried at every beat until one does.
@@ -255,28 +255,37 @@ impl Presence {
     }
 
     /// Refreshes this server's heartbeat and lists it among the servers,
-    /// and notes the shared guest counter; returns 1 if it was not listed.
-    fn heartbeat(&mut self) -> Result<i64, Failure> {
+    /// and notes the shared guest counter. Returns whether its members
+    /// must be registered again: it was not listed, or a reaper announced
+    /// some of them gone and stopped half way, finding it alive again
+    /// before it unlisted it (members announced gone, no reap lock held
+    /// on it any more).
+    fn heartbeat(&mut self) -> Result<bool, Failure> {
         let me = self.server_id.clone();
-        let (added, counter): (i64, Option<u64>) = self.link.run(|conn| {
-            redis::pipe()
-                .cmd("SET")
-                .arg(keys::alive(&me))
-                .arg(1)
-                .arg("PX")
-                .arg(HEARTBEAT_TTL.as_millis() as u64)
-                .ignore()
-                .cmd("SADD")
-                .arg(keys::servers())
-                .arg(&me)
-                .cmd("GET")
-                .arg(keys::guest())
-                .query(conn)
-        })?;
+        let (added, counter, reaped, locked): (i64, Option<u64>, bool, bool) =
+            self.link.run(|conn| {
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(keys::alive(&me))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(HEARTBEAT_TTL.as_millis() as u64)
+                    .ignore()
+                    .cmd("SADD")
+                    .arg(keys::servers())
+                    .arg(&me)
+                    .cmd("GET")
+                    .arg(keys::guest())
+                    .cmd("EXISTS")
+                    .arg(keys::reaped(&me))
+                    .cmd("EXISTS")
+                    .arg(keys::reap(&me))
+                    .query(conn)
+            })?;
         if let Some(counter) = counter {
             self.local.counter_seen(counter);
         }
-        Ok(added)
+        Ok(added == 1 || (reaped && !locked))
     }
 
     /// Counts the members of the other live servers by room, for the

@@ -379,3 +379,67 @@ fn presence_files_every_member_again_each_beat() {
     shutdown.trigger();
     joined(presence);
 }
+
+/// Defect (review): a reaper whose link failed after a chunk of members
+/// (each announced gone, its name freed) and before it unlisted the lost
+/// server, which was back by the reaper's next beat (so the reap was not
+/// finished), left that server listed: it never registered again, and
+/// its members stayed announced gone, unlisted, their names free for
+/// anyone. Now a server finding members of its announced gone, with no
+/// reap lock held on it, registers again and announces them back.
+#[test]
+fn a_server_back_during_a_half_finished_reap_registers_again() {
+    let redis = Redis::start();
+    let shutdown = Arc::new(Shutdown::new());
+    let presence = Presence::start(
+        &endpoint(&redis),
+        "a",
+        LogConfig::default(),
+        Arc::new(Members(
+            vec![Member {
+                name: "Finn".into(),
+                room: "lobby".into(),
+                client: 3,
+                entered: 9,
+            }],
+            0,
+        )),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let named = |redis: &Redis| redis.query(&["GET", "chat:name:finn"]) == ["a:3:Finn"];
+    let deadline = Instant::now() + DEADLINE;
+    while !named(&redis) {
+        assert!(Instant::now() < deadline, "never registered");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // What one chunk of a reap leaves: the member announced gone, its
+    // entry and name gone, the server still listed; the lock expired.
+    redis.command(&["HDEL", "chat:members:a", "Finn"]);
+    redis.command(&["DEL", "chat:name:finn"]);
+    redis.command(&["SADD", "chat:reaped:a", "Finn"]);
+    let backs = |redis: &Redis| {
+        redis
+            .query(&["XRANGE", "chat:log:lobby", "-", "+"])
+            .into_iter()
+            .filter(|f| f.starts_with("* Finn is back"))
+            .count()
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while !(named(&redis) && backs(&redis) == 1) {
+        assert!(
+            Instant::now() < deadline,
+            "name {:?}, {} back notices",
+            redis.query(&["GET", "chat:name:finn"]),
+            backs(&redis)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        redis.query(&["HGET", "chat:members:a", "Finn"]),
+        ["lobby\t9"]
+    );
+    shutdown.trigger();
+    joined(presence);
+    assert_eq!(backs(&redis), 1, "once");
+}
