@@ -211,18 +211,21 @@ return 1
 /// removes it from the lost server's members appends the leave line and
 /// frees its name (if a client of that server still holds it), and notes
 /// it among the server's members announced gone ([`reaped`]: should the
-/// server come back, it announces them back). KEYS: members, name, log,
-/// seq, reaped. ARGV: name, `SERVER:` (the lost server's holder prefix),
+/// server come back, it announces them back). One announced gone before
+/// and not announced back since (still noted) is not announced again: its
+/// name is freed, no second leave line. KEYS: members, name, log, seq,
+/// reaped. ARGV: name, `SERVER:` (the lost server's holder prefix),
 /// maxlen, idle ttl, uid, kind, text, reaped ttl. Returns 1 if it
 /// announced.
 pub const REAP_MEMBER: &str = r"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('SADD', KEYS[5], ARGV[1])
-redis.call('PEXPIRE', KEYS[5], ARGV[8])
 local holder = redis.call('GET', KEYS[2])
 if holder and string.sub(holder, 1, #ARGV[2]) == ARGV[2] then
   redis.call('DEL', KEYS[2])
 end
+local fresh = redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('PEXPIRE', KEYS[5], ARGV[8])
+if fresh == 0 then return 0 end
 local n = redis.call('INCR', KEYS[4])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
   'n', n, 'uid', ARGV[5], 'from', ARGV[1], 'kind', ARGV[6], 'text', ARGV[7])
@@ -297,17 +300,37 @@ return hw
 
 /// Announces one member of a server taken for lost back, once: only if
 /// it is still among those announced gone ([`reaped`]), which it then
-/// leaves (last, so a failed append is tried again). KEYS: log, seq,
-/// reaped. ARGV: max length, idle TTL (ms), uid, name, kind, text.
-/// Returns 1 if it announced.
+/// leaves (last, so a failed append is tried again), and holds its name
+/// again (else it leaves them with no notice: it is to be renamed). KEYS:
+/// log, seq, reaped, name. ARGV: max length, idle TTL (ms), uid, name,
+/// kind, text, `SERVER:CLIENT:` (its holder prefix). Returns 1 if it
+/// announced.
 pub const BACK_MEMBER: &str = r"
 if redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 0 then return 0 end
+local holder = redis.call('GET', KEYS[4])
+if not holder or string.sub(holder, 1, #ARGV[7]) ~= ARGV[7] then
+  redis.call('SREM', KEYS[3], ARGV[4])
+  return 0
+end
 local n = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
   'n', n, 'uid', ARGV[3], 'from', ARGV[4], 'kind', ARGV[5], 'text', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('SREM', KEYS[3], ARGV[4])
+return 1
+";
+
+/// Forgets a reaped server: unlists it and deletes its member list, wake
+/// and inbox streams; if ARGV[2] is 1, only while its heartbeat is still
+/// gone (a server back before its reap ended stays listed, and registers
+/// its members again itself: unlisted, a kill then would never be
+/// reaped). KEYS: servers, alive, members, wake, inbox. ARGV: server, the
+/// check. Returns 1 if it forgot it.
+pub const UNLIST: &str = r"
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
 return 1
 ";
 
@@ -326,8 +349,9 @@ return 0
 
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 11] {
+pub fn scripts() -> [Script; 12] {
     [
+        Script::new(UNLIST),
         Script::new(BACK_MEMBER),
         Script::new(TAKE_LOCK),
         Script::new(APPEND),

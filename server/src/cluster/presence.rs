@@ -118,8 +118,10 @@ pub trait Local: Send + Sync + 'static {
     fn others(&self, counts: HashMap<String, usize>);
     /// Local client `client`'s name `name` was taken by a client of another
     /// server while this one was unlisted: it gets a new `guest-N`, and is
-    /// told.
-    fn name_lost(&self, client: u64, name: &str);
+    /// told. Returns `false` if it could not be renamed (no new name to be
+    /// had): the names are claimed again at the next beat
+    /// ([`Local::claim_failed`]), which finds this one lost again.
+    fn name_lost(&self, client: u64, name: &str) -> bool;
     /// Whether filing a member (or its removal) failed since the last
     /// call: the members are then filed again at the next beat.
     fn unfiled(&self) -> bool;

@@ -78,9 +78,9 @@ impl Local for Bridge {
         *self.others.lock() = counts;
     }
 
-    fn name_lost(&self, client: u64, name: &str) {
+    fn name_lost(&self, client: u64, name: &str) -> bool {
         let Some(ctx) = self.rooms() else {
-            return;
+            return true;
         };
         // The names link may still hold the connection that broke while
         // this server was cut off: one more try on a new one.
@@ -96,9 +96,9 @@ impl Local for Bridge {
             }
             Err(e) => {
                 crate::log!(
-                    "redis: {name} is held elsewhere too, and no new name can be had ({e:?})"
+                    "redis: {name} is held elsewhere too, and no new name can be had ({e:?}); tried again at the next beat"
                 );
-                return;
+                return false;
             }
         };
         match ctx.rooms.rename(client, &fresh) {
@@ -110,8 +110,14 @@ impl Local for Bridge {
                         "while this server was cut off from the others, a client of another server took the name {name}: you are {fresh} now"
                     )),
                 );
+                true
             }
-            other => crate::log!("redis: {name} is held elsewhere too; renaming its client here to {fresh}: {other:?}"),
+            // Gone meanwhile: nothing to give up.
+            crate::rooms::Renamed::Gone => true,
+            other => {
+                crate::log!("redis: {name} is held elsewhere too; renaming its client here to {fresh}: {other:?}; tried again at the next beat");
+                false
+            }
         }
     }
 

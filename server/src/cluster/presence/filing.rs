@@ -66,12 +66,13 @@ impl Presence {
 
     /// Gives up each name of `lost` (claimed by another client) for a
     /// fresh guest name, if its member still has it. With the names link
-    /// released: a fresh name is asked on it.
+    /// released: a fresh name is asked on it. One that cannot be given up
+    /// now is tried again at the next beat: two clients never keep a name.
     fn give_up(&self, lost: &[Member]) {
         let now = self.local.members();
         for member in lost {
-            if still_named(&now, member) {
-                self.local.name_lost(member.client, &member.name);
+            if still_named(&now, member) && !self.local.name_lost(member.client, &member.name) {
+                self.local.claim_failed();
             }
         }
     }

@@ -82,16 +82,18 @@ impl Presence {
             for member in &members {
                 pipe.cmd("EVALSHA")
                     .arg(script.get_hash())
-                    .arg(3)
+                    .arg(4)
                     .arg(keys::log(&member.room))
                     .arg(keys::seq(&member.room))
                     .arg(keys::reaped(&me))
+                    .arg(keys::name(&member.name.to_lowercase()))
                     .arg(self.config.max_len)
                     .arg(self.config.idle_ttl.as_millis() as u64)
                     .arg(format!("{BACK_KIND}:{me}:{}", member.name))
                     .arg(&member.name)
                     .arg(BACK_KIND)
-                    .arg(self.local.back(&member.name));
+                    .arg(self.local.back(&member.name))
+                    .arg(keys::holder_prefix(&me, member.client));
             }
             pipe.query(conn)
         })?;
@@ -154,17 +156,21 @@ impl Presence {
             })?;
             announced += done.iter().filter(|d| **d == 1).count();
         }
+        // A lost server back meanwhile stays listed (it registers again);
+        // this one, stopping, goes whatever its heartbeat says.
+        let unlist = Script::new(keys::UNLIST);
+        let only_if_dead = if other == me { "0" } else { "1" };
         self.link.run(|conn| {
-            redis::pipe()
-                .cmd("SREM")
+            redis::cmd("EVALSHA")
+                .arg(unlist.get_hash())
+                .arg(5)
                 .arg(keys::servers())
-                .arg(other)
-                .ignore()
-                .cmd("DEL")
+                .arg(keys::alive(other))
                 .arg(keys::members(other))
                 .arg(keys::wake(other))
                 .arg(keys::inbox(other))
-                .ignore()
+                .arg(other)
+                .arg(only_if_dead)
                 .exec(conn)
         })?;
         Ok(announced)

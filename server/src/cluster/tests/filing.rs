@@ -31,8 +31,9 @@ impl Local for Unclaimed {
         0
     }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(&self, _client: u64, name: &str) {
+    fn name_lost(&self, _client: u64, name: &str) -> bool {
         self.lost.lock().push(name.to_string());
+        true
     }
     fn unfiled(&self) -> bool {
         false
@@ -144,7 +145,7 @@ impl Local for Racing {
         RACING_TAG
     }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(&self, _client: u64, name: &str) {
+    fn name_lost(&self, _client: u64, name: &str) -> bool {
         panic!("{name} given up");
     }
     fn unfiled(&self) -> bool {

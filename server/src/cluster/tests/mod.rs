@@ -287,7 +287,9 @@ impl Local for Members {
         self.1
     }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(&self, _client: u64, _name: &str) {}
+    fn name_lost(&self, _client: u64, _name: &str) -> bool {
+        true
+    }
     fn unfiled(&self) -> bool {
         true
     }

@@ -94,7 +94,7 @@ impl Local for Clients {
         0
     }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(&self, _client: u64, name: &str) {
+    fn name_lost(&self, _client: u64, name: &str) -> bool {
         panic!("{name} given up");
     }
     fn unfiled(&self) -> bool {
