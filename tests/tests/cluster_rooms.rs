@@ -445,3 +445,28 @@ fn a_refused_join_names_no_room() {
         "{moved:?}"
     );
 }
+
+/// Defect (review): a room created while its server was cut off from Redis
+/// was never named in Redis: the other servers listed it in lower case,
+/// and whoever entered it there named it again. Now its server names it
+/// once Redis is back (presence, at its first beat).
+#[test]
+fn a_room_created_while_cut_off_is_named_once_redis_is_back() {
+    let mut redis = Redis::start();
+    let servers = servers(&redis, 2);
+    let (mut a, _) = joined(&servers[0]);
+    let (mut b, _) = joined(&servers[1]);
+    redis.kill();
+    a.recv_until(|l| l.starts_with("* ") && l.contains("cut off"));
+    a.send("/join Xy");
+    a.recv_until(|l| l.starts_with("* you are now in #Xy"));
+    redis.restart();
+    a.recv_until(|l| l.contains("connected to the other servers again"));
+    ask_until(&mut b, "/rooms", "* 2 rooms: #lobby (1), #Xy (1)");
+    b.send("/join xY");
+    let moved = b.recv_until(|l| l.starts_with("* you are now in "));
+    assert!(
+        moved.last().unwrap().starts_with("* you are now in #Xy ("),
+        "{moved:?}"
+    );
+}

@@ -121,15 +121,6 @@ impl Log for RedisLog {
             return;
         }
         self.bridge.local.lock().insert(key.to_string());
-        if let Some(spelling) = prepared.as_ref().and_then(|p| p.spelling.clone()) {
-            // The room is named so now, here: in Redis too, unless it is
-            // named there already.
-            self.writer.spell(key, &spelling);
-            self.bridge
-                .spellings
-                .lock()
-                .insert(key.to_string(), spelling);
-        }
         let Some(feed) = self.bridge.feeds.lock().get(key).cloned() else {
             return;
         };
@@ -158,6 +149,16 @@ impl Log for RedisLog {
                 self.reader.watch(key, None);
             }
         }
+    }
+
+    fn named(&self, key: &str, spelling: &str) {
+        // Named so here now: in Redis too, unless it is named there already
+        // (Redis away: presence names it at its first beat once back).
+        self.writer.spell(key, spelling);
+        self.bridge
+            .spellings
+            .lock()
+            .insert(key.to_string(), spelling.to_string());
     }
 
     fn prepare(&self, key: &str, spelling: &str) -> Option<Prepared> {

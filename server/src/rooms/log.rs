@@ -132,6 +132,11 @@ pub trait Log: Send + Sync {
     /// again.
     fn watch(&self, key: &str, local: bool, prepared: Option<Prepared>);
 
+    /// Room `key` got its first local member, who named it `spelling` (the
+    /// creator's, as [`Log::prepare`] found it, or the member's own). Called
+    /// under the directory and the room's lock: must not block.
+    fn named(&self, _key: &str, _spelling: &str) {}
+
     /// Client `client` entered a room (connected, or `/join`), and the
     /// rooms hold no lock now: a cluster files it there (one round trip),
     /// so `/who` anywhere lists it by the time it can ask.

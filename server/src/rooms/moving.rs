@@ -221,6 +221,7 @@ impl Rooms {
                     // Whoever creates a room names it.
                     inner.name = format!("#{spelling}").into();
                     inner.label = format!("#{spelling} ").into();
+                    self.log.named(&room.key, spelling);
                 }
             }
         }
