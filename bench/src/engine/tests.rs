@@ -63,8 +63,47 @@ fn a_stalled_clients_last_read_finds_the_close_behind_its_lines() {
         assert!(Instant::now() < deadline, "no event for the lines");
         engine.pump(Duration::from_millis(50)).unwrap();
     }
+    // And until the close is behind them in the socket: the event may
+    // come for the lines alone, the close a moment later (seen under
+    // load), and the one read below must find it there.
+    let port = engine.clients[0].stream.local_addr().unwrap().port();
+    while !close_received(port) {
+        assert!(Instant::now() < deadline, "the close never arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(engine.held(), 1);
     engine.read_stalled = true;
     engine.read(0);
     assert_eq!(engine.held(), 0, "the close behind the lines was not read");
+}
+
+/// Whether the loopback socket bound to local `port` has had its peer's
+/// close (state CLOSE_WAIT in /proc/net/tcp).
+fn close_received(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields
+            .get(1)
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| u16::from_str_radix(p, 16).ok());
+        local_port == Some(port) && fields.get(3) == Some(&"08")
+    })
+}
+
+/// The helper above: a socket whose peer closed is seen so, an open one
+/// is not.
+#[test]
+fn close_received_sees_a_peer_close() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let port = client.local_addr().unwrap().port();
+    assert!(!close_received(port));
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !close_received(port) {
+        assert!(Instant::now() < deadline, "a close never seen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
