@@ -4,9 +4,10 @@
 //!
 //! This file: what the tests share (a recording sink, a node of writer,
 //! reader and presence, helpers). One file per subject: `links.rs`,
-//! `logs.rs`, `restarts.rs`, `unsure.rs`, `presence.rs`, `names.rs`,
-//! `inbox.rs`, `since.rs`, `reentry.rs` (a whole server in this process);
-//! `proxy.rs` is the cuttable TCP proxy.
+//! `logs.rs`, `restarts.rs`, `unsure.rs`, `presence.rs`, `returns.rs` (a
+//! server taken for lost and back), `names.rs`, `spelling.rs`, `inbox.rs`,
+//! `since.rs`, `filing.rs`, `serialized.rs`, `reentry.rs` (a whole server
+//! in this process); `proxy.rs` is the cuttable TCP proxy.
 
 use std::sync::Arc;
 use std::thread;
@@ -28,6 +29,7 @@ mod filing;
 mod inbox;
 mod proxy;
 mod restarts;
+mod returns;
 mod serialized;
 
 use self::proxy::Proxy;
