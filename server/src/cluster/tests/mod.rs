@@ -272,6 +272,19 @@ fn presence_of_a(
     (shutdown, presence)
 }
 
+/// Presence of server `id` on `redis` with no member of its own (a
+/// survivor, for the reaping tests), stopped by `shutdown`.
+fn survivor(redis: &Redis, id: &str, shutdown: &Arc<Shutdown>) -> thread::JoinHandle<()> {
+    Presence::start(
+        &endpoint(redis),
+        id,
+        LogConfig::default(),
+        Arc::new(Members(Vec::new(), 0)),
+        shutdown.clone(),
+    )
+    .unwrap()
+}
+
 /// What a test "server" has locally, for presence.
 struct Members(Vec<Member>, u64);
 

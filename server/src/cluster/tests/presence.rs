@@ -20,16 +20,7 @@ fn a_lost_server_is_announced_once_and_its_names_freed() {
     let shutdown = Arc::new(Shutdown::new());
     let survivors: Vec<_> = ["s1", "s2", "s3"]
         .iter()
-        .map(|id| {
-            Presence::start(
-                &endpoint(&redis),
-                id,
-                LogConfig::default(),
-                Arc::new(Members(Vec::new(), 0)),
-                shutdown.clone(),
-            )
-            .unwrap()
-        })
+        .map(|id| survivor(&redis, id, &shutdown))
         .collect();
     let deadline = Instant::now() + HEARTBEAT_TTL + HEARTBEAT_EVERY * 3;
     while redis.query(&["EXISTS", "chat:name:dave"]) != ["0"] {
@@ -107,14 +98,7 @@ fn a_reaper_that_failed_takes_its_own_lock_again() {
     redis.command(&["SET", "chat:reap:dead", "s1", "PX", "10000"]);
     let shutdown = Arc::new(Shutdown::new());
     let started = Instant::now();
-    let s1 = Presence::start(
-        &endpoint(&redis),
-        "s1",
-        LogConfig::default(),
-        Arc::new(Members(Vec::new(), 0)),
-        shutdown.clone(),
-    )
-    .unwrap();
+    let s1 = survivor(&redis, "s1", &shutdown);
     let deadline = started + HEARTBEAT_EVERY * 3;
     while redis.query(&["EXISTS", "chat:name:carol"]) != ["0"] {
         assert!(
@@ -138,14 +122,7 @@ fn a_reaper_that_failed_takes_its_own_lock_again() {
 fn presence_lists_the_server_before_start_returns() {
     let redis = Redis::start();
     let shutdown = Arc::new(Shutdown::new());
-    let presence = Presence::start(
-        &endpoint(&redis),
-        "a",
-        LogConfig::default(),
-        Arc::new(Members(Vec::new(), 0)),
-        shutdown.clone(),
-    )
-    .unwrap();
+    let presence = survivor(&redis, "a", &shutdown);
     assert_eq!(redis.query(&["SISMEMBER", "chat:servers", "a"]), ["1"]);
     assert_eq!(redis.query(&["EXISTS", "chat:alive:a"]), ["1"]);
     shutdown.trigger();

@@ -6,6 +6,15 @@
 
 use super::*;
 
+/// How many notices of Finn's return the lobby's log holds.
+fn finn_backs(redis: &Redis) -> usize {
+    redis
+        .query(&["XRANGE", "chat:log:lobby", "-", "+"])
+        .into_iter()
+        .filter(|f| f.starts_with("* Finn is back"))
+        .count()
+}
+
 /// Presence of server "a" whose one client, Finn (client 3), is in the
 /// lobby, once its first beat registered him.
 fn finn_on_a(redis: &Redis) -> (Arc<Shutdown>, thread::JoinHandle<()>) {
@@ -37,14 +46,7 @@ fn a_server_taken_for_lost_registers_again() {
         }
     };
     registered(&redis);
-    let backs = |redis: &Redis| {
-        redis
-            .query(&["XRANGE", "chat:log:lobby", "-", "+"])
-            .into_iter()
-            .filter(|f| f.starts_with("* Finn is back"))
-            .count()
-    };
-    assert_eq!(backs(&redis), 0, "its first registration is no return");
+    assert_eq!(finn_backs(&redis), 0, "its first registration is no return");
     // The lobby's log holds something else for a moment: the first try
     // to announce Finn back fails (after counting a line).
     redis.command(&["SET", "chat:log:lobby", "not a stream"]);
@@ -71,13 +73,13 @@ fn a_server_taken_for_lost_registers_again() {
     // announced back, once, tried again at the next beat when it fails
     // (a second review: a failed try was never made again).
     let deadline = Instant::now() + DEADLINE;
-    while backs(&redis) == 0 {
+    while finn_backs(&redis) == 0 {
         assert!(Instant::now() < deadline, "Finn never announced back");
         thread::sleep(Duration::from_millis(20));
     }
     shutdown.trigger();
     joined(presence);
-    assert_eq!(backs(&redis), 1);
+    assert_eq!(finn_backs(&redis), 1);
 }
 
 /// Defect (review): a server taken for lost while it was cut off read,
@@ -161,20 +163,13 @@ fn a_server_back_during_a_half_finished_reap_registers_again() {
     redis.command(&["HDEL", "chat:members:a", "Finn"]);
     redis.command(&["DEL", "chat:name:finn"]);
     redis.command(&["SADD", "chat:reaped:a", "Finn"]);
-    let backs = |redis: &Redis| {
-        redis
-            .query(&["XRANGE", "chat:log:lobby", "-", "+"])
-            .into_iter()
-            .filter(|f| f.starts_with("* Finn is back"))
-            .count()
-    };
     let deadline = Instant::now() + DEADLINE;
-    while !(named(&redis) && backs(&redis) == 1) {
+    while !(named(&redis) && finn_backs(&redis) == 1) {
         assert!(
             Instant::now() < deadline,
             "name {:?}, {} back notices",
             redis.query(&["GET", "chat:name:finn"]),
-            backs(&redis)
+            finn_backs(&redis)
         );
         thread::sleep(Duration::from_millis(20));
     }
@@ -184,7 +179,7 @@ fn a_server_back_during_a_half_finished_reap_registers_again() {
     );
     shutdown.trigger();
     joined(presence);
-    assert_eq!(backs(&redis), 1, "once");
+    assert_eq!(finn_backs(&redis), 1, "once");
 }
 
 /// A local whose first try to give a lost name up fails (no new name to
@@ -292,14 +287,7 @@ fn a_member_not_yet_announced_back_is_not_announced_gone_again() {
     redis.command(&["SET", "chat:name:finn", "a:3:Finn"]);
     redis.command(&["SADD", "chat:reaped:a", "Finn"]);
     let shutdown = Arc::new(Shutdown::new());
-    let s1 = Presence::start(
-        &endpoint(&redis),
-        "s1",
-        LogConfig::default(),
-        Arc::new(Members(Vec::new(), 0)),
-        shutdown.clone(),
-    )
-    .unwrap();
+    let s1 = survivor(&redis, "s1", &shutdown);
     let deadline = Instant::now() + DEADLINE;
     while redis.query(&["SISMEMBER", "chat:servers", "a"]) != ["0"] {
         assert!(Instant::now() < deadline, "a never reaped");
