@@ -46,33 +46,55 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// What [`read_lines_until`] hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// A whole line, without its LF.
+    Line(String),
+    /// A read timed out with this many bytes of a line read and no LF yet
+    /// (told at every such timeout, so silence can be told from half a line).
+    Partial(usize),
+}
+
 /// Reads LF-terminated lines from `stream` (which should have a read
 /// timeout) and hands each, without its LF, to `each`, until end of stream,
 /// `each` returns `false`, or `stop` is found set after a read times out.
-/// A timeout keeps what was read of a line so far.
+/// A timeout keeps what was read of a line so far, and tells `each` of it.
 ///
 /// # Errors
-/// The read error that ended it (not a timeout).
+/// The read error that ended it (not a timeout), or `UnexpectedEof` when
+/// the stream ended inside a line (the bytes in the message): a last line
+/// without its LF is never dropped in silence.
 pub fn read_lines_until(
     stream: TcpStream,
     stop: &AtomicBool,
-    mut each: impl FnMut(String) -> bool,
+    mut each: impl FnMut(Heard) -> bool,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
         match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) if buf.is_empty() => return Ok(()),
+            Ok(_) if buf.last() != Some(&b'\n') => {
+                let partial = String::from_utf8_lossy(&buf).into_owned();
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!("the stream ended inside a line: {partial:?}"),
+                ));
+            }
             Ok(_) => {
                 let line = String::from_utf8_lossy(&buf)
                     .trim_end_matches('\n')
                     .to_string();
                 buf.clear();
-                if !each(line) {
+                if !each(Heard::Line(line)) {
                     return Ok(());
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if !buf.is_empty() && !each(Heard::Partial(buf.len())) {
+                    return Ok(());
+                }
                 if stop.load(Ordering::Relaxed) {
                     return Ok(());
                 }

@@ -116,35 +116,77 @@ fn assert_silent_fails_on_a_closed_connection() {
     client.assert_silent(SHORT);
 }
 
-/// `read_lines_until` keeps the part of a line read before a timeout (the
-/// stream's read timeout is short), hands out whole lines without their
-/// LF, and returns at end of stream.
-#[test]
-fn read_lines_until_joins_a_line_split_by_a_timeout() {
-    use std::sync::atomic::AtomicBool;
+/// A stream with a short read timeout, and the server's end.
+fn timed_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let stream = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_millis(20)))
         .expect("timeout");
-    let (mut server, _) = listener.accept().expect("accept");
+    let (server, _) = listener.accept().expect("accept");
+    (stream, server)
+}
+
+/// `read_lines_until` keeps the part of a line read before a timeout (the
+/// stream's read timeout is short) and tells of it, hands out whole lines
+/// without their LF, and returns at end of stream.
+#[test]
+fn read_lines_until_joins_a_line_split_by_a_timeout() {
+    use chat_tests::Heard;
+    use std::sync::atomic::AtomicBool;
+    let (stream, mut server) = timed_pair();
     let stop = AtomicBool::new(false);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         let reader =
-            s.spawn(|| chat_tests::read_lines_until(stream, &stop, |line| tx.send(line).is_ok()));
+            s.spawn(|| chat_tests::read_lines_until(stream, &stop, |h| tx.send(h).is_ok()));
         server.write_all(b"par").expect("send");
-        // Several read timeouts pass before the rest comes.
-        assert!(rx.recv_timeout(SHORT).is_err(), "half a line handed out");
+        // A read timeout passes before the rest comes: told, not handed out.
+        assert_eq!(rx.recv_timeout(chat_tests::TIMEOUT), Ok(Heard::Partial(3)));
         server.write_all(b"tial\nnext\n").expect("send");
-        assert_eq!(
-            rx.recv_timeout(chat_tests::TIMEOUT).as_deref(),
-            Ok("partial")
-        );
-        assert_eq!(rx.recv_timeout(chat_tests::TIMEOUT).as_deref(), Ok("next"));
+        assert_eq!(next_line(&rx), "partial");
+        assert_eq!(next_line(&rx), "next");
         drop(server);
         reader.join().expect("reader").expect("end of stream is Ok");
     });
+}
+
+/// The next whole line `read_lines_until` handed out, within the timeout.
+fn next_line(rx: &std::sync::mpsc::Receiver<chat_tests::Heard>) -> String {
+    let deadline = std::time::Instant::now() + chat_tests::TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left).expect("a line in time") {
+            chat_tests::Heard::Line(line) => return line,
+            chat_tests::Heard::Partial(_) => {}
+        }
+    }
+}
+
+/// `read_lines_until` fails when the stream ends inside a line, whether
+/// the line's start came in an earlier read or with the close.
+#[test]
+fn read_lines_until_fails_on_a_last_line_without_its_lf() {
+    use std::sync::atomic::AtomicBool;
+    for wait_between in [false, true] {
+        let (stream, mut server) = timed_pair();
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let reader =
+                s.spawn(|| chat_tests::read_lines_until(stream, &stop, |h| tx.send(h).is_ok()));
+            server.write_all(b"whole\n! bye, no LF").expect("send");
+            assert_eq!(next_line(&rx), "whole");
+            if wait_between {
+                let told = rx.recv_timeout(chat_tests::TIMEOUT);
+                assert_eq!(told, Ok(chat_tests::Heard::Partial(12)));
+            }
+            drop(server);
+            let err = reader.join().expect("reader").expect_err("not a clean end");
+            assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+            assert!(err.to_string().contains("! bye, no LF"), "{err}");
+        });
+    }
 }
 
 /// `read_lines_until` returns once `stop` is set, at its next timeout
@@ -153,12 +195,7 @@ fn read_lines_until_joins_a_line_split_by_a_timeout() {
 fn read_lines_until_returns_when_told_to_stop() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let stream = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(20)))
-        .expect("timeout");
-    let (_server, _) = listener.accept().expect("accept");
+    let (stream, _server) = timed_pair();
     let stop = Arc::new(AtomicBool::new(false));
     let (done, finished) = std::sync::mpsc::channel();
     let flag = Arc::clone(&stop);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::{bin, read_lines_until, welcome_name, Server, TIMEOUT};
+use chat_tests::{bin, read_lines_until, welcome_name, Heard, Server, TIMEOUT};
 use socket2::SockRef;
 
 /// How often a reader thread looks at its stop flag.
@@ -30,8 +30,9 @@ struct Peer {
     name: String,
     /// The socket, for writing (the reader thread has a clone).
     writer: TcpStream,
-    /// Lines as they arrive; disconnected once the server closed.
-    lines: Receiver<(Instant, String)>,
+    /// What the reader thread heard, as it arrives; disconnected once the
+    /// server closed.
+    lines: Receiver<(Instant, Event)>,
     /// Tells the reader thread to stop (set on drop).
     stop: Arc<AtomicBool>,
 }
@@ -79,9 +80,18 @@ impl Peer {
     }
 
     /// The next line within `timeout`, with its arrival time; `None` on
-    /// timeout or end of stream.
+    /// timeout or end of stream (half a line is waited past; a read error
+    /// fails the test).
     fn next_timed(&self, timeout: Duration) -> Option<(Instant, String)> {
-        self.lines.recv_timeout(timeout).ok()
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left).ok()? {
+                (at, Event::Heard(Heard::Line(line))) => return Some((at, line)),
+                (_, Event::Heard(Heard::Partial(_))) => {}
+                (_, Event::Failed(why)) => panic!("{}: {why}", self.name),
+            }
+        }
     }
 
     /// The next line within `timeout`.
@@ -117,26 +127,32 @@ impl Peer {
         }
     }
 
-    /// Asserts nothing arrives for `quiet`, and the connection stays open
-    /// (a peer the server hung up on hears nothing too).
+    /// Asserts nothing arrives for `quiet`, not even half a line, and the
+    /// connection stays open (a peer the server hung up on hears nothing
+    /// too).
     fn expect_silent(&self, quiet: Duration) {
         match self.lines.recv_timeout(quiet) {
             Err(RecvTimeoutError::Timeout) => {}
-            Ok((_, line)) => panic!("{}: expected silence, got {line:?}", self.name),
+            Ok((_, heard)) => panic!("{}: expected silence, got {heard:?}", self.name),
             Err(RecvTimeoutError::Disconnected) => {
                 panic!("{}: expected silence, but the connection closed", self.name)
             }
         }
     }
 
-    /// Reads until the server closes the connection; returns the lines.
+    /// Reads until the server closes the connection cleanly (a reset or a
+    /// last line without its LF fails); returns the lines.
     fn expect_eof(&self) -> Vec<String> {
         let deadline = Instant::now() + TIMEOUT;
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok((_, line)) => seen.push(line),
+                Ok((_, Event::Heard(Heard::Line(line)))) => seen.push(line),
+                Ok((_, Event::Heard(Heard::Partial(_)))) => {}
+                Ok((_, Event::Failed(why))) => {
+                    panic!("{}: not a clean close: {why}; saw {seen:?}", self.name)
+                }
                 Err(RecvTimeoutError::Disconnected) => return seen,
                 Err(RecvTimeoutError::Timeout) => {
                     panic!("{}: connection not closed; saw {seen:?}", self.name)
@@ -153,10 +169,23 @@ impl Drop for Peer {
     }
 }
 
-/// A peer's reader thread: lines to `tx` until end of stream, an error, or
-/// `stop`.
-fn read_lines(stream: TcpStream, tx: &mpsc::Sender<(Instant, String)>, stop: &AtomicBool) {
-    let _ = read_lines_until(stream, stop, |line| tx.send((Instant::now(), line)).is_ok());
+/// What a peer's reader thread passes on.
+#[derive(Debug)]
+enum Event {
+    Heard(Heard),
+    /// The read error that ended it (a reset, a last line without its LF).
+    Failed(String),
+}
+
+/// A peer's reader thread: what it hears to `tx` until end of stream, an
+/// error (passed on too), or `stop`.
+fn read_lines(stream: TcpStream, tx: &mpsc::Sender<(Instant, Event)>, stop: &AtomicBool) {
+    let heard = read_lines_until(stream, stop, |heard| {
+        tx.send((Instant::now(), Event::Heard(heard))).is_ok()
+    });
+    if let Err(e) = heard {
+        let _ = tx.send((Instant::now(), Event::Failed(e.to_string())));
+    }
 }
 
 /// Waits up to `within` for `cond`, polling; fails with `what` and the
@@ -203,6 +232,55 @@ fn reset(stream: TcpStream) {
         .set_linger(Some(Duration::ZERO))
         .expect("set SO_LINGER 0");
     drop(stream);
+}
+
+/// A `Peer` connected to a fake server, and the fake server's end.
+fn fake_peer() -> (Peer, TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let peer = Peer::connect(listener.local_addr().expect("addr"));
+    let (server, _) = listener.accept().expect("accept");
+    (peer, server)
+}
+
+/// `Peer::expect_silent` fails on half a line (no LF yet), not only on a
+/// whole one.
+#[test]
+#[should_panic(expected = "expected silence, got")]
+fn expect_silent_fails_on_half_a_line() {
+    let (peer, mut server) = fake_peer();
+    server.write_all(b"half a line, no LF").expect("send");
+    peer.expect_silent(Duration::from_secs(2));
+}
+
+/// `Peer::expect_eof` passes on a clean close, with the lines before it.
+#[test]
+fn expect_eof_returns_the_lines_before_a_clean_close() {
+    let (peer, mut server) = fake_peer();
+    server.write_all(b"! bye\n").expect("send");
+    drop(server);
+    assert_eq!(peer.expect_eof(), ["! bye"]);
+}
+
+/// `Peer::expect_eof` fails on a last line without its LF, even when the
+/// close comes a read timeout after it.
+#[test]
+#[should_panic(expected = "the stream ended inside a line")]
+fn expect_eof_fails_on_a_last_line_without_its_lf() {
+    let (peer, mut server) = fake_peer();
+    server.write_all(b"! too many connections").expect("send");
+    thread::sleep(POLL * 2);
+    drop(server);
+    peer.expect_eof();
+}
+
+/// `Peer::expect_eof` fails on a reset: it is not the server closing.
+#[test]
+#[should_panic(expected = "not a clean close")]
+fn expect_eof_fails_on_a_reset() {
+    let (peer, mut server) = fake_peer();
+    server.write_all(b"! bye\n").expect("send");
+    reset(server);
+    peer.expect_eof();
 }
 
 /// The default `--rate-limit` and `--burst` (SPEC).

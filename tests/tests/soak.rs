@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::{read_lines_until, welcome_name, Server, TIMEOUT};
+use chat_tests::{read_lines_until, welcome_name, Heard, Server, TIMEOUT};
 use socket2::SockRef;
 
 /// Clients over the whole run.
@@ -363,8 +363,10 @@ fn a_minute_of_random_clients_loses_nothing_and_leaks_nothing() {
         let lines = Arc::clone(&anchor_lines);
         let stop = Arc::clone(&stop);
         thread::spawn(move || {
-            let kept = |line| {
-                lines.lock().unwrap().push(line);
+            let kept = |heard| {
+                if let Heard::Line(line) = heard {
+                    lines.lock().unwrap().push(line);
+                }
                 true
             };
             if let Err(e) = read_lines_until(stream, &stop, kept) {

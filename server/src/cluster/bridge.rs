@@ -28,6 +28,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 
+use super::keys;
 use super::names::{now_ms, Names};
 use super::Entry;
 use crate::rooms::log::{Batch, Origin, ServerId};
@@ -143,17 +144,26 @@ impl Bridge {
 
     /// Local client `client` put a line in room `room` (its join notice
     /// first): if that is a new room for it, it is noted, to be filed in
-    /// Redis by [`Bridge::settled`] once the rooms released their locks.
-    /// Called under the room's lock: never waits for Redis.
-    pub fn entered(&self, client: ClientId, room: &str) {
+    /// Redis by [`Bridge::settled`] once the rooms released their locks,
+    /// and its name and members-list value are returned. Called under the
+    /// room's lock: never waits for Redis.
+    pub fn entered(&self, client: ClientId, room: &str) -> Option<(String, String)> {
         let mut members = self.members.lock();
-        let Some(w) = members.get_mut(&client) else {
-            return;
-        };
-        if w.room.as_deref() != Some(room) {
-            w.room = Some(room.to_string());
-            w.entered = now_ms();
+        let w = members.get_mut(&client)?;
+        if w.room.as_deref() == Some(room) {
+            return None;
         }
+        w.room = Some(room.to_string());
+        w.entered = now_ms();
+        (!w.name.is_empty()).then(|| (w.name.clone(), keys::member_value(room, w.entered)))
+    }
+
+    /// How local client `client` is filed in the members list now (its
+    /// [`keys::member_value`]): `None` if in no room.
+    pub fn filed_as(&self, client: ClientId) -> Option<String> {
+        let members = self.members.lock();
+        let w = members.get(&client)?;
+        Some(keys::member_value(w.room.as_deref()?, w.entered))
     }
 
     /// Local client `client` entered a room (connected, or `/join`ed), and

@@ -161,6 +161,12 @@ impl Log for RedisLog {
             .insert(key.to_string(), spelling.to_string());
     }
 
+    fn unlisted(&self, client: ClientId, name: &str) {
+        if let Some(value) = self.bridge.filed_as(client) {
+            self.writer.file(name, value, false);
+        }
+    }
+
     fn prepare(&self, key: &str, spelling: &str) -> Option<Prepared> {
         if !self.bridge.is_up() {
             return None;
@@ -302,11 +308,17 @@ impl RoomLog for RedisRoomLog {
         // Noted even when refused: a client that `/join`s while Redis is
         // away is in the new room here (its join notice delivered here
         // only), and presence files it there once Redis is back.
-        if let Some(client) = batch.from.client {
-            self.bridge.entered(client, &self.key);
-        }
+        let moved = batch
+            .from
+            .client
+            .and_then(|client| self.bridge.entered(client, &self.key));
         if !self.bridge.is_up() {
             return Err(Unreachable);
+        }
+        // Filed in its new room ahead of its join notice (the names link
+        // files it too, once the rooms hold no lock: `Bridge::settled`).
+        if let Some((name, value)) = moved {
+            self.writer.file(&name, value, true);
         }
         let from = Bridge::origin_field(batch.from);
         let token = batch.from.client.unwrap_or(0);

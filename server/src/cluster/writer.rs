@@ -126,6 +126,11 @@ enum Job {
     /// Name a room (its key, its spelling) unless it is named already:
     /// this server just gave it its first member ([`super::spelling`]).
     Spell(String, String),
+    /// File a local member (its name, its [`keys::member_value`]) in this
+    /// server's members list, or take it out if it is filed so still:
+    /// ahead of the notice queued after it ([`Writer::file`]).
+    File(String, String),
+    Unfile(String, String),
     /// Send again a line whose first sending was lost on the way, as it was
     /// first sent (same uid, so Redis applies it once; same time, so no
     /// copy is applied past [`STALE_AFTER`]).
@@ -204,6 +209,7 @@ impl Writer {
             retry: Vec::new(),
             script: Script::new(keys::APPEND),
             fence: Script::new(keys::FENCE),
+            unfile: Script::new(keys::HDEL_IF),
             stale_logged: None,
         };
         let state = Arc::new(Mutex::new(thread));
@@ -299,6 +305,22 @@ impl Writer {
     /// reader that is not woken sees its change after its block timeout).
     pub fn wake(&self, server_id: &str) {
         let _ = self.jobs.try_send(Job::Wake(keys::wake(server_id)));
+    }
+
+    /// Asks for local member `name` to be filed as `value` (its room, and
+    /// when it entered it) in this server's members list, or taken out of
+    /// it if filed so still (`filed` false), in the same pipeline as the
+    /// lines queued after it and before them: the notice that says so
+    /// reaches no one before `/who` agrees with it. Best effort: the names
+    /// link files it too, and presence at its next beat.
+    pub fn file(&self, name: &str, value: String, filed: bool) {
+        let name = name.to_string();
+        let job = if filed {
+            Job::File(name, value)
+        } else {
+            Job::Unfile(name, value)
+        };
+        let _ = self.jobs.try_send(job);
     }
 
     /// Asks for room `key` to be named `spelling` in Redis unless it is

@@ -137,6 +137,13 @@ pub trait Log: Send + Sync {
     /// under the directory and the room's lock: must not block.
     fn named(&self, _key: &str, _spelling: &str) {}
 
+    /// Client `client` is no longer listed as `name` in its room (it left
+    /// it, or was renamed), and the notice that says so is appended next.
+    /// Called under the room's lock: must not block. A cluster takes it
+    /// out of the members list in order with that notice, so that a
+    /// `/who` asked on seeing it, on any server, agrees.
+    fn unlisted(&self, _client: ClientId, _name: &str) {}
+
     /// Client `client` entered a room (connected, or `/join`), and the
     /// rooms hold no lock now: a cluster files it there (one round trip),
     /// so `/who` anywhere lists it by the time it can ask.

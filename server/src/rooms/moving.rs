@@ -160,6 +160,7 @@ impl Rooms {
             if let Some(pos) = inner.position(id) {
                 inner.members.remove(pos);
             }
+            self.log.unlisted(id, &me);
             let batch = Batch {
                 from: self.origin(Some(id)),
                 lines: vec![protocol::notice(&format!(

@@ -121,6 +121,7 @@ impl Rooms {
             }
             self.end(&client.peer, &fate);
             if !dir.closing && fate != Leave::Shutdown {
+                self.log.unlisted(id, &client.name);
                 let batch = Batch {
                     from: self.origin(Some(id)),
                     lines: vec![protocol::notice(&format!("{} left ({fate})", client.name)).into()],

@@ -361,3 +361,32 @@ fn a_member_that_left_while_its_server_files_again_is_not_listed() {
     shutdown.trigger();
     joined(presence);
 }
+
+/// A member filed or taken out through the writer ([`Writer::file`]) is
+/// so in Redis by the time a line queued after it is delivered: the
+/// notice that says so never reaches a reader before `/who` agrees. A
+/// member is taken out only if filed as it was told (a newer filing of
+/// the name stays).
+#[test]
+fn the_writer_files_members_ahead_of_the_lines_after() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "s1", LogConfig::default());
+    node.watch("lobby");
+    let members = keys::members("s1");
+    let filed = || redis.query(&["HGETALL", &members]);
+    let in_lobby = keys::member_value("lobby", 5);
+
+    node.writer.file("ann", in_lobby.clone(), true);
+    say_until_delivered(|t| node.say("lobby", t), &node.sink, "ann joined");
+    assert_eq!(filed(), ["ann", in_lobby.as_str()]);
+
+    // Not filed so any more (entered again since): stays.
+    node.writer
+        .file("ann", keys::member_value("lobby", 4), false);
+    say_until_delivered(|t| node.say("lobby", t), &node.sink, "not ann's leave");
+    assert_eq!(filed(), ["ann", in_lobby.as_str()]);
+
+    node.writer.file("ann", in_lobby, false);
+    say_until_delivered(|t| node.say("lobby", t), &node.sink, "ann left");
+    assert_eq!(filed(), Vec::<String>::new());
+}

@@ -49,6 +49,8 @@ pub(super) struct WriterThread {
     pub(super) script: Script,
     /// The fence script (for its hash).
     pub(super) fence: Script,
+    /// The script that takes a member out if filed so still (its hash).
+    pub(super) unfile: Script,
     /// When lines refused as stale were last logged.
     pub(super) stale_logged: Option<Instant>,
 }
@@ -184,6 +186,24 @@ impl WriterThread {
                 Job::Retry(token, line, first) => (token, line, first),
                 Job::Spell(key, spelling) => {
                     super::super::spelling::name(&mut pipe, &key, &spelling);
+                    sent.push(None);
+                    continue;
+                }
+                Job::File(name, value) => {
+                    pipe.cmd("HSET")
+                        .arg(keys::members(&self.server_id))
+                        .arg(name)
+                        .arg(value);
+                    sent.push(None);
+                    continue;
+                }
+                Job::Unfile(name, value) => {
+                    pipe.cmd("EVALSHA")
+                        .arg(self.unfile.get_hash())
+                        .arg(1)
+                        .arg(keys::members(&self.server_id))
+                        .arg(name)
+                        .arg(value);
                     sent.push(None);
                     continue;
                 }
