@@ -855,7 +855,7 @@ fn udp_against_server_upper_mode() {
 fn client_ctrl_c_is_an_ordinary_leave() {
     let server = Server::start(&[]);
     let (mut watcher, _) = server.join();
-    let client = ClientProc::connect(server.addr(), &[]);
+    let mut client = ClientProc::connect(server.addr(), &[]);
     let welcome = client.line();
     let name = welcome_name(&welcome)
         .unwrap_or_else(|| panic!("not a welcome: {welcome}"))
@@ -863,8 +863,21 @@ fn client_ctrl_c_is_an_ordinary_leave() {
     watcher.recv_until(|line| line.starts_with("* ") && line.contains(&name));
     // A shell runs background jobs with SIGINT ignored, and a child
     // inherits that: then the nearest thing to Ctrl+C is SIGTERM.
-    let sig = if sigint_ignored() { "TERM" } else { "INT" };
+    let (sig, number) = if sigint_ignored() {
+        ("TERM", 15)
+    } else {
+        ("INT", 2)
+    };
     chat_tests::signal(client.child.id(), sig);
+    // The process ends, by the signal (the client has no handler of its
+    // own: nothing it could do would beat the kernel closing its socket).
+    let status = client.exit();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(number),
+        "{status:?}; stderr:\n{}",
+        client.stderr()
+    );
     let left = watcher.recv_until(|line| line.starts_with(&format!("* {name} left")));
     let left = left.last().expect("recv_until returns the match");
     assert!(left.contains("closed"), "{left}");
