@@ -211,6 +211,36 @@ fn history_after_kill_9() {
     assert_eq!(late.recv(), "<guest-1> said just before the kill");
 }
 
+/// Defect: `--transcript` on an existing file whose last line has no LF
+/// and is not a transcript line (a file given by mistake, edited by hand)
+/// lost that line at start, all of the file when it held no LF. SPEC
+/// appends to an existing FILE: the line is kept, ended with an LF, and
+/// the transcript's lines follow it.
+#[test]
+fn someone_elses_last_line_without_lf_is_kept() {
+    let dir = TempDir::new("notes");
+    let path = dir.join("notes.txt");
+    std::fs::write(&path, "important notes without newline").unwrap();
+    let mut server = start_with(path.to_str().unwrap(), &[]);
+    let (mut ann, _) = server.join();
+    ann.send("hello");
+    let body = file_until(&path, "hello", WAIT);
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"important notes without newline"),
+        "{body}"
+    );
+    assert!(
+        is_stamped(lines[lines.len() - 1], "#lobby <guest-1> hello"),
+        "{body}"
+    );
+    server.signal("INT");
+    assert!(server.wait_exit(TIMEOUT).success());
+    let stderr = server.stderr();
+    assert!(stderr.contains("kept, and given one"), "{stderr}");
+}
+
 /// Defect: a FILE left mid-line (a crash, or a disk that filled, during a
 /// write) got the next run's first line glued onto the fragment, and the
 /// fragment was replayed as a chat line. Now the partial last line is

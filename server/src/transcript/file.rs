@@ -10,8 +10,12 @@
 //!   fails it cuts FILE back to it at once (`ftruncate`); if even that
 //!   fails, it tries again before the next batch and writes nothing until
 //!   it has. A failed batch is thus wholly absent, and wholly counted lost;
-//! - at open, a FILE that does not end in LF (a crash mid-write) loses its
-//!   partial last line, and the log says so once.
+//! - at open, a FILE that does not end in LF loses its partial last line
+//!   if that is the start of a transcript line (a crash mid-write), and
+//!   the log says so once. Any other last line without LF is someone
+//!   else's (a file given by mistake, edited by hand): SPEC appends to an
+//!   existing FILE, so it is kept, and ended with an LF before the first
+//!   line written.
 //!
 //! Only a regular file can be cut back. A FIFO with a reader, or a device
 //! (`/dev/full`, `/dev/null`), is still a transcript: what a failed write
@@ -62,6 +66,9 @@ pub struct Sink<D> {
     /// FILE's length before a write that failed, while what that write
     /// left is not cut off yet: the next write cuts it first.
     torn: Option<u64>,
+    /// FILE ends in a line of someone else's with no LF: the next write
+    /// ends it first.
+    unended: bool,
     /// A write failed and none succeeded since: the log has said so.
     failing: bool,
 }
@@ -90,6 +97,7 @@ impl<D: Disk> Sink<D> {
             disk,
             cuttable,
             torn: None,
+            unended: false,
             failing: false,
         }
     }
@@ -125,13 +133,18 @@ impl<D: Disk> Sink<D> {
         })
     }
 
-    /// Cuts off what a failed write left, if anything.
+    /// Cuts off what a failed write left, if anything, and ends a last
+    /// line of someone else's.
     fn mend(&mut self) -> io::Result<()> {
         if let Some(len) = self.torn {
             if self.disk.size()? > len {
                 self.disk.cut(len)?;
             }
             self.torn = None;
+        }
+        if self.unended {
+            self.disk.write_all(b"\n")?;
+            self.unended = false;
         }
         Ok(())
     }
@@ -203,8 +216,12 @@ pub fn open(path: &Path) -> Result<(Sink<File>, Option<String>), String> {
     let meta = file.metadata().map_err(|e| fail(log::plain(&e)))?;
     let mut sink = Sink::new(file, meta.is_file());
     let note = if meta.is_file() {
-        let (keep, note) = check_end(path, &meta).map_err(fail)?;
-        sink.torn = keep;
+        let (end, note) = check_end(path, &meta).map_err(fail)?;
+        match end {
+            End::Whole => {}
+            End::Torn(keep) => sink.torn = Some(keep),
+            End::Unended => sink.unended = true,
+        }
         note
     } else {
         None
@@ -212,18 +229,43 @@ pub fn open(path: &Path) -> Result<(Sink<File>, Option<String>), String> {
     Ok((sink, note))
 }
 
-/// Where a regular FILE (opened as `meta`, from `path`) is to be cut back
-/// to, if it does not end in LF (a partial last line), and what to log
-/// about it. A FILE the server may append to but not read is left as it
+/// How a regular FILE ends, and what the start does about it.
+enum End {
+    /// In LF (or empty): nothing.
+    Whole,
+    /// In the start of a transcript line a crash cut short: cut back to
+    /// this length.
+    Torn(u64),
+    /// In a line of someone else's with no LF: kept, and ended.
+    Unended,
+}
+
+/// What every transcript line starts with: TIME (RFC 3339 in UTC, with
+/// milliseconds; `0` stands for any digit), a space and the room's `#`.
+const LINE_START: &[u8] = b"0000-00-00T00:00:00.000Z #";
+
+/// Whether `tail` (a last line without its LF) is the start of a
+/// transcript line, as far as it goes.
+fn starts_like_a_line(tail: &[u8]) -> bool {
+    !tail.is_empty()
+        && tail.iter().zip(LINE_START).all(|(&b, &want)| {
+            if want == b'0' {
+                b.is_ascii_digit()
+            } else {
+                b == want
+            }
+        })
+}
+
+/// How a regular FILE (opened as `meta`, from `path`) ends: where it is
+/// to be cut back to if it ends in a transcript line cut short, and what
+/// to log about it. A FILE the server may append to but not read is left as it
 /// is (its history cannot be read either, which is logged, and the room
 /// goes on).
-fn check_end(
-    path: &Path,
-    meta: &std::fs::Metadata,
-) -> Result<(Option<u64>, Option<String>), String> {
+fn check_end(path: &Path, meta: &std::fs::Metadata) -> Result<(End, Option<String>), String> {
     let len = meta.len();
     if len == 0 {
-        return Ok((None, None));
+        return Ok((End::Whole, None));
     }
     // `file` is write-only: read the same inode through a second handle.
     let reader = match OpenOptions::new()
@@ -233,7 +275,7 @@ fn check_end(
     {
         Ok(reader) => reader,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Ok((None, Some(format!(
+            return Ok((End::Whole, Some(format!(
                 "transcript {}: cannot read it to check its last line ({}); a line a crash cut short, if any, stays",
                 path.display(),
                 log::plain(&e)
@@ -250,7 +292,7 @@ fn check_end(
         .read_exact_at(&mut last, len - 1)
         .map_err(|e| log::plain(&e))?;
     if last[0] == b'\n' {
-        return Ok((None, None));
+        return Ok((End::Whole, None));
     }
     let start = len.saturating_sub(TAIL_BYTES);
     let mut tail = vec![0u8; usize::try_from(len - start).expect("at most TAIL_BYTES")];
@@ -267,8 +309,18 @@ fn check_end(
             ))
         }
     };
+    let partial = &tail[usize::try_from(keep - start).expect("within the tail")..];
+    if !starts_like_a_line(partial) {
+        return Ok((
+            End::Unended,
+            Some(format!(
+                "transcript {}: its last line has no line end and is not a transcript line: kept, and given one",
+                path.display()
+            )),
+        ));
+    }
     Ok((
-        Some(keep),
+        End::Torn(keep),
         Some(format!(
             "transcript {}: dropped a partial last line ({} bytes) left by an interrupted write",
             path.display(),

@@ -205,38 +205,59 @@ fn an_empty_batch_is_not_writing_again() {
     assert!(sink.failing());
 }
 
-/// A FILE that does not end in LF loses its partial last line (all of
-/// it when it holds no LF at all) when the start mends it, after the
-/// bind, not at open (before it); one that ends in LF is kept as it is.
+/// A FILE that ends in a transcript line cut short loses it (all of FILE
+/// when it holds no LF at all) when the start mends it, after the bind,
+/// not at open (before it); a last line without LF that is not the start
+/// of a transcript line is someone else's: kept, and ended with an LF
+/// (SPEC appends to an existing FILE); one that ends in LF is kept as it
+/// is.
 #[test]
-fn open_drops_a_partial_last_line() {
+fn open_drops_a_partial_last_line_and_ends_anyone_elses() {
     let dir = std::env::temp_dir().join(format!("chat-transcript-open-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let whole = "2026-12-01T10:00:00.000Z #lobby <a> whole\n";
+    let cut = "2026-12-01T10:00:01.000Z #lobby <a> cut off mid-wri";
     let cases = [
+        (format!("{whole}{cut}"), whole.to_string()),
+        (cut.to_string(), String::new()),
+        // Cut inside TIME, and right after it.
+        (format!("{whole}2026-12-0"), whole.to_string()),
         (
-            "T #lobby <a> whole\nT #lobby <a> cut off mid-wri",
-            "T #lobby <a> whole\n",
+            format!("{whole}2026-12-01T10:00:01.000Z #"),
+            whole.to_string(),
         ),
-        ("T #lobby <a> cut off mid-wri", ""),
-        ("T #lobby <a> whole\n", "T #lobby <a> whole\n"),
-        ("", ""),
+        (whole.to_string(), whole.to_string()),
+        (String::new(), String::new()),
+        // Not transcript lines: kept.
+        (
+            "important notes, no line end".to_string(),
+            "important notes, no line end\n".to_string(),
+        ),
+        (
+            format!("{whole}T #lobby <a> x"),
+            format!("{whole}T #lobby <a> x\n"),
+        ),
+        (
+            format!("{whole}2026-12-01 10:00"),
+            format!("{whole}2026-12-01 10:00\n"),
+        ),
     ];
     let mut found = Vec::new();
     for (i, (before, _)) in cases.iter().enumerate() {
         let path = dir.join(format!("t{i}"));
         std::fs::write(&path, before).unwrap();
         let (mut sink, _) = open(&path).unwrap();
-        // Opened (before the bind): nothing cut yet.
+        // Opened (before the bind): nothing changed yet.
         let opened = std::fs::read_to_string(&path).unwrap();
         let mended = sink.mend_now().map_err(|e| e.to_string());
         found.push((opened, mended, std::fs::read_to_string(&path).unwrap()));
     }
     let _ = std::fs::remove_dir_all(&dir);
     for ((opened, mended, after), (before, want)) in found.iter().zip(cases) {
-        assert_eq!(opened, before);
+        assert_eq!(opened, &before);
         assert_eq!(mended, &Ok(()));
-        assert_eq!(after, want);
+        assert_eq!(after, &want, "from {before:?}");
     }
 }
 
