@@ -62,6 +62,8 @@ pub struct Whereabouts {
 pub struct Bridge {
     /// This server's id in the rooms' [`Origin`]s and in Redis.
     pub server: ServerId,
+    /// `--history`: the chat lines each room keeps.
+    history: usize,
     /// For filing a member's room when it changes.
     names: Arc<Names>,
     /// The server, once built (the rooms live in it).
@@ -114,10 +116,12 @@ pub struct Bridge {
 
 impl Bridge {
     /// A bridge for server `server` (its fallback guest names tagged
-    /// `guest_tag`), not yet attached to its rooms.
-    pub fn new(server: ServerId, guest_tag: u64, names: Arc<Names>) -> Bridge {
+    /// `guest_tag`, `history` chat lines kept per room), not yet attached
+    /// to its rooms.
+    pub fn new(server: ServerId, guest_tag: u64, history: usize, names: Arc<Names>) -> Bridge {
         Bridge {
             server,
+            history,
             guest_tag,
             names,
             ctx: OnceLock::new(),

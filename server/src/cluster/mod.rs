@@ -243,6 +243,18 @@ pub trait Sink: Send + Sync + 'static {
     /// The next entries of `room`'s log (in its order), for every local
     /// member.
     fn deliver(&self, room: &str, entries: Vec<Entry>);
+    /// How many chat lines of history room `room` keeps: asked when the
+    /// reader starts reading a room with no history loaded (its first
+    /// local member arrived while Redis was away), so that the room's
+    /// history here is the log's, as on every other server
+    /// ([`Sink::history`]). 0: none wanted.
+    fn history_wanted(&self, _room: &str) -> usize {
+        0
+    }
+    /// Room `room`'s history as its log holds it up to `end`, where the
+    /// reader starts reading it (oldest first), for whoever enters it
+    /// next: asked for by [`Sink::history_wanted`].
+    fn history(&self, _room: &str, _end: &reader::Position, _lines: Vec<Entry>) {}
     /// The reader could not deliver some of `room`'s lines.
     fn missed(&self, room: &str, missed: Missed);
     /// The reader lost (`false`) or regained (`true`) its link to Redis.

@@ -77,7 +77,12 @@ impl Node {
                 "cannot use Redis at {url}: no guest-name tag ({e:?})"
             ))
         })?;
-        let bridge = Arc::new(Bridge::new(server, guest_tag, Arc::clone(&redis_names)));
+        let bridge = Arc::new(Bridge::new(
+            server,
+            guest_tag,
+            history,
+            Arc::clone(&redis_names),
+        ));
         let shutdown = Arc::new(Shutdown::new());
         let config = LogConfig {
             max_len: log_len,

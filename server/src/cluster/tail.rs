@@ -27,9 +27,24 @@ pub fn tail(
     want: usize,
     keep: impl Fn(&Entry) -> bool,
 ) -> Result<(Vec<Entry>, Position), Failure> {
+    tail_upto(link, room, "+", want, keep)
+}
+
+/// [`tail`] of the log as it was up to entry `upto` (an id, included;
+/// `+`: its end).
+///
+/// # Errors
+/// When Redis cannot be asked.
+pub fn tail_upto(
+    link: &mut Link,
+    room: &str,
+    upto: &str,
+    want: usize,
+    keep: impl Fn(&Entry) -> bool,
+) -> Result<(Vec<Entry>, Position), Failure> {
     let key = keys::log(room);
     let mut kept = Vec::new();
-    let mut end = "+".to_string();
+    let mut end = upto.to_string();
     let mut last: Option<(String, u64)> = None;
     let mut seen = 0u64;
     loop {

@@ -4,10 +4,12 @@
 //! rooms kept here for their history.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use chat_common::protocol;
 
 use super::Bridge;
+use crate::cluster::reader::Position;
 use crate::cluster::{Entry, Line, Missed, Refusal, Request, Sink, Token};
 use crate::rooms::log::Batch;
 
@@ -94,6 +96,22 @@ impl Sink for Bridge {
             run.push(entry);
         }
         self.deliver_run(&ctx, room, &feed, run);
+    }
+
+    fn history_wanted(&self, _room: &str) -> usize {
+        self.history
+    }
+
+    fn history(&self, room: &str, end: &Position, lines: Vec<Entry>) {
+        let Some(feed) = self.feeds.lock().get(room).cloned() else {
+            return;
+        };
+        // Nothing of the room's log is delivered here yet (the reader is
+        // only starting to read it), unless a member entering loaded a
+        // newer tail meanwhile: then that one stands.
+        if !feed.past(end) {
+            feed.load(end, lines.into_iter().map(|e| (e.n, Arc::from(e.text))));
+        }
     }
 
     fn missed(&self, room: &str, missed: Missed) {

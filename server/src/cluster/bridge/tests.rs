@@ -54,7 +54,7 @@ fn a_kept_rooms_rollback_skips_a_room_loaded_since() {
     let endpoint = super::super::link::Endpoint::new(
         super::super::RedisUrl::parse("redis://127.0.0.1:1").unwrap(),
     );
-    let bridge = Bridge::new(1, 1, Arc::new(Names::new(&endpoint, "1")));
+    let bridge = Bridge::new(1, 1, 0, Arc::new(Names::new(&endpoint, "1")));
     bridge.epoch("e1");
     let feed = bridge.open("r");
     feed.floor.store(10, Ordering::Release);

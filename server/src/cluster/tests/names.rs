@@ -79,7 +79,7 @@ fn fallback_guests_are_named_from_each_servers_tag() {
         .map(|id| {
             let names = Arc::new(Names::new(&endpoint(&redis), id));
             let tag = names.guest_tag().unwrap();
-            let bridge = Arc::new(Bridge::new(1, tag, Arc::clone(&names)));
+            let bridge = Arc::new(Bridge::new(1, tag, 0, Arc::clone(&names)));
             let shared = SharedNames::new(names, Arc::clone(&bridge));
             (bridge, shared)
         })
@@ -126,7 +126,7 @@ fn a_guest_whose_name_cannot_be_claimed_is_named_from_the_servers_range() {
     let redis = Redis::start();
     let names = Arc::new(Names::new(&endpoint(&redis), "a"));
     let tag = names.guest_tag().unwrap();
-    let bridge = Arc::new(Bridge::new(1, tag, Arc::clone(&names)));
+    let bridge = Arc::new(Bridge::new(1, tag, 0, Arc::clone(&names)));
     let mut shared = SharedNames::new(Arc::clone(&names), Arc::clone(&bridge));
     let first = shared.next_guest();
     assert_eq!(first.name, format!("guest-{}", first.id));
@@ -173,7 +173,7 @@ fn names_given_back_while_redis_is_away_are_freed_once_it_answers() {
 
     let mut redis = Redis::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
     let names = Arc::new(Names::new(&endpoint(&redis), "a"));
-    let bridge = Arc::new(Bridge::new(1, 1, Arc::clone(&names)));
+    let bridge = Arc::new(Bridge::new(1, 1, 0, Arc::clone(&names)));
     let mut shared = SharedNames::new(Arc::clone(&names), Arc::clone(&bridge));
     for (name, id) in [("alice", 1), ("bob", 2), ("Carol", 3)] {
         assert_eq!(shared.claim(name, id), Ok(()));

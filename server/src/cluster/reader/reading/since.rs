@@ -30,6 +30,12 @@
 //!   moment; of its `f - 1` lines gone, how many came after it is not known:
 //!   [`Missed::Trimmed`], with that bound.
 //!
+//! The room's history here is then what this server had (nothing, if the
+//! room was new here): the log's history up to that entry is read
+//! ([`tail_upto`]) and handed to the sink
+//! ([`Sink::history`](crate::cluster::Sink::history)), so a
+//! newcomer on this server is replayed the room's history as on any other.
+//!
 //! The note of Redis's clock is from another epoch (Redis restarted empty
 //! since): the log the member was owed lines of is gone,
 //! [`Missed::LogLost`], as for a position read before the restart.
@@ -41,7 +47,7 @@ use redis::streams::StreamRangeReply;
 use super::{Cursor, ReaderThread};
 use crate::cluster::link::{Failure, Link};
 use crate::cluster::reader::{Position, Start};
-use crate::cluster::tail::tail;
+use crate::cluster::tail::{tail, tail_upto};
 use crate::cluster::{keys, Entry, Missed};
 
 /// How far the server's monotonic clock and Redis's wall clock may run
@@ -122,6 +128,15 @@ impl ReaderThread {
                     let (from, missed) = start_at(&mut self.link, room, clock.at_or_before(when))?;
                     if let Some(missed) = missed {
                         self.sink.missed(room, missed);
+                    }
+                    // No history was loaded when it was watched: the log's
+                    // up to where reading starts, for whoever enters next.
+                    let want = self.sink.history_wanted(room);
+                    if want > 0 && from.id != "0-0" {
+                        let (lines, _) = tail_upto(&mut self.link, room, &from.id, want, |e| {
+                            e.text.starts_with('<')
+                        })?;
+                        self.sink.history(room, &from, lines);
                     }
                     from
                 }
