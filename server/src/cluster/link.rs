@@ -27,9 +27,11 @@ use super::url::RedisUrl;
 use crate::shutdown::Shutdown;
 
 mod connecting;
+mod replies;
 mod siblings;
 mod start;
 
+pub use replies::Replies;
 pub use siblings::Siblings;
 pub use start::check;
 
@@ -233,7 +235,7 @@ impl Link {
     /// [`Failure::Down`], [`Failure::Lost`] or [`Failure::Refused`].
     pub fn run<T>(
         &mut self,
-        op: impl FnOnce(&mut Connection) -> RedisResult<T>,
+        op: impl FnOnce(&mut Replies<'_>) -> RedisResult<T>,
     ) -> Result<T, Failure> {
         if self.quick && self.siblings.hung() {
             return Err(Failure::Down);
@@ -241,7 +243,7 @@ impl Link {
         self.connect()?;
         self.recheck()?;
         let conn = self.conn.as_mut().ok_or(Failure::Down)?;
-        match op(conn) {
+        match op(&mut Replies(conn)) {
             Ok(value) => {
                 self.siblings.answered();
                 Ok(value)
@@ -271,7 +273,7 @@ impl Link {
     /// As [`Link::run`], from the second try if there was one.
     pub fn run_idempotent<T>(
         &mut self,
-        mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
+        mut op: impl FnMut(&mut Replies<'_>) -> RedisResult<T>,
     ) -> Result<T, Failure> {
         match self.run(&mut op) {
             Err(Failure::Lost) if !self.lost_to_hang => self.run(op),

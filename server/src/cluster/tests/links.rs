@@ -208,3 +208,94 @@ fn a_timeout_while_redis_answers_other_links_is_tried_again() {
     let mut quick = endpoint.link("quick", IO_TIMEOUT).quick();
     assert_eq!(ping(&mut quick).unwrap(), "PONG", "not taken for hung");
 }
+
+/// Defect: a pipeline to a Redis that stopped answering failed after one
+/// reply timeout per command (the redis crate's connection reads every
+/// reply even after one timed out): the reader's `XREAD` with `TIME` took
+/// two timeouts, a writer's batch one per line. Now the first reply that
+/// does not come ends it.
+#[test]
+fn a_pipeline_to_a_hung_redis_fails_within_one_timeout() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let mut link = Endpoint::new(proxy.url()).link("writer", IO_TIMEOUT);
+    ping(&mut link).unwrap();
+    proxy.hold();
+    let asked = Instant::now();
+    let sent: Result<Vec<String>, Failure> = link.run(|conn| {
+        let mut pipe = redis::pipe();
+        for _ in 0..4 {
+            pipe.cmd("PING");
+        }
+        pipe.query(conn)
+    });
+    let took = asked.elapsed();
+    assert!(matches!(sent, Err(Failure::Lost)), "{sent:?}");
+    assert!(link.lost_to_timeout());
+    assert!(took < IO_TIMEOUT * 2, "{took:?} for 4 commands");
+}
+
+/// A pipeline through [`super::super::link::Replies`] gives what the crate's own
+/// connection gives: every reply in order (an error reply among them as a
+/// value, with `ignore_errors`), the ignored left out, and a transaction's
+/// replies once it ran.
+#[test]
+fn pipelines_answer_as_the_crates_own_connection() {
+    let redis = Redis::start();
+    let mut link = link(&redis);
+    let (a, b): (String, i64) = link
+        .run(|conn| {
+            redis::pipe()
+                .cmd("SET")
+                .arg("k")
+                .arg("v")
+                .ignore()
+                .cmd("GET")
+                .arg("k")
+                .cmd("INCR")
+                .arg("n")
+                .query(conn)
+        })
+        .unwrap();
+    assert_eq!((a.as_str(), b), ("v", 1));
+    let (n,): (i64,) = link
+        .run(|conn| {
+            redis::pipe()
+                .atomic()
+                .cmd("INCR")
+                .arg("n")
+                .ignore()
+                .cmd("INCR")
+                .arg("n")
+                .query(conn)
+        })
+        .unwrap();
+    assert_eq!(n, 3);
+    let replies: Vec<redis::Value> = link
+        .run(|conn| {
+            redis::pipe()
+                .ignore_errors()
+                .cmd("INCR")
+                .arg("k")
+                .cmd("GET")
+                .arg("k")
+                .query(conn)
+        })
+        .unwrap();
+    assert!(
+        matches!(replies[0], redis::Value::ServerError(_)),
+        "{replies:?}"
+    );
+    assert_eq!(replies[1], redis::Value::BulkString(b"v".to_vec()));
+    // A transaction refused while queuing fails as a whole.
+    let refused: Result<(i64,), Failure> = link.run(|conn| {
+        redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg("n")
+            .cmd("NO-SUCH-COMMAND")
+            .query(conn)
+    });
+    assert!(matches!(refused, Err(Failure::Refused(_))), "{refused:?}");
+    assert_eq!(redis.query(&["GET", "n"]), ["3"], "nothing of it ran");
+}
