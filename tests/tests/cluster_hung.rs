@@ -171,3 +171,33 @@ fn clients_connecting_while_redis_hangs_are_welcomed_within_a_timeout() {
     let (_, fallback) = &kept[0];
     who_until(&mut b0, fallback);
 }
+
+/// Defect: a notice the log refused late (Redis hung: the writer gave up
+/// on it seconds after) was delivered to whoever was in the room by then,
+/// so a client that connected after `bob` had left heard that he left.
+/// Now it reaches only the members that were in the room when it was
+/// offered.
+#[test]
+fn a_notice_refused_late_reaches_only_who_was_there() {
+    let redis = Redis::start();
+    let server = Server::start(&["--redis", &redis.url(), "--rate-limit", "0"]);
+    let (mut bob, bob_name) = server.join();
+    let (mut bea, _) = server.join();
+    bea.recv_until(|l| l.starts_with(&format!("* {bob_name} joined")));
+
+    let stopped = Stopped::stop(redis.pid().expect("redis runs"));
+    bob.send("/join elsewhere");
+    // Its answer comes once it moved: the leave notice was offered then.
+    bob.recv_until(|l| l.starts_with("* you are now in #elsewhere"));
+    let (mut late, _) = server.join();
+    let left = format!("* {bob_name} left for #elsewhere");
+    bea.recv_until(|l| l.starts_with(&left));
+    // Anything pushed to `late` with it came before the answer to /help.
+    late.send("/help");
+    let seen = late.recv_until(|l| l.contains("/quit"));
+    stopped.resume();
+    assert!(
+        !seen.iter().any(|l| l.starts_with(&left)),
+        "a client that came after bob left was told he left: {seen:?}"
+    );
+}

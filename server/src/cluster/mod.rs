@@ -54,7 +54,7 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use link::{check, Failure, Link};
 pub use node::Node;
@@ -102,6 +102,9 @@ pub struct Line {
     pub kind: String,
     /// Its text.
     pub text: String,
+    /// When the rooms offered it: a notice the log refuses late (Redis
+    /// hung) reaches only the members that were in the room by then.
+    pub at: Instant,
 }
 
 /// One entry of a room's log, as read back.

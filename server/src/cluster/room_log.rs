@@ -24,6 +24,7 @@
 //! - Its last local member leaves: the reader stops reading the stream.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -266,6 +267,7 @@ impl Log for RedisLog {
                 from: from.clone(),
                 kind: LINE_KIND.to_string(),
                 text: line.to_string(),
+                at: Instant::now(),
             };
             if self.writer.append_all(0, std::iter::once(line)) == Queued::Refused {
                 told = Err(Unreachable);
@@ -322,11 +324,13 @@ impl RoomLog for RedisRoomLog {
         }
         let from = Bridge::origin_field(batch.from);
         let token = batch.from.client.unwrap_or(0);
+        let at = Instant::now();
         let lines = batch.lines.iter().map(|text| Line {
             room: self.key.clone(),
             from: from.clone(),
             kind: LINE_KIND.to_string(),
             text: text.to_string(),
+            at,
         });
         match self.writer.append_all(token, lines) {
             Queued::Queued => Ok(Appended::Later),

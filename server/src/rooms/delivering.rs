@@ -5,6 +5,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chat_common::room::LOBBY;
 
@@ -60,6 +61,20 @@ impl Rooms {
     /// [`Rooms::deliver_picked`]). The embedded log never calls it.
     pub fn deliver(&self, key: &str, batch: &Batch) {
         self.deliver_picked(key, || Some(batch.clone()));
+    }
+
+    /// Delivers `batch` to the members of room `key` that entered it by
+    /// `at`, not to those who came since: a notice the log refused late.
+    pub fn deliver_to_members_by(&self, key: &str, batch: &Batch, at: Instant) {
+        let Some(room) = self.index.lock().get(key).cloned() else {
+            return;
+        };
+        let mut slow = Vec::new();
+        let mut inner = room.inner.lock();
+        let server = self.log.server();
+        inner.deliver_where(&self.fan, server, batch, &mut slow, |m| m.since <= at);
+        drop(inner);
+        self.remove_all(slow);
     }
 
     /// Delivers to room `key` what `pick` makes of what its log read back

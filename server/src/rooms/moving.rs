@@ -14,6 +14,7 @@
 
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chat_common::protocol;
 use chat_common::room::{self as room_name, LOBBY};
@@ -261,6 +262,7 @@ impl Rooms {
             name: name.to_string(),
             peer: Arc::clone(peer),
             ticket: Arc::clone(ticket),
+            since: Instant::now(),
         });
         if own {
             slow.push(id);

@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -79,6 +80,8 @@ pub(super) struct Member {
     pub peer: Arc<Peer>,
     /// Settled when it is removed.
     pub ticket: Arc<Ticket>,
+    /// When it entered the room.
+    pub since: Instant,
 }
 
 /// A room, shared by the directory and its members' sessions.
@@ -134,6 +137,30 @@ impl RoomInner {
         wake: Wake,
         slow: &mut Vec<ClientId>,
     ) {
+        self.deliver_to(fan, server, batch, wake, slow, |_| true);
+    }
+
+    /// [`RoomInner::deliver`] (at once) to the members `to` picks only.
+    pub fn deliver_where(
+        &mut self,
+        fan: &Fanout,
+        server: u64,
+        batch: &Batch,
+        slow: &mut Vec<ClientId>,
+        to: impl Fn(&Member) -> bool,
+    ) {
+        self.deliver_to(fan, server, batch, Wake::Now, slow, to);
+    }
+
+    fn deliver_to(
+        &mut self,
+        fan: &Fanout,
+        server: u64,
+        batch: &Batch,
+        wake: Wake,
+        slow: &mut Vec<ClientId>,
+        to: impl Fn(&Member) -> bool,
+    ) {
         let skip = (batch.from.server == server)
             .then_some(batch.from.client)
             .flatten();
@@ -141,7 +168,7 @@ impl RoomInner {
             // A member marked too slow and not yet removed has an aborted
             // queue, which drops what is pushed: no need to look at its
             // ticket (one more cache line per member per batch).
-            if Some(member.id) == skip {
+            if Some(member.id) == skip || !to(member) {
                 continue;
             }
             if fan.push(&member.peer, &batch.lines, wake) == Pushed::TooSlow {

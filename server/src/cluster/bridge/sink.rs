@@ -57,13 +57,15 @@ impl Sink for Bridge {
             if line.text.starts_with("* ") || origin.client.is_none() {
                 // A notice or the console's line the writer took but Redis
                 // did not: delivered here only, as the rooms do with one
-                // refused at once (`Rooms::append`); its subject is skipped
-                // and is not told of a line it never sent.
+                // refused at once (`Rooms::append`), to the members that
+                // were in the room when it was offered (a hung Redis can
+                // make that seconds ago); its subject is skipped and is
+                // not told of a line it never sent.
                 let batch = Batch {
                     from: origin,
                     lines: vec![line.text.as_str().into()],
                 };
-                ctx.rooms.deliver(&line.room, &batch);
+                ctx.rooms.deliver_to_members_by(&line.room, &batch, line.at);
             } else if token != 0 {
                 let what = line.text.trim_end();
                 let text = match why {

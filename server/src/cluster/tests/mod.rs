@@ -325,6 +325,7 @@ fn alice(room: &str, text: &str) -> Line {
         from: "alice".into(),
         kind: "chat".into(),
         text: text.into(),
+        at: Instant::now(),
     }
 }
 
