@@ -43,6 +43,16 @@ fn who_agrees_with_the_notice_just_seen() {
             "round {round}: after the rename notice"
         );
 
+        // Away and back to the same name at once: listed under it.
+        z.send(&format!("/nick away{round}"));
+        z.send(&format!("/nick {renamed}"));
+        x.recv_until(|l| l == format!("* away{round} is now known as {renamed}"));
+        assert_eq!(
+            who(&mut x),
+            format!("* 2 in #lobby: {x_name}, {renamed}"),
+            "round {round}: after renaming back"
+        );
+
         z.send("/join elsewhere");
         x.recv_until(|l| l.starts_with(&format!("* {renamed} left for #elsewhere")));
         assert_eq!(who(&mut x), alone, "round {round}: after the move");

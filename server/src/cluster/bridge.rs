@@ -159,7 +159,10 @@ impl Bridge {
         }
         w.room = Some(room.to_string());
         w.entered = now_ms();
-        (!w.name.is_empty()).then(|| (w.name.clone(), keys::member_value(room, w.entered)))
+        (!w.name.is_empty()).then(|| {
+            let value = keys::member_value(room, w.entered, client);
+            (w.name.clone(), value)
+        })
     }
 
     /// How local client `client` is filed in the members list now (its
@@ -167,7 +170,7 @@ impl Bridge {
     pub fn filed_as(&self, client: ClientId) -> Option<String> {
         let members = self.members.lock();
         let w = members.get(&client)?;
-        Some(keys::member_value(w.room.as_deref()?, w.entered))
+        Some(keys::member_value(w.room.as_deref()?, w.entered, client))
     }
 
     /// Local client `client` entered a room (connected, or `/join`ed), and
@@ -189,7 +192,7 @@ impl Bridge {
         let Some(room) = w.room.as_deref() else {
             return;
         };
-        if let Err(e) = self.names.member(&w.name, Some((room, w.entered))) {
+        if let Err(e) = self.names.member(&w.name, Some((room, w.entered, client))) {
             crate::log!("redis: cannot file {} in #{room} ({e:?})", w.name);
             return;
         }

@@ -75,15 +75,21 @@ pub fn parse_holder(value: &str) -> Option<(&str, u64, &str)> {
 
 /// The value of a member in [`members`]: its room's key and when it
 /// entered it (ms since the epoch), so `/who` lists a room's members across
-/// servers in the order they entered.
-pub fn member_value(room: &str, entered_ms: u64) -> String {
-    format!("{room}\t{entered_ms}")
+/// servers in the order they entered, and its client id, so that no two
+/// filings of one name by different clients, nor by one client in two
+/// rooms, have the same value (a removal that checks the value,
+/// [`HDEL_IF`], never takes out a newer filing).
+pub fn member_value(room: &str, entered_ms: u64, client: u64) -> String {
+    format!("{room}\t{entered_ms}\t{client}")
 }
 
 /// A member value read back: (room key, entered ms).
 pub fn parse_member(value: &str) -> (&str, u64) {
     match value.split_once('\t') {
-        Some((room, ms)) => (room, ms.parse().unwrap_or(0)),
+        Some((room, rest)) => {
+            let ms = rest.split('\t').next().unwrap_or_default();
+            (room, ms.parse().unwrap_or(0))
+        }
         None => (value, 0),
     }
 }
@@ -364,4 +370,20 @@ pub fn scripts() -> [Script; 12] {
         Script::new(RAISE_TO),
         Script::new(NEXT_GUEST),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two clients that entered a room in the same millisecond have
+    /// different member values (a removal that checks the value takes
+    /// out only its own), and a value reads back as its room and time.
+    #[test]
+    fn member_values_differ_by_client_and_read_back() {
+        let (a, b) = (member_value("lobby", 7, 1), member_value("lobby", 7, 2));
+        assert_ne!(a, b);
+        assert_eq!(parse_member(&a), ("lobby", 7));
+        assert_eq!(parse_member("games"), ("games", 0));
+    }
 }

@@ -174,13 +174,14 @@ impl Names {
         Ok(Claim::Claimed)
     }
 
-    /// Records that local member `name` is in room `room`, which it entered
-    /// at `entered` (ms since the epoch: see [`now_ms`]); `None`: it left.
+    /// Records that local member `name` (client `client`) is in room
+    /// `room`, which it entered at `entered` (ms since the epoch: see
+    /// [`now_ms`]), given as `(room, entered, client)`; `None`: it left.
     /// For `/who` and for presence.
     ///
     /// # Errors
     /// When Redis cannot be asked.
-    pub fn member(&self, name: &str, room: Option<(&str, u64)>) -> Result<(), Failure> {
+    pub fn member(&self, name: &str, room: Option<(&str, u64, u64)>) -> Result<(), Failure> {
         let filed = self.file(name, room);
         if filed.is_err() {
             self.unfiled.store(true, Ordering::Release);
@@ -210,13 +211,13 @@ impl Names {
     }
 
     /// One filing or removal, as [`Names::member`].
-    fn file(&self, name: &str, room: Option<(&str, u64)>) -> Result<(), Failure> {
+    fn file(&self, name: &str, room: Option<(&str, u64, u64)>) -> Result<(), Failure> {
         let key = keys::members(&self.server_id);
         self.link.lock().run_idempotent(|conn| match room {
-            Some((room, entered)) => redis::cmd("HSET")
+            Some((room, entered, client)) => redis::cmd("HSET")
                 .arg(&key)
                 .arg(name)
-                .arg(keys::member_value(room, entered))
+                .arg(keys::member_value(room, entered, client))
                 .exec(conn),
             None => redis::cmd("HDEL").arg(&key).arg(name).exec(conn),
         })

@@ -141,13 +141,19 @@ impl SharedNames {
         };
         // A rename keeps its place in `/who`: the time it entered the room.
         if let Some((room, entered)) = room {
-            if let Err(e) = self.redis.member(name, Some((&room, entered))) {
+            if let Err(e) = self.redis.member(name, Some((&room, entered, id))) {
                 log!("redis: cannot file {name} as a member ({e:?})");
             }
-            // The members list is keyed by the exact spelling: a change of
-            // case only (no release of the old name, which is this one)
-            // takes the old spelling out here.
-            if before != name && before.eq_ignore_ascii_case(name) {
+            // The old name is taken out here too, before the rename's
+            // notice (this runs before the rooms append it), so a `/who`
+            // asked on seeing it lists the new name only. On this link,
+            // in order with every filing of this server's (the name is
+            // still held for this client until its release: no one else
+            // filed it meanwhile); not by the writer ahead of the notice,
+            // whose late removal could take out the name filed again by a
+            // rename back. The members list is keyed by the exact
+            // spelling, so this covers a change of case only too.
+            if !before.is_empty() && before != name {
                 if let Err(e) = self.redis.member(&before, None) {
                     log!("redis: cannot take {before} out of the members ({e:?})");
                 }

@@ -138,7 +138,7 @@ pub trait Log: Send + Sync {
     fn named(&self, _key: &str, _spelling: &str) {}
 
     /// Client `client` is no longer listed as `name` in its room (it left
-    /// it, or was renamed), and the notice that says so is appended next.
+    /// it), and the notice that says so is appended next.
     /// Called under the room's lock: must not block. A cluster takes it
     /// out of the members list in order with that notice, so that a
     /// `/who` asked on seeing it, on any server, agrees.

@@ -53,9 +53,6 @@ impl Rooms {
             if let Some(pos) = inner.position(id) {
                 inner.members[pos].name = new.to_string();
             }
-            if old != new {
-                self.log.unlisted(id, &old);
-            }
             let batch = Batch {
                 from: self.origin(Some(id)),
                 lines: vec![protocol::notice(&format!("{old} is now known as {new}")).into()],

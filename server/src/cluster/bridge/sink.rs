@@ -105,15 +105,22 @@ impl Sink for Bridge {
     }
 
     fn history(&self, room: &str, end: &Position, lines: Vec<Entry>) {
+        let Some(ctx) = self.rooms() else {
+            return;
+        };
         let Some(feed) = self.feeds.lock().get(room).cloned() else {
             return;
         };
-        // Nothing of the room's log is delivered here yet (the reader is
-        // only starting to read it), unless a member entering loaded a
-        // newer tail meanwhile: then that one stands.
-        if !feed.past(end) {
-            feed.load(end, lines.into_iter().map(|e| (e.n, Arc::from(e.text))));
-        }
+        // Under the room's lock, as every load: nothing of the room's log
+        // is delivered here yet (the reader is only starting to read it),
+        // unless a member entering loaded a newer tail meanwhile, which
+        // then stands.
+        ctx.rooms.deliver_picked(room, || {
+            if !feed.past(end) {
+                feed.load(end, lines.into_iter().map(|e| (e.n, Arc::from(e.text))));
+            }
+            None
+        });
     }
 
     fn missed(&self, room: &str, missed: Missed) {

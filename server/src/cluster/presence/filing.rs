@@ -102,8 +102,11 @@ impl Filer<'_> {
             if !members.is_empty() {
                 pipe.cmd("HSET").arg(&key);
                 for member in &members {
-                    pipe.arg(&member.name)
-                        .arg(keys::member_value(&member.room, member.entered));
+                    pipe.arg(&member.name).arg(keys::member_value(
+                        &member.room,
+                        member.entered,
+                        member.client,
+                    ));
                 }
                 pipe.ignore();
             }
@@ -150,7 +153,11 @@ impl Filer<'_> {
                 pipe.cmd("HSET")
                     .arg(keys::members(me))
                     .arg(&member.name)
-                    .arg(keys::member_value(&member.room, member.entered))
+                    .arg(keys::member_value(
+                        &member.room,
+                        member.entered,
+                        member.client,
+                    ))
                     .ignore();
                 // A client of another server may have taken the name in
                 // the meantime (this server was taken for lost and its
@@ -219,7 +226,11 @@ impl Filer<'_> {
                         .arg(1)
                         .arg(keys::members(me))
                         .arg(&member.name)
-                        .arg(keys::member_value(&member.room, member.entered))
+                        .arg(keys::member_value(
+                            &member.room,
+                            member.entered,
+                            member.client,
+                        ))
                         .ignore();
                 }
             }
@@ -227,7 +238,11 @@ impl Filer<'_> {
                 pipe.cmd("HSET")
                     .arg(keys::members(me))
                     .arg(&member.name)
-                    .arg(keys::member_value(&member.room, member.entered))
+                    .arg(keys::member_value(
+                        &member.room,
+                        member.entered,
+                        member.client,
+                    ))
                     .ignore();
             }
             pipe.exec(conn)

@@ -15,9 +15,9 @@ fn directory_and_inbox_across_servers() {
     redis.command(&["SADD", "chat:servers", "a", "b"]);
     assert_eq!(a.claim("Alice", 4).unwrap(), Claim::Claimed);
     assert_eq!(a.claim("ALICE", 4).unwrap(), Claim::Claimed, "re-spelled");
-    a.member("ALICE", Some(("lobby", 1))).unwrap();
+    a.member("ALICE", Some(("lobby", 1, 1))).unwrap();
     assert_eq!(b.claim("bob", 1).unwrap(), Claim::Claimed);
-    b.member("bob", Some(("lobby", 2))).unwrap();
+    b.member("bob", Some(("lobby", 2, 2))).unwrap();
     let holder = b.holder("alice").unwrap().expect("held");
     assert_eq!(
         (holder.server.as_str(), holder.client, holder.name.as_str()),

@@ -120,7 +120,7 @@ fn the_first_command_after_redis_closed_an_idle_connection_succeeds() {
     kill();
     assert_eq!(names.claim("Zed", 1).unwrap(), Claim::Claimed);
     kill();
-    names.member("Zed", Some(("lobby", 1))).unwrap();
+    names.member("Zed", Some(("lobby", 1, 1))).unwrap();
     kill();
     assert_eq!(names.holder("zed").unwrap().unwrap().name, "Zed");
     kill();

@@ -12,8 +12,8 @@ fn a_lost_server_is_announced_once_and_its_names_freed() {
     let dead = Names::new(&endpoint(&redis), "dead");
     assert_eq!(dead.claim("carol", 1).unwrap(), Claim::Claimed);
     assert_eq!(dead.claim("dave", 2).unwrap(), Claim::Claimed);
-    dead.member("carol", Some(("lobby", 1))).unwrap();
-    dead.member("dave", Some(("games", 2))).unwrap();
+    dead.member("carol", Some(("lobby", 1, 1))).unwrap();
+    dead.member("dave", Some(("games", 2, 2))).unwrap();
     redis.command(&["SADD", "chat:servers", "dead"]);
     redis.command(&["SET", "chat:alive:dead", "1", "PX", "200"]);
 
@@ -92,7 +92,7 @@ fn a_reaper_that_failed_takes_its_own_lock_again() {
     let redis = Redis::start();
     let dead = Names::new(&endpoint(&redis), "dead");
     assert_eq!(dead.claim("carol", 1).unwrap(), Claim::Claimed);
-    dead.member("carol", Some(("lobby", 1))).unwrap();
+    dead.member("carol", Some(("lobby", 1, 1))).unwrap();
     redis.command(&["SADD", "chat:servers", "dead"]);
     // As if s1 took the lock at its last beat and failed right after.
     redis.command(&["SET", "chat:reap:dead", "s1", "PX", "10000"]);

@@ -146,7 +146,7 @@ fn a_member_who_arrived_and_left_while_his_server_files_again_is_not_listed() {
     *local.script.lock() = VecDeque::from([
         (
             vec![carol.clone()],
-            Box::new(|names: &Names| names.member("Dave", Some(("lobby", 3))).unwrap()) as Call,
+            Box::new(|names: &Names| names.member("Dave", Some(("lobby", 3, 3))).unwrap()) as Call,
         ),
         (
             vec![carol.clone(), dave],
@@ -183,7 +183,7 @@ fn a_member_renamed_twice_while_her_server_files_again_keeps_her_name() {
     let rename = |from: &'static str, to: &'static str| -> Call {
         Box::new(move |names: &Names| {
             assert_eq!(names.claim(to, 2).unwrap(), Claim::Claimed);
-            names.member(to, Some(("lobby", 2))).unwrap();
+            names.member(to, Some(("lobby", 2, 2))).unwrap();
             names.release(from, 2).unwrap();
             names.member(from, None).unwrap();
         })
