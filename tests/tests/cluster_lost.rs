@@ -1,11 +1,17 @@
 //! A server taken for lost while it still runs (frozen, or cut off from
 //! Redis, past its heartbeat's 5 s): the other servers see its clients
 //! leave, then, once it registers again, see each come back; its own
-//! clients, who never left, see neither. Real binaries and a real
+//! clients, who never left, see neither. And a server lost as Redis
+//! restarted empty (killed, or stopped while Redis was away): the others
+//! announce its clients' leave once. Real binaries and a real
 //! redis-server.
 
-use chat_tests::cluster::{joined, servers};
+use std::thread;
+use std::time::Instant;
+
+use chat_tests::cluster::{ask_until, joined, servers, ASK_AGAIN};
 use chat_tests::redis::Redis;
+use chat_tests::{Server, TIMEOUT};
 
 /// Defect (review): a server frozen past its heartbeat came back without
 /// a word: the others saw its clients leave, then their lines with no
@@ -32,4 +38,129 @@ fn a_server_taken_for_lost_announces_its_clients_back() {
     );
     victim.send("still here");
     watcher.recv_until(|l| l == format!("<{v}> still here"));
+}
+
+/// Waits until a client joining `server` is told at least `want` are
+/// online in the lobby: its presence's last beat counted (and so read and
+/// remembered) the other servers' members. Each probe quits at once.
+fn counted(server: &Server, want: usize) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut probe = server.connect();
+        let welcome = probe.recv();
+        probe.send("/quit");
+        let online = welcome
+            .split_once(" (")
+            .and_then(|(_, rest)| rest.split_once(" online)"))
+            .and_then(|(n, _)| n.parse::<usize>().ok());
+        if online.is_some_and(|n| n >= want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {want} online: {welcome:?}"
+        );
+        thread::sleep(ASK_AGAIN);
+    }
+}
+
+/// The id of the server whose client holds `name` (from its name key).
+fn server_of(redis: &Redis, name: &str) -> String {
+    let holder = redis.query(&["GET", &format!("chat:name:{}", name.to_lowercase())]);
+    let holder = holder.first().expect("the name is held");
+    holder
+        .split(':')
+        .next()
+        .expect("SERVER:CLIENT:Name")
+        .to_string()
+}
+
+/// Servers 1 and 2 survive what `lose` does to server 0 and Redis (Redis
+/// back empty at the end): each of their clients sees the lost client's
+/// leave once, neither survivor's clients are taken for lost, and the
+/// name is free.
+fn lost_with_redis(lose: impl FnOnce(&mut Redis, &mut Server)) {
+    let mut redis = Redis::start();
+    let mut servers = servers(&redis, 3);
+    let (mut victim, _) = joined(&servers[0]);
+    // A name a client may take (not a guest's), to take it again after;
+    // filed before the others join, so every count with one of them in
+    // it read it.
+    let v = "Alice".to_string();
+    victim.send(&format!("/nick {v}"));
+    ask_until(&mut victim, "/who", &format!("* 1 in #lobby: {v}"));
+    let (mut b, bn) = joined(&servers[1]);
+    let (mut c, cn) = joined(&servers[2]);
+    b.recv_until(|l| l.starts_with(&format!("* {cn} joined")));
+    let lost = server_of(&redis, &v);
+    // Each survivor's last beat read the victim and another client that
+    // joined after it was renamed (the other survivor's, or a probe).
+    counted(&servers[1], 4);
+    counted(&servers[2], 4);
+
+    lose(&mut redis, &mut servers[0]);
+    let left = format!("* {v} left (server lost)");
+    let mut seen_b = b.recv_until(|l| l == left);
+    let mut seen_c = c.recv_until(|l| l == left);
+    // Both survivors are done with it: one listed it again (and reaped
+    // it), the other found it listed or reaped already.
+    let deadline = Instant::now() + TIMEOUT;
+    for survivor in &servers[1..] {
+        while !survivor
+            .stderr()
+            .contains(&format!("server {lost} did not register again"))
+            && !survivor
+                .stderr()
+                .contains(&format!("server {lost}, awaited"))
+        {
+            assert!(Instant::now() < deadline, "{}", survivor.stderr());
+            thread::sleep(ASK_AGAIN);
+        }
+    }
+    b.send("after");
+    seen_c.extend(c.recv_until(|l| l == format!("<{bn}> after")));
+    c.send("after too");
+    seen_b.extend(b.recv_until(|l| l == format!("<{cn}> after too")));
+    for seen in [&seen_b, &seen_c] {
+        assert_eq!(seen.iter().filter(|l| **l == left).count(), 1, "{seen:?}");
+        assert!(
+            !seen.iter().any(|l| l.starts_with(&format!("* {bn} left"))
+                || l.starts_with(&format!("* {cn} left"))),
+            "{seen:?}"
+        );
+    }
+    let log = redis.query(&["XRANGE", "chat:log:lobby", "-", "+"]);
+    let stored = format!("{left}\n");
+    assert_eq!(log.iter().filter(|f| **f == stored).count(), 1, "{log:?}");
+    ask_until(&mut b, "/who", &format!("* 2 in #lobby: {bn}, {cn}"));
+    // The name is free: a survivor's client takes it (in another case).
+    b.send("/nick alice");
+    b.recv_until(|l| l == "* you are now known as alice");
+}
+
+/// Defect (review, 5 of 5 runs): a server killed (`kill -9`) a moment
+/// before Redis restarted empty was never announced gone: the new Redis
+/// knew nothing of it to reap, and its clients only dropped out of
+/// `/who`. Now the survivors, remembering it from their last beats,
+/// announce its client once, `left (server lost)`, its name free.
+#[test]
+fn a_server_killed_as_redis_restarts_empty_is_announced_lost() {
+    lost_with_redis(|redis, victim| {
+        victim.signal("KILL");
+        victim.wait_exit(TIMEOUT);
+        redis.restart();
+    });
+}
+
+/// A server stopped (Ctrl+C) while Redis is away cannot announce its
+/// clients' leave; Redis then back empty, the survivors announce it as
+/// for any server they lost track of: `left (server lost)`.
+#[test]
+fn a_server_stopped_while_redis_is_away_is_announced_lost_when_it_is_back_empty() {
+    lost_with_redis(|redis, victim| {
+        redis.kill();
+        victim.signal("INT");
+        victim.wait_exit(TIMEOUT);
+        redis.restart();
+    });
 }

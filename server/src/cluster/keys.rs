@@ -340,6 +340,28 @@ redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
 return 1
 ";
 
+/// Lists again a server that was registered before Redis restarted empty
+/// and has not registered since, with its members as a survivor last read
+/// them, and no heartbeat: so the survivors' reap announces them once, as
+/// for any server whose heartbeat expired (`presence/remembered.rs`). Only
+/// if it is still unknown to this Redis: not listed, no heartbeat, no
+/// members, and none of its members announced gone ([`reaped`]: reaped in
+/// this Redis already, or listed again by another survivor and reaped). A
+/// server that registered again keeps what it filed, and one listed again
+/// by another survivor is not listed twice. KEYS: servers, alive, members,
+/// reaped. ARGV: server, then each member's name and value. Returns 1 if it
+/// listed it.
+pub const RELIST: &str = r"
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then return 0 end
+if #ARGV < 3 then return 0 end
+for i = 2, #ARGV - 1, 2 do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+";
+
 /// Takes a lost server's reap lock, or keeps it if this server holds it
 /// already (a reap that failed half way is finished at the next beat, not
 /// once the lock expired). KEYS: the lock. ARGV: this server, TTL (ms).
@@ -355,8 +377,9 @@ return 0
 
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 12] {
+pub fn scripts() -> [Script; 13] {
     [
+        Script::new(RELIST),
         Script::new(UNLIST),
         Script::new(BACK_MEMBER),
         Script::new(TAKE_LOCK),

@@ -36,6 +36,12 @@
 //! Redis the thread frees it (if that client still holds it) before it
 //! files the members again without the leaver (`names/unfreed.rs`).
 //!
+//! A server lost around the time Redis restarted empty (killed, or stopped
+//! while Redis was away) left nothing in the new Redis to reap: the others
+//! remember its members from their last beats and, should it not register
+//! again within [`HEARTBEAT_TTL`], list it again for the reap to announce
+//! them (`presence/remembered.rs`).
+//!
 //! Filing the members and claiming their names again is
 //! `presence/filing.rs`; reaping lost servers is `presence/reaping.rs`.
 
@@ -52,6 +58,10 @@ use crate::shutdown::Shutdown;
 
 mod filing;
 mod reaping;
+mod remembered;
+
+use remembered::Remembered;
+pub use remembered::MAX_REMEMBERED;
 
 /// How often a server refreshes its heartbeat and looks for lost servers.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -172,6 +182,9 @@ pub struct Presence {
     /// Registered, not yet found whether the others had taken this server
     /// for lost and announced its members gone (to announce them back).
     back_pending: bool,
+    /// The other servers' members as last read, and those of a Redis that
+    /// restarted empty awaited in the new one.
+    remembered: Remembered,
 }
 
 impl Presence {
@@ -193,6 +206,7 @@ impl Presence {
             local,
             registered: None,
             back_pending: false,
+            remembered: Remembered::default(),
         };
         // Listed before the server takes its first client: a console's
         // `/ban` typed elsewhere at once, or a `/who`, already finds it
@@ -216,6 +230,8 @@ impl Presence {
     /// announce the servers found lost.
     fn beat(&mut self) -> Result<(), Failure> {
         let unlisted = self.heartbeat()?;
+        // A new epoch: what this server saw of the others is awaited in it.
+        self.remembered.reached(self.link.epoch());
         // Names given back while Redis was away are freed first, before
         // their leavers are unlisted by a refile (or a registration): a
         // stop or a reaper frees the names of listed members only.
@@ -251,8 +267,8 @@ impl Presence {
             self.announce_back()?;
             self.back_pending = false;
         }
-        let servers = self.reap_lost()?;
-        self.count_others(&servers)?;
+        let listed = self.reap_lost()?;
+        self.count_others(&listed)?;
         super::spelling::keep(&mut self.link, &self.local.spellings())
     }
 
@@ -291,25 +307,35 @@ impl Presence {
     }
 
     /// Counts the members of the other live servers by room, for the
-    /// `N online` of this server's notices: one pipelined `HVALS` per
-    /// server, every beat.
-    fn count_others(&mut self, others: &[String]) -> Result<(), Failure> {
-        if others.is_empty() {
+    /// `N online` of this server's notices, and remembers every listed
+    /// server's members (should Redis restart empty, `remembered.rs`):
+    /// one pipelined `HGETALL` per listed server, every beat. `listed`:
+    /// each other listed server, and whether its heartbeat is alive.
+    fn count_others(&mut self, listed: &[(String, bool)]) -> Result<(), Failure> {
+        if listed.is_empty() {
+            self.remembered.read(self.link.epoch(), Vec::new());
             self.local.others(HashMap::new());
             return Ok(());
         }
-        let values: Vec<Vec<String>> = self.link.run(|conn| {
+        let read: Vec<Vec<(String, String)>> = self.link.run(|conn| {
             let mut pipe = redis::pipe();
-            for server in others {
-                pipe.cmd("HVALS").arg(keys::members(server));
+            for (server, _) in listed {
+                pipe.cmd("HGETALL").arg(keys::members(server));
             }
             pipe.query(conn)
         })?;
         let mut counts: HashMap<String, usize> = HashMap::new();
-        for value in values.iter().flatten() {
-            let (room, _) = keys::parse_member(value);
-            *counts.entry(room.to_string()).or_default() += 1;
+        for ((_, alive), members) in listed.iter().zip(&read) {
+            if !alive {
+                continue;
+            }
+            for (_, value) in members {
+                let (room, _) = keys::parse_member(value);
+                *counts.entry(room.to_string()).or_default() += 1;
+            }
         }
+        let listings = listed.iter().map(|(server, _)| server.clone()).zip(read);
+        self.remembered.read(self.link.epoch(), listings.collect());
         self.local.others(counts);
         Ok(())
     }

@@ -15,16 +15,19 @@ use crate::log;
 
 impl Presence {
     /// Finds the registered servers whose heartbeat expired and, for each
-    /// whose lock this server takes, announces its members as left.
-    /// Returns the other servers alive.
-    pub(super) fn reap_lost(&mut self) -> Result<Vec<String>, Failure> {
+    /// whose lock this server takes, announces its members as left; first
+    /// lists again those lost with Redis's data ([`Presence::relist_due`]).
+    /// Returns the other servers listed, each with whether it is alive.
+    pub(super) fn reap_lost(&mut self) -> Result<Vec<(String, bool)>, Failure> {
         let servers: Vec<String> = self
             .link
             .run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
         let me = self.server_id.clone();
-        let others: Vec<String> = servers.into_iter().filter(|s| *s != me).collect();
+        let mut others: Vec<String> = servers.into_iter().filter(|s| *s != me).collect();
+        self.remembered.listed(&others);
+        others.extend(self.relist_due()?);
         if others.is_empty() {
-            return Ok(others);
+            return Ok(Vec::new());
         }
         let alive: Vec<bool> = self.link.run(|conn| {
             let mut pipe = redis::pipe();
@@ -33,10 +36,10 @@ impl Presence {
             }
             pipe.query(conn)
         })?;
-        let mut live = Vec::new();
+        let mut listed = Vec::new();
         for (other, alive) in others.into_iter().zip(alive) {
+            listed.push((other.clone(), alive));
             if alive {
-                live.push(other);
                 continue;
             }
             let take = Script::new(keys::TAKE_LOCK);
@@ -54,7 +57,7 @@ impl Presence {
                 log!("redis: server {other} lost; announced {announced} of its clients as gone");
             }
         }
-        Ok(live)
+        Ok(listed)
     }
 
     /// This server registered (again): if the others had taken it for lost,

@@ -7,7 +7,8 @@
 //! `logs.rs`, `restarts.rs`, `unsure.rs`, `presence.rs`, `returns.rs` (a
 //! server taken for lost and back), `names.rs`, `spelling.rs`, `inbox.rs`,
 //! `since.rs`, `filing.rs`, `serialized.rs`, `reentry.rs` (a whole server
-//! in this process); `proxy.rs` is the cuttable TCP proxy.
+//! in this process), `lost_with_redis.rs` (a server lost as Redis
+//! restarted empty); `proxy.rs` is the cuttable TCP proxy.
 
 use std::sync::Arc;
 use std::thread;
@@ -35,6 +36,7 @@ mod serialized;
 use self::proxy::Proxy;
 mod links;
 mod logs;
+mod lost_with_redis;
 mod names;
 mod presence;
 mod reentry;
