@@ -125,7 +125,7 @@ fn a_server_lost_with_redis_data_is_announced_once_by_the_survivors() {
     // survivors to see it, until Redis restarts empty.
     let dead = Names::new(&endpoint(&redis), "dead");
     assert_eq!(dead.claim("carol", 1).unwrap(), Claim::Claimed);
-    dead.member("carol", Some(("lobby", 1))).unwrap();
+    dead.member("carol", Some(("lobby", 1, 1))).unwrap();
     redis.command(&["SADD", "chat:servers", "dead"]);
     redis.command(&["SET", "chat:alive:dead", "1", "PX", "60000"]);
     // Server "a", alive: Finn, and Gone listed still (he left since, as
