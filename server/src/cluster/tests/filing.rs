@@ -302,7 +302,7 @@ fn a_member_who_moved_while_its_server_files_again_is_filed_in_its_room() {
     };
     let local = Racing::new(vec![moved], None);
     let (shutdown, presence) = racing_presence(&redis, local.clone());
-    let games = keys::member_value("games", 9, 9);
+    let games = keys::member_value("games", 9, 2);
     local.side(&redis, &[&["HSET", "chat:members:a", "Carol", &games]]);
     local.refile_from(vec![lobby_member("Carol", 2)]);
     local.two_beats();

@@ -188,7 +188,7 @@ fn a_server_lost_with_redis_data_is_announced_once_by_the_survivors() {
     assert_eq!(redis.query(&["SISMEMBER", "chat:servers", "dead"]), ["0"]);
     assert_eq!(
         redis.query(&["HGETALL", "chat:members:a"]),
-        ["Finn", "lobby\t9"],
+        ["Finn", "lobby\t9\t3"],
         "server a keeps what it filed"
     );
     assert_eq!(redis.query(&["GET", "chat:name:finn"]), ["a:3:Finn"]);

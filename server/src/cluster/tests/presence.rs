@@ -164,7 +164,7 @@ fn presence_registers_again_after_redis_came_back_empty() {
     wait_for(&redis);
     assert_eq!(
         redis.query(&["HGET", "chat:members:a", "Erin"]),
-        ["lobby\t7"]
+        ["lobby\t7\t5"]
     );
     let names = Names::new(&endpoint(&redis), "b");
     assert_eq!(names.next_guest(0).unwrap(), 42);
@@ -206,14 +206,14 @@ fn presence_files_every_member_again_each_beat() {
     )
     .unwrap();
     let deadline = Instant::now() + DEADLINE;
-    while redis.query(&["HGET", "chat:members:a", "Gus"]) != ["games\t5"] {
+    while redis.query(&["HGET", "chat:members:a", "Gus"]) != ["games\t5\t2"] {
         assert!(Instant::now() < deadline, "never filed");
         thread::sleep(Duration::from_millis(20));
     }
     redis.command(&["HDEL", "chat:members:a", "Gus"]);
     redis.command(&["HSET", "chat:members:a", "Ghost", "lobby\t1"]);
     let deadline = Instant::now() + HEARTBEAT_EVERY * 5;
-    while redis.query(&["HGETALL", "chat:members:a"]) != ["Gus", "games\t5"] {
+    while redis.query(&["HGETALL", "chat:members:a"]) != ["Gus", "games\t5\t2"] {
         assert!(
             Instant::now() < deadline,
             "not filed again: {:?}",

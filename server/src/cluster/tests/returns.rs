@@ -57,7 +57,7 @@ fn a_server_taken_for_lost_registers_again() {
     registered(&redis);
     assert_eq!(
         redis.query(&["HGET", "chat:members:a", "Finn"]),
-        ["lobby\t9"]
+        ["lobby\t9\t3"]
     );
     let deadline = Instant::now() + DEADLINE;
     while redis.query(&["GET", "chat:seq:lobby"]) != ["1"] {
@@ -175,7 +175,7 @@ fn a_server_back_during_a_half_finished_reap_registers_again() {
     }
     assert_eq!(
         redis.query(&["HGET", "chat:members:a", "Finn"]),
-        ["lobby\t9"]
+        ["lobby\t9\t3"]
     );
     shutdown.trigger();
     joined(presence);
