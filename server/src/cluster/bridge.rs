@@ -149,8 +149,9 @@ impl Bridge {
     /// Local client `client` put a line in room `room` (its join notice
     /// first): if that is a new room for it, it is noted, to be filed in
     /// Redis by [`Bridge::settled`] once the rooms released their locks,
-    /// and its name and members-list value are returned. Called under the
-    /// room's lock: never waits for Redis.
+    /// and its name and members-list value are returned, for the writer
+    /// to file it ahead of the join notice. Called under the room's lock:
+    /// never waits for Redis.
     pub fn entered(&self, client: ClientId, room: &str) -> Option<(String, String)> {
         let mut members = self.members.lock();
         let w = members.get_mut(&client)?;

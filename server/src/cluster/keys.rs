@@ -249,6 +249,21 @@ if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then return redis.call('DEL', KEY
 return 0
 ";
 
+/// Files a member (a hash field and value) only while its name is held by
+/// its client: a filing that lands late, after the client gave the name
+/// up by a rename, lists no name no one has (the release's own removal
+/// runs after the name is free, on another connection). KEYS: the members
+/// hash, the name's key. ARGV: field (the name as shown), value, the
+/// client's holder prefix ([`holder_prefix`]). Returns 1 if filed.
+pub const FILE_IF: &str = r"
+local holder = redis.call('GET', KEYS[2])
+if holder and string.sub(holder, 1, string.len(ARGV[3])) == ARGV[3] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
 /// Deletes a hash field only if it still has the given value (a member's
 /// entry goes only if it is still the one filed). KEYS: hash. ARGV: field,
 /// value. Returns 1 if deleted.
@@ -377,8 +392,9 @@ return 0
 
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 13] {
+pub fn scripts() -> [Script; 14] {
     [
+        Script::new(FILE_IF),
         Script::new(RELIST),
         Script::new(UNLIST),
         Script::new(BACK_MEMBER),

@@ -164,7 +164,7 @@ impl Log for RedisLog {
 
     fn unlisted(&self, client: ClientId, name: &str) {
         if let Some(value) = self.bridge.filed_as(client) {
-            self.writer.file(name, value, false);
+            self.writer.unfile(name, value);
         }
     }
 
@@ -313,14 +313,15 @@ impl RoomLog for RedisRoomLog {
         let moved = batch
             .from
             .client
-            .and_then(|client| self.bridge.entered(client, &self.key));
+            .and_then(|client| Some((client, self.bridge.entered(client, &self.key)?)));
         if !self.bridge.is_up() {
             return Err(Unreachable);
         }
-        // Filed in its new room ahead of its join notice (the names link
-        // files it too, once the rooms hold no lock: `Bridge::settled`).
-        if let Some((name, value)) = moved {
-            self.writer.file(&name, value, true);
+        // Filed in its new room ahead of its join notice, while it holds
+        // its name (the names link files it too, once the rooms hold no
+        // lock: `Bridge::settled`).
+        if let Some((client, (name, value))) = moved {
+            self.writer.file(&name, value, client);
         }
         let from = Bridge::origin_field(batch.from);
         let token = batch.from.client.unwrap_or(0);

@@ -126,10 +126,13 @@ enum Job {
     /// Name a room (its key, its spelling) unless it is named already:
     /// this server just gave it its first member ([`super::spelling`]).
     Spell(String, String),
-    /// File a local member (its name, its [`keys::member_value`]) in this
-    /// server's members list, or take it out if it is filed so still:
-    /// ahead of the notice queued after it ([`Writer::file`]).
-    File(String, String),
+    /// File a local member (its name, its [`keys::member_value`], its
+    /// client) in this server's members list while it holds the name:
+    /// ahead of its join notice, queued next ([`Writer::file`]).
+    File(String, String, u64),
+    /// Take a local member (its name, its [`keys::member_value`]) out of
+    /// this server's members list if it is filed so still: ahead of the
+    /// notice queued after it ([`Writer::unfile`]).
     Unfile(String, String),
     /// Send again a line whose first sending was lost on the way, as it was
     /// first sent (same uid, so Redis applies it once; same time, so no
@@ -210,6 +213,7 @@ impl Writer {
             script: Script::new(keys::APPEND),
             fence: Script::new(keys::FENCE),
             unfile: Script::new(keys::HDEL_IF),
+            file: Script::new(keys::FILE_IF),
             stale_logged: None,
         };
         let state = Arc::new(Mutex::new(thread));
@@ -307,20 +311,27 @@ impl Writer {
         let _ = self.jobs.try_send(Job::Wake(keys::wake(server_id)));
     }
 
-    /// Asks for local member `name` to be filed as `value` (its room, and
-    /// when it entered it) in this server's members list, or taken out of
-    /// it if filed so still (`filed` false), in the same pipeline as the
-    /// lines queued after it and before them: the notice that says so
-    /// reaches no one before `/who` agrees with it. Best effort: the names
-    /// link files it too, and presence at its next beat.
-    pub fn file(&self, name: &str, value: String, filed: bool) {
-        let name = name.to_string();
-        let job = if filed {
-            Job::File(name, value)
-        } else {
-            Job::Unfile(name, value)
-        };
-        let _ = self.jobs.try_send(job);
+    /// Asks for local member `name` (client `client`) to be filed as
+    /// `value` in this server's members list, if it still holds the name
+    /// then ([`keys::FILE_IF`]), in the same pipeline as the lines queued
+    /// after it and before them: its join notice, queued next, reaches no
+    /// one before `/who` lists it. Best effort: the names link files it
+    /// too, once the rooms hold no lock ([`super::bridge::Bridge::settled`]).
+    pub fn file(&self, name: &str, value: String, client: u64) {
+        let _ = self
+            .jobs
+            .try_send(Job::File(name.to_string(), value, client));
+    }
+
+    /// Asks for local member `name` to be taken out of this server's
+    /// members list if it is filed as `value` still ([`keys::HDEL_IF`]),
+    /// in the same pipeline as the lines queued after it and before them:
+    /// the leave notice queued next reaches no one before `/who` agrees
+    /// with it. A value names one filing (its room, when it entered it,
+    /// its client), so a removal that lands late never takes out a newer
+    /// one. Best effort: the names link takes it out too, after.
+    pub fn unfile(&self, name: &str, value: String) {
+        let _ = self.jobs.try_send(Job::Unfile(name.to_string(), value));
     }
 
     /// Asks for room `key` to be named `spelling` in Redis unless it is

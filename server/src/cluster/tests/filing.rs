@@ -362,32 +362,55 @@ fn a_member_that_left_while_its_server_files_again_is_not_listed() {
     joined(presence);
 }
 
-/// A member filed or taken out through the writer ([`Writer::file`]) is
-/// so in Redis by the time a line queued after it is delivered: the
-/// notice that says so never reaches a reader before `/who` agrees. A
-/// member is taken out only if filed as it was told (a newer filing of
-/// the name stays).
+/// A member taken out through the writer ([`Writer::unfile`]) is so in
+/// Redis by the time a line queued after it is delivered: the leave notice
+/// never reaches a reader before `/who` agrees. Only if filed as it was
+/// told: another filing of the name stays.
 #[test]
-fn the_writer_files_members_ahead_of_the_lines_after() {
+fn the_writer_unfiles_members_ahead_of_the_lines_after() {
     let redis = Redis::start();
     let node = Node::start(&redis, "s1", LogConfig::default());
     node.watch("lobby");
     let members = keys::members("s1");
     let filed = || redis.query(&["HGETALL", &members]);
     let in_lobby = keys::member_value("lobby", 5, 1);
-
-    node.writer.file("ann", in_lobby.clone(), true);
-    say_until_delivered(|t| node.say("lobby", t), &node.sink, "ann joined");
-    assert_eq!(filed(), ["ann", in_lobby.as_str()]);
+    redis.command(&["HSET", &members, "ann", &in_lobby]);
 
     // A removal of another filing of the name (another client's, who
     // entered the room in the same millisecond): this one stays.
-    node.writer
-        .file("ann", keys::member_value("lobby", 5, 2), false);
+    node.writer.unfile("ann", keys::member_value("lobby", 5, 2));
     say_until_delivered(|t| node.say("lobby", t), &node.sink, "not ann's leave");
     assert_eq!(filed(), ["ann", in_lobby.as_str()]);
 
-    node.writer.file("ann", in_lobby, false);
+    node.writer.unfile("ann", in_lobby);
     say_until_delivered(|t| node.say("lobby", t), &node.sink, "ann left");
+    assert_eq!(filed(), Vec::<String>::new());
+}
+
+/// A member filed through the writer ([`Writer::file`], ahead of its join
+/// notice) is so by the time a line queued after it is delivered, and only
+/// while its client holds the name: a filing that lands after the client
+/// gave the name up (a rename right behind the join) lists no one.
+#[test]
+fn the_writer_files_a_member_only_while_it_holds_its_name() {
+    let redis = Redis::start();
+    let node = Node::start(&redis, "s1", LogConfig::default());
+    node.watch("lobby");
+    let members = keys::members("s1");
+    let filed = || redis.query(&["HGETALL", &members]);
+    let value = keys::member_value("lobby", 5, 1);
+
+    redis.command(&["SET", "chat:name:ann", "s1:1:Ann"]);
+    node.writer.file("Ann", value.clone(), 1);
+    say_until_delivered(|t| node.say("lobby", t), &node.sink, "Ann joined");
+    assert_eq!(filed(), ["Ann", value.as_str()]);
+
+    // Given up since (or another client's): not filed.
+    redis.command(&["DEL", &members]);
+    redis.command(&["SET", "chat:name:ann", "s1:2:Ann"]);
+    node.writer.file("Ann", value.clone(), 1);
+    redis.command(&["DEL", "chat:name:bo"]);
+    node.writer.file("Bo", keys::member_value("lobby", 5, 3), 3);
+    say_until_delivered(|t| node.say("lobby", t), &node.sink, "later");
     assert_eq!(filed(), Vec::<String>::new());
 }

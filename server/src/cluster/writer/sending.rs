@@ -51,6 +51,8 @@ pub(super) struct WriterThread {
     pub(super) fence: Script,
     /// The script that takes a member out if filed so still (its hash).
     pub(super) unfile: Script,
+    /// The script that files a member while it holds its name (its hash).
+    pub(super) file: Script,
     /// When lines refused as stale were last logged.
     pub(super) stale_logged: Option<Instant>,
 }
@@ -189,11 +191,15 @@ impl WriterThread {
                     sent.push(None);
                     continue;
                 }
-                Job::File(name, value) => {
-                    pipe.cmd("HSET")
+                Job::File(name, value, client) => {
+                    pipe.cmd("EVALSHA")
+                        .arg(self.file.get_hash())
+                        .arg(2)
                         .arg(keys::members(&self.server_id))
+                        .arg(keys::name(&name.to_lowercase()))
                         .arg(name)
-                        .arg(value);
+                        .arg(value)
+                        .arg(keys::holder_prefix(&self.server_id, client));
                     sent.push(None);
                     continue;
                 }
