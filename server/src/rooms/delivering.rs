@@ -72,7 +72,8 @@ impl Rooms {
         let mut slow = Vec::new();
         let mut inner = room.inner.lock();
         let server = self.log.server();
-        inner.deliver_where(&self.fan, server, batch, &mut slow, |m| m.since <= at);
+        let to = |m: &super::room::Member| m.since <= at;
+        inner.deliver_where(&self.fan, server, batch, Wake::Now, &mut slow, to);
         drop(inner);
         self.remove_all(slow);
     }

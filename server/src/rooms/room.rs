@@ -137,22 +137,11 @@ impl RoomInner {
         wake: Wake,
         slow: &mut Vec<ClientId>,
     ) {
-        self.deliver_to(fan, server, batch, wake, slow, |_| true);
+        self.deliver_where(fan, server, batch, wake, slow, |_| true);
     }
 
-    /// [`RoomInner::deliver`] (at once) to the members `to` picks only.
+    /// [`RoomInner::deliver`] to the members `to` picks only.
     pub fn deliver_where(
-        &mut self,
-        fan: &Fanout,
-        server: u64,
-        batch: &Batch,
-        slow: &mut Vec<ClientId>,
-        to: impl Fn(&Member) -> bool,
-    ) {
-        self.deliver_to(fan, server, batch, Wake::Now, slow, to);
-    }
-
-    fn deliver_to(
         &mut self,
         fan: &Fanout,
         server: u64,
