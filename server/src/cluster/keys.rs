@@ -249,19 +249,26 @@ if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then return redis.call('DEL', KEY
 return 0
 ";
 
-/// Files a member (a hash field and value) only while its name is held by
-/// its client: a filing that lands late, after the client gave the name
-/// up by a rename, lists no name no one has (the release's own removal
-/// runs after the name is free, on another connection). KEYS: the members
-/// hash, the name's key. ARGV: field (the name as shown), value, the
-/// client's holder prefix ([`holder_prefix`]). Returns 1 if filed.
+/// Files a member (a hash field and its [`member_value`]) only while its
+/// name is held by its client, and only over an older filing of the name:
+/// a filing that lands late, after the client gave the name up by a
+/// rename (the release's own removal runs after the name is free, on
+/// another connection), or after a newer filing of it (the client moved
+/// again, or renamed away and back, on the names link meanwhile), changes
+/// nothing. KEYS: the members hash, the name's key. ARGV: field (the name
+/// as shown), value, the client's holder prefix ([`holder_prefix`]).
+/// Returns 1 if filed.
 pub const FILE_IF: &str = r"
 local holder = redis.call('GET', KEYS[2])
-if holder and string.sub(holder, 1, string.len(ARGV[3])) == ARGV[3] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  return 1
+if not holder or string.sub(holder, 1, string.len(ARGV[3])) ~= ARGV[3] then return 0 end
+local filed = redis.call('HGET', KEYS[1], ARGV[1])
+if filed then
+  local was = tonumber(string.match(filed, '^[^\t]*\t(%d+)'))
+  local now = tonumber(string.match(ARGV[2], '^[^\t]*\t(%d+)'))
+  if not was or not now or was >= now then return 0 end
 end
-return 0
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
 ";
 
 /// Deletes a hash field only if it still has the given value (a member's

@@ -389,8 +389,10 @@ fn the_writer_unfiles_members_ahead_of_the_lines_after() {
 
 /// A member filed through the writer ([`Writer::file`], ahead of its join
 /// notice) is so by the time a line queued after it is delivered, and only
-/// while its client holds the name: a filing that lands after the client
-/// gave the name up (a rename right behind the join) lists no one.
+/// while its client holds the name and over an older filing: a filing
+/// that lands after the client gave the name up (a rename right behind
+/// the join) lists no one, and one that lands after a newer filing (the
+/// client moved on meanwhile, filed on the names link) changes nothing.
 #[test]
 fn the_writer_files_a_member_only_while_it_holds_its_name() {
     let redis = Redis::start();
@@ -404,6 +406,18 @@ fn the_writer_files_a_member_only_while_it_holds_its_name() {
     node.writer.file("Ann", value.clone(), 1);
     say_until_delivered(|t| node.say("lobby", t), &node.sink, "Ann joined");
     assert_eq!(filed(), ["Ann", value.as_str()]);
+
+    // Filed anew since (moved on, on the names link): a late filing of
+    // the room before changes nothing; a later one does.
+    let newer = keys::member_value("games", 8, 1);
+    redis.command(&["HSET", &members, "Ann", &newer]);
+    node.writer.file("Ann", value.clone(), 1);
+    say_until_delivered(|t| node.say("lobby", t), &node.sink, "Ann late");
+    assert_eq!(filed(), ["Ann", newer.as_str()]);
+    let latest = keys::member_value("lobby", 9, 1);
+    node.writer.file("Ann", latest.clone(), 1);
+    say_until_delivered(|t| node.say("lobby", t), &node.sink, "Ann back");
+    assert_eq!(filed(), ["Ann", latest.as_str()]);
 
     // Given up since (or another client's): not filed.
     redis.command(&["DEL", &members]);
