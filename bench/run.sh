@@ -9,6 +9,7 @@
 #   WORKLOADS=a,c,f     only these workloads (default: a to k; (i), (k) bring (c))
 #   SERVERS="chat-server ncat"   which servers to measure (default: both)
 #   OUT_DIR=target/bench         where results.md and the servers' logs go
+#   STALL_PROBE_SECS=3  how long the host-stall probe spins before the workloads
 # Any other argument is passed on to chat-bench (see `chat-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,6 +80,8 @@ echo "source: commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" 
     "($dirty uncommitted files in server/ and common/)"
 echo "command: target/release/chat-bench ${args[*]}"
 if [ -n "$missing_ncat" ]; then echo "$missing_ncat"; fi
+# The host's own noise, before any workload: see bench/src/stalls.rs.
+target/release/chat-bench --host-stalls "${STALL_PROBE_SECS:-3}"
 # A shell's background jobs start with SIGINT ignored, and what they start
 # inherits that: ncat, which has no handler of its own, would then survive
 # (g)'s SIGINT. chat-server installs its handler either way.

@@ -11,6 +11,7 @@ mod report;
 mod rooms;
 mod scratch;
 mod server;
+mod stalls;
 mod stamp;
 mod tally;
 mod workloads;
@@ -42,6 +43,10 @@ struct Args {
     /// Where the table (results.md) and the servers' stderr logs go.
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
+    /// Measure nothing: spin a thread on each core for SECS seconds and
+    /// print how often the machine took its core away (see `stalls.rs`).
+    #[arg(long, value_name = "SECS")]
+    host_stalls: Option<u64>,
 }
 
 /// The workloads in the order they run: by letter, except that (i) and
@@ -60,6 +65,12 @@ fn run_order(all: Vec<workloads::Workload>) -> Vec<workloads::Workload> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(secs) = args.host_stalls {
+        let span = std::time::Duration::from_secs(secs);
+        let (stalls, cores) = stalls::probe(span);
+        println!("{}", stalls::describe(stalls, cores, span));
+        return ExitCode::SUCCESS;
+    }
     // 10,000 clients need 10,000 descriptors: raise the soft limit to the hard.
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
