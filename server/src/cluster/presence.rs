@@ -107,6 +107,13 @@ pub struct Member {
     pub entered: u64,
 }
 
+impl Member {
+    /// Its value in this server's members list ([`keys::member_value`]).
+    pub fn filed(&self) -> String {
+        keys::member_value(&self.room, self.entered, self.client)
+    }
+}
+
 /// What this server has, for registering again after Redis lost it, and
 /// how its rooms word a leave.
 pub trait Local: Send + Sync + 'static {

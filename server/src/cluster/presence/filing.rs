@@ -102,11 +102,7 @@ impl Filer<'_> {
             if !members.is_empty() {
                 pipe.cmd("HSET").arg(&key);
                 for member in &members {
-                    pipe.arg(&member.name).arg(keys::member_value(
-                        &member.room,
-                        member.entered,
-                        member.client,
-                    ));
+                    pipe.arg(&member.name).arg(member.filed());
                 }
                 pipe.ignore();
             }
@@ -153,11 +149,7 @@ impl Filer<'_> {
                 pipe.cmd("HSET")
                     .arg(keys::members(me))
                     .arg(&member.name)
-                    .arg(keys::member_value(
-                        &member.room,
-                        member.entered,
-                        member.client,
-                    ))
+                    .arg(member.filed())
                     .ignore();
                 // A client of another server may have taken the name in
                 // the meantime (this server was taken for lost and its
@@ -226,11 +218,7 @@ impl Filer<'_> {
                         .arg(1)
                         .arg(keys::members(me))
                         .arg(&member.name)
-                        .arg(keys::member_value(
-                            &member.room,
-                            member.entered,
-                            member.client,
-                        ))
+                        .arg(member.filed())
                         .ignore();
                 }
             }
@@ -238,11 +226,7 @@ impl Filer<'_> {
                 pipe.cmd("HSET")
                     .arg(keys::members(me))
                     .arg(&member.name)
-                    .arg(keys::member_value(
-                        &member.room,
-                        member.entered,
-                        member.client,
-                    ))
+                    .arg(member.filed())
                     .ignore();
             }
             pipe.exec(conn)
