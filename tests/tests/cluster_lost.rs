@@ -40,6 +40,35 @@ fn a_server_taken_for_lost_announces_its_clients_back() {
     watcher.recv_until(|l| l == format!("<{v}> still here"));
 }
 
+/// Defect (review): a client that renamed itself while its server was
+/// frozen (its `/nick` read once the server ran again) was never
+/// announced back: the others saw it leave, then its rename, and `/who`
+/// listed it with no return. The members announced gone are noted by
+/// client id now, and it comes back by its new name.
+#[test]
+fn a_client_renamed_while_its_server_was_frozen_is_announced_back() {
+    let redis = Redis::start();
+    let servers = servers(&redis, 2);
+    let (mut victim, v) = joined(&servers[0]);
+    let (mut watcher, w) = joined(&servers[1]);
+    victim.recv_until(|l| l.starts_with(&format!("* {w} joined")));
+    servers[0].signal("STOP");
+    watcher.recv_until(|l| l == format!("* {v} left (server lost)"));
+    // Read by the server once it runs again.
+    victim.send("/nick frank");
+    servers[0].signal("CONT");
+    let seen = watcher.recv_until(|l| l == "* frank is back (server reconnected)");
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains(" is back ") && !l.starts_with("* frank ")),
+        "{seen:?}"
+    );
+    victim.recv_until(|l| l.contains("frank"));
+    watcher.send("welcome back");
+    victim.recv_until(|l| l == format!("<{w}> welcome back"));
+}
+
 /// Waits until a client joining `server` is told at least `want` are
 /// online in the lobby: its presence's last beat counted (and so read and
 /// remembered) the other servers' members. Each probe quits at once.

@@ -133,10 +133,19 @@ pub fn reap(server: &str) -> String {
 }
 
 /// The members of a server announced as gone by the others (a set of
-/// names), kept until it comes back and announces them back, or for
-/// `REAPED_TTL` (`presence.rs`).
+/// [`reaped_entry`]), kept until it comes back and announces them back, or
+/// for `REAPED_TTL` (`presence.rs`).
 pub fn reaped(server: &str) -> String {
     format!("{PREFIX}reaped:{server}")
+}
+
+/// A member's entry in [`reaped`]: its client id, which a rename keeps, so
+/// a member renamed while its server was taken for lost (its `/nick` read
+/// once the server ran again) is still announced back, by its new name;
+/// keyed by name, it was never announced back. The name where `value` (its
+/// [`member_value`]) carries no client id.
+pub fn reaped_entry<'a>(name: &'a str, value: &'a str) -> &'a str {
+    value.splitn(3, '\t').nth(2).unwrap_or(name)
 }
 
 /// A stream only its server reads, written to wake its blocked XREAD when
@@ -221,15 +230,15 @@ return 1
 /// and not announced back since (still noted) is not announced again: its
 /// name is freed, no second leave line. KEYS: members, name, log, seq,
 /// reaped. ARGV: name, `SERVER:` (the lost server's holder prefix),
-/// maxlen, idle ttl, uid, kind, text, reaped ttl. Returns 1 if it
-/// announced.
+/// maxlen, idle ttl, uid, kind, text, reaped ttl, its [`reaped_entry`].
+/// Returns 1 if it announced.
 pub const REAP_MEMBER: &str = r"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 local holder = redis.call('GET', KEYS[2])
 if holder and string.sub(holder, 1, #ARGV[2]) == ARGV[2] then
   redis.call('DEL', KEYS[2])
 end
-local fresh = redis.call('SADD', KEYS[5], ARGV[1])
+local fresh = redis.call('SADD', KEYS[5], ARGV[9])
 redis.call('PEXPIRE', KEYS[5], ARGV[8])
 if fresh == 0 then return 0 end
 local n = redis.call('INCR', KEYS[4])
@@ -331,13 +340,13 @@ return hw
 /// leaves (last, so a failed append is tried again), and holds its name
 /// again (else it leaves them with no notice: it is to be renamed). KEYS:
 /// log, seq, reaped, name. ARGV: max length, idle TTL (ms), uid, name,
-/// kind, text, `SERVER:CLIENT:` (its holder prefix). Returns 1 if it
-/// announced.
+/// kind, text, `SERVER:CLIENT:` (its holder prefix), its
+/// [`reaped_entry`]. Returns 1 if it announced.
 pub const BACK_MEMBER: &str = r"
-if redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 0 then return 0 end
+if redis.call('SISMEMBER', KEYS[3], ARGV[8]) == 0 then return 0 end
 local holder = redis.call('GET', KEYS[4])
 if not holder or string.sub(holder, 1, #ARGV[7]) ~= ARGV[7] then
-  redis.call('SREM', KEYS[3], ARGV[4])
+  redis.call('SREM', KEYS[3], ARGV[8])
   return 0
 end
 local n = redis.call('INCR', KEYS[2])
@@ -345,7 +354,7 @@ redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
   'n', n, 'uid', ARGV[3], 'from', ARGV[4], 'kind', ARGV[5], 'text', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('SREM', KEYS[3], ARGV[4])
+redis.call('SREM', KEYS[3], ARGV[8])
 return 1
 ";
 
@@ -431,5 +440,15 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(parse_member(&a), ("lobby", 7));
         assert_eq!(parse_member("games"), ("games", 0));
+    }
+
+    /// A member is noted as announced gone by its client id, which a
+    /// rename keeps; by its name where its value has no id.
+    #[test]
+    fn a_reaped_entry_is_the_client_id() {
+        let value = member_value("lobby", 7, 42);
+        assert_eq!(reaped_entry("Finn", &value), "42");
+        assert_eq!(reaped_entry("Finn", "lobby\t7"), "Finn");
+        assert_eq!(reaped_entry("Finn", "lobby"), "Finn");
     }
 }

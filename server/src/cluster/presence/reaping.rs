@@ -73,11 +73,13 @@ impl Presence {
         if reaped.is_empty() {
             return Ok(());
         }
+        // By client id: a member renamed meanwhile is announced back by
+        // its new name.
         let members: Vec<Member> = self
             .local
             .members()
             .into_iter()
-            .filter(|m| reaped.contains(&m.name))
+            .filter(|m| reaped.contains(&m.client.to_string()))
             .collect();
         let script = Script::new(keys::BACK_MEMBER);
         let announced: Vec<i64> = self.link.run(|conn| {
@@ -96,7 +98,8 @@ impl Presence {
                     .arg(&member.name)
                     .arg(BACK_KIND)
                     .arg(self.local.back(&member.name))
-                    .arg(keys::holder_prefix(&me, member.client));
+                    .arg(keys::holder_prefix(&me, member.client))
+                    .arg(member.client);
             }
             pipe.query(conn)
         })?;
@@ -153,7 +156,8 @@ impl Presence {
                         .arg(format!("{kind}:{other}:{name}"))
                         .arg(kind)
                         .arg(self.local.left(name, reason))
-                        .arg(REAPED_TTL.as_millis() as u64);
+                        .arg(REAPED_TTL.as_millis() as u64)
+                        .arg(keys::reaped_entry(name, value));
                 }
                 pipe.query(conn)
             })?;

@@ -53,7 +53,7 @@ fn a_server_taken_for_lost_registers_again() {
     // What a survivor's reap leaves behind.
     redis.command(&["SREM", "chat:servers", "a"]);
     redis.command(&["DEL", "chat:members:a", "chat:name:finn"]);
-    redis.command(&["SADD", "chat:reaped:a", "Finn"]);
+    redis.command(&["SADD", "chat:reaped:a", "3"]);
     registered(&redis);
     assert_eq!(
         redis.query(&["HGET", "chat:members:a", "Finn"]),
@@ -162,7 +162,7 @@ fn a_server_back_during_a_half_finished_reap_registers_again() {
     // entry and name gone, the server still listed; the lock expired.
     redis.command(&["HDEL", "chat:members:a", "Finn"]);
     redis.command(&["DEL", "chat:name:finn"]);
-    redis.command(&["SADD", "chat:reaped:a", "Finn"]);
+    redis.command(&["SADD", "chat:reaped:a", "3"]);
     let deadline = Instant::now() + DEADLINE;
     while !(named(&redis) && finn_backs(&redis) == 1) {
         assert!(
@@ -250,7 +250,7 @@ fn a_name_not_given_up_is_tried_again_and_not_announced_back() {
     redis.command(&["SREM", "chat:servers", "a"]);
     redis.command(&["DEL", "chat:members:a"]);
     redis.command(&["SET", "chat:name:finn", "b:9:finn"]);
-    redis.command(&["SADD", "chat:reaped:a", "Finn"]);
+    redis.command(&["SADD", "chat:reaped:a", "3"]);
     let deadline = Instant::now() + DEADLINE;
     while local.tries.load(std::sync::atomic::Ordering::SeqCst) < 2 {
         assert!(
@@ -283,9 +283,9 @@ fn a_name_not_given_up_is_tried_again_and_not_announced_back() {
 fn a_member_not_yet_announced_back_is_not_announced_gone_again() {
     let redis = Redis::start();
     redis.command(&["SADD", "chat:servers", "a"]);
-    redis.command(&["HSET", "chat:members:a", "Finn", "lobby\t9"]);
+    redis.command(&["HSET", "chat:members:a", "Finn", "lobby\t9\t3"]);
     redis.command(&["SET", "chat:name:finn", "a:3:Finn"]);
-    redis.command(&["SADD", "chat:reaped:a", "Finn"]);
+    redis.command(&["SADD", "chat:reaped:a", "3"]);
     let shutdown = Arc::new(Shutdown::new());
     let s1 = survivor(&redis, "s1", &shutdown);
     let deadline = Instant::now() + DEADLINE;
