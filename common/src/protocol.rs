@@ -42,6 +42,15 @@ pub fn private_to(name: &str, text: &str) -> String {
     format!("[to {name}] {text}\n")
 }
 
+/// `n` and `noun`, plural but for one: `1 line`, `2 lines`, `0 lines`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The lines `/help` sends, each without prefix or LF.
 pub const HELP: &[&str] = &[
     "commands:",
@@ -69,6 +78,14 @@ mod tests {
         assert_eq!(action("alice", "waves"), "<alice> * waves\n");
         assert_eq!(private_from("alice", "psst"), "[from alice] psst\n");
         assert_eq!(private_to("bob", "psst"), "[to bob] psst\n");
+    }
+
+    /// One of a thing is singular, any other number plural.
+    #[test]
+    fn counts() {
+        assert_eq!(count(1, "line"), "1 line");
+        assert_eq!(count(0, "line"), "0 lines");
+        assert_eq!(count(2, "connection"), "2 connections");
     }
 
     /// Text is carried as given, spaces included.

@@ -59,6 +59,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chat_common::protocol;
 pub use config::{Config, Mode};
 use conns::Connections;
 use pool::Pool;
@@ -382,16 +383,19 @@ impl Running {
             .as_ref()
             .map_or(String::new(), |t| {
                 t.stop(deadline + transcript::SYNC_WAIT);
-                format!(", {} lines missing from the transcript", t.lost())
+                format!(
+                    ", {} missing from the transcript",
+                    protocol::count(t.lost(), "line")
+                )
             });
         format!(
-            "stopped in {} ms after {:.1} s: {} connections served (peak {} at once), {} online at the end, {} lines relayed{transcript}",
+            "stopped in {} ms after {:.1} s: {} served (peak {} at once), {} online at the end, {} relayed{transcript}",
             stopping.elapsed().as_millis(),
             self.started.elapsed().as_secs_f64(),
-            ctx.accepted.load(Ordering::Relaxed),
+            protocol::count(ctx.accepted.load(Ordering::Relaxed), "connection"),
             ctx.conns.peak(),
             online,
-            ctx.rooms.relayed()
+            protocol::count(ctx.rooms.relayed(), "line")
         )
     }
 }

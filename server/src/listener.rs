@@ -251,8 +251,11 @@ fn admit(
         say(
             &stream,
             &protocol::notice(&format!(
-                "all {} places are taken; you are number {place} in line, please wait",
-                ctx.config.workers
+                "{} taken; you are number {place} in line, please wait",
+                match ctx.config.workers {
+                    1 => "the one place is".to_string(),
+                    n => format!("all {n} places are"),
+                }
             )),
         );
     }

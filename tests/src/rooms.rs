@@ -123,13 +123,14 @@ impl Fifo {
 }
 
 /// The count in a server's summary line: `N lines missing from the
-/// transcript`.
+/// transcript` (`1 line`).
 pub fn missing_from_transcript(stderr: &str) -> u64 {
     stderr
         .split(", ")
         .find_map(|part| {
-            part.trim()
-                .strip_suffix(" lines missing from the transcript")
+            let part = part.trim();
+            part.strip_suffix(" lines missing from the transcript")
+                .or_else(|| part.strip_suffix(" line missing from the transcript"))
         })
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no count of missing lines:\n{stderr}"))

@@ -86,6 +86,19 @@ fn connect_churn_from_one_address_is_throttled() {
     );
 }
 
+/// `--workers 1`: the one waiting is told so in the singular (it was
+/// told `all 1 places are taken`).
+#[test]
+fn one_worker_taken_is_said_in_the_singular() {
+    let server = Server::start(&["--workers", "1"]);
+    let (_first, _) = join_from(&server, 10);
+    let mut second = Host::connect(server.addr(), loopback(0, 0, 11));
+    assert_eq!(
+        second.recv(),
+        "* the one place is taken; you are number 1 in line, please wait"
+    );
+}
+
 /// `--workers 2 --queue 2 --limit-loopback --max-per-ip 2`: two
 /// connections from one address wait, then close. Within a second their
 /// queue places and their per-address slots are free again (a new one from

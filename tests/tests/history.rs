@@ -306,14 +306,7 @@ fn a_failing_disk_never_holds_up_the_room() {
     // Nothing was ever written: no "writing again" (an empty write at the
     // stop once "succeeded").
     assert!(!stderr.contains("writing again"), "{stderr}");
-    let missing: u64 = stderr
-        .split(", ")
-        .find_map(|part| {
-            part.trim()
-                .strip_suffix(" lines missing from the transcript")
-        })
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no count of missing lines:\n{stderr}"));
+    let missing = missing_from_transcript(&stderr);
     // Two joins and twenty lines, at least.
     assert!(missing >= 22, "{missing} lines counted missing:\n{stderr}");
 }
