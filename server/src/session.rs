@@ -69,6 +69,9 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
     let reason = entered.ticket.fate().cloned().unwrap_or(reason);
     membership.reason = reason.clone();
     drop(membership);
+    // Its last line is queued: input it sent that was never read must not
+    // turn the close into a reset that loses it.
+    crate::linger::discard_pending(&stream, ctx);
     log!(
         "{peer_addr} left: {}",
         entered.ticket.fate().unwrap_or(&reason)

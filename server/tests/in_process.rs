@@ -46,7 +46,7 @@ fn run_serves_until_stopped() {
     assert!(!ctx.stop(), "a second one says it was already started");
     let summary = running.join().expect("run returns");
     assert!(summary.contains("2 connections served"), "{summary}");
-    assert!(summary.contains("1 lines relayed"), "{summary}");
+    assert!(summary.contains("1 line relayed"), "{summary}");
     for reader in [&mut alice_in, &mut bob_in] {
         line.clear();
         let mut rest = String::new();

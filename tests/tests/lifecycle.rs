@@ -6,6 +6,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chat_tests::labs::read_to_clean_eof;
 use chat_tests::{bin, run_server_to_exit, Client, Server, TIMEOUT};
 
 /// The whole graceful shutdown must fit in this (SPEC: within 2 s).
@@ -279,6 +280,73 @@ fn the_summary_counts_clients_flood_control_is_pacing() {
         summary.contains(&format!(", {} online at the end,", FLOODERS + 1)),
         "{summary}\nstderr:\n{stderr}"
     );
+}
+
+/// Review: a client flood control was pacing (its input left unread in
+/// the server's socket) and behind on reading was reset at Ctrl+C: it lost
+/// `* server shutting down` and about half the lines queued for it (3 runs
+/// of 3), since closing a socket with unread input sends a reset, which
+/// drops what the kernel still had to send. Its waiting input is thrown
+/// away first now, and it reads everything, then a clean end of stream.
+#[test]
+fn a_paced_client_behind_on_reading_gets_everything_at_the_stop() {
+    paced_client_ended(
+        |server, _| {
+            let took = stop_with(server, "INT");
+            assert!(took < SHUTDOWN_LIMIT, "shutdown took {took:?}");
+        },
+        "* server shutting down",
+    );
+}
+
+/// The same for a console `/ban` (its address: all three clients here),
+/// the client reading only once the server closed its socket: it lost its
+/// `! disconnected: banned: flooding` (the review, from its own address).
+#[test]
+fn a_paced_client_behind_on_reading_gets_everything_when_banned() {
+    paced_client_ended(
+        |server, name| {
+            let open = server.open_fds();
+            server.console(&format!("/ban {name} 1h flooding"));
+            let deadline = Instant::now() + TIMEOUT;
+            while server.open_fds() > open - 3 {
+                assert!(Instant::now() < deadline, "the banned were never closed");
+                thread::sleep(Duration::from_millis(20));
+            }
+        },
+        "! disconnected: banned: flooding",
+    );
+}
+
+/// A client that floods past `--burst` (the rest of its input waits
+/// unread) and reads nothing while 150 lines of 2 KB are relayed to it,
+/// then `end`s: it must read every one of them, then `last`, then a clean
+/// end of stream (no reset).
+fn paced_client_ended(end: impl FnOnce(&mut Server, &str), last: &str) {
+    const LINES: usize = 150;
+    let mut server = Server::start(&[]);
+    let (paced, p) = server.join();
+    let (mut talker, t) = server.join();
+    let (mut watcher, _) = server.join();
+    // Past --burst (100): the rest waits unread in the server's socket.
+    let flood = format!("{}\n", "f".repeat(200)).repeat(300);
+    let mut raw = paced.stream().try_clone().expect("clone");
+    raw.write_all(flood.as_bytes()).expect("flood");
+    let line = |i: usize| format!("{i:03}{}", "o".repeat(2000));
+    for i in 0..LINES {
+        talker.send(&line(i));
+    }
+    // Relayed to the watcher, so queued for the paced client too.
+    let last_said = format!("<{t}> {}", line(LINES - 1));
+    watcher.recv_until(|l| l == last_said);
+    end(&mut server, &p);
+    let got = String::from_utf8(read_to_clean_eof(&mut raw)).expect("UTF-8");
+    let from_talker = got
+        .lines()
+        .filter(|l| l.starts_with(&format!("<{t}> ")))
+        .count();
+    assert_eq!(from_talker, LINES);
+    assert_eq!(got.lines().last(), Some(last));
 }
 
 /// With stdin closed from the start, the server serves as usual.
