@@ -157,7 +157,15 @@ fn answer(
     };
     match found {
         Ok(Found { file, size }) => {
-            send_file(stream, file, size, give_up)?;
+            let sent = send_file(stream, file, size, give_up)?;
+            if sent < size {
+                // Replies carry no length: the end of the connection is
+                // the only way to tell the client this one is short.
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!("{shown:?} was cut short, {sent} of its {size} bytes sent (it shrank, or reading it failed, while it was sent)"),
+                ));
+            }
             tally.sent += 1;
             log!("{peer} was sent {shown:?} ({size} bytes)");
         }
@@ -170,27 +178,29 @@ fn answer(
     Ok(false)
 }
 
-/// Sends at most `size` bytes of `file`, a [`CHUNK`] at a time.
+/// Sends at most `size` bytes of `file`, a [`CHUNK`] at a time, and says
+/// how many it sent: fewer than `size` if the file shrank meanwhile, or a
+/// read failed.
 fn send_file(
     stream: &TcpStream,
     file: std::fs::File,
     size: u64,
     give_up: impl Fn() -> bool,
-) -> std::io::Result<()> {
+) -> std::io::Result<u64> {
     let mut file = file.take(size);
     let mut chunk = vec![0; CHUNK.min(usize::try_from(size).unwrap_or(CHUNK))];
+    let mut sent = 0;
     loop {
         let n = match file.read(&mut chunk) {
-            Ok(0) => return Ok(()),
+            Ok(0) => return Ok(sent),
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            // The client asked for it and got part: nothing better to send
-            // now than the end of the connection's reply; log and go on.
             Err(e) => {
                 log!("reading a served file failed: {}", log::plain(&e));
-                return Ok(());
+                return Ok(sent);
             }
         };
         write_polling(stream, &chunk[..n], &give_up)?;
+        sent += n as u64;
     }
 }

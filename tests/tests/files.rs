@@ -423,3 +423,31 @@ fn the_root_is_never_written() {
     drop(server);
     assert_eq!(snapshot(s.path()), before);
 }
+
+/// Review: a file that shrank while it was sent gave a short reply that
+/// nothing told from a whole one (replies carry no length), the next
+/// name's reply glued on, and the log said it was sent whole. A reply cut
+/// short ends the connection now, and the log says so.
+#[test]
+fn a_file_cut_short_while_sent_ends_the_connection() {
+    const SIZE: u64 = 50_000_000;
+    let (s, root) = fixture();
+    let path = s.path().join("root/shrinks.bin");
+    // Sparse: no 50 MB written to disk.
+    std::fs::File::create(&path)
+        .and_then(|f| f.set_len(SIZE))
+        .expect("file");
+    let server = start(&root, &["--max-file", "100000000"]);
+    let mut stream = connect_raw(server.addr());
+    stream.write_all(b"shrinks.bin\n").expect("send");
+    let first = read_len(&mut stream, 100_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(0))
+        .expect("truncate");
+    let rest = read_to_clean_eof(&mut stream);
+    let got = (first.len() + rest.len()) as u64;
+    assert!(got < SIZE, "{got} bytes: the whole file");
+    server.stderr_until("was cut short");
+}
