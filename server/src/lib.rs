@@ -207,6 +207,7 @@ impl Server {
                     path,
                     config.history as usize,
                     config.max_rooms as usize,
+                    3 * config.max_line as usize + transcript::LINE_FRAME,
                 );
                 let name = path.display().to_string();
                 (Some(transcript::Transcript::start(file, name)?), history)

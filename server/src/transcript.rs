@@ -39,7 +39,7 @@ mod history;
 
 use file::Written;
 pub use file::{open, Sink};
-pub use history::load_history;
+pub use history::{load_history, LINE_FRAME};
 
 /// Batches of lines that may wait for the transcript thread; past that,
 /// lines are counted as lost rather than slowing the room. Each holds one

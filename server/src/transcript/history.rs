@@ -8,14 +8,31 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use chat_common::sanitize::sanitize;
+
 use super::TAIL_BYTES;
 use crate::log;
+
+/// What a chat line holds besides its text: `<`, the name (at most
+/// `MAX_NAME`), `> `, an action's `* ` and the LF. A line reloaded is at
+/// most `3 x --max-line` (its text sanitised) plus this.
+pub const LINE_FRAME: usize = chat_common::name::MAX_NAME + 8;
 
 /// The history of each room found in the last [`TAIL_BYTES`] of FILE: for
 /// each room (its name as written, without `#`), its last `keep` chat lines,
 /// oldest first, each with its LF. At most `rooms` rooms, those written to
 /// most recently. An unreadable file gives no history (logged).
-pub fn load_history(path: &Path, keep: usize, rooms: usize) -> Vec<(String, Vec<Arc<str>>)> {
+///
+/// The server wrote the file, but anyone may have since: each line is
+/// sanitised again as a live line is (no control or bidi character
+/// reaches a client raw) and cut to `max_bytes` with its LF, the bound of
+/// a live one.
+pub fn load_history(
+    path: &Path,
+    keep: usize,
+    rooms: usize,
+    max_bytes: usize,
+) -> Vec<(String, Vec<Arc<str>>)> {
     if keep == 0 {
         return Vec::new();
     }
@@ -53,7 +70,10 @@ pub fn load_history(path: &Path, keep: usize, rooms: usize) -> Vec<(String, Vec<
         if entry.2.len() == keep {
             entry.2.pop_front();
         }
-        entry.2.push_back(format!("{said}\n").into());
+        let said = sanitize(said);
+        entry
+            .2
+            .push_back(format!("{}\n", cut(&said, max_bytes - 1)).into());
     }
     let mut rooms_found: Vec<_> = found.into_values().collect();
     rooms_found.sort_by_key(|(_, last, _)| *last);
@@ -63,6 +83,15 @@ pub fn load_history(path: &Path, keep: usize, rooms: usize) -> Vec<(String, Vec<
         .skip(skip)
         .map(|(name, _, lines)| (name, lines.into()))
         .collect()
+}
+
+/// `text`, cut to at most `max` bytes at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The last [`TAIL_BYTES`] of FILE, from the first whole line in them.

@@ -49,7 +49,7 @@ fn loads_the_tail_per_room() {
         body.push('\n');
     }
     std::fs::write(&path, body).unwrap();
-    let mut rooms = load_history(&path, 2, 8);
+    let mut rooms = load_history(&path, 2, 8, 4096);
     let _ = std::fs::remove_file(&path);
     rooms.retain(|(room, _)| room != "old");
     let as_text = |lines: &Vec<Arc<str>>| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
@@ -58,6 +58,30 @@ fn loads_the_tail_per_room() {
     assert_eq!(as_text(&rooms[0].1), ["<b> two\n"]);
     assert_eq!(rooms[1].0, "lobby");
     assert_eq!(as_text(&rooms[1].1), ["<a> three\n", "<a> four\n"]);
+}
+
+/// Review: history reloaded from a transcript someone edited reached
+/// clients raw (escape, NUL, bidi override) and whole (a 100,000-byte
+/// line). Each line is sanitised as a live one and cut to the bound.
+#[test]
+fn reloaded_lines_are_sanitised_and_bounded() {
+    let path = std::env::temp_dir().join(format!("chat-transcript-raw-{}", std::process::id()));
+    let long = "y".repeat(100_000);
+    let body = format!(
+        "2026-01-01T00:00:01.000Z #lobby <x> a\u{1b}[2J\u{7}b\u{0}c\u{202e}d\u{9b}e\n\
+         2026-01-01T00:00:02.000Z #lobby <x> é{long}\n"
+    );
+    std::fs::write(&path, body).unwrap();
+    let rooms = load_history(&path, 8, 8, 100);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(rooms.len(), 1, "{rooms:?}");
+    let lines = &rooms[0].1;
+    assert_eq!(
+        &*lines[0],
+        "<x> a\u{241b}[2J\u{2407}b\u{2400}c\u{fffd}d\u{fffd}e\n"
+    );
+    assert_eq!(lines[1].len(), 100);
+    assert!(lines[1].starts_with("<x> éyyy") && lines[1].ends_with("y\n"));
 }
 
 /// A disk of `room` bytes: a write takes at most 100 bytes at a time (as
