@@ -9,9 +9,10 @@
 //! logged when it starts and when it ends (not once per line), and the
 //! server's exit summary says how many lines the transcript lacks. A full
 //! queue (a disk slower than the room) loses lines the same way, and is
-//! logged the same way: once when lines start being dropped, once when the
-//! thread has caught up (the thread logs it, when it next runs: nothing
-//! under a room's lock logs).
+//! logged the same way: once when lines start being dropped, by whichever
+//! side sees it first (a room's `record`, under its lock: a log line is
+//! queued, never written there; the thread may be stuck in a write), once
+//! when the thread has caught up.
 //!
 //! At a graceful stop the thread writes what is queued, then flushes and
 //! syncs the file, by the shutdown deadline plus [`SYNC_WAIT`]. A thread
@@ -24,7 +25,7 @@
 //! `history.rs`.
 
 use std::fs::File;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
@@ -97,10 +98,13 @@ pub struct Transcript {
     /// [`TRANSCRIPT_LINES`]): what the stop counts missing if the thread
     /// is stuck.
     queued: Arc<AtomicUsize>,
-    /// Lines dropped at a full queue that the thread has not logged yet:
-    /// how an episode of dropping reaches the log without a room's lock
-    /// ever logging.
+    /// Lines dropped at a full queue that the thread has not counted yet,
+    /// for its log line at the end of the episode.
     dropped: Arc<AtomicU64>,
+    /// An episode of dropping is going on and its start was logged: set by
+    /// whoever logs the start (a room's `record`, or the thread), cleared
+    /// by the thread once it caught up.
+    lagging: Arc<AtomicBool>,
     /// FILE, for the stop's log line.
     name: String,
     /// The writing thread, joined by [`Transcript::stop`].
@@ -115,6 +119,8 @@ struct Counters {
     queued: Arc<AtomicUsize>,
     /// See [`Transcript::dropped`].
     dropped: Arc<AtomicU64>,
+    /// See [`Transcript::lagging`].
+    lagging: Arc<AtomicBool>,
 }
 
 impl Transcript {
@@ -141,6 +147,7 @@ impl Transcript {
             lost: Arc::default(),
             queued: Arc::default(),
             dropped: Arc::default(),
+            lagging: Arc::default(),
             name,
             thread: Mutex::new(None),
         }
@@ -151,6 +158,7 @@ impl Transcript {
             lost: Arc::clone(&self.lost),
             queued: Arc::clone(&self.queued),
             dropped: Arc::clone(&self.dropped),
+            lagging: Arc::clone(&self.lagging),
         }
     }
 
@@ -174,11 +182,17 @@ impl Transcript {
     }
 
     /// `n` lines counted in `queued` were not queued after all: they give
-    /// their place back, count as lost, and as dropped for the thread to log.
+    /// their place back, count as lost, and as dropped for the thread to
+    /// count; the first of an episode logs its start here, since the
+    /// thread may be stuck in a write for as long as it lasts (a FIFO
+    /// nobody reads).
     fn drop_lines(&self, n: usize) {
         self.queued.fetch_sub(n, Ordering::AcqRel);
         self.lost.fetch_add(n as u64, Ordering::Relaxed);
         self.dropped.fetch_add(n as u64, Ordering::AcqRel);
+        if !self.lagging.swap(true, Ordering::AcqRel) {
+            log_lagging(&self.name);
+        }
     }
 
     /// At a graceful stop, after the rooms are closed: the thread writes
@@ -236,7 +250,7 @@ fn write_loop(mut file: Sink<File>, name: &str, records: &Receiver<Record>, coun
             None => records.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(due) => records.recv_timeout(due.saturating_duration_since(Instant::now())),
         };
-        lagging.look(name, records, &counters.dropped);
+        lagging.look(name, records, counters);
         let stop = match received {
             Ok(Record::Lines { at, room, lines }) => {
                 let time = humantime::format_rfc3339_millis(at).to_string();
@@ -281,8 +295,8 @@ fn write_loop(mut file: Sink<File>, name: &str, records: &Receiver<Record>, coun
         out.bytes.clear();
         out.lines = 0;
         if stop {
-            lagging.look(name, records, &counters.dropped);
-            lagging.end(name);
+            lagging.look(name, records, counters);
+            lagging.end(name, counters);
             if let Err(e) = file.finish() {
                 if !file.failing() {
                     log!("transcript {name}: cannot sync ({})", log::plain(&e));
@@ -293,8 +307,14 @@ fn write_loop(mut file: Sink<File>, name: &str, records: &Receiver<Record>, coun
     }
 }
 
-/// An episode of lines dropped at a full queue, as the thread logs it: once
-/// when it sees the first, once when it has caught up.
+/// The start of an episode of lines dropped at a full queue.
+fn log_lagging(name: &str) {
+    log!("transcript {name}: the disk is slower than the rooms; lines are dropped until it catches up");
+}
+
+/// An episode of lines dropped at a full queue, as the thread counts it:
+/// its start logged by whoever saw it first ([`Transcript::lagging`]), its
+/// end by the thread, once it has caught up.
 #[derive(Default)]
 struct Lagging {
     /// Lines dropped in this episode; 0: none is going on.
@@ -303,30 +323,30 @@ struct Lagging {
 
 impl Lagging {
     /// Takes the drops the rooms counted since the last look; logs the
-    /// start of an episode, or its end once the queue is empty with no new
-    /// drop.
-    fn look(&mut self, name: &str, records: &Receiver<Record>, dropped: &AtomicU64) {
-        let new = dropped.swap(0, Ordering::AcqRel);
+    /// start of an episode if no room did, or its end once the queue is
+    /// empty with no new drop.
+    fn look(&mut self, name: &str, records: &Receiver<Record>, counters: &Counters) {
+        let new = counters.dropped.swap(0, Ordering::AcqRel);
         if new > 0 {
-            if self.dropped == 0 {
-                log!(
-                    "transcript {name}: the disk is slower than the rooms; lines are dropped until it catches up"
-                );
+            if !counters.lagging.swap(true, Ordering::AcqRel) {
+                log_lagging(name);
             }
             self.dropped += new;
         } else if records.is_empty() {
-            self.end(name);
+            self.end(name, counters);
         }
     }
 
-    /// Logs the end of the episode, if one is going on.
-    fn end(&mut self, name: &str) {
+    /// Logs the end of the episode, if one is going on; the next drop
+    /// starts a new one.
+    fn end(&mut self, name: &str, counters: &Counters) {
         if self.dropped > 0 {
             log!(
                 "transcript {name}: caught up; {} lines were dropped",
                 self.dropped
             );
             self.dropped = 0;
+            counters.lagging.store(false, Ordering::Release);
         }
     }
 }

@@ -394,8 +394,9 @@ fn a_stalled_transcript_does_not_hold_up_the_stop() {
 
 /// Defect: lines dropped at a full transcript queue (a disk slower than the
 /// rooms) were never logged. Now the episode is logged once when it starts
-/// and once when the transcript has caught up, and the exit summary counts
-/// the dropped lines: the file and the count add up to every line relayed.
+/// (at the first line dropped, even while the write is stuck) and once when
+/// the transcript has caught up, and the exit summary counts the dropped
+/// lines: the file and the count add up to every line relayed.
 #[test]
 fn lines_dropped_at_a_full_queue_are_logged_once_and_counted() {
     // More than the transcript's queue (16,384 lines), what its thread
@@ -411,6 +412,9 @@ fn lines_dropped_at_a_full_queue_are_logged_once_and_counted() {
     }
     alice.send("/who");
     alice.recv_until(|l| l.starts_with("* 1 in #lobby"));
+    // Logged while the transcript's thread is stuck in its write (review:
+    // only that thread logged it, so not until the FIFO was read).
+    server.stderr_until("slower than the rooms");
     // Every line was handed over while the FIFO was not read: the disk
     // "catches up" now.
     let body = fifo.read_to_end();
