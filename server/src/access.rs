@@ -332,30 +332,32 @@ fn split_word(text: &str) -> (&str, &str) {
 /// The duration word that bans until `/unban`, as giving none does.
 const UNTIL_UNBAN: &str = "none";
 
-/// A word that starts with a digit (`90s`, `90`, `7days`, `1.5h`) is meant
-/// as a duration, so a bad one is an error rather than the first word of
-/// the reason: a misspelt duration must not quietly ban until `/unban`.
-/// (A reason that starts with a digit follows an explicit duration or
-/// `none`.)
+/// A word that starts with a digit (`90s`, `90`, `7days`, `1.5h`), or with
+/// a sign and a digit (`-5m`, `+1h`), is meant as a duration, so a bad one
+/// is an error rather than the first word of the reason: a misspelt
+/// duration must not quietly ban until `/unban`. (A reason that starts
+/// with a digit follows an explicit duration or `none`.)
 fn looks_like_duration(word: &str) -> bool {
-    word.starts_with(|c: char| c.is_ascii_digit())
+    let unsigned = word.strip_prefix(['-', '+']).unwrap_or(word);
+    unsigned.starts_with(|c: char| c.is_ascii_digit())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A duration word is recognised by its first character, so `/ban x
-    /// 5y`, `/ban x 90 seconds` and `/ban x 7days` are errors, not bans
-    /// until `/unban` with the reasons "5y", "90 seconds" and "7days".
+    /// A duration word is recognised by its first character (after a
+    /// sign), so `/ban x 5y`, `/ban x 90 seconds`, `/ban x 7days` and `/ban
+    /// x -5m` are errors, not bans until `/unban` with the reasons "5y",
+    /// "90 seconds", "7days" and "-5m" (the last one a review found).
     #[test]
     fn duration_words() {
         for word in [
-            "90s", "10m", "2h", "7d", "0s", "5y", "3", "90", "7days", "1.5h",
+            "90s", "10m", "2h", "7d", "0s", "5y", "3", "90", "7days", "1.5h", "-5m", "+1h",
         ] {
             assert!(looks_like_duration(word), "{word}");
         }
-        for word in ["", "s", "spam", "h1", "none", "-1m"] {
+        for word in ["", "s", "spam", "h1", "none", "-", "--spam", "-x"] {
             assert!(!looks_like_duration(word), "{word}");
         }
     }
