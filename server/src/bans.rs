@@ -268,15 +268,21 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp_name.push(name);
     tmp_name.push(".tmp");
     let tmp = file.with_file_name(tmp_name);
+    // The error names the temporary file when it is the one at fault (a
+    // directory in its place, say): "FILE: is a directory" misled.
+    let at_tmp = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("{}: {}", tmp.display(), log::plain(&e)))
+    };
     let written = (|| {
         let mut out = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&tmp)?;
-        out.write_all(bytes)?;
-        out.sync_all()?;
+            .open(&tmp)
+            .map_err(at_tmp)?;
+        out.write_all(bytes).map_err(at_tmp)?;
+        out.sync_all().map_err(at_tmp)?;
         fs::rename(&tmp, file)
     })();
     if written.is_err() {

@@ -283,3 +283,17 @@ fn saves_and_loads() {
     assert!(!text.contains("10.0.0.7"), "{text}");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Review: a directory in the way of the temporary file was reported as
+/// the ban list itself being one (`cannot save ... b.txt: is a
+/// directory`). The error names the temporary file.
+#[test]
+fn a_save_error_names_the_file_at_fault() {
+    let dir = std::env::temp_dir().join(format!("chat-bans-tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join(".b.txt.tmp")).unwrap();
+    let err = write_atomically(&dir.join("b.txt"), b"x\n").unwrap_err();
+    let _ = fs::remove_dir_all(&dir);
+    let text = err.to_string();
+    assert!(text.contains(".b.txt.tmp: "), "{text}");
+}
