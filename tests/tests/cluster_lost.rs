@@ -11,7 +11,38 @@ use std::time::Instant;
 
 use chat_tests::cluster::{ask_until, joined, servers, ASK_AGAIN};
 use chat_tests::redis::Redis;
-use chat_tests::{Server, TIMEOUT};
+use chat_tests::{Client, Server, TIMEOUT};
+
+/// Two servers with a client each in the lobby, the first frozen
+/// (`SIGSTOP`) until the other's client saw its client leave as lost
+/// ([`frozen_past_its_heartbeat`]).
+struct Frozen {
+    servers: Vec<Server>,
+    /// The frozen server's client, and its name.
+    victim: Client,
+    v: String,
+    /// The other server's client, and its name.
+    watcher: Client,
+    w: String,
+}
+
+/// Starts two servers on `redis`, joins a client to each, and freezes the
+/// first until the second's client hears `left (server lost)`.
+fn frozen_past_its_heartbeat(redis: &Redis) -> Frozen {
+    let servers = servers(redis, 2);
+    let (mut victim, v) = joined(&servers[0]);
+    let (mut watcher, w) = joined(&servers[1]);
+    victim.recv_until(|l| l.starts_with(&format!("* {w} joined")));
+    servers[0].signal("STOP");
+    watcher.recv_until(|l| l == format!("* {v} left (server lost)"));
+    Frozen {
+        servers,
+        victim,
+        v,
+        watcher,
+        w,
+    }
+}
 
 /// Defect (review): a server frozen past its heartbeat came back without
 /// a word: the others saw its clients leave, then their lines with no
@@ -20,12 +51,13 @@ use chat_tests::{Server, TIMEOUT};
 #[test]
 fn a_server_taken_for_lost_announces_its_clients_back() {
     let redis = Redis::start();
-    let servers = servers(&redis, 2);
-    let (mut victim, v) = joined(&servers[0]);
-    let (mut watcher, w) = joined(&servers[1]);
-    victim.recv_until(|l| l.starts_with(&format!("* {w} joined")));
-    servers[0].signal("STOP");
-    watcher.recv_until(|l| l == format!("* {v} left (server lost)"));
+    let Frozen {
+        servers,
+        mut victim,
+        v,
+        mut watcher,
+        w,
+    } = frozen_past_its_heartbeat(&redis);
     servers[0].signal("CONT");
     watcher.recv_until(|l| l == format!("* {v} is back (server reconnected)"));
     watcher.send("welcome back");
@@ -48,12 +80,13 @@ fn a_server_taken_for_lost_announces_its_clients_back() {
 #[test]
 fn a_client_renamed_while_its_server_was_frozen_is_announced_back() {
     let redis = Redis::start();
-    let servers = servers(&redis, 2);
-    let (mut victim, v) = joined(&servers[0]);
-    let (mut watcher, w) = joined(&servers[1]);
-    victim.recv_until(|l| l.starts_with(&format!("* {w} joined")));
-    servers[0].signal("STOP");
-    watcher.recv_until(|l| l == format!("* {v} left (server lost)"));
+    let Frozen {
+        servers,
+        mut victim,
+        mut watcher,
+        w,
+        ..
+    } = frozen_past_its_heartbeat(&redis);
     // Read by the server once it runs again.
     victim.send("/nick frank");
     servers[0].signal("CONT");
