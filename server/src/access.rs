@@ -274,21 +274,48 @@ pub fn ban(ctx: &Context, args: &str) -> Vec<String> {
 
 /// Console `/unban TARGET`: a prefix as banned, or the name a ban was made
 /// for.
-pub fn unban(ctx: &Context, target: &str) -> Vec<String> {
+pub fn unban(ctx: &Context, target: &str) -> Unbanned {
     let target = target.trim();
     let lifted = ctx.access.bans.remove(target);
     if lifted.is_empty() {
-        return vec![format!("! no ban on {}", sanitize(target))];
+        return Unbanned {
+            lines: vec![format!("! no ban on {}", sanitize(target))],
+            by_name: Vec::new(),
+        };
     }
     let now = SystemTime::now();
-    lifted
+    let lines = lifted
         .iter()
         .map(|ban| {
             let what = describe(ban, now);
             log!("console lifted the ban on {what}");
             format!("* lifted the ban on {what}")
         })
-        .collect()
+        .collect();
+    let by_name = if Prefix::parse(target).is_err() {
+        lifted.iter().map(|ban| ban.prefix.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    Unbanned { lines, by_name }
+}
+
+/// What console `/unban` did.
+pub struct Unbanned {
+    /// The lines to show.
+    pub lines: Vec<String>,
+    /// When TARGET was a name: the addresses (or prefixes) whose bans it
+    /// lifted. With `--redis` the other servers hold a ban by name as its
+    /// address only (it was passed on so), so they are told to lift these.
+    pub by_name: Vec<String>,
+}
+
+/// `/ban`'s TARGET (the first word of `args`) when it is neither an
+/// address nor the name of a client here: with `--redis`, the client may
+/// be on another server, whose console path bans it.
+pub fn ban_target_absent<'a>(ctx: &Context, args: &'a str) -> Option<&'a str> {
+    let (target, _) = split_word(args);
+    (Prefix::parse(target).is_err() && ctx.rooms.address_of(target).is_none()).then_some(target)
 }
 
 /// Console `/bans`: every live ban with what is left of it.

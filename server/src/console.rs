@@ -183,7 +183,15 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
             // A name is passed on as its client's address (the others
             // have no client by that name to find it by).
             let passed = crate::cluster::bridge::ban_by_address(ctx, args);
-            let answer = crate::access::ban(ctx, args);
+            let answer = match crate::access::ban_target_absent(ctx, args) {
+                // Not here, maybe on another server: its server bans it
+                // and passes its address on (to this one too).
+                Some(name) if ctx.cluster.is_some() => vec![format!(
+                    "* no one called {} on this server: the other servers are asked",
+                    sanitize(name)
+                )],
+                _ => crate::access::ban(ctx, args),
+            };
             show(shared(
                 ctx,
                 "ban",
@@ -191,12 +199,20 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                 answer,
             ));
         }
-        Input::Unban(target) => show(shared(
-            ctx,
-            "unban",
-            target,
-            crate::access::unban(ctx, target),
-        )),
+        Input::Unban(target) => {
+            let unbanned = crate::access::unban(ctx, target);
+            // A name banned here: the others hold its address only.
+            let shared_as = if unbanned.by_name.is_empty() {
+                vec![target.to_string()]
+            } else {
+                unbanned.by_name
+            };
+            let mut lines = unbanned.lines;
+            for args in shared_as {
+                lines = shared(ctx, "unban", &args, lines);
+            }
+            show(lines);
+        }
         Input::Bans => show(crate::access::list(ctx)),
         Input::Quit => {
             log!("console asked to quit");
@@ -213,7 +229,8 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
 
 /// Shows a console command's answer on stdout.
 /// With `--redis`, a `/ban` or `/unban` is passed on to every other server
-/// too (a name as its client's address, by the server that client is on).
+/// too (a name as its client's address, by the server that client is on,
+/// or whose ban by that name is lifted).
 fn shared(ctx: &Context, command: &str, args: &str, mut answer: Vec<String>) -> Vec<String> {
     if let Some(cluster) = &ctx.cluster {
         answer.push(cluster.share_console(&format!("/{command} {args}")));

@@ -178,6 +178,85 @@ fn ban_by_name_reaches_every_server() {
     }
 }
 
+/// Whether a connection from `source` to `server` is turned away as banned
+/// (its first line), or welcomed.
+fn refused(server: &Server, source: std::net::IpAddr) -> bool {
+    let mut host = chat_tests::hosts::Host::connect(server.addr(), source);
+    let first = host.recv();
+    if first.starts_with("* welcome") {
+        return false;
+    }
+    assert!(
+        first.starts_with("! ") && first.contains("banned"),
+        "{first:?}"
+    );
+    true
+}
+
+/// Waits until every server in `servers` refuses (`banned`) or welcomes
+/// connections from `source`.
+fn until_all(servers: &[Server], source: std::net::IpAddr, banned: bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    for (i, server) in servers.iter().enumerate() {
+        while refused(server, source) != banned {
+            assert!(
+                Instant::now() < deadline,
+                "server {i} never {}; stderr:\n{}",
+                if banned { "banned it" } else { "let it in" },
+                server.stderr()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Review: `/ban NAME` typed on the console of the server its client is
+/// on reached the others as `/ban /ban ADDRESS` (refused there), while the
+/// console said it was passed on: the address got in through every other
+/// server.
+#[test]
+fn ban_by_name_on_its_clients_server_reaches_every_server() {
+    let redis = Redis::start();
+    let mut servers = servers(&redis, 2);
+    let source = chat_tests::hosts::loopback(0, 0, 10);
+    let (mut banned, name) = chat_tests::hosts::Host::join(servers[1].addr(), source);
+    servers[1].console(&format!("/ban {name} 10m spam"));
+    let last = banned.recv_to_eof();
+    assert!(last.iter().any(|l| l.contains("banned: spam")), "{last:?}");
+    until_all(&servers, source, true);
+}
+
+/// Review: `/unban NAME` lifted the ban only where a ban by that name was
+/// held (the server its client was on); the others, told of it by
+/// address, kept refusing the address for good (and saved it in their
+/// `--bans`). Typed on either console, it lifts the ban everywhere now. And
+/// a console whose server does not have the client says so, not that no
+/// one by that name is online (before it said both that and "passed on").
+#[test]
+fn unban_by_name_lifts_the_ban_on_every_server() {
+    for (ban_on, unban_on) in [(0, 0), (1, 0), (1, 1)] {
+        let redis = Redis::start();
+        let mut servers = servers(&redis, 2);
+        let source = chat_tests::hosts::loopback(0, 0, 11);
+        let (mut banned, name) = chat_tests::hosts::Host::join(servers[1].addr(), source);
+        let (mut asker, _) = joined(&servers[0]);
+        // Listed cluster-wide before a console of the other server names it.
+        asker.send("/who");
+        asker.recv_until(|l| l.starts_with("* ") && l.contains(&name));
+        servers[ban_on].console(&format!("/ban {name}"));
+        if ban_on == 0 {
+            // Not "! no one called NAME is online": it is, elsewhere.
+            let said =
+                format!("* no one called {name} on this server: the other servers are asked");
+            servers[0].stdout_until(|l| l == said);
+        }
+        banned.recv_to_eof();
+        until_all(&servers, source, true);
+        servers[unban_on].console(&format!("/unban {name}"));
+        until_all(&servers, source, false);
+    }
+}
+
 /// `N online` in a welcome, a join and a leave notice counts the room's
 /// members on every server (as of the last heartbeat, about a second), not
 /// only the writer's.

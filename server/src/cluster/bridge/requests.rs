@@ -21,14 +21,18 @@ impl Bridge {
                     // A name another console banned, held here: every
                     // server bans its client's address.
                     if let Some(by_address) = by_address {
-                        answer.push(crate::console::passed_on(
-                            self.names.broadcast_console(&by_address),
-                            &format!(" as {by_address}"),
-                        ));
+                        answer.push(self.pass_on(&format!("/ban {by_address}")));
                     }
                     answer
                 } else if let Some(target) = line.strip_prefix("/unban ") {
-                    crate::access::unban(ctx, target)
+                    // A name banned here, held by the others as its
+                    // address: they are told to lift that.
+                    let unbanned = crate::access::unban(ctx, target);
+                    let mut answer = unbanned.lines;
+                    for prefix in unbanned.by_name {
+                        answer.push(self.pass_on(&format!("/unban {prefix}")));
+                    }
+                    answer
                 } else {
                     vec![format!("! not a command the cluster passes on: {line}")]
                 };
@@ -38,13 +42,21 @@ impl Bridge {
             }
         }
     }
+
+    /// Passes a console `line` on to every other server; the line to log.
+    fn pass_on(&self, line: &str) -> String {
+        crate::console::passed_on(self.names.broadcast_console(line), &format!(" as {line}"))
+    }
 }
 
-/// `/ban NAME [...]` of a client connected here, as `/ban ADDRESS [...]`
-/// (its address): how a ban by name is passed on, so that every server
-/// bans the address, not only the one the client is on. `None` when the
-/// target is an address or prefix already, or no client here has that
-/// name.
+/// The arguments of `/ban NAME [...]` for a client connected here, as
+/// `ADDRESS [...]` (its address): how a ban by name is passed on, so that
+/// every server bans the address, not only the one the client is on.
+/// `None` when the target is an address or prefix already, or no client
+/// here has that name. (The caller adds `/ban `: a first version returned
+/// it with the command, and the console added it again, so `/ban NAME`
+/// typed on the client's own server reached the others as `/ban /ban
+/// ADDRESS`, refused there.)
 pub fn ban_by_address(ctx: &Context, args: &str) -> Option<String> {
     let args = args.trim();
     let (target, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
@@ -52,5 +64,5 @@ pub fn ban_by_address(ctx: &Context, args: &str) -> Option<String> {
         return None;
     }
     let (_, ip) = ctx.rooms.address_of(target)?;
-    Some(format!("/ban {ip} {}", rest.trim()).trim_end().to_string())
+    Some(format!("{ip} {}", rest.trim()).trim_end().to_string())
 }
