@@ -258,15 +258,19 @@ impl Bans {
     }
 }
 
-/// Writes `bytes` to a temporary file next to `file` (mode 0600), syncs it,
-/// and renames it over `file`: readers see the old file or the new one.
+/// Writes `bytes` to a temporary file next to `file` (`.FILE.PID.tmp`, mode
+/// 0600), syncs it, and renames it over `file`: readers see the old file or
+/// the new one.
 fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = file
         .file_name()
         .ok_or_else(|| std::io::Error::other("the ban list's path names no file"))?;
+    // This process's own: servers given one `--bans` FILE (a cluster on
+    // one machine) each save to it, and one's rename took the other's
+    // temporary file away mid-save ("no such file or directory").
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(".tmp");
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
     let tmp = file.with_file_name(tmp_name);
     // The error names the temporary file when it is the one at fault (a
     // directory in its place, say): "FILE: is a directory" misled.

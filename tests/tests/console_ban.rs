@@ -5,6 +5,7 @@
 //! bans until `/unban` explicitly. A `/ban` with no TARGET answers with its
 //! usage.
 
+use chat_tests::rooms::TempDir;
 use chat_tests::Server;
 
 /// Types `line` on the console and returns its answer: the next stdout
@@ -49,4 +50,32 @@ fn a_misspelt_duration_is_an_error_not_a_ban_until_unban() {
         answer(&mut server, "/ban 10.1.1.8 spamming again"),
         "* banned 10.1.1.8, until /unban: spamming again"
     );
+}
+
+/// Review: servers given one `--bans` FILE (several on one machine) saved
+/// through one temporary file, `.FILE.tmp`: one's rename took it from
+/// under the other mid-save (`cannot save the ban list ...: no such file
+/// or directory`). Each process has its own now.
+#[test]
+fn servers_sharing_a_bans_file_save_without_errors() {
+    let dir = TempDir::new("shared-bans");
+    let file = dir.join("shared.bans");
+    let file = file.to_str().expect("UTF-8 temp path");
+    let mut servers = [
+        Server::start(&["--bans", file]),
+        Server::start(&["--bans", file]),
+    ];
+    for i in 0..40 {
+        for (net, server) in servers.iter_mut().enumerate() {
+            server.console(&format!("/ban 10.9.{net}.{i}"));
+        }
+    }
+    for (net, server) in servers.iter_mut().enumerate() {
+        server.stdout_until(|l| l.starts_with(&format!("* banned 10.9.{net}.39")));
+        // Logged after every save: the log holds each save's error by now.
+        server.console(&format!("/unban 10.9.{net}.0"));
+        server.stderr_until(&format!("lifted the ban on 10.9.{net}.0"));
+        let stderr = server.stderr();
+        assert!(!stderr.contains("cannot save"), "{stderr}");
+    }
 }

@@ -291,9 +291,10 @@ fn saves_and_loads() {
 fn a_save_error_names_the_file_at_fault() {
     let dir = std::env::temp_dir().join(format!("chat-bans-tmp-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(dir.join(".b.txt.tmp")).unwrap();
+    let tmp = format!(".b.txt.{}.tmp", std::process::id());
+    fs::create_dir_all(dir.join(&tmp)).unwrap();
     let err = write_atomically(&dir.join("b.txt"), b"x\n").unwrap_err();
     let _ = fs::remove_dir_all(&dir);
     let text = err.to_string();
-    assert!(text.contains(".b.txt.tmp: "), "{text}");
+    assert!(text.contains(&format!("{tmp}: ")), "{text}");
 }
