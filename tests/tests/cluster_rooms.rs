@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_tests::cluster::{ask_until, joined, servers};
+use chat_tests::cluster::{ask_until, joined, servers, ASK_AGAIN};
 use chat_tests::redis::Redis;
 use chat_tests::{signal, Client, Server, TIMEOUT};
 
@@ -548,4 +548,142 @@ fn a_room_created_while_cut_off_is_named_once_redis_is_back() {
         moved.last().unwrap().starts_with("* you are now in #Xy ("),
         "{moved:?}"
     );
+}
+
+/// The `! ` line of a `/join` refused for `--max-rooms` `max`.
+fn too_many_rooms(max: usize) -> String {
+    format!("! too many rooms ({max} at most have people in them): stay here or join one in /rooms")
+}
+
+/// Sends `/join room`; returns the answer: `* you are now in ...` (a
+/// move) or a `! ` line (refused).
+fn join_answer(client: &mut Client, room: &str) -> String {
+    client.send(&format!("/join {room}"));
+    client
+        .recv_until(|l| l.starts_with("* you are now in ") || l.starts_with("! "))
+        .pop()
+        .expect("recv_until returns the match")
+}
+
+/// `/join room` again every [`ASK_AGAIN`] until it is refused, within
+/// [`TIMEOUT`] (a server learns of the other servers' rooms at its next
+/// heartbeat, about a second): a move made before that is undone with
+/// `/join back`. Returns the refusal.
+///
+/// # Panics
+/// When it is never refused by then.
+fn refused_once_counted(client: &mut Client, room: &str, back: &str) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let answer = join_answer(client, room);
+        if answer.starts_with("! ") {
+            return answer;
+        }
+        let undone = join_answer(client, back);
+        assert!(undone.starts_with("* you are now in "), "{undone:?}");
+        assert!(
+            Instant::now() < deadline,
+            "/join {room} was never refused; last {answer:?}"
+        );
+        thread::sleep(ASK_AGAIN);
+    }
+}
+
+/// `/join room` again every [`ASK_AGAIN`] while it is refused with
+/// `refusal` (its server has not counted the room's members on the other
+/// servers yet), until it moves, within [`TIMEOUT`]. Returns the move's
+/// answer.
+///
+/// # Panics
+/// When it is answered anything else, or still refused by then.
+fn moved_once_counted(client: &mut Client, room: &str, refusal: &str) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let answer = join_answer(client, room);
+        if answer.starts_with("* you are now in ") {
+            return answer;
+        }
+        assert_eq!(answer, refusal);
+        assert!(
+            Instant::now() < deadline,
+            "/join {room} was still refused: {answer:?}"
+        );
+        thread::sleep(ASK_AGAIN);
+    }
+}
+
+/// Defect (review): `--max-rooms` was counted per server. Two servers
+/// with `--max-rooms 2`: a room created on one counts on the other (its
+/// next heartbeat), so a `/join` there that would make a third is
+/// refused, and the cluster holds two rooms with members; a `/join` of
+/// the room the other server holds creates nothing and goes in.
+#[test]
+fn max_rooms_counts_the_rooms_of_every_server() {
+    let redis = Redis::start();
+    let start = || {
+        Server::start(&[
+            "--redis",
+            &redis.url(),
+            "--rate-limit",
+            "0",
+            "--max-rooms",
+            "2",
+        ])
+    };
+    let (a, b) = (start(), start());
+    let (mut alice, _) = joined(&a);
+    let (mut bob, _) = joined(&b);
+    assert_eq!(
+        join_answer(&mut alice, "x"),
+        "* you are now in #x (1 online)"
+    );
+    // Before b's next beat it does not know of #x: a move then is undone.
+    let refused = refused_once_counted(&mut bob, "y", "lobby");
+    assert_eq!(refused, too_many_rooms(2));
+    ask_until(&mut bob, "/rooms", "* 2 rooms: #lobby (1), #x (1)");
+    // b counted #x (it refused #y for it): entering it creates nothing.
+    assert_eq!(join_answer(&mut bob, "x"), "* you are now in #x (2 online)");
+}
+
+/// The review's repro, with a first server that allows three rooms:
+/// `#x` there and `#y` on a second server that allows two. A client of
+/// the second, at its limit with `#y`, may enter `#x` (it has members on
+/// the first: it was refused as if it created one more), and a `/join`
+/// that would make a fourth room is refused on both servers once each
+/// counted the other's room: each applies its own `--max-rooms` to the
+/// joins it serves, counting every server's rooms.
+#[test]
+fn a_join_of_a_room_with_members_elsewhere_creates_none() {
+    let redis = Redis::start();
+    let start = |max: &str| {
+        Server::start(&[
+            "--redis",
+            &redis.url(),
+            "--rate-limit",
+            "0",
+            "--max-rooms",
+            max,
+        ])
+    };
+    let (a, b) = (start("3"), start("2"));
+    let (mut alice, _) = joined(&a);
+    let (mut carol, _) = joined(&a);
+    let (mut bob, _) = joined(&b);
+    let (mut bea, _) = joined(&b);
+    let (mut dan, _) = joined(&b);
+    // b knows of no other room yet, a is allowed three: both go in.
+    assert_eq!(join_answer(&mut bob, "y"), "* you are now in #y (1 online)");
+    assert_eq!(
+        join_answer(&mut alice, "x"),
+        "* you are now in #x (1 online)"
+    );
+    ask_until(&mut bea, "/rooms", "* 3 rooms: #lobby (3), #x (1), #y (1)");
+    let moved = moved_once_counted(&mut bea, "x", &too_many_rooms(2));
+    assert_eq!(moved, "* you are now in #x (2 online)");
+    // b: #x and #y here, its limit.
+    assert_eq!(join_answer(&mut dan, "z"), too_many_rooms(2));
+    // a: #x here and #y on b, with #lobby its limit, once it counted #y.
+    let refused = refused_once_counted(&mut carol, "z", "lobby");
+    assert_eq!(refused, too_many_rooms(3));
+    ask_until(&mut dan, "/rooms", "* 3 rooms: #lobby (2), #x (2), #y (1)");
 }

@@ -221,6 +221,17 @@ impl Bridge {
         self.others.lock().get(key).copied().unwrap_or(0)
     }
 
+    /// The rooms (by key) with members on the other servers, as last
+    /// counted.
+    pub fn busy_elsewhere(&self) -> Vec<String> {
+        self.others
+            .lock()
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// Whether Redis is reachable (as far as the reader knows).
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)

@@ -192,6 +192,10 @@ impl Log for RedisLog {
         self.bridge.elsewhere(key)
     }
 
+    fn busy_elsewhere(&self) -> Vec<String> {
+        self.bridge.busy_elsewhere()
+    }
+
     fn settled(&self, client: ClientId) {
         self.bridge.settled(client);
     }

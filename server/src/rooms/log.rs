@@ -191,6 +191,15 @@ pub trait Log: Send + Sync {
         0
     }
 
+    /// The rooms (by key) that have members on other servers, as last
+    /// known (the same count as [`Log::elsewhere`]'s), whether or not they
+    /// have members here too: with this server's own, they are the rooms
+    /// `--max-rooms` counts. Called under the directory lock: never asks
+    /// far away.
+    fn busy_elsewhere(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Whether the log takes lines now: while it does not (Redis
     /// unreachable), private messages are refused like chat lines.
     fn reachable(&self) -> bool {

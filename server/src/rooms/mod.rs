@@ -118,7 +118,8 @@ struct Directory {
     released: Vec<(String, ClientId)>,
     /// Every room the server knows: with members, or empty with history.
     rooms: HashMap<String, Arc<Room>>,
-    /// Rooms other than `#lobby` with members (`#lobby` always counts).
+    /// Rooms other than `#lobby` with members here (`#lobby` always
+    /// counts; a cluster's log adds those with members only elsewhere).
     busy: usize,
     /// Empty rooms kept for their history, emptied longest ago first.
     emptied: VecDeque<String>,

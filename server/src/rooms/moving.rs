@@ -130,13 +130,15 @@ impl Rooms {
             Arc::clone(&client.ticket),
             client.name.clone(),
         );
-        let target_busy = key == LOBBY
-            || dir
-                .rooms
-                .get(&key)
-                .is_some_and(|r| !r.inner.lock().members.is_empty());
-        let frees_one = old.key != LOBBY && old.inner.lock().members.len() == 1;
-        if !target_busy && !frees_one && dir.busy + 1 >= self.max_rooms {
+        let target_here = key == LOBBY || has_members(&dir, &key);
+        // A room with members on another server exists already: entering
+        // it creates none. Leaving one empties it only if it has none
+        // there either.
+        let target_busy = target_here || self.log.elsewhere(&key) > 0;
+        let frees_one = old.key != LOBBY
+            && old.inner.lock().members.len() == 1
+            && self.log.elsewhere(&old.key) == 0;
+        if !target_busy && !frees_one && self.busy(&dir) + 1 >= self.max_rooms {
             return Moved::Full(self.max_rooms);
         }
         // The new room first: emptying the old one may forget the room
@@ -144,7 +146,7 @@ impl Rooms {
         let room = self.room_for(&mut dir, &spelling);
         // As the room will be shown: in its creator's spelling while it has
         // members (`#lobby` always), else the mover's, who creates it.
-        let shown = if target_busy {
+        let shown = if target_here {
             room.name()
         } else {
             format!("#{spelling}").into()
@@ -188,6 +190,21 @@ impl Rooms {
         ));
         self.remove_locked(&mut dir, too_slow(slow));
         Moved::To(room)
+    }
+
+    /// Rooms other than `#lobby` with members (`#lobby` always counts):
+    /// this server's, and those with members only on other servers as the
+    /// log last counted them (a cluster: its last heartbeat, about a
+    /// second old; two servers creating rooms within it may each take the
+    /// last place).
+    fn busy(&self, dir: &Directory) -> usize {
+        let elsewhere = self
+            .log
+            .busy_elsewhere()
+            .iter()
+            .filter(|key| key.as_str() != LOBBY && !has_members(dir, key))
+            .count();
+        dir.busy + elsewhere
     }
 
     /// What room `key`'s first local member will need from the log, loaded
@@ -321,4 +338,11 @@ impl Rooms {
             }
         }
     }
+}
+
+/// Whether room `key` has members on this server (directory lock held).
+fn has_members(dir: &Directory, key: &str) -> bool {
+    dir.rooms
+        .get(key)
+        .is_some_and(|r| !r.inner.lock().members.is_empty())
 }

@@ -246,3 +246,81 @@ fn a_client_leaving_as_the_server_stops_keeps_its_name_for_the_stop() {
     assert_eq!(names.holder(&alice.name), Some(alice.peer.id));
     assert_eq!(names.holder(&bob.name), None);
 }
+
+/// The in-process log, but with members on "other servers": fixed counts
+/// by room, as a cluster's last heartbeat would give them.
+struct Beat {
+    embedded: Embedded,
+    others: std::collections::HashMap<String, usize>,
+}
+
+impl Log for Beat {
+    fn server(&self) -> log::ServerId {
+        1
+    }
+
+    fn open(&self, key: &str) -> Box<dyn log::RoomLog> {
+        self.embedded.open(key)
+    }
+
+    fn watch(&self, _key: &str, _local: bool, _prepared: Option<log::Prepared>) {}
+
+    fn elsewhere(&self, key: &str) -> usize {
+        self.others.get(key).copied().unwrap_or(0)
+    }
+
+    fn busy_elsewhere(&self) -> Vec<String> {
+        self.others.keys().cloned().collect()
+    }
+}
+
+/// Rooms on a [`Beat`] log counting `others`, `--max-rooms` `max`.
+fn beat(others: &[(&str, usize)], max: usize) -> Rooms {
+    let writers = Writers::start(1, Limits::new(16, 1 << 20, 64)).expect("start a flusher");
+    Rooms::new(
+        Fanout::new(writers, None, None),
+        Box::new(Beat {
+            embedded: Embedded::new(20),
+            others: others.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+        }),
+        Box::new(names::LocalNames::default()),
+        max,
+        Arc::new(crate::shutdown::Shutdown::new()),
+    )
+}
+
+/// Defect (review): `--max-rooms` counted this server's rooms only. A room
+/// with members on another server is one of the rooms with members: a
+/// `/join` that would create one more past the limit is refused, and one
+/// into that room creates nothing, so it goes in.
+#[test]
+fn rooms_with_members_elsewhere_count_for_max_rooms() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let rooms = beat(&[("lobby", 2), ("x", 1)], 2);
+    let (stream, _end) = socket(&listener);
+    let bea = rooms.enter(stream).expect("enter");
+    assert!(matches!(rooms.move_to(bea.peer.id, "y"), Moved::Full(2)));
+    assert!(matches!(rooms.move_to(bea.peer.id, "X"), Moved::To(_)));
+    // In #x with a member elsewhere, back to #lobby and there again: the
+    // count stays two (#x counted once, here and elsewhere).
+    assert!(matches!(rooms.move_to(bea.peer.id, "lobby"), Moved::To(_)));
+    assert!(matches!(rooms.move_to(bea.peer.id, "x"), Moved::To(_)));
+}
+
+/// A client alone here in a room that has members elsewhere may not
+/// create one more past the limit: its room does not empty as it goes.
+/// Alone in a room with no one elsewhere, it may (the room empties).
+#[test]
+fn leaving_a_room_with_members_elsewhere_frees_no_place() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let rooms = beat(&[("x", 1)], 2);
+    let (stream, _end) = socket(&listener);
+    let bea = rooms.enter(stream).expect("enter");
+    assert!(matches!(rooms.move_to(bea.peer.id, "x"), Moved::To(_)));
+    assert!(matches!(rooms.move_to(bea.peer.id, "y"), Moved::Full(2)));
+    let rooms = beat(&[], 2);
+    let (stream, _end) = socket(&listener);
+    let bea = rooms.enter(stream).expect("enter");
+    assert!(matches!(rooms.move_to(bea.peer.id, "x"), Moved::To(_)));
+    assert!(matches!(rooms.move_to(bea.peer.id, "y"), Moved::To(_)));
+}
