@@ -35,6 +35,12 @@ use crate::error::{words, Failure, Result};
 /// server on the other side of the world, short enough to feel immediate.
 pub const LINGER: Duration = Duration::from_secs(1);
 
+/// Most bytes of stdin held at once: a longer line is read and sent in
+/// pieces of this size, so the writer's memory is bounded whatever the
+/// length of a line. 64 KiB: a few socket writes' worth, large enough
+/// that a long line costs few system calls.
+pub const LINE_PIECE: usize = 64 * 1024;
+
 /// Bytes read from the socket at once; lines are printed as they arrive,
 /// whatever their length, so this only sets how often we call `read`.
 const READ_CHUNK: usize = 8 * 1024;
@@ -240,6 +246,11 @@ fn read_password(file: &std::path::Path) -> Result<String> {
 /// a server with a password reads nothing else before it), then each line
 /// typed, as typed, until `EXIT` or the end of stdin. Dropping `half` closes
 /// our sending side, so the server sees end of stream on every way out.
+///
+/// A line goes out in pieces of at most [`LINE_PIECE`] bytes, each sent as
+/// soon as it is read, so memory does not grow with the length of a line
+/// (`head -c 400M /dev/zero | chat-client ...` is one line). Only a piece
+/// that starts a line can be `EXIT`: the rest of a long line is text.
 fn write_loop(mut half: WriteHalf, password: Option<String>, name: Option<String>) -> Event {
     if let Some(password) = password {
         if let Err(err) = half.0.write_all(format!("/pass {password}\n").as_bytes()) {
@@ -252,18 +263,26 @@ fn write_loop(mut half: WriteHalf, password: Option<String>, name: Option<String
         }
     }
     let mut input = io::stdin().lock();
-    let mut line = Vec::new();
+    let mut piece = Vec::with_capacity(LINE_PIECE);
+    let mut starts_line = true;
     loop {
-        line.clear();
-        match input.read_until(b'\n', &mut line) {
+        piece.clear();
+        // `read_until` stops at a LF, at the end of stdin, or after
+        // LINE_PIECE bytes; so a piece without a LF that is short enough to
+        // be `EXIT` is the end of stdin, exactly as a whole-line read saw it.
+        match (&mut input)
+            .take(LINE_PIECE as u64)
+            .read_until(b'\n', &mut piece)
+        {
             // A stdin that fails to read (a vanished terminal) has ended too.
             Ok(0) | Err(_) => return Event::InputDone,
             Ok(_) => {}
         }
-        if chat_common::stop::is_exit(&line) {
+        if starts_line && chat_common::stop::is_exit(&piece) {
             return Event::Exit;
         }
-        if let Err(err) = half.0.write_all(&line) {
+        starts_line = piece.last() == Some(&b'\n');
+        if let Err(err) = half.0.write_all(&piece) {
             return Event::WriteFailed(err);
         }
     }

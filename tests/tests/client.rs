@@ -402,6 +402,36 @@ impl LateResponder {
     }
 }
 
+/// The length of the one long line the memory tests pipe in: 48 MiB, far
+/// more than the client may hold at once, few enough to pipe in a second.
+const LONG_LINE: usize = 48 << 20;
+
+/// The peak resident memory a client may reach while a [`LONG_LINE`] goes
+/// through it: a few MiB of program and buffers, well below the line.
+const PEAK_KIB: u64 = 16 * 1024;
+
+/// Writes a [`LONG_LINE`] of `x` (no LF) on `stdin`, then `then`, on a
+/// thread; hands `stdin` back, still open, once all is written.
+fn feed_long_line(mut stdin: ChildStdin, then: &'static [u8]) -> thread::JoinHandle<ChildStdin> {
+    thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..LONG_LINE / chunk.len() {
+            // The client may have died (a failing test): stop feeding it.
+            if stdin.write_all(&chunk).is_err() {
+                return stdin;
+            }
+        }
+        let _ = stdin.write_all(then);
+        stdin
+    })
+}
+
+/// The client's peak resident memory so far (`VmHWM`), in KiB; it must
+/// still be running.
+fn peak_kib(client: &ClientProc) -> u64 {
+    chat_tests::proc_status(client.child.id(), "VmHWM")
+}
+
 /// A port on 127.0.0.1 where nothing listens: bound but not listening, so
 /// a connection is refused and no other test can take the port while the
 /// returned socket lives.
@@ -692,6 +722,39 @@ fn ipv6_address_with_or_without_brackets() {
     }
 }
 
+/// A piped line of 48 MiB without LF is sent in pieces as it is read: the
+/// server gets every byte while the client's peak memory stays a fraction
+/// of the line (it held the whole line before sending it: 400 MB of input,
+/// 402 MB resident).
+#[test]
+fn a_long_line_is_sent_in_bounded_memory() {
+    let peer = Peer::bind();
+    let mut client = ClientProc::connect(peer.addr(), &[]);
+    let mut conn = peer.accept(&client);
+    let feeder = feed_long_line(client.stdin.take().expect("piped"), b"");
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0;
+    while got < LONG_LINE {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => panic!("after {got} bytes: {e}; stderr:\n{}", client.stderr()),
+        }
+    }
+    assert_eq!(got, LONG_LINE);
+    // Closes the client's stdin: it half-closes.
+    drop(feeder.join().expect("feeder"));
+    assert_eq!(read_to_eof(&mut conn), "");
+    // The client half-closed and waits for us to close: still running.
+    let peak = peak_kib(&client);
+    assert!(
+        peak < PEAK_KIB,
+        "peak {peak} KiB for a {LONG_LINE}-byte line"
+    );
+    drop(conn);
+    client.expect_exit(0);
+}
+
 // ---- UDP ----
 
 /// `--udp`: each line is one datagram (no LF), each reply is printed, and a
@@ -765,6 +828,33 @@ fn udp_late_reply_during_the_next_wait_is_not_its_answer() {
     assert_eq!(stdout, ["reply-to-two", "reply-to-three"], "{stderr}");
     assert_timed_out_then_late(&stderr);
     server.sent.try_recv().expect("the held reply was sent");
+}
+
+/// `--udp` with a piped line of 48 MiB: it gets the too-long note and is
+/// skipped as it is read, so the client's peak memory stays a fraction of
+/// the line, and the next line is sent and answered as usual.
+#[test]
+fn udp_a_long_line_is_skipped_in_bounded_memory() {
+    let (addr, got) = udp_echo();
+    let mut client = ClientProc::connect(addr, &["--udp"]);
+    let feeder = feed_long_line(client.stdin.take().expect("piped"), b"\nafter\n");
+    assert_eq!(client.line(), "after");
+    let peak = peak_kib(&client);
+    assert!(
+        peak < PEAK_KIB,
+        "peak {peak} KiB for a {LONG_LINE}-byte line"
+    );
+    drop(feeder.join().expect("feeder"));
+    client.expect_exit(0);
+    let stderr = client.final_stderr();
+    assert_eq!(
+        one_line(&stderr),
+        format!(
+            "chat-client: line 1 not sent: {LONG_LINE} bytes do not fit in one datagram (at most 65507)"
+        )
+    );
+    assert_eq!(got.recv_timeout(TIMEOUT).expect("a datagram"), b"after");
+    assert!(got.try_recv().is_err(), "only `after` was sent");
 }
 
 // ---- against the real chat-server ----
