@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::address::Target;
+use crate::tcp::MAX_PASSWORD_LINE;
 
 /// How long one connect attempt, or one wait for a UDP reply, may take
 /// unless `--timeout` says otherwise. Long enough for a far server, short
@@ -243,8 +244,9 @@ Options:
                       [default: none, the server's guest-N]
       --password-file FILE
                       send /pass with the first line of FILE before
-                      anything else, for a server that asks for a password
-                      [default: none]
+                      anything else, for a server that asks for a password;
+                      FILE must be a regular file, its first line at most
+                      {MAX_PASSWORD_LINE} bytes [default: none]
       --udp           send each line as one UDP datagram and print the reply
                       [default: off, TCP]
       --timeout SECS  limit on each connect attempt and each UDP reply wait,

@@ -41,6 +41,11 @@ pub const LINGER: Duration = Duration::from_secs(1);
 /// that a long line costs few system calls.
 pub const LINE_PIECE: usize = 64 * 1024;
 
+/// Longest first line of a `--password-file` read, line end excluded. A
+/// password is a few dozen bytes; the bound keeps a wrong FILE (a log, a
+/// disk image) from being read whole, and from being sent to the server.
+pub const MAX_PASSWORD_LINE: usize = 4 * 1024;
+
 /// Bytes read from the socket at once; lines are printed as they arrive,
 /// whatever their length, so this only sets how often we call `read`.
 const READ_CHUNK: usize = 8 * 1024;
@@ -226,6 +231,13 @@ fn print(bytes: &[u8]) -> io::Result<()> {
 /// The first line of the password file, without surrounding whitespace (the
 /// server trims its own the same way). Errors name the file, never show
 /// its contents.
+///
+/// A path may name anything, so it is checked before it is opened: only a
+/// regular file is read (opening a FIFO would wait for a writer forever,
+/// and `/dev/zero` never ends), and only its first line, of at most
+/// [`MAX_PASSWORD_LINE`] bytes. std cannot open without blocking
+/// (`O_NONBLOCK` needs libc), so a path swapped for a FIFO between the
+/// check and the open could still wait; what was opened is checked again.
 fn read_password(file: &std::path::Path) -> Result<String> {
     let unreadable = |why: String| {
         Failure::new(format!(
@@ -233,13 +245,34 @@ fn read_password(file: &std::path::Path) -> Result<String> {
             file.display()
         ))
     };
-    let bytes = std::fs::read(file).map_err(|err| unreadable(chat_common::plain::plain(&err)))?;
-    let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8".into()))?;
-    let first = text.lines().next().unwrap_or("").trim();
-    if first.is_empty() {
+    let plain = |err: io::Error| unreadable(chat_common::plain::plain(&err));
+    if !std::fs::metadata(file).map_err(plain)?.is_file() {
+        return Err(unreadable("not a regular file".into()));
+    }
+    let opened = std::fs::File::open(file).map_err(plain)?;
+    if !opened.metadata().map_err(plain)?.is_file() {
+        return Err(unreadable("not a regular file".into()));
+    }
+    // Room for the longest line and its CR LF: a longer first line reads
+    // as at least MAX_PASSWORD_LINE + 1 bytes once its line end is off.
+    let room = MAX_PASSWORD_LINE + 2;
+    let mut first = Vec::with_capacity(room);
+    io::BufReader::new(opened)
+        .take(room as u64)
+        .read_until(b'\n', &mut first)
+        .map_err(plain)?;
+    let line = chat_common::stop::without_line_end(&first);
+    if line.len() > MAX_PASSWORD_LINE {
+        return Err(unreadable(format!(
+            "its first line is longer than {MAX_PASSWORD_LINE} bytes"
+        )));
+    }
+    let text = std::str::from_utf8(line).map_err(|_| unreadable("not UTF-8".into()))?;
+    let password = text.trim();
+    if password.is_empty() {
         return Err(unreadable("its first line is empty".into()));
     }
-    Ok(first.to_string())
+    Ok(password.to_string())
 }
 
 /// Sends `/pass PASSWORD` and `/nick NAME` if asked (the password first:
@@ -336,6 +369,63 @@ pub fn secs(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first line only, trimmed, CR LF or not, up to the bound; a
+    /// longer one, an empty one, or a path that is not a regular file is
+    /// refused with a line that names the file and never shows its text.
+    #[test]
+    fn password_is_the_bounded_first_line_of_a_regular_file() {
+        let dir = std::env::temp_dir().join(format!("chat-client-pw-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let longest = "p".repeat(MAX_PASSWORD_LINE);
+        let cases = [
+            (
+                write("crlf", b"  secret \r\nmore\n"),
+                Ok("secret".to_string()),
+            ),
+            (write("no-lf", b"secret"), Ok("secret".to_string())),
+            (
+                write("max", format!("{longest}\r\n").as_bytes()),
+                Ok(longest.clone()),
+            ),
+            (write("max-eof", longest.as_bytes()), Ok(longest.clone())),
+            (
+                write("over", format!("{longest}q\n").as_bytes()),
+                Err("longer than"),
+            ),
+            (
+                write("over-eof", format!("{longest}qq").as_bytes()),
+                Err("longer than"),
+            ),
+            (write("empty", b" \nsecret\n"), Err("first line is empty")),
+            (dir.clone(), Err("not a regular file")),
+            (
+                std::path::PathBuf::from("/dev/null"),
+                Err("not a regular file"),
+            ),
+        ];
+        let results: Vec<_> = cases
+            .iter()
+            .map(|(path, _)| read_password(path).map_err(|e| e.to_string()))
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        for ((path, want), got) in cases.iter().zip(results) {
+            match (want, got) {
+                (Ok(want), Ok(got)) => assert_eq!(&got, want, "{}", path.display()),
+                (Err(want), Err(got)) => {
+                    assert!(got.contains(want), "{}: {got}", path.display());
+                    assert!(!got.contains("ppp"), "{got}");
+                }
+                (want, got) => panic!("{}: want {want:?}, got {got:?}", path.display()),
+            }
+        }
+    }
 
     #[test]
     fn durations_read_plainly() {

@@ -16,7 +16,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chat_tests::labs::Scratch;
 use chat_tests::{bin, wait_timeout, welcome_name, Captured, Server, TIMEOUT};
+use nix::sys::stat::Mode;
 
 /// A running `chat-client` with piped stdin, stdout and stderr; killed and
 /// reaped on drop, so a failing test leaves no process behind.
@@ -684,6 +686,60 @@ fn refused_port_is_exit_1() {
     let line = one_line(&stderr);
     assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
     assert!(line.contains("refused"), "{line}");
+}
+
+/// `--password-file` naming a FIFO with no writer, or a device, is refused
+/// at once: one line naming the file, exit 1, before connecting (opening the
+/// FIFO waited for a writer forever; a device was read whole, `/dev/zero`
+/// until 1.7 GB: not tried here, so that a regression cannot eat memory).
+#[test]
+fn password_file_must_be_a_regular_file() {
+    let dir = Scratch::new("client-password");
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).expect("mkfifo");
+    let fifo = fifo.to_str().expect("UTF-8 path").to_string();
+    let peer = Peer::bind();
+    let port = peer.addr().port().to_string();
+    for file in [fifo.as_str(), "/dev/null"] {
+        let args = ["--password-file", file, "127.0.0.1", &port];
+        let (code, stdout, stderr) = run(&args, b"");
+        assert_eq!(code, Some(1), "{file}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout:?}");
+        assert_eq!(
+            one_line(&stderr),
+            format!("chat-client: cannot use the password file {file}: not a regular file")
+        );
+    }
+    assert!(
+        matches!(peer.listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "the client connected"
+    );
+}
+
+/// A password file whose first line is over 4 KiB is refused with one
+/// line, exit 1, before connecting (its later lines are never read).
+#[test]
+fn password_file_first_line_is_bounded() {
+    let dir = Scratch::new("client-password");
+    let mut text = vec![b'p'; 4097];
+    text.push(b'\n');
+    let file = dir.file("long.txt", &text);
+    let file = file.to_str().expect("UTF-8 path");
+    let peer = Peer::bind();
+    let port = peer.addr().port().to_string();
+    let (code, stdout, stderr) = run(&["--password-file", file, "127.0.0.1", &port], b"");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout:?}");
+    assert_eq!(
+        one_line(&stderr),
+        format!(
+            "chat-client: cannot use the password file {file}: its first line is longer than 4096 bytes"
+        )
+    );
+    assert!(
+        matches!(peer.listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "the client connected"
+    );
 }
 
 /// A name that does not resolve: one line naming host:port, exit 1.
