@@ -20,6 +20,12 @@ use crate::tcp::MAX_PASSWORD_LINE;
 /// enough that a wrong address does not look like a hang.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 5;
 
+/// The longest `--timeout`: one day. Longer waits mean nothing to a person
+/// at a terminal, and the bound is what lets a wait's deadline be
+/// `Instant::now() + timeout`: an unbounded one (`--timeout 1e19`) overflowed
+/// the instant and panicked.
+pub const MAX_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+
 /// The synopsis, shown by `--help` and at the end of every usage error.
 pub const USAGE: &str = "chat-client [OPTIONS] HOST PORT";
 
@@ -47,7 +53,8 @@ pub struct Options {
     /// `--udp`: one datagram per line instead of a TCP connection.
     pub udp: bool,
     /// `--timeout`: bound on each connect attempt and each UDP reply wait;
-    /// never zero (a zero socket timeout is an error in std).
+    /// never zero (a zero socket timeout is an error in std), at most
+    /// [`MAX_TIMEOUT_SECS`] (so it can be added to an `Instant`).
     pub timeout: Duration,
 }
 
@@ -190,7 +197,8 @@ fn parse_port(text: &str) -> Result<u16, Usage> {
     }
 }
 
-/// SECS: a positive number of seconds, fractions allowed (`0.5`).
+/// SECS: a positive number of seconds, fractions allowed (`0.5`), at most
+/// [`MAX_TIMEOUT_SECS`].
 fn parse_timeout(text: &str) -> Result<Duration, Usage> {
     let bad = || {
         Usage(format!(
@@ -200,6 +208,11 @@ fn parse_timeout(text: &str) -> Result<Duration, Usage> {
     let secs: f64 = text.parse().map_err(|_| bad())?;
     if !secs.is_finite() || secs <= 0.0 {
         return Err(bad());
+    }
+    if secs > MAX_TIMEOUT_SECS as f64 {
+        return Err(Usage(format!(
+            "invalid --timeout '{text}': at most {MAX_TIMEOUT_SECS} seconds (one day)"
+        )));
     }
     let timeout = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
     if timeout.is_zero() {
@@ -250,7 +263,8 @@ Options:
       --udp           send each line as one UDP datagram and print the reply
                       [default: off, TCP]
       --timeout SECS  limit on each connect attempt and each UDP reply wait,
-                      fractions allowed [default: {DEFAULT_TIMEOUT_SECS}]
+                      fractions allowed, at most {MAX_TIMEOUT_SECS} (one day)
+                      [default: {DEFAULT_TIMEOUT_SECS}]
   -h, --help          print this help and exit
   -V, --version       print the version and exit
 
@@ -302,6 +316,15 @@ mod tests {
         assert!(o.udp);
     }
 
+    /// One day is the longest timeout: it is taken, a hair more is not.
+    #[test]
+    fn timeout_is_at_most_a_day() {
+        let o = options(&["--timeout", "86400", "h", "9"]);
+        assert_eq!(o.timeout, Duration::from_secs(MAX_TIMEOUT_SECS));
+        let err = run(&["--timeout", "1e19", "h", "9"]).unwrap_err();
+        assert!(err.to_string().contains("at most 86400 seconds"), "{err}");
+    }
+
     #[test]
     fn help_and_version_win() {
         assert_eq!(run(&["--help"]), Ok(Parsed::Help));
@@ -324,6 +347,9 @@ mod tests {
             &["--timeout", "0", "host", "1"],
             &["--timeout", "-1", "host", "1"],
             &["--timeout", "nan", "host", "1"],
+            &["--timeout", "86400.001", "host", "1"],
+            &["--timeout", "1e19", "--udp", "host", "1"],
+            &["--timeout", "inf", "host", "1"],
             &["--name", "a b", "host", "1"],
             &["--name", "a", "--name", "b", "host", "1"],
             &["--udp", "--name", "a", "host", "1"],

@@ -24,7 +24,7 @@ use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::address::{summarize, Target};
 use crate::args::Options;
@@ -182,10 +182,7 @@ fn wait(target: &Target, verdicts: &Receiver<Event>) -> Result<()> {
 
 /// The next event within `limit`, if any.
 fn next_within(verdicts: &Receiver<Event>, limit: Duration) -> Option<Event> {
-    let deadline = Instant::now() + limit;
-    verdicts
-        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        .ok()
+    verdicts.recv_timeout(limit).ok()
 }
 
 /// The line for a connection that broke after it was made.

@@ -246,7 +246,11 @@ impl<'a> Link<'a> {
 
 /// Waits at most `timeout` for the server's datagram on `socket`; `None`
 /// when none came. A datagram from anyone else (one queued before the
-/// socket was connected) is skipped, not taken for the reply.
+/// socket was connected) is skipped, not taken for the reply. `timeout` is
+/// `--timeout`, at most [`MAX_TIMEOUT_SECS`], so its deadline is an
+/// `Instant` far from overflow.
+///
+/// [`MAX_TIMEOUT_SECS`]: crate::args::MAX_TIMEOUT_SECS
 fn receive(
     socket: &UdpSocket,
     server: SocketAddr,

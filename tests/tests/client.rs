@@ -515,6 +515,29 @@ fn usage_errors_exit_2_with_one_line() {
     }
 }
 
+/// `--timeout` over one day is a usage error, exit 2, before anything is
+/// sent (`--udp --timeout 1e19` overflowed its reply deadline: a panic,
+/// exit 101).
+#[test]
+fn timeout_over_a_day_is_a_usage_error() {
+    let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind udp");
+    silent.set_nonblocking(true).expect("nonblocking");
+    let port = silent.local_addr().expect("local addr").port().to_string();
+    for timeout in ["1e19", "86401"] {
+        let args = ["--udp", "--timeout", timeout, "127.0.0.1", &port];
+        let (code, stdout, stderr) = run(&args, b"hi\n");
+        assert_eq!(code, Some(2), "{timeout}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout:?}");
+        let line = one_line(&stderr);
+        assert!(line.contains("at most 86400 seconds"), "{line}");
+    }
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(silent.recv_from(&mut buf), Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "a datagram was sent"
+    );
+}
+
 /// The dependency tree of chat-client is chat-common and nothing else.
 #[test]
 fn cargo_tree_shows_only_chat_common() {
