@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::address::{summarize, Target};
 use crate::args::Options;
-use crate::error::{words, Failure, Result};
+use crate::error::{stdout_failure, words, Failure, Result};
 
 /// How long we wait, after `EXIT` or a failed write, for the server to close
 /// its side or for the reader to say what went wrong. Long enough for a
@@ -150,12 +150,7 @@ fn wait(target: &Target, verdicts: &Receiver<Event>) -> Result<()> {
                 return Ok(());
             }
             Event::ReadFailed(err) => return Err(lost(target, &err)),
-            Event::OutputFailed(err) => {
-                return Err(Failure::new(format!(
-                    "cannot print to stdout: {}",
-                    words(&err)
-                )))
-            }
+            Event::OutputFailed(err) => return Err(stdout_failure(&err)),
             Event::InputDone => continue,
             Event::Exit => {
                 // The reader prints the replies still coming until the

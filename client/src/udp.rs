@@ -24,7 +24,7 @@ use chat_common::datagram::MAX_DATAGRAM;
 
 use crate::address::{summarize, Target};
 use crate::args::Options;
-use crate::error::{words, Failure, Result};
+use crate::error::{stdout_failure, words, Failure, Result};
 use crate::late::{same_peer, Late};
 use crate::tcp::secs;
 
@@ -288,7 +288,7 @@ fn print(reply: &[u8]) -> Result<()> {
         .write_all(reply)
         .and_then(|()| stdout.write_all(end))
         .and_then(|()| stdout.flush())
-        .map_err(|err| Failure::new(format!("cannot print to stdout: {}", words(&err))))
+        .map_err(|err| stdout_failure(&err))
 }
 
 /// A socket of the right family on a fresh local port, connected to `addr`.

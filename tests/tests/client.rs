@@ -42,6 +42,16 @@ impl ClientProc {
     }
 
     fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> ClientProc {
+        ClientProc::start(args, env, true)
+    }
+
+    /// Starts `chat-client ARGS` with its stdout a pipe whose reading end
+    /// is closed at once, as `| head -c 10` closes it once it has its bytes.
+    fn spawn_stdout_closed(args: &[&str]) -> ClientProc {
+        ClientProc::start(args, &[], false)
+    }
+
+    fn start(args: &[&str], env: &[(&str, &str)], read_stdout: bool) -> ClientProc {
         let mut child = Command::new(bin("chat-client"))
             .args(args)
             .envs(env.iter().copied())
@@ -51,7 +61,14 @@ impl ClientProc {
             .spawn()
             .expect("spawn chat-client");
         let (tx, stdout) = mpsc::channel();
-        Captured::drain(child.stdout.take().expect("piped"), Some(tx));
+        let pipe = child.stdout.take().expect("piped");
+        if read_stdout {
+            Captured::drain(pipe, Some(tx));
+        } else {
+            // Closes the reading end: the client's writes fail (EPIPE), and
+            // `stdout` is disconnected at once (no line will come).
+            drop((pipe, tx));
+        }
         let (tx, stderr_done) = mpsc::channel();
         let stderr = Captured::drain(child.stderr.take().expect("piped"), Some(tx));
         ClientProc {
@@ -679,6 +696,23 @@ fn name_option_sends_nick_first() {
     client.expect_exit(0);
 }
 
+/// A stdout nobody reads (`chat-client ... | head -c 10` once head is
+/// done) is one line saying so, exit 1; it is not blamed on the server
+/// (it said "the server is no longer reading (broken pipe)").
+#[test]
+fn closed_stdout_is_not_blamed_on_the_server() {
+    let peer = Peer::bind();
+    let port = peer.addr().port().to_string();
+    let mut client = ClientProc::spawn_stdout_closed(&["127.0.0.1", &port]);
+    let mut conn = peer.accept(&client);
+    conn.write_all(b"hello\n").expect("write");
+    client.expect_exit(1);
+    assert_eq!(
+        one_line(&client.final_stderr()),
+        "chat-client: cannot print to stdout: nothing is reading it (broken pipe)"
+    );
+}
+
 /// A connection reset by the server is one line naming host:port, exit 1.
 #[test]
 fn reset_by_server_is_exit_1() {
@@ -856,6 +890,21 @@ fn udp_prints_replies_and_notes_a_lost_one() {
     assert_eq!(
         payloads,
         [&b"one"[..], b"drop", b"", b"two"].map(<[u8]>::to_vec)
+    );
+}
+
+/// `--udp` with a stdout nobody reads: the reply cannot be printed, one
+/// line says so without blaming the server, exit 1.
+#[test]
+fn udp_closed_stdout_is_not_blamed_on_the_server() {
+    let (addr, _got) = udp_echo();
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let client = ClientProc::spawn_stdout_closed(&["--udp", &host, &port]);
+    let (code, _, stderr) = run_in(client, b"hi\n");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        one_line(&stderr),
+        "chat-client: cannot print to stdout: nothing is reading it (broken pipe)"
     );
 }
 
