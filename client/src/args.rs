@@ -143,10 +143,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Usage> 
         [host, port] => (host, port),
         [_, _, extra, ..] => return Err(Usage(format!("unexpected argument '{extra}'"))),
     };
-    if host.is_empty() {
+    let port = parse_port(port)?;
+    let target = Target::new(host, port);
+    // `[]` is empty too, once its brackets are off.
+    if target.host.is_empty() {
         return Err(Usage("HOST is empty".into()));
     }
-    let port = parse_port(port)?;
     if udp && name.is_some() {
         return Err(Usage(
             "--name has no meaning with --udp (there is no session to name)".into(),
@@ -158,7 +160,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Usage> 
         ));
     }
     Ok(Parsed::Run(Options {
-        target: Target::new(host, port),
+        target,
         name,
         password_file,
         udp,
@@ -358,6 +360,7 @@ mod tests {
             &["--password-file=", "host", "1"],
             &["host", "1", "--password-file"],
             &["", "1"],
+            &["[]", "1"],
         ] {
             let err = run(bad).expect_err(&format!("{bad:?} should fail"));
             let line = err.to_string();

@@ -814,6 +814,24 @@ fn unresolvable_host_is_exit_1() {
     assert!(line.contains("no-such-host.invalid:2000"), "{line}");
 }
 
+/// A HOST with a bracket but not its pair (`[::1`) is one line that names
+/// it as typed, exit 1; its bracket is not doubled (it said
+/// `cannot resolve [[::1]:2000`).
+#[test]
+fn unpaired_bracket_in_host_is_named_as_typed() {
+    let (code, stdout, stderr) = run_env(
+        &["[::1", "2000"],
+        &[("RES_OPTIONS", "timeout:1 attempts:1")],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    let line = one_line(&stderr);
+    assert!(
+        line.starts_with("chat-client: cannot resolve [::1:2000: "),
+        "{line}"
+    );
+}
+
 /// An IPv6 address works written `::1` and `[::1]` (skipped without IPv6).
 #[test]
 fn ipv6_address_with_or_without_brackets() {
