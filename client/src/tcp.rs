@@ -276,6 +276,13 @@ fn read_password(file: &std::path::Path) -> Result<String> {
 /// soon as it is read, so memory does not grow with the length of a line
 /// (`head -c 400M /dev/zero | chat-client ...` is one line). Only a piece
 /// that starts a line can be `EXIT`: the rest of a long line is text.
+///
+/// While the server does not read (its receive window is full), this thread
+/// is blocked in `write_all` and reads no stdin, so an `EXIT` or a Ctrl+D
+/// typed meanwhile takes effect only once that write completes (the server
+/// reads again, or the connection fails). The two-thread design leaves no
+/// thread to watch stdin during the write; Ctrl+C always ends the process
+/// at once.
 fn write_loop(mut half: WriteHalf, password: Option<String>, name: Option<String>) -> Event {
     if let Some(password) = password {
         if let Err(err) = half.0.write_all(format!("/pass {password}\n").as_bytes()) {
