@@ -44,6 +44,14 @@ impl Target {
         if let Ok(ip) = self.host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, self.port)]);
         }
+        // `[::1` or `::1]`: no name has a bracket, so there is nothing to
+        // ask DNS about.
+        if self.has_bracket() {
+            return Err(Failure::new(format!(
+                "cannot resolve {self}: {:?} is neither a name nor an address (a bracket without its pair)",
+                self.host
+            )));
+        }
         let addrs: Vec<SocketAddr> = match (self.host.as_str(), self.port).to_socket_addrs() {
             Ok(addrs) => addrs.collect(),
             Err(err) => {
@@ -65,12 +73,20 @@ impl Target {
         }
         Ok(addrs)
     }
+
+    /// Whether the host still has a bracket: one without its pair, as
+    /// [`Target::new`] takes off only a pair around the whole host.
+    fn has_bracket(&self) -> bool {
+        self.host.contains(['[', ']'])
+    }
 }
 
 impl fmt::Display for Target {
-    /// `host:port`, with brackets around an IPv6 address as in a URL.
+    /// `host:port`, with brackets around an IPv6 address as in a URL; a
+    /// host that still has a bracket (`[::1`) is shown as typed, not given
+    /// a second pair (`[[::1]:2000`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
+        if self.host.contains(':') && !self.has_bracket() {
             write!(f, "[{}]:{}", self.host, self.port)
         } else {
             write!(f, "{}:{}", self.host, self.port)
@@ -110,6 +126,22 @@ mod tests {
         assert_eq!(Target::new("[::1]", 7), Target::new("::1", 7));
         assert_eq!(Target::new("::1", 7).to_string(), "[::1]:7");
         assert_eq!(Target::new("lectura", 2000).to_string(), "lectura:2000");
+    }
+
+    /// A bracket without its pair is shown as typed, once, and refused
+    /// without asking DNS.
+    #[test]
+    fn an_unpaired_bracket_is_not_doubled() {
+        for (host, shown) in [("[::1", "[::1:2000"), ("::1]", "::1]:2000")] {
+            let target = Target::new(host, 2000);
+            assert_eq!(target.to_string(), shown);
+            let err = target.resolve().unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("cannot resolve {shown}: ")),
+                "{err}"
+            );
+            assert!(err.contains("bracket"), "{err}");
+        }
     }
 
     #[test]

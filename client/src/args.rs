@@ -13,11 +13,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::address::Target;
+use crate::tcp::MAX_PASSWORD_LINE;
 
 /// How long one connect attempt, or one wait for a UDP reply, may take
 /// unless `--timeout` says otherwise. Long enough for a far server, short
 /// enough that a wrong address does not look like a hang.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 5;
+
+/// The longest `--timeout`: one day. Longer waits mean nothing to a person
+/// at a terminal, and the bound is what lets a wait's deadline be
+/// `Instant::now() + timeout`: an unbounded one (`--timeout 1e19`) overflowed
+/// the instant and panicked.
+pub const MAX_TIMEOUT_SECS: u64 = 24 * 60 * 60;
 
 /// The synopsis, shown by `--help` and at the end of every usage error.
 pub const USAGE: &str = "chat-client [OPTIONS] HOST PORT";
@@ -46,7 +53,8 @@ pub struct Options {
     /// `--udp`: one datagram per line instead of a TCP connection.
     pub udp: bool,
     /// `--timeout`: bound on each connect attempt and each UDP reply wait;
-    /// never zero (a zero socket timeout is an error in std).
+    /// never zero (a zero socket timeout is an error in std), at most
+    /// [`MAX_TIMEOUT_SECS`] (so it can be added to an `Instant`).
     pub timeout: Duration,
 }
 
@@ -135,10 +143,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Usage> 
         [host, port] => (host, port),
         [_, _, extra, ..] => return Err(Usage(format!("unexpected argument '{extra}'"))),
     };
-    if host.is_empty() {
+    let port = parse_port(port)?;
+    let target = Target::new(host, port);
+    // `[]` is empty too, once its brackets are off.
+    if target.host.is_empty() {
         return Err(Usage("HOST is empty".into()));
     }
-    let port = parse_port(port)?;
     if udp && name.is_some() {
         return Err(Usage(
             "--name has no meaning with --udp (there is no session to name)".into(),
@@ -150,7 +160,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Usage> 
         ));
     }
     Ok(Parsed::Run(Options {
-        target: Target::new(host, port),
+        target,
         name,
         password_file,
         udp,
@@ -189,7 +199,8 @@ fn parse_port(text: &str) -> Result<u16, Usage> {
     }
 }
 
-/// SECS: a positive number of seconds, fractions allowed (`0.5`).
+/// SECS: a positive number of seconds, fractions allowed (`0.5`), at most
+/// [`MAX_TIMEOUT_SECS`].
 fn parse_timeout(text: &str) -> Result<Duration, Usage> {
     let bad = || {
         Usage(format!(
@@ -199,6 +210,11 @@ fn parse_timeout(text: &str) -> Result<Duration, Usage> {
     let secs: f64 = text.parse().map_err(|_| bad())?;
     if !secs.is_finite() || secs <= 0.0 {
         return Err(bad());
+    }
+    if secs > MAX_TIMEOUT_SECS as f64 {
+        return Err(Usage(format!(
+            "invalid --timeout '{text}': at most {MAX_TIMEOUT_SECS} seconds (one day)"
+        )));
     }
     let timeout = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
     if timeout.is_zero() {
@@ -243,12 +259,14 @@ Options:
                       [default: none, the server's guest-N]
       --password-file FILE
                       send /pass with the first line of FILE before
-                      anything else, for a server that asks for a password
-                      [default: none]
+                      anything else, for a server that asks for a password;
+                      FILE must be a regular file, its first line at most
+                      {MAX_PASSWORD_LINE} bytes [default: none]
       --udp           send each line as one UDP datagram and print the reply
                       [default: off, TCP]
       --timeout SECS  limit on each connect attempt and each UDP reply wait,
-                      fractions allowed [default: {DEFAULT_TIMEOUT_SECS}]
+                      fractions allowed, at most {MAX_TIMEOUT_SECS} (one day)
+                      [default: {DEFAULT_TIMEOUT_SECS}]
   -h, --help          print this help and exit
   -V, --version       print the version and exit
 
@@ -300,6 +318,15 @@ mod tests {
         assert!(o.udp);
     }
 
+    /// One day is the longest timeout: it is taken, a hair more is not.
+    #[test]
+    fn timeout_is_at_most_a_day() {
+        let o = options(&["--timeout", "86400", "h", "9"]);
+        assert_eq!(o.timeout, Duration::from_secs(MAX_TIMEOUT_SECS));
+        let err = run(&["--timeout", "1e19", "h", "9"]).unwrap_err();
+        assert!(err.to_string().contains("at most 86400 seconds"), "{err}");
+    }
+
     #[test]
     fn help_and_version_win() {
         assert_eq!(run(&["--help"]), Ok(Parsed::Help));
@@ -322,6 +349,9 @@ mod tests {
             &["--timeout", "0", "host", "1"],
             &["--timeout", "-1", "host", "1"],
             &["--timeout", "nan", "host", "1"],
+            &["--timeout", "86400.001", "host", "1"],
+            &["--timeout", "1e19", "--udp", "host", "1"],
+            &["--timeout", "inf", "host", "1"],
             &["--name", "a b", "host", "1"],
             &["--name", "a", "--name", "b", "host", "1"],
             &["--udp", "--name", "a", "host", "1"],
@@ -330,6 +360,7 @@ mod tests {
             &["--password-file=", "host", "1"],
             &["host", "1", "--password-file"],
             &["", "1"],
+            &["[]", "1"],
         ] {
             let err = run(bad).expect_err(&format!("{bad:?} should fail"));
             let line = err.to_string();

@@ -30,9 +30,21 @@ impl fmt::Display for Failure {
     }
 }
 
-/// What `err` means to someone at the client, in a few plain words: the
-/// common socket errors get a sentence of their own; anything else is the
-/// operating system's message in [`chat_common::plain`]'s words.
+/// The line for a failed write to our stdout. Its own words, not
+/// [`words`]': those are about the server, and a broken pipe here means
+/// whatever reads our output (`| head`) has gone, not the server.
+pub fn stdout_failure(err: &io::Error) -> Failure {
+    let why = match err.kind() {
+        ErrorKind::BrokenPipe => "nothing is reading it (broken pipe)".to_string(),
+        _ => chat_common::plain::plain(err),
+    };
+    Failure::new(format!("cannot print to stdout: {why}"))
+}
+
+/// What a socket error `err` means to someone at the client, in a few
+/// plain words: the common socket errors get a sentence of their own;
+/// anything else is the operating system's message in
+/// [`chat_common::plain`]'s words. Not for stdout: see [`stdout_failure`].
 pub fn words(err: &io::Error) -> String {
     let words = match err.kind() {
         ErrorKind::ConnectionRefused => "connection refused (nothing is listening on that port)",
@@ -55,6 +67,17 @@ mod tests {
     fn refused_is_said_plainly() {
         let err = io::Error::from(ErrorKind::ConnectionRefused);
         assert!(words(&err).starts_with("connection refused"));
+    }
+
+    /// A closed stdout is said to be ours, never the server's.
+    #[test]
+    fn a_closed_stdout_is_not_blamed_on_the_server() {
+        let err = io::Error::from(ErrorKind::BrokenPipe);
+        let said = stdout_failure(&err).to_string();
+        assert_eq!(
+            said,
+            "cannot print to stdout: nothing is reading it (broken pipe)"
+        );
     }
 
     #[test]

@@ -24,16 +24,27 @@ use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::address::{summarize, Target};
 use crate::args::Options;
-use crate::error::{words, Failure, Result};
+use crate::error::{stdout_failure, words, Failure, Result};
 
 /// How long we wait, after `EXIT` or a failed write, for the server to close
 /// its side or for the reader to say what went wrong. Long enough for a
 /// server on the other side of the world, short enough to feel immediate.
 pub const LINGER: Duration = Duration::from_secs(1);
+
+/// Most bytes of stdin held at once: a longer line is read and sent in
+/// pieces of this size, so the writer's memory is bounded whatever the
+/// length of a line. 64 KiB: a few socket writes' worth, large enough
+/// that a long line costs few system calls.
+pub const LINE_PIECE: usize = 64 * 1024;
+
+/// Longest first line of a `--password-file` read, line end excluded. A
+/// password is a few dozen bytes; the bound keeps a wrong FILE (a log, a
+/// disk image) from being read whole, and from being sent to the server.
+pub const MAX_PASSWORD_LINE: usize = 4 * 1024;
 
 /// Bytes read from the socket at once; lines are printed as they arrive,
 /// whatever their length, so this only sets how often we call `read`.
@@ -139,12 +150,7 @@ fn wait(target: &Target, verdicts: &Receiver<Event>) -> Result<()> {
                 return Ok(());
             }
             Event::ReadFailed(err) => return Err(lost(target, &err)),
-            Event::OutputFailed(err) => {
-                return Err(Failure::new(format!(
-                    "cannot print to stdout: {}",
-                    words(&err)
-                )))
-            }
+            Event::OutputFailed(err) => return Err(stdout_failure(&err)),
             Event::InputDone => continue,
             Event::Exit => {
                 // The reader prints the replies still coming until the
@@ -171,10 +177,7 @@ fn wait(target: &Target, verdicts: &Receiver<Event>) -> Result<()> {
 
 /// The next event within `limit`, if any.
 fn next_within(verdicts: &Receiver<Event>, limit: Duration) -> Option<Event> {
-    let deadline = Instant::now() + limit;
-    verdicts
-        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        .ok()
+    verdicts.recv_timeout(limit).ok()
 }
 
 /// The line for a connection that broke after it was made.
@@ -220,6 +223,13 @@ fn print(bytes: &[u8]) -> io::Result<()> {
 /// The first line of the password file, without surrounding whitespace (the
 /// server trims its own the same way). Errors name the file, never show
 /// its contents.
+///
+/// A path may name anything, so it is checked before it is opened: only a
+/// regular file is read (opening a FIFO would wait for a writer forever,
+/// and `/dev/zero` never ends), and only its first line, of at most
+/// [`MAX_PASSWORD_LINE`] bytes. std cannot open without blocking
+/// (`O_NONBLOCK` needs libc), so a path swapped for a FIFO between the
+/// check and the open could still wait; what was opened is checked again.
 fn read_password(file: &std::path::Path) -> Result<String> {
     let unreadable = |why: String| {
         Failure::new(format!(
@@ -227,19 +237,52 @@ fn read_password(file: &std::path::Path) -> Result<String> {
             file.display()
         ))
     };
-    let bytes = std::fs::read(file).map_err(|err| unreadable(chat_common::plain::plain(&err)))?;
-    let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8".into()))?;
-    let first = text.lines().next().unwrap_or("").trim();
-    if first.is_empty() {
+    let plain = |err: io::Error| unreadable(chat_common::plain::plain(&err));
+    if !std::fs::metadata(file).map_err(plain)?.is_file() {
+        return Err(unreadable("not a regular file".into()));
+    }
+    let opened = std::fs::File::open(file).map_err(plain)?;
+    if !opened.metadata().map_err(plain)?.is_file() {
+        return Err(unreadable("not a regular file".into()));
+    }
+    // Room for the longest line and its CR LF: a longer first line reads
+    // as at least MAX_PASSWORD_LINE + 1 bytes once its line end is off.
+    let room = MAX_PASSWORD_LINE + 2;
+    let mut first = Vec::with_capacity(room);
+    io::BufReader::new(opened)
+        .take(room as u64)
+        .read_until(b'\n', &mut first)
+        .map_err(plain)?;
+    let line = chat_common::stop::without_line_end(&first);
+    if line.len() > MAX_PASSWORD_LINE {
+        return Err(unreadable(format!(
+            "its first line is longer than {MAX_PASSWORD_LINE} bytes"
+        )));
+    }
+    let text = std::str::from_utf8(line).map_err(|_| unreadable("not UTF-8".into()))?;
+    let password = text.trim();
+    if password.is_empty() {
         return Err(unreadable("its first line is empty".into()));
     }
-    Ok(first.to_string())
+    Ok(password.to_string())
 }
 
 /// Sends `/pass PASSWORD` and `/nick NAME` if asked (the password first:
 /// a server with a password reads nothing else before it), then each line
 /// typed, as typed, until `EXIT` or the end of stdin. Dropping `half` closes
 /// our sending side, so the server sees end of stream on every way out.
+///
+/// A line goes out in pieces of at most [`LINE_PIECE`] bytes, each sent as
+/// soon as it is read, so memory does not grow with the length of a line
+/// (`head -c 400M /dev/zero | chat-client ...` is one line). Only a piece
+/// that starts a line can be `EXIT`: the rest of a long line is text.
+///
+/// While the server does not read (its receive window is full), this thread
+/// is blocked in `write_all` and reads no stdin, so an `EXIT` or a Ctrl+D
+/// typed meanwhile takes effect only once that write completes (the server
+/// reads again, or the connection fails). The two-thread design leaves no
+/// thread to watch stdin during the write; Ctrl+C always ends the process
+/// at once.
 fn write_loop(mut half: WriteHalf, password: Option<String>, name: Option<String>) -> Event {
     if let Some(password) = password {
         if let Err(err) = half.0.write_all(format!("/pass {password}\n").as_bytes()) {
@@ -252,18 +295,26 @@ fn write_loop(mut half: WriteHalf, password: Option<String>, name: Option<String
         }
     }
     let mut input = io::stdin().lock();
-    let mut line = Vec::new();
+    let mut piece = Vec::with_capacity(LINE_PIECE);
+    let mut starts_line = true;
     loop {
-        line.clear();
-        match input.read_until(b'\n', &mut line) {
+        piece.clear();
+        // `read_until` stops at a LF, at the end of stdin, or after
+        // LINE_PIECE bytes; so a piece without a LF that is short enough to
+        // be `EXIT` is the end of stdin, exactly as a whole-line read saw it.
+        match (&mut input)
+            .take(LINE_PIECE as u64)
+            .read_until(b'\n', &mut piece)
+        {
             // A stdin that fails to read (a vanished terminal) has ended too.
             Ok(0) | Err(_) => return Event::InputDone,
             Ok(_) => {}
         }
-        if chat_common::stop::is_exit(&line) {
+        if starts_line && chat_common::stop::is_exit(&piece) {
             return Event::Exit;
         }
-        if let Err(err) = half.0.write_all(&line) {
+        starts_line = piece.last() == Some(&b'\n');
+        if let Err(err) = half.0.write_all(&piece) {
             return Event::WriteFailed(err);
         }
     }
@@ -317,6 +368,63 @@ pub fn secs(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first line only, trimmed, CR LF or not, up to the bound; a
+    /// longer one, an empty one, or a path that is not a regular file is
+    /// refused with a line that names the file and never shows its text.
+    #[test]
+    fn password_is_the_bounded_first_line_of_a_regular_file() {
+        let dir = std::env::temp_dir().join(format!("chat-client-pw-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let longest = "p".repeat(MAX_PASSWORD_LINE);
+        let cases = [
+            (
+                write("crlf", b"  secret \r\nmore\n"),
+                Ok("secret".to_string()),
+            ),
+            (write("no-lf", b"secret"), Ok("secret".to_string())),
+            (
+                write("max", format!("{longest}\r\n").as_bytes()),
+                Ok(longest.clone()),
+            ),
+            (write("max-eof", longest.as_bytes()), Ok(longest.clone())),
+            (
+                write("over", format!("{longest}q\n").as_bytes()),
+                Err("longer than"),
+            ),
+            (
+                write("over-eof", format!("{longest}qq").as_bytes()),
+                Err("longer than"),
+            ),
+            (write("empty", b" \nsecret\n"), Err("first line is empty")),
+            (dir.clone(), Err("not a regular file")),
+            (
+                std::path::PathBuf::from("/dev/null"),
+                Err("not a regular file"),
+            ),
+        ];
+        let results: Vec<_> = cases
+            .iter()
+            .map(|(path, _)| read_password(path).map_err(|e| e.to_string()))
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        for ((path, want), got) in cases.iter().zip(results) {
+            match (want, got) {
+                (Ok(want), Ok(got)) => assert_eq!(&got, want, "{}", path.display()),
+                (Err(want), Err(got)) => {
+                    assert!(got.contains(want), "{}: {got}", path.display());
+                    assert!(!got.contains("ppp"), "{got}");
+                }
+                (want, got) => panic!("{}: want {want:?}, got {got:?}", path.display()),
+            }
+        }
+    }
 
     #[test]
     fn durations_read_plainly() {

@@ -16,7 +16,7 @@
 //! which is how we move on to the host's next address (`localhost` may be
 //! `::1` first while the server listens on IPv4 only).
 
-use std::io::{self, BufRead, ErrorKind, Write};
+use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use chat_common::datagram::MAX_DATAGRAM;
 
 use crate::address::{summarize, Target};
 use crate::args::Options;
-use crate::error::{words, Failure, Result};
+use crate::error::{stdout_failure, words, Failure, Result};
 use crate::late::{same_peer, Late};
 use crate::tcp::secs;
 
@@ -43,17 +43,22 @@ pub fn run(options: &Options) -> Result<()> {
     let addrs = options.target.resolve()?;
     let mut link = Link::open(&options.target, addrs, options.timeout)?;
     let mut input = io::stdin().lock();
-    let mut line = Vec::new();
+    let mut line = Vec::with_capacity(MAX_LINE_READ);
     let mut reply = vec![0u8; REPLY_BUF];
     let mut number = 0u64;
-    loop {
-        line.clear();
-        match input.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
+    // A stdin that fails to read (a vanished terminal) has ended too.
+    while let Ok(read) = read_line(&mut input, &mut line) {
+        let payload = match read {
+            Line::End => break,
+            Line::Whole => chat_common::stop::without_line_end(&line),
+            Line::TooLong(len) => {
+                number += 1;
+                link.late.drain(&mut reply);
+                note(&too_long_note(number, len));
+                continue;
+            }
+        };
         number += 1;
-        let payload = chat_common::stop::without_line_end(&line);
         if payload == chat_common::stop::EXIT.as_bytes() {
             break;
         }
@@ -61,6 +66,79 @@ pub fn run(options: &Options) -> Result<()> {
     }
     link.late.drain(&mut reply);
     Ok(())
+}
+
+/// Most bytes of one stdin line held at once: the largest datagram, and
+/// room for its CR LF. A longer line cannot be sent anyway, so the rest of
+/// it is skipped without being kept, and memory does not grow with the
+/// length of a line (`head -c 400M /dev/zero | chat-client --udp ...`).
+pub const MAX_LINE_READ: usize = MAX_DATAGRAM + 2;
+
+/// What [`read_line`] found.
+#[must_use]
+enum Line {
+    /// The end of stdin: no byte was left.
+    End,
+    /// A whole line is in the buffer, with its LF (none on a last line).
+    Whole,
+    /// A line over [`MAX_LINE_READ`] bytes, skipped up to and including its
+    /// LF; its length without the line end, as [`without_line_end`] counts.
+    ///
+    /// [`without_line_end`]: chat_common::stop::without_line_end
+    TooLong(u64),
+}
+
+/// Reads the next stdin line into `line` if it fits in [`MAX_LINE_READ`]
+/// bytes; else skips it, reading a buffer at a time, and gives its length.
+fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Line> {
+    line.clear();
+    let n = input
+        .by_ref()
+        .take(MAX_LINE_READ as u64)
+        .read_until(b'\n', line)?;
+    if n == 0 {
+        return Ok(Line::End);
+    }
+    if line.last() == Some(&b'\n') || n < MAX_LINE_READ {
+        return Ok(Line::Whole);
+    }
+    let mut len = n as u64;
+    // The last byte before the LF (or the end): a CR there is line end too.
+    let mut last = line.last().copied();
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                if at > 0 {
+                    last = Some(buf[at - 1]);
+                }
+                len += at as u64;
+                input.consume(at + 1);
+                break;
+            }
+            None => {
+                let skipped = buf.len();
+                last = buf.last().copied();
+                len += skipped as u64;
+                input.consume(skipped);
+            }
+        }
+    }
+    Ok(Line::TooLong(len - u64::from(last == Some(b'\r'))))
+}
+
+/// The note for a line that is not sent because no datagram can hold it.
+fn too_long_note(number: u64, len: u64) -> String {
+    format!(
+        "line {number} not sent: {len} bytes do not fit in one datagram (at most {MAX_DATAGRAM})"
+    )
 }
 
 /// Where the datagrams go, and the lines still waiting for a late reply.
@@ -119,10 +197,7 @@ impl<'a> Link<'a> {
         let target = self.target;
         self.late.drain(reply);
         if payload.len() > MAX_DATAGRAM {
-            note(&format!(
-                "line {number} not sent: {} bytes do not fit in one datagram (at most {MAX_DATAGRAM})",
-                payload.len()
-            ));
+            note(&too_long_note(number, payload.len() as u64));
             return Ok(());
         }
         loop {
@@ -171,7 +246,11 @@ impl<'a> Link<'a> {
 
 /// Waits at most `timeout` for the server's datagram on `socket`; `None`
 /// when none came. A datagram from anyone else (one queued before the
-/// socket was connected) is skipped, not taken for the reply.
+/// socket was connected) is skipped, not taken for the reply. `timeout` is
+/// `--timeout`, at most [`MAX_TIMEOUT_SECS`], so its deadline is an
+/// `Instant` far from overflow.
+///
+/// [`MAX_TIMEOUT_SECS`]: crate::args::MAX_TIMEOUT_SECS
 fn receive(
     socket: &UdpSocket,
     server: SocketAddr,
@@ -209,7 +288,7 @@ fn print(reply: &[u8]) -> Result<()> {
         .write_all(reply)
         .and_then(|()| stdout.write_all(end))
         .and_then(|()| stdout.flush())
-        .map_err(|err| Failure::new(format!("cannot print to stdout: {}", words(&err))))
+        .map_err(|err| stdout_failure(&err))
 }
 
 /// A socket of the right family on a fresh local port, connected to `addr`.
@@ -233,4 +312,47 @@ fn refused_note(number: u64, target: &Target) -> String {
 /// One line on stderr that does not end the session.
 fn note(text: &str) {
     eprintln!("chat-client: {text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufReader, Cursor};
+
+    /// A line too long for a datagram is skipped up to its LF, through a
+    /// buffer smaller than the line, and counted without its CR LF; the
+    /// lines around it read as usual.
+    #[test]
+    fn a_too_long_line_is_skipped_and_counted() {
+        let mut input = b"short\n".to_vec();
+        input.extend(vec![b'x'; MAX_LINE_READ + 5]);
+        input.extend(b"\r\nnext\n".iter());
+        input.extend(vec![b'y'; MAX_LINE_READ]);
+        let mut input = BufReader::with_capacity(7, Cursor::new(input));
+        let mut line = Vec::new();
+        let mut read = || match read_line(&mut input, &mut line).unwrap() {
+            Line::End => "end".to_string(),
+            Line::Whole => String::from_utf8(line.clone()).unwrap(),
+            Line::TooLong(len) => format!("too long: {len}"),
+        };
+        assert_eq!(read(), "short\n");
+        assert_eq!(read(), format!("too long: {}", MAX_LINE_READ + 5));
+        assert_eq!(read(), "next\n");
+        assert_eq!(read(), format!("too long: {MAX_LINE_READ}"));
+        assert_eq!(read(), "end");
+    }
+
+    /// The longest line that fits, with its CR LF, is read whole.
+    #[test]
+    fn the_longest_datagram_line_is_whole() {
+        let mut input = vec![b'x'; MAX_DATAGRAM];
+        input.extend(b"\r\n".iter());
+        let mut input = Cursor::new(input);
+        let mut line = Vec::new();
+        assert!(matches!(read_line(&mut input, &mut line), Ok(Line::Whole)));
+        assert_eq!(
+            chat_common::stop::without_line_end(&line).len(),
+            MAX_DATAGRAM
+        );
+    }
 }

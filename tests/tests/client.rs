@@ -16,7 +16,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chat_tests::labs::Scratch;
 use chat_tests::{bin, wait_timeout, welcome_name, Captured, Server, TIMEOUT};
+use nix::sys::stat::Mode;
 
 /// A running `chat-client` with piped stdin, stdout and stderr; killed and
 /// reaped on drop, so a failing test leaves no process behind.
@@ -40,6 +42,16 @@ impl ClientProc {
     }
 
     fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> ClientProc {
+        ClientProc::start(args, env, true)
+    }
+
+    /// Starts `chat-client ARGS` with its stdout a pipe whose reading end
+    /// is closed at once, as `| head -c 10` closes it once it has its bytes.
+    fn spawn_stdout_closed(args: &[&str]) -> ClientProc {
+        ClientProc::start(args, &[], false)
+    }
+
+    fn start(args: &[&str], env: &[(&str, &str)], read_stdout: bool) -> ClientProc {
         let mut child = Command::new(bin("chat-client"))
             .args(args)
             .envs(env.iter().copied())
@@ -49,7 +61,14 @@ impl ClientProc {
             .spawn()
             .expect("spawn chat-client");
         let (tx, stdout) = mpsc::channel();
-        Captured::drain(child.stdout.take().expect("piped"), Some(tx));
+        let pipe = child.stdout.take().expect("piped");
+        if read_stdout {
+            Captured::drain(pipe, Some(tx));
+        } else {
+            // Closes the reading end: the client's writes fail (EPIPE), and
+            // `stdout` is disconnected at once (no line will come).
+            drop((pipe, tx));
+        }
         let (tx, stderr_done) = mpsc::channel();
         let stderr = Captured::drain(child.stderr.take().expect("piped"), Some(tx));
         ClientProc {
@@ -402,6 +421,36 @@ impl LateResponder {
     }
 }
 
+/// The length of the one long line the memory tests pipe in: 48 MiB, far
+/// more than the client may hold at once, few enough to pipe in a second.
+const LONG_LINE: usize = 48 << 20;
+
+/// The peak resident memory a client may reach while a [`LONG_LINE`] goes
+/// through it: a few MiB of program and buffers, well below the line.
+const PEAK_KIB: u64 = 16 * 1024;
+
+/// Writes a [`LONG_LINE`] of `x` (no LF) on `stdin`, then `then`, on a
+/// thread; hands `stdin` back, still open, once all is written.
+fn feed_long_line(mut stdin: ChildStdin, then: &'static [u8]) -> thread::JoinHandle<ChildStdin> {
+    thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..LONG_LINE / chunk.len() {
+            // The client may have died (a failing test): stop feeding it.
+            if stdin.write_all(&chunk).is_err() {
+                return stdin;
+            }
+        }
+        let _ = stdin.write_all(then);
+        stdin
+    })
+}
+
+/// The client's peak resident memory so far (`VmHWM`), in KiB; it must
+/// still be running.
+fn peak_kib(client: &ClientProc) -> u64 {
+    chat_tests::proc_status(client.child.id(), "VmHWM")
+}
+
 /// A port on 127.0.0.1 where nothing listens: bound but not listening, so
 /// a connection is refused and no other test can take the port while the
 /// returned socket lives.
@@ -481,6 +530,29 @@ fn usage_errors_exit_2_with_one_line() {
         let line = one_line(&stderr);
         assert!(line.contains("usage"), "{args:?}: {line}");
     }
+}
+
+/// `--timeout` over one day is a usage error, exit 2, before anything is
+/// sent (`--udp --timeout 1e19` overflowed its reply deadline: a panic,
+/// exit 101).
+#[test]
+fn timeout_over_a_day_is_a_usage_error() {
+    let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind udp");
+    silent.set_nonblocking(true).expect("nonblocking");
+    let port = silent.local_addr().expect("local addr").port().to_string();
+    for timeout in ["1e19", "86401"] {
+        let args = ["--udp", "--timeout", timeout, "127.0.0.1", &port];
+        let (code, stdout, stderr) = run(&args, b"hi\n");
+        assert_eq!(code, Some(2), "{timeout}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout:?}");
+        let line = one_line(&stderr);
+        assert!(line.contains("at most 86400 seconds"), "{line}");
+    }
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(silent.recv_from(&mut buf), Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "a datagram was sent"
+    );
 }
 
 /// The dependency tree of chat-client is chat-common and nothing else.
@@ -624,6 +696,23 @@ fn name_option_sends_nick_first() {
     client.expect_exit(0);
 }
 
+/// A stdout nobody reads (`chat-client ... | head -c 10` once head is
+/// done) is one line saying so, exit 1; it is not blamed on the server
+/// (it said "the server is no longer reading (broken pipe)").
+#[test]
+fn closed_stdout_is_not_blamed_on_the_server() {
+    let peer = Peer::bind();
+    let port = peer.addr().port().to_string();
+    let mut client = ClientProc::spawn_stdout_closed(&["127.0.0.1", &port]);
+    let mut conn = peer.accept(&client);
+    conn.write_all(b"hello\n").expect("write");
+    client.expect_exit(1);
+    assert_eq!(
+        one_line(&client.final_stderr()),
+        "chat-client: cannot print to stdout: nothing is reading it (broken pipe)"
+    );
+}
+
 /// A connection reset by the server is one line naming host:port, exit 1.
 #[test]
 fn reset_by_server_is_exit_1() {
@@ -656,6 +745,60 @@ fn refused_port_is_exit_1() {
     assert!(line.contains("refused"), "{line}");
 }
 
+/// `--password-file` naming a FIFO with no writer, or a device, is refused
+/// at once: one line naming the file, exit 1, before connecting (opening the
+/// FIFO waited for a writer forever; a device was read whole, `/dev/zero`
+/// until 1.7 GB: not tried here, so that a regression cannot eat memory).
+#[test]
+fn password_file_must_be_a_regular_file() {
+    let dir = Scratch::new("client-password");
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).expect("mkfifo");
+    let fifo = fifo.to_str().expect("UTF-8 path").to_string();
+    let peer = Peer::bind();
+    let port = peer.addr().port().to_string();
+    for file in [fifo.as_str(), "/dev/null"] {
+        let args = ["--password-file", file, "127.0.0.1", &port];
+        let (code, stdout, stderr) = run(&args, b"");
+        assert_eq!(code, Some(1), "{file}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout:?}");
+        assert_eq!(
+            one_line(&stderr),
+            format!("chat-client: cannot use the password file {file}: not a regular file")
+        );
+    }
+    assert!(
+        matches!(peer.listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "the client connected"
+    );
+}
+
+/// A password file whose first line is over 4 KiB is refused with one
+/// line, exit 1, before connecting (its later lines are never read).
+#[test]
+fn password_file_first_line_is_bounded() {
+    let dir = Scratch::new("client-password");
+    let mut text = vec![b'p'; 4097];
+    text.push(b'\n');
+    let file = dir.file("long.txt", &text);
+    let file = file.to_str().expect("UTF-8 path");
+    let peer = Peer::bind();
+    let port = peer.addr().port().to_string();
+    let (code, stdout, stderr) = run(&["--password-file", file, "127.0.0.1", &port], b"");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout:?}");
+    assert_eq!(
+        one_line(&stderr),
+        format!(
+            "chat-client: cannot use the password file {file}: its first line is longer than 4096 bytes"
+        )
+    );
+    assert!(
+        matches!(peer.listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "the client connected"
+    );
+}
+
 /// A name that does not resolve: one line naming host:port, exit 1.
 #[test]
 fn unresolvable_host_is_exit_1() {
@@ -669,6 +812,24 @@ fn unresolvable_host_is_exit_1() {
     assert!(stdout.is_empty());
     let line = one_line(&stderr);
     assert!(line.contains("no-such-host.invalid:2000"), "{line}");
+}
+
+/// A HOST with a bracket but not its pair (`[::1`) is one line that names
+/// it as typed, exit 1; its bracket is not doubled (it said
+/// `cannot resolve [[::1]:2000`).
+#[test]
+fn unpaired_bracket_in_host_is_named_as_typed() {
+    let (code, stdout, stderr) = run_env(
+        &["[::1", "2000"],
+        &[("RES_OPTIONS", "timeout:1 attempts:1")],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    let line = one_line(&stderr);
+    assert!(
+        line.starts_with("chat-client: cannot resolve [::1:2000: "),
+        "{line}"
+    );
 }
 
 /// An IPv6 address works written `::1` and `[::1]` (skipped without IPv6).
@@ -690,6 +851,39 @@ fn ipv6_address_with_or_without_brackets() {
         drop(conn);
         client.expect_exit(0);
     }
+}
+
+/// A piped line of 48 MiB without LF is sent in pieces as it is read: the
+/// server gets every byte while the client's peak memory stays a fraction
+/// of the line (it held the whole line before sending it: 400 MB of input,
+/// 402 MB resident).
+#[test]
+fn a_long_line_is_sent_in_bounded_memory() {
+    let peer = Peer::bind();
+    let mut client = ClientProc::connect(peer.addr(), &[]);
+    let mut conn = peer.accept(&client);
+    let feeder = feed_long_line(client.stdin.take().expect("piped"), b"");
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0;
+    while got < LONG_LINE {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => panic!("after {got} bytes: {e}; stderr:\n{}", client.stderr()),
+        }
+    }
+    assert_eq!(got, LONG_LINE);
+    // Closes the client's stdin: it half-closes.
+    drop(feeder.join().expect("feeder"));
+    assert_eq!(read_to_eof(&mut conn), "");
+    // The client half-closed and waits for us to close: still running.
+    let peak = peak_kib(&client);
+    assert!(
+        peak < PEAK_KIB,
+        "peak {peak} KiB for a {LONG_LINE}-byte line"
+    );
+    drop(conn);
+    client.expect_exit(0);
 }
 
 // ---- UDP ----
@@ -714,6 +908,21 @@ fn udp_prints_replies_and_notes_a_lost_one() {
     assert_eq!(
         payloads,
         [&b"one"[..], b"drop", b"", b"two"].map(<[u8]>::to_vec)
+    );
+}
+
+/// `--udp` with a stdout nobody reads: the reply cannot be printed, one
+/// line says so without blaming the server, exit 1.
+#[test]
+fn udp_closed_stdout_is_not_blamed_on_the_server() {
+    let (addr, _got) = udp_echo();
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let client = ClientProc::spawn_stdout_closed(&["--udp", &host, &port]);
+    let (code, _, stderr) = run_in(client, b"hi\n");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        one_line(&stderr),
+        "chat-client: cannot print to stdout: nothing is reading it (broken pipe)"
     );
 }
 
@@ -765,6 +974,33 @@ fn udp_late_reply_during_the_next_wait_is_not_its_answer() {
     assert_eq!(stdout, ["reply-to-two", "reply-to-three"], "{stderr}");
     assert_timed_out_then_late(&stderr);
     server.sent.try_recv().expect("the held reply was sent");
+}
+
+/// `--udp` with a piped line of 48 MiB: it gets the too-long note and is
+/// skipped as it is read, so the client's peak memory stays a fraction of
+/// the line, and the next line is sent and answered as usual.
+#[test]
+fn udp_a_long_line_is_skipped_in_bounded_memory() {
+    let (addr, got) = udp_echo();
+    let mut client = ClientProc::connect(addr, &["--udp"]);
+    let feeder = feed_long_line(client.stdin.take().expect("piped"), b"\nafter\n");
+    assert_eq!(client.line(), "after");
+    let peak = peak_kib(&client);
+    assert!(
+        peak < PEAK_KIB,
+        "peak {peak} KiB for a {LONG_LINE}-byte line"
+    );
+    drop(feeder.join().expect("feeder"));
+    client.expect_exit(0);
+    let stderr = client.final_stderr();
+    assert_eq!(
+        one_line(&stderr),
+        format!(
+            "chat-client: line 1 not sent: {LONG_LINE} bytes do not fit in one datagram (at most 65507)"
+        )
+    );
+    assert_eq!(got.recv_timeout(TIMEOUT).expect("a datagram"), b"after");
+    assert!(got.try_recv().is_err(), "only `after` was sent");
 }
 
 // ---- against the real chat-server ----
