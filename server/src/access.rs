@@ -199,8 +199,13 @@ pub fn joined(peer: SocketAddr, ctx: &Context) {
     }
 }
 
-/// Console `/ban TARGET [DURATION] [REASON]`; returns the lines to show.
-pub fn ban(ctx: &Context, args: &str) -> Vec<String> {
+/// Console `/ban TARGET [DURATION] [REASON]`: the lines to show, and the
+/// ban applied, if any.
+pub fn ban(ctx: &Context, args: &str) -> Banned {
+    let refused = |line: String| Banned {
+        lines: vec![line],
+        ban: None,
+    };
     let (target, rest) = split_word(args);
     let (duration_word, after) = split_word(rest);
     let (duration, reason) = if duration_word.eq_ignore_ascii_case(UNTIL_UNBAN) {
@@ -209,9 +214,9 @@ pub fn ban(ctx: &Context, args: &str) -> Vec<String> {
         match bans::parse_duration(duration_word) {
             Ok(d) => (Some(d), after),
             Err(why) => {
-                return vec![format!(
+                return refused(format!(
                     "! {why} (or {UNTIL_UNBAN}, or no duration, to ban until /unban)"
-                )]
+                ))
             }
         }
     } else {
@@ -223,33 +228,92 @@ pub fn ban(ctx: &Context, args: &str) -> Vec<String> {
         Err(_) => match ctx.rooms.address_of(target) {
             Some((name, ip)) => (Prefix::host(ip), Some(name)),
             None => {
-                return vec![format!(
+                return refused(format!(
                     "! no one called {} is online, and it is not an IP address or a CIDR prefix",
                     sanitize(target)
-                )]
+                ))
             }
         },
     };
-    let ban = Ban::new(prefix, duration, name.clone(), reason, SystemTime::now());
-    let leave = Leave::Banned(ban.reason.clone());
-    let added = match ctx.access.bans.add(ban.clone()) {
-        Ok(added) => added,
-        Err(bans::ListFull) => {
-            return vec![format!(
-                "! the ban list is full ({} bans); /unban one first",
-                bans::MAX_BANS
-            )]
-        }
+    let ban = Ban::new(prefix, duration, name, reason, SystemTime::now());
+    let Ok((added, gone, what)) = impose(ctx, ban.clone(), "console") else {
+        return refused(format!(
+            "! the ban list is full ({} bans); /unban one first",
+            bans::MAX_BANS
+        ));
     };
+    let verb = match added {
+        Added::New => "banned",
+        Added::Replaced => "ban replaced:",
+    };
+    let mut lines = vec![format!("* {verb} {what}")];
+    if !gone.is_empty() {
+        lines.push(format!("* disconnected: {}", gone.join(", ")));
+    }
+    Banned {
+        lines,
+        ban: Some(ban),
+    }
+}
+
+/// What console `/ban` did.
+#[derive(Debug)]
+pub struct Banned {
+    /// The lines to show.
+    pub lines: Vec<String>,
+    /// The ban now in this server's list, if one is: with `--redis` the
+    /// server that applied it with a known address puts it in the
+    /// cluster's shared list, for a server that misses it now.
+    pub ban: Option<Ban>,
+}
+
+/// What [`adopt`] did with a ban of the cluster's shared list.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Adopted {
+    /// This server holds a live ban of that prefix already: left as it is.
+    Held,
+    /// Applied, as a `/ban` passed on would be.
+    Applied,
+    /// Not applied: this server's list is full ([`bans::MAX_BANS`]).
+    Full,
+}
+
+/// A ban another server applied while this one was not there to be told
+/// (with `--redis`, read from the cluster's shared list when this server
+/// registers): applied exactly as a `/ban` passed on is (every connection
+/// from inside closed, the list saved to `--bans`), unless this server
+/// holds a ban of that prefix already, which it keeps.
+pub fn adopt(ctx: &Context, ban: Ban) -> Adopted {
+    if ctx.access.bans.holds(&ban.prefix) {
+        return Adopted::Held;
+    }
+    match impose(ctx, ban, "the cluster's shared ban list") {
+        Ok(_) => Adopted::Applied,
+        Err(bans::ListFull) => Adopted::Full,
+    }
+}
+
+/// Adds `ban` to the list (saved to `--bans`) and closes every connection
+/// from inside it; logs it as banned `by`. Returns whether it replaced a
+/// ban, who was disconnected from the rooms, and how `/bans` describes it.
+fn impose(
+    ctx: &Context,
+    ban: Ban,
+    by: &str,
+) -> Result<(Added, Vec<String>, String), bans::ListFull> {
+    let prefix = ban.prefix;
+    let leave = Leave::Banned(ban.reason.clone());
+    let what = describe(&ban, SystemTime::now());
+    let added = ctx.access.bans.add(ban)?;
     let gone = ctx.rooms.evict_where(|ip| prefix.contains(ip), &leave);
     // And every connection from inside it, the room's included (one about
     // to join is then evicted by `joined`): waiting for a worker (the pool
     // drops them, and `Unserved` tells them), at the password prompt (told
     // they are banned), or served in another mode.
     let closed = ctx.conns.close_where(|ip, _| prefix.contains(ip));
-    let what = describe(&ban, SystemTime::now());
     log!(
-        "console banned {what}{}{}",
+        "{by} banned {what}{}{}",
         if gone.is_empty() {
             String::new()
         } else {
@@ -261,15 +325,7 @@ pub fn ban(ctx: &Context, args: &str) -> Vec<String> {
             format!("; {closed} connections closed in all")
         }
     );
-    let verb = match added {
-        Added::New => "banned",
-        Added::Replaced => "ban replaced:",
-    };
-    let mut lines = vec![format!("* {verb} {what}")];
-    if !gone.is_empty() {
-        lines.push(format!("* disconnected: {}", gone.join(", ")));
-    }
-    lines
+    Ok((added, gone, what))
 }
 
 /// Console `/unban TARGET`: a prefix as banned, or the name a ban was made

@@ -173,6 +173,13 @@ impl Bans {
             .cloned()
     }
 
+    /// Whether a live ban of exactly `prefix` is held (whatever its end).
+    pub fn holds(&self, prefix: &Prefix) -> bool {
+        let now = SystemTime::now();
+        let list = self.list.lock();
+        list.bans.iter().any(|b| b.live(now) && b.prefix == *prefix)
+    }
+
     /// Adds `ban` (replacing one of the same prefix) and saves the list.
     ///
     /// # Errors

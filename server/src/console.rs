@@ -190,7 +190,16 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                     "* no one called {} on this server: the other servers are asked",
                     sanitize(name)
                 )],
-                _ => crate::access::ban(ctx, args),
+                _ => {
+                    let banned = crate::access::ban(ctx, args);
+                    // Applied here with its address: kept in the
+                    // cluster's list too, before it is passed on, for a
+                    // server that misses it.
+                    if let (Some(cluster), Some(ban)) = (&ctx.cluster, &banned.ban) {
+                        cluster.share_ban(ban);
+                    }
+                    banned.lines
+                }
             };
             show(shared(
                 ctx,
@@ -209,6 +218,9 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
             };
             let mut lines = unbanned.lines;
             for args in shared_as {
+                if let Some(cluster) = &ctx.cluster {
+                    cluster.lift_ban(&args);
+                }
                 lines = shared(ctx, "unban", &args, lines);
             }
             show(lines);

@@ -32,7 +32,7 @@ fn a_ban_between_the_check_and_the_join_still_evicts() {
     let stream = Arc::new(stream);
 
     assert_eq!(access::enter(&stream, peer, &ctx), Admission::Admitted);
-    let answer = access::ban(&ctx, "127.0.0.1 raced");
+    let answer = access::ban(&ctx, "127.0.0.1 raced").lines;
     assert!(answer[0].starts_with("* banned 127.0.0.1"), "{answer:?}");
     let entered = ctx.rooms.enter(Arc::clone(&stream)).expect("join");
     let name = entered.name;

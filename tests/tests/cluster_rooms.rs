@@ -257,6 +257,131 @@ fn unban_by_name_lifts_the_ban_on_every_server() {
     }
 }
 
+/// Starts a chat-server on `redis`, flood control off, with `extra` flags.
+fn server_with(redis: &Redis, extra: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec!["--redis", url.as_str(), "--rate-limit", "0"];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// Review: bans were each server's own, kept in step only by passing each
+/// `/ban` on as typed: a server started after the ban never had it, and
+/// let the address in. Started later, it refuses it from its first
+/// connection (it applies the cluster's shared ban list before it
+/// accepts).
+#[test]
+fn a_server_started_after_a_ban_refuses_the_address() {
+    let redis = Redis::start();
+    let mut first = server_with(&redis, &[]);
+    let source = chat_tests::hosts::loopback(0, 0, 20);
+    first.console(&format!("/ban {source} flood"));
+    first.stdout_until(|l| l.starts_with(&format!("* banned {source}")));
+    let later = server_with(&redis, &[]);
+    assert!(
+        refused(&later, source),
+        "welcomed; stderr:\n{}",
+        later.stderr()
+    );
+}
+
+/// The same for `/ban NAME` typed on one server's console for a client on
+/// another: the client's server puts the address in the shared list, and a
+/// server started after refuses it at once.
+#[test]
+fn a_server_started_after_a_ban_by_name_refuses_the_address() {
+    let redis = Redis::start();
+    let mut servers = servers(&redis, 2);
+    let source = chat_tests::hosts::loopback(0, 0, 21);
+    let (mut banned, name) = chat_tests::hosts::Host::join(servers[1].addr(), source);
+    let (mut asker, _) = joined(&servers[0]);
+    // Listed cluster-wide before the other console names it.
+    asker.send("/who");
+    asker.recv_until(|l| l.starts_with("* ") && l.contains(&name));
+    servers[0].console(&format!("/ban {name} spam"));
+    banned.recv_to_eof();
+    until_all(&servers, source, true);
+    let later = server_with(&redis, &[]);
+    assert!(
+        refused(&later, source),
+        "welcomed; stderr:\n{}",
+        later.stderr()
+    );
+}
+
+/// A server stopped while a ban was typed on another's console gets it
+/// when it starts again, with its own `--bans` file (saved there too) or
+/// without one; and a ban lifted meanwhile is not applied.
+#[test]
+fn a_server_stopped_while_a_ban_was_typed_gets_it_back() {
+    for with_file in [true, false] {
+        let redis = Redis::start();
+        let dir = chat_tests::rooms::TempDir::new("cluster-bans");
+        let files = [dir.join("a.bans"), dir.join("b.bans")];
+        let files = files.each_ref().map(|f| f.to_str().expect("UTF-8 path"));
+        let flags = |i: usize| {
+            if with_file {
+                vec!["--bans", files[i]]
+            } else {
+                Vec::new()
+            }
+        };
+        let mut a = server_with(&redis, &flags(0));
+        let mut b = server_with(&redis, &flags(1));
+        let (source, lifted) = (
+            chat_tests::hosts::loopback(0, 0, 22),
+            chat_tests::hosts::loopback(0, 0, 23),
+        );
+        assert!(!refused(&b, source));
+        b.signal("INT");
+        assert!(b.wait_exit(TIMEOUT).success());
+        a.console(&format!("/ban {source} 1h flood"));
+        a.stdout_until(|l| l.starts_with(&format!("* banned {source}")));
+        a.console(&format!("/ban {lifted}"));
+        a.stdout_until(|l| l.starts_with(&format!("* banned {lifted}")));
+        a.console(&format!("/unban {lifted}"));
+        a.stdout_until(|l| l.starts_with(&format!("* lifted the ban on {lifted}")));
+        let b = server_with(&redis, &flags(1));
+        assert!(
+            refused(&b, source),
+            "welcomed (--bans: {with_file}); stderr:\n{}",
+            b.stderr()
+        );
+        assert!(!refused(&b, lifted), "stderr:\n{}", b.stderr());
+        if with_file {
+            let saved = std::fs::read_to_string(files[1]).expect("b's --bans");
+            assert!(
+                saved.lines().any(|l| l.starts_with(&format!("{source} "))),
+                "{saved}"
+            );
+        }
+    }
+}
+
+/// A server frozen past its heartbeat while a ban was typed (the others
+/// took it for lost and unlisted it, so it was not asked) applies the ban
+/// when it registers again, as presence finds it unlisted.
+#[test]
+fn a_server_taken_for_lost_while_a_ban_was_typed_gets_it_when_back() {
+    let redis = Redis::start();
+    let mut servers = servers(&redis, 2);
+    let source = chat_tests::hosts::loopback(0, 0, 24);
+    let (mut watcher, _) = joined(&servers[0]);
+    let (_victim, v) = joined(&servers[1]);
+    servers[1].signal("STOP");
+    watcher.recv_until(|l| l == format!("* {v} left (server lost)"));
+    // Unlisted (the reap's last step), so the ban is not passed on to it.
+    let deadline = Instant::now() + TIMEOUT;
+    while redis.query(&["SMEMBERS", "chat:servers"]).len() > 1 {
+        assert!(Instant::now() < deadline, "the frozen server stays listed");
+        thread::sleep(Duration::from_millis(20));
+    }
+    servers[0].console(&format!("/ban {source} flood"));
+    servers[0].stdout_until(|l| l == "* passed on to the 0 other server(s)");
+    servers[1].signal("CONT");
+    until_all(&servers[1..], source, true);
+}
+
 /// `N online` in a welcome, a join and a leave notice counts the room's
 /// members on every server (as of the last heartbeat, about a second), not
 /// only the writer's.

@@ -109,8 +109,9 @@ impl Ban {
         }
     }
 
-    /// One line of the file.
-    pub(super) fn to_line(&self) -> String {
+    /// One line of the file (with `--redis`, also its value in the
+    /// cluster's shared list, read back with [`parse_file`]).
+    pub fn to_line(&self) -> String {
         let until = self.until.map_or("never".to_string(), |t| {
             humantime::format_rfc3339_seconds(t).to_string()
         });

@@ -12,7 +12,8 @@
 //! `bridge/local.rs`; a room's history ring and delivery floor in
 //! `bridge/feed.rs`; telling the clients that this server is cut off in
 //! `bridge/outage.rs`; what the reader and the writer hand over (the
-//! [`Sink`](super::Sink)) in `bridge/sink.rs`.
+//! [`Sink`](super::Sink)) in `bridge/sink.rs`; the cluster's shared ban
+//! list applied to this server's in `bridge/bans.rs`.
 //!
 //! Lock order: the bridge's own mutexes are leaves, but two: `feeds`,
 //! under which a feed's ring and `epoch` are taken; and `outage`, held
@@ -35,6 +36,7 @@ use crate::rooms::log::{Batch, Origin, ServerId};
 use crate::rooms::ClientId;
 use crate::Context;
 
+mod bans;
 mod feed;
 mod local;
 mod outage;
@@ -107,6 +109,10 @@ pub struct Bridge {
     /// last counted them (every heartbeat): the rest of a notice's
     /// `N online`.
     others: Mutex<HashMap<String, usize>>,
+    /// Held while the shared ban list is applied here
+    /// ([`Bridge::adopt_bans`]): by the start and by presence, one at a
+    /// time. A leaf.
+    adopting: Mutex<()>,
     /// Tests only: called with a room's key when a run of its entries was
     /// read and is about to be delivered, no lock held, so a test can hold
     /// the reader there while a member enters the room.
@@ -136,6 +142,7 @@ impl Bridge {
             members: Mutex::new(HashMap::new()),
             highest_guest: AtomicU64::new(0),
             others: Mutex::new(HashMap::new()),
+            adopting: Mutex::new(()),
             #[cfg(test)]
             before_delivery: Mutex::new(None),
         }

@@ -110,6 +110,16 @@ pub fn inbox_mark(server: &str) -> String {
     format!("{PREFIX}inbox-hw:{server}")
 }
 
+/// The cluster's shared ban list: a hash, each banned prefix (as
+/// [`crate::bans::Prefix`] writes it) -> the ban's line in the `--bans`
+/// file format (which carries its end). Written by the server that applied
+/// a console `/ban` with a known address, emptied of a prefix by an
+/// `/unban` of it, and read by every server when it registers
+/// (`shared_bans.rs`). At most `MAX_BANS` fields ([`BAN_PUT`]).
+pub fn bans() -> String {
+    format!("{PREFIX}bans")
+}
+
 /// The set of server ids that have registered, live or lost.
 pub fn servers() -> String {
     format!("{PREFIX}servers")
@@ -301,6 +311,17 @@ end
 return 0
 ";
 
+/// Puts a ban in the shared list ([`bans`]), unless that would take the
+/// list past its bound: a prefix listed already is replaced (a later
+/// `/ban` of it wins, as on each server), a new one is put only while the
+/// hash has fewer fields than the bound. KEYS: the list. ARGV: prefix,
+/// ban line, bound. Returns 1 if put, 0 if the list is full.
+pub const BAN_PUT: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+";
+
 /// Raises a counter to at least a value (the guest counter after Redis came
 /// back empty, so no `guest-N` is given twice). KEYS: key. ARGV: floor.
 pub const RAISE_TO: &str = r"
@@ -408,8 +429,9 @@ return 0
 
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 14] {
+pub fn scripts() -> [Script; 15] {
     [
+        Script::new(BAN_PUT),
         Script::new(FILE_IF),
         Script::new(RELIST),
         Script::new(UNLIST),

@@ -25,6 +25,8 @@
 //!   under it; a lock key decides which survivor announces a lost server's
 //!   members (once) and frees their names. [`names`]: names unique across
 //!   servers ignoring case (SET NX) and `guest-N` from one INCR counter.
+//!   [`shared_bans`]: the console's bans kept in Redis too, applied by
+//!   each server when it registers (so one that missed a `/ban` gets it).
 //! - [`link`]: the connection and the reconnect loop with back-off, in one
 //!   place, used by every thread above.
 //!
@@ -45,6 +47,7 @@ pub mod node;
 pub mod presence;
 pub mod reader;
 pub mod room_log;
+pub mod shared_bans;
 pub mod shared_names;
 pub mod spelling;
 pub mod tail;

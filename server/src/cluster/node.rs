@@ -138,15 +138,40 @@ impl Node {
         crate::console::passed_on(self.names.broadcast_console(line), "")
     }
 
+    /// Puts `ban`, applied on this server by its console with a known
+    /// address, in the cluster's shared list (`shared_bans.rs`), for a
+    /// server that misses it as it is passed on. Failure is only logged.
+    pub fn share_ban(&self, ban: &crate::bans::Ban) {
+        self.names.share_ban(ban);
+    }
+
+    /// Takes the ban of `target` (a prefix; a name is left alone) out of
+    /// the cluster's shared list. Failure is only logged.
+    pub fn lift_ban(&self, target: &str) {
+        self.names.lift_ban(target);
+    }
+
     /// The bridge, for tests that step in between its threads.
     #[cfg(test)]
     pub(super) fn bridge(&self) -> &Arc<Bridge> {
         &self.bridge
     }
 
-    /// Connects the cluster to the server whose rooms it feeds.
+    /// Connects the cluster to the server whose rooms it feeds, and
+    /// applies the cluster's shared ban list (`shared_bans.rs`) before
+    /// the server accepts anyone: a ban typed on another server before
+    /// this one started holds here from its first connection. Redis not
+    /// answering now: logged, and presence applies it once it does.
     pub fn attach(&self, ctx: &Arc<Context>) {
         self.bridge.attach(ctx);
+        match self.names.shared_bans() {
+            Ok(shared) => {
+                let _ = self.bridge.adopt_bans(&shared);
+            }
+            Err(e) => crate::log!(
+                "redis: cannot read the shared ban list at start ({e:?}); applied once Redis answers"
+            ),
+        }
     }
 
     /// The graceful stop, before the rooms tell their clients: nothing more

@@ -24,6 +24,9 @@
 //! server again from scratch: heartbeat, members, their names (unless
 //! taken meanwhile), and the guest counter raised past every number this
 //! server gave.
+//! Each registration also reads the cluster's shared ban list and applies
+//! what this server does not hold ([`Local::shared_bans`],
+//! `shared_bans.rs`): bans typed while it was not listed reach it then.
 //!
 //! A client named while Redis could not be asked (a fallback guest name,
 //! `shared_names`) is held on this server only: at the next beat that
@@ -168,6 +171,14 @@ pub trait Local: Send + Sync + 'static {
     fn spellings(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// The cluster's shared ban list as read when this server registered
+    /// (prefix -> ban line, `shared_bans.rs`): every live ban not held
+    /// here yet is applied. Returns the entries found expired, to be
+    /// taken out; `None` if the server cannot apply them yet (not
+    /// attached to its rooms): asked again at the next beat.
+    fn shared_bans(&self, _shared: &[(String, String)]) -> Option<Vec<(String, String)>> {
+        Some(Vec::new())
+    }
     /// How a member announced as lost is announced back (a `* ` line).
     fn back(&self, name: &str) -> String {
         chat_common::protocol::notice(&format!("{name} is back (server reconnected)"))
@@ -189,6 +200,9 @@ pub struct Presence {
     /// Registered, not yet found whether the others had taken this server
     /// for lost and announced its members gone (to announce them back).
     back_pending: bool,
+    /// Registered, the shared ban list not yet read and applied since
+    /// (`shared_bans.rs`): tried at every beat until it is.
+    bans_pending: bool,
     /// The other servers' members as last read, and those of a Redis that
     /// restarted empty awaited in the new one.
     remembered: Remembered,
@@ -213,6 +227,7 @@ impl Presence {
             local,
             registered: None,
             back_pending: false,
+            bans_pending: false,
             remembered: Remembered::default(),
         };
         // Listed before the server takes its first client: a console's
@@ -254,6 +269,7 @@ impl Presence {
             self.registered = None;
             self.register()?;
             self.back_pending = true;
+            self.bans_pending = true;
         } else {
             if self.local.unfiled() {
                 if let Err(e) = self.refile() {
@@ -267,6 +283,11 @@ impl Presence {
                     return Err(e);
                 }
             }
+        }
+        // Bans typed while it was not registered (down, not yet started,
+        // taken for lost, or Redis restarted empty) are applied now.
+        if self.bans_pending {
+            self.adopt_bans()?;
         }
         // Its members the others announced as gone (if they took it for
         // lost) are announced back, at every beat until it succeeds.
@@ -311,6 +332,18 @@ impl Presence {
             self.local.counter_seen(counter);
         }
         Ok(added == 1 || (reaped && !locked))
+    }
+
+    /// Reads the shared ban list and applies it here
+    /// ([`Local::shared_bans`]), taking out the entries found expired;
+    /// pending until the server could apply it.
+    fn adopt_bans(&mut self) -> Result<(), Failure> {
+        let shared = super::shared_bans::read(&mut self.link)?;
+        let Some(expired) = self.local.shared_bans(&shared) else {
+            return Ok(());
+        };
+        self.bans_pending = false;
+        super::shared_bans::forget(&mut self.link, &expired)
     }
 
     /// Counts the members of the other live servers by room, for the

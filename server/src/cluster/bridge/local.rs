@@ -121,6 +121,10 @@ impl Local for Bridge {
         }
     }
 
+    fn shared_bans(&self, shared: &[(String, String)]) -> Option<Vec<(String, String)>> {
+        self.adopt_bans(shared)
+    }
+
     fn left(&self, name: &str, reason: &str) -> String {
         protocol::notice(&format!("{name} left ({reason})"))
     }

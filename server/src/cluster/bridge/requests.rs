@@ -17,10 +17,16 @@ impl Bridge {
             Request::Console { line } => {
                 let answer = if let Some(args) = line.strip_prefix("/ban ") {
                     let by_address = ban_by_address(ctx, args);
-                    let mut answer = crate::access::ban(ctx, args);
+                    let banned = crate::access::ban(ctx, args);
+                    let mut answer = banned.lines;
                     // A name another console banned, held here: every
-                    // server bans its client's address.
+                    // server bans its client's address, and it goes into
+                    // the shared list (`shared_bans.rs`) first, for a
+                    // server that misses it.
                     if let Some(by_address) = by_address {
+                        if let Some(ban) = &banned.ban {
+                            self.names.share_ban(ban);
+                        }
                         answer.push(self.pass_on(&format!("/ban {by_address}")));
                     }
                     answer
@@ -30,6 +36,7 @@ impl Bridge {
                     let unbanned = crate::access::unban(ctx, target);
                     let mut answer = unbanned.lines;
                     for prefix in unbanned.by_name {
+                        self.names.lift_ban(&prefix);
                         answer.push(self.pass_on(&format!("/unban {prefix}")));
                     }
                     answer
