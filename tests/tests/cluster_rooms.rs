@@ -226,6 +226,26 @@ fn ban_by_name_on_its_clients_server_reaches_every_server() {
     until_all(&servers, source, true);
 }
 
+/// Two servers: a client of the second, from `source`, listed on the
+/// first, banned by name (and `rest`: duration, reason) on the console of
+/// `servers[console]`; returns its name once both servers refuse `source`.
+fn banned_by_name(
+    servers: &mut [Server],
+    console: usize,
+    source: std::net::IpAddr,
+    rest: &str,
+) -> String {
+    let (mut banned, name) = chat_tests::hosts::Host::join(servers[1].addr(), source);
+    let (mut asker, _) = joined(&servers[0]);
+    // Listed cluster-wide before a console of the other server names it.
+    asker.send("/who");
+    asker.recv_until(|l| l.starts_with("* ") && l.contains(&name));
+    servers[console].console(&format!("/ban {name}{rest}"));
+    banned.recv_to_eof();
+    until_all(servers, source, true);
+    name
+}
+
 /// Review: `/unban NAME` lifted the ban only where a ban by that name was
 /// held (the server its client was on); the others, told of it by
 /// address, kept refusing the address for good (and saved it in their
@@ -238,20 +258,13 @@ fn unban_by_name_lifts_the_ban_on_every_server() {
         let redis = Redis::start();
         let mut servers = servers(&redis, 2);
         let source = chat_tests::hosts::loopback(0, 0, 11);
-        let (mut banned, name) = chat_tests::hosts::Host::join(servers[1].addr(), source);
-        let (mut asker, _) = joined(&servers[0]);
-        // Listed cluster-wide before a console of the other server names it.
-        asker.send("/who");
-        asker.recv_until(|l| l.starts_with("* ") && l.contains(&name));
-        servers[ban_on].console(&format!("/ban {name}"));
+        let name = banned_by_name(&mut servers, ban_on, source, "");
         if ban_on == 0 {
             // Not "! no one called NAME is online": it is, elsewhere.
             let said =
                 format!("* no one called {name} on this server: the other servers are asked");
             servers[0].stdout_until(|l| l == said);
         }
-        banned.recv_to_eof();
-        until_all(&servers, source, true);
         servers[unban_on].console(&format!("/unban {name}"));
         until_all(&servers, source, false);
     }
@@ -277,7 +290,13 @@ fn a_server_started_after_a_ban_refuses_the_address() {
     let source = chat_tests::hosts::loopback(0, 0, 20);
     first.console(&format!("/ban {source} flood"));
     first.stdout_until(|l| l.starts_with(&format!("* banned {source}")));
-    let later = server_with(&redis, &[]);
+    a_server_started_now_refuses(&redis, source);
+}
+
+/// A server started on `redis` now refuses `source` from its first
+/// connection.
+fn a_server_started_now_refuses(redis: &Redis, source: std::net::IpAddr) {
+    let later = server_with(redis, &[]);
     assert!(
         refused(&later, source),
         "welcomed; stderr:\n{}",
@@ -293,20 +312,8 @@ fn a_server_started_after_a_ban_by_name_refuses_the_address() {
     let redis = Redis::start();
     let mut servers = servers(&redis, 2);
     let source = chat_tests::hosts::loopback(0, 0, 21);
-    let (mut banned, name) = chat_tests::hosts::Host::join(servers[1].addr(), source);
-    let (mut asker, _) = joined(&servers[0]);
-    // Listed cluster-wide before the other console names it.
-    asker.send("/who");
-    asker.recv_until(|l| l.starts_with("* ") && l.contains(&name));
-    servers[0].console(&format!("/ban {name} spam"));
-    banned.recv_to_eof();
-    until_all(&servers, source, true);
-    let later = server_with(&redis, &[]);
-    assert!(
-        refused(&later, source),
-        "welcomed; stderr:\n{}",
-        later.stderr()
-    );
+    banned_by_name(&mut servers, 0, source, " spam");
+    a_server_started_now_refuses(&redis, source);
 }
 
 /// A server stopped while a ban was typed on another's console gets it
