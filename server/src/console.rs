@@ -191,12 +191,12 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                     sanitize(name)
                 )],
                 _ => {
-                    let banned = crate::access::ban(ctx, args);
+                    let mut banned = crate::access::ban(ctx, args);
                     // Applied here with its address: kept in the
                     // cluster's list too, before it is passed on, for a
                     // server that misses it.
                     if let (Some(cluster), Some(ban)) = (&ctx.cluster, &banned.ban) {
-                        cluster.share_ban(ban);
+                        banned.lines.extend(cluster.share_ban(ban));
                     }
                     banned.lines
                 }
@@ -219,7 +219,7 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
             let mut lines = unbanned.lines;
             for args in shared_as {
                 if let Some(cluster) = &ctx.cluster {
-                    cluster.lift_ban(&args);
+                    lines.extend(cluster.lift_ban(&args));
                 }
                 lines = shared(ctx, "unban", &args, lines);
             }

@@ -819,3 +819,27 @@ fn a_join_of_a_room_with_members_elsewhere_creates_none() {
     assert_eq!(refused, too_many_rooms(3));
     ask_until(&mut dan, "/rooms", "* 3 rooms: #lobby (2), #x (2), #y (1)");
 }
+
+/// Review: a ban lifted on a console while Redis could not be told stayed
+/// in the cluster's shared ban list, to come back on that very server
+/// once it registered again (after the others took it for lost), and the
+/// console said nothing of it. It says so now (the rest is a known limit
+/// in CLUSTER.md); and a ban it could not put there likewise.
+#[test]
+fn the_console_says_when_the_shared_ban_list_was_not_told() {
+    let mut redis = Redis::start();
+    let mut server = server_with(&redis, &[]);
+    server.console("/ban 10.7.0.1 1h spam");
+    server.stdout_until(|l| l.starts_with("* banned 10.7.0.1"));
+    redis.kill();
+    server.console("/unban 10.7.0.1");
+    server.stdout_until(|l| {
+        l.starts_with(
+            "! maybe not taken out of the cluster's shared ban list (Redis did not answer)",
+        )
+    });
+    server.console("/ban 10.7.0.2");
+    server.stdout_until(|l| {
+        l.starts_with("! maybe not put in the cluster's shared ban list (Redis did not answer)")
+    });
+}

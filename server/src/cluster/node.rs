@@ -140,15 +140,17 @@ impl Node {
 
     /// Puts `ban`, applied on this server by its console with a known
     /// address, in the cluster's shared list (`shared_bans.rs`), for a
-    /// server that misses it as it is passed on. Failure is only logged.
-    pub fn share_ban(&self, ban: &crate::bans::Ban) {
-        self.names.share_ban(ban);
+    /// server that misses it as it is passed on. A failure is logged and
+    /// its line for the console returned.
+    pub fn share_ban(&self, ban: &crate::bans::Ban) -> Option<String> {
+        self.names.share_ban(ban)
     }
 
     /// Takes the ban of `target` (a prefix; a name is left alone) out of
-    /// the cluster's shared list. Failure is only logged.
-    pub fn lift_ban(&self, target: &str) {
-        self.names.lift_ban(target);
+    /// the cluster's shared list. A failure is logged and its line for the
+    /// console returned.
+    pub fn lift_ban(&self, target: &str) -> Option<String> {
+        self.names.lift_ban(target)
     }
 
     /// The bridge, for tests that step in between its threads.

@@ -38,8 +38,9 @@ use crate::log;
 
 impl Names {
     /// Puts `ban`, applied on this server, in the shared list. Failure is
-    /// logged only: the ban holds here and is passed on regardless.
-    pub fn share_ban(&self, ban: &Ban) {
+    /// logged, and returned as a line for the console: the ban holds here
+    /// and is passed on regardless.
+    pub fn share_ban(&self, ban: &Ban) -> Option<String> {
         let script = Script::new(keys::BAN_PUT);
         let field = ban.prefix.to_string();
         let put: Result<i64, Failure> = self.holding(|link| {
@@ -55,33 +56,34 @@ impl Names {
             })
         });
         match put {
-            Ok(1) => {}
-            Ok(_) => log!(
-                "redis: the shared ban list is full ({MAX_BANS} bans): {field} is banned here and passed on, but a server that misses it will not find it there"
-            ),
-            Err(e) => log!(
-                "redis: cannot put the ban on {field} in the shared ban list ({e:?}): it holds here and is passed on, but a server that misses it will not find it there"
-            ),
+            Ok(1) => None,
+            Ok(_) => {
+                log!("redis: the shared ban list is full ({MAX_BANS} bans): {field} is banned here and passed on, but a server that misses it will not find it there");
+                Some(format!("! not put in the cluster's shared ban list, which is full ({MAX_BANS} bans): a server that misses it as it is passed on will not have it"))
+            }
+            Err(e) => {
+                // A reply lost (Redis hung) may still be a put that lands.
+                log!("redis: cannot put the ban on {field} in the shared ban list ({e:?}): it holds here and is passed on; a server that misses it may not find it there");
+                Some("! maybe not put in the cluster's shared ban list (Redis did not answer): a server that misses it as it is passed on may not have it".to_string())
+            }
         }
     }
 
     /// Takes the ban of `target` out of the shared list, if `target` is a
     /// prefix (a name is lifted as its address, by the server holding a
-    /// ban by that name). Failure is logged only: the `/unban` holds here
-    /// and is passed on regardless.
-    pub fn lift_ban(&self, target: &str) {
+    /// ban by that name). Failure is logged, and returned as a line for
+    /// the console: the `/unban` holds here and is passed on regardless.
+    pub fn lift_ban(&self, target: &str) -> Option<String> {
         let Ok(prefix) = Prefix::parse(target.trim()) else {
-            return;
+            return None;
         };
         let field = prefix.to_string();
         let lifted: Result<i64, Failure> = self.holding(|link| {
             link.run_idempotent(|conn| redis::cmd("HDEL").arg(keys::bans()).arg(&field).query(conn))
         });
-        if let Err(e) = lifted {
-            log!(
-                "redis: cannot take the ban on {field} out of the shared ban list ({e:?}): a server that registers later may still apply it"
-            );
-        }
+        let e = lifted.err()?;
+        log!("redis: cannot take the ban on {field} out of the shared ban list ({e:?}): a server that registers later may still apply it");
+        Some("! maybe not taken out of the cluster's shared ban list (Redis did not answer): a server that registers later, this one too if the others take it for lost meanwhile, may apply it again; /unban it again once Redis answers".to_string())
     }
 
     /// The shared list as it is now, on the names link (read when the

@@ -25,7 +25,7 @@ impl Bridge {
                     // server that misses it.
                     if let Some(by_address) = by_address {
                         if let Some(ban) = &banned.ban {
-                            self.names.share_ban(ban);
+                            answer.extend(self.names.share_ban(ban));
                         }
                         answer.push(self.pass_on(&format!("/ban {by_address}")));
                     }
@@ -36,7 +36,7 @@ impl Bridge {
                     let unbanned = crate::access::unban(ctx, target);
                     let mut answer = unbanned.lines;
                     for prefix in unbanned.by_name {
-                        self.names.lift_ban(&prefix);
+                        answer.extend(self.names.lift_ban(&prefix));
                         answer.push(self.pass_on(&format!("/unban {prefix}")));
                     }
                     answer
