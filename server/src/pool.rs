@@ -188,20 +188,19 @@ impl Pool {
         })
     }
 
-    /// Hands `job` to a worker, in the place `ticket` reserved. If it has
-    /// to wait (every worker was busy when it was admitted), `watch` is
-    /// watched: if its peer gives up, the job is dropped unrun. One
-    /// admitted with a worker free is served whatever its peer does in the
-    /// moment before the worker takes it: a client that half-closed at once
-    /// (`chat-client </dev/null`) was dropped unwelcomed, its end of stream
-    /// taken for giving up.
+    /// Hands `job` to a worker, in the place `ticket` reserved. While it
+    /// waits, `watch` is watched: if its peer gives up, the job is dropped
+    /// unrun.
     pub fn execute(&mut self, mut ticket: Ticket, job: Job, watch: Arc<TcpStream>) {
         ticket.used = true;
-        let watch = ticket.waiting.is_some().then_some(watch);
         let mut state = self.shared.state.lock();
         state.next_id += 1;
         let id = state.next_id;
-        state.line.push_back(Waiting { id, job, watch });
+        state.line.push_back(Waiting {
+            id,
+            job,
+            watch: Some(watch),
+        });
         drop(state);
         self.shared.work.notify_one();
         self.shared.waiting.notify_one();

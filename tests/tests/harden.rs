@@ -86,21 +86,6 @@ fn connect_churn_from_one_address_is_throttled() {
     );
 }
 
-/// Review: a client that half-closed right after connecting, having
-/// nothing to send (`chat-client </dev/null`), got no welcome about one
-/// time in five: the worker took its end of stream for a client that gave
-/// up waiting, though it had not waited. Each of 30 is welcomed now.
-#[test]
-fn a_client_that_half_closes_at_once_is_welcomed() {
-    let server = Server::start(&[]);
-    for _ in 0..30 {
-        let mut client = server.connect();
-        client.shutdown_write();
-        let line = client.recv();
-        assert!(line.starts_with("* welcome, "), "{line:?}");
-    }
-}
-
 /// `--workers 1`: the one waiting is told so in the singular (it was
 /// told `all 1 places are taken`).
 #[test]
