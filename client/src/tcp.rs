@@ -19,10 +19,17 @@
 //!   its `--stop` word (the stop line is `chat_common::stop`'s, shared with
 //!   the server);
 //! - a reset, a timeout, or any other error: one [`Failure`] line, exit 1.
+//!
+//! Our end of stream waits for the server's first bytes (its welcome), at
+//! most [`FIRST_WORD_WAIT`]: a chat server takes a connection that shuts
+//! its side before a worker picked it up for one that gave up (a port
+//! scan's), and serves it nothing, so `chat-client HOST PORT </dev/null`
+//! went unwelcomed about one time in five.
 
 use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -34,6 +41,12 @@ use crate::error::{stdout_failure, words, Failure, Result};
 /// its side or for the reader to say what went wrong. Long enough for a
 /// server on the other side of the world, short enough to feel immediate.
 pub const LINGER: Duration = Duration::from_secs(1);
+
+/// Longest wait, once stdin ended (or `EXIT`), for the server's first
+/// bytes before our end of stream goes: a server answers a new connection
+/// at once (its welcome, a refusal, a "please wait"); one that says
+/// nothing (an echo server) is not waited for longer.
+pub const FIRST_WORD_WAIT: Duration = Duration::from_secs(2);
 
 /// Most bytes of stdin held at once: a longer line is read and sent in
 /// pieces of this size, so the writer's memory is bounded whatever the
@@ -100,15 +113,23 @@ pub fn run(options: &Options) -> Result<()> {
         ))
     })?;
     let (events, verdicts) = mpsc::channel();
+    let heard = Arc::new(Heard::default());
     spawn("reader", {
         let events = events.clone();
+        let heard = Arc::clone(&heard);
         move || {
-            let _ = events.send(read_loop(read_half));
+            let _ = events.send(read_loop(read_half, &heard));
         }
     })?;
     let name = options.name.clone();
     spawn("writer", move || {
-        let _ = events.send(write_loop(write_half, password, name));
+        let event = write_loop(&write_half, password, name);
+        if matches!(event, Event::InputDone | Event::Exit) {
+            heard.wait(FIRST_WORD_WAIT);
+        }
+        // Dropping the write half sends our end of stream.
+        drop(write_half);
+        let _ = events.send(event);
     })?;
     wait(target, &verdicts)
 }
@@ -190,7 +211,8 @@ fn lost(target: &Target, err: &io::Error) -> Failure {
 /// Bytes go to stdout unchanged (the server already made peers' text
 /// harmless, and any line server must work); a last line without LF gets
 /// one, so the shell prompt does not land on it.
-fn read_loop(mut half: ReadHalf) -> Event {
+fn read_loop(mut half: ReadHalf, heard: &Heard) -> Event {
+    let _heard = heard.on_drop();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut at_line_start = true;
     loop {
@@ -200,6 +222,7 @@ fn read_loop(mut half: ReadHalf) -> Event {
             Err(err) if err.kind() == ErrorKind::Interrupted => continue,
             Err(err) => return Event::ReadFailed(err),
         };
+        heard.set();
         if let Err(err) = print(&buf[..n]) {
             return Event::OutputFailed(err);
         }
@@ -211,6 +234,45 @@ fn read_loop(mut half: ReadHalf) -> Event {
         }
     }
     Event::Closed
+}
+
+/// Whether the server has said anything yet (or the reader is done):
+/// what the writer waits for before its end of stream.
+#[derive(Default)]
+struct Heard {
+    said: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Heard {
+    fn set(&self) {
+        let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        if !*said {
+            *said = true;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits until [`Heard::set`], at most `limit`.
+    fn wait(&self, limit: Duration) {
+        let said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.changed.wait_timeout_while(said, limit, |said| !*said);
+    }
+
+    /// Sets it when dropped: the reader's end (the server closed, or the
+    /// connection failed) frees the writer too.
+    fn on_drop(&self) -> SetOnDrop<'_> {
+        SetOnDrop(self)
+    }
+}
+
+/// See [`Heard::on_drop`].
+struct SetOnDrop<'a>(&'a Heard);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set();
+    }
 }
 
 /// Writes `bytes` to stdout now, not when a buffer fills.
@@ -269,8 +331,9 @@ fn read_password(file: &std::path::Path) -> Result<String> {
 
 /// Sends `/pass PASSWORD` and `/nick NAME` if asked (the password first:
 /// a server with a password reads nothing else before it), then each line
-/// typed, as typed, until `EXIT` or the end of stdin. Dropping `half` closes
-/// our sending side, so the server sees end of stream on every way out.
+/// typed, as typed, until `EXIT` or the end of stdin. Its caller then drops
+/// `half`, which closes our sending side, so the server sees end of stream
+/// on every way out (after the server's first bytes, [`FIRST_WORD_WAIT`]).
 ///
 /// A line goes out in pieces of at most [`LINE_PIECE`] bytes, each sent as
 /// soon as it is read, so memory does not grow with the length of a line
@@ -283,14 +346,15 @@ fn read_password(file: &std::path::Path) -> Result<String> {
 /// reads again, or the connection fails). The two-thread design leaves no
 /// thread to watch stdin during the write; Ctrl+C always ends the process
 /// at once.
-fn write_loop(mut half: WriteHalf, password: Option<String>, name: Option<String>) -> Event {
+fn write_loop(half: &WriteHalf, password: Option<String>, name: Option<String>) -> Event {
+    let mut out = &half.0;
     if let Some(password) = password {
-        if let Err(err) = half.0.write_all(format!("/pass {password}\n").as_bytes()) {
+        if let Err(err) = out.write_all(format!("/pass {password}\n").as_bytes()) {
             return Event::WriteFailed(err);
         }
     }
     if let Some(name) = name {
-        if let Err(err) = half.0.write_all(format!("/nick {name}\n").as_bytes()) {
+        if let Err(err) = out.write_all(format!("/nick {name}\n").as_bytes()) {
             return Event::WriteFailed(err);
         }
     }
@@ -314,7 +378,7 @@ fn write_loop(mut half: WriteHalf, password: Option<String>, name: Option<String
             return Event::Exit;
         }
         starts_line = piece.last() == Some(&b'\n');
-        if let Err(err) = half.0.write_all(&piece) {
+        if let Err(err) = out.write_all(&piece) {
             return Event::WriteFailed(err);
         }
     }
