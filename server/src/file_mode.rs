@@ -59,6 +59,14 @@ pub fn serve(stream: &TcpStream, peer: SocketAddr, ctx: &Context, root: &Root) {
         Err(e) if e.kind() == ErrorKind::TimedOut && ctx.shutdown.is_triggered() => {
             log!("{peer} disconnected: server shutting down (client not reading)");
         }
+        // A reply cut short (`answer`'s own error, the only one of this
+        // kind): an end of stream tells the client, after what was sent;
+        // names it sent meanwhile are read and dropped, so the close is
+        // no reset (which would lose the end of the reply).
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+            crate::linger::close_after_stop(stream, ctx);
+            log!("{peer} disconnected: {}", log::plain(&e));
+        }
         Err(e) => log!("{peer} disconnected: {}", log::plain(&e)),
     }
 }
