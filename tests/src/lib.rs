@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod hosts;
 pub mod labs;
+pub mod proxy;
 pub mod redis;
 pub mod rooms;
 

@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chat_tests::cluster::{ask_until, joined, servers, ASK_AGAIN};
+use chat_tests::proxy::Proxy;
 use chat_tests::redis::Redis;
 use chat_tests::{signal, Client, Server, TIMEOUT};
 
@@ -272,8 +273,13 @@ fn unban_by_name_lifts_the_ban_on_every_server() {
 
 /// Starts a chat-server on `redis`, flood control off, with `extra` flags.
 fn server_with(redis: &Redis, extra: &[&str]) -> Server {
-    let url = redis.url();
-    let mut args = vec!["--redis", url.as_str(), "--rate-limit", "0"];
+    server_at(&redis.url(), extra)
+}
+
+/// Starts a chat-server on the Redis at `url` (a [`Proxy`]'s), flood
+/// control off, with `extra` flags.
+fn server_at(url: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--redis", url, "--rate-limit", "0"];
     args.extend_from_slice(extra);
     Server::start(&args)
 }
@@ -823,8 +829,9 @@ fn a_join_of_a_room_with_members_elsewhere_creates_none() {
 /// Review: a ban lifted on a console while Redis could not be told stayed
 /// in the cluster's shared ban list, to come back on that very server
 /// once it registered again (after the others took it for lost), and the
-/// console said nothing of it. It says so now (the rest is a known limit
-/// in CLUSTER.md); and a ban it could not put there likewise.
+/// console said nothing of it. It says so now (that server no longer
+/// applies it again: `an_unban_typed_while_cut_off_is_not_undone_when_the_server_is_back`);
+/// and a ban it could not put there likewise.
 #[test]
 fn the_console_says_when_the_shared_ban_list_was_not_told() {
     let mut redis = Redis::start();
@@ -842,4 +849,66 @@ fn the_console_says_when_the_shared_ban_list_was_not_told() {
     server.stdout_until(|l| {
         l.starts_with("! maybe not put in the cluster's shared ban list (Redis did not answer)")
     });
+}
+
+/// Review: a ban lifted on the console of a server cut off from Redis
+/// stayed in the cluster's shared ban list, and came back on that very
+/// server when it registered again (the others had taken it for lost):
+/// the operator's `/unban` was undone. Now the server takes it out of the
+/// list once Redis answers, and does not apply it again meanwhile; while a
+/// ban lifted the same way and typed anew on another server after the
+/// lift holds there all the same.
+#[test]
+fn an_unban_typed_while_cut_off_is_not_undone_when_the_server_is_back() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let mut servers = [server_at(&proxy.url(), &[]), server_with(&redis, &[])];
+    let (lifted, again) = (
+        chat_tests::hosts::loopback(0, 0, 30),
+        chat_tests::hosts::loopback(0, 0, 31),
+    );
+    let (_victim, v) = joined(&servers[0]);
+    let (mut watcher, _) = joined(&servers[1]);
+    for source in [lifted, again] {
+        servers[0].console(&format!("/ban {source}"));
+        servers[0].stdout_until(|l| l.starts_with(&format!("* banned {source}")));
+    }
+    proxy.cut();
+    for source in [lifted, again] {
+        servers[0].console(&format!("/unban {source}"));
+        servers[0].stdout_until(|l| {
+            l.starts_with(
+                "! maybe not taken out of the cluster's shared ban list (Redis did not answer)",
+            )
+        });
+    }
+    // Taken for lost: unlisted (the reap's last step), to register again.
+    watcher.recv_until(|l| l == format!("* {v} left (server lost)"));
+    let deadline = Instant::now() + TIMEOUT;
+    while redis.query(&["SMEMBERS", "chat:servers"]).len() > 1 {
+        assert!(Instant::now() < deadline, "the cut-off server stays listed");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Typed anew after the lift, where Redis answers (that server was
+    // not told of the lift: it held the ban still).
+    servers[1].console(&format!("/ban {again}"));
+    servers[1].stdout_until(|l| l.starts_with(&format!("* ban replaced: {again}")));
+    proxy.heal();
+    // Announced back in the beat that registered it, after it read the
+    // shared ban list.
+    watcher.recv_until(|l| l == format!("* {v} is back (server reconnected)"));
+    assert!(
+        !refused(&servers[0], lifted),
+        "the lifted ban came back; stderr:\n{}",
+        servers[0].stderr()
+    );
+    assert!(
+        refused(&servers[0], again),
+        "stderr:\n{}",
+        servers[0].stderr()
+    );
+    let listed =
+        |source: std::net::IpAddr| redis.command(&["HEXISTS", "chat:bans", &source.to_string()]);
+    assert_eq!(listed(lifted), ":0", "the lift was not taken out");
+    assert_eq!(listed(again), ":1", "the ban typed anew was taken out");
 }

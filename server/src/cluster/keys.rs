@@ -111,13 +111,34 @@ pub fn inbox_mark(server: &str) -> String {
 }
 
 /// The cluster's shared ban list: a hash, each banned prefix (as
-/// [`crate::bans::Prefix`] writes it) -> the ban's line in the `--bans`
-/// file format (which carries its end). Written by the server that applied
-/// a console `/ban` with a known address, emptied of a prefix by an
-/// `/unban` of it, and read by every server when it registers
-/// (`shared_bans.rs`). At most `MAX_BANS` fields ([`BAN_PUT`]).
+/// [`crate::bans::Prefix`] writes it) -> [`ban_value`]: when the ban was
+/// applied and its line in the `--bans` file format (which carries its
+/// end). Written by the server that applied a console `/ban` with a known
+/// address, emptied of a prefix by an `/unban` of it ([`BAN_LIFT`]), and
+/// read by every server when it registers (`shared_bans.rs`). At most
+/// `MAX_BANS` fields ([`BAN_PUT`]).
 pub fn bans() -> String {
     format!("{PREFIX}bans")
+}
+
+/// A ban's value in the shared list ([`bans`]): when the server that put it
+/// applied it (ms since the epoch, by that server's clock), a space, and
+/// its `--bans` line. The time tells a lift from a ban of the same prefix
+/// typed after it ([`BAN_LIFT`]).
+pub fn ban_value(applied_ms: u64, line: &str) -> String {
+    format!("{applied_ms} {line}")
+}
+
+/// A value of the shared list read back: (when applied, ms; its `--bans`
+/// line). A value put before the list carried the time (a line alone: a
+/// prefix is never all digits) reads as applied at 0, before any lift.
+pub fn parse_ban_value(value: &str) -> (u64, &str) {
+    match value.split_once(' ') {
+        Some((ms, line)) if !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()) => {
+            (ms.parse().unwrap_or(0), line)
+        }
+        _ => (0, value),
+    }
 }
 
 /// The set of server ids that have registered, live or lost.
@@ -315,11 +336,27 @@ return 0
 /// list past its bound: a prefix listed already is replaced (a later
 /// `/ban` of it wins, as on each server), a new one is put only while the
 /// hash has fewer fields than the bound. KEYS: the list. ARGV: prefix,
-/// ban line, bound. Returns 1 if put, 0 if the list is full.
+/// value ([`ban_value`]), bound. Returns 1 if put, 0 if the list is full.
 pub const BAN_PUT: &str = r"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
+";
+
+/// Takes a prefix's ban out of the shared list ([`bans`]) unless it was
+/// applied after the lift (its [`ban_value`]'s time is later): an `/unban`
+/// that reaches Redis late (retried by presence after Redis did not
+/// answer, or sent before Redis hung and read after) never takes out a
+/// `/ban` of that prefix typed since, on any server. A value without a
+/// time counts as applied at 0. KEYS: the list. ARGV: prefix, when the
+/// lift was typed (ms since the epoch). Returns 1 if taken out, 0 if the
+/// prefix was not there or its ban is newer.
+pub const BAN_LIFT: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+local applied = tonumber(string.match(v, '^(%d+) ') or '0')
+if applied > tonumber(ARGV[2]) then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
 ";
 
 /// Raises a counter to at least a value (the guest counter after Redis came
@@ -429,9 +466,10 @@ return 0
 
 /// Every script, loaded (SCRIPT LOAD) on each new connection, so EVALSHA
 /// works after Redis restarted empty.
-pub fn scripts() -> [Script; 15] {
+pub fn scripts() -> [Script; 16] {
     [
         Script::new(BAN_PUT),
+        Script::new(BAN_LIFT),
         Script::new(FILE_IF),
         Script::new(RELIST),
         Script::new(UNLIST),
@@ -462,6 +500,22 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(parse_member(&a), ("lobby", 7));
         assert_eq!(parse_member("games"), ("games", 0));
+    }
+
+    /// A shared ban's value reads back as its time and line; one put
+    /// before the value carried a time reads as applied at 0.
+    #[test]
+    fn a_ban_value_reads_back() {
+        let line = "10.0.0.0/8 never - spam";
+        assert_eq!(
+            parse_ban_value(&ban_value(1_700_000_000_123, line)),
+            (1_700_000_000_123, line)
+        );
+        assert_eq!(parse_ban_value(line), (0, line));
+        assert_eq!(
+            parse_ban_value("2001:db8::/32 never -"),
+            (0, "2001:db8::/32 never -")
+        );
     }
 
     /// A member is noted as announced gone by its client id, which a

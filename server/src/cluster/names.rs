@@ -39,6 +39,7 @@ use redis::Script;
 
 use super::keys;
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
+use super::shared_bans::Unlifted;
 
 mod inbox;
 mod unfreed;
@@ -118,6 +119,11 @@ pub struct Names {
     /// beat that reaches Redis (`names/unfreed.rs`). At most
     /// [`MAX_UNFREED`]; changed only under the link's lock.
     unfreed: Mutex<Vec<(String, u64)>>,
+    /// Lifts of a shared ban whose prefix could not be taken out of the
+    /// cluster's shared ban list (Redis away): presence takes each out at
+    /// its next beat that reaches Redis (`shared_bans.rs`). At most
+    /// `MAX_UNLIFTED`.
+    pub(super) unlifted: Unlifted,
     /// The number of this server's last inbox request: taken under the
     /// link's lock, so the requests reach Redis in the order of their
     /// numbers, and a request is sent again only before any later one.
@@ -133,6 +139,7 @@ impl Names {
             unfiled: AtomicBool::new(false),
             unclaimed: AtomicBool::new(false),
             unfreed: Mutex::new(Vec::new()),
+            unlifted: Unlifted::default(),
             requests: AtomicU64::new(0),
         }
     }

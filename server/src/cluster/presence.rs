@@ -27,6 +27,10 @@
 //! Each registration also reads the cluster's shared ban list and applies
 //! what this server does not hold ([`Local::shared_bans`],
 //! `shared_bans.rs`): bans typed while it was not listed reach it then.
+//! Before that, at every beat that reaches Redis, the bans this server's
+//! console lifted while Redis did not answer are taken out of that list
+//! ([`Local::lift_unlifted`]), so its registration does not bring them
+//! back here.
 //!
 //! A client named while Redis could not be asked (a fallback guest name,
 //! `shared_names`) is held on this server only: at the next beat that
@@ -166,6 +170,16 @@ pub trait Local: Send + Sync + 'static {
     /// # Errors
     /// When Redis cannot be asked.
     fn free_unfreed(&self) -> Result<(), Failure>;
+    /// Takes out of the cluster's shared ban list the bans this server
+    /// lifted while Redis could not be asked (each unless banned anew
+    /// since), keeping those it could not for the next call
+    /// (`shared_bans.rs`).
+    ///
+    /// # Errors
+    /// When Redis cannot be asked.
+    fn lift_unlifted(&self) -> Result<(), Failure> {
+        Ok(())
+    }
     /// The rooms with local members whose spelling the cluster shows
     /// (key, spelling): kept alive at every beat (`spelling.rs`).
     fn spellings(&self) -> Vec<(String, String)> {
@@ -258,6 +272,9 @@ impl Presence {
         // their leavers are unlisted by a refile (or a registration): a
         // stop or a reaper frees the names of listed members only.
         self.local.free_unfreed()?;
+        // Bans lifted here while Redis was away are taken out of the
+        // shared list before a registration reads it.
+        self.local.lift_unlifted()?;
         // Not listed any more: Redis is new or lost everything, or the
         // others took this server for lost (cut off from Redis longer than
         // the heartbeat lasts) and announced its clients gone. Either way
@@ -389,6 +406,9 @@ impl Presence {
         // Names given back while Redis was away: their members are not
         // listed any more, and the reap below frees listed members' only.
         let _ = self.local.free_unfreed();
+        // Bans lifted here while Redis was away: the others must not
+        // find them in the shared list when they register.
+        let _ = self.local.lift_unlifted();
         if let Err(e) = self.reap(&me, STOPPED_KIND, "server stopped") {
             log!("redis presence: could not unregister ({e:?}); the others will see this server lost");
         }

@@ -7,10 +7,13 @@
 //! Beside that, the server that applies a console ban with a known address
 //! (the console's own for an address or prefix; for a name, the server
 //! whose client it is) puts it here, keyed by its prefix, its value the
-//! ban's line in the `--bans` format (so it carries its end), before it
-//! passes it on: a server that registers after the put reads it, one that
-//! registered before is asked through its inbox. An `/unban` that lifts a
-//! prefix (typed as one, or a name lifted as its address) takes it out.
+//! time it applied it and the ban's line in the `--bans` format (so it
+//! carries its end; [`keys::ban_value`]), before it passes it on: a server
+//! that registers after the put reads it, one that registered before is
+//! asked through its inbox. An `/unban` that lifts a prefix (typed as one,
+//! or a name lifted as its address) takes it out, unless the ban there was
+//! applied after the lift ([`keys::BAN_LIFT`]: a `/ban` of that prefix
+//! typed since, on any server, stays).
 //!
 //! Whenever a server registers (at start, before it accepts; after Redis
 //! restarted empty; after the others took it for lost), it reads the whole
@@ -20,21 +23,72 @@
 //! lacks it: an `/unban` it missed leaves the ban in place there (the safe
 //! direction; docs/CLUSTER.md, Known limits).
 //!
+//! A lift that could not take its prefix out (Redis did not answer) is
+//! remembered ([`Unlifted`]): presence takes it out at its next beat that
+//! reaches Redis, before it registers (`Names::lift_unlifted`), and until
+//! then a registration of this server skips that prefix's shared ban
+//! unless it was applied after the lift (`bridge/bans.rs`). So an `/unban`
+//! typed here while Redis was away is never undone here by this server's
+//! own registration, and a `/ban` of the prefix typed elsewhere after it
+//! still reaches this server. Times are wall clocks, the putting server's
+//! and the lifting one's (docs/CLUSTER.md, Known limits).
+//!
 //! Bound: [`MAX_BANS`] fields ([`keys::BAN_PUT`] puts no new prefix past
 //! it; each server's own list holds no more live bans anyway), each at
 //! most about 300 bytes: about 1.2 MiB in Redis at worst, read whole by a
-//! registering server.
+//! registering server. [`MAX_UNLIFTED`] lifts remembered per server.
 //!
 //! Redis away: the ban or unban still holds on this server and is passed
 //! on as before (or not, as the console is told); one line is logged.
 
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
 use redis::Script;
 
 use super::keys;
 use super::link::{Failure, Link};
-use super::names::Names;
+use super::names::{now_ms, Names};
 use crate::bans::{Ban, Prefix, MAX_BANS};
 use crate::log;
+
+/// Lifts a server remembers at most while their prefixes could not be
+/// taken out of the shared list (as many as it can hold bans). Each is a
+/// prefix and a time, under 100 bytes: about 400 KiB at worst. Past it a
+/// further lift is not remembered (logged, and the console told to lift it
+/// again once Redis answers).
+pub const MAX_UNLIFTED: usize = MAX_BANS;
+
+/// This server's lifts whose prefixes are still to be taken out of the
+/// shared list: prefix -> when the lift was typed (ms since the epoch).
+/// Noted by [`Names::lift_ban`] when Redis did not answer, dropped once
+/// presence took the prefix out ([`Names::lift_unlifted`]) or this
+/// server's console banned the prefix again ([`Names::share_ban`]). A
+/// leaf lock, held for no I/O.
+#[derive(Default)]
+pub struct Unlifted(Mutex<HashMap<String, u64>>);
+
+impl Unlifted {
+    /// Notes `field` lifted at `at`. Returns `false` when it could not be
+    /// noted (at [`MAX_UNLIFTED`] already).
+    fn note(&self, field: &str, at: u64) -> bool {
+        let mut pending = self.0.lock();
+        if pending.len() >= MAX_UNLIFTED && !pending.contains_key(field) {
+            return false;
+        }
+        pending.insert(field.to_string(), at);
+        true
+    }
+
+    /// Forgets the lift of `field` noted at `at`, unless it was noted
+    /// again since.
+    fn done(&self, field: &str, at: u64) {
+        let mut pending = self.0.lock();
+        if pending.get(field) == Some(&at) {
+            pending.remove(field);
+        }
+    }
+}
 
 impl Names {
     /// Puts `ban`, applied on this server, in the shared list. Failure is
@@ -43,6 +97,11 @@ impl Names {
     pub fn share_ban(&self, ban: &Ban) -> Option<String> {
         let script = Script::new(keys::BAN_PUT);
         let field = ban.prefix.to_string();
+        // Banned again here: an earlier lift of it still to be taken out
+        // is void (taking out the shared ban would leave the list without
+        // one this server holds).
+        self.unlifted.0.lock().remove(&field);
+        let value = keys::ban_value(now_ms(), &ban.to_line());
         let put: Result<i64, Failure> = self.holding(|link| {
             link.run_idempotent(|conn| {
                 redis::cmd("EVALSHA")
@@ -50,7 +109,7 @@ impl Names {
                     .arg(1)
                     .arg(keys::bans())
                     .arg(&field)
-                    .arg(ban.to_line())
+                    .arg(&value)
                     .arg(MAX_BANS)
                     .query(conn)
             })
@@ -71,19 +130,63 @@ impl Names {
 
     /// Takes the ban of `target` out of the shared list, if `target` is a
     /// prefix (a name is lifted as its address, by the server holding a
-    /// ban by that name). Failure is logged, and returned as a line for
-    /// the console: the `/unban` holds here and is passed on regardless.
+    /// ban by that name), unless a ban of it applied after this lift is
+    /// there. When Redis does not answer, the lift is remembered
+    /// ([`Unlifted`]) and presence takes the prefix out once it does; the
+    /// failure is logged, and returned as a line for the console: the
+    /// `/unban` holds here and is passed on regardless.
     pub fn lift_ban(&self, target: &str) -> Option<String> {
         let Ok(prefix) = Prefix::parse(target.trim()) else {
             return None;
         };
         let field = prefix.to_string();
-        let lifted: Result<i64, Failure> = self.holding(|link| {
-            link.run_idempotent(|conn| redis::cmd("HDEL").arg(keys::bans()).arg(&field).query(conn))
-        });
-        let e = lifted.err()?;
-        log!("redis: cannot take the ban on {field} out of the shared ban list ({e:?}): a server that registers later may still apply it");
-        Some("! maybe not taken out of the cluster's shared ban list (Redis did not answer): a server that registers later, this one too if the others take it for lost meanwhile, may apply it again; /unban it again once Redis answers".to_string())
+        let at = now_ms();
+        let lifted = self.holding(|link| lift(link, &[(field.clone(), at)]));
+        let Err(e) = lifted else {
+            // An earlier lift of it still to be taken out: done too.
+            self.unlifted.0.lock().remove(&field);
+            return None;
+        };
+        if self.unlifted.note(&field, at) {
+            log!("redis: cannot take the ban on {field} out of the shared ban list ({e:?}): taken out once Redis answers; a server that registers before may still apply it");
+            return Some("! maybe not taken out of the cluster's shared ban list (Redis did not answer): this server takes it out once Redis answers, and does not apply it again meanwhile; another server that registers before that may".to_string());
+        }
+        log!("redis: cannot take the ban on {field} out of the shared ban list ({e:?}), and {MAX_UNLIFTED} lifts wait to be taken out already: a server that registers later may still apply it, this one too");
+        Some(format!("! maybe not taken out of the cluster's shared ban list (Redis did not answer), and {MAX_UNLIFTED} lifts wait for it already: a server that registers later, this one too, may apply it again; /unban it again once Redis answers"))
+    }
+
+    /// Takes out of the shared list the prefixes of every lift that could
+    /// not (see [`Names::lift_ban`]), each unless a ban of it applied after
+    /// the lift is there: at a beat of presence that reached Redis, in one
+    /// pipeline, before it registers this server. Those taken out (or
+    /// found gone, or newer) are forgotten.
+    ///
+    /// # Errors
+    /// When Redis cannot be asked (they are tried again at the next beat).
+    pub fn lift_unlifted(&self) -> Result<(), Failure> {
+        let pending: Vec<(String, u64)> = {
+            let pending = self.unlifted.0.lock();
+            pending.iter().map(|(f, &at)| (f.clone(), at)).collect()
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.holding(|link| lift(link, &pending))?;
+        for (field, at) in &pending {
+            self.unlifted.done(field, *at);
+        }
+        log!(
+            "redis: {} bans lifted while Redis did not answer taken out of the shared ban list",
+            pending.len()
+        );
+        Ok(())
+    }
+
+    /// The lifts of this server still to be taken out of the shared list:
+    /// prefix -> when lifted (ms). A registration skips their shared bans
+    /// unless applied after the lift (`bridge/bans.rs`).
+    pub fn unlifted(&self) -> HashMap<String, u64> {
+        self.unlifted.0.lock().clone()
     }
 
     /// The shared list as it is now, on the names link (read when the
@@ -96,7 +199,30 @@ impl Names {
     }
 }
 
-/// Every entry of the shared list: (prefix, ban line).
+/// Takes each of `lifts` (prefix, when lifted) out of the shared list
+/// unless its ban there was applied after the lift ([`keys::BAN_LIFT`]),
+/// in one pipeline.
+///
+/// # Errors
+/// When Redis cannot be asked.
+fn lift(link: &mut Link, lifts: &[(String, u64)]) -> Result<(), Failure> {
+    let script = Script::new(keys::BAN_LIFT);
+    link.run_idempotent(|conn| {
+        let mut pipe = redis::pipe();
+        for (field, at) in lifts {
+            pipe.cmd("EVALSHA")
+                .arg(script.get_hash())
+                .arg(1)
+                .arg(keys::bans())
+                .arg(field)
+                .arg(at)
+                .ignore();
+        }
+        pipe.exec(conn)
+    })
+}
+
+/// Every entry of the shared list: (prefix, value as put: [`keys::ban_value`]).
 ///
 /// # Errors
 /// When Redis cannot be asked.
@@ -104,7 +230,7 @@ pub fn read(link: &mut Link) -> Result<Vec<(String, String)>, Failure> {
     link.run_idempotent(|conn| redis::cmd("HGETALL").arg(keys::bans()).query(conn))
 }
 
-/// Takes `expired` entries (prefix, ban line as read) out of the shared
+/// Takes `expired` entries (prefix, value as read) out of the shared
 /// list, each only if it still holds that line (a new ban of the prefix
 /// put meanwhile stays).
 ///

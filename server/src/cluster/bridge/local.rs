@@ -35,6 +35,10 @@ impl Local for Bridge {
         self.names.free_unfreed()
     }
 
+    fn lift_unlifted(&self) -> Result<(), Failure> {
+        self.names.lift_unlifted()
+    }
+
     fn spellings(&self) -> Vec<(String, String)> {
         self.spellings
             .lock()
