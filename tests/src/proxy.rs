@@ -68,6 +68,11 @@ impl Proxy {
         proxy
     }
 
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The `--redis` URL that goes through the proxy.
     pub fn url(&self) -> String {
         format!("redis://{}", self.addr)

@@ -278,3 +278,61 @@ fn welcome_name_reads_only_welcome_lines() {
     assert_eq!(welcome_name("* guest-3 joined (2 online)"), None);
     assert_eq!(welcome_name("<bob> * welcome, alice!"), None);
 }
+
+/// A connection through `proxy`, its reads bounded.
+fn through(proxy: &chat_tests::proxy::Proxy) -> TcpStream {
+    let stream = TcpStream::connect(proxy.addr()).expect("connect to the proxy");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream
+}
+
+/// Whether `stream` is at its end (or reset): a read returns no bytes or
+/// fails with something other than its timeout.
+fn ended(stream: &mut TcpStream) -> bool {
+    use std::io::{ErrorKind, Read};
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    }
+}
+
+/// Sends `line` through `stream` and reads it back from the echo behind.
+fn echoed(stream: &mut TcpStream, line: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    stream.write_all(line).expect("send through the proxy");
+    let mut back = vec![0u8; line.len()];
+    stream
+        .read_exact(&mut back)
+        .expect("the echo through the proxy");
+    back
+}
+
+/// The Redis proxy (`tests/src/proxy.rs`) passes bytes both ways; a cut
+/// ends every connection through it and closes a new one at once; after a
+/// heal new connections pass again.
+#[test]
+fn the_proxy_passes_bytes_cuts_and_heals() {
+    let upstream = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let to = upstream.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in upstream.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut back = stream.try_clone().expect("clone");
+                let _ = std::io::copy(&mut &stream, &mut back);
+            });
+        }
+    });
+    let proxy = chat_tests::proxy::Proxy::start(to);
+    let mut before = through(&proxy);
+    assert_eq!(echoed(&mut before, b"ping\n"), b"ping\n");
+    proxy.cut();
+    assert!(ended(&mut before), "a cut ends a connection through it");
+    let mut during = through(&proxy);
+    assert!(ended(&mut during), "a connection made while cut is closed");
+    proxy.heal();
+    let mut after = through(&proxy);
+    assert_eq!(echoed(&mut after, b"again\n"), b"again\n");
+}
