@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 use chat_common::protocol;
 use socket2::{SockRef, TcpKeepalive};
 
-use crate::config::Mode;
 use crate::log;
 use crate::pool::Pool;
 use crate::throttle::{ConnectThrottle, Verdict};
@@ -246,7 +245,7 @@ fn admit(
             return;
         }
     };
-    if let (Some(place), Mode::Chat) = (ticket.waiting(), ctx.config.mode) {
+    if let Some(place) = ticket.waiting() {
         log!("{peer} waits for a worker (number {place} in line)");
         say(
             &stream,

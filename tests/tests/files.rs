@@ -456,3 +456,20 @@ fn a_file_cut_short_while_sent_ends_the_connection() {
     assert!(got < SIZE, "{got} bytes: the whole file");
     server.stderr_until("was cut short");
 }
+
+/// `--workers 1`: a connection that must wait for the one place is told
+/// so, as in chat mode, and served once it frees.
+#[test]
+fn a_connection_that_waits_is_told_so() {
+    let (_s, root) = fixture();
+    let server = start(&root, &["--workers", "1"]);
+    let mut first = connect_raw(server.addr());
+    first.write_all(b"sub/deep.txt\n").expect("send");
+    assert_eq!(read_len(&mut first, 5), b"deep\n", "the first is served");
+    let mut second = connect_raw(server.addr());
+    let wait = b"* the one place is taken; you are number 1 in line, please wait\n";
+    assert_eq!(read_len(&mut second, wait.len()), wait);
+    drop(first);
+    second.write_all(b"sub/deep.txt\n").expect("send");
+    assert_eq!(read_len(&mut second, 5), b"deep\n", "served once it freed");
+}

@@ -323,3 +323,25 @@ fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
+
+/// Echo and uppercase modes, `--workers 1`: a connection that must wait
+/// is told so, as in chat mode ("no connection ever hangs without a
+/// word"), then served once the place frees. It heard nothing before.
+#[test]
+fn a_lab_mode_connection_that_waits_is_told_so() {
+    for (mode, sent, back) in [("echo", "hi", "hi"), ("upper", "hi", "HI")] {
+        let server = Server::start(&["--mode", mode, "--workers", "1"]);
+        let mut first = chat_tests::Client::connect(server.addr());
+        first.send(sent);
+        assert_eq!(first.recv(), back, "{mode}: the first is served");
+        let mut second = chat_tests::Client::connect(server.addr());
+        assert_eq!(
+            second.recv(),
+            "* the one place is taken; you are number 1 in line, please wait",
+            "{mode}"
+        );
+        drop(first);
+        second.send(sent);
+        assert_eq!(second.recv(), back, "{mode}: served once the place freed");
+    }
+}
