@@ -99,7 +99,9 @@ pub struct Config {
 
     /// With --redis: about how many lines each room's log in Redis keeps
     /// (XADD MAXLEN ~): what history and a server that lost its link can
-    /// get back.
+    /// get back. A log shorter than a burst the servers append at once may
+    /// trim lines before every server read them (their clients are told
+    /// how many they missed).
     #[arg(long, default_value_t = crate::cluster::LOG_MAX_LEN, value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
     pub redis_log_len: u64,
 

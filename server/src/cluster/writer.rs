@@ -72,6 +72,13 @@ use self::sending::WriterThread;
 /// Most lines in one pipelined round trip.
 pub const BATCH_MAX: usize = 512;
 
+/// A round trip appends at most this fraction of what a room's log keeps
+/// (`--redis-log-len`, [`sending::batch_max`]): the other servers' readers
+/// read between two batches of each writer, so with up to this many
+/// servers appending at once, no line is trimmed before they read it. At
+/// the default log length (10,000) the bound is [`BATCH_MAX`] itself.
+pub const LOG_SHARE: u64 = 16;
+
 /// Most batches a relaying thread sends in a row for others
 /// ([`Writer::send_queued`]) before it leaves the rest to the writer
 /// thread and goes back to its own client.

@@ -13,7 +13,7 @@ use redis::{Script, Value};
 use super::super::link::{Failure, Link};
 use super::super::{keys, Line, LogConfig, Refusal, Sink, Token};
 use super::unsure::Unsure;
-use super::{wall_ms, Job, Sent, Written, BATCH_MAX, STALE_AFTER, STALE_LOG_EVERY};
+use super::{wall_ms, Job, Sent, Written, BATCH_MAX, LOG_SHARE, STALE_AFTER, STALE_LOG_EVERY};
 use crate::log;
 use crate::shutdown::Shutdown;
 
@@ -55,6 +55,16 @@ pub(super) struct WriterThread {
     pub(super) file: Script,
     /// When lines refused as stale were last logged.
     pub(super) stale_logged: Option<Instant>,
+}
+
+/// Most lines in one round trip for a room log kept to about `max_len`
+/// lines: [`BATCH_MAX`], or a [`LOG_SHARE`]th of the log if that is less.
+/// Redis runs a pipeline whole before it reads another client's command,
+/// so a batch lands at once between two reads of every other server's
+/// reader: a batch as long as the log would trim lines those readers had
+/// not read yet, with no outage at all.
+pub(super) fn batch_max(max_len: u64) -> usize {
+    usize::try_from(max_len / LOG_SHARE).map_or(BATCH_MAX, |share| share.clamp(1, BATCH_MAX))
 }
 
 /// The writer thread: waits for queued lines (without taking them, so a
@@ -135,10 +145,11 @@ impl WriterThread {
         self.unsure.is_empty() && self.retry.is_empty() && self.link.is_up()
     }
 
-    /// Takes what is queued, up to [`BATCH_MAX`] jobs, into `batch`.
+    /// Takes what is queued, up to [`batch_max`] jobs, into `batch`.
     pub(super) fn take(&mut self, batch: &mut Vec<Job>) -> Result<(), TryRecvError> {
+        let most = batch_max(self.config.max_len);
         batch.push(self.queue.try_recv()?);
-        while batch.len() < BATCH_MAX {
+        while batch.len() < most {
             match self.queue.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
@@ -352,5 +363,20 @@ impl WriterThread {
             .count();
         self.unsettled
             .store(self.unsure.len() + again + in_flight, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{batch_max, BATCH_MAX};
+
+    /// A sixteenth of the log, at least one line, at most `BATCH_MAX`.
+    #[test]
+    fn a_batch_is_a_share_of_the_log() {
+        assert_eq!(batch_max(10_000), BATCH_MAX);
+        assert_eq!(batch_max(u64::MAX), BATCH_MAX);
+        assert_eq!(batch_max(160), 10);
+        assert_eq!(batch_max(100), 6);
+        assert_eq!(batch_max(1), 1);
     }
 }
