@@ -106,6 +106,40 @@ fn start_check_reachable_unreachable_refusing() {
     assert_eq!(check(&right), Ok(()));
 }
 
+/// Something else on the port (an SSH, HTTP or SMTP server answering with
+/// its banner): one line that says it is not Redis, not the reply
+/// parser's lines of byte numbers.
+#[test]
+fn start_check_of_a_service_that_is_not_redis_is_one_line() {
+    use std::io::{Read, Write};
+    for banner in [
+        &b"SSH-2.0-OpenSSH_9.2\r\n"[..],
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+        b"220 mail ESMTP ready\r\n",
+    ] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let _ = stream.write_all(banner);
+            let mut sink = [0u8; 1024];
+            while let Ok(1..) = stream.read(&mut sink) {}
+        });
+        let url = RedisUrl::parse(&format!("redis://{addr}")).unwrap();
+        let err = check(&url).unwrap_err();
+        serving.join().unwrap();
+        assert!(!err.contains('\n'), "{err:?}");
+        assert!(
+            err.contains(&format!("cannot use Redis at {addr}")),
+            "{err}"
+        );
+        assert!(err.contains("not in the Redis protocol"), "{err}");
+    }
+}
+
 /// Redis closed every connection while they sat idle (`CLIENT KILL`, as a
 /// timeout or a failover does): the first claim, lookup, filing and
 /// history read afterwards each succeed (tried again on a fresh
