@@ -215,7 +215,7 @@ pub fn ban(ctx: &Context, args: &str) -> Banned {
             Ok(d) => (Some(d), after),
             Err(why) => {
                 return refused(format!(
-                    "! {why} (or {UNTIL_UNBAN}, or no duration, to ban until /unban)"
+                    "! {why}; give {UNTIL_UNBAN}, or no duration, to ban until /unban"
                 ))
             }
         }
