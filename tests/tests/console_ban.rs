@@ -16,8 +16,8 @@ fn answer(server: &mut Server, line: &str) -> String {
 }
 
 /// Misspelt and too long durations are refused with one line and ban
-/// nothing; `none`
-/// and a good duration ban as asked, with the rest as the reason.
+/// nothing; `none` and a good duration ban as asked, with the rest as the
+/// reason.
 #[test]
 fn a_misspelt_duration_is_an_error_not_a_ban_until_unban() {
     let mut server = Server::start(&[]);
