@@ -55,6 +55,7 @@ fn a_ban_tells_a_client_waiting_for_a_worker() {
         "127.0.0.61",
         "you are banned from this server: scram",
     );
+    server.stderr_until("scram; 1 connection closed in all");
 
     // Its place is free: the next one is first in line again.
     let mut next = Host::connect(addr, loopback(0, 0, 62));
