@@ -100,7 +100,10 @@ impl Access {
             *refusals = (Some(now), 0);
             drop(refusals);
             if hidden > 0 {
-                log!("{hidden} more connections refused at accept (banned or locked out)");
+                log!(
+                    "{} refused at accept (banned or locked out)",
+                    protocol::count(hidden, "more connection")
+                );
             }
             log!("{peer} refused: {}", line[2..].trim_end());
         }
@@ -130,7 +133,10 @@ impl Access {
         }
         *refusals = (Some(now), 0);
         drop(refusals);
-        log!("{hidden} more connections refused at accept (banned or locked out)");
+        log!(
+            "{} refused at accept (banned or locked out)",
+            protocol::count(hidden, "more connection")
+        );
     }
 
     /// A guard that counts the refusals left unlogged when it drops: the
@@ -215,7 +221,7 @@ pub fn ban(ctx: &Context, args: &str) -> Banned {
             Ok(d) => (Some(d), after),
             Err(why) => {
                 return refused(format!(
-                    "! {why} (or {UNTIL_UNBAN}, or no duration, to ban until /unban)"
+                    "! {why}; give {UNTIL_UNBAN}, or no duration, to ban until /unban"
                 ))
             }
         }
@@ -322,7 +328,10 @@ fn impose(
         if closed == 0 {
             String::new()
         } else {
-            format!("; {closed} connections closed in all")
+            format!(
+                "; {} closed in all",
+                protocol::count(closed as u64, "connection")
+            )
         }
     );
     Ok((added, gone, what))

@@ -31,6 +31,8 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
+use chat_common::protocol;
+
 use crate::log;
 use crate::start_file::{self, Unread};
 
@@ -158,7 +160,11 @@ impl Bans {
             log!("ban list {}: {problem}; skipped", path.display());
         }
         if !text.trim().is_empty() {
-            log!("{} bans loaded from {}", bans.len(), path.display());
+            log!(
+                "{} loaded from {}",
+                protocol::count(bans.len() as u64, "ban"),
+                path.display()
+            );
         }
         Bans::with(bans, Some(path))
     }

@@ -16,7 +16,7 @@ use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use chat_common::protocol::error;
+use chat_common::protocol::{self, error};
 use chat_common::stop::without_line_end;
 
 use crate::files::{Found, Root, MAX_NAME};
@@ -50,8 +50,8 @@ pub fn serve(stream: &TcpStream, peer: SocketAddr, ctx: &Context, root: &Root) {
                 crate::linger::close_after_stop(stream, ctx);
             }
             log!(
-                "{peer} disconnected after {} files sent, {} refused{}",
-                tally.sent,
+                "{peer} disconnected after {} sent, {} refused{}",
+                protocol::count(tally.sent, "file"),
                 tally.refused,
                 if tally.stopped { " (stop line)" } else { "" }
             );

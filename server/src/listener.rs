@@ -223,8 +223,8 @@ fn admit(
         Ok(tracked) => tracked,
         Err(too_many) => {
             log!(
-                "{peer} refused: already {} connections from {}",
-                too_many.0,
+                "{peer} refused: already {} from {}",
+                protocol::count(too_many.0 as u64, "connection"),
                 ip
             );
             refuse(

@@ -103,7 +103,8 @@ fn drain(lines: &Receiver<String>, dropped: &AtomicU64, pending: &AtomicU64, clo
         if lost > 0 {
             let _ = err.write_all(
                 stamp(format_args!(
-                    "log: {lost} lines dropped while stderr was not being read"
+                    "log: {} dropped while stderr was not being read",
+                    chat_common::protocol::count(lost, "line")
                 ))
                 .as_bytes(),
             );
@@ -180,7 +181,10 @@ pub fn finish(summary: fmt::Arguments<'_>, deadline: Instant) {
             let lost = pending.load(Ordering::Acquire) + dropped.swap(0, Ordering::AcqRel);
             let mut tail = String::new();
             if lost > 0 {
-                tail = stamp(format_args!("log: {lost} log lines lost at exit"));
+                tail = stamp(format_args!(
+                    "log: {} lost at exit",
+                    chat_common::protocol::count(lost, "log line")
+                ));
             }
             tail.push_str(&line);
             let _ = err.write_all(tail.as_bytes());

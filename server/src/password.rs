@@ -265,10 +265,10 @@ impl Gate {
                     .conns
                     .close_where(|other, stage| other == ip && stage == Stage::Outside);
                 log!(
-                    "{ip} locked out for {} s: {LOCKOUT_TRIES} wrong passwords within {} s; closed its {} other connections not in the room",
+                    "{ip} locked out for {} s: {LOCKOUT_TRIES} wrong passwords within {} s; closed its {} not in the room",
                     LOCKOUT.as_secs(),
                     LOCKOUT_WINDOW.as_secs(),
-                    closed.saturating_sub(1)
+                    chat_common::protocol::count(closed.saturating_sub(1) as u64, "other connection")
                 );
             }
             if ctx.shutdown.pause(WRONG_DELAY) {

@@ -16,7 +16,8 @@
 //!   connection that is gone is never served (never joins a room). A socket
 //!   the server shut itself (`/ban`, a lockout, the shutdown) looks the
 //!   same from here and is dropped the same way; the job's guard
-//!   ([`crate::unserved::Unserved`]) then tells it why.
+//!   ([`crate::unserved::Unserved`]) then tells it why. The pool logs no
+//!   drop: the guard, which knows which it was, does.
 //! - A panicking job is caught, so it never shrinks the pool.
 //!
 //! The line is a `VecDeque` under the `State` lock (a channel cannot give
@@ -39,7 +40,7 @@ use crate::log;
 
 mod watch;
 
-use watch::{gave_up, log_gave_up, watch};
+use watch::{gave_up, watch};
 
 /// A connection to serve, run once on a worker.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -227,7 +228,8 @@ fn work(shared: &Shared) {
         if let Some(Waiting { job, watch, .. }) = state.line.pop_front() {
             drop(state);
             if watch.as_deref().is_some_and(gave_up) {
-                log_gave_up(watch.as_deref());
+                // Dropped unrun: the job's guards say why, and log it.
+                drop(job);
             } else {
                 // The session holds the connection from here on.
                 drop(watch);

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
 
+use chat_common::protocol;
+
 use crate::log;
 
 mod file;
@@ -223,8 +225,9 @@ impl Transcript {
             String::new()
         };
         log!(
-            "transcript {}: still writing at the shutdown deadline: not synced, {unwritten} lines not written{dropped}",
-            self.name
+            "transcript {}: still writing at the shutdown deadline: not synced, {} not written{dropped}",
+            self.name,
+            protocol::count(unwritten as u64, "line")
         );
     }
 
@@ -342,8 +345,8 @@ impl Lagging {
     fn end(&mut self, name: &str, counters: &Counters) {
         if self.dropped > 0 {
             log!(
-                "transcript {name}: caught up; {} lines were dropped",
-                self.dropped
+                "transcript {name}: caught up; {} dropped meanwhile",
+                protocol::count(self.dropped, "line")
             );
             self.dropped = 0;
             counters.lagging.store(false, Ordering::Release);

@@ -2,8 +2,10 @@
 //!
 //! One thread serves the socket: UDP has no connections to hand out, and
 //! each datagram is answered as soon as it is read. The thread blocks in
-//! `recvmsg` with no timeout; at shutdown [`wake`] sends the socket an empty
-//! datagram from itself, so an idle UDP service costs no wake-ups.
+//! `recvmsg` with no timeout (but while a count of unanswered datagrams
+//! waits to be logged: until it is due); at shutdown [`wake`] sends the
+//! socket an empty datagram from itself, so an idle UDP service costs no
+//! wake-ups. What is counted but not logged yet is logged at the stop.
 //!
 //! A reply leaves from the address its request was sent to. Bound to
 //! `0.0.0.0` on a host with several addresses, the kernel would otherwise
@@ -32,7 +34,7 @@
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read};
 use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chat_common::protocol::error;
 use chat_common::upper::Upcaser;
@@ -44,7 +46,7 @@ use crate::config::Mode;
 use crate::files::{Found, Root};
 use crate::listener::reachable;
 use crate::log;
-use crate::udp_guard::{Guard, Verdict};
+use crate::udp_guard::{Guard, Verdict, Withheld};
 use crate::Context;
 
 pub use chat_common::datagram::{MAX_DATAGRAM, MAX_DATAGRAM_V6};
@@ -75,14 +77,37 @@ pub fn serve(socket: &UdpSocket, ctx: &Context) {
     let mut buf = vec![0; RECV_BUF];
     let mut control = nix::cmsg_space!(libc::in6_pktinfo);
     let mut out = Vec::new();
+    // The read timeout set on the socket: until the unanswered count is
+    // due, or none while nothing is counted.
+    let mut armed = None;
     loop {
+        let due = guard.due();
+        if due != armed {
+            let wait = due.map(|at| {
+                at.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            });
+            if let Err(e) = socket.set_read_timeout(wait) {
+                log!("udp: {e}");
+            }
+            armed = due;
+        }
         let received = receive(socket, &mut buf, &mut control);
         if shutdown.is_triggered() {
+            // Counted, not logged yet: logged now, before the summary.
+            if let Some(w) = guard.pending() {
+                log_withheld(w);
+            }
             return;
         }
         let (n, peer, to) = match received {
             Ok(got) => got,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // The read timeout: the unanswered count is due.
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                report(&mut guard, Instant::now());
+                continue;
+            }
             Err(e) => {
                 // An ICMP error from an earlier reply, say: one peer's
                 // problem, not the service's.
@@ -133,14 +158,19 @@ pub fn serve(socket: &UdpSocket, ctx: &Context) {
 /// is time.
 fn report(guard: &mut Guard, now: Instant) {
     if let Some(w) = guard.report(now) {
-        log!(
-            "udp: left unanswered: {} from our own port, {} from service ports, {} over --udp-rate, {} over the per-address cap",
-            w.own,
-            w.service,
-            w.over_rate,
-            w.over_ip
-        );
+        log_withheld(w);
     }
+}
+
+/// The line that counts unanswered datagrams.
+fn log_withheld(w: Withheld) {
+    log!(
+        "udp: left unanswered: {} from our own port, {} from service ports, {} over --udp-rate, {} over the per-address cap",
+        w.own,
+        w.service,
+        w.over_rate,
+        w.over_ip
+    );
 }
 
 /// The reply to a datagram naming a file: its contents if they fit in

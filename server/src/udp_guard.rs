@@ -34,6 +34,12 @@ pub const MAX_PEERS: usize = 4096;
 /// Datagrams left unanswered are logged as a count at most this often.
 pub const WITHHELD_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// A count of unanswered datagrams is logged no sooner than this after the
+/// first datagram it counts, so a burst is one count, not its first
+/// datagram alone (a line at that first datagram said `1 over
+/// --udp-rate` for a burst of hundreds).
+pub const WITHHELD_GATHER: Duration = Duration::from_secs(1);
+
 /// Source ports never answered: services that answer any datagram (RFC
 /// 862 echo, 867 daytime, 864 chargen, 868 time), so a datagram spoofed
 /// from one would bounce between it and us.
@@ -132,6 +138,9 @@ pub struct Guard {
     sweeps: u64,
     /// Datagrams left unanswered since the last log line.
     withheld: Withheld,
+    /// When the first datagram in `withheld` came (`None` while it is
+    /// empty).
+    since: Option<Instant>,
     /// When the last count was logged.
     logged: Option<Instant>,
 }
@@ -151,6 +160,7 @@ impl Guard {
             swept: None,
             sweeps: 0,
             withheld: Withheld::default(),
+            since: None,
             logged: None,
         }
     }
@@ -166,7 +176,7 @@ impl Guard {
         } else {
             self.take(peer, now)
         };
-        self.count(verdict);
+        self.count(verdict, now);
         verdict
     }
 
@@ -184,34 +194,52 @@ impl Guard {
             address.bytes.tokens -= len;
             true
         } else {
-            self.count(Verdict::OverIp);
+            self.count(Verdict::OverIp, now);
             false
         }
     }
 
-    /// The count of unanswered datagrams to log now, if there are any and
-    /// the last such line is [`WITHHELD_LOG_EVERY`] old.
-    pub fn report(&mut self, now: Instant) -> Option<Withheld> {
-        if self.withheld == Withheld::default()
-            || self
-                .logged
-                .is_some_and(|at| now.duration_since(at) < WITHHELD_LOG_EVERY)
-        {
-            return None;
-        }
-        self.logged = Some(now);
-        Some(std::mem::take(&mut self.withheld))
+    /// When the unanswered datagrams counted so far are to be logged:
+    /// [`WITHHELD_GATHER`] after the first of them, and no sooner than
+    /// [`WITHHELD_LOG_EVERY`] after the last such line. `None` when there
+    /// are none.
+    pub fn due(&self) -> Option<Instant> {
+        let since = self.since?;
+        let gathered = since + WITHHELD_GATHER;
+        Some(match self.logged {
+            Some(at) => gathered.max(at + WITHHELD_LOG_EVERY),
+            None => gathered,
+        })
     }
 
-    fn count(&mut self, verdict: Verdict) {
+    /// The count of unanswered datagrams to log now, if it is
+    /// [`due`](Guard::due).
+    pub fn report(&mut self, now: Instant) -> Option<Withheld> {
+        if self.due().is_some_and(|due| due <= now) {
+            self.logged = Some(now);
+            self.pending()
+        } else {
+            None
+        }
+    }
+
+    /// The count of unanswered datagrams not logged yet, due or not (for
+    /// the last line, at the stop).
+    pub fn pending(&mut self) -> Option<Withheld> {
+        self.since = None;
+        Some(std::mem::take(&mut self.withheld)).filter(|w| *w != Withheld::default())
+    }
+
+    fn count(&mut self, verdict: Verdict, now: Instant) {
         let w = &mut self.withheld;
         match verdict {
-            Verdict::Reply => {}
+            Verdict::Reply => return,
             Verdict::Own => w.own += 1,
             Verdict::Service => w.service += 1,
             Verdict::OverRate => w.over_rate += 1,
             Verdict::OverIp => w.over_ip += 1,
         }
+        self.since.get_or_insert(now);
     }
 
     /// Takes one reply from `peer`'s bucket and one from its address's.

@@ -12,7 +12,10 @@
 //! `! ` line, or `* server shutting down` in chat mode. So no connection is
 //! closed without a word for a reason of the server's, whatever stage it
 //! was at (a client that really gave up is sent nothing: none of these
-//! holds for it).
+//! holds for it). The guard also writes the one log line for a connection
+//! dropped unrun, turned away or gone, since only it knows which (the pool
+//! logged every drop as a client that gave up, before the guard said it
+//! was turned away).
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -56,13 +59,20 @@ impl Drop for Unserved {
         let Some(stream) = self.stream.take() else {
             return;
         };
-        if let Some(line) = turned_away(&self.ctx, self.peer.ip()) {
-            log!(
-                "{} turned away while waiting for a worker: {}",
-                self.peer,
-                line[2..].trim_end()
-            );
-            crate::listener::refuse(&stream, &line);
+        let peer = self.peer;
+        match turned_away(&self.ctx, peer.ip()) {
+            Some(line) => {
+                log!(
+                    "{peer} turned away while waiting for a worker: {}",
+                    line[2..].trim_end()
+                );
+                crate::listener::refuse(&stream, &line);
+            }
+            // The lab modes have no line to say; the log still says why.
+            None if self.ctx.shutdown.is_triggered() => {
+                log!("{peer} turned away while waiting for a worker: server shutting down");
+            }
+            None => log!("{peer} closed or shut while waiting for a worker; its place is free"),
         }
     }
 }

@@ -15,8 +15,9 @@ fn answer(server: &mut Server, line: &str) -> String {
     server.stdout_until(|l| l.starts_with("* ") || l.starts_with("! "))
 }
 
-/// Misspelt durations are refused with one line and ban nothing; `none`
-/// and a good duration ban as asked, with the rest as the reason.
+/// Misspelt and too long durations are refused with one line and ban
+/// nothing; `none` and a good duration ban as asked, with the rest as the
+/// reason.
 #[test]
 fn a_misspelt_duration_is_an_error_not_a_ban_until_unban() {
     let mut server = Server::start(&[]);
@@ -31,6 +32,12 @@ fn a_misspelt_duration_is_an_error_not_a_ban_until_unban() {
             "{line}: {said}"
         );
     }
+    // One sentence: the limit, then how to ban for good (it said the
+    // second half twice, in other words).
+    assert_eq!(
+        answer(&mut server, "/ban 10.1.1.9 99999999999d"),
+        "! \"99999999999d\" is longer than the longest ban, 3650d; give none, or no duration, to ban until /unban"
+    );
     assert_eq!(answer(&mut server, "/bans"), "* no bans");
     assert_eq!(
         answer(&mut server, "/ban"),

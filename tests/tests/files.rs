@@ -162,7 +162,8 @@ fn fifo_directory_missing_and_too_big_are_refused() {
     assert_eq!(read_len(&mut stream, TEXT.len()), TEXT);
 }
 
-/// The stop line ends a file-mode connection too.
+/// The stop line ends a file-mode connection too; the log counts the one
+/// file sent in the singular.
 #[test]
 fn the_stop_line_ends_it() {
     let (_s, root) = fixture();
@@ -172,6 +173,7 @@ fn the_stop_line_ends_it() {
         .write_all(b"text.txt\nEXIT\ntext.txt\n")
         .expect("send");
     assert_eq!(read_to_eof(&mut stream), TEXT);
+    server.stderr_until("disconnected after 1 file sent, 0 refused (stop line)");
 }
 
 /// Input after the stop line does not reset the connection: an 8 MiB file

@@ -432,7 +432,10 @@ fn lines_dropped_at_a_full_queue_are_logged_once_and_counted() {
     );
     assert_eq!(stderr.matches("caught up").count(), 1, "{stderr}");
     assert!(
-        stderr.contains(&format!("caught up; {missing} lines were dropped")),
+        stderr.contains(&format!(
+            "caught up; {missing} line{} dropped meanwhile",
+            if missing == 1 { "" } else { "s" }
+        )),
         "{stderr}"
     );
     assert!(missing > 0, "{stderr}");

@@ -177,7 +177,7 @@ fn a_partial_transcript_line_is_logged_after_the_bind() {
             .unwrap_or_else(|| panic!("no {text:?}:\n{stderr}"))
     };
     assert!(
-        at("bans loaded") < at("partial last line"),
+        at("1 ban loaded from") < at("partial last line"),
         "the note comes after the bind:\n{stderr}"
     );
     server.signal("INT");

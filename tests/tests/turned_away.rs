@@ -50,6 +50,12 @@ fn a_ban_tells_a_client_waiting_for_a_worker() {
     );
     let took = banned.elapsed();
     assert!(took < TOLD_WITHIN, "told after {took:?}");
+    assert_logged_turned_away(
+        &server,
+        "127.0.0.61",
+        "you are banned from this server: scram",
+    );
+    server.stderr_until("scram; 1 connection closed in all");
 
     // Its place is free: the next one is first in line again.
     let mut next = Host::connect(addr, loopback(0, 0, 62));
@@ -60,11 +66,33 @@ fn a_ban_tells_a_client_waiting_for_a_worker() {
     assert!(who.starts_with("* 1 in #lobby"), "{who:?}");
 }
 
+/// The log says a waiting connection from `ip` was turned away for
+/// `why`, and not that it closed (it did not: the server shut it).
+fn assert_logged_turned_away(server: &Server, ip: &str, why: &str) {
+    server.stderr_until(&format!("turned away while waiting for a worker: {why}"));
+    let stderr = server.stderr();
+    let about: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(&format!(" {ip}:")))
+        .collect();
+    assert!(
+        about
+            .iter()
+            .any(|l| l.ends_with(&format!("turned away while waiting for a worker: {why}"))),
+        "stderr:\n{stderr}"
+    );
+    assert!(
+        !about.iter().any(|l| l.contains("closed or shut")),
+        "logged as closed by its client:\n{stderr}"
+    );
+}
+
 /// A chat client waiting for the only worker when the server stops is
-/// told `* server shutting down`, as every chat client is.
+/// told `* server shutting down`, as every chat client is, and the log
+/// says it was turned away (not that it closed).
 #[test]
 fn shutdown_tells_a_client_waiting_for_a_worker() {
-    let server = Server::start(&["--workers", "1"]);
+    let mut server = Server::start(&["--workers", "1"]);
     let addr = server.addr();
     let (mut served, _) = Host::join(addr, loopback(0, 0, 65));
     let mut waiting = Host::connect(addr, loopback(0, 0, 66));
@@ -78,4 +106,23 @@ fn shutdown_tells_a_client_waiting_for_a_worker() {
         "stderr:\n{}",
         server.stderr()
     );
+    server.wait_exit(TOLD_WITHIN);
+    assert_logged_turned_away(&server, "127.0.0.66", "server shutting down");
+}
+
+/// In echo mode too, a connection waiting for the only worker when the
+/// server stops is logged as turned away (it has no line to be told).
+#[test]
+fn shutdown_logs_a_lab_connection_waiting_for_a_worker_as_turned_away() {
+    let mut server = Server::start(&["--mode", "echo", "--workers", "1"]);
+    let addr = server.addr();
+    let mut served = Host::connect(addr, loopback(0, 0, 67));
+    served.send("hello");
+    assert_eq!(served.recv(), "hello");
+    let mut waiting = Host::connect(addr, loopback(0, 0, 68));
+    let wait = waiting.recv();
+    assert!(wait.contains("number 1 in line"), "{wait:?}");
+    server.signal("TERM");
+    server.wait_exit(TOLD_WITHIN);
+    assert_logged_turned_away(&server, "127.0.0.68", "server shutting down");
 }

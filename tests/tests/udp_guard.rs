@@ -197,3 +197,68 @@ fn replies_to_one_source_are_rate_limited() {
     );
     assert_eq!(echoed(server.addr(), b"someone else"), b"someone else");
 }
+
+/// The number a `left unanswered` log line gives before `what`.
+fn unanswered(line: &str, what: &str) -> Option<u64> {
+    let (_, counts) = line.split_once("udp: left unanswered: ")?;
+    let (before, _) = counts.split_once(what)?;
+    before.rsplit(' ').find(|w| !w.is_empty())?.parse().ok()
+}
+
+/// Every datagram left unanswered is counted in the log: a burst from one
+/// source over `--udp-rate` is logged as one count (not as its first
+/// datagram alone), and a second burst, counted before the next line is
+/// due, is logged at the stop, before the summary (always the last line).
+/// At one reply a second, each burst is answered once, or twice at most.
+/// Needs no root.
+#[test]
+fn every_unanswered_datagram_is_logged() {
+    const FIRST: usize = 100;
+    const SECOND: usize = 20;
+    let mut server = Server::start(&["--mode", "echo", "--udp", "--udp-rate", "1"]);
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.connect(server.addr()).expect("connect");
+    for _ in 0..FIRST {
+        socket.send(b"x").expect("send");
+    }
+    server.stderr_until("over --udp-rate");
+    for _ in 0..SECOND {
+        socket.send(b"y").expect("send");
+    }
+    // Datagrams are handled in order: once this one is answered, both
+    // bursts were handled before the stop.
+    assert_eq!(echoed(server.addr(), b"probe"), b"probe");
+    server.signal("INT");
+    server.wait_exit(TIMEOUT);
+    socket.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 16];
+    let mut replies = 0;
+    while socket.recv(&mut buf).is_ok() {
+        replies += 1;
+    }
+    let stderr = server.stderr();
+    let lines: Vec<&str> = stderr.lines().collect();
+    let counted: u64 = lines
+        .iter()
+        .filter_map(|l| {
+            Some(unanswered(l, " over --udp-rate")? + unanswered(l, " over the per-address cap")?)
+        })
+        .sum();
+    assert_eq!(
+        counted,
+        (FIRST + SECOND - replies) as u64,
+        "{replies} replies; stderr:\n{stderr}"
+    );
+    let counts = lines
+        .iter()
+        .filter(|l| l.contains("left unanswered"))
+        .count();
+    assert!(
+        counts >= 2,
+        "the second burst was logged with the first:\n{stderr}"
+    );
+    assert!(
+        lines.last().is_some_and(|l| l.contains("stopped in")),
+        "the summary is not last:\n{stderr}"
+    );
+}

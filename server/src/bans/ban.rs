@@ -35,7 +35,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = Duration::from_secs(secs);
     if duration > MAX_DURATION {
         return Err(format!(
-            "{text:?} is longer than {}d; give no duration to ban until /unban",
+            "{text:?} is longer than the longest ban, {}d",
             MAX_DURATION.as_secs() / 86_400
         ));
     }

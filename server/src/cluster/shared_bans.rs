@@ -176,8 +176,8 @@ impl Names {
             self.unlifted.done(field, *at);
         }
         log!(
-            "redis: {} bans lifted while Redis did not answer taken out of the shared ban list",
-            pending.len()
+            "redis: {} lifted while Redis did not answer taken out of the shared ban list",
+            chat_common::protocol::count(pending.len() as u64, "ban")
         );
         Ok(())
     }

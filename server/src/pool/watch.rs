@@ -52,11 +52,9 @@ pub(super) fn watch(shared: &Shared) {
                 }
             }
         }
-        // Dropping a job closes its connection and frees its per-address
-        // slot (its guards), outside the pool's lock.
-        for waiting in gone {
-            log_gave_up(waiting.watch.as_deref());
-        }
+        // Dropping a job closes its connection, frees its per-address
+        // slot and logs why (its guards), outside the pool's lock.
+        drop(gone);
     }
 }
 
@@ -111,12 +109,5 @@ pub(super) fn gave_up(stream: &TcpStream) -> bool {
             )
         }
         Err(_) => false,
-    }
-}
-
-pub(super) fn log_gave_up(stream: Option<&TcpStream>) {
-    match stream.and_then(|s| s.peer_addr().ok()) {
-        Some(peer) => log!("{peer} closed or shut while waiting for a worker; its place is free"),
-        None => log!("a connection closed or shut while waiting for a worker; its place is free"),
     }
 }

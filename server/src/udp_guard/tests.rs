@@ -29,9 +29,9 @@ fn our_own_port_is_not_answered_from_any_address() {
     }
     assert_eq!(guard.check(addr("127.0.0.1:5001"), now), Verdict::Reply);
     assert_eq!(guard.check(addr("192.0.2.7:5001"), now), Verdict::Reply);
-    let report = guard.report(now).expect("a count");
+    let report = guard.pending().expect("a count");
     assert_eq!((report.own, report.over_rate), (4, 0));
-    assert_eq!(guard.report(now), None);
+    assert_eq!(guard.pending(), None);
 }
 
 /// Echo, daytime, chargen and time answer anything: never answered.
@@ -44,7 +44,7 @@ fn service_ports_are_not_answered() {
         assert_eq!(guard.check(peer, now), Verdict::Service, "{port}");
     }
     assert_eq!(guard.check(addr("192.0.2.1:8"), now), Verdict::Reply);
-    assert_eq!(guard.report(now).expect("a count").service, 4);
+    assert_eq!(guard.pending().expect("a count").service, 4);
 }
 
 /// A source gets `rate` replies at once, then `rate` a second; another
@@ -72,7 +72,7 @@ fn one_address_is_capped_whatever_its_ports() {
         .map(|port| answered(&mut guard, SocketAddr::from(([192, 0, 2, 9], port)), 1, t0))
         .sum();
     assert_eq!(got, cap);
-    assert!(guard.report(t0).expect("a count").over_ip > 0);
+    assert!(guard.pending().expect("a count").over_ip > 0);
     // Another address is not affected; the first refills in time.
     assert_eq!(guard.check(addr("192.0.2.10:1000"), t0), Verdict::Reply);
     let later = t0 + Duration::from_millis(500);
@@ -105,7 +105,7 @@ fn reply_bytes_per_address_are_capped() {
     }
     assert!(sent <= IP_BYTES, "{sent} bytes sent");
     assert!(sent + big as u64 > IP_BYTES, "only {sent} bytes sent");
-    assert!(guard.report(t0).expect("a count").over_ip > 0);
+    assert!(guard.pending().expect("a count").over_ip > 0);
     assert!(guard.check(addr("192.0.2.10:1"), t0) == Verdict::Reply);
     assert!(guard.spend_bytes(addr("192.0.2.10:1"), big, t0));
 }
@@ -147,4 +147,26 @@ fn a_full_table_is_swept_at_most_every_sweep_interval() {
     assert_eq!(guard.sweeps, 1);
     let _ = guard.check(addr("10.2.0.1:1"), t0 + SWEEP_EVERY * 2);
     assert_eq!(guard.sweeps, 2);
+}
+
+/// A burst is logged as one count once it is gathered, not as its first
+/// datagram: nothing before [`WITHHELD_GATHER`], then all of it; the next
+/// count waits for [`WITHHELD_LOG_EVERY`], and what is pending can be
+/// taken at any time (at the stop).
+#[test]
+fn a_burst_is_counted_whole() {
+    let mut guard = Guard::new(addr("127.0.0.1:5000"), 100);
+    let t0 = Instant::now();
+    let peer = addr("127.0.0.1:6000");
+    assert_eq!(answered(&mut guard, peer, 300, t0), 100);
+    assert_eq!(guard.report(t0), None);
+    assert_eq!(guard.due(), Some(t0 + WITHHELD_GATHER));
+    let t1 = t0 + WITHHELD_GATHER;
+    assert_eq!(guard.report(t1).expect("a count").over_rate, 200);
+    assert_eq!(guard.due(), None);
+    assert_eq!(answered(&mut guard, peer, 150, t1), 100);
+    assert_eq!(guard.report(t1 + WITHHELD_GATHER), None);
+    assert_eq!(guard.due(), Some(t1 + WITHHELD_LOG_EVERY));
+    assert_eq!(guard.pending().expect("a count").over_rate, 50);
+    assert_eq!(guard.pending(), None);
 }

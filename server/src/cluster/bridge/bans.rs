@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
+use chat_common::protocol::count;
+
 use super::Bridge;
 use crate::access::{self, Adopted};
 use crate::cluster::keys;
@@ -60,14 +62,21 @@ fn adopt_all(
         }
     }
     if applied > 0 {
-        crate::log!("redis: {applied} bans applied from the cluster's shared ban list");
+        crate::log!(
+            "redis: {} applied from the cluster's shared ban list",
+            count(applied as u64, "ban")
+        );
     }
     if lifted > 0 {
-        crate::log!("redis: {lifted} bans of the cluster's shared ban list not applied: lifted here while Redis did not answer (taken out of it once it does)");
+        crate::log!(
+            "redis: {} of the cluster's shared ban list not applied: lifted here while Redis did not answer (taken out of it once it does)",
+            count(lifted as u64, "ban")
+        );
     }
     if full > 0 {
         crate::log!(
-            "redis: {full} bans of the cluster's shared ban list not applied: this server's list is full ({} bans)",
+            "redis: {} of the cluster's shared ban list not applied: this server's list is full ({} bans)",
+            count(full as u64, "ban"),
             crate::bans::MAX_BANS
         );
     }

@@ -162,8 +162,8 @@ impl Presence {
         for ((server, members), listed) in due.into_iter().zip(listed) {
             if listed == 1 {
                 log!(
-                    "redis: server {server} did not register again within {HEARTBEAT_TTL:?} of Redis restarting empty; listed again with its {} members, to announce them gone",
-                    members.len()
+                    "redis: server {server} did not register again within {HEARTBEAT_TTL:?} of Redis restarting empty; listed again with its {}, to announce them gone",
+                    chat_common::protocol::count(members.len() as u64, "member")
                 );
                 relisted.push(server.clone());
             } else {

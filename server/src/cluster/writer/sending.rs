@@ -347,7 +347,8 @@ impl WriterThread {
         }
         self.stale_logged = Some(Instant::now());
         log!(
-            "redis: {count} line(s) refused as stale: {age} ms old by Redis's clock when it ran them ({} ms since this batch was sent by ours; more than {} ms apart means the clocks disagree)",
+            "redis: {} refused as stale: {age} ms old by Redis's clock when it ran them ({} ms since this batch was sent by ours; more than {} ms apart means the clocks disagree)",
+            chat_common::protocol::count(count as u64, "line"),
             sent.elapsed().as_millis(),
             STALE_AFTER.as_millis()
         );
