@@ -170,6 +170,12 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
         Input::Kick(name, reason) => {
             match rooms.kick(name, reason.map(|r| sanitize(r).into_owned())) {
                 Kicked::Done => log!("console kicked {name}"),
+                Kicked::PassedOn(held) => {
+                    log!("console kicked {held}, on another server");
+                    log::say(format_args!(
+                        "* {held} is on another server, which was asked to kick it"
+                    ));
+                }
                 Kicked::NoOne => log::say(format_args!("! no one called {name} is online")),
                 Kicked::CutOff => log::say(format_args!(
                     "! {name} not kicked: the other servers are cut off (Redis unreachable)"

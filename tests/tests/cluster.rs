@@ -449,7 +449,11 @@ fn who_rooms_msg_and_kick_across_servers() {
     a.send("/msg nobody hello?");
     a.recv_until(|l| l.starts_with("! ") && l.contains("nobody"));
 
-    servers[0].console("/kick cy flooding");
+    // Typed in another case: the console names it as it is spelt, and
+    // says where it went (it printed nothing on stdout for a client of
+    // another server, a review found).
+    servers[0].console("/kick CY flooding");
+    servers[0].stdout_until(|l| l == "* cy is on another server, which was asked to kick it");
     let last = c.recv_to_eof();
     assert!(
         last.iter()

@@ -32,7 +32,7 @@ impl Rooms {
             // Maybe someone on another server of a cluster has it (asked
             // with no lock held).
             return match self.log.kick(name, reason.as_deref()) {
-                log::Far::Sent(_) => Kicked::Done,
+                log::Far::Sent(name) => Kicked::PassedOn(name),
                 log::Far::NoOne => Kicked::NoOne,
                 log::Far::Unreachable => Kicked::CutOff,
                 log::Far::Unsure => Kicked::Unsure,
@@ -171,6 +171,9 @@ impl Rooms {
 pub enum Kicked {
     /// The client was disconnected (or was already leaving).
     Done,
+    /// The client, by this spelling of its name, is on another server of
+    /// the cluster, which was asked to disconnect it (through its inbox).
+    PassedOn(String),
     /// No one by that name is connected.
     NoOne,
     /// Someone elsewhere may have it, but the other servers could not be
