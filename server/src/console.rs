@@ -239,10 +239,11 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
     }
 }
 
-/// Shows a console command's answer on stdout.
-/// With `--redis`, a `/ban` or `/unban` is passed on to every other server
-/// too (a name as its client's address, by the server that client is on,
-/// or whose ban by that name is lifted).
+/// Passes a console `/ban` or `/unban` on to every other server, with
+/// `--redis` (a name as its client's address, by the server that client is
+/// on, or whose ban by that name is lifted): `answer`, the command's lines
+/// on this server, with the line saying how it was passed on added
+/// ([`passed_on`]). Without `--redis`, `answer` as it was.
 fn shared(ctx: &Context, command: &str, args: &str, mut answer: Vec<String>) -> Vec<String> {
     if let Some(cluster) = &ctx.cluster {
         answer.push(cluster.share_console(&format!("/{command} {args}")));
@@ -275,7 +276,9 @@ fn show(lines: Vec<String>) {
 mod tests {
     use super::*;
 
-    /// Console lines parse into text and the three commands.
+    /// Console lines parse into text (`//` escaping a leading slash), an
+    /// empty line, the seven commands, a usage line for a command missing
+    /// its argument, and an unknown command.
     #[test]
     fn parses_console_lines() {
         assert_eq!(parse("hello"), Input::Say("hello"));

@@ -35,7 +35,8 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
     // The client's own writer thread, if it ever needs one, blocks at most
     // this long per write before looking up.
     let _ = stream.set_write_timeout(Some(WRITE_POLL));
-    // Banned meanwhile, or no password yet: not in the room (issue 13).
+    // Checked again here, on the worker: it may have been banned while it
+    // waited in line, and the password comes before the room.
     match crate::access::enter(&stream, peer_addr, ctx) {
         Admission::Admitted => {}
         Admission::Refused(line) => return crate::listener::refuse(&stream, &line),
