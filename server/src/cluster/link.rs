@@ -321,12 +321,6 @@ impl Link {
     pub fn lost_to_timeout(&self) -> bool {
         self.lost_to_timeout
     }
-
-    /// Drops the connection (the next command reconnects): for an owner that
-    /// found the connection in a state it cannot trust.
-    pub fn reset(&mut self) {
-        self.conn = None;
-    }
 }
 
 /// Whether `e` is Redis's own error reply (the connection is still in step)

@@ -59,7 +59,7 @@ mod tests;
 
 use std::time::{Duration, Instant};
 
-pub use link::{check, Failure, Link};
+pub use link::check;
 pub use node::Node;
 pub use url::RedisUrl;
 

@@ -158,6 +158,7 @@ impl Reader {
 
     /// How many rooms have watches or unwatches not yet served (at most
     /// one each, however many were asked).
+    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.controls.lock().len()
     }

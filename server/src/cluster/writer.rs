@@ -51,12 +51,12 @@
 //! `writer/unsure.rs`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use redis::Script;
 
@@ -170,12 +170,14 @@ pub struct Writer {
     /// filled it first): refused by the writer thread, which may call the
     /// sink (the caller of [`Writer::append_all`] holds a room's lock).
     late: Arc<Mutex<Vec<(Token, Line)>>>,
-    /// Pipelines sent so far (one round trip each), for tests and stats.
+    /// Pipelines sent so far (one round trip each), for tests.
+    #[cfg(test)]
     round_trips: Arc<AtomicU64>,
     /// Shared with the thread: see [`Written`].
     written: Written,
     /// Lines sent whose fate is not known yet (in flight, or their reply
-    /// lost and not settled), for tests and stats.
+    /// lost and not settled), for tests.
+    #[cfg(test)]
     unsettled: Arc<AtomicUsize>,
 }
 
@@ -236,19 +238,23 @@ impl Writer {
                 queue,
                 state,
                 late,
+                #[cfg(test)]
                 round_trips,
                 written,
+                #[cfg(test)]
                 unsettled,
             },
             handle,
         ))
     }
 
-    /// Queues a line for its room's log.
+    /// Queues a line for its room's log (tests: the server queues a
+    /// batch at a time, [`Writer::append_all`]).
+    #[cfg(test)]
     pub fn append(&self, token: Token, line: Line) -> Queued {
         match self.jobs.try_send(Job::Append(token, line)) {
             Ok(()) => Queued::Queued,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Queued::Refused,
+            Err(_) => Queued::Refused,
         }
     }
 
@@ -302,14 +308,16 @@ impl Writer {
     }
 
     /// How many pipelines (round trips) the writer has sent.
+    #[cfg(test)]
     pub fn round_trips(&self) -> u64 {
-        self.round_trips.load(Ordering::Relaxed)
+        self.round_trips.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many lines were sent whose fate is not known yet: on their way,
     /// or their reply lost and not settled.
+    #[cfg(test)]
     pub fn unsettled(&self) -> usize {
-        self.unsettled.load(Ordering::Acquire)
+        self.unsettled.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Asks for an entry in `server_id`'s wake stream (best effort: a
