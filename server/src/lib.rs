@@ -57,7 +57,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chat_common::protocol;
 pub use config::{Config, Mode};
@@ -65,7 +65,7 @@ use conns::Connections;
 use pool::Pool;
 pub use prepare::Prepared;
 use rooms::Rooms;
-use shutdown::Shutdown;
+use shutdown::{join_until, Shutdown};
 use write::{Display, Limits, Writers};
 
 /// What every thread of the server shares.
@@ -399,17 +399,4 @@ impl Running {
             protocol::count(ctx.rooms.relayed(), "line")
         )
     }
-}
-/// Joins `thread` unless it is still running at `deadline` (a display stuck
-/// on a stdout nobody reads), in which case it is left to process exit.
-pub(crate) fn join_until(thread: thread::JoinHandle<()>, deadline: Instant) {
-    while !thread.is_finished() {
-        if Instant::now() >= deadline {
-            let name = thread.thread().name().unwrap_or("a").to_string();
-            log!("{name} thread still busy at the deadline; not waiting for it");
-            return;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    let _ = thread.join();
 }

@@ -263,10 +263,10 @@ impl Pool {
     pub fn stop(mut self, deadline: Instant) {
         self.close();
         for worker in self.workers.drain(..) {
-            crate::join_until(worker, deadline);
+            crate::shutdown::join_until(worker, deadline);
         }
         if let Some(watcher) = self.watcher.take() {
-            crate::join_until(watcher, deadline);
+            crate::shutdown::join_until(watcher, deadline);
         }
     }
 

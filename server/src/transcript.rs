@@ -34,6 +34,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
 
 use crate::log;
+use crate::shutdown::Joined;
 
 mod file;
 mod history;
@@ -207,11 +208,7 @@ impl Transcript {
         let Some(thread) = self.thread.lock().take() else {
             return;
         };
-        while !thread.is_finished() && Instant::now() < deadline {
-            thread::sleep(STOP_POLL);
-        }
-        if thread.is_finished() {
-            let _ = thread.join();
+        if crate::shutdown::join_by(thread, deadline) == Joined::Joined {
             return;
         }
         let unwritten = self.queued.load(Ordering::Acquire);
@@ -233,9 +230,6 @@ impl Transcript {
         self.lost.load(Ordering::Relaxed)
     }
 }
-
-/// How often the stop looks whether the thread has finished.
-const STOP_POLL: Duration = Duration::from_millis(5);
 
 /// The transcript thread: gathers lines, writes them at least every
 /// [`FLUSH_EVERY`].

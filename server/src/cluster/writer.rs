@@ -54,7 +54,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -102,14 +102,6 @@ pub const STALE_AFTER: Duration = Duration::from_millis(UNSURE_DEADLINE.as_milli
 /// At most one log line this often about lines refused as stale (a clock
 /// apart from Redis's would make every line stale).
 const STALE_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// Now by this server's wall clock, in ms since the Unix epoch: a line's
-/// first sending, compared with Redis's clock by [`keys::APPEND`].
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// When a line was first sent, and with which uid: what every copy of it
 /// carries, so all of them are applied once at most and go stale together.

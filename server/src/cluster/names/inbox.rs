@@ -10,8 +10,9 @@ use redis::Script;
 
 use super::super::keys;
 use super::super::link::Failure;
+use super::super::now_ms;
 use super::super::writer::{STALE_AFTER, UNSURE_DEADLINE};
-use super::{now_ms, Names, INBOX_MARK_TTL, INBOX_MAX_LEN, STALE};
+use super::{Names, INBOX_MARK_TTL, INBOX_MAX_LEN, STALE};
 
 /// Why an inbox request ([`Names::send`]) is not known to be in the inbox.
 #[must_use]

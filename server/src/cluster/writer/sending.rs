@@ -11,9 +11,10 @@ use parking_lot::Mutex;
 use redis::{Script, Value};
 
 use super::super::link::{Failure, Link};
+use super::super::now_ms;
 use super::super::{keys, Line, LogConfig, Refusal, Sink, Token};
 use super::unsure::Unsure;
-use super::{wall_ms, Job, Sent, Written, BATCH_MAX, LOG_SHARE, STALE_AFTER, STALE_LOG_EVERY};
+use super::{Job, Sent, Written, BATCH_MAX, LOG_SHARE, STALE_AFTER, STALE_LOG_EVERY};
 use crate::log;
 use crate::shutdown::Shutdown;
 
@@ -183,7 +184,7 @@ impl WriterThread {
         pipe.ignore_errors();
         let mut sent = Vec::with_capacity(batch.len());
         let now = Instant::now();
-        let now_ms = wall_ms();
+        let wall = now_ms();
         let stale_ms = STALE_AFTER.as_millis() as u64;
         for job in batch.drain(..) {
             let (token, line, first) = match job {
@@ -193,7 +194,7 @@ impl WriterThread {
                     Sent {
                         counter: self.next_uid.fetch_add(1, Ordering::Relaxed),
                         since: now,
-                        wall_ms: now_ms,
+                        wall_ms: wall,
                     },
                 ),
                 Job::Retry(token, line, first) => (token, line, first),
