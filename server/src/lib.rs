@@ -207,7 +207,8 @@ impl Server {
                     path,
                     config.history as usize,
                     config.max_rooms as usize,
-                    3 * config.max_line as usize + transcript::LINE_FRAME,
+                    chat_common::sanitize::MAX_GROWTH * config.max_line as usize
+                        + transcript::LINE_FRAME,
                 );
                 let name = path.display().to_string();
                 (Some(transcript::Transcript::start(file, name)?), history)

@@ -295,12 +295,22 @@ pub fn refuse(stream: &TcpStream, line: &str) {
     let _ = stream.shutdown(Shutdown::Write);
 }
 
+/// Rounds of connects [`wake`] tries (at every address of [`reachable`]),
+/// pausing from [`MIN_BACKOFF`] doubling in between: a loopback connect
+/// fails only while the listen queue is full, which a storm of connects
+/// the accept loop still drains empties within those pauses.
+pub const WAKE_TRIES: u32 = 5;
+
+/// Longest one of [`wake`]'s connects may take: a loopback connect is
+/// answered at once or not at all (its SYN dropped at a full queue).
+pub const WAKE_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// Wakes an `accept` blocked on `listening` by connecting to it.
 pub fn wake(listening: SocketAddr) {
     let addrs = reachable(listening);
-    for attempt in 0..5u32 {
+    for attempt in 0..WAKE_TRIES {
         for addr in &addrs {
-            if TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok() {
+            if TcpStream::connect_timeout(addr, WAKE_CONNECT_TIMEOUT).is_ok() {
                 return;
             }
         }

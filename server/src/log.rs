@@ -46,6 +46,10 @@ pub const FLUSH_STALL: Duration = Duration::from_millis(250);
 /// for queued lines stops this long before the deadline.
 pub const TAIL_RESERVE: Duration = Duration::from_millis(300);
 
+/// Stack of the `log` and `log-exit` threads: they only write formatted
+/// lines, so a fraction of the default 2 MiB.
+const LOGGER_STACK: usize = 64 * 1024;
+
 /// The queue and its counters, started with the first log line.
 struct Logger {
     /// Where [`write`] puts lines; `None` if the thread could not start
@@ -75,7 +79,7 @@ fn logger() -> &'static Logger {
             let closing = Arc::clone(&closing);
             thread::Builder::new()
                 .name("log".into())
-                .stack_size(64 * 1024)
+                .stack_size(LOGGER_STACK)
                 .spawn(move || drain(&rx, &dropped, &pending, &closing))
         };
         Logger {
@@ -172,7 +176,7 @@ pub fn finish(summary: fmt::Arguments<'_>, deadline: Instant) {
     let (done, wait) = crossbeam_channel::bounded(1);
     let tail = thread::Builder::new()
         .name("log-exit".into())
-        .stack_size(64 * 1024)
+        .stack_size(LOGGER_STACK)
         .spawn(move || {
             // Holding stderr: the logger finished the line it was writing
             // and writes no more, so `pending` is exactly what is lost.

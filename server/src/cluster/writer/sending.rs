@@ -68,6 +68,16 @@ pub(super) fn batch_max(max_len: u64) -> usize {
     usize::try_from(max_len / LOG_SHARE).map_or(BATCH_MAX, |share| share.clamp(1, BATCH_MAX))
 }
 
+/// How long the writer thread waits for a queued line with no line unsure
+/// before it looks again: a line wakes it at once, so this only bounds how
+/// late it notices the stop.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// How long it waits with lines unsure: how often it tries to settle them
+/// (reconnect, send again, or refuse those past
+/// [`super::UNSURE_DEADLINE`]), so each is answered soon after it can be.
+const UNSURE_WAIT: Duration = Duration::from_millis(20);
+
 /// The writer thread: waits for queued lines (without taking them, so a
 /// relaying thread that holds the state may send them itself, see
 /// [`Writer::send_queued`](super::Writer::send_queued)), settles the
@@ -85,9 +95,9 @@ pub(super) fn run(state: &Mutex<WriterThread>) {
                 continue;
             }
             if s.unsure.is_empty() {
-                Duration::from_millis(200)
+                IDLE_WAIT
             } else {
-                Duration::from_millis(20)
+                UNSURE_WAIT
             }
         };
         let mut select = Select::new();
