@@ -134,11 +134,19 @@ fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
 
 /// A bound server, ready to run.
 pub struct Server {
+    /// The bound TCP listener: [`Server::run`] accepts on it, and its stop
+    /// drops it once every connection is closed.
     listener: TcpListener,
     /// A descriptor kept for when `accept` fails for lack of them.
     spare: Option<std::fs::File>,
+    /// With `--udp` (echo, upper and file modes): the bound UDP socket,
+    /// served on a thread of its own once the server runs.
     udp: Option<UdpSocket>,
+    /// What every thread shares; [`Server::context`] hands it out, so a
+    /// Ctrl+C handler or a test can stop the server.
     ctx: Arc<Context>,
+    /// The queue the display thread shows on stdout (chat mode without
+    /// `--quiet`): its thread starts with the accept loop.
     display: Option<Display>,
 }
 
@@ -284,7 +292,7 @@ impl Server {
     }
 
     /// Starts the threads around the accept loop: the display and UDP (the
-    /// write side started its own in [`Server::new`]).
+    /// write side started its own in [`Server::with_sockets`]).
     fn start(self) -> (Running, TcpListener, Option<std::fs::File>) {
         let ctx = &self.ctx;
         let display = self
@@ -321,11 +329,21 @@ impl Server {
 
 /// A started server's threads, for the graceful stop.
 pub struct Running {
+    /// What every thread shares: the stop goes through it.
     ctx: Arc<Context>,
+    /// When the server started serving: the summary's uptime.
     started: Instant,
+    /// The UDP socket, kept so the stop can wake the UDP thread with a
+    /// datagram to itself ([`udp::wake`]).
     udp_socket: Option<UdpSocket>,
+    /// The UDP thread, or why it could not start: joined at the stop (by
+    /// the deadline only if it could not be woken).
     udp: Option<std::io::Result<thread::JoinHandle<()>>>,
+    /// The display's queue: closed at the stop, so what is queued goes out
+    /// by the deadline and the display thread ends.
     display_queue: Option<Display>,
+    /// The display thread, if it started: joined by the deadline at the
+    /// stop (one stuck on a stdout nobody reads is left to process exit).
     display: Option<thread::JoinHandle<()>>,
 }
 
@@ -359,20 +377,18 @@ impl Running {
         pool.stop(deadline);
         ctx.writers.stop(deadline);
         let udp_woken = self.udp_socket.as_ref().is_some_and(udp::wake);
-        for (name, thread) in [("udp", self.udp)] {
-            match thread {
-                // Without its wake-up the UDP thread stops at the next
-                // datagram: not waited for past the deadline.
-                Some(Ok(thread)) if name == "udp" && !udp_woken => {
-                    log!("udp: could not wake the UDP thread; it stops at the next datagram");
-                    join_until(thread, deadline);
-                }
-                Some(Ok(thread)) => {
-                    let _ = thread.join();
-                }
-                Some(Err(e)) => log!("the {name} thread could not start: {e}"),
-                None => {}
+        match self.udp {
+            // Without its wake-up the UDP thread stops at the next
+            // datagram: not waited for past the deadline.
+            Some(Ok(thread)) if !udp_woken => {
+                log!("udp: could not wake the UDP thread; it stops at the next datagram");
+                join_until(thread, deadline);
             }
+            Some(Ok(thread)) => {
+                let _ = thread.join();
+            }
+            Some(Err(e)) => log!("the udp thread could not start: {e}"),
+            None => {}
         }
         if let (Some(display), Some(thread)) = (&self.display_queue, self.display) {
             display.close(deadline);
