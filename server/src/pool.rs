@@ -164,6 +164,10 @@ impl Pool {
     }
 
     /// Reserves a place for one job, starting a worker if none is free.
+    /// The new worker is counted under the lock and started after it is
+    /// let go (a spawn is a system call, and workers finishing jobs wait
+    /// on that lock); if it cannot start, the count is undone. Only the
+    /// accept thread reserves, so no other reserve comes in between.
     ///
     /// # Errors
     /// [`Full`] when every worker is busy and `max_waiting` jobs already wait.
@@ -171,9 +175,13 @@ impl Pool {
         let shared = Arc::clone(&self.shared);
         let mut state = shared.state.lock();
         if state.busy >= state.workers && state.workers < self.max_workers {
-            match self.spawn_worker() {
-                Ok(()) => state.workers += 1,
-                Err(e) => log!("cannot start a worker thread: {e}"),
+            state.workers += 1;
+            drop(state);
+            let started = self.spawn_worker();
+            state = shared.state.lock();
+            if let Err(e) = started {
+                state.workers -= 1;
+                log!("cannot start a worker thread: {e}");
             }
         }
         let waiting = (state.busy + 1).saturating_sub(state.workers);
