@@ -13,7 +13,7 @@
 //!    formatted once) is appended to the room's log ([`rooms::log`]) and
 //!    pushed as a shared `Arc<str>` into every other member's queue;
 //!    [`transcript`] writes it to a file on a thread of its own.
-//! 4. [`write`]: a shared flusher thread takes everything queued for a
+//! 4. [`write`](mod@write): a shared flusher thread takes everything queued for a
 //!    client and sends it in one `sendmsg`; a client whose socket is full
 //!    gets a writer thread of its own until it catches up.
 //!

@@ -4,7 +4,7 @@
 //! stderr that nobody reads (a supervisor or a harness that only reads
 //! stdout) fills its pipe after a few hundred lines; a thread writing to it
 //! then blocks, and a session thread blocked in a log line is a dead room.
-//! So [`write`] never writes: it formats the line and puts it in a bounded
+//! So [`write`](fn@write) never writes: it formats the line and puts it in a bounded
 //! queue ([`LOG_QUEUE`] lines), and the `log` thread writes them in order,
 //! each with one `write` call, so lines never interleave. When the queue is
 //! full the line is dropped and counted; once a write goes through again
@@ -52,7 +52,7 @@ const LOGGER_STACK: usize = 64 * 1024;
 
 /// The queue and its counters, started with the first log line.
 struct Logger {
-    /// Where [`write`] puts lines; `None` if the thread could not start
+    /// Where [`write`](fn@write) puts lines; `None` if the thread could not start
     /// (then lines are written directly, as before there was a queue).
     lines: Option<Sender<String>>,
     /// Lines dropped because the queue was full, not yet reported.

@@ -9,7 +9,7 @@
 //! back-off, a flooder's rate limit, the notices thread's interval) wakes at
 //! once instead of sleeping through the shutdown.
 //!
-//! The stop joins threads by a deadline ([`join_by`], [`join_until`]): one
+//! The stop joins threads by a deadline (`join_by`, `join_until`): one
 //! that cannot be woken in time is left to process exit, so the stop stays
 //! within [`GRACE`] and its deadlines.
 
@@ -27,7 +27,7 @@ pub const GRACE: Duration = Duration::from_millis(1000);
 /// How often [`join_by`] looks whether a thread has finished: a thread has
 /// no "joined or timed out" wait, and 5 ms is short next to the stop's
 /// deadlines (hundreds of ms) and costs nothing over a stop's few threads.
-pub const JOIN_POLL: Duration = Duration::from_millis(5);
+pub(crate) const JOIN_POLL: Duration = Duration::from_millis(5);
 
 /// Whether [`join_by`] joined its thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

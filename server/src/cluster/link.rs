@@ -261,7 +261,7 @@ impl Link {
 
     /// Like [`Link::run`], for a command that may safely run twice (a read,
     /// a claim of one's own name, a set to the same value, a numbered inbox
-    /// request: [`keys::INBOX_PUT`]): on [`Failure::Lost`] to a closed
+    /// request: [`super::keys::INBOX_PUT`]): on [`Failure::Lost`] to a closed
     /// connection it is tried once more, on a fresh one. So a connection
     /// Redis closed while it sat idle (`CLIENT KILL`, its idle timeout, a
     /// Redis restart) does not cost the first command after it. Not after

@@ -1,7 +1,7 @@
 //! The writer: appends every line to its room's log, over one connection
 //! per server.
 //!
-//! Lines are queued ([`Writer::append`]) and whoever sends takes whatever
+//! Lines are queued ([`Writer::append_all`]) and whoever sends takes whatever
 //! is waiting, up to [`BATCH_MAX`], into one pipeline: one round trip to
 //! Redis carries many lines under load, one line when the room is quiet.
 //! Each line is the [`keys::APPEND`] script, which numbers it and XADDs it
@@ -38,10 +38,10 @@
 //! While Redis stays away past the deadline (stopped, a network that stops
 //! answering), no copy of such a line can be applied any more (it is
 //! stale), but one may have been just before Redis stopped, only its reply
-//! lost: it is refused at the deadline as [`Refusal::Unsure`], its sender
+//! lost: it is refused at the deadline as [`Refusal::Unsure`](super::Refusal::Unsure), its sender
 //! told it may not have been sent. A line sent to a Redis that restarted
 //! empty since is not sent again (it may have been applied and read
-//! before the restart): refused as [`Refusal::Restarted`]. So no line is
+//! before the restart): refused as [`Refusal::Restarted`](super::Refusal::Restarted). So no line is
 //! doubled, none appears after its sender was told `!`, and a sender told
 //! `!` without "not sure" never sees its line. Lines queued behind
 //! unsettled ones are refused meanwhile (they were never sent).
@@ -139,7 +139,7 @@ enum Job {
     Retry(Token, Line, Sent),
 }
 
-/// What happened to a line handed to [`Writer::append`].
+/// What happened to lines handed to [`Writer::append_all`].
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queued {

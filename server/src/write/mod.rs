@@ -53,7 +53,7 @@ mod socket;
 pub use display::{Batch, Display};
 pub use flusher::{flushers_for, Pushed, Writers};
 pub use peer::Peer;
-pub use queue::Limits;
+pub use queue::{Limits, LAG_ALLOWANCE};
 pub use quiet::Wake;
 pub use socket::{send_aside, write_polling, WRITE_POLL};
 

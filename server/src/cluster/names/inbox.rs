@@ -34,7 +34,7 @@ pub enum Unsent {
 impl Names {
     /// Puts a request in server `server`'s inbox, once: `fields` (kind, and
     /// what that kind needs). Numbered, it is sent again on a fresh
-    /// connection if its connection broke ([`Link::run_idempotent`]):
+    /// connection if its connection broke ([`crate::cluster::link::Link::run_idempotent`]):
     /// whichever copies reach Redis, the inbox takes one
     /// ([`keys::INBOX_PUT`]), and none past [`STALE_AFTER`] after the first
     /// was sent.

@@ -20,13 +20,13 @@ use crate::shutdown::Shutdown;
 
 /// The writer thread's state.
 pub(super) struct WriterThread {
-    /// Shared with [`Writer::late`].
+    /// Shared with [`Writer::late`](super::Writer::late).
     pub(super) late: Arc<Mutex<Vec<(Token, Line)>>>,
-    /// Shared with [`Writer::round_trips`].
+    /// Shared with `Writer::round_trips` (read by tests).
     pub(super) round_trips: Arc<AtomicU64>,
-    /// Shared with [`Writer::written`].
+    /// Shared with [`Writer::written`](super::Writer::written).
     pub(super) written: Written,
-    /// Shared with [`Writer::unsettled`].
+    /// Shared with `Writer::unsettled` (read by tests).
     pub(super) unsettled: Arc<AtomicUsize>,
     /// The writer's own connection.
     pub(super) link: Link,
@@ -36,7 +36,7 @@ pub(super) struct WriterThread {
     pub(super) config: LogConfig,
     /// Told of every line refused.
     pub(super) sink: Arc<dyn Sink>,
-    /// What [`Writer`] handles queued.
+    /// What [`Writer`](super::Writer) handles queued.
     pub(super) queue: Receiver<Job>,
     /// The cluster's stop switch: the thread ends once the queue is empty.
     pub(super) shutdown: Arc<Shutdown>,
@@ -364,7 +364,7 @@ impl WriterThread {
         );
     }
 
-    /// Publishes [`Writer::unsettled`]: the unsure lines, those to be
+    /// Publishes `Writer::unsettled` (read by tests): the unsure lines, those to be
     /// sent again, and `in_flight` more.
     pub(super) fn publish_unsettled(&self, in_flight: usize) {
         let again = self
