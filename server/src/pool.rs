@@ -63,6 +63,9 @@ const WATCHER_STACK: usize = 64 * 1024;
 struct Waiting {
     /// Names it for [`Pool`]'s watcher, which may take it out of line.
     id: u64,
+    /// The connection's session: run once by a worker, or dropped unrun
+    /// if its connection gave up or the pool stopped (its guards then free
+    /// the place and tell it why).
     job: Job,
     /// Its connection, watched for the peer giving up; `None` once it is
     /// known to have data to serve (a half-close after a last line).
@@ -88,6 +91,8 @@ struct State {
 /// The lock and the two wake-ups.
 #[derive(Default)]
 struct Shared {
+    /// Taken only at job boundaries (to queue, take or finish a job),
+    /// never while a job runs.
     state: Mutex<State>,
     /// A job was queued, or the pool closed.
     work: Condvar,
@@ -101,9 +106,13 @@ pub struct Full;
 
 /// A place reserved in the pool for one job; given back if dropped unused.
 pub struct Ticket {
+    /// The pool's state, to give the place back (`busy`) if the ticket is
+    /// dropped unused.
     shared: Arc<Shared>,
     /// 1-based position in line when every worker is busy.
     waiting: Option<usize>,
+    /// Set by [`Pool::execute`]: the job holds the place from then on, and
+    /// a worker gives it back when the job ends.
     used: bool,
 }
 
@@ -125,13 +134,20 @@ impl Drop for Ticket {
 /// Runs jobs on at most `max_workers` threads, with at most `max_waiting`
 /// jobs waiting for one.
 pub struct Pool {
+    /// Shared with every worker and the watcher; closed at the stop (or
+    /// the drop), which ends them.
     shared: Arc<Shared>,
     /// Threads started (finished ones are pruned when a new one starts).
     workers: Vec<JoinHandle<()>>,
     /// Takes jobs whose connection gave up out of line.
     watcher: Option<JoinHandle<()>>,
+    /// `--workers`: most worker threads at once, so most clients served at
+    /// once.
     max_workers: usize,
+    /// `--queue`: most jobs waiting for a worker; past it a connection is
+    /// refused ([`Full`]).
     max_waiting: usize,
+    /// Numbers the workers' thread names (`worker-N`), never reused.
     next_worker: usize,
 }
 

@@ -81,7 +81,9 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
 
 /// Takes the client out of its room on every exit path.
 struct Membership<'a> {
+    /// The rooms to take the client out of, through their one removal path.
     rooms: &'a Rooms,
+    /// The client to take out.
     id: ClientId,
     /// Set when the session ends normally; `Internal` if it panicked.
     reason: Leave,
@@ -96,6 +98,7 @@ impl Drop for Membership<'_> {
 
 /// The reader's state for one client.
 struct Session<'a> {
+    /// The server's shared state: the rooms, the flags, the shutdown.
     ctx: &'a Context,
     /// A copy of the directory's name for this client, so formatting a
     /// line needs no lock; a rename the rooms make reaches it through the

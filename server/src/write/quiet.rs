@@ -127,6 +127,7 @@ pub(super) enum Waiting {
 /// The notice thread's list and its wake-up.
 #[derive(Default)]
 pub(super) struct Notices {
+    /// The queues with quiet lines waiting: nests in no other lock.
     list: Mutex<List>,
     /// Notified when the list stops being empty, and at stop.
     ready: Condvar,
