@@ -19,6 +19,12 @@ const CONTROL_PICTURES: u32 = 0x2400;
 /// Control picture for DEL.
 const DEL_PICTURE: char = '\u{2421}';
 
+/// How many times its length in bytes a line can grow on its way to the
+/// others: a one-byte control becomes a three-byte stand-in here, and an
+/// invalid byte a three-byte U+FFFD when the line is decoded. So a line of
+/// `--max-line` bytes is at most this many times that once shown.
+pub const MAX_GROWTH: usize = 3;
+
 /// Replaces every C0 control but TAB (U+0000..U+001F), DEL (U+007F), every C1
 /// control (U+0080..U+009F) and the bidi embedding/override/isolate
 /// characters (U+202A..U+202E, U+2066..U+2069) with a visible stand-in, so no
@@ -105,6 +111,18 @@ mod tests {
             let text = format!("a{c}b");
             assert_eq!(sanitize(&text), text);
         }
+    }
+
+    /// No stand-in makes text grow by more than [`MAX_GROWTH`]: the
+    /// one-byte controls (the worst case), two-byte C1 and three-byte bidi.
+    #[test]
+    fn growth_is_bounded() {
+        for c in ('\0'..='\u{9f}').chain('\u{2000}'..='\u{2100}') {
+            let text = c.to_string();
+            assert!(sanitize(&text).len() <= MAX_GROWTH * text.len(), "{c:?}");
+        }
+        assert_eq!(sanitize("\0").len(), MAX_GROWTH);
+        assert_eq!(char::REPLACEMENT_CHARACTER.len_utf8(), MAX_GROWTH);
     }
 
     /// Text before the first replacement is kept as is.

@@ -114,7 +114,10 @@ pub enum Added {
     Replaced,
 }
 
+/// The bans, and how many times they changed.
 struct List {
+    /// At most [`MAX_BANS`] live ones; an expired ban is skipped by every
+    /// lookup and dropped by the next `/ban` or `/unban`.
     bans: Vec<Ban>,
     /// Counts changes, so a writer never replaces a newer file by an older
     /// snapshot.
@@ -123,6 +126,8 @@ struct List {
 
 /// The live ban list, and where it is saved.
 pub struct Bans {
+    /// The list, under a lock held only to read or change it, never while
+    /// the file is written.
     list: Mutex<List>,
     /// `--bans FILE`, if given.
     file: Option<PathBuf>,

@@ -23,6 +23,8 @@ use parking_lot::Mutex;
 
 /// Live connections and per-address counts.
 pub struct Connections {
+    /// The table and the counts, under one short lock: never held across
+    /// I/O (a `/ban` copies the streams out before shutting them).
     inner: Mutex<Inner>,
     /// `--max-per-ip`; 0 = no cap.
     max_per_ip: u32,
@@ -36,6 +38,8 @@ struct Inner {
     /// its socket open until its [`Tracked`] guard removes it. So a worker
     /// that has only the stream can find its entry ([`Connections::entered`]).
     live: HashMap<RawFd, Live>,
+    /// Live connections per address, for `--max-per-ip`; an address
+    /// leaves the map with its last connection.
     per_ip: HashMap<IpAddr, u32>,
     /// Most connections open at once since start.
     peak: usize,
@@ -43,6 +47,8 @@ struct Inner {
 
 /// One live connection.
 struct Live {
+    /// Its socket, so `/ban`, a lockout and the shutdown can shut its read
+    /// side whoever holds it (the pool, a worker).
     stream: Arc<TcpStream>,
     /// Its peer's address (IPv4 as IPv4), for [`Connections::close_where`].
     ip: IpAddr,
@@ -147,8 +153,12 @@ impl Connections {
 
 /// A registered connection; unregisters on drop, on every path.
 pub struct Tracked {
+    /// The table it is registered in, to unregister from on drop.
     table: Arc<Connections>,
+    /// Its key in the table: unique while this guard lives, since the
+    /// entry holds the socket open.
     fd: RawFd,
+    /// Its address's count to take one from on drop.
     ip: IpAddr,
 }
 

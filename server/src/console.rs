@@ -34,6 +34,13 @@ use crate::{log, session};
 /// Lines the display may fall behind by before it starts dropping them.
 pub const DISPLAY_QUEUE: usize = 4096;
 
+/// Stack of the display thread: it only copies lines to stdout.
+const DISPLAY_STACK: usize = 64 * 1024;
+
+/// Stack of the console thread: more than the display's, since it runs the
+/// commands themselves (a `/ban` down to its file and its Redis round trips).
+const CONSOLE_STACK: usize = 128 * 1024;
+
 /// Starts the thread that shows the room on stdout.
 ///
 /// # Errors
@@ -41,7 +48,7 @@ pub const DISPLAY_QUEUE: usize = 4096;
 pub fn spawn_display(display: Display) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("display".into())
-        .stack_size(64 * 1024)
+        .stack_size(DISPLAY_STACK)
         .spawn(move || {
             let mut batch = Vec::new();
             loop {
@@ -114,7 +121,7 @@ fn parse(line: &str) -> Input<'_> {
 pub fn spawn_input(ctx: Arc<Context>) {
     let started = thread::Builder::new()
         .name("console".into())
-        .stack_size(128 * 1024)
+        .stack_size(CONSOLE_STACK)
         .spawn(move || {
             // The same framing as a client's: bounded by --max-line, invalid
             // UTF-8 shown as U+FFFD, so no console line stops this loop.
@@ -245,10 +252,11 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
     }
 }
 
-/// Shows a console command's answer on stdout.
-/// With `--redis`, a `/ban` or `/unban` is passed on to every other server
-/// too (a name as its client's address, by the server that client is on,
-/// or whose ban by that name is lifted).
+/// Passes a console `/ban` or `/unban` on to every other server, with
+/// `--redis` (a name as its client's address, by the server that client is
+/// on, or whose ban by that name is lifted): `answer`, the command's lines
+/// on this server, with the line saying how it was passed on added
+/// ([`passed_on`]). Without `--redis`, `answer` as it was.
 fn shared(ctx: &Context, command: &str, args: &str, mut answer: Vec<String>) -> Vec<String> {
     if let Some(cluster) = &ctx.cluster {
         answer.push(cluster.share_console(&format!("/{command} {args}")));
@@ -281,7 +289,9 @@ fn show(lines: Vec<String>) {
 mod tests {
     use super::*;
 
-    /// Console lines parse into text and the three commands.
+    /// Console lines parse into text (`//` escaping a leading slash), an
+    /// empty line, the seven commands, a usage line for a command missing
+    /// its argument, and an unknown command.
     #[test]
     fn parses_console_lines() {
         assert_eq!(parse("hello"), Input::Say("hello"));

@@ -17,7 +17,9 @@ pub struct TokenBucket {
     rate: f64,
     /// Most tokens held: how many lines may come at once.
     burst: f64,
+    /// Lines that may be handled now (fractional while refilling).
     tokens: f64,
+    /// When `tokens` was last refilled: the refill counts from here.
     last: Instant,
 }
 

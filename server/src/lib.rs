@@ -13,7 +13,7 @@
 //!    formatted once) is appended to the room's log ([`rooms::log`]) and
 //!    pushed as a shared `Arc<str>` into every other member's queue;
 //!    [`transcript`] writes it to a file on a thread of its own.
-//! 4. [`write`]: a shared flusher thread takes everything queued for a
+//! 4. [`write`](mod@write): a shared flusher thread takes everything queued for a
 //!    client and sends it in one `sendmsg`; a client whose socket is full
 //!    gets a writer thread of its own until it catches up.
 //!
@@ -57,7 +57,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chat_common::protocol;
 pub use config::{Config, Mode};
@@ -65,7 +65,7 @@ use conns::Connections;
 use pool::Pool;
 pub use prepare::Prepared;
 use rooms::Rooms;
-use shutdown::Shutdown;
+use shutdown::{join_until, Shutdown};
 use write::{Display, Limits, Writers};
 
 /// What every thread of the server shares.
@@ -134,11 +134,19 @@ fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
 
 /// A bound server, ready to run.
 pub struct Server {
+    /// The bound TCP listener: [`Server::run`] accepts on it, and its stop
+    /// drops it once every connection is closed.
     listener: TcpListener,
     /// A descriptor kept for when `accept` fails for lack of them.
     spare: Option<std::fs::File>,
+    /// With `--udp` (echo, upper and file modes): the bound UDP socket,
+    /// served on a thread of its own once the server runs.
     udp: Option<UdpSocket>,
+    /// What every thread shares; [`Server::context`] hands it out, so a
+    /// Ctrl+C handler or a test can stop the server.
     ctx: Arc<Context>,
+    /// The queue the display thread shows on stdout (chat mode without
+    /// `--quiet`): its thread starts with the accept loop.
     display: Option<Display>,
 }
 
@@ -207,7 +215,8 @@ impl Server {
                     path,
                     config.history as usize,
                     config.max_rooms as usize,
-                    3 * config.max_line as usize + transcript::LINE_FRAME,
+                    chat_common::sanitize::MAX_GROWTH * config.max_line as usize
+                        + transcript::LINE_FRAME,
                 );
                 let name = path.display().to_string();
                 (Some(transcript::Transcript::start(file, name)?), history)
@@ -283,7 +292,7 @@ impl Server {
     }
 
     /// Starts the threads around the accept loop: the display and UDP (the
-    /// write side started its own in [`Server::new`]).
+    /// write side started its own in [`Server::with_sockets`]).
     fn start(self) -> (Running, TcpListener, Option<std::fs::File>) {
         let ctx = &self.ctx;
         let display = self
@@ -320,11 +329,21 @@ impl Server {
 
 /// A started server's threads, for the graceful stop.
 pub struct Running {
+    /// What every thread shares: the stop goes through it.
     ctx: Arc<Context>,
+    /// When the server started serving: the summary's uptime.
     started: Instant,
+    /// The UDP socket, kept so the stop can wake the UDP thread with a
+    /// datagram to itself ([`udp::wake`]).
     udp_socket: Option<UdpSocket>,
+    /// The UDP thread, or why it could not start: joined at the stop (by
+    /// the deadline only if it could not be woken).
     udp: Option<std::io::Result<thread::JoinHandle<()>>>,
+    /// The display's queue: closed at the stop, so what is queued goes out
+    /// by the deadline and the display thread ends.
     display_queue: Option<Display>,
+    /// The display thread, if it started: joined by the deadline at the
+    /// stop (one stuck on a stdout nobody reads is left to process exit).
     display: Option<thread::JoinHandle<()>>,
 }
 
@@ -358,20 +377,18 @@ impl Running {
         pool.stop(deadline);
         ctx.writers.stop(deadline);
         let udp_woken = self.udp_socket.as_ref().is_some_and(udp::wake);
-        for (name, thread) in [("udp", self.udp)] {
-            match thread {
-                // Without its wake-up the UDP thread stops at the next
-                // datagram: not waited for past the deadline.
-                Some(Ok(thread)) if name == "udp" && !udp_woken => {
-                    log!("udp: could not wake the UDP thread; it stops at the next datagram");
-                    join_until(thread, deadline);
-                }
-                Some(Ok(thread)) => {
-                    let _ = thread.join();
-                }
-                Some(Err(e)) => log!("the {name} thread could not start: {e}"),
-                None => {}
+        match self.udp {
+            // Without its wake-up the UDP thread stops at the next
+            // datagram: not waited for past the deadline.
+            Some(Ok(thread)) if !udp_woken => {
+                log!("udp: could not wake the UDP thread; it stops at the next datagram");
+                join_until(thread, deadline);
             }
+            Some(Ok(thread)) => {
+                let _ = thread.join();
+            }
+            Some(Err(e)) => log!("the udp thread could not start: {e}"),
+            None => {}
         }
         if let (Some(display), Some(thread)) = (&self.display_queue, self.display) {
             display.close(deadline);
@@ -399,17 +416,4 @@ impl Running {
             protocol::count(ctx.rooms.relayed(), "line")
         )
     }
-}
-/// Joins `thread` unless it is still running at `deadline` (a display stuck
-/// on a stdout nobody reads), in which case it is left to process exit.
-pub(crate) fn join_until(thread: thread::JoinHandle<()>, deadline: Instant) {
-    while !thread.is_finished() {
-        if Instant::now() >= deadline {
-            let name = thread.thread().name().unwrap_or("a").to_string();
-            log!("{name} thread still busy at the deadline; not waiting for it");
-            return;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    let _ = thread.join();
 }

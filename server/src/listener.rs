@@ -1,13 +1,14 @@
 //! The accept loop, on the server's main thread.
 //!
-//! Each accepted socket first meets the early refusals ([`early_refusal`]:
-//! the per-address connect throttle), which cost it nothing but one line;
-//! then it gets its socket options ([`tune`]: TCP_NODELAY, so a chat line
-//! does not wait for a delayed ACK, and TCP keepalive, so a peer that
-//! vanished is noticed), is checked against the per-address cap, and is
-//! handed to the pool, or told why not. No connection ever waits without a
-//! word: a connection that must wait for a worker is told so (in chat mode,
-//! where a line of text is the protocol), and one past the queue hears
+//! Each accepted socket first meets the early refusals, which cost it
+//! nothing but one line: the ban and lockout check
+//! ([`crate::access::Access::at_accept`]), then the per-address connect
+//! throttle ([`early_refusal`]). Then it gets its socket options ([`tune`]:
+//! TCP_NODELAY, so a chat line does not wait for a delayed ACK, and TCP
+//! keepalive, so a peer that vanished is noticed), is checked against the
+//! per-address cap, and is handed to the pool, or told why not. No
+//! connection ever waits without a word: a connection that must wait for a
+//! worker is told so, in every mode, and one past the queue hears
 //! `! server full, try again later` before it is closed. Nor is one closed
 //! without a word while it waits: banned meanwhile, or still waiting when
 //! the server stops, it is told why ([`crate::unserved`]).
@@ -158,9 +159,11 @@ fn is_out_of_descriptors(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
-/// The checks that turn a connection away at accept before it is
-/// registered, takes a place in line or a worker, or is announced: the line
-/// to tell it, or `None` to go on. Each logs its own refusal.
+/// The per-address connect throttle, which turns a connection away at
+/// accept before it is registered, takes a place in line or a worker, or is
+/// announced: the line to tell it, or `None` to go on. It logs the first
+/// refusal of each episode (until the address is admitted again), not every
+/// one.
 fn early_refusal(ip: IpAddr, throttle: &mut ConnectThrottle, ctx: &Context) -> Option<String> {
     let config = &ctx.config;
     if let Verdict::Throttled { first } = throttle.check(ip, Instant::now()) {
@@ -206,7 +209,8 @@ fn admit(
 ) {
     // An IPv4 client of a dual-stack listener is named as IPv4.
     let ip = peer.ip().to_canonical();
-    // Banned or locked out: refused before it takes any slot (issue 13).
+    // Banned or locked out: refused before it takes any slot, so a banned
+    // flood costs an accept and a close, and never makes honest clients wait.
     if let crate::access::Admission::Refused(line) = ctx.access.at_accept(peer) {
         refuse(&stream, &line);
         return;
@@ -291,12 +295,22 @@ pub fn refuse(stream: &TcpStream, line: &str) {
     let _ = stream.shutdown(Shutdown::Write);
 }
 
+/// Rounds of connects [`wake`] tries (at every address of [`reachable`]),
+/// pausing from [`MIN_BACKOFF`] doubling in between: a loopback connect
+/// fails only while the listen queue is full, which a storm of connects
+/// the accept loop still drains empties within those pauses.
+pub const WAKE_TRIES: u32 = 5;
+
+/// Longest one of [`wake`]'s connects may take: a loopback connect is
+/// answered at once or not at all (its SYN dropped at a full queue).
+pub const WAKE_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// Wakes an `accept` blocked on `listening` by connecting to it.
 pub fn wake(listening: SocketAddr) {
     let addrs = reachable(listening);
-    for attempt in 0..5u32 {
+    for attempt in 0..WAKE_TRIES {
         for addr in &addrs {
-            if TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok() {
+            if TcpStream::connect_timeout(addr, WAKE_CONNECT_TIMEOUT).is_ok() {
                 return;
             }
         }

@@ -4,7 +4,7 @@
 //! stderr that nobody reads (a supervisor or a harness that only reads
 //! stdout) fills its pipe after a few hundred lines; a thread writing to it
 //! then blocks, and a session thread blocked in a log line is a dead room.
-//! So [`write`] never writes: it formats the line and puts it in a bounded
+//! So [`write`](fn@write) never writes: it formats the line and puts it in a bounded
 //! queue ([`LOG_QUEUE`] lines), and the `log` thread writes them in order,
 //! each with one `write` call, so lines never interleave. When the queue is
 //! full the line is dropped and counted; once a write goes through again
@@ -46,9 +46,13 @@ pub const FLUSH_STALL: Duration = Duration::from_millis(250);
 /// for queued lines stops this long before the deadline.
 pub const TAIL_RESERVE: Duration = Duration::from_millis(300);
 
+/// Stack of the `log` and `log-exit` threads: they only write formatted
+/// lines, so a fraction of the default 2 MiB.
+const LOGGER_STACK: usize = 64 * 1024;
+
 /// The queue and its counters, started with the first log line.
 struct Logger {
-    /// Where [`write`] puts lines; `None` if the thread could not start
+    /// Where [`write`](fn@write) puts lines; `None` if the thread could not start
     /// (then lines are written directly, as before there was a queue).
     lines: Option<Sender<String>>,
     /// Lines dropped because the queue was full, not yet reported.
@@ -75,7 +79,7 @@ fn logger() -> &'static Logger {
             let closing = Arc::clone(&closing);
             thread::Builder::new()
                 .name("log".into())
-                .stack_size(64 * 1024)
+                .stack_size(LOGGER_STACK)
                 .spawn(move || drain(&rx, &dropped, &pending, &closing))
         };
         Logger {
@@ -173,7 +177,7 @@ pub fn finish(summary: fmt::Arguments<'_>, deadline: Instant) {
     let (done, wait) = crossbeam_channel::bounded(1);
     let tail = thread::Builder::new()
         .name("log-exit".into())
-        .stack_size(64 * 1024)
+        .stack_size(LOGGER_STACK)
         .spawn(move || {
             // Holding stderr: the logger finished the line it was writing
             // and writes no more, so `pending` is exactly what is lost.

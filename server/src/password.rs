@@ -134,6 +134,7 @@ pub enum Passage {
 
 /// The password and the wrong tries: what `--password-file` switches on.
 pub struct Gate {
+    /// What a client must give (never shown: see [`Password`]).
     password: Password,
     /// `--password-timeout`: how long a client has to give it.
     timeout: Duration,

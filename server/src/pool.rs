@@ -64,6 +64,9 @@ const WATCHER_STACK: usize = 64 * 1024;
 struct Waiting {
     /// Names it for [`Pool`]'s watcher, which may take it out of line.
     id: u64,
+    /// The connection's session: run once by a worker, or dropped unrun
+    /// if its connection gave up or the pool stopped (its guards then free
+    /// the place and tell it why).
     job: Job,
     /// Its connection, watched for the peer giving up; `None` once it is
     /// known to have data to serve (a half-close after a last line).
@@ -89,6 +92,8 @@ struct State {
 /// The lock and the two wake-ups.
 #[derive(Default)]
 struct Shared {
+    /// Taken only at job boundaries (to queue, take or finish a job),
+    /// never while a job runs.
     state: Mutex<State>,
     /// A job was queued, or the pool closed.
     work: Condvar,
@@ -102,9 +107,13 @@ pub struct Full;
 
 /// A place reserved in the pool for one job; given back if dropped unused.
 pub struct Ticket {
+    /// The pool's state, to give the place back (`busy`) if the ticket is
+    /// dropped unused.
     shared: Arc<Shared>,
     /// 1-based position in line when every worker is busy.
     waiting: Option<usize>,
+    /// Set by [`Pool::execute`]: the job holds the place from then on, and
+    /// a worker gives it back when the job ends.
     used: bool,
 }
 
@@ -126,13 +135,20 @@ impl Drop for Ticket {
 /// Runs jobs on at most `max_workers` threads, with at most `max_waiting`
 /// jobs waiting for one.
 pub struct Pool {
+    /// Shared with every worker and the watcher; closed at the stop (or
+    /// the drop), which ends them.
     shared: Arc<Shared>,
     /// Threads started (finished ones are pruned when a new one starts).
     workers: Vec<JoinHandle<()>>,
     /// Takes jobs whose connection gave up out of line.
     watcher: Option<JoinHandle<()>>,
+    /// `--workers`: most worker threads at once, so most clients served at
+    /// once.
     max_workers: usize,
+    /// `--queue`: most jobs waiting for a worker; past it a connection is
+    /// refused ([`Full`]).
     max_waiting: usize,
+    /// Numbers the workers' thread names (`worker-N`), never reused.
     next_worker: usize,
 }
 
@@ -165,6 +181,10 @@ impl Pool {
     }
 
     /// Reserves a place for one job, starting a worker if none is free.
+    /// The new worker is counted under the lock and started after it is
+    /// let go (a spawn is a system call, and workers finishing jobs wait
+    /// on that lock); if it cannot start, the count is undone. Only the
+    /// accept thread reserves, so no other reserve comes in between.
     ///
     /// # Errors
     /// [`Full`] when every worker is busy and `max_waiting` jobs already wait.
@@ -172,9 +192,13 @@ impl Pool {
         let shared = Arc::clone(&self.shared);
         let mut state = shared.state.lock();
         if state.busy >= state.workers && state.workers < self.max_workers {
-            match self.spawn_worker() {
-                Ok(()) => state.workers += 1,
-                Err(e) => log!("cannot start a worker thread: {e}"),
+            state.workers += 1;
+            drop(state);
+            let started = self.spawn_worker();
+            state = shared.state.lock();
+            if let Err(e) = started {
+                state.workers -= 1;
+                log!("cannot start a worker thread: {e}");
             }
         }
         let waiting = (state.busy + 1).saturating_sub(state.workers);
@@ -265,10 +289,10 @@ impl Pool {
     pub fn stop(mut self, deadline: Instant) {
         self.close();
         for worker in self.workers.drain(..) {
-            crate::join_until(worker, deadline);
+            crate::shutdown::join_until(worker, deadline);
         }
         if let Some(watcher) = self.watcher.take() {
-            crate::join_until(watcher, deadline);
+            crate::shutdown::join_until(watcher, deadline);
         }
     }
 

@@ -35,7 +35,8 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
     // The client's own writer thread, if it ever needs one, blocks at most
     // this long per write before looking up.
     let _ = stream.set_write_timeout(Some(WRITE_POLL));
-    // Banned meanwhile, or no password yet: not in the room (issue 13).
+    // Checked again here, on the worker: it may have been banned while it
+    // waited in line, and the password comes before the room.
     match crate::access::enter(&stream, peer_addr, ctx) {
         Admission::Admitted => {}
         Admission::Refused(line) => return crate::listener::refuse(&stream, &line),
@@ -80,7 +81,9 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
 
 /// Takes the client out of its room on every exit path.
 struct Membership<'a> {
+    /// The rooms to take the client out of, through their one removal path.
     rooms: &'a Rooms,
+    /// The client to take out.
     id: ClientId,
     /// Set when the session ends normally; `Internal` if it panicked.
     reason: Leave,
@@ -95,6 +98,7 @@ impl Drop for Membership<'_> {
 
 /// The reader's state for one client.
 struct Session<'a> {
+    /// The server's shared state: the rooms, the flags, the shutdown.
     ctx: &'a Context,
     /// A copy of the directory's name for this client, so formatting a
     /// line needs no lock; a rename the rooms make reaches it through the

@@ -8,8 +8,13 @@
 //! channel sender, so that a thread pausing on purpose (the accept loop's
 //! back-off, a flooder's rate limit, the notices thread's interval) wakes at
 //! once instead of sleeping through the shutdown.
+//!
+//! The stop joins threads by a deadline (`join_by`, `join_until`): one
+//! that cannot be woken in time is left to process exit, so the stop stays
+//! within [`GRACE`] and its deadlines.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -18,6 +23,45 @@ use parking_lot::Mutex;
 /// How long shutdown may spend delivering what is queued before connections
 /// are closed regardless (SPEC: all within 2 s).
 pub const GRACE: Duration = Duration::from_millis(1000);
+
+/// How often [`join_by`] looks whether a thread has finished: a thread has
+/// no "joined or timed out" wait, and 5 ms is short next to the stop's
+/// deadlines (hundreds of ms) and costs nothing over a stop's few threads.
+pub(crate) const JOIN_POLL: Duration = Duration::from_millis(5);
+
+/// Whether [`join_by`] joined its thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Joined {
+    /// It finished by the deadline and was joined.
+    Joined,
+    /// Still running at the deadline: left to process exit, unjoined.
+    StillBusy,
+}
+
+/// Joins `thread` if it finishes by `deadline`, looking every
+/// [`JOIN_POLL`]; a thread still running then (stuck in a write, or on a
+/// round trip to a hung Redis) is left to process exit. The caller says
+/// what that cost, if anything.
+pub(crate) fn join_by(thread: JoinHandle<()>, deadline: Instant) -> Joined {
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            return Joined::StillBusy;
+        }
+        thread::sleep(JOIN_POLL);
+    }
+    let _ = thread.join();
+    Joined::Joined
+}
+
+/// [`join_by`], logging a thread still busy at `deadline` (a display stuck
+/// on a stdout nobody reads) by its name.
+pub(crate) fn join_until(thread: JoinHandle<()>, deadline: Instant) {
+    let name = thread.thread().name().unwrap_or("a").to_string();
+    if join_by(thread, deadline) == Joined::StillBusy {
+        crate::log!("{name} thread still busy at the deadline; not waiting for it");
+    }
+}
 
 /// A one-way switch from "running" to "shutting down".
 pub struct Shutdown {

@@ -52,7 +52,10 @@ pub enum Verdict {
 /// One address's allowance.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
+    /// New connections the address may open now (fractional while
+    /// refilling, up to `--connect-burst`).
     tokens: f64,
+    /// When `tokens` was last refilled: the refill counts from here.
     last: Instant,
     /// Refused since it was last admitted (for the log).
     refusing: bool,

@@ -36,6 +36,7 @@ use parking_lot::Mutex;
 use chat_common::protocol;
 
 use crate::log;
+use crate::shutdown::Joined;
 
 mod file;
 mod history;
@@ -46,7 +47,11 @@ pub use history::{load_history, LINE_FRAME};
 
 /// Batches of lines that may wait for the transcript thread; past that,
 /// lines are counted as lost rather than slowing the room. Each holds one
-/// room's batch (at most 64 lines of one client's read).
+/// room's batch: at most [`crate::session::BATCH_LINES`] lines of one
+/// client's read, or with `--redis` a run of one sender's lines as the
+/// cluster's reader delivers them, which may be longer (up to one read,
+/// [`crate::cluster::reader::READ_BUDGET`]); [`TRANSCRIPT_LINES`] bounds the
+/// memory whatever the batches.
 pub const TRANSCRIPT_QUEUE: usize = 4096;
 
 /// Lines that may wait for the transcript thread (queued, or formatted and
@@ -209,11 +214,7 @@ impl Transcript {
         let Some(thread) = self.thread.lock().take() else {
             return;
         };
-        while !thread.is_finished() && Instant::now() < deadline {
-            thread::sleep(STOP_POLL);
-        }
-        if thread.is_finished() {
-            let _ = thread.join();
+        if crate::shutdown::join_by(thread, deadline) == Joined::Joined {
             return;
         }
         let unwritten = self.queued.load(Ordering::Acquire);
@@ -236,9 +237,6 @@ impl Transcript {
         self.lost.load(Ordering::Relaxed)
     }
 }
-
-/// How often the stop looks whether the thread has finished.
-const STOP_POLL: Duration = Duration::from_millis(5);
 
 /// The transcript thread: gathers lines, writes them at least every
 /// [`FLUSH_EVERY`].

@@ -114,7 +114,10 @@ impl Bucket {
 /// One IP address's allowances: replies and bytes.
 #[derive(Clone, Copy)]
 struct Address {
+    /// Replies to all its ports together: one host cannot multiply its
+    /// allowance by sending from many ports.
     replies: Bucket,
+    /// Reply bytes to it: a big reply spends more than a small one.
     bytes: Bucket,
 }
 

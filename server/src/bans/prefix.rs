@@ -8,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// so a client of a dual-stack listener matches an IPv4 ban.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Prefix {
+    /// The block's first address (host bits zero; IPv4 as IPv4).
     net: IpAddr,
+    /// Leading bits that must match: 32 or 128 for one address.
     len: u8,
 }
 

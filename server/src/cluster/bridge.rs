@@ -30,7 +30,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use parking_lot::Mutex;
 
 use super::keys;
-use super::names::{now_ms, Names};
+use super::names::Names;
+use super::now_ms;
 use super::Entry;
 use crate::rooms::log::{Batch, Origin, ServerId};
 use crate::rooms::ClientId;

@@ -417,7 +417,7 @@ return 1
 ";
 
 /// Forgets a reaped server: unlists it and deletes its member list, wake
-/// and inbox streams; if ARGV[2] is 1, only while its heartbeat is still
+/// and inbox streams; if `ARGV[2]` is 1, only while its heartbeat is still
 /// gone (a server back before its reap ended stays listed, and registers
 /// its members again itself: unlisted, a kill then would never be
 /// reaped). KEYS: servers, alive, members, wake, inbox. ARGV: server, the

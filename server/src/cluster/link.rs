@@ -261,7 +261,7 @@ impl Link {
 
     /// Like [`Link::run`], for a command that may safely run twice (a read,
     /// a claim of one's own name, a set to the same value, a numbered inbox
-    /// request: [`keys::INBOX_PUT`]): on [`Failure::Lost`] to a closed
+    /// request: [`super::keys::INBOX_PUT`]): on [`Failure::Lost`] to a closed
     /// connection it is tried once more, on a fresh one. So a connection
     /// Redis closed while it sat idle (`CLIENT KILL`, its idle timeout, a
     /// Redis restart) does not cost the first command after it. Not after
@@ -320,12 +320,6 @@ impl Link {
     /// sent on it will be applied.
     pub fn lost_to_timeout(&self) -> bool {
         self.lost_to_timeout
-    }
-
-    /// Drops the connection (the next command reconnects): for an owner that
-    /// found the connection in a state it cannot trust.
-    pub fn reset(&mut self) {
-        self.conn = None;
     }
 }
 

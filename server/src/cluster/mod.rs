@@ -57,11 +57,21 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use link::{check, Failure, Link};
+pub use link::check;
 pub use node::Node;
 pub use url::RedisUrl;
+
+/// Now by this server's wall clock, in ms since the Unix epoch (0 for a
+/// clock set before it): when a member entered its room, when a ban or an
+/// inbox request was made, a line's first sending (compared with Redis's
+/// clock by [`keys::APPEND`]).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Entries a room's log keeps, about (XADD MAXLEN ~): what history and a
 /// reader that lost its link can get back. Worst case in Redis per room:

@@ -32,7 +32,7 @@
 //! presence frees it, `names/unfreed.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::Script;
@@ -46,13 +46,6 @@ mod unfreed;
 
 pub use inbox::Unsent;
 pub use unfreed::MAX_UNFREED;
-
-/// Now, in ms since the epoch: when a member entered its room.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Entries a server's inbox keeps, about (MAXLEN ~): it is read at once,
 /// so this only bounds what piles up for a server that died.
@@ -183,7 +176,7 @@ impl Names {
 
     /// Records that local member `name` (client `client`) is in room
     /// `room`, which it entered at `entered` (ms since the epoch: see
-    /// [`now_ms`]), given as `(room, entered, client)`; `None`: it left.
+    /// [`super::now_ms`]), given as `(room, entered, client)`; `None`: it left.
     /// For `/who` and for presence.
     ///
     /// # Errors

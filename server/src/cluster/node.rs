@@ -184,13 +184,7 @@ impl Node {
         self.bridge.stop();
         self.shutdown.trigger();
         if let Some(presence) = self.presence.lock().take() {
-            let deadline = Instant::now() + LEAVE_DEADLINE;
-            while !presence.is_finished() && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(5));
-            }
-            if presence.is_finished() {
-                let _ = presence.join();
-            }
+            let _ = crate::shutdown::join_by(presence, Instant::now() + LEAVE_DEADLINE);
         }
         self.endpoint.close();
     }

@@ -6,15 +6,15 @@
 //! entry it delivered and the epoch of the Redis it came from. After a lost
 //! link it resumes from that id, so nothing the log still holds is missed or
 //! doubled; a jump in the entries' numbers is reported as
-//! [`Missed::Lines`] (trimmed before it was read), a new epoch as
-//! [`Missed::LogLost`] (Redis restarted empty; the cursor starts again at
+//! [`Missed::Lines`](super::Missed::Lines) (trimmed before it was read), a new epoch as
+//! [`Missed::LogLost`](super::Missed::LogLost) (Redis restarted empty; the cursor starts again at
 //! the new log's beginning).
 //!
 //! Redis may also come back with an older copy of its data (restarted from
 //! a snapshot): the epoch is the same, but the room's counter went back.
 //! An entry numbered at or below the cursor yet later in the stream, or a
 //! counter below the cursor found on reconnecting, is that: reported as
-//! [`Missed::RolledBack`], and the cursor's number goes back with the log,
+//! [`Missed::RolledBack`](super::Missed::RolledBack), and the cursor's number goes back with the log,
 //! so the new lines are not skipped as if already delivered.
 //!
 //! A room starts being read ([`Reader::watch`]) from a [`Position`]: the
@@ -158,6 +158,7 @@ impl Reader {
 
     /// How many rooms have watches or unwatches not yet served (at most
     /// one each, however many were asked).
+    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.controls.lock().len()
     }

@@ -48,7 +48,8 @@ use redis::Script;
 
 use super::keys;
 use super::link::{Failure, Link};
-use super::names::{now_ms, Names};
+use super::names::Names;
+use super::now_ms;
 use crate::bans::{Ban, Prefix, MAX_BANS};
 use crate::log;
 

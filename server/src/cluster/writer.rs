@@ -1,7 +1,7 @@
 //! The writer: appends every line to its room's log, over one connection
 //! per server.
 //!
-//! Lines are queued ([`Writer::append`]) and whoever sends takes whatever
+//! Lines are queued ([`Writer::append_all`]) and whoever sends takes whatever
 //! is waiting, up to [`BATCH_MAX`], into one pipeline: one round trip to
 //! Redis carries many lines under load, one line when the room is quiet.
 //! Each line is the [`keys::APPEND`] script, which numbers it and XADDs it
@@ -38,10 +38,10 @@
 //! While Redis stays away past the deadline (stopped, a network that stops
 //! answering), no copy of such a line can be applied any more (it is
 //! stale), but one may have been just before Redis stopped, only its reply
-//! lost: it is refused at the deadline as [`Refusal::Unsure`], its sender
+//! lost: it is refused at the deadline as [`Refusal::Unsure`](super::Refusal::Unsure), its sender
 //! told it may not have been sent. A line sent to a Redis that restarted
 //! empty since is not sent again (it may have been applied and read
-//! before the restart): refused as [`Refusal::Restarted`]. So no line is
+//! before the restart): refused as [`Refusal::Restarted`](super::Refusal::Restarted). So no line is
 //! doubled, none appears after its sender was told `!`, and a sender told
 //! `!` without "not sure" never sees its line. Lines queued behind
 //! unsettled ones are refused meanwhile (they were never sent).
@@ -51,12 +51,12 @@
 //! `writer/unsure.rs`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use redis::Script;
 
@@ -103,14 +103,6 @@ pub const STALE_AFTER: Duration = Duration::from_millis(UNSURE_DEADLINE.as_milli
 /// apart from Redis's would make every line stale).
 const STALE_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Now by this server's wall clock, in ms since the Unix epoch: a line's
-/// first sending, compared with Redis's clock by [`keys::APPEND`].
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// When a line was first sent, and with which uid: what every copy of it
 /// carries, so all of them are applied once at most and go stale together.
 #[derive(Debug, Clone, Copy)]
@@ -147,7 +139,7 @@ enum Job {
     Retry(Token, Line, Sent),
 }
 
-/// What happened to a line handed to [`Writer::append`].
+/// What happened to lines handed to [`Writer::append_all`].
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queued {
@@ -170,12 +162,14 @@ pub struct Writer {
     /// filled it first): refused by the writer thread, which may call the
     /// sink (the caller of [`Writer::append_all`] holds a room's lock).
     late: Arc<Mutex<Vec<(Token, Line)>>>,
-    /// Pipelines sent so far (one round trip each), for tests and stats.
+    /// Pipelines sent so far (one round trip each), for tests.
+    #[cfg(test)]
     round_trips: Arc<AtomicU64>,
     /// Shared with the thread: see [`Written`].
     written: Written,
     /// Lines sent whose fate is not known yet (in flight, or their reply
-    /// lost and not settled), for tests and stats.
+    /// lost and not settled), for tests.
+    #[cfg(test)]
     unsettled: Arc<AtomicUsize>,
 }
 
@@ -236,19 +230,23 @@ impl Writer {
                 queue,
                 state,
                 late,
+                #[cfg(test)]
                 round_trips,
                 written,
+                #[cfg(test)]
                 unsettled,
             },
             handle,
         ))
     }
 
-    /// Queues a line for its room's log.
+    /// Queues a line for its room's log (tests: the server queues a
+    /// batch at a time, [`Writer::append_all`]).
+    #[cfg(test)]
     pub fn append(&self, token: Token, line: Line) -> Queued {
         match self.jobs.try_send(Job::Append(token, line)) {
             Ok(()) => Queued::Queued,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Queued::Refused,
+            Err(_) => Queued::Refused,
         }
     }
 
@@ -302,14 +300,16 @@ impl Writer {
     }
 
     /// How many pipelines (round trips) the writer has sent.
+    #[cfg(test)]
     pub fn round_trips(&self) -> u64 {
-        self.round_trips.load(Ordering::Relaxed)
+        self.round_trips.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many lines were sent whose fate is not known yet: on their way,
     /// or their reply lost and not settled.
+    #[cfg(test)]
     pub fn unsettled(&self) -> usize {
-        self.unsettled.load(Ordering::Acquire)
+        self.unsettled.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Asks for an entry in `server_id`'s wake stream (best effort: a

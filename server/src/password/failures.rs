@@ -34,6 +34,7 @@ pub enum Judged {
 /// Wrong tries per address, and lockouts; bounded by [`MAX_TRACKED`].
 #[derive(Default)]
 pub struct Failures {
+    /// Each address's record, at most [`MAX_TRACKED`] of them.
     by_ip: Mutex<HashMap<IpAddr, Record>>,
 }
 

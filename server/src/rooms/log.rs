@@ -7,14 +7,15 @@
 //! console's `<server>` lines. So a log's order is the room's one order, and
 //! the history and the transcript see the same lines as the members.
 //!
-//! Two implementations are meant to slot in here, without the relay
+//! Two implementations slot in here, without the relay
 //! ([`super::Rooms`]), the rooms or the write side knowing which one runs:
 //!
 //! - [`super::embedded::Embedded`], the default: one process is the whole
 //!   cluster, so the room's lock already orders its lines. `append` answers
 //!   [`Appended::Deliver`] and the caller delivers the batch at once, under
 //!   the same room lock.
-//! - Redis Streams (the cluster issue): one stream per room.
+//! - [`crate::cluster::room_log::RedisLog`], with `--redis`: one Redis
+//!   Stream per room, shared by every server of the cluster.
 //!
 //! # What an implementation must provide
 //!

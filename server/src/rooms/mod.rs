@@ -129,6 +129,8 @@ struct Directory {
 
 /// The rooms, their members, and the relay between them.
 pub struct Rooms {
+    /// Who is where, and the room table: second in the lock order, after
+    /// the names lock, before any room's.
     dir: Mutex<Directory>,
     /// Name claims and guest numbers, unique server-wide (cluster-wide on
     /// Redis): the names lock, first in the lock order.

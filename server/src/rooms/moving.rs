@@ -8,7 +8,7 @@
 //! [`super`]), but for what may wait for the network, done before it is
 //! taken: a new client's guest number and name ([`super::Names`]), and the
 //! history of a room about to get its first member here
-//! ([`Log::prepare`]). Entering a room takes that room's lock for the
+//! ([`Log::prepare`](super::log::Log::prepare)). Entering a room takes that room's lock for the
 //! welcome, the history and the join notice together, so nothing is missed
 //! or doubled between the replayed history and the first live line.
 

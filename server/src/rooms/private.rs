@@ -15,7 +15,7 @@ use crate::write::{Pushed, Wake};
 
 impl Rooms {
     /// Renames client `id` to `new` and tells its room. `new` must already
-    /// have passed [`name::check`]. The name is claimed before the
+    /// have passed [`chat_common::name::check`]. The name is claimed before the
     /// directory is locked (it may take a round trip to Redis).
     pub fn rename(&self, id: ClientId, new: &str) -> Renamed {
         let gone = self

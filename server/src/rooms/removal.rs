@@ -61,7 +61,7 @@ impl Rooms {
 
     /// Takes client `id` out: the one removal path (see the module docs).
     /// Does nothing if it is already out. The reason that counts is the
-    /// first one given: see [`Ticket::fate`].
+    /// first one given: see [`Ticket::fate`](super::Ticket::fate).
     pub fn remove(&self, id: ClientId, reason: Leave) {
         let mut dir = self.lock_dir();
         self.remove_locked(&mut dir, vec![(id, reason)]);

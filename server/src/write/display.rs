@@ -26,6 +26,7 @@ pub enum Batch {
 /// A handle on the display's queue; cheap to clone.
 #[derive(Clone)]
 pub struct Display {
+    /// The lines waiting to be shown: the display thread drains it.
     queue: Arc<Queue>,
     /// For the notice thread, which wakes the display for quiet lines.
     writers: Writers,

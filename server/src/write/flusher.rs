@@ -53,9 +53,12 @@ pub enum Pushed {
 /// Cheap to clone (the rooms keep one).
 #[derive(Clone)]
 pub struct Writers {
+    /// What the flushers, the slow-client threads and the notice thread
+    /// share; [`Writers::stop`] ends them.
     shared: Arc<Shared>,
 }
 
+/// The write side's queue of peers to flush and its threads.
 pub(super) struct Shared {
     /// Peers with lines to write, in the order they got them; `None` asks
     /// a flusher to leave once the queue is empty.
@@ -64,11 +67,15 @@ pub(super) struct Shared {
     ready: Receiver<Option<Arc<Peer>>>,
     /// Each new client's queue bounds.
     limits: Limits,
+    /// The flusher threads: joined by [`Writers::stop`] once each is asked
+    /// to leave.
     flushers: Mutex<Vec<JoinHandle<()>>>,
     /// Threads started for slow clients; stopped at shutdown.
     pub(super) threads: Mutex<Vec<slow::Slow>>,
     /// Queues with quiet lines waiting, and the thread that wakes them.
     pub(super) notices: Notices,
+    /// The notice thread: joined by [`Writers::stop`] before the flushers
+    /// are asked to leave, since it hands queues to them.
     notice_thread: Mutex<Option<JoinHandle<()>>>,
 }
 

@@ -51,11 +51,10 @@ mod slow;
 mod socket;
 
 pub use display::{Batch, Display};
-pub use flusher::{flushers_for, Pushed, Writers, TURN};
+pub use flusher::{flushers_for, Pushed, Writers};
 pub use peer::Peer;
-pub use queue::{Limits, BATCH_BYTES, BATCH_LINES, LAG_ALLOWANCE};
-pub use quiet::{wake_interval, Wake, QUIET_LINES};
-pub use slow::THREAD_IDLE;
+pub use queue::{Limits, LAG_ALLOWANCE};
+pub use quiet::Wake;
 pub use socket::{send_aside, write_polling, WRITE_POLL};
 
 /// Stack of a write-side thread (flusher, slow client, notices): it only

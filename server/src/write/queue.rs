@@ -138,15 +138,19 @@ enum Socket {
     Full { lines: usize, bytes: usize },
 }
 
+/// A queue's lines and where it stands, under its one lock.
 pub(super) struct State {
+    /// The lines waiting, shared with every other recipient's queue.
     lines: VecDeque<Arc<str>>,
     /// Bytes of `lines`, for [`Limits::bytes`].
     bytes: usize,
+    /// Set once the queue is drained or aborted: nothing more goes in.
     end: Option<End>,
     /// Lines pushed quietly wait: nobody has been woken for them yet.
     pub(super) quiet: bool,
     /// The queue is on the notice thread's list (`quiet.rs`): at most once.
     pub(super) listed: bool,
+    /// Who drains it now, so it is handed to the flushers only when idle.
     owner: Owner,
     /// Whether the socket is full, and the backlog when it filled.
     socket: Socket,
@@ -221,9 +225,13 @@ pub(super) enum After {
 
 /// A bounded queue of lines for one client (or the console's display).
 pub(super) struct Queue {
+    /// Taken last, after a room's lock or the directory's, and never held
+    /// across a write (the lock order is in `write/mod.rs`).
     pub(super) state: Mutex<State>,
     /// Signalled for a queue owned by a thread: lines or end arrived.
     ready: Condvar,
+    /// Its bounds: a client's from `--sendq` and `--sendq-bytes` with the
+    /// lag allowance, the display's its own.
     pub(super) limits: Limits,
 }
 

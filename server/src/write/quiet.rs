@@ -43,7 +43,8 @@ pub const QUIET_LINES: usize = 48;
 pub enum Wake {
     /// At once: chat lines, which must not wait.
     Now,
-    /// Within [`wake_interval`]: join and leave notices.
+    /// Within the quiet wait (`write::quiet::wake_interval`, 10 to 250 ms
+    /// by the clients woken): join and leave notices.
     Later,
 }
 
@@ -126,6 +127,7 @@ pub(super) enum Waiting {
 /// The notice thread's list and its wake-up.
 #[derive(Default)]
 pub(super) struct Notices {
+    /// The queues with quiet lines waiting: nests in no other lock.
     list: Mutex<List>,
     /// Notified when the list stops being empty, and at stop.
     ready: Condvar,

@@ -36,6 +36,7 @@ pub(super) struct Slow {
     /// Its client, whose deadline shutdown cuts. Weak: a finished thread
     /// must not keep its client's socket open until the list is pruned.
     peer: Weak<Peer>,
+    /// Joined at shutdown, once its client's deadline is cut.
     thread: JoinHandle<()>,
 }
 

@@ -19,7 +19,7 @@ pub struct Siblings {
     /// Until when (ms after `origin`; 0: not) Redis counts as hung: set
     /// for [`HUNG_FOR`] when a link timed out waiting for it (a hung
     /// Redis, or one that no longer answers in time), cleared by the next
-    /// reply any link gets. Meanwhile a [`Link::quick`] link fails at once
+    /// reply any link gets. Meanwhile a [`Link::quick`](super::Link::quick) link fails at once
     /// instead of waiting for a reply timeout of its own: a Redis that did
     /// not answer one connection will not answer another either.
     hung_until: Arc<AtomicU64>,

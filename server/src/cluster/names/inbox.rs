@@ -10,8 +10,9 @@ use redis::Script;
 
 use super::super::keys;
 use super::super::link::Failure;
+use super::super::now_ms;
 use super::super::writer::{STALE_AFTER, UNSURE_DEADLINE};
-use super::{now_ms, Names, INBOX_MARK_TTL, INBOX_MAX_LEN, STALE};
+use super::{Names, INBOX_MARK_TTL, INBOX_MAX_LEN, STALE};
 
 /// Why an inbox request ([`Names::send`]) is not known to be in the inbox.
 #[must_use]
@@ -33,7 +34,7 @@ pub enum Unsent {
 impl Names {
     /// Puts a request in server `server`'s inbox, once: `fields` (kind, and
     /// what that kind needs). Numbered, it is sent again on a fresh
-    /// connection if its connection broke ([`Link::run_idempotent`]):
+    /// connection if its connection broke ([`crate::cluster::link::Link::run_idempotent`]):
     /// whichever copies reach Redis, the inbox takes one
     /// ([`keys::INBOX_PUT`]), and none past [`STALE_AFTER`] after the first
     /// was sent.

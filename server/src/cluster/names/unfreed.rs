@@ -99,6 +99,7 @@ impl Names {
     }
 
     /// How many names wait to be freed.
+    #[cfg(test)]
     pub fn unfreed(&self) -> usize {
         self.unfreed.lock().len()
     }

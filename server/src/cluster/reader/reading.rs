@@ -31,7 +31,7 @@ struct Cursor {
     n: u64,
     /// The epoch of the Redis the cursor points into.
     epoch: String,
-    /// Reasons to read the room ([`Reader::watch`] calls not yet undone):
+    /// Reasons to read the room ([`Reader::watch`](super::Reader::watch) calls not yet undone):
     /// it is read while this is above 0.
     watchers: usize,
 }
@@ -52,7 +52,7 @@ pub(super) struct ReaderThread {
     /// start (announced lost, then back, while it was taken for lost):
     /// not delivered here, where no one left.
     own_notices: [String; 2],
-    /// What [`Reader`] handles asked, not yet served.
+    /// What [`Reader`](super::Reader) handles asked, not yet served.
     controls: Controls,
     /// What the writer knows the logs took (for [`Missed::LogLost`]).
     written: Written,

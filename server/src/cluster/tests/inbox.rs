@@ -148,7 +148,7 @@ fn an_inbox_request_sent_twice_is_served_once() {
     // The other order: the first copy was put, its reply lost, and the
     // request sent again: skipped. So is a request older than the mark.
     let stale_ms = super::super::writer::STALE_AFTER.as_millis() as u64;
-    let fresh = super::super::names::now_ms();
+    let fresh = super::super::now_ms();
     let put_sent = |number: u64, text: &str, sent_ms: u64| -> i64 {
         let reply = redis.query(&[
             "EVAL",
@@ -191,7 +191,7 @@ fn an_inbox_request_sent_twice_is_served_once() {
 fn the_inbox_script_skips_a_request_older_than_the_bound() {
     let redis = Redis::start();
     let stale_ms = super::super::writer::STALE_AFTER.as_millis() as u64;
-    let now = super::super::names::now_ms();
+    let now = super::super::now_ms();
     let put = |number: u64, sent_ms: u64| -> i64 {
         let reply = redis.query(&[
             "EVAL",

@@ -11,21 +11,22 @@ use parking_lot::Mutex;
 use redis::{Script, Value};
 
 use super::super::link::{Failure, Link};
+use super::super::now_ms;
 use super::super::{keys, Line, LogConfig, Refusal, Sink, Token};
 use super::unsure::Unsure;
-use super::{wall_ms, Job, Sent, Written, BATCH_MAX, LOG_SHARE, STALE_AFTER, STALE_LOG_EVERY};
+use super::{Job, Sent, Written, BATCH_MAX, LOG_SHARE, STALE_AFTER, STALE_LOG_EVERY};
 use crate::log;
 use crate::shutdown::Shutdown;
 
 /// The writer thread's state.
 pub(super) struct WriterThread {
-    /// Shared with [`Writer::late`].
+    /// Shared with [`Writer::late`](super::Writer::late).
     pub(super) late: Arc<Mutex<Vec<(Token, Line)>>>,
-    /// Shared with [`Writer::round_trips`].
+    /// Shared with `Writer::round_trips` (read by tests).
     pub(super) round_trips: Arc<AtomicU64>,
-    /// Shared with [`Writer::written`].
+    /// Shared with [`Writer::written`](super::Writer::written).
     pub(super) written: Written,
-    /// Shared with [`Writer::unsettled`].
+    /// Shared with `Writer::unsettled` (read by tests).
     pub(super) unsettled: Arc<AtomicUsize>,
     /// The writer's own connection.
     pub(super) link: Link,
@@ -35,7 +36,7 @@ pub(super) struct WriterThread {
     pub(super) config: LogConfig,
     /// Told of every line refused.
     pub(super) sink: Arc<dyn Sink>,
-    /// What [`Writer`] handles queued.
+    /// What [`Writer`](super::Writer) handles queued.
     pub(super) queue: Receiver<Job>,
     /// The cluster's stop switch: the thread ends once the queue is empty.
     pub(super) shutdown: Arc<Shutdown>,
@@ -67,6 +68,16 @@ pub(super) fn batch_max(max_len: u64) -> usize {
     usize::try_from(max_len / LOG_SHARE).map_or(BATCH_MAX, |share| share.clamp(1, BATCH_MAX))
 }
 
+/// How long the writer thread waits for a queued line with no line unsure
+/// before it looks again: a line wakes it at once, so this only bounds how
+/// late it notices the stop.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// How long it waits with lines unsure: how often it tries to settle them
+/// (reconnect, send again, or refuse those past
+/// [`super::UNSURE_DEADLINE`]), so each is answered soon after it can be.
+const UNSURE_WAIT: Duration = Duration::from_millis(20);
+
 /// The writer thread: waits for queued lines (without taking them, so a
 /// relaying thread that holds the state may send them itself, see
 /// [`Writer::send_queued`](super::Writer::send_queued)), settles the
@@ -84,9 +95,9 @@ pub(super) fn run(state: &Mutex<WriterThread>) {
                 continue;
             }
             if s.unsure.is_empty() {
-                Duration::from_millis(200)
+                IDLE_WAIT
             } else {
-                Duration::from_millis(20)
+                UNSURE_WAIT
             }
         };
         let mut select = Select::new();
@@ -183,7 +194,7 @@ impl WriterThread {
         pipe.ignore_errors();
         let mut sent = Vec::with_capacity(batch.len());
         let now = Instant::now();
-        let now_ms = wall_ms();
+        let wall = now_ms();
         let stale_ms = STALE_AFTER.as_millis() as u64;
         for job in batch.drain(..) {
             let (token, line, first) = match job {
@@ -193,7 +204,7 @@ impl WriterThread {
                     Sent {
                         counter: self.next_uid.fetch_add(1, Ordering::Relaxed),
                         since: now,
-                        wall_ms: now_ms,
+                        wall_ms: wall,
                     },
                 ),
                 Job::Retry(token, line, first) => (token, line, first),
@@ -354,7 +365,7 @@ impl WriterThread {
         );
     }
 
-    /// Publishes [`Writer::unsettled`]: the unsure lines, those to be
+    /// Publishes `Writer::unsettled` (read by tests): the unsure lines, those to be
     /// sent again, and `in_flight` more.
     pub(super) fn publish_unsettled(&self, in_flight: usize) {
         let again = self

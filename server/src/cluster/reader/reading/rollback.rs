@@ -8,7 +8,7 @@ use super::ReaderThread;
 
 impl ReaderThread {
     /// Compares each watched room's counter with its cursor, and each room
-    /// kept here for its history only with its floor ([`Sink::kept`]):
+    /// kept here for its history only with its floor ([`Sink::kept`](crate::cluster::Sink::kept)):
     /// one below means Redis came back with an older copy of the log (a
     /// kept room's floor past its log's end would take as many new lines
     /// for lines delivered already). Best effort (a failure here is seen
