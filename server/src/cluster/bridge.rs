@@ -112,7 +112,8 @@ pub struct Bridge {
     others: Mutex<HashMap<String, usize>>,
     /// Held while the shared ban list is applied here
     /// ([`Bridge::adopt_bans`]): by the start and by presence, one at a
-    /// time. A leaf.
+    /// time. Not a leaf: held across the rooms' calls (above their locks,
+    /// `rooms/mod.rs`).
     adopting: Mutex<()>,
     /// Tests only: called with a room's key when a run of its entries was
     /// read and is about to be delivered, no lock held, so a test can hold

@@ -36,8 +36,10 @@
 //! of the rooms (and the rooms' calls into Redis entries), and [`node`]
 //! starts and stops one server's side of it all.
 //!
-//! Lock order: the cluster takes no lock of the rooms'; it calls the
-//! [`Sink`] from its own threads holding none of its own.
+//! Lock order: the cluster's threads call the [`Sink`] holding none of
+//! their own locks; the bridge's `adopting` and `outage` are held across
+//! calls of the rooms, above every lock of theirs (the order is written
+//! once, in `rooms/mod.rs`).
 
 pub mod bridge;
 pub mod keys;

@@ -127,10 +127,11 @@ pub trait Log: Send + Sync {
     fn open(&self, key: &str) -> Box<dyn RoomLog>;
 
     /// Room `key` has local members now (`true`), or no longer (`false`).
-    /// Called under the directory and the room's lock: must not block.
-    /// `prepared` is what [`Log::prepare`] loaded for it beforehand (with
-    /// `local`), if anything; an implementation that finds it stale loads
-    /// again.
+    /// Called under the directory and the room's lock: must not block
+    /// (the one exception, a stale tail loaded again, is bounded in the
+    /// lock order's notes, `rooms/mod.rs`). `prepared` is what
+    /// [`Log::prepare`] loaded for it beforehand (with `local`), if
+    /// anything; an implementation that finds it stale loads again.
     fn watch(&self, key: &str, local: bool, prepared: Option<Prepared>);
 
     /// Room `key` got its first local member, who named it `spelling` (the

@@ -24,13 +24,26 @@
 //!    relay and delivery take a room and queues only.
 //! 3. The index (room key -> room): a leaf, held only to look up or
 //!    change an entry.
+//! 4. Above all of these, in a cluster: the bridge's `adopting` (held
+//!    while it applies the cluster's shared ban list: bans saved to
+//!    `--bans`, clients evicted, their names released) and `outage` (held
+//!    while it tells a client that the server is cut off, which may remove
+//!    it as too slow). Each is taken with no lock of the rooms' held, and
+//!    the rooms never take them; both wait for whatever the calls made
+//!    under them wait for (a file's write, a name given back to Redis).
 //!
 //! Where the network may be waited for (a Redis log or names): only with
 //! no lock of these held, in [`Names`], [`log::Log::prepare`] and the
 //! cluster-wide queries of [`log::Log`]. A [`log::RoomLog`] is called under
 //! its room's lock and [`log::Log::watch`] under the directory's, and
-//! neither may block. Nothing under the directory or a room lock writes to
-//! a socket, logs or sleeps.
+//! neither may block, with one exception: the Redis log's `watch` loads a
+//! room's tail under both locks when the one loaded beforehand is stale or
+//! missing (the room's last local member left between that load and the
+//! locks: rare), on a link that fails at once while Redis is known to be
+//! away or counts as hung: a wait of at most one reply timeout
+//! (`IO_TIMEOUT`, 2 s), and only as Redis starts to hang
+//! (`cluster/room_log.rs`). Nothing else under the directory or
+//! a room lock writes to a socket, logs or sleeps.
 //!
 //! # One removal path
 //!
