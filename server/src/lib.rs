@@ -115,10 +115,9 @@ impl Context {
 /// Serves one connection on a worker, in the configured mode.
 fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
     if ctx.shutdown.is_triggered() {
-        // It waited in the queue while the server began to stop.
-        if let Some(line) = unserved::turned_away(ctx, peer.ip()) {
-            listener::refuse(&stream, &line);
-        }
+        // It waited in the queue while the server began to stop, and a
+        // worker took it before the stop shut it: turned away all the same.
+        let _ = unserved::turn_away(&stream, peer, ctx);
         return;
     }
     match ctx.config.mode {

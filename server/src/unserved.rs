@@ -59,21 +59,36 @@ impl Drop for Unserved {
         let Some(stream) = self.stream.take() else {
             return;
         };
-        let peer = self.peer;
-        match turned_away(&self.ctx, peer.ip()) {
-            Some(line) => {
-                log!(
-                    "{peer} turned away while waiting for a worker: {}",
-                    line[2..].trim_end()
-                );
-                crate::listener::refuse(&stream, &line);
-            }
-            // The lab modes have no line to say; the log still says why.
-            None if self.ctx.shutdown.is_triggered() => {
-                log!("{peer} turned away while waiting for a worker: server shutting down");
-            }
-            None => log!("{peer} closed or shut while waiting for a worker; its place is free"),
+        if !turn_away(&stream, self.peer, &self.ctx) {
+            log!(
+                "{} closed or shut while waiting for a worker; its place is free",
+                self.peer
+            );
         }
+    }
+}
+
+/// Turns away a connection that waited for a worker, if the server turns
+/// it away now ([`turned_away`]; in the lab modes the stop has no line to
+/// say), with the one log line saying why: whether its job was dropped
+/// unrun ([`Unserved`]) or a worker took it as the stop began
+/// (`serve_connection`). Returns whether it did.
+#[must_use]
+pub fn turn_away(stream: &TcpStream, peer: SocketAddr, ctx: &Context) -> bool {
+    match turned_away(ctx, peer.ip()) {
+        Some(line) => {
+            log!(
+                "{peer} turned away while waiting for a worker: {}",
+                line[2..].trim_end()
+            );
+            crate::listener::refuse(stream, &line);
+            true
+        }
+        None if ctx.shutdown.is_triggered() => {
+            log!("{peer} turned away while waiting for a worker: server shutting down");
+            true
+        }
+        None => false,
     }
 }
 
