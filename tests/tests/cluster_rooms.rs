@@ -912,3 +912,34 @@ fn an_unban_typed_while_cut_off_is_not_undone_when_the_server_is_back() {
     assert_eq!(listed(lifted), ":0", "the lift was not taken out");
     assert_eq!(listed(again), ":1", "the ban typed anew was taken out");
 }
+
+/// Review: an `/unban` that reached Redis as it was typed compared clocks
+/// with the `/ban` (the time kept in the shared list's value) and kept a
+/// ban whose server's clock was ahead of its own, silently: a server that
+/// registered later applied the lifted ban. It takes out whatever is
+/// there now.
+#[test]
+fn an_unban_takes_the_shared_ban_out_whatever_the_banning_clock_said() {
+    let redis = Redis::start();
+    let mut servers = servers(&redis, 2);
+    let source = chat_tests::hosts::loopback(0, 0, 32);
+    servers[0].console(&format!("/ban {source}"));
+    servers[0].stdout_until(|l| l.starts_with(&format!("* banned {source}")));
+    // The banning server's clock a minute ahead of the lifting one's.
+    let fields = redis.query(&["HKEYS", "chat:bans"]);
+    assert_eq!(fields.len(), 1, "{fields:?}");
+    let field = fields[0].clone();
+    let value = redis.query(&["HGET", "chat:bans", &field]);
+    let (ms, line) = value[0].split_once(' ').expect("time and line");
+    let ahead = ms.parse::<u64>().expect("a time in ms") + 60_000;
+    redis.command(&["HSET", "chat:bans", &field, &format!("{ahead} {line}")]);
+    servers[1].console(&format!("/unban {source}"));
+    until_all(&servers, source, false);
+    assert_eq!(redis.query(&["HEXISTS", "chat:bans", &field]), ["0"]);
+    let later = server_with(&redis, &[]);
+    assert!(
+        !refused(&later, source),
+        "the lifted ban came back; stderr:\n{}",
+        later.stderr()
+    );
+}

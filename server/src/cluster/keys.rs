@@ -345,9 +345,10 @@ return 1
 
 /// Takes a prefix's ban out of the shared list ([`bans`]) unless it was
 /// applied after the lift (its [`ban_value`]'s time is later): an `/unban`
-/// that reaches Redis late (retried by presence after Redis did not
-/// answer, or sent before Redis hung and read after) never takes out a
-/// `/ban` of that prefix typed since, on any server. A value without a
+/// retried by presence after Redis did not answer never takes out a
+/// `/ban` of that prefix typed since, on any server. (An `/unban` that
+/// reaches Redis as it is typed takes out whatever is there, with no
+/// clocks compared: `Names::lift_ban`.) A value without a
 /// time counts as applied at 0. KEYS: the list. ARGV: prefix, when the
 /// lift was typed (ms since the epoch). Returns 1 if taken out, 0 if the
 /// prefix was not there or its ban is newer.

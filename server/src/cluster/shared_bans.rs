@@ -11,9 +11,10 @@
 //! carries its end; [`keys::ban_value`]), before it passes it on: a server
 //! that registers after the put reads it, one that registered before is
 //! asked through its inbox. An `/unban` that lifts a prefix (typed as one,
-//! or a name lifted as its address) takes it out, unless the ban there was
-//! applied after the lift ([`keys::BAN_LIFT`]: a `/ban` of that prefix
-//! typed since, on any server, stays).
+//! or a name lifted as its address) takes it out (`HDEL`); one taken out
+//! late, by presence after Redis did not answer, only if the ban there
+//! was applied before the lift ([`keys::BAN_LIFT`]: a `/ban` of that
+//! prefix typed since, on any server, stays).
 //!
 //! Whenever a server registers (at start, before it accepts; after Redis
 //! restarted empty; after the others took it for lost), it reads the whole
@@ -131,18 +132,22 @@ impl Names {
 
     /// Takes the ban of `target` out of the shared list, if `target` is a
     /// prefix (a name is lifted as its address, by the server holding a
-    /// ban by that name), unless a ban of it applied after this lift is
-    /// there. When Redis does not answer, the lift is remembered
-    /// ([`Unlifted`]) and presence takes the prefix out once it does; the
-    /// failure is logged, and returned as a line for the console: the
-    /// `/unban` holds here and is passed on regardless.
+    /// ban by that name): whatever ban of it is there, as on this server
+    /// (`HDEL`; no clock is compared: a ban put by a server whose clock is
+    /// ahead was kept by a comparison, with no word to the console). When
+    /// Redis does not answer, the lift is remembered ([`Unlifted`]) and
+    /// presence takes the prefix out once it does, unless banned anew
+    /// since; the failure is logged, and returned as a line for the
+    /// console: the `/unban` holds here and is passed on regardless.
     pub fn lift_ban(&self, target: &str) -> Option<String> {
         let Ok(prefix) = Prefix::parse(target.trim()) else {
             return None;
         };
         let field = prefix.to_string();
         let at = now_ms();
-        let lifted = self.holding(|link| lift(link, &[(field.clone(), at)]));
+        let lifted: Result<i64, Failure> = self.holding(|link| {
+            link.run_idempotent(|conn| redis::cmd("HDEL").arg(keys::bans()).arg(&field).query(conn))
+        });
         let Err(e) = lifted else {
             // An earlier lift of it still to be taken out: done too.
             self.unlifted.0.lock().remove(&field);
@@ -172,13 +177,22 @@ impl Names {
         if pending.is_empty() {
             return Ok(());
         }
-        self.holding(|link| lift(link, &pending))?;
+        let taken = self.holding(|link| lift(link, &pending))?;
         for (field, at) in &pending {
             self.unlifted.done(field, *at);
         }
+        let kept = pending.len() as u64 - taken;
         log!(
-            "redis: {} lifted while Redis did not answer taken out of the shared ban list",
-            chat_common::protocol::count(pending.len() as u64, "ban")
+            "redis: {} lifted while Redis did not answer taken out of the shared ban list{}",
+            chat_common::protocol::count(taken, "ban"),
+            if kept > 0 {
+                format!(
+                    "; {} kept there, banned again since (or gone already)",
+                    chat_common::protocol::count(kept, "other")
+                )
+            } else {
+                String::new()
+            }
         );
         Ok(())
     }
@@ -202,11 +216,11 @@ impl Names {
 
 /// Takes each of `lifts` (prefix, when lifted) out of the shared list
 /// unless its ban there was applied after the lift ([`keys::BAN_LIFT`]),
-/// in one pipeline.
+/// in one pipeline. Returns how many were taken out.
 ///
 /// # Errors
 /// When Redis cannot be asked.
-fn lift(link: &mut Link, lifts: &[(String, u64)]) -> Result<(), Failure> {
+fn lift(link: &mut Link, lifts: &[(String, u64)]) -> Result<u64, Failure> {
     let script = Script::new(keys::BAN_LIFT);
     link.run_idempotent(|conn| {
         let mut pipe = redis::pipe();
@@ -216,10 +230,10 @@ fn lift(link: &mut Link, lifts: &[(String, u64)]) -> Result<(), Failure> {
                 .arg(1)
                 .arg(keys::bans())
                 .arg(field)
-                .arg(at)
-                .ignore();
+                .arg(at);
         }
-        pipe.exec(conn)
+        let taken: Vec<i64> = pipe.query(conn)?;
+        Ok(taken.iter().filter(|&&t| t == 1).count() as u64)
     })
 }
 
