@@ -331,10 +331,6 @@ fn is_reply(e: &RedisError) -> bool {
 
 /// A Redis error in one short line.
 pub fn brief(e: &RedisError) -> String {
-    if e.kind() == ErrorKind::Parse {
-        // The reply parser's message spans lines of byte numbers.
-        return "it answered, but not in the Redis protocol (is it Redis?)".to_string();
-    }
     let text = e.to_string();
     let text = text.lines().next().unwrap_or_default();
     match text.find(" (os error") {
