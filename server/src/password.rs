@@ -33,7 +33,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chat_common::{protocol, Line, LineReader};
+use chat_common::{command, protocol, Line, LineReader};
 
 use crate::conns::Stage;
 use crate::flood::TokenBucket;
@@ -233,7 +233,7 @@ impl Gate {
             }
             let given = match &line {
                 Line::Text(text) if text.trim().is_empty() => continue,
-                Line::Text(text) => pass_argument(text),
+                Line::Text(text) => command::pass_argument(text),
                 Line::TooLong => None,
             };
             let Some(given) = given else {
@@ -305,18 +305,6 @@ pub fn lockout_line(left: Duration) -> String {
 
 fn shutting_down() -> Passage {
     Passage::Refused(protocol::notice("server shutting down"))
-}
-
-/// The password in `/pass PASSWORD` (command word in any case), without
-/// surrounding whitespace; `None` for any other line, `/pass` alone included.
-pub fn pass_argument(text: &str) -> Option<&str> {
-    let command = text.trim_start().strip_prefix('/')?;
-    let (word, rest) = command.split_once([' ', '\t'])?;
-    if !word.eq_ignore_ascii_case("pass") {
-        return None;
-    }
-    let given = rest.trim();
-    (!given.is_empty()).then_some(given)
 }
 
 #[cfg(test)]

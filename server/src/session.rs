@@ -23,7 +23,7 @@ use crate::access::Admission;
 use crate::flood::TokenBucket;
 use crate::leave::Leave;
 use crate::log;
-use crate::rooms::{ClientId, Moved, Relayed, Renamed, Room, Rooms, Ticket, Whisper, Who};
+use crate::rooms::{ClientId, Moved, Relayed, Renamed, Room, Rooms, Ticket, Whisper};
 use crate::write::{self, Peer, Pushed, WRITE_POLL};
 use crate::Context;
 
@@ -239,11 +239,13 @@ impl Session<'_> {
             Command::Nick(new) => self.nick(new)?,
             Command::Who => {
                 let (room, names) = rooms.who(&self.room);
-                self.reply(protocol::notice(&who_line(&room, &names)))?;
+                self.reply(protocol::notice(&protocol::who_line(&room, &names)))?;
             }
             Command::Rooms => {
                 let all = rooms.everyone();
-                self.reply(protocol::notice(&rooms_line(&all)))?;
+                self.reply(protocol::notice(&protocol::rooms_line(
+                    all.iter().map(|(room, names)| (&**room, names.len())),
+                )))?;
             }
             Command::Join(asked) => self.join(asked)?,
             Command::Msg { to, text } => {
@@ -323,7 +325,7 @@ impl Session<'_> {
             Renamed::Done(old) => {
                 log!("{old} is now {new}");
                 self.name = new.to_string();
-                self.reply(protocol::notice(&format!("you are now known as {new}")))
+                self.reply(protocol::you_renamed(new))
             }
             Renamed::Taken => self.reply(protocol::error(&format!("name {new:?} is taken"))),
             Renamed::Unknown => {
@@ -341,23 +343,4 @@ impl Session<'_> {
             Pushed::TooSlow => Err(Leave::TooSlow),
         }
     }
-}
-
-/// `/who`'s answer: `3 in #lobby: a, b, c` (the console's, of a room with
-/// no one in it: `0 in #lobby`).
-pub fn who_line(room: &str, names: &[String]) -> String {
-    if names.is_empty() {
-        return format!("0 in {room}");
-    }
-    format!("{} in {room}: {}", names.len(), names.join(", "))
-}
-
-/// `/rooms`' answer: `2 rooms: #lobby (3), #games (1)` (`1 room: ...`).
-pub fn rooms_line(all: &[Who]) -> String {
-    let list: Vec<String> = all
-        .iter()
-        .map(|(room, names)| format!("{room} ({})", names.len()))
-        .collect();
-    let rooms = if all.len() == 1 { "room" } else { "rooms" };
-    format!("{} {rooms}: {}", all.len(), list.join(", "))
 }

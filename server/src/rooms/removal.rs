@@ -124,7 +124,7 @@ impl Rooms {
                 self.log.unlisted(id, &client.name);
                 let batch = Batch {
                     from: self.origin(Some(id)),
-                    lines: vec![protocol::notice(&format!("{} left ({fate})", client.name)).into()],
+                    lines: vec![protocol::left(&client.name, &fate.to_string()).into()],
                 };
                 self.append(&mut inner, &batch, Wake::Later, &mut slow);
             }
