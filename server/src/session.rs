@@ -27,8 +27,9 @@ use crate::rooms::{ClientId, Moved, Relayed, Renamed, Room, Rooms, Ticket, Whisp
 use crate::write::{self, Peer, Pushed, WRITE_POLL};
 use crate::Context;
 
-/// Most chat lines of one client relayed under one lock acquisition.
-pub const BATCH_LINES: usize = 64;
+/// Most chat lines of one client relayed under one lock acquisition (not
+/// the write side's `BATCH_LINES`, what a writer sends at once).
+pub const RELAY_BATCH_LINES: usize = 64;
 
 /// Serves one chat client until it leaves.
 pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
@@ -160,7 +161,7 @@ impl Session<'_> {
             .with_telnet_replies(move |bytes| write::send_aside(&answer_to, bytes));
         let mut bucket = TokenBucket::new(config.rate_limit, config.burst);
         loop {
-            if !lines.has_line() || self.pending.len() >= BATCH_LINES {
+            if !lines.has_line() || self.pending.len() >= RELAY_BATCH_LINES {
                 // The next read may block: what was read goes out first.
                 if let Err(gone) = self.flush() {
                     return gone;
