@@ -38,6 +38,7 @@ use chat_common::{command, protocol, Line, LineReader};
 use crate::conns::Stage;
 use crate::flood::TokenBucket;
 use crate::log;
+use crate::shutdown::Waited;
 use crate::start_file;
 use crate::write::write_polling;
 use crate::Context;
@@ -222,7 +223,7 @@ impl Gate {
                 }
                 Err(e) => return Ok(Passage::Gone(log::plain(&e))),
             };
-            if !bucket.try_take() && !bucket.wait(&ctx.shutdown) {
+            if !bucket.try_take() && bucket.wait(&ctx.shutdown) == Waited::ShuttingDown {
                 return Ok(shutting_down());
             }
             // Banned or locked out meanwhile: its read side was shut, but
@@ -272,7 +273,7 @@ impl Gate {
                     chat_common::protocol::count(closed.saturating_sub(1) as u64, "other connection")
                 );
             }
-            if ctx.shutdown.pause(WRONG_DELAY) {
+            if ctx.shutdown.pause(WRONG_DELAY) == Waited::ShuttingDown {
                 return Ok(shutting_down());
             }
             if strike == Strike::LockedOut {

@@ -24,6 +24,7 @@ use crate::flood::TokenBucket;
 use crate::leave::Leave;
 use crate::log;
 use crate::rooms::{ClientId, Moved, Relayed, Renamed, Room, Rooms, Ticket, Whisper};
+use crate::shutdown::Waited;
 use crate::write::{self, Peer, Pushed, WRITE_POLL};
 use crate::Context;
 
@@ -193,7 +194,7 @@ impl Session<'_> {
                 if let Err(gone) = self.flush() {
                     return gone;
                 }
-                if !bucket.wait(&self.ctx.shutdown) {
+                if bucket.wait(&self.ctx.shutdown) == Waited::ShuttingDown {
                     return Leave::Shutdown;
                 }
                 if let Some(fate) = self.ticket.fate() {
