@@ -106,6 +106,22 @@ fn parse_text(line: &str) -> Command<'_> {
     }
 }
 
+/// The password in `/pass PASSWORD` (command word in any case), without
+/// surrounding whitespace; `None` for any other line, `/pass` alone included.
+///
+/// Only a server started with a password reads it, at its gate, before the
+/// client is in a room. It is not a [`Command`]: past the gate, [`parse`]
+/// takes `/pass` for an unknown command like any other.
+pub fn pass_argument(text: &str) -> Option<&str> {
+    let command = text.trim_start().strip_prefix('/')?;
+    let (word, rest) = command.split_once([' ', '\t'])?;
+    if !word.eq_ignore_ascii_case("pass") {
+        return None;
+    }
+    let given = rest.trim();
+    (!given.is_empty()).then_some(given)
+}
+
 /// Splits `text` at its first whitespace: the word before, and the rest
 /// trimmed.
 fn split_word(text: &str) -> (&str, &str) {
@@ -247,5 +263,20 @@ mod tests {
         assert_eq!(parse("/nickname bob"), Unknown("nickname"));
         assert_eq!(parse("/"), Unknown(""));
         assert_eq!(parse("/ nick"), Unknown(""));
+    }
+
+    /// `/pass PASSWORD` in any case; the password is the rest of the line,
+    /// trimmed; anything else is not a try.
+    #[test]
+    fn pass_lines() {
+        assert_eq!(pass_argument("/pass secret"), Some("secret"));
+        assert_eq!(pass_argument("/PASS  two words "), Some("two words"));
+        assert_eq!(pass_argument("/pass\tx"), Some("x"));
+        assert_eq!(pass_argument("/pass"), None);
+        assert_eq!(pass_argument("/pass   "), None);
+        assert_eq!(pass_argument("/passx y"), None);
+        assert_eq!(pass_argument("pass secret"), None);
+        assert_eq!(pass_argument("//pass secret"), None);
+        assert_eq!(pass_argument("hello"), None);
     }
 }

@@ -9,6 +9,9 @@
 //! [`sanitize`](crate::sanitize::sanitize), and names through
 //! [`name::check`](crate::name::check), or a CR or LF in them would break the
 //! one-line-per-message rule.
+//!
+//! The `_line` functions ([`who_line`], [`rooms_line`]) give a notice's text
+//! alone, without prefix or LF: the server's console prints the same text.
 
 /// `<name> text`: a chat line.
 pub fn chat(name: &str, text: &str) -> String {
@@ -40,6 +43,62 @@ pub fn private_from(name: &str, text: &str) -> String {
 /// `[to name] text`: a private message as its sender sees it.
 pub fn private_to(name: &str, text: &str) -> String {
     format!("[to {name}] {text}\n")
+}
+
+/// `* welcome, NAME! you are in ROOM (N online); type /help for commands`:
+/// the first line a client sees once it is in (`online` counts it too).
+pub fn welcome(name: &str, room: &str, online: usize) -> String {
+    notice(&format!(
+        "welcome, {name}! you are in {room} ({online} online); type /help for commands"
+    ))
+}
+
+/// `* you are now in ROOM (N online)`: `/join`'s answer to the one who moved
+/// (`online` counts it too).
+pub fn moved(room: &str, online: usize) -> String {
+    notice(&format!("you are now in {room} ({online} online)"))
+}
+
+/// `* NAME joined (N online)`: what a room sees when someone comes in
+/// (`online` counts the newcomer).
+pub fn joined(name: &str, online: usize) -> String {
+    notice(&format!("{name} joined ({online} online)"))
+}
+
+/// `* NAME left (REASON)`: what a room sees when someone leaves, for any
+/// reason (quit, closed, kicked, server lost...).
+pub fn left(name: &str, reason: &str) -> String {
+    notice(&format!("{name} left ({reason})"))
+}
+
+/// `* OLD is now known as NEW`: what a room sees after a `/nick`.
+pub fn renamed(old: &str, new: &str) -> String {
+    notice(&format!("{old} is now known as {new}"))
+}
+
+/// `* you are now known as NEW`: `/nick`'s answer to the one renamed.
+pub fn you_renamed(new: &str) -> String {
+    notice(&format!("you are now known as {new}"))
+}
+
+/// `/who`'s answer: `3 in #lobby: a, b, c` (the console's, of a room with
+/// no one in it: `0 in #lobby`).
+pub fn who_line(room: &str, names: &[String]) -> String {
+    if names.is_empty() {
+        return format!("0 in {room}");
+    }
+    format!("{} in {room}: {}", names.len(), names.join(", "))
+}
+
+/// `/rooms`' answer, from each room's name and head count:
+/// `2 rooms: #lobby (3), #games (1)` (`1 room: ...`).
+pub fn rooms_line<'a>(rooms: impl IntoIterator<Item = (&'a str, usize)>) -> String {
+    let list: Vec<String> = rooms
+        .into_iter()
+        .map(|(room, n)| format!("{room} ({n})"))
+        .collect();
+    let noun = if list.len() == 1 { "room" } else { "rooms" };
+    format!("{} {noun}: {}", list.len(), list.join(", "))
 }
 
 /// `n` and `noun`, plural but for one: `1 line`, `2 lines`, `0 lines`.
@@ -78,6 +137,49 @@ mod tests {
         assert_eq!(action("alice", "waves"), "<alice> * waves\n");
         assert_eq!(private_from("alice", "psst"), "[from alice] psst\n");
         assert_eq!(private_to("bob", "psst"), "[to bob] psst\n");
+    }
+
+    /// The room notices, to the byte.
+    #[test]
+    fn room_notices() {
+        assert_eq!(
+            welcome("guest-1", "#lobby", 3),
+            "* welcome, guest-1! you are in #lobby (3 online); type /help for commands\n"
+        );
+        assert_eq!(moved("#games", 1), "* you are now in #games (1 online)\n");
+        assert_eq!(joined("bob", 2), "* bob joined (2 online)\n");
+        assert_eq!(left("bob", "quit"), "* bob left (quit)\n");
+        assert_eq!(
+            left("carol", "quit: gone fishing"),
+            "* carol left (quit: gone fishing)\n"
+        );
+        assert_eq!(renamed("guest-2", "bob"), "* guest-2 is now known as bob\n");
+        assert_eq!(you_renamed("bob"), "* you are now known as bob\n");
+    }
+
+    /// `/who`: a count, the room, the names in order; an empty room has no
+    /// colon.
+    #[test]
+    fn who() {
+        let names = |all: &[&str]| all.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            who_line("#lobby", &names(&["a", "b", "c"])),
+            "3 in #lobby: a, b, c"
+        );
+        assert_eq!(who_line("#games", &names(&["a"])), "1 in #games: a");
+        assert_eq!(who_line("#lobby", &[]), "0 in #lobby");
+    }
+
+    /// `/rooms`: one room is singular; each room with its head count, in
+    /// the order given.
+    #[test]
+    fn rooms() {
+        assert_eq!(
+            rooms_line([("#lobby", 3), ("#games", 1)]),
+            "2 rooms: #lobby (3), #games (1)"
+        );
+        assert_eq!(rooms_line([("#lobby", 0)]), "1 room: #lobby (0)");
+        assert_eq!(rooms_line([]), "0 rooms: ");
     }
 
     /// One of a thing is singular, any other number plural.

@@ -26,10 +26,10 @@ use chat_common::sanitize::sanitize;
 use chat_common::{Line, LineReader};
 
 use crate::cluster::names::Unsent;
+use crate::log;
 use crate::rooms::Kicked;
 use crate::write::{Batch, Display};
 use crate::Context;
-use crate::{log, session};
 
 /// Lines the display may fall behind by before it starts dropping them.
 pub const DISPLAY_QUEUE: usize = 4096;
@@ -168,11 +168,13 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
         }
         Input::Who => {
             for (room, names) in rooms.everyone() {
-                log::say(format_args!("* {}", session::who_line(&room, &names)));
+                log::say(format_args!("* {}", protocol::who_line(&room, &names)));
             }
         }
         Input::Rooms => {
-            log::say(format_args!("* {}", session::rooms_line(&rooms.everyone())));
+            let all = rooms.everyone();
+            let line = protocol::rooms_line(all.iter().map(|(room, names)| (&**room, names.len())));
+            log::say(format_args!("* {line}"));
         }
         Input::Kick(name, reason) => {
             match rooms.kick(name, reason.map(|r| sanitize(r).into_owned())) {

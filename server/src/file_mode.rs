@@ -8,7 +8,7 @@
 //! Finding the file safely is [`files`](crate::files)' job.
 //!
 //! Memory per connection: one read buffer ([`CHUNK`]), one partial name
-//! (at most [`MAX_NAME`] bytes; a longer line is refused and skipped, not
+//! (at most [`MAX_FILE_NAME`] bytes; a longer line is refused and skipped, not
 //! kept) and one buffer of file bytes in flight ([`CHUNK`]): whatever the
 //! client asks for, a file is sent in pieces, never held whole.
 
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use chat_common::protocol::{self, error};
 use chat_common::stop::without_line_end;
 
-use crate::files::{Found, Root, MAX_NAME};
+use crate::files::{Found, Root, MAX_FILE_NAME};
 use crate::lab::CHUNK;
 use crate::log;
 use crate::write::{write_polling, WRITE_POLL};
@@ -71,12 +71,12 @@ pub fn serve(stream: &TcpStream, peer: SocketAddr, ctx: &Context, root: &Root) {
     }
 }
 
-/// The partial name being read, bounded by [`MAX_NAME`].
+/// The partial name being read, bounded by [`MAX_FILE_NAME`].
 #[derive(Default)]
 struct Name {
     /// Bytes of the name so far.
     bytes: Vec<u8>,
-    /// Set once the line grew past [`MAX_NAME`]: the rest of it is skipped.
+    /// Set once the line grew past [`MAX_FILE_NAME`]: the rest of it is skipped.
     too_long: bool,
 }
 
@@ -122,7 +122,7 @@ fn pump(
             };
             rest = &rest[part.len() + usize::from(ended)..];
             if !name.too_long {
-                if name.bytes.len() + part.len() > MAX_NAME + 1 {
+                if name.bytes.len() + part.len() > MAX_FILE_NAME + 1 {
                     name.too_long = true;
                     name.bytes.clear();
                 } else {

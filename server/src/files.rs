@@ -45,7 +45,7 @@ use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 
 /// Longest name a client may send, in bytes (Linux's `PATH_MAX`); a longer
 /// line is refused without being kept.
-pub const MAX_NAME: usize = 4096;
+pub const MAX_FILE_NAME: usize = 4096;
 
 /// How often a lookup is retried when the kernel says a rename raced with it
 /// (`EAGAIN` from `openat2`): then it is refused.
@@ -64,7 +64,7 @@ pub struct Root {
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// An empty line, a NUL byte, or a name over [`MAX_NAME`].
+    /// An empty line, a NUL byte, or a name over [`MAX_FILE_NAME`].
     BadName(&'static str),
     /// Nothing by that name (or a path through something not a folder).
     Missing,
@@ -190,7 +190,7 @@ impl Root {
         if name.is_empty() {
             return Err(Refusal::BadName("no file name given"));
         }
-        if name.len() > MAX_NAME {
+        if name.len() > MAX_FILE_NAME {
             return Err(Refusal::BadName("file name too long"));
         }
         if name.contains(&0) {

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Waited};
 
 /// `--rate-limit` lines per second after a `--burst`.
 #[derive(Debug)]
@@ -56,15 +56,15 @@ impl TokenBucket {
         self.take(Instant::now()).is_none()
     }
 
-    /// Waits until a line may be handled. Returns `false` if shutdown began
-    /// while waiting.
-    pub fn wait(&mut self, shutdown: &Shutdown) -> bool {
+    /// Waits until a line may be handled; [`Waited::ShuttingDown`] if
+    /// shutdown began while waiting.
+    pub fn wait(&mut self, shutdown: &Shutdown) -> Waited {
         while let Some(wait) = self.take(Instant::now()) {
-            if shutdown.pause(wait) {
-                return false;
+            if shutdown.pause(wait) == Waited::ShuttingDown {
+                return Waited::ShuttingDown;
             }
         }
-        true
+        Waited::Done
     }
 }
 
@@ -92,5 +92,16 @@ mod tests {
         let mut bucket = TokenBucket::new(0, 1);
         let now = Instant::now();
         assert!((0..10_000).all(|_| bucket.take(now).is_none()));
+    }
+
+    /// A wait with a token there is done at once; one that shutdown cuts
+    /// short says so.
+    #[test]
+    fn wait_ends_on_shutdown() {
+        let shutdown = Shutdown::new();
+        let mut bucket = TokenBucket::new(1, 1);
+        assert_eq!(bucket.wait(&shutdown), Waited::Done);
+        assert!(shutdown.trigger());
+        assert_eq!(bucket.wait(&shutdown), Waited::ShuttingDown);
     }
 }

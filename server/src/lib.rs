@@ -193,8 +193,8 @@ impl Server {
             0
         };
         // A paste is `--burst` lines, relayed in batches of up to
-        // `session::BATCH_LINES` (more with flood control off).
-        let paste = (config.burst as usize).max(session::BATCH_LINES);
+        // `session::RELAY_BATCH_LINES` (more with flood control off).
+        let paste = (config.burst as usize).max(session::RELAY_BATCH_LINES);
         let limits = Limits::new(config.sendq as usize, config.sendq_bytes as usize, paste);
         let writers = Writers::start(flushers, limits)?;
         let display = (!config.quiet && chat).then(|| writers.display(console::DISPLAY_QUEUE));

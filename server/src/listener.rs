@@ -35,6 +35,7 @@ use socket2::{SockRef, TcpKeepalive};
 
 use crate::log;
 use crate::pool::Pool;
+use crate::shutdown::Waited;
 use crate::throttle::{ConnectThrottle, Verdict};
 use crate::unserved::Unserved;
 use crate::Context;
@@ -126,7 +127,7 @@ pub fn accept_loop(
                     }
                     spare = reserve_descriptor();
                 }
-                if ctx.shutdown.pause(backoff) {
+                if ctx.shutdown.pause(backoff) == Waited::ShuttingDown {
                     return;
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -33,11 +33,12 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chat_common::{protocol, Line, LineReader};
+use chat_common::{command, protocol, Line, LineReader};
 
 use crate::conns::Stage;
 use crate::flood::TokenBucket;
 use crate::log;
+use crate::shutdown::Waited;
 use crate::start_file;
 use crate::write::write_polling;
 use crate::Context;
@@ -222,7 +223,7 @@ impl Gate {
                 }
                 Err(e) => return Ok(Passage::Gone(log::plain(&e))),
             };
-            if !bucket.try_take() && !bucket.wait(&ctx.shutdown) {
+            if !bucket.try_take() && bucket.wait(&ctx.shutdown) == Waited::ShuttingDown {
                 return Ok(shutting_down());
             }
             // Banned or locked out meanwhile: its read side was shut, but
@@ -233,7 +234,7 @@ impl Gate {
             }
             let given = match &line {
                 Line::Text(text) if text.trim().is_empty() => continue,
-                Line::Text(text) => pass_argument(text),
+                Line::Text(text) => command::pass_argument(text),
                 Line::TooLong => None,
             };
             let Some(given) = given else {
@@ -272,7 +273,7 @@ impl Gate {
                     chat_common::protocol::count(closed.saturating_sub(1) as u64, "other connection")
                 );
             }
-            if ctx.shutdown.pause(WRONG_DELAY) {
+            if ctx.shutdown.pause(WRONG_DELAY) == Waited::ShuttingDown {
                 return Ok(shutting_down());
             }
             if strike == Strike::LockedOut {
@@ -305,18 +306,6 @@ pub fn lockout_line(left: Duration) -> String {
 
 fn shutting_down() -> Passage {
     Passage::Refused(protocol::notice("server shutting down"))
-}
-
-/// The password in `/pass PASSWORD` (command word in any case), without
-/// surrounding whitespace; `None` for any other line, `/pass` alone included.
-pub fn pass_argument(text: &str) -> Option<&str> {
-    let command = text.trim_start().strip_prefix('/')?;
-    let (word, rest) = command.split_once([' ', '\t'])?;
-    if !word.eq_ignore_ascii_case("pass") {
-        return None;
-    }
-    let given = rest.trim();
-    (!given.is_empty()).then_some(given)
 }
 
 #[cfg(test)]

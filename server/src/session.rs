@@ -23,12 +23,14 @@ use crate::access::Admission;
 use crate::flood::TokenBucket;
 use crate::leave::Leave;
 use crate::log;
-use crate::rooms::{ClientId, Moved, Relayed, Renamed, Room, Rooms, Ticket, Whisper, Who};
+use crate::rooms::{ClientId, Moved, Relayed, Renamed, Room, Rooms, Ticket, Whisper};
+use crate::shutdown::Waited;
 use crate::write::{self, Peer, Pushed, WRITE_POLL};
 use crate::Context;
 
-/// Most chat lines of one client relayed under one lock acquisition.
-pub const BATCH_LINES: usize = 64;
+/// Most chat lines of one client relayed under one lock acquisition (not
+/// the write side's `BATCH_LINES`, what a writer sends at once).
+pub const RELAY_BATCH_LINES: usize = 64;
 
 /// Serves one chat client until it leaves.
 pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
@@ -160,7 +162,7 @@ impl Session<'_> {
             .with_telnet_replies(move |bytes| write::send_aside(&answer_to, bytes));
         let mut bucket = TokenBucket::new(config.rate_limit, config.burst);
         loop {
-            if !lines.has_line() || self.pending.len() >= BATCH_LINES {
+            if !lines.has_line() || self.pending.len() >= RELAY_BATCH_LINES {
                 // The next read may block: what was read goes out first.
                 if let Err(gone) = self.flush() {
                     return gone;
@@ -192,7 +194,7 @@ impl Session<'_> {
                 if let Err(gone) = self.flush() {
                     return gone;
                 }
-                if !bucket.wait(&self.ctx.shutdown) {
+                if bucket.wait(&self.ctx.shutdown) == Waited::ShuttingDown {
                     return Leave::Shutdown;
                 }
                 if let Some(fate) = self.ticket.fate() {
@@ -239,11 +241,13 @@ impl Session<'_> {
             Command::Nick(new) => self.nick(new)?,
             Command::Who => {
                 let (room, names) = rooms.who(&self.room);
-                self.reply(protocol::notice(&who_line(&room, &names)))?;
+                self.reply(protocol::notice(&protocol::who_line(&room, &names)))?;
             }
             Command::Rooms => {
                 let all = rooms.everyone();
-                self.reply(protocol::notice(&rooms_line(&all)))?;
+                self.reply(protocol::notice(&protocol::rooms_line(
+                    all.iter().map(|(room, names)| (&**room, names.len())),
+                )))?;
             }
             Command::Join(asked) => self.join(asked)?,
             Command::Msg { to, text } => {
@@ -323,7 +327,7 @@ impl Session<'_> {
             Renamed::Done(old) => {
                 log!("{old} is now {new}");
                 self.name = new.to_string();
-                self.reply(protocol::notice(&format!("you are now known as {new}")))
+                self.reply(protocol::you_renamed(new))
             }
             Renamed::Taken => self.reply(protocol::error(&format!("name {new:?} is taken"))),
             Renamed::Unknown => {
@@ -341,23 +345,4 @@ impl Session<'_> {
             Pushed::TooSlow => Err(Leave::TooSlow),
         }
     }
-}
-
-/// `/who`'s answer: `3 in #lobby: a, b, c` (the console's, of a room with
-/// no one in it: `0 in #lobby`).
-pub fn who_line(room: &str, names: &[String]) -> String {
-    if names.is_empty() {
-        return format!("0 in {room}");
-    }
-    format!("{} in {room}: {}", names.len(), names.join(", "))
-}
-
-/// `/rooms`' answer: `2 rooms: #lobby (3), #games (1)` (`1 room: ...`).
-pub fn rooms_line(all: &[Who]) -> String {
-    let list: Vec<String> = all
-        .iter()
-        .map(|(room, names)| format!("{room} ({})", names.len()))
-        .collect();
-    let rooms = if all.len() == 1 { "room" } else { "rooms" };
-    format!("{} {rooms}: {}", all.len(), list.join(", "))
 }

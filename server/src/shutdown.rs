@@ -63,6 +63,19 @@ pub(crate) fn join_until(thread: JoinHandle<()>, deadline: Instant) {
     }
 }
 
+/// How a wait that shutdown cuts short ended: [`Shutdown::pause`],
+/// [`TokenBucket::wait`](crate::flood::TokenBucket::wait),
+/// [`Link::wait_up`](crate::cluster::link::Link::wait_up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Waited {
+    /// The wait ran its course (its time passed, or what it waited for came)
+    /// and shutdown has not begun.
+    Done,
+    /// Shutdown began, before or during the wait: the caller stops.
+    ShuttingDown,
+}
+
 /// A one-way switch from "running" to "shutting down".
 pub struct Shutdown {
     /// Set once; read by polls on every hot path.
@@ -109,15 +122,39 @@ impl Shutdown {
         self.flag.load(Ordering::Acquire)
     }
 
-    /// Sleeps for `d`, or less if shutdown begins meanwhile. Returns `true`
-    /// if shutdown has begun.
-    pub fn pause(&self, d: Duration) -> bool {
+    /// Sleeps for `d`, or less if shutdown begins meanwhile;
+    /// [`Waited::ShuttingDown`] if shutdown has begun.
+    pub fn pause(&self, d: Duration) -> Waited {
         let _ = self.wake.recv_timeout(d);
-        self.is_triggered()
+        if self.is_triggered() {
+            Waited::ShuttingDown
+        } else {
+            Waited::Done
+        }
     }
 
     /// The instant by which queued lines must be out; `None` while running.
     pub fn deadline(&self) -> Option<Instant> {
         self.started.lock().map(|t| t + GRACE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pause runs its course while the server runs; once shutdown is
+    /// triggered it ends at once and says why.
+    #[test]
+    fn pause_says_how_it_ended() {
+        let shutdown = Shutdown::new();
+        assert_eq!(shutdown.pause(Duration::from_millis(1)), Waited::Done);
+        assert!(shutdown.trigger());
+        let started = Instant::now();
+        assert_eq!(
+            shutdown.pause(Duration::from_secs(30)),
+            Waited::ShuttingDown
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

@@ -47,7 +47,7 @@ pub use history::{load_history, LINE_FRAME};
 
 /// Batches of lines that may wait for the transcript thread; past that,
 /// lines are counted as lost rather than slowing the room. Each holds one
-/// room's batch: at most [`crate::session::BATCH_LINES`] lines of one
+/// room's batch: at most [`crate::session::RELAY_BATCH_LINES`] lines of one
 /// client's read, or with `--redis` a run of one sender's lines as the
 /// cluster's reader delivers them, which may be longer (up to one read,
 /// [`crate::cluster::reader::READ_BUDGET`]); [`TRANSCRIPT_LINES`] bounds the

@@ -15,7 +15,7 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(2);
 
 /// The server's own delivery deadline at shutdown (`shutdown::GRACE`, 1 s),
 /// plus room for a writer's poll (100 ms) and a busy machine. A kicked
-/// client's queue may otherwise drain for `LINGER` (2 s) after the kick.
+/// client's queue may otherwise drain for `LEAVE_DRAIN` (2 s) after the kick.
 const STOPPED_WITHIN_MS: u64 = 1500;
 
 /// Bytes of each line sent to the stalled client.

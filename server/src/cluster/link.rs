@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use redis::{Connection, ErrorKind, RedisError, RedisResult};
 
 use super::url::RedisUrl;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Waited};
 
 mod connecting;
 mod replies;
@@ -282,18 +282,18 @@ impl Link {
     }
 
     /// Waits (with back-off, waking at once on shutdown) until connected.
-    /// Returns `false` if shutdown began first.
-    pub fn wait_up(&mut self, shutdown: &Shutdown) -> bool {
+    /// [`Waited::ShuttingDown`] if shutdown began first.
+    pub fn wait_up(&mut self, shutdown: &Shutdown) -> Waited {
         loop {
             if shutdown.is_triggered() {
-                return false;
+                return Waited::ShuttingDown;
             }
             if self.connect().is_ok() {
-                return true;
+                return Waited::Done;
             }
             let pause = self.retry_at.saturating_duration_since(Instant::now());
-            if shutdown.pause(pause.max(Duration::from_millis(1))) {
-                return false;
+            if shutdown.pause(pause.max(Duration::from_millis(1))) == Waited::ShuttingDown {
+                return Waited::ShuttingDown;
             }
         }
     }

@@ -61,7 +61,7 @@ use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
 use super::names::Names;
 use super::{keys, LogConfig};
 use crate::log;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Waited};
 
 mod filing;
 mod reaping;
@@ -255,7 +255,7 @@ impl Presence {
                 if let Err(Failure::Refused(e)) = presence.beat() {
                     log!("redis presence: {}", super::link::brief(&e));
                 }
-                if shutdown.pause(HEARTBEAT_EVERY) {
+                if shutdown.pause(HEARTBEAT_EVERY) == Waited::ShuttingDown {
                     presence.leave();
                     return;
                 }

@@ -1,4 +1,5 @@
-//! The password's pure parts: the compare, `/pass` parsing, the lockout.
+//! The password's pure parts: the compare, the lockout (`/pass` parsing is
+//! `chat_common::command`'s).
 
 use super::*;
 
@@ -25,21 +26,6 @@ fn compares() {
 fn debug_hides_it() {
     let shown = format!("{:?}", Password("hunter2".into()));
     assert!(!shown.contains("hunter2"), "{shown}");
-}
-
-/// `/pass PASSWORD` in any case; the password is the rest of the line,
-/// trimmed; anything else is not a try.
-#[test]
-fn pass_lines() {
-    assert_eq!(pass_argument("/pass secret"), Some("secret"));
-    assert_eq!(pass_argument("/PASS  two words "), Some("two words"));
-    assert_eq!(pass_argument("/pass\tx"), Some("x"));
-    assert_eq!(pass_argument("/pass"), None);
-    assert_eq!(pass_argument("/pass   "), None);
-    assert_eq!(pass_argument("/passx y"), None);
-    assert_eq!(pass_argument("pass secret"), None);
-    assert_eq!(pass_argument("//pass secret"), None);
-    assert_eq!(pass_argument("hello"), None);
 }
 
 /// Ten wrong tries within a minute lock the address out for a minute;

@@ -98,8 +98,11 @@ use crate::write::Peer;
 use log::{Log, Origin};
 use names::Names;
 
-/// How long a leaving client's queued lines may take to go out.
-pub const LINGER: Duration = Duration::from_secs(2);
+/// How long a leaving client's queued lines may take to go out: its queue
+/// drains for at most this long (cut to the shutdown deadline) before the
+/// socket is closed. Not [`crate::linger::LINGER`], the bound on reading
+/// and dropping a closing connection's unread input.
+pub const LEAVE_DRAIN: Duration = Duration::from_secs(2);
 
 /// A client's number for its whole connection: the N of its `guest-N`.
 pub type ClientId = u64;

@@ -82,9 +82,7 @@ impl Rooms {
             &lobby,
             (None, prepared),
             (id, &name, &peer, &ticket),
-            |room, n| {
-                format!("welcome, {name}! you are in {room} ({n} online); type /help for commands")
-            },
+            |room, n| protocol::welcome(&name, room, n),
         );
         self.remove_locked(&mut dir, too_slow(slow));
         drop(dir);
@@ -186,7 +184,7 @@ impl Rooms {
             &room,
             (Some(&spelling), prepared),
             (id, &me, &peer, &ticket),
-            |room, n| format!("you are now in {room} ({n} online)"),
+            protocol::moved,
         ));
         self.remove_locked(&mut dir, too_slow(slow));
         Moved::To(room)
@@ -218,8 +216,9 @@ impl Rooms {
         self.log.prepare(key, spelling)
     }
 
-    /// Adds a member to `room` (directory lock held): it gets `answer`,
-    /// then the room's history, before any live line; the room gets a
+    /// Adds a member to `room` (directory lock held): it gets `answer` (its
+    /// whole line, from the room's name and head count), then the room's
+    /// history, before any live line; the room gets a
     /// join notice. Returns who was found too slow. `spelling`: the name
     /// the room gets if this member creates it; `prepared`: what the log
     /// loaded for a first member beforehand.
@@ -245,7 +244,7 @@ impl Rooms {
             }
         }
         let online = inner.members.len() + 1 + self.log.elsewhere(&room.key);
-        let mut lines: Vec<Arc<str>> = vec![protocol::notice(&answer(&inner.name, online)).into()];
+        let mut lines: Vec<Arc<str>> = vec![answer(&inner.name, online).into()];
         let mut history = Vec::new();
         inner.log.history(&mut history);
         if !history.is_empty() {
@@ -270,7 +269,7 @@ impl Rooms {
         }
         let batch = Batch {
             from: self.origin(Some(id)),
-            lines: vec![protocol::notice(&format!("{name} joined ({online} online)")).into()],
+            lines: vec![protocol::joined(name, online).into()],
         };
         let mut slow = Vec::new();
         self.append(&mut inner, &batch, Wake::Later, &mut slow);

@@ -55,7 +55,7 @@ impl Rooms {
             }
             let batch = Batch {
                 from: self.origin(Some(id)),
-                lines: vec![protocol::notice(&format!("{old} is now known as {new}")).into()],
+                lines: vec![protocol::renamed(&old, new).into()],
             };
             self.append(&mut inner, &batch, Wake::Now, &mut slow);
         }

@@ -17,7 +17,7 @@ use std::time::Instant;
 use chat_common::protocol;
 
 use super::log::{self, Batch};
-use super::{ClientId, Directory, Rooms, LINGER};
+use super::{ClientId, Directory, Rooms, LEAVE_DRAIN};
 use crate::leave::Leave;
 use crate::shutdown;
 use crate::write::{Peer, Wake, Writers};
@@ -124,7 +124,7 @@ impl Rooms {
                 self.log.unlisted(id, &client.name);
                 let batch = Batch {
                     from: self.origin(Some(id)),
-                    lines: vec![protocol::notice(&format!("{} left ({fate})", client.name)).into()],
+                    lines: vec![protocol::left(&client.name, &fate.to_string()).into()],
                 };
                 self.append(&mut inner, &batch, Wake::Later, &mut slow);
             }
@@ -142,13 +142,13 @@ impl Rooms {
     /// after what is queued.
     pub(super) fn end(&self, peer: &Arc<Peer>, fate: &Leave) {
         let writers = &self.fan.writers;
-        let linger = Instant::now() + LINGER;
+        let drain_until = Instant::now() + LEAVE_DRAIN;
         match fate {
             Leave::TooSlow => cut_off(writers, peer),
             Leave::Kicked(_) | Leave::Banned(_) => {
                 peer.note_cause(fate.to_string());
                 let last = protocol::error(&format!("disconnected: {fate}")).into();
-                writers.drain(peer, Some(&last), linger);
+                writers.drain(peer, Some(&last), drain_until);
                 let _ = peer.stream.shutdown(Shutdown::Read);
             }
             Leave::Shutdown => {
@@ -160,7 +160,7 @@ impl Rooms {
                 let last = protocol::notice("server shutting down").into();
                 writers.drain(peer, Some(&last), deadline);
             }
-            _ => writers.drain(peer, None, linger),
+            _ => writers.drain(peer, None, drain_until),
         }
     }
 }

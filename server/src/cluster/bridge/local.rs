@@ -130,6 +130,6 @@ impl Local for Bridge {
     }
 
     fn left(&self, name: &str, reason: &str) -> String {
-        protocol::notice(&format!("{name} left ({reason})"))
+        protocol::left(name, reason)
     }
 }

@@ -15,7 +15,7 @@ use super::super::writer::Written;
 use super::super::{keys, Entry, Missed, Request, Sink};
 use super::{read_count, Control, Controls, Start, READ_BLOCK};
 use crate::log;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Waited};
 
 mod rollback;
 mod since;
@@ -111,7 +111,7 @@ impl ReaderThread {
                     self.failed(failure);
                 }
             }
-            if !self.link.wait_up(&self.shutdown) {
+            if self.link.wait_up(&self.shutdown) == Waited::ShuttingDown {
                 return;
             }
             if self.link.connects() != self.connects {

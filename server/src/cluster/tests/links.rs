@@ -1,6 +1,7 @@
 //! The link: reconnecting, epochs, the start check, timeouts.
 
 use super::*;
+use crate::shutdown::Waited;
 
 /// The link, Redis never there: every command fails at once with `Down`
 /// (no hang, no panic), attempts are spaced by the back-off, and the link
@@ -25,7 +26,7 @@ fn link_redis_never_there_then_appears() {
     redis.restart();
     let shutdown = Shutdown::new();
     let waited = Instant::now();
-    assert!(link.wait_up(&shutdown));
+    assert_eq!(link.wait_up(&shutdown), Waited::Done);
     assert!(waited.elapsed() <= BACKOFF_MAX + Duration::from_secs(2));
     assert_eq!(
         link.run(|c| redis::cmd("PING").query::<String>(c)).unwrap(),
@@ -55,7 +56,7 @@ fn link_redis_killed_mid_run_and_restarted_empty() {
     assert!(!link.is_up());
 
     redis.restart();
-    assert!(link.wait_up(&Shutdown::new()));
+    assert_eq!(link.wait_up(&Shutdown::new()), Waited::Done);
     assert_eq!(link.connects(), 2);
     assert_ne!(
         link.epoch().unwrap(),
@@ -77,11 +78,11 @@ fn link_redis_killed_mid_run_and_restarted_empty() {
 fn link_same_redis_same_epoch() {
     let redis = Redis::start();
     let mut link = link(&redis);
-    assert!(link.wait_up(&Shutdown::new()));
+    assert_eq!(link.wait_up(&Shutdown::new()), Waited::Done);
     let epoch = link.epoch().unwrap().to_string();
     redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
     let _ = link.run(|c| redis::cmd("PING").query::<String>(c));
-    assert!(link.wait_up(&Shutdown::new()));
+    assert_eq!(link.wait_up(&Shutdown::new()), Waited::Done);
     assert_eq!(link.epoch().unwrap(), epoch);
 }
 

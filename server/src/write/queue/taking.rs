@@ -129,7 +129,7 @@ impl Queue {
 
     /// Shutdown: whoever waits on this client gives up by `deadline` at the
     /// latest, even if the queue was draining until later (a kicked or
-    /// leaving client's queue drains for the rooms' `LINGER`, longer
+    /// leaving client's queue drains for the rooms' `LEAVE_DRAIN`, longer
     /// than the shutdown's grace).
     pub(in crate::write) fn cut(&self, deadline: Instant) {
         let mut state = self.state.lock();
