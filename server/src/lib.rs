@@ -120,6 +120,20 @@ fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, ctx: &Context) {
         let _ = unserved::turn_away(&stream, peer, ctx);
         return;
     }
+    if pool::gave_up(&stream) {
+        // Its end of stream came before a word (or the server shut it
+        // meanwhile: a ban, a lockout). A port scan and `ncat HOST PORT
+        // </dev/null` look the same here: a chat client is shown the
+        // welcome without entering the room; the lab modes have nothing
+        // to send back.
+        if !unserved::turn_away(&stream, peer, ctx) {
+            match ctx.config.mode {
+                Mode::Chat => session::glimpse(&stream, peer, ctx),
+                _ => log!("{peer} closed or shut before a word; nothing to serve"),
+            }
+        }
+        return;
+    }
     match ctx.config.mode {
         Mode::Chat => session::serve(stream, peer, ctx),
         Mode::Echo | Mode::Upper => lab::serve(&stream, peer, ctx),

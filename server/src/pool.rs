@@ -12,12 +12,13 @@
 //! - A connection that gives up while it waits (closes, or is reset) leaves
 //!   the line: a watcher thread notices within [`WATCH_INTERVAL`] and drops
 //!   its job, which frees its place in line and, through the job's guards,
-//!   its per-address slot. A worker also looks before it serves one, so a
-//!   connection that is gone is never served (never joins a room). A socket
-//!   the server shut itself (`/ban`, a lockout, the shutdown) looks the
-//!   same from here and is dropped the same way; the job's guard
-//!   ([`crate::unserved::Unserved`]) then tells it why. The pool logs no
-//!   drop: the guard, which knows which it was, does.
+//!   its per-address slot. A socket the server shut itself (`/ban`, a
+//!   lockout, the shutdown) looks the same from here and is dropped the
+//!   same way; the job's guard ([`crate::unserved::Unserved`]) then tells
+//!   it why. The pool logs no drop: the guard, which knows which it was,
+//!   does. A job a worker takes is run, and the connection looks again
+//!   ([`gave_up`], `serve_connection`): one gone by then never joins a
+//!   room.
 //! - A panicking job is caught, so it never shrinks the pool.
 //!
 //! The line is a `VecDeque` under the `State` lock (a channel cannot give
@@ -40,7 +41,8 @@ use crate::log;
 
 mod watch;
 
-use watch::{gave_up, watch};
+pub use watch::gave_up;
+use watch::watch;
 
 /// A connection to serve, run once on a worker.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -251,16 +253,12 @@ fn work(shared: &Shared) {
     loop {
         if let Some(Waiting { job, watch, .. }) = state.line.pop_front() {
             drop(state);
-            if watch.as_deref().is_some_and(gave_up) {
-                // Dropped unrun: the job's guards say why, and log it.
-                drop(job);
-            } else {
-                // The session holds the connection from here on.
-                drop(watch);
-                // The job logs its own errors; a panic is reported by the
-                // panic hook and must not take the worker with it.
-                let _ = panic::catch_unwind(AssertUnwindSafe(job));
-            }
+            // The session holds the connection from here on (and looks
+            // whether its peer is gone: `serve_connection`).
+            drop(watch);
+            // The job logs its own errors; a panic is reported by the
+            // panic hook and must not take the worker with it.
+            let _ = panic::catch_unwind(AssertUnwindSafe(job));
             state = shared.state.lock();
             state.busy -= 1;
             continue;

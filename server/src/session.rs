@@ -81,6 +81,32 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
     );
 }
 
+/// A chat connection whose end of stream came before a word
+/// (`serve_connection`): shown the welcome and `#lobby`'s history
+/// ([`Rooms::glimpse`]), then its end of stream, without entering the
+/// room. With a password nothing is shown (the history is behind it).
+/// The write gives up after [`crate::linger::LINGER`] or at the stop: a
+/// port scan's socket is gone, and the bytes are never read.
+pub fn glimpse(stream: &TcpStream, peer_addr: SocketAddr, ctx: &Context) {
+    if ctx.access.gate.is_some() {
+        return log!("{peer_addr} closed or shut before the password; nothing shown");
+    }
+    let Ok(lines) = ctx.rooms.glimpse() else {
+        return;
+    };
+    let bytes: Vec<u8> = lines.iter().flat_map(|l| l.bytes()).collect();
+    let _ = stream.set_write_timeout(Some(WRITE_POLL));
+    let until = std::time::Instant::now() + crate::linger::LINGER;
+    let shown = write::write_polling(stream, &bytes, || {
+        ctx.shutdown.is_triggered() || std::time::Instant::now() >= until
+    });
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    match shown {
+        Ok(()) => log!("{peer_addr} shut its side before a word: shown the welcome, not joined"),
+        Err(_) => log!("{peer_addr} closed before a word; not joined"),
+    }
+}
+
 /// Takes the client out of its room on every exit path.
 struct Membership<'a> {
     /// The rooms to take the client out of, through their one removal path.

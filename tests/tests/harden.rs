@@ -345,3 +345,42 @@ fn a_lab_mode_connection_that_waits_is_told_so() {
         assert_eq!(second.recv(), back, "{mode}: served once the place freed");
     }
 }
+
+/// `ncat HOST PORT </dev/null` (or a script's `shutdown(SHUT_WR)` before
+/// a word): a client that shuts its side before sending anything gets the
+/// welcome and the room's history, then its end of stream, every time;
+/// the room hears nothing of it, as of a port scan, unless a worker took
+/// it before its end of stream arrived (in about 9 runs of 10
+/// it got nothing at all: a worker took it for a connection that had
+/// given up, which it cannot tell from one until something is sent).
+/// Each of ten in a row.
+#[test]
+fn a_client_that_shuts_its_side_at_once_gets_the_welcome_and_history() {
+    let server = Server::start(&[]);
+    let (mut watcher, _) = join_from(&server, 10);
+    let (mut speaker, speaker_name) = join_from(&server, 13);
+    watcher.recv_until(|l| l == format!("* {speaker_name} joined (2 online)"));
+    speaker.send("before");
+    watcher.recv_until(|l| l == format!("<{speaker_name}> before"));
+    for _ in 0..10 {
+        let stream = chat_tests::hosts::connect_from(server.addr(), loopback(0, 0, 11));
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shut our side");
+        let mut glimpse = chat_tests::Client::from_stream(stream);
+        let lines = glimpse.recv_to_eof();
+        assert!(
+            lines.first().is_some_and(|l| welcome_name(l).is_some()),
+            "{lines:?}"
+        );
+        assert!(lines.iter().any(|l| l.ends_with("> before")), "{lines:?}");
+    }
+    // The room: each it heard join (a worker took it before its end of
+    // stream arrived, and served it as any client that leaves at once)
+    // it heard leave; the others, it heard nothing of.
+    let (_sentinel, name) = join_from(&server, 12);
+    let heard = watcher.recv_until(|l| l.starts_with(&format!("* {name} joined")));
+    let joins = heard.iter().filter(|l| l.contains(" joined ")).count() - 1;
+    let leaves = heard.iter().filter(|l| l.contains(" left ")).count();
+    assert_eq!(joins, leaves, "{heard:?}");
+}

@@ -10,7 +10,7 @@ use std::thread;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, MsgFlags};
 
-use super::{Shared, WATCH_INTERVAL};
+use super::{Shared, State, WATCH_INTERVAL};
 use crate::log;
 
 /// The watcher's life: while connections wait, poll their sockets for the
@@ -19,17 +19,16 @@ pub(super) fn watch(shared: &Shared) {
     loop {
         let watched: Vec<(u64, Arc<TcpStream>)> = {
             let mut state = shared.state.lock();
-            while !state.closed && !state.line.iter().any(|w| w.watch.is_some()) {
+            loop {
+                if state.closed {
+                    return;
+                }
+                let watched = waiting(&state);
+                if !watched.is_empty() {
+                    break watched;
+                }
                 shared.waiting.wait(&mut state);
             }
-            if state.closed {
-                return;
-            }
-            state
-                .line
-                .iter()
-                .filter_map(|w| Some((w.id, Arc::clone(w.watch.as_ref()?))))
-                .collect()
         };
         let hung_up = hung_up(&watched);
         if hung_up.is_empty() {
@@ -56,6 +55,26 @@ pub(super) fn watch(shared: &Shared) {
         // slot and logs why (its guards), outside the pool's lock.
         drop(gone);
     }
+}
+
+/// The connections in line that really wait (id, socket): not the first
+/// ones, which idle workers take now. Those a worker looks at itself
+/// (`serve_connection`), and one that shut its side before a word is
+/// shown the welcome there; taken out of line here, a chat client's
+/// `ncat HOST PORT </dev/null` got nothing when the watcher saw its end
+/// of stream before an idle worker took its job. `busy - line` counts the
+/// jobs running and the places reserved, so fewer are taken for idle
+/// workers than there are.
+fn waiting(state: &State) -> Vec<(u64, Arc<TcpStream>)> {
+    let idle = state
+        .workers
+        .saturating_sub(state.busy.saturating_sub(state.line.len()));
+    state
+        .line
+        .iter()
+        .skip(idle)
+        .filter_map(|w| Some((w.id, Arc::clone(w.watch.as_ref()?))))
+        .collect()
 }
 
 /// Ids of the watched connections whose peer hung up (or that failed),
@@ -92,7 +111,7 @@ fn rdhup() -> PollFlags {
 /// Whether the peer of a connection not yet served has gone: it closed with
 /// nothing left to read, or the connection failed. A peer that half-closed
 /// after sending data has not: its lines are still to be served.
-pub(super) fn gave_up(stream: &TcpStream) -> bool {
+pub fn gave_up(stream: &TcpStream) -> bool {
     let mut fds = [PollFd::new(stream.as_fd(), rdhup())];
     match poll(&mut fds, PollTimeout::ZERO) {
         Ok(0) => false,

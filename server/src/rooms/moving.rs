@@ -22,7 +22,7 @@ use chat_common::room::{self as room_name, LOBBY};
 use super::log::{Batch, Prepared};
 use super::names::Guest;
 use super::removal::too_slow;
-use super::room::Member;
+use super::room::{Member, RoomInner};
 use super::{Client, ClientId, Closing, Directory, Entered, Moved, Room, Rooms, Ticket};
 use crate::leave::Leave;
 use crate::write::{Peer, Pushed, Wake};
@@ -93,6 +93,37 @@ impl Rooms {
             ticket,
             room: lobby,
         })
+    }
+
+    /// What a client that shut its side before a word is shown: the
+    /// welcome and `#lobby`'s history, under a guest name given back at
+    /// once. It does not enter the room, which hears nothing of it: to the
+    /// server it looks like a port scan or a health check that closed
+    /// (the same end of stream, until something is sent), whose joins and
+    /// leaves would be noise for everyone; yet `ncat HOST PORT
+    /// </dev/null` gets what a client that stays would see first.
+    ///
+    /// # Errors
+    /// [`Closing`] once shutdown has begun.
+    pub fn glimpse(&self) -> Result<Vec<Arc<str>>, Closing> {
+        if self.dir.lock().closing {
+            return Err(Closing);
+        }
+        // Before the directory lock (a round trip each on Redis).
+        let Guest { id, name } = self.names.lock().next_guest();
+        let mut dir = self.lock_dir();
+        // Given back as the guard drops, after the lock.
+        dir.released.push((name.clone(), id));
+        if dir.closing {
+            return Err(Closing);
+        }
+        let lobby = Arc::clone(&dir.rooms[LOBBY]);
+        let inner = lobby.inner.lock();
+        let online = inner.members.len() + 1 + self.log.elsewhere(LOBBY);
+        Ok(greeting(
+            &inner,
+            protocol::welcome(&name, &inner.name, online),
+        ))
     }
 
     /// Moves client `id` to room `name` (already checked), creating it when
@@ -244,21 +275,7 @@ impl Rooms {
             }
         }
         let online = inner.members.len() + 1 + self.log.elsewhere(&room.key);
-        let mut lines: Vec<Arc<str>> = vec![answer(&inner.name, online).into()];
-        let mut history = Vec::new();
-        inner.log.history(&mut history);
-        if !history.is_empty() {
-            lines.push(
-                protocol::notice(&format!(
-                    "last {} line{} of {}:",
-                    history.len(),
-                    if history.len() == 1 { "" } else { "s" },
-                    inner.name
-                ))
-                .into(),
-            );
-            lines.extend(history);
-        }
+        let lines = greeting(&inner, answer(&inner.name, online));
         let mut own = false;
         // The replay is the server's backlog, not the client's: it does not
         // count against the queue's limits (`--history` may exceed them).
@@ -344,4 +361,25 @@ fn has_members(dir: &Directory, key: &str) -> bool {
     dir.rooms
         .get(key)
         .is_some_and(|r| !r.inner.lock().members.is_empty())
+}
+
+/// What a member entering `inner`'s room is sent first: `answer` (its
+/// welcome, or the reply to its `/join`), then the room's history.
+fn greeting(inner: &RoomInner, answer: String) -> Vec<Arc<str>> {
+    let mut lines: Vec<Arc<str>> = vec![answer.into()];
+    let mut history = Vec::new();
+    inner.log.history(&mut history);
+    if !history.is_empty() {
+        lines.push(
+            protocol::notice(&format!(
+                "last {} line{} of {}:",
+                history.len(),
+                if history.len() == 1 { "" } else { "s" },
+                inner.name
+            ))
+            .into(),
+        );
+        lines.extend(history);
+    }
+    lines
 }
