@@ -94,12 +94,14 @@ pub fn glimpse(stream: &TcpStream, peer_addr: SocketAddr, ctx: &Context) {
     let Ok(lines) = ctx.rooms.glimpse() else {
         return;
     };
-    let bytes: Vec<u8> = lines.iter().flat_map(|l| l.bytes()).collect();
     let _ = stream.set_write_timeout(Some(WRITE_POLL));
     let until = std::time::Instant::now() + crate::linger::LINGER;
-    let shown = write::write_polling(stream, &bytes, || {
-        ctx.shutdown.is_triggered() || std::time::Instant::now() >= until
-    });
+    let give_up = || ctx.shutdown.is_triggered() || std::time::Instant::now() >= until;
+    // Line by line: the history's lines are shared with the room, never
+    // copied into one buffer (`--history` lines of `--max-line` bytes).
+    let shown = lines
+        .iter()
+        .try_for_each(|line| write::write_polling(stream, line.as_bytes(), give_up));
     let _ = stream.shutdown(std::net::Shutdown::Write);
     match shown {
         Ok(()) => log!("{peer_addr} shut its side before a word: shown the welcome, not joined"),
