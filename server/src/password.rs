@@ -43,6 +43,11 @@ use crate::start_file;
 use crate::write::write_polling;
 use crate::Context;
 
+/// What a chat client is asked first when the server has a password (and
+/// all a client that shut its side before a word is shown:
+/// `session::glimpse`).
+pub const PROMPT: &str = "this server needs a password: send /pass PASSWORD";
+
 mod failures;
 
 pub use failures::{Failures, Judged, Strike};
@@ -198,9 +203,7 @@ impl Gate {
             })
             .map_err(|e| Passage::Gone(log::plain(&e)))
         };
-        say(protocol::notice(
-            "this server needs a password: send /pass PASSWORD",
-        ))?;
+        say(protocol::notice(PROMPT))?;
         let mut lines =
             LineReader::new(OneByte(stream), ctx.config.max_line as usize).with_telnet();
         let mut bucket = TokenBucket::new(ctx.config.rate_limit, ctx.config.burst);

@@ -81,6 +81,9 @@ struct State {
     /// Jobs admitted and not finished: running plus waiting in `line`, plus
     /// places reserved by a [`Ticket`] not yet used.
     busy: usize,
+    /// Of `busy`, the places reserved by a [`Ticket`] not yet used: the
+    /// watcher tells the jobs idle workers take now by them.
+    reserved: usize,
     /// Worker threads alive.
     workers: usize,
     /// Jobs waiting for a worker, oldest first.
@@ -129,7 +132,9 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.used {
-            self.shared.state.lock().busy -= 1;
+            let mut state = self.shared.state.lock();
+            state.busy -= 1;
+            state.reserved -= 1;
         }
     }
 }
@@ -208,6 +213,7 @@ impl Pool {
             return Err(Full);
         }
         state.busy += 1;
+        state.reserved += 1;
         Ok(Ticket {
             shared: Arc::clone(&self.shared),
             waiting: (waiting > 0).then_some(waiting),
@@ -221,6 +227,7 @@ impl Pool {
     pub fn execute(&mut self, mut ticket: Ticket, job: Job, watch: Arc<TcpStream>) {
         ticket.used = true;
         let mut state = self.shared.state.lock();
+        state.reserved -= 1;
         state.next_id += 1;
         let id = state.next_id;
         state.line.push_back(Waiting {

@@ -84,15 +84,19 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
 /// A chat connection whose end of stream came before a word
 /// (`serve_connection`): shown the welcome and `#lobby`'s history
 /// ([`Rooms::glimpse`]), then its end of stream, without entering the
-/// room. With a password nothing is shown (the history is behind it).
+/// room. With a password it is shown the password prompt only, as a
+/// client a worker took before its end of stream arrived is (the history
+/// is behind the password).
 /// The write gives up after [`crate::linger::LINGER`] or at the stop: a
 /// port scan's socket is gone, and the bytes are never read.
 pub fn glimpse(stream: &TcpStream, peer_addr: SocketAddr, ctx: &Context) {
-    if ctx.access.gate.is_some() {
-        return log!("{peer_addr} closed or shut before the password; nothing shown");
-    }
-    let Ok(lines) = ctx.rooms.glimpse() else {
-        return;
+    let lines: Vec<Arc<str>> = if ctx.access.gate.is_some() {
+        vec![protocol::notice(crate::password::PROMPT).into()]
+    } else {
+        match ctx.rooms.glimpse() {
+            Ok(lines) => lines,
+            Err(_) => return,
+        }
     };
     let _ = stream.set_write_timeout(Some(WRITE_POLL));
     let until = std::time::Instant::now() + crate::linger::LINGER;
@@ -105,7 +109,10 @@ pub fn glimpse(stream: &TcpStream, peer_addr: SocketAddr, ctx: &Context) {
     let _ = stream.shutdown(std::net::Shutdown::Write);
     match shown {
         Ok(()) => log!("{peer_addr} shut its side before a word: shown the welcome, not joined"),
-        Err(_) => log!("{peer_addr} closed before a word; not joined"),
+        Err(e) => log!(
+            "{peer_addr} shut its side before a word; the welcome not shown whole ({}), not joined",
+            log::plain(&e)
+        ),
     }
 }
 

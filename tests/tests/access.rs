@@ -709,3 +709,26 @@ fn every_refusal_at_accept_is_counted() {
     let stderr = server.stderr();
     assert_eq!(counted(&stderr), 40, "{stderr}");
 }
+
+/// With a password, a client that shuts its side before a word is asked
+/// for it, every time, as one a worker took before its end of stream
+/// arrived is: the first line it would have had, and nothing of the room
+/// (a review: 2 of 10 got nothing at all, 8 the prompt).
+#[test]
+fn a_client_that_shuts_its_side_at_once_is_asked_the_password_only() {
+    let (server, _dir) = password_server(&[]);
+    let (mut alice, _) = Host::pass(server.addr(), loopback(0, 0, 1), SECRET);
+    alice.send("behind the password");
+    for _ in 0..10 {
+        let stream = chat_tests::hosts::connect_from(server.addr(), loopback(0, 0, 3));
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shut our side");
+        let lines = chat_tests::Client::from_stream(stream).recv_to_eof();
+        assert_eq!(
+            lines,
+            ["* this server needs a password: send /pass PASSWORD"],
+            "{lines:?}"
+        );
+    }
+}

@@ -391,3 +391,37 @@ fn a_member_entering_while_cut_off_is_told_of_the_rollback() {
         "a newcomer is replayed what the log holds: {shown:?}"
     );
 }
+
+/// A client that shuts its side before a word, on a server whose
+/// `#lobby` has no member: shown the room's history from its log in
+/// Redis, as one that stays would be (a review: it got the welcome alone,
+/// the server's own copy of a lobby it does not read being empty).
+#[test]
+fn a_client_that_shuts_its_side_at_once_gets_the_history_from_the_log() {
+    let redis = Redis::start();
+    let servers = servers(&redis, 2);
+    let (mut a, name) = joined(&servers[0]);
+    a.send("said on the first server");
+    // In the log before the glimpse on the other server.
+    let deadline = std::time::Instant::now() + chat_tests::TIMEOUT;
+    while !redis
+        .query(&["XREVRANGE", "chat:log:lobby", "+", "-", "COUNT", "1"])
+        .iter()
+        .any(|f| f.contains("said on the first server"))
+    {
+        assert!(std::time::Instant::now() < deadline, "never in the log");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stream = std::net::TcpStream::connect(servers[1].addr()).expect("connect");
+    stream
+        .set_read_timeout(Some(chat_tests::TIMEOUT))
+        .expect("timeout");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shut our side");
+    let lines = Client::from_stream(stream).recv_to_eof();
+    assert!(
+        lines.contains(&format!("<{name}> said on the first server")),
+        "{lines:?}"
+    );
+}

@@ -168,6 +168,14 @@ impl Log for RedisLog {
         }
     }
 
+    fn peek(&self, key: &str) -> Option<Vec<Arc<str>>> {
+        if !self.bridge.is_up() {
+            return None;
+        }
+        let (history, _) = self.load(key).ok()?;
+        Some(history.into_iter().map(|e| Arc::from(e.text)).collect())
+    }
+
     fn prepare(&self, key: &str, spelling: &str) -> Option<Prepared> {
         if !self.bridge.is_up() {
             return None;

@@ -156,6 +156,15 @@ pub trait Log: Send + Sync {
     /// the servers sharing the log show it (the creator's spelling, taken
     /// as `spelling`, the mover's, if the room has members on none of
     /// them). `None`: nothing to load.
+    /// Room `key`'s history as its log holds it now, read with no lock
+    /// held, for a room with no local member, whose own history may be
+    /// stale (a cluster's: no one here read its log meanwhile); `None`:
+    /// the room's own history is the log's (in process), or it cannot be
+    /// read now.
+    fn peek(&self, _key: &str) -> Option<Vec<Arc<str>>> {
+        None
+    }
+
     fn prepare(&self, _key: &str, _spelling: &str) -> Option<Prepared> {
         None
     }

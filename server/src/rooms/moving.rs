@@ -109,8 +109,16 @@ impl Rooms {
         if self.dir.lock().closing {
             return Err(Closing);
         }
-        // Before the directory lock (a round trip each on Redis).
+        // Before the directory lock (a round trip each on Redis): a name,
+        // and the history of a lobby with no member here (a cluster's is
+        // not read while it has none: its own may be stale).
         let Guest { id, name } = self.names.lock().next_guest();
+        let lobby = self.index.lock().get(LOBBY).cloned();
+        let peeked = if lobby.is_some_and(|r| !r.inner.lock().members.is_empty()) {
+            None
+        } else {
+            self.log.peek(LOBBY)
+        };
         let mut dir = self.lock_dir();
         // Given back as the guard drops, after the lock.
         dir.released.push((name.clone(), id));
@@ -120,10 +128,11 @@ impl Rooms {
         let lobby = Arc::clone(&dir.rooms[LOBBY]);
         let inner = lobby.inner.lock();
         let online = inner.members.len() + 1 + self.log.elsewhere(LOBBY);
-        Ok(greeting(
-            &inner,
-            protocol::welcome(&name, &inner.name, online),
-        ))
+        let welcome = protocol::welcome(&name, &inner.name, online);
+        Ok(match peeked {
+            Some(history) if inner.members.is_empty() => with_history(&inner, welcome, history),
+            _ => greeting(&inner, welcome),
+        })
     }
 
     /// Moves client `id` to room `name` (already checked), creating it when
@@ -366,9 +375,14 @@ fn has_members(dir: &Directory, key: &str) -> bool {
 /// What a member entering `inner`'s room is sent first: `answer` (its
 /// welcome, or the reply to its `/join`), then the room's history.
 fn greeting(inner: &RoomInner, answer: String) -> Vec<Arc<str>> {
-    let mut lines: Vec<Arc<str>> = vec![answer.into()];
     let mut history = Vec::new();
     inner.log.history(&mut history);
+    with_history(inner, answer, history)
+}
+
+/// `answer`, then `history` under its heading.
+fn with_history(inner: &RoomInner, answer: String, history: Vec<Arc<str>>) -> Vec<Arc<str>> {
+    let mut lines: Vec<Arc<str>> = vec![answer.into()];
     if !history.is_empty() {
         lines.push(
             protocol::notice(&format!(
