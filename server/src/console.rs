@@ -271,7 +271,10 @@ fn shared(ctx: &Context, command: &str, args: &str, mut answer: Vec<String>) -> 
 /// that it was not (surely) passed on.
 pub fn passed_on(result: Result<usize, (usize, Unsent)>, as_: &str) -> String {
     match result {
-        Ok(n) => format!("* passed on to the {n} other server(s){as_}"),
+        Ok(n) => format!(
+            "* passed on to the {}{as_}",
+            protocol::count(n as u64, "other server")
+        ),
         Err((asked, Unsent::Unsure)) => format!(
             "! not sure it was passed on to every other server{as_} ({asked} took it; Redis stopped answering; it will not happen later)"
         ),

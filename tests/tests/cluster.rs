@@ -695,7 +695,7 @@ fn ban_and_unban_across_servers() {
     // (it was once listed only by its first heartbeat, which under load
     // could come after this `/ban`: never passed on, never closed).
     let passed = servers[0].stdout_until(|l| l.contains("passed on to the"));
-    assert!(passed.contains("to the 1 other"), "{passed}");
+    assert_eq!(passed, "* passed on to the 1 other server", "{passed}");
     let last = banned.recv_to_eof();
     assert!(
         last.iter()

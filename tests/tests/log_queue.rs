@@ -107,7 +107,7 @@ fn an_unread_stderr_does_not_stop_the_room() {
     while !text
         .lock()
         .unwrap()
-        .contains("lines dropped while stderr was not being read")
+        .contains(" dropped while stderr was not being read")
     {
         assert!(
             Instant::now() < deadline,
