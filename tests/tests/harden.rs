@@ -89,9 +89,14 @@ fn connect_churn_from_one_address_is_throttled() {
 /// Review of a change made and reverted in one session: connections that
 /// closed at once (a port scan, `nc -z`, a health check) were served, each
 /// joining and leaving `#lobby` for everyone, once only waiting
-/// connections were watched. A worker looks before it serves: nearly all
-/// of 20 go unannounced (one a worker took before its close arrived may
-/// join and leave: allowed twice).
+/// connections were watched: all 20 joined and left. A worker looks
+/// before it serves: most go unannounced. One a worker took before its
+/// close arrived joins and leaves, as any client that leaves at once: a
+/// race the server cannot win (nothing tells a close from a client that
+/// has not typed yet), lost more often on a loaded machine (6 of 20 once
+/// in `make test`, beside every other suite; at most 2, as this test
+/// first allowed, failed 1 run in 10 with both cores kept busy, with the
+/// code of the session that wrote it too): at most half.
 #[test]
 fn connections_closed_at_once_are_not_announced() {
     let server = Server::start(&[]);
@@ -102,7 +107,7 @@ fn connections_closed_at_once_are_not_announced() {
     let (_sentinel, name) = join_from(&server, 12);
     let heard = watcher.recv_until(|l| l.starts_with(&format!("* {name} joined")));
     let announced = heard.iter().filter(|l| l.contains(" joined ")).count() - 1;
-    assert!(announced <= 2, "{heard:?}");
+    assert!(announced <= 10, "{heard:?}");
 }
 
 /// `--workers 1`: the one waiting is told so in the singular (it was
@@ -406,8 +411,12 @@ fn clients_that_shut_their_side_at_once_all_hear_something() {
                             .shutdown(std::net::Shutdown::Write)
                             .expect("shut our side");
                         let lines = chat_tests::Client::from_stream(stream).recv_to_eof();
+                        // The welcome, the wait notice, or (past the
+                        // queue, on a loaded machine) the refusal.
                         let heard = lines.first().is_some_and(|l| {
-                            welcome_name(l).is_some() || l.contains("please wait")
+                            welcome_name(l).is_some()
+                                || l.contains("please wait")
+                                || l == "! server full, try again later"
                         });
                         if !heard {
                             silent += 1;
