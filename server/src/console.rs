@@ -198,6 +198,7 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
             // A name is passed on as its client's address (the others
             // have no client by that name to find it by).
             let passed = crate::cluster::bridge::ban_by_address(ctx, args);
+            let mut shared_at = None;
             let answer = match crate::access::ban_target_absent(ctx, args) {
                 // Not here, maybe on another server: its server bans it
                 // and passes its address on (to this one too).
@@ -211,7 +212,10 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                     // cluster's list too, before it is passed on, for a
                     // server that misses it.
                     if let (Some(cluster), Some(ban)) = (&ctx.cluster, &banned.ban) {
-                        banned.lines.extend(cluster.share_ban(ban));
+                        match cluster.share_ban(ban) {
+                            Ok(at) => shared_at = Some(at),
+                            Err(line) => banned.lines.push(line),
+                        }
                     }
                     banned.lines
                 }
@@ -220,6 +224,7 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                 ctx,
                 "ban",
                 passed.as_deref().unwrap_or(args),
+                shared_at,
                 answer,
             ));
         }
@@ -236,7 +241,7 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                 if let Some(cluster) = &ctx.cluster {
                     lines.extend(cluster.lift_ban(&args));
                 }
-                lines = shared(ctx, "unban", &args, lines);
+                lines = shared(ctx, "unban", &args, None, lines);
             }
             show(lines);
         }
@@ -258,10 +263,17 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
 /// `--redis` (a name as its client's address, by the server that client is
 /// on, or whose ban by that name is lifted): `answer`, the command's lines
 /// on this server, with the line saying how it was passed on added
-/// ([`passed_on`]). Without `--redis`, `answer` as it was.
-fn shared(ctx: &Context, command: &str, args: &str, mut answer: Vec<String>) -> Vec<String> {
+/// ([`passed_on`]); a `/ban` put in the shared ban list with the time it
+/// was put (`shared_at`). Without `--redis`, `answer` as it was.
+fn shared(
+    ctx: &Context,
+    command: &str,
+    args: &str,
+    shared_at: Option<u64>,
+    mut answer: Vec<String>,
+) -> Vec<String> {
     if let Some(cluster) = &ctx.cluster {
-        answer.push(cluster.share_console(&format!("/{command} {args}")));
+        answer.push(cluster.share_console(&format!("/{command} {args}"), shared_at));
     }
     answer
 }

@@ -913,6 +913,56 @@ fn an_unban_typed_while_cut_off_is_not_undone_when_the_server_is_back() {
     assert_eq!(listed(again), ":1", "the ban typed anew was taken out");
 }
 
+/// A `/ban` passed on to a server and read there only after its console
+/// lifted the prefix was applied after the lift: the ban came back on that
+/// server alone, the others and the shared list without it (here the
+/// request waits in the inbox of a server cut off from Redis, where the
+/// lift is typed; the same when the reader is merely behind the console).
+/// A passed-on ban now carries the time it was put in the shared list,
+/// and is applied only if the list still holds it and this server did not
+/// lift it later.
+#[test]
+fn a_ban_passed_on_and_read_after_a_lift_there_is_not_applied() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.addr());
+    let mut servers = [server_at(&proxy.url(), &[]), server_with(&redis, &[])];
+    let source = chat_tests::hosts::loopback(0, 0, 33);
+    servers[1].console(&format!("/ban {source}"));
+    servers[1].stdout_until(|l| l.starts_with("* passed on to the 1 other server"));
+    servers[0].stderr_until(&format!(
+        "another server's console: /ban {source}: * banned"
+    ));
+    proxy.cut();
+    // Banned anew where Redis answers: passed on into the cut-off
+    // server's inbox, where it waits.
+    servers[1].console(&format!("/ban {source} 1h"));
+    servers[1].stdout_until(|l| l.starts_with("* passed on to the 1 other server"));
+    // Lifted where the request waits, after it was typed.
+    servers[0].console(&format!("/unban {source}"));
+    servers[0].stdout_until(|l| {
+        l.starts_with(
+            "! maybe not taken out of the cluster's shared ban list (Redis did not answer)",
+        )
+    });
+    proxy.heal();
+    servers[0].stderr_until(&format!("another server's console: /ban {source} 1h: "));
+    assert!(
+        !refused(&servers[0], source),
+        "the ban read after the lift was applied; stderr:\n{}",
+        servers[0].stderr()
+    );
+    assert!(servers[0].stderr().contains(&format!(
+        "another server's console: /ban {source} 1h: * not applied: lifted since it was typed"
+    )));
+    // The lift, retried once Redis answers, takes the shared ban out.
+    let deadline = Instant::now() + TIMEOUT;
+    while redis.command(&["HEXISTS", "chat:bans", &source.to_string()]) != ":0" {
+        assert!(Instant::now() < deadline, "the lift was never taken out");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!refused(&servers[0], source), "{}", servers[0].stderr());
+}
+
 /// Review: an `/unban` that reached Redis as it was typed compared clocks
 /// with the `/ban` (the time kept in the shared list's value) and kept a
 /// ban whose server's clock was ahead of its own, silently: a server that

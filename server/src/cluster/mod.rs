@@ -177,6 +177,10 @@ pub enum Request {
     Console {
         /// The command line.
         line: String,
+        /// For a `/ban` its console's server put in the shared ban list:
+        /// when it put it ([`shared_bans`]), so a ban lifted since is not
+        /// applied here after the lift.
+        shared_at: Option<u64>,
     },
 }
 
@@ -194,6 +198,7 @@ impl Request {
             }),
             "console" => Some(Request::Console {
                 line: id.get("line")?,
+                shared_at: id.get::<String>("shared-at").and_then(|at| at.parse().ok()),
             }),
             _ => None,
         }

@@ -133,16 +133,19 @@ impl Node {
     }
 
     /// Passes a console command (`/ban ...`, `/unban ...`) on to every other
-    /// server, so it holds cluster-wide; returns what to tell the operator.
-    pub fn share_console(&self, line: &str) -> String {
-        crate::console::passed_on(self.names.broadcast_console(line), "")
+    /// server, so it holds cluster-wide (a `/ban` with the time it was put
+    /// in the shared list, if it was: [`Node::share_ban`]); returns what
+    /// to tell the operator.
+    pub fn share_console(&self, line: &str, shared_at: Option<u64>) -> String {
+        crate::console::passed_on(self.names.broadcast_console(line, shared_at), "")
     }
 
     /// Puts `ban`, applied on this server by its console with a known
     /// address, in the cluster's shared list (`shared_bans.rs`), for a
-    /// server that misses it as it is passed on. A failure is logged and
-    /// its line for the console returned.
-    pub fn share_ban(&self, ban: &crate::bans::Ban) -> Option<String> {
+    /// server that misses it as it is passed on. Returns when it was put,
+    /// to pass on with it; a failure is logged and its line for the
+    /// console returned.
+    pub fn share_ban(&self, ban: &crate::bans::Ban) -> Result<u64, String> {
         self.names.share_ban(ban)
     }
 

@@ -93,17 +93,21 @@ impl Unlifted {
 }
 
 impl Names {
-    /// Puts `ban`, applied on this server, in the shared list. Failure is
-    /// logged, and returned as a line for the console: the ban holds here
-    /// and is passed on regardless.
-    pub fn share_ban(&self, ban: &Ban) -> Option<String> {
+    /// Puts `ban`, applied on this server, in the shared list. Returns the
+    /// time it was put with ([`keys::ban_value`]), passed on with the ban
+    /// so a server that reads it late can tell it was lifted since
+    /// ([`Names::passed_on_ban`]). Failure is logged, and returned as a
+    /// line for the console: the ban holds here and is passed on
+    /// regardless (with no time: then applied wherever it is read).
+    pub fn share_ban(&self, ban: &Ban) -> Result<u64, String> {
         let script = Script::new(keys::BAN_PUT);
         let field = ban.prefix.to_string();
         // Banned again here: an earlier lift of it still to be taken out
         // is void (taking out the shared ban would leave the list without
         // one this server holds).
         self.unlifted.0.lock().remove(&field);
-        let value = keys::ban_value(now_ms(), &ban.to_line());
+        let at = now_ms();
+        let value = keys::ban_value(at, &ban.to_line());
         let put: Result<i64, Failure> = self.holding(|link| {
             link.run_idempotent(|conn| {
                 redis::cmd("EVALSHA")
@@ -117,16 +121,44 @@ impl Names {
             })
         });
         match put {
-            Ok(1) => None,
+            Ok(1) => Ok(at),
             Ok(_) => {
                 log!("redis: the shared ban list is full ({MAX_BANS} bans): {field} is banned here and passed on, but a server that misses it will not find it there");
-                Some(format!("! not put in the cluster's shared ban list, which is full ({MAX_BANS} bans): a server that misses it as it is passed on will not have it"))
+                Err(format!("! not put in the cluster's shared ban list, which is full ({MAX_BANS} bans): a server that misses it as it is passed on will not have it"))
             }
             Err(e) => {
                 // A reply lost (Redis hung) may still be a put that lands.
                 log!("redis: cannot put the ban on {field} in the shared ban list ({e:?}): it holds here and is passed on; a server that misses it may not find it there");
-                Some("! maybe not put in the cluster's shared ban list (Redis did not answer): a server that misses it as it is passed on may not have it".to_string())
+                Err("! maybe not put in the cluster's shared ban list (Redis did not answer): a server that misses it as it is passed on may not have it".to_string())
             }
+        }
+    }
+
+    /// Whether a `/ban` of `prefix` that another server applied and put in
+    /// the shared list at `at` ([`Names::share_ban`]), passed on to this
+    /// one, still stands as this server reads it: the shared list still
+    /// holds that ban (not lifted since by an `/unban` anywhere, this
+    /// server's console included, nor replaced by a later `/ban` of the
+    /// prefix, which is passed on by itself), and this server did not lift
+    /// the prefix after `at` while Redis did not answer. Read late (after
+    /// such a lift), the ban would otherwise be applied after it, and held
+    /// here alone. When the list cannot be read, it stands (the safe
+    /// direction, as before the list was asked).
+    pub fn passed_on_ban(&self, prefix: &Prefix, at: u64) -> Standing {
+        let field = prefix.to_string();
+        let lifted_here = self.unlifted.0.lock().get(&field).copied();
+        let shared: Result<Option<Vec<u8>>, Failure> = self.holding(|link| {
+            link.run_idempotent(|conn| redis::cmd("HGET").arg(keys::bans()).arg(&field).query(conn))
+        });
+        match shared {
+            Ok(value) => standing(
+                value
+                    .as_deref()
+                    .map(|v| keys::parse_ban_value(&String::from_utf8_lossy(v)).0),
+                at,
+                lifted_here,
+            ),
+            Err(_) => Standing::Unchecked,
         }
     }
 
@@ -214,6 +246,35 @@ impl Names {
     }
 }
 
+/// What became of a ban passed on with the time it was put in the shared
+/// list, as the receiving server reads it ([`Names::passed_on_ban`]).
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The shared list holds it as put: apply it.
+    Stands,
+    /// The shared list could not be read: apply it (as before it was asked).
+    Unchecked,
+    /// Lifted since it was put (the shared list has no ban of the prefix,
+    /// or this server lifted it later while Redis did not answer): skip.
+    Lifted,
+    /// The prefix was banned anew since (the list holds a later ban, passed
+    /// on by itself): skip this one.
+    Replaced,
+}
+
+/// [`Standing`] of a ban put at `at`, the shared list holding a ban of its
+/// prefix put at `shared` (`None`: none), this server having lifted the
+/// prefix at `lifted_here` while Redis did not answer (`None`: not).
+fn standing(shared: Option<u64>, at: u64, lifted_here: Option<u64>) -> Standing {
+    match shared {
+        None => Standing::Lifted,
+        Some(_) if lifted_here.is_some_and(|lift| lift >= at) => Standing::Lifted,
+        Some(put) if put == at => Standing::Stands,
+        Some(_) => Standing::Replaced,
+    }
+}
+
 /// Takes each of `lifts` (prefix, when lifted) out of the shared list
 /// unless its ban there was applied after the lift ([`keys::BAN_LIFT`]),
 /// in one pipeline. Returns how many were taken out.
@@ -269,4 +330,23 @@ pub fn forget(link: &mut Link, expired: &[(String, String)]) -> Result<(), Failu
         }
         pipe.exec(conn)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{standing, Standing};
+
+    /// A passed-on ban stands only while the shared list holds it as put
+    /// and this server did not lift it later; a later ban of the prefix
+    /// in the list replaces it; no ban there means lifted.
+    #[test]
+    fn a_passed_on_ban_stands_while_the_list_holds_it_as_put() {
+        assert_eq!(standing(Some(100), 100, None), Standing::Stands);
+        assert_eq!(standing(Some(100), 100, Some(99)), Standing::Stands);
+        assert_eq!(standing(Some(100), 100, Some(100)), Standing::Lifted);
+        assert_eq!(standing(Some(100), 100, Some(150)), Standing::Lifted);
+        assert_eq!(standing(None, 100, None), Standing::Lifted);
+        assert_eq!(standing(Some(200), 100, None), Standing::Replaced);
+        assert_eq!(standing(Some(50), 100, None), Standing::Replaced);
+    }
 }

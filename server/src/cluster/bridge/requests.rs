@@ -1,6 +1,7 @@
 //! What another server asks of this one through its inbox: a private
 //! message for a local client, a kick, a console's `/ban` or `/unban`.
 
+use super::super::shared_bans::Standing;
 use super::super::Request;
 use super::Bridge;
 use crate::Context;
@@ -14,8 +15,12 @@ impl Bridge {
             Request::Kick { name, reason } => {
                 let _ = ctx.rooms.kick(&name, reason);
             }
-            Request::Console { line } => {
+            Request::Console { line, shared_at } => {
                 let answer = if let Some(args) = line.strip_prefix("/ban ") {
+                    if let Some(skipped) = self.lifted_since(args, shared_at) {
+                        crate::log!("another server's console: {line}: {skipped}");
+                        return;
+                    }
                     let by_address = ban_by_address(ctx, args);
                     let banned = crate::access::ban(ctx, args);
                     let mut answer = banned.lines;
@@ -24,10 +29,14 @@ impl Bridge {
                     // the shared list (`shared_bans.rs`) first, for a
                     // server that misses it.
                     if let Some(by_address) = by_address {
+                        let mut shared_at = None;
                         if let Some(ban) = &banned.ban {
-                            answer.extend(self.names.share_ban(ban));
+                            match self.names.share_ban(ban) {
+                                Ok(at) => shared_at = Some(at),
+                                Err(said) => answer.push(said),
+                            }
                         }
-                        answer.push(self.pass_on(&format!("/ban {by_address}")));
+                        answer.push(self.pass_on(&format!("/ban {by_address}"), shared_at));
                     }
                     answer
                 } else if let Some(target) = line.strip_prefix("/unban ") {
@@ -37,7 +46,7 @@ impl Bridge {
                     let mut answer = unbanned.lines;
                     for prefix in unbanned.by_name {
                         answer.extend(self.names.lift_ban(&prefix));
-                        answer.push(self.pass_on(&format!("/unban {prefix}")));
+                        answer.push(self.pass_on(&format!("/unban {prefix}"), None));
                     }
                     answer
                 } else {
@@ -50,9 +59,33 @@ impl Bridge {
         }
     }
 
-    /// Passes a console `line` on to every other server; the line to log.
-    fn pass_on(&self, line: &str) -> String {
-        crate::console::passed_on(self.names.broadcast_console(line), &format!(" as {line}"))
+    /// Passes a console `line` on to every other server (a `/ban` with
+    /// when it was put in the shared list, if it was); the line to log.
+    fn pass_on(&self, line: &str, shared_at: Option<u64>) -> String {
+        crate::console::passed_on(
+            self.names.broadcast_console(line, shared_at),
+            &format!(" as {line}"),
+        )
+    }
+
+    /// Why a passed-on `/ban ARGS` put in the shared list at `shared_at`
+    /// is not applied here: lifted since (by an `/unban` typed here or
+    /// anywhere after it was typed, read before it), or replaced by a
+    /// later `/ban` of its prefix (passed on by itself). `None`: apply it
+    /// (also when it came with no time, or the list cannot be read).
+    fn lifted_since(&self, args: &str, shared_at: Option<u64>) -> Option<&'static str> {
+        let at = shared_at?;
+        let target = args.split_whitespace().next()?;
+        let prefix = crate::bans::Prefix::parse(target).ok()?;
+        match self.names.passed_on_ban(&prefix, at) {
+            Standing::Stands | Standing::Unchecked => None,
+            Standing::Lifted => {
+                Some("* not applied: lifted since it was typed (the cluster's shared ban list no longer holds it)")
+            }
+            Standing::Replaced => {
+                Some("* not applied: replaced by a later /ban of it, passed on by itself")
+            }
+        }
     }
 }
 

@@ -121,23 +121,32 @@ impl Names {
         )
     }
 
-    /// Asks every other registered server to run console command `line`.
-    /// Returns how many were asked.
+    /// Asks every other registered server to run console command `line`
+    /// (a `/ban` put in the shared ban list at `shared_at` says so:
+    /// [`Names::share_ban`]). Returns how many were asked.
     ///
     /// # Errors
     /// When the servers could not be listed, or as [`Names::send`] for the
     /// first request not known to be put (the rest are not sent); with how
     /// many were asked before it.
-    pub fn broadcast_console(&self, line: &str) -> Result<usize, (usize, Unsent)> {
+    pub fn broadcast_console(
+        &self,
+        line: &str,
+        shared_at: Option<u64>,
+    ) -> Result<usize, (usize, Unsent)> {
         let servers: Vec<String> = self
             .link
             .lock()
             .run_idempotent(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))
             .map_err(|e| (0, Unsent::NotSent(e)))?;
         let others: Vec<&String> = servers.iter().filter(|s| **s != self.server_id).collect();
+        let at = shared_at.map(|at| at.to_string());
+        let mut fields = vec![("kind", "console"), ("line", line)];
+        if let Some(at) = &at {
+            fields.push(("shared-at", at));
+        }
         for (asked, server) in others.iter().enumerate() {
-            self.send(server, &[("kind", "console"), ("line", line)])
-                .map_err(|e| (asked, e))?;
+            self.send(server, &fields).map_err(|e| (asked, e))?;
         }
         Ok(others.len())
     }

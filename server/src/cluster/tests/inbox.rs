@@ -34,7 +34,7 @@ fn directory_and_inbox_across_servers() {
     b.tell("a", 4, "[from bob] hi\n").unwrap();
     b.kick("a", "ALICE", Some("spam")).unwrap();
     assert_eq!(
-        b.broadcast_console("/ban 192.0.2.1").unwrap(),
+        b.broadcast_console("/ban 192.0.2.1", Some(1234)).unwrap(),
         1,
         "a only, not b itself"
     );
@@ -47,6 +47,7 @@ fn directory_and_inbox_across_servers() {
             reason: Some("spam".into()),
         })) && e.contains(&Event::Request(Request::Console {
             line: "/ban 192.0.2.1".into(),
+            shared_at: Some(1234),
         }))
     });
 }
