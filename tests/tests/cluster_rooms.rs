@@ -299,6 +299,34 @@ fn a_server_started_after_a_ban_refuses_the_address() {
     a_server_started_now_refuses(&redis, source);
 }
 
+/// An entry of the shared ban list that is not UTF-8 (put there by
+/// something else than a chat-server) made the whole read fail: a server
+/// started after logged `cannot read the shared ban list at start (Lost)`,
+/// and never applied any of it, the live ban beside it included. It is
+/// skipped, in one line, and the rest applied.
+#[test]
+fn a_shared_ban_entry_that_is_not_utf8_is_skipped_and_the_rest_applied() {
+    let redis = Redis::start();
+    let mut first = server_with(&redis, &[]);
+    let source = chat_tests::hosts::loopback(0, 0, 34);
+    first.console(&format!("/ban {source}"));
+    first.stdout_until(|l| l.starts_with(&format!("* banned {source}")));
+    redis.command(&[
+        "EVAL",
+        "return redis.call('HSET', KEYS[1], ARGV[1], string.char(255, 254))",
+        "1",
+        "chat:bans",
+        "192.0.2.77",
+    ]);
+    let later = server_with(&redis, &[]);
+    assert!(
+        refused(&later, source),
+        "welcomed; stderr:\n{}",
+        later.stderr()
+    );
+    later.stderr_until("redis: shared ban list: 1 field not UTF-8, skipped");
+}
+
 /// A server started on `redis` now refuses `source` from its first
 /// connection.
 fn a_server_started_now_refuses(redis: &Redis, source: std::net::IpAddr) {

@@ -299,11 +299,33 @@ fn lift(link: &mut Link, lifts: &[(String, u64)]) -> Result<u64, Failure> {
 }
 
 /// Every entry of the shared list: (prefix, value as put: [`keys::ban_value`]).
+/// An entry that is not UTF-8 (written there by something else than a
+/// chat-server) is skipped, and how many were is logged in one line: one
+/// such entry made the whole read fail, so a server never applied the
+/// list, at start or after.
 ///
 /// # Errors
 /// When Redis cannot be asked.
 pub fn read(link: &mut Link) -> Result<Vec<(String, String)>, Failure> {
-    link.run_idempotent(|conn| redis::cmd("HGETALL").arg(keys::bans()).query(conn))
+    let raw: Vec<(Vec<u8>, Vec<u8>)> =
+        link.run_idempotent(|conn| redis::cmd("HGETALL").arg(keys::bans()).query(conn))?;
+    let total = raw.len();
+    let entries: Vec<(String, String)> = raw
+        .into_iter()
+        .filter_map(|(field, value)| {
+            Some((
+                String::from_utf8(field).ok()?,
+                String::from_utf8(value).ok()?,
+            ))
+        })
+        .collect();
+    if entries.len() < total {
+        log!(
+            "redis: shared ban list: {} not UTF-8, skipped",
+            chat_common::protocol::count((total - entries.len()) as u64, "field")
+        );
+    }
+    Ok(entries)
 }
 
 /// Takes `expired` entries (prefix, value as read) out of the shared
