@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&format!("cannot read the bound address: {}", plain(&e))),
     };
     let udp = if config.udp {
-        match UdpSocket::bind(local) {
+        match chat_server::udp::bind(local) {
             Ok(socket) => Some(socket),
             Err(e) => return fail(&format!("cannot listen for UDP on {local}: {}", plain(&e))),
         }

@@ -13,6 +13,9 @@
 //! the address it used (as `chat-client --udp` is) drops a reply from any
 //! other. So the socket asks for each datagram's destination
 //! (`IP_PKTINFO`, `IPV6_RECVPKTINFO`) and the reply names it as its source.
+//! It asks before it is bound ([`bind`]): asked by the serving thread, once
+//! the port was open and announced, the first datagrams were answered from
+//! the address the kernel picked, and a connected client lost them.
 //!
 //! Each datagram is a message of its own: a character cut at its end is not
 //! held for the next datagram (which may come from someone else), it goes
@@ -33,7 +36,7 @@
 
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read};
 use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 use chat_common::protocol::error;
@@ -41,6 +44,7 @@ use chat_common::upper::Upcaser;
 use nix::sys::socket::{
     self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage,
 };
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Mode;
 use crate::files::{Found, Root};
@@ -61,12 +65,26 @@ enum Destination {
     V6(libc::in6_pktinfo),
 }
 
-/// Answers datagrams on `socket` until shutdown (and the [`wake`] after it).
-pub fn serve(socket: &UdpSocket, ctx: &Context) {
-    let (mode, shutdown) = (ctx.config.mode, &ctx.shutdown);
-    if let Err(e) = ask_for_destinations(socket) {
+/// The UDP socket at `local`, asking the kernel for each datagram's
+/// destination from before it is bound, so the reply to the very first
+/// datagram leaves from the address it was sent to. If it cannot ask, it
+/// says so in one line and replies leave from the address the kernel picks.
+///
+/// # Errors
+/// The socket cannot be made or bound (the port is taken).
+pub fn bind(local: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = ask_for_destinations(&socket, local) {
         log!("udp: cannot learn where datagrams were sent ({e}); replies leave from the address the kernel picks");
     }
+    socket.bind(&local.into())?;
+    Ok(socket.into())
+}
+
+/// Answers datagrams on `socket` ([`bind`]) until shutdown (and the
+/// [`wake`] after it).
+pub fn serve(socket: &UdpSocket, ctx: &Context) {
+    let (mode, shutdown) = (ctx.config.mode, &ctx.shutdown);
     let mut guard = match socket.local_addr() {
         Ok(local) => Guard::new(local, ctx.config.udp_rate),
         Err(e) => {
@@ -203,9 +221,10 @@ pub fn wake(socket: &UdpSocket) -> bool {
     addrs.iter().any(|addr| socket.send_to(&[], addr).is_ok())
 }
 
-/// Has the kernel report each datagram's destination address.
-fn ask_for_destinations(socket: &UdpSocket) -> io::Result<()> {
-    let asked = match socket.local_addr()? {
+/// Has the kernel report each datagram's destination address on `socket`,
+/// to be bound at `local`.
+fn ask_for_destinations(socket: &impl AsFd, local: SocketAddr) -> io::Result<()> {
+    let asked = match local {
         SocketAddr::V4(_) => socket::setsockopt(socket, sockopt::Ipv4PacketInfo, &true),
         // On a dual-stack socket this covers IPv4 too, as `::ffff:a.b.c.d`.
         SocketAddr::V6(_) => socket::setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true),
