@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod allowance;
 pub mod bans;
 pub mod cluster;
 pub mod config;
