@@ -3,7 +3,7 @@
 //! The worker thread that runs [`serve`] is the client's reader; what the
 //! client is sent goes through its queue to the shared writers
 //! ([`crate::write`]). Whatever ends the session (end of stream, error,
-//! `/quit`, removal, shutdown, a panic), the [`Membership`] guard takes the
+//! `/quit`, removal, shutdown, a panic), the `Membership` guard takes the
 //! client out through the one removal path, [`Rooms::remove`]: everyone
 //! else hears why, and what was queued for the client still goes out.
 //!
