@@ -7,7 +7,7 @@
 //! line (chat-server's welcome, ncat's announce): only then is the server
 //! known to have registered it, and no line is sent before all are ready.
 //! In a workload with rooms a client first sends `/join room-K` (see
-//! [`rooms`](crate::rooms)) and is ready when the server has answered it.
+//! [`rooms`]) and is ready when the server has answered it.
 //! With several servers (a cluster), client `i` connects to server
 //! `i % servers`, so senders and receivers are spread evenly too.
 

@@ -81,6 +81,26 @@ pub fn you_renamed(new: &str) -> String {
     notice(&format!("you are now known as {new}"))
 }
 
+/// `* last N lines of ROOM:`: the heading above the history replayed to
+/// one entering ROOM (`last 1 line of`); not sent when there is none.
+pub fn history_heading(lines: usize, room: &str) -> String {
+    notice(&format!("last {} of {room}:", count(lines as u64, "line")))
+}
+
+/// `! name "NAME" is taken`: `/nick`'s answer when someone else holds NAME
+/// (names are unique ignoring case). NAME has passed
+/// [`name::check`](crate::name::check), so its quoting escapes nothing.
+pub fn name_taken(name: &str) -> String {
+    error(&format!("name {name:?} is taken"))
+}
+
+/// `* server shutting down`: the last line a client gets when the server
+/// stops, whether it was in a room, giving its password or still waiting
+/// for a worker.
+pub fn shutting_down() -> String {
+    notice("server shutting down")
+}
+
 /// `/who`'s answer: `3 in #lobby: a, b, c` (the console's, of a room with
 /// no one in it: `0 in #lobby`).
 pub fn who_line(room: &str, names: &[String]) -> String {
@@ -155,6 +175,24 @@ mod tests {
         );
         assert_eq!(renamed("guest-2", "bob"), "* guest-2 is now known as bob\n");
         assert_eq!(you_renamed("bob"), "* you are now known as bob\n");
+    }
+
+    /// The history heading counts its lines, singular for one.
+    #[test]
+    fn history_headings() {
+        assert_eq!(history_heading(3, "#games"), "* last 3 lines of #games:\n");
+        assert_eq!(history_heading(1, "#games"), "* last 1 line of #games:\n");
+        assert_eq!(
+            history_heading(20, "#lobby"),
+            "* last 20 lines of #lobby:\n"
+        );
+    }
+
+    /// The errors and notices one client gets alone, to the byte.
+    #[test]
+    fn notices_to_one() {
+        assert_eq!(name_taken("ALICE"), "! name \"ALICE\" is taken\n");
+        assert_eq!(shutting_down(), "* server shutting down\n");
     }
 
     /// `/who`: a count, the room, the names in order; an empty room has no

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::allowance::Allowance;
 use crate::shutdown::{Shutdown, Waited};
 
 /// `--rate-limit` lines per second after a `--burst`.
@@ -17,20 +18,18 @@ pub struct TokenBucket {
     rate: f64,
     /// Most tokens held: how many lines may come at once.
     burst: f64,
-    /// Lines that may be handled now (fractional while refilling).
-    tokens: f64,
-    /// When `tokens` was last refilled: the refill counts from here.
-    last: Instant,
+    /// Lines that may be handled now, refilled at `rate` up to `burst`.
+    allowance: Allowance,
 }
 
 impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: u32, burst: u32) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
         TokenBucket {
             rate: f64::from(rate),
-            burst: f64::from(burst.max(1)),
-            tokens: f64::from(burst.max(1)),
-            last: Instant::now(),
+            burst,
+            allowance: Allowance::full(burst, Instant::now()),
         }
     }
 
@@ -40,14 +39,11 @@ impl TokenBucket {
         if self.rate == 0.0 {
             return None;
         }
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        self.allowance.refill(now, self.rate, self.burst);
+        if self.allowance.take(1.0) {
             None
         } else {
-            Some(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+            Some(self.allowance.until(1.0, self.rate))
         }
     }
 
@@ -77,7 +73,7 @@ mod tests {
     fn burst_then_rate() {
         let start = Instant::now();
         let mut bucket = TokenBucket::new(10, 3);
-        bucket.last = start;
+        bucket.allowance = Allowance::full(bucket.burst, start);
         for _ in 0..3 {
             assert_eq!(bucket.take(start), None);
         }

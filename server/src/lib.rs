@@ -19,13 +19,14 @@
 //!
 //! [`prepare`] opens the start-up files before the port is bound;
 //! [`shutdown`] is the switch every thread watches; [`Server::run`] is
-//! [`Server::start`], the accept loop, then [`Running::stop`], the graceful
+//! `Server::start`, the accept loop, then `Running::stop`, the graceful
 //! stop. [`console`] is the operator's side; [`lab`] and [`udp`]
 //! serve the echo and uppercase modes; [`file_mode`] serves the files that
 //! [`files`] finds safely under `--root`.
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod allowance;
 pub mod bans;
 pub mod cluster;
 pub mod config;
@@ -293,7 +294,7 @@ impl Server {
     }
 
     /// Serves until shutdown is triggered, then stops gracefully (see
-    /// [`Running::stop`]). Returns a one-line summary.
+    /// `Running::stop`). Returns a one-line summary.
     pub fn run(self) -> String {
         let (running, listener, spare) = self.start();
         let mut pool = Pool::new(

@@ -3,7 +3,7 @@
 //! Each accepted socket first meets the early refusals, which cost it
 //! nothing but one line: the ban and lockout check
 //! ([`crate::access::Access::at_accept`]), then the per-address connect
-//! throttle ([`early_refusal`]). Then it gets its socket options ([`tune`]:
+//! throttle (`early_refusal`). Then it gets its socket options ([`tune`]:
 //! TCP_NODELAY, so a chat line does not wait for a delayed ACK, and TCP
 //! keepalive, so a peer that vanished is noticed), is checked against the
 //! per-address cap, and is handed to the pool, or told why not. No

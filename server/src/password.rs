@@ -308,7 +308,7 @@ pub fn lockout_line(left: Duration) -> String {
 }
 
 fn shutting_down() -> Passage {
-    Passage::Refused(protocol::notice("server shutting down"))
+    Passage::Refused(protocol::shutting_down())
 }
 
 #[cfg(test)]

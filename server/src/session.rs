@@ -3,7 +3,7 @@
 //! The worker thread that runs [`serve`] is the client's reader; what the
 //! client is sent goes through its queue to the shared writers
 //! ([`crate::write`]). Whatever ends the session (end of stream, error,
-//! `/quit`, removal, shutdown, a panic), the [`Membership`] guard takes the
+//! `/quit`, removal, shutdown, a panic), the `Membership` guard takes the
 //! client out through the one removal path, [`Rooms::remove`]: everyone
 //! else hears why, and what was queued for the client still goes out.
 //!
@@ -45,7 +45,7 @@ pub fn serve(stream: Arc<TcpStream>, peer_addr: SocketAddr, ctx: &Context) {
         Admission::Gone(why) => return log!("{peer_addr} left before joining: {why}"),
     }
     let Ok(entered) = ctx.rooms.enter(Arc::clone(&stream)) else {
-        crate::listener::refuse(&stream, &protocol::notice("server shutting down"));
+        crate::listener::refuse(&stream, &protocol::shutting_down());
         return;
     };
     log!("{peer_addr} joined as {}", entered.name);
@@ -364,7 +364,7 @@ impl Session<'_> {
                 self.name = new.to_string();
                 self.reply(protocol::you_renamed(new))
             }
-            Renamed::Taken => self.reply(protocol::error(&format!("name {new:?} is taken"))),
+            Renamed::Taken => self.reply(protocol::name_taken(new)),
             Renamed::Unknown => {
                 self.reply(protocol::error("the room is cut off: name not changed"))
             }

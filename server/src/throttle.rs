@@ -22,6 +22,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::allowance::Allowance;
+
 /// Most addresses tracked at once. An entry is about 56 bytes (address,
 /// tokens, time, flag) plus the hash table's overhead, so the table stays
 /// under about 2 MB.
@@ -52,11 +54,9 @@ pub enum Verdict {
 /// One address's allowance.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
-    /// New connections the address may open now (fractional while
-    /// refilling, up to `--connect-burst`).
-    tokens: f64,
-    /// When `tokens` was last refilled: the refill counts from here.
-    last: Instant,
+    /// New connections the address may open now, refilled at
+    /// `--connect-rate` up to `--connect-burst`.
+    allowance: Allowance,
     /// Refused since it was last admitted (for the log).
     refusing: bool,
 }
@@ -88,11 +88,7 @@ impl ConnectThrottle {
             burst,
             limit_loopback,
             buckets: HashMap::new(),
-            overflow: Bucket {
-                tokens: burst,
-                last: now,
-                refusing: false,
-            },
+            overflow: Bucket::new(burst, now),
             last_sweep: now,
         }
     }
@@ -111,17 +107,12 @@ impl ConnectThrottle {
         }
         let (rate, burst) = (self.rate, self.burst);
         let bucket = if self.buckets.len() < MAX_ADDRESSES || self.buckets.contains_key(&ip) {
-            self.buckets.entry(ip).or_insert(Bucket {
-                tokens: burst,
-                last: now,
-                refusing: false,
-            })
+            self.buckets.entry(ip).or_insert(Bucket::new(burst, now))
         } else {
             &mut self.overflow
         };
-        bucket.refill(now, rate, burst);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        bucket.allowance.refill(now, rate, burst);
+        if bucket.allowance.take(1.0) {
             bucket.refusing = false;
             Verdict::Admit
         } else {
@@ -135,8 +126,8 @@ impl ConnectThrottle {
     fn sweep(&mut self, now: Instant) {
         let (rate, burst) = (self.rate, self.burst);
         self.buckets.retain(|_, bucket| {
-            bucket.refill(now, rate, burst);
-            bucket.tokens < burst
+            bucket.allowance.refill(now, rate, burst);
+            !bucket.allowance.full_by(now, rate, burst)
         });
         self.buckets
             .shrink_to(MAX_ADDRESSES.min(self.buckets.len() * 2));
@@ -151,11 +142,12 @@ impl ConnectThrottle {
 }
 
 impl Bucket {
-    /// Adds the tokens earned since `last`, up to `burst`.
-    fn refill(&mut self, now: Instant, rate: f64, burst: f64) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(burst);
-        self.last = now;
+    /// A full bucket for an address not refused yet.
+    fn new(burst: f64, now: Instant) -> Bucket {
+        Bucket {
+            allowance: Allowance::full(burst, now),
+            refusing: false,
+        }
     }
 }
 

@@ -28,6 +28,8 @@ use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::allowance::Allowance;
+
 /// Source addresses (IP and port), and IP addresses, tracked at once.
 pub const MAX_PEERS: usize = 4096;
 
@@ -88,37 +90,15 @@ pub struct Withheld {
     pub over_ip: u64,
 }
 
-/// One allowance that refills at a steady rate, up to its size.
-#[derive(Clone, Copy)]
-struct Bucket {
-    /// What may still be spent now (up to the size).
-    tokens: f64,
-    /// When `tokens` was last brought up to date.
-    at: Instant,
-}
-
-impl Bucket {
-    /// Refills at `rate` a second up to `rate`, as of `now`.
-    fn refill(&mut self, rate: f64, now: Instant) {
-        let refill = now.duration_since(self.at).as_secs_f64() * rate;
-        self.tokens = (self.tokens + refill).min(rate);
-        self.at = now;
-    }
-
-    /// Whether it would be full again by `now`.
-    fn full_by(&self, rate: f64, now: Instant) -> bool {
-        self.tokens + now.duration_since(self.at).as_secs_f64() * rate >= rate
-    }
-}
-
-/// One IP address's allowances: replies and bytes.
+/// One IP address's allowances: replies and bytes, each holding at most
+/// what it earns in a second.
 #[derive(Clone, Copy)]
 struct Address {
     /// Replies to all its ports together: one host cannot multiply its
     /// allowance by sending from many ports.
-    replies: Bucket,
+    replies: Allowance,
     /// Reply bytes to it: a big reply spends more than a small one.
-    bytes: Bucket,
+    bytes: Allowance,
 }
 
 /// The reply policy of one UDP socket.
@@ -131,8 +111,8 @@ pub struct Guard {
     ip_rate: f64,
     /// Reply bytes per second to one IP address.
     ip_bytes: f64,
-    /// Allowance per source address.
-    sources: HashMap<SocketAddr, Bucket>,
+    /// Allowance per source address, `rate` a second and as many at once.
+    sources: HashMap<SocketAddr, Allowance>,
     /// Allowances per IP address.
     addresses: HashMap<IpAddr, Address>,
     /// When a full table was last swept.
@@ -191,10 +171,8 @@ impl Guard {
         let Some(address) = self.addresses.get_mut(&peer.ip().to_canonical()) else {
             return true;
         };
-        address.bytes.refill(ip_bytes, now);
-        let len = len as f64;
-        if address.bytes.tokens >= len {
-            address.bytes.tokens -= len;
+        address.bytes.refill(now, ip_bytes, ip_bytes);
+        if address.bytes.take(len as f64) {
             true
         } else {
             self.count(Verdict::OverIp, now);
@@ -258,27 +236,23 @@ impl Guard {
             }
         }
         let (rate, ip_rate, ip_bytes) = (self.rate, self.ip_rate, self.ip_bytes);
-        let full = |size| Bucket {
-            tokens: size,
-            at: now,
-        };
+        let full = |size| Allowance::full(size, now);
         let source = self.sources.entry(peer).or_insert(full(rate));
-        source.refill(rate, now);
-        if source.tokens < 1.0 {
+        source.refill(now, rate, rate);
+        if !source.holds(1.0) {
             return Verdict::OverRate;
         }
         let address = self.addresses.entry(ip).or_insert(Address {
             replies: full(ip_rate),
             bytes: full(ip_bytes),
         });
-        address.replies.refill(ip_rate, now);
-        if address.replies.tokens < 1.0 {
+        address.replies.refill(now, ip_rate, ip_rate);
+        if !address.replies.take(1.0) {
             return Verdict::OverIp;
         }
-        address.replies.tokens -= 1.0;
-        if let Some(source) = self.sources.get_mut(&peer) {
-            source.tokens -= 1.0;
-        }
+        // The source held one reply above, and nothing has spent it since.
+        let taken = source.take(1.0);
+        debug_assert!(taken);
         Verdict::Reply
     }
 
@@ -294,9 +268,9 @@ impl Guard {
         self.swept = Some(now);
         self.sweeps += 1;
         let (rate, ip_rate, ip_bytes) = (self.rate, self.ip_rate, self.ip_bytes);
-        forget_full(&mut self.sources, |b| b.full_by(rate, now));
+        forget_full(&mut self.sources, |s| s.full_by(now, rate, rate));
         forget_full(&mut self.addresses, |a| {
-            a.replies.full_by(ip_rate, now) && a.bytes.full_by(ip_bytes, now)
+            a.replies.full_by(now, ip_rate, ip_rate) && a.bytes.full_by(now, ip_bytes, ip_bytes)
         });
     }
 }

@@ -98,7 +98,7 @@ pub fn turn_away(stream: &TcpStream, peer: SocketAddr, ctx: &Context) -> bool {
 /// has been banned or locked out since.
 pub fn turned_away(ctx: &Context, ip: IpAddr) -> Option<String> {
     if ctx.shutdown.is_triggered() {
-        return (ctx.config.mode == Mode::Chat).then(|| protocol::notice("server shutting down"));
+        return (ctx.config.mode == Mode::Chat).then(protocol::shutting_down);
     }
     ctx.access.shut_out(ip)
 }

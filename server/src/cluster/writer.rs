@@ -73,7 +73,7 @@ use self::sending::WriterThread;
 pub const BATCH_MAX: usize = 512;
 
 /// A round trip appends at most this fraction of what a room's log keeps
-/// (`--redis-log-len`, [`sending::batch_max`]): the other servers' readers
+/// (`--redis-log-len`, `sending::batch_max`): the other servers' readers
 /// read between two batches of each writer, so with up to this many
 /// servers appending at once, no line is trimmed before they read it. At
 /// the default log length (10,000) the bound is [`BATCH_MAX`] itself.

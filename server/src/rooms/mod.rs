@@ -16,7 +16,7 @@
 //!    claimed (and a guest number taken) before the directory is locked,
 //!    and checked again under it; a name given back under the directory
 //!    lock is only listed there, and released when the directory guard
-//!    ([`Dir`]) drops, after the lock is released.
+//!    (`Dir`) drops, after the lock is released.
 //! 2. The directory, then one room, then a client's queue (and what
 //!    [`crate::write`] takes after it: [its part](crate::write#locks)). At
 //!    most one room lock is held at a time: a move releases the old room

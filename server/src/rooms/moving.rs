@@ -384,15 +384,7 @@ fn greeting(inner: &RoomInner, answer: String) -> Vec<Arc<str>> {
 fn with_history(inner: &RoomInner, answer: String, history: Vec<Arc<str>>) -> Vec<Arc<str>> {
     let mut lines: Vec<Arc<str>> = vec![answer.into()];
     if !history.is_empty() {
-        lines.push(
-            protocol::notice(&format!(
-                "last {} line{} of {}:",
-                history.len(),
-                if history.len() == 1 { "" } else { "s" },
-                inner.name
-            ))
-            .into(),
-        );
+        lines.push(protocol::history_heading(history.len(), &inner.name).into());
         lines.extend(history);
     }
     lines

@@ -82,8 +82,7 @@ impl Rooms {
         // freed them all already), and so nothing waits for the names lock
         // (a client still connecting may hold it, waiting for Redis).
         dir.released.clear();
-        self.fan
-            .show_plain(&protocol::notice("server shutting down").into());
+        self.fan.show_plain(&protocol::shutting_down().into());
     }
 
     /// [`Rooms::remove`] for a work list, with the directory locked: the
@@ -157,7 +156,7 @@ impl Rooms {
                     .shutdown
                     .deadline()
                     .unwrap_or_else(|| Instant::now() + shutdown::GRACE);
-                let last = protocol::notice("server shutting down").into();
+                let last = protocol::shutting_down().into();
                 writers.drain(peer, Some(&last), deadline);
             }
             _ => writers.drain(peer, None, drain_until),
