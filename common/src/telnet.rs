@@ -104,7 +104,9 @@ impl TelnetFilter {
     /// Removes telnet sequences from `buf` in place and returns the new
     /// length of the data kept at the front of `buf`. `IAC IAC` is a literal
     /// 0xFF byte (kept, it decodes to U+FFFD); `IAC WILL/WONT/DO/DONT x`,
-    /// `IAC SB ... IAC SE` and every other `IAC x` are dropped.
+    /// `IAC SB ... IAC SE` and every other command `IAC x` (x from 240) are
+    /// dropped. An IAC followed by a byte that is no command (below 240) is
+    /// dropped alone, the byte kept as data.
     ///
     /// A subnegotiation swallows at most [`MAX_SUBNEGOTIATION`] bytes: the
     /// byte that would pass the bound ends it (dropped too), and reading goes
@@ -114,6 +116,13 @@ impl TelnetFilter {
         let mut kept = 0;
         for i in 0..buf.len() {
             let byte = buf[i];
+            if self.state == State::Iac && byte < SE {
+                // No telnet command follows: the IAC was a stray 0xFF
+                // (a Latin-1 `ÿ` typed into nc), dropped alone. This byte
+                // is data: a LF still ends its line (it was dropped as
+                // the command, and two lines became one).
+                self.state = State::Data;
+            }
             let (next, keep) = match (self.state, byte) {
                 (State::Data, IAC) => (State::Iac, false),
                 (State::Data, NUL) if self.after_cr => {
@@ -219,6 +228,20 @@ mod tests {
     #[test]
     fn two_byte_commands_are_dropped() {
         assert_eq!(once(&[b'a', IAC, 244, b'b', IAC, 241, b'c']), b"abc");
+    }
+
+    /// Review: an IAC followed by a byte that is no telnet command (a
+    /// Latin-1 `ÿ` at the end of a line typed into nc) dropped that byte as
+    /// its command, a LF included: two lines became one, and `EXIT` chat
+    /// text. The stray IAC alone is dropped, even split from its byte.
+    #[test]
+    fn a_stray_iac_drops_itself_only() {
+        assert_eq!(once(b"first \xff\nsecond\n"), b"first \nsecond\n");
+        assert_eq!(once(b"EXIT\xff\nx\xff\xff\n"), b"EXIT\nx\xff\n");
+        assert_eq!(once(&[b'a', IAC, b'b', IAC, 0, b'c']), b"ab\0c");
+        let mut filter = TelnetFilter::new();
+        assert_eq!(run(&mut filter, b"line\xff"), b"line");
+        assert_eq!(run(&mut filter, b"\nnext"), b"\nnext");
     }
 
     /// `IAC IAC` is one literal 0xFF data byte.

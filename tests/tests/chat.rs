@@ -166,6 +166,18 @@ fn telnet_sequences_are_removed() {
     assert_eq!(room[1].0.recv(), "<guest-1> hello");
 }
 
+/// Review: a raw 0xFF (IAC) right before the LF, as a Latin-1 `ÿ` typed
+/// into nc, dropped the LF as its command: two lines reached the room as
+/// one. The stray IAC alone is dropped.
+#[test]
+fn a_stray_iac_before_the_lf_does_not_join_two_lines() {
+    let server = Server::start(&[]);
+    let mut room = join_all(&server, 2);
+    room[0].0.send_raw(b"first line \xff\nsecond line\n");
+    assert_eq!(room[1].0.recv(), "<guest-1> first line ");
+    assert_eq!(room[1].0.recv(), "<guest-1> second line");
+}
+
 /// Telnet's interrupt key sends `IAC IP IAC DO TIMING-MARK`, then discards
 /// all output until the timing mark is answered: the server refuses it
 /// (`IAC WONT TIMING-MARK`) at once, and refuses a `WILL` with `DONT`.
