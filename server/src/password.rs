@@ -33,7 +33,8 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chat_common::{command, protocol, Line, LineReader};
+use chat_common::command::{self, Command};
+use chat_common::{protocol, Line, LineReader};
 
 use crate::conns::Stage;
 use crate::flood::TokenBucket;
@@ -234,6 +235,13 @@ impl Gate {
             // them is handled.
             if let Some(line) = ctx.access.shut_out(peer.ip()) {
                 return Ok(Passage::Refused(line));
+            }
+            // `EXIT` or `/quit` leaves, as in the room (SPEC: `EXIT`
+            // leaves like `/quit`): it is no try, and no one is told.
+            if let Line::Text(text) = &line {
+                if let Some(Command::Quit(_)) = command::parse(text) {
+                    return Ok(Passage::Gone("left at the password prompt".into()));
+                }
             }
             let given = match &line {
                 Line::Text(text) if text.trim().is_empty() => continue,

@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use chat_tests::hosts::{loopback, Host};
@@ -350,6 +351,34 @@ fn password_asked_first_and_nothing_relayed_before() {
     assert_eq!(joined, "* guest-2 joined (2 online)");
     bob.send("now I am in");
     assert_eq!(alice.recv(), "<guest-2> now I am in");
+    alice.assert_silent(Duration::from_millis(200));
+}
+
+/// Review: `EXIT` and `/quit` at the password prompt got the reminder,
+/// where SPEC has `EXIT` leave like `/quit`. They close the connection
+/// now, as no try, with no one told.
+#[test]
+fn exit_or_quit_at_the_password_prompt_leaves() {
+    let (server, _dir) = password_server(&[]);
+    let addr = server.addr();
+    let (mut alice, _) = Host::pass(addr, loopback(0, 0, 1), SECRET);
+    for (i, line) in ["EXIT", "/quit", "/QUIT not today"].into_iter().enumerate() {
+        let mut bob = Host::connect(addr, loopback(0, 0, 2));
+        bob.recv();
+        bob.send(line);
+        assert_eq!(bob.recv_to_eof(), Vec::<String>::new(), "{line}");
+        let deadline = Instant::now() + TIMEOUT;
+        while server
+            .stderr()
+            .matches("left at the password prompt")
+            .count()
+            <= i
+        {
+            assert!(Instant::now() < deadline, "{line}: {}", server.stderr());
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert!(!server.stderr().contains("wrong password"));
     alice.assert_silent(Duration::from_millis(200));
 }
 
