@@ -352,6 +352,30 @@ fn the_room_emptied_longest_ago_is_forgotten_first() {
     alice.assert_silent(QUIET);
 }
 
+/// Review: rooms that never held a line took places among the empty
+/// rooms kept for their history: visiting two of them with `--max-rooms 2`
+/// forgot a third room's history. They are forgotten as they empty (they
+/// have nothing to keep), and the room with history keeps it.
+#[test]
+fn rooms_without_history_do_not_push_out_one_with_history() {
+    let server = Server::start(&["--max-rooms", "2"]);
+    let (mut alice, _) = server.join();
+    join_room(&mut alice, "kept");
+    alice.send("said in kept");
+    join_room(&mut alice, "lobby");
+    for room in ["quiet1", "quiet2", "quiet3"] {
+        join_room(&mut alice, room);
+        alice.assert_silent(QUIET);
+        join_room(&mut alice, "lobby");
+    }
+    assert_eq!(
+        join_room(&mut alice, "kept"),
+        "* you are now in #kept (1 online)"
+    );
+    assert_eq!(alice.recv(), "* last 1 line of #kept:");
+    assert_eq!(alice.recv(), "<guest-1> said in kept");
+}
+
 /// Defect: a transcript write that never returns (a FIFO nobody reads)
 /// held up the graceful stop forever, with no summary. Now the stop gives
 /// up on it: exit 0 within 2 s of Ctrl+C, the skipped sync logged, and the

@@ -338,8 +338,7 @@ impl Rooms {
             return;
         }
         dir.busy -= 1;
-        dir.emptied.push_back(room.key.clone());
-        self.forget_old(dir);
+        self.keep_or_forget(dir, room);
     }
 
     /// Puts `room`, looked up for a move that did not happen, back in the
@@ -349,6 +348,22 @@ impl Rooms {
             && room.inner.lock().members.is_empty()
             && !dir.emptied.contains(&room.key)
         {
+            self.keep_or_forget(dir, room);
+        }
+    }
+
+    /// An empty `room` (not `#lobby`) is kept for its history, in the
+    /// forgetting line; one with no history is forgotten at once: it has
+    /// nothing to keep, and in the line it pushed out a room that had
+    /// (review: with `--max-rooms 2`, visiting two rooms that never held a
+    /// line forgot a third one's history).
+    fn keep_or_forget(&self, dir: &mut Directory, room: &Room) {
+        let mut history = Vec::new();
+        room.inner.lock().log.history(&mut history);
+        if history.is_empty() {
+            self.index.lock().remove(&room.key);
+            dir.rooms.remove(&room.key);
+        } else {
             dir.emptied.push_back(room.key.clone());
             self.forget_old(dir);
         }
