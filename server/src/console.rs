@@ -178,7 +178,7 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
         }
         Input::Kick(name, reason) => {
             match rooms.kick(name, reason.map(|r| sanitize(r).into_owned())) {
-                Kicked::Done => log!("console kicked {name}"),
+                Kicked::Done(held) => log!("console kicked {held}"),
                 Kicked::PassedOn(held) => {
                     log!("console kicked {held}, on another server");
                     log::say(format_args!(

@@ -38,8 +38,12 @@ impl Rooms {
                 log::Far::Unsure => Kicked::Unsure,
             };
         };
+        let held = dir
+            .clients
+            .get(&id)
+            .map_or_else(|| name.to_string(), |c| c.name.clone());
         self.remove_locked(&mut dir, vec![(id, Leave::Kicked(reason))]);
-        Kicked::Done
+        Kicked::Done(held)
     }
 
     /// Disconnects every client whose address satisfies `pred` (`/ban`),
@@ -168,8 +172,9 @@ impl Rooms {
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Kicked {
-    /// The client was disconnected (or was already leaving).
-    Done,
+    /// The client, by this spelling of its name, was disconnected (or was
+    /// already leaving).
+    Done(String),
     /// The client, by this spelling of its name, is on another server of
     /// the cluster, which was asked to disconnect it (through its inbox).
     PassedOn(String),

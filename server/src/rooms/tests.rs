@@ -36,7 +36,11 @@ fn rename_after_removal_says_gone() {
     let rooms = rooms();
     let (stream, _client) = socket(&listener);
     let alice = rooms.enter(stream).expect("enter");
-    assert_eq!(rooms.kick(&alice.name, None), Kicked::Done);
+    assert_eq!(
+        rooms.kick(&alice.name.to_uppercase(), None),
+        Kicked::Done(alice.name.clone()),
+        "the client's own spelling"
+    );
     assert_eq!(rooms.rename(alice.peer.id, "bob"), Renamed::Gone);
     assert_eq!(alice.ticket.fate(), Some(&Leave::Kicked(None)));
     let (stream, _client2) = socket(&listener);
