@@ -198,7 +198,10 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
             // A name is passed on as its client's address (the others
             // have no client by that name to find it by).
             let passed = crate::cluster::bridge::ban_by_address(ctx, args);
-            let mut shared_at = None;
+            let mut put = None;
+            // Applied here and put in the shared list in one step, as far
+            // as a ban passed on from another server is concerned.
+            let order = ctx.cluster.as_ref().map(|cluster| cluster.ban_order());
             let answer = match crate::access::ban_target_absent(ctx, args) {
                 // Not here, maybe on another server: its server bans it
                 // and passes its address on (to this one too).
@@ -213,22 +216,26 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                     // server that misses it.
                     if let (Some(cluster), Some(ban)) = (&ctx.cluster, &banned.ban) {
                         match cluster.share_ban(ban) {
-                            Ok(at) => shared_at = Some(at),
+                            Ok(shared) => put = Some(shared),
                             Err(line) => banned.lines.push(line),
                         }
                     }
                     banned.lines
                 }
             };
+            drop(order);
             show(shared(
                 ctx,
                 "ban",
                 passed.as_deref().unwrap_or(args),
-                shared_at,
+                put,
                 answer,
             ));
         }
         Input::Unban(target) => {
+            // Lifted here and taken out of the shared list in one step (as
+            // a `/ban`), then passed on.
+            let order = ctx.cluster.as_ref().map(|cluster| cluster.ban_order());
             let unbanned = crate::access::unban(ctx, target);
             // A name banned here: the others hold its address only.
             let shared_as = if unbanned.by_name.is_empty() {
@@ -237,11 +244,20 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
                 unbanned.by_name
             };
             let mut lines = unbanned.lines;
+            let mut lifts = Vec::new();
             for args in shared_as {
+                let mut lifted = None;
                 if let Some(cluster) = &ctx.cluster {
-                    lines.extend(cluster.lift_ban(&args));
+                    match cluster.lift_ban(&args) {
+                        Ok(shared) => lifted = shared,
+                        Err(line) => lines.push(line),
+                    }
                 }
-                lines = shared(ctx, "unban", &args, None, lines);
+                lifts.push((args, lifted));
+            }
+            drop(order);
+            for (args, lifted) in lifts {
+                lines = shared(ctx, "unban", &args, lifted, lines);
             }
             show(lines);
         }
@@ -263,17 +279,17 @@ fn run_line(line: &str, ctx: &Arc<Context>) {
 /// `--redis` (a name as its client's address, by the server that client is
 /// on, or whose ban by that name is lifted): `answer`, the command's lines
 /// on this server, with the line saying how it was passed on added
-/// ([`passed_on`]); a `/ban` put in the shared ban list with the time it
-/// was put (`shared_at`). Without `--redis`, `answer` as it was.
+/// ([`passed_on`]), with what it did to the shared ban list (`list`: a
+/// ban put, a prefix taken out). Without `--redis`, `answer` as it was.
 fn shared(
     ctx: &Context,
     command: &str,
     args: &str,
-    shared_at: Option<u64>,
+    list: Option<crate::cluster::shared_bans::Shared>,
     mut answer: Vec<String>,
 ) -> Vec<String> {
     if let Some(cluster) = &ctx.cluster {
-        answer.push(cluster.share_console(&format!("/{command} {args}"), shared_at));
+        answer.push(cluster.share_console(&format!("/{command} {args}"), list));
     }
     answer
 }

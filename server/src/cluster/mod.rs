@@ -37,9 +37,9 @@
 //! starts and stops one server's side of it all.
 //!
 //! Lock order: the cluster's threads call the [`Sink`] holding none of
-//! their own locks; the bridge's `adopting` and `outage` are held across
-//! calls of the rooms, above every lock of theirs (the order is written
-//! once, in `rooms/mod.rs`).
+//! their own locks; the bridge's `adopting` and `outage`, and the names'
+//! `ban_order`, are held across calls of the rooms, above every lock of
+//! theirs (the order is written once, in `rooms/mod.rs`).
 
 pub mod bridge;
 pub mod keys;
@@ -177,10 +177,10 @@ pub enum Request {
     Console {
         /// The command line.
         line: String,
-        /// For a `/ban` its console's server put in the shared ban list:
-        /// when it put it ([`shared_bans`]), so a ban lifted since is not
-        /// applied here after the lift.
-        shared_at: Option<u64>,
+        /// What its server did to the shared ban list with it, if it did
+        /// ([`shared_bans::Shared`]): checked before it is applied, so a
+        /// command overtaken by a later one is not applied after it.
+        shared: Option<shared_bans::Shared>,
     },
 }
 
@@ -198,7 +198,9 @@ impl Request {
             }),
             "console" => Some(Request::Console {
                 line: id.get("line")?,
-                shared_at: id.get::<String>("shared-at").and_then(|at| at.parse().ok()),
+                shared: id
+                    .get::<String>("shared")
+                    .and_then(|v| shared_bans::Shared::from_field(&v)),
             }),
             _ => None,
         }

@@ -34,7 +34,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use redis::Script;
 
 use super::keys;
@@ -121,6 +121,12 @@ pub struct Names {
     /// link's lock, so the requests reach Redis in the order of their
     /// numbers, and a request is sent again only before any later one.
     requests: AtomicU64,
+    /// Held while a console's `/ban` or `/unban` is applied here with its
+    /// step in the shared ban list, typed here (the put or the lift) or
+    /// passed on (the check that the list still says so): so on each
+    /// server the two happen in the list's order ([`Names::ban_order`]).
+    /// Above the rooms' locks and the link's (`rooms/mod.rs`).
+    ban_order: Mutex<()>,
 }
 
 impl Names {
@@ -134,7 +140,19 @@ impl Names {
             unfreed: Mutex::new(Vec::new()),
             unlifted: Unlifted::default(),
             requests: AtomicU64::new(0),
+            ban_order: Mutex::new(()),
         }
+    }
+
+    /// Taken across a console's `/ban` or `/unban` applied here and its
+    /// step in the shared ban list (`shared_bans.rs`), typed here or passed
+    /// on, and let go before it is passed on: a passed-on command checked
+    /// against the list and applied in between this server's own apply and
+    /// put would leave this server the other way from the list (a review:
+    /// two `/ban`s of one prefix typed at once with different ends; each
+    /// server held the other's).
+    pub fn ban_order(&self) -> MutexGuard<'_, ()> {
+        self.ban_order.lock()
     }
 
     /// Runs `f` on the names link, holding it: a claim, release or filing

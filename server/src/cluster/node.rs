@@ -12,6 +12,7 @@ use super::names::Names as RedisNames;
 use super::presence::Presence;
 use super::reader::Reader;
 use super::room_log::RedisLog;
+use super::shared_bans::Shared;
 use super::shared_names::SharedNames;
 use super::writer::Writer;
 use super::{LogConfig, RedisUrl};
@@ -133,26 +134,32 @@ impl Node {
     }
 
     /// Passes a console command (`/ban ...`, `/unban ...`) on to every other
-    /// server, so it holds cluster-wide (a `/ban` with the time it was put
-    /// in the shared list, if it was: [`Node::share_ban`]); returns what
-    /// to tell the operator.
-    pub fn share_console(&self, line: &str, shared_at: Option<u64>) -> String {
-        crate::console::passed_on(self.names.broadcast_console(line, shared_at), "")
+    /// server, so it holds cluster-wide, with what it did to the shared
+    /// list, if anything ([`Node::share_ban`], [`Node::lift_ban`]);
+    /// returns what to tell the operator.
+    pub fn share_console(&self, line: &str, shared: Option<Shared>) -> String {
+        crate::console::passed_on(self.names.broadcast_console(line, shared), "")
     }
 
     /// Puts `ban`, applied on this server by its console with a known
     /// address, in the cluster's shared list (`shared_bans.rs`), for a
-    /// server that misses it as it is passed on. Returns when it was put,
-    /// to pass on with it; a failure is logged and its line for the
-    /// console returned.
-    pub fn share_ban(&self, ban: &crate::bans::Ban) -> Result<u64, String> {
+    /// server that misses it as it is passed on. Returns what to pass on
+    /// with it; a failure is logged and its line for the console returned.
+    pub fn share_ban(&self, ban: &crate::bans::Ban) -> Result<Shared, String> {
         self.names.share_ban(ban)
     }
 
-    /// Takes the ban of `target` (a prefix; a name is left alone) out of
-    /// the cluster's shared list. A failure is logged and its line for the
-    /// console returned.
-    pub fn lift_ban(&self, target: &str) -> Option<String> {
+    /// Held across a console `/ban` or `/unban` applied here and its step
+    /// in the shared list, let go before it is passed on
+    /// ([`RedisNames::ban_order`]).
+    pub fn ban_order(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.names.ban_order()
+    }
+
+    /// Takes the ban of `target` (a prefix; a name is left alone: `None`)
+    /// out of the cluster's shared list. Returns what to pass on with the
+    /// `/unban`; a failure is logged and its line for the console returned.
+    pub fn lift_ban(&self, target: &str) -> Result<Option<Shared>, String> {
         self.names.lift_ban(target)
     }
 

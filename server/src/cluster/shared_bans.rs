@@ -93,13 +93,14 @@ impl Unlifted {
 }
 
 impl Names {
-    /// Puts `ban`, applied on this server, in the shared list. Returns the
-    /// time it was put with ([`keys::ban_value`]), passed on with the ban
-    /// so a server that reads it late can tell it was lifted since
-    /// ([`Names::passed_on_ban`]). Failure is logged, and returned as a
-    /// line for the console: the ban holds here and is passed on
-    /// regardless (with no time: then applied wherever it is read).
-    pub fn share_ban(&self, ban: &Ban) -> Result<u64, String> {
+    /// Puts `ban`, applied on this server, in the shared list. Returns
+    /// [`Shared::Put`] with the time it was put ([`keys::ban_value`]),
+    /// passed on with the ban so a server that reads it late can tell it
+    /// was lifted since ([`Names::passed_on`]). Failure is logged, and
+    /// returned as a line for the console: the ban holds here and is
+    /// passed on regardless (saying nothing of the list: then applied
+    /// wherever it is read).
+    pub fn share_ban(&self, ban: &Ban) -> Result<Shared, String> {
         let script = Script::new(keys::BAN_PUT);
         let field = ban.prefix.to_string();
         // Banned again here: an earlier lift of it still to be taken out
@@ -121,7 +122,7 @@ impl Names {
             })
         });
         match put {
-            Ok(1) => Ok(at),
+            Ok(1) => Ok(Shared::Put(value)),
             Ok(_) => {
                 log!("redis: the shared ban list is full ({MAX_BANS} bans): {field} is banned here and passed on, but a server that misses it will not find it there");
                 Err(format!("! not put in the cluster's shared ban list, which is full ({MAX_BANS} bans): a server that misses it as it is passed on will not have it"))
@@ -134,46 +135,55 @@ impl Names {
         }
     }
 
-    /// Whether a `/ban` of `prefix` that another server applied and put in
-    /// the shared list at `at` ([`Names::share_ban`]), passed on to this
-    /// one, still stands as this server reads it: the shared list still
-    /// holds that ban (not lifted since by an `/unban` anywhere, this
-    /// server's console included, nor replaced by a later `/ban` of the
-    /// prefix, which is passed on by itself), and this server did not lift
-    /// the prefix after `at` while Redis did not answer. Read late (after
-    /// such a lift), the ban would otherwise be applied after it, and held
-    /// here alone. When the list cannot be read, it stands (the safe
-    /// direction, as before the list was asked).
-    pub fn passed_on_ban(&self, prefix: &Prefix, at: u64) -> Standing {
+    /// Whether a console's `/ban` or `/unban` of `prefix` that another
+    /// server passed on, saying what it did to the shared list (`shared`),
+    /// still stands as this server reads it, the shared list being the
+    /// arbiter of which came last:
+    ///
+    /// - a ban put at `at` ([`Shared::Put`]) stands while the list still
+    ///   holds that very ban (not lifted since by an `/unban` anywhere,
+    ///   this server's console included, nor replaced by a later `/ban` of
+    ///   the prefix, passed on by itself), and this server did not lift
+    ///   the prefix after `at` while Redis did not answer;
+    /// - a lift that took the prefix out ([`Shared::Lifted`]) stands while
+    ///   the list holds no ban of it: one there now was put after the
+    ///   lift, by a `/ban` typed since (passed on by itself).
+    ///
+    /// Read late (after a later command, here or anywhere), a passed-on
+    /// command would otherwise be applied after it, and the servers would
+    /// disagree for good. When the list cannot be read, it stands (as
+    /// before the list was asked).
+    pub fn passed_on(&self, prefix: &Prefix, shared: &Shared) -> Standing {
         let field = prefix.to_string();
         let lifted_here = self.unlifted.0.lock().get(&field).copied();
-        let shared: Result<Option<Vec<u8>>, Failure> = self.holding(|link| {
+        let held: Result<Option<Vec<u8>>, Failure> = self.holding(|link| {
             link.run_idempotent(|conn| redis::cmd("HGET").arg(keys::bans()).arg(&field).query(conn))
         });
+        let Ok(held) = held else {
+            return Standing::Unchecked;
+        };
+        let held = held.map(|v| String::from_utf8_lossy(&v).into_owned());
         match shared {
-            Ok(value) => standing(
-                value
-                    .as_deref()
-                    .map(|v| keys::parse_ban_value(&String::from_utf8_lossy(v)).0),
-                at,
-                lifted_here,
-            ),
-            Err(_) => Standing::Unchecked,
+            Shared::Put(put) => standing(held.as_deref(), put, lifted_here),
+            Shared::Lifted if held.is_some() => Standing::Replaced,
+            Shared::Lifted => Standing::Stands,
         }
     }
 
     /// Takes the ban of `target` out of the shared list, if `target` is a
     /// prefix (a name is lifted as its address, by the server holding a
-    /// ban by that name): whatever ban of it is there, as on this server
-    /// (`HDEL`; no clock is compared: a ban put by a server whose clock is
-    /// ahead was kept by a comparison, with no word to the console). When
-    /// Redis does not answer, the lift is remembered ([`Unlifted`]) and
-    /// presence takes the prefix out once it does, unless banned anew
+    /// ban by that name: `Ok(None)`): whatever ban of it is there, as on
+    /// this server (`HDEL`; no clock is compared: a ban put by a server
+    /// whose clock is ahead was kept by a comparison, with no word to the
+    /// console). Returns [`Shared::Lifted`], passed on with the `/unban`.
+    /// When Redis does not answer, the lift is remembered ([`Unlifted`])
+    /// and presence takes the prefix out once it does, unless banned anew
     /// since; the failure is logged, and returned as a line for the
-    /// console: the `/unban` holds here and is passed on regardless.
-    pub fn lift_ban(&self, target: &str) -> Option<String> {
+    /// console: the `/unban` holds here and is passed on regardless
+    /// (saying nothing of the list).
+    pub fn lift_ban(&self, target: &str) -> Result<Option<Shared>, String> {
         let Ok(prefix) = Prefix::parse(target.trim()) else {
-            return None;
+            return Ok(None);
         };
         let field = prefix.to_string();
         let at = now_ms();
@@ -183,14 +193,14 @@ impl Names {
         let Err(e) = lifted else {
             // An earlier lift of it still to be taken out: done too.
             self.unlifted.0.lock().remove(&field);
-            return None;
+            return Ok(Some(Shared::Lifted));
         };
         if self.unlifted.note(&field, at) {
             log!("redis: cannot take the ban on {field} out of the shared ban list ({e:?}): taken out once Redis answers; a server that registers before may still apply it");
-            return Some("! maybe not taken out of the cluster's shared ban list (Redis did not answer): this server takes it out once Redis answers, and does not apply it again meanwhile; another server that registers before that may".to_string());
+            return Err("! maybe not taken out of the cluster's shared ban list (Redis did not answer): this server takes it out once Redis answers, and does not apply it again meanwhile; another server that registers before that may".to_string());
         }
         log!("redis: cannot take the ban on {field} out of the shared ban list ({e:?}), and {MAX_UNLIFTED} lifts wait to be taken out already: a server that registers later may still apply it, this one too");
-        Some(format!("! maybe not taken out of the cluster's shared ban list (Redis did not answer), and {MAX_UNLIFTED} lifts wait for it already: a server that registers later, this one too, may apply it again; /unban it again once Redis answers"))
+        Err(format!("! maybe not taken out of the cluster's shared ban list (Redis did not answer), and {MAX_UNLIFTED} lifts wait for it already: a server that registers later, this one too, may apply it again; /unban it again once Redis answers"))
     }
 
     /// Takes out of the shared list the prefixes of every lift that could
@@ -246,31 +256,68 @@ impl Names {
     }
 }
 
-/// What became of a ban passed on with the time it was put in the shared
-/// list, as the receiving server reads it ([`Names::passed_on_ban`]).
+/// What a console's `/ban` or `/unban` did to the shared list, passed on
+/// with it (the inbox request's `shared` field): the receiving server
+/// checks the list still says so before it applies it
+/// ([`Names::passed_on`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shared {
+    /// The ban was put, as this value ([`keys::ban_value`]: its time and
+    /// line, which tell that very ban from a later one of the prefix; two
+    /// puts in the same ms by two servers' clocks are told apart by their
+    /// lines, and two with the same line too are the same ban).
+    Put(String),
+    /// The prefix's ban was taken out.
+    Lifted,
+}
+
+impl Shared {
+    /// As the request's `shared` field holds it: `put VALUE` or `lifted`.
+    pub fn to_field(&self) -> String {
+        match self {
+            Shared::Put(value) => format!("put {value}"),
+            Shared::Lifted => "lifted".to_string(),
+        }
+    }
+
+    /// Reads [`Shared::to_field`]'s value back; `None` for anything else.
+    pub fn from_field(field: &str) -> Option<Shared> {
+        match field.split_once(' ') {
+            Some(("put", value)) if !value.is_empty() => Some(Shared::Put(value.to_string())),
+            None if field == "lifted" => Some(Shared::Lifted),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a passed-on `/ban` or `/unban` still stands as the receiving
+/// server reads it ([`Names::passed_on`]).
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
-    /// The shared list holds it as put: apply it.
+    /// The shared list says what it did: apply it.
     Stands,
     /// The shared list could not be read: apply it (as before it was asked).
     Unchecked,
-    /// Lifted since it was put (the shared list has no ban of the prefix,
-    /// or this server lifted it later while Redis did not answer): skip.
+    /// A ban lifted since it was put (the shared list has no ban of the
+    /// prefix, or this server lifted it later while Redis did not
+    /// answer): skip.
     Lifted,
-    /// The prefix was banned anew since (the list holds a later ban, passed
-    /// on by itself): skip this one.
+    /// A later command came after it (the list holds a later ban of the
+    /// prefix, passed on by itself): skip this one.
     Replaced,
 }
 
-/// [`Standing`] of a ban put at `at`, the shared list holding a ban of its
-/// prefix put at `shared` (`None`: none), this server having lifted the
-/// prefix at `lifted_here` while Redis did not answer (`None`: not).
-fn standing(shared: Option<u64>, at: u64, lifted_here: Option<u64>) -> Standing {
-    match shared {
+/// [`Standing`] of a ban put as value `put` ([`keys::ban_value`]), the
+/// shared list holding `held` for its prefix (`None`: no ban), this server
+/// having lifted the prefix at `lifted_here` (ms) while Redis did not
+/// answer (`None`: not).
+fn standing(held: Option<&str>, put: &str, lifted_here: Option<u64>) -> Standing {
+    let (put_at, _) = keys::parse_ban_value(put);
+    match held {
         None => Standing::Lifted,
-        Some(_) if lifted_here.is_some_and(|lift| lift >= at) => Standing::Lifted,
-        Some(put) if put == at => Standing::Stands,
+        Some(_) if lifted_here.is_some_and(|lift| lift >= put_at) => Standing::Lifted,
+        Some(held) if held == put => Standing::Stands,
         Some(_) => Standing::Replaced,
     }
 }
@@ -356,19 +403,47 @@ pub fn forget(link: &mut Link, expired: &[(String, String)]) -> Result<(), Failu
 
 #[cfg(test)]
 mod tests {
-    use super::{standing, Standing};
+    use super::{standing, Shared, Standing};
 
     /// A passed-on ban stands only while the shared list holds it as put
     /// and this server did not lift it later; a later ban of the prefix
     /// in the list replaces it; no ban there means lifted.
     #[test]
     fn a_passed_on_ban_stands_while_the_list_holds_it_as_put() {
-        assert_eq!(standing(Some(100), 100, None), Standing::Stands);
-        assert_eq!(standing(Some(100), 100, Some(99)), Standing::Stands);
-        assert_eq!(standing(Some(100), 100, Some(100)), Standing::Lifted);
-        assert_eq!(standing(Some(100), 100, Some(150)), Standing::Lifted);
-        assert_eq!(standing(None, 100, None), Standing::Lifted);
-        assert_eq!(standing(Some(200), 100, None), Standing::Replaced);
-        assert_eq!(standing(Some(50), 100, None), Standing::Replaced);
+        let put = "100 192.0.2.1 - - first";
+        assert_eq!(standing(Some(put), put, None), Standing::Stands);
+        assert_eq!(standing(Some(put), put, Some(99)), Standing::Stands);
+        assert_eq!(standing(Some(put), put, Some(100)), Standing::Lifted);
+        assert_eq!(standing(Some(put), put, Some(150)), Standing::Lifted);
+        assert_eq!(standing(None, put, None), Standing::Lifted);
+        assert_eq!(
+            standing(Some("200 192.0.2.1 - - later"), put, None),
+            Standing::Replaced
+        );
+        assert_eq!(
+            standing(Some("50 192.0.2.1 - - earlier"), put, None),
+            Standing::Replaced
+        );
+        // Put in the same ms by another server: told apart by its line.
+        assert_eq!(
+            standing(Some("100 192.0.2.1 - - second"), put, None),
+            Standing::Replaced
+        );
+    }
+
+    /// What a request carries reads back as it was; anything else, as
+    /// nothing.
+    #[test]
+    fn shared_reads_back() {
+        for shared in [
+            Shared::Put("0 192.0.2.1 - -".to_string()),
+            Shared::Put("1765000000123 192.0.2.0/24 2026-12-06T23:55:52Z - a reason".to_string()),
+            Shared::Lifted,
+        ] {
+            assert_eq!(Shared::from_field(&shared.to_field()), Some(shared.clone()));
+        }
+        for junk in ["", "put", "put ", "lifted 1", "PUT 1"] {
+            assert_eq!(Shared::from_field(junk), None, "{junk:?}");
+        }
     }
 }

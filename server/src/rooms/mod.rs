@@ -28,9 +28,13 @@
 //!    while it applies the cluster's shared ban list: bans saved to
 //!    `--bans`, clients evicted, their names released) and `outage` (held
 //!    while it tells a client that the server is cut off, which may remove
-//!    it as too slow). Each is taken with no lock of the rooms' held, and
-//!    the rooms never take them; both wait for whatever the calls made
-//!    under them wait for (a file's write, a name given back to Redis).
+//!    it as too slow), and the names' `ban_order` (held while a console's
+//!    `/ban` or `/unban`, typed here or passed on, is applied here with its
+//!    step in the shared ban list: clients evicted, one round trip on the
+//!    names link). Each is taken with no lock of the rooms' held, and
+//!    the rooms never take them; none is held with another of them; each
+//!    waits for whatever the calls made under it wait for (a file's write,
+//!    a name given back to Redis, the shared list's answer).
 //!
 //! Where the network may be waited for (a Redis log or names): only with
 //! no lock of these held, in [`Names`], [`log::Log::prepare`] and the

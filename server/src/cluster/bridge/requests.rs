@@ -1,7 +1,7 @@
 //! What another server asks of this one through its inbox: a private
 //! message for a local client, a kick, a console's `/ban` or `/unban`.
 
-use super::super::shared_bans::Standing;
+use super::super::shared_bans::{Shared, Standing};
 use super::super::Request;
 use super::Bridge;
 use crate::Context;
@@ -15,43 +15,54 @@ impl Bridge {
             Request::Kick { name, reason } => {
                 let _ = ctx.rooms.kick(&name, reason);
             }
-            Request::Console { line, shared_at } => {
-                let answer = if let Some(args) = line.strip_prefix("/ban ") {
-                    if let Some(skipped) = self.lifted_since(args, shared_at) {
-                        crate::log!("another server's console: {line}: {skipped}");
-                        return;
-                    }
-                    let by_address = ban_by_address(ctx, args);
-                    let banned = crate::access::ban(ctx, args);
-                    let mut answer = banned.lines;
-                    // A name another console banned, held here: every
-                    // server bans its client's address, and it goes into
-                    // the shared list (`shared_bans.rs`) first, for a
-                    // server that misses it.
-                    if let Some(by_address) = by_address {
-                        let mut shared_at = None;
-                        if let Some(ban) = &banned.ban {
-                            match self.names.share_ban(ban) {
-                                Ok(at) => shared_at = Some(at),
-                                Err(said) => answer.push(said),
+            Request::Console { line, shared } => {
+                let mut answer = Vec::new();
+                // Checked against the shared list and applied in one step,
+                // as far as this server's console is concerned; passed on
+                // (a name banned or lifted here, as its address) after.
+                let mut pass = Vec::new();
+                {
+                    let _order = self.names.ban_order();
+                    let args = line.split_once(' ').map_or("", |(_, args)| args);
+                    if let Some(skipped) = self.overtaken(args, shared) {
+                        answer.push(skipped.to_string());
+                    } else if let Some(args) = line.strip_prefix("/ban ") {
+                        let by_address = ban_by_address(ctx, args);
+                        let banned = crate::access::ban(ctx, args);
+                        answer = banned.lines;
+                        // A name another console banned, held here: every
+                        // server bans its client's address, and it goes
+                        // into the shared list (`shared_bans.rs`) first,
+                        // for a server that misses it.
+                        if let Some(by_address) = by_address {
+                            let mut put = None;
+                            if let Some(ban) = &banned.ban {
+                                match self.names.share_ban(ban) {
+                                    Ok(shared) => put = Some(shared),
+                                    Err(said) => answer.push(said),
+                                }
                             }
+                            pass.push((format!("/ban {by_address}"), put));
                         }
-                        answer.push(self.pass_on(&format!("/ban {by_address}"), shared_at));
+                    } else if let Some(target) = line.strip_prefix("/unban ") {
+                        // A name banned here, held by the others as its
+                        // address: they are told to lift that.
+                        let unbanned = crate::access::unban(ctx, target);
+                        answer = unbanned.lines;
+                        for prefix in unbanned.by_name {
+                            let lifted = self.names.lift_ban(&prefix).unwrap_or_else(|said| {
+                                answer.push(said);
+                                None
+                            });
+                            pass.push((format!("/unban {prefix}"), lifted));
+                        }
+                    } else {
+                        answer.push(format!("! not a command the cluster passes on: {line}"));
                     }
-                    answer
-                } else if let Some(target) = line.strip_prefix("/unban ") {
-                    // A name banned here, held by the others as its
-                    // address: they are told to lift that.
-                    let unbanned = crate::access::unban(ctx, target);
-                    let mut answer = unbanned.lines;
-                    for prefix in unbanned.by_name {
-                        answer.extend(self.names.lift_ban(&prefix));
-                        answer.push(self.pass_on(&format!("/unban {prefix}"), None));
-                    }
-                    answer
-                } else {
-                    vec![format!("! not a command the cluster passes on: {line}")]
-                };
+                }
+                for (passed, list) in pass {
+                    answer.push(self.pass_on(&passed, list));
+                }
                 for said in answer {
                     crate::log!("another server's console: {line}: {said}");
                 }
@@ -59,28 +70,32 @@ impl Bridge {
         }
     }
 
-    /// Passes a console `line` on to every other server (a `/ban` with
-    /// when it was put in the shared list, if it was); the line to log.
-    fn pass_on(&self, line: &str, shared_at: Option<u64>) -> String {
+    /// Passes a console `line` on to every other server, with what it did
+    /// to the shared ban list (`list`); the line to log.
+    fn pass_on(&self, line: &str, list: Option<Shared>) -> String {
         crate::console::passed_on(
-            self.names.broadcast_console(line, shared_at),
+            self.names.broadcast_console(line, list),
             &format!(" as {line}"),
         )
     }
 
-    /// Why a passed-on `/ban ARGS` put in the shared list at `shared_at`
-    /// is not applied here: lifted since (by an `/unban` typed here or
-    /// anywhere after it was typed, read before it), or replaced by a
-    /// later `/ban` of its prefix (passed on by itself). `None`: apply it
-    /// (also when it came with no time, or the list cannot be read).
-    fn lifted_since(&self, args: &str, shared_at: Option<u64>) -> Option<&'static str> {
-        let at = shared_at?;
+    /// Why a passed-on `/ban ARGS` or `/unban ARGS` is not applied here: a
+    /// later command of its prefix, here or anywhere, came before it (the
+    /// shared list, which it changed, no longer says what it did:
+    /// [`crate::cluster::names::Names::passed_on`]). `None`: apply it
+    /// (also when it changed nothing in the list, or the list cannot be
+    /// read).
+    fn overtaken(&self, args: &str, list: Option<Shared>) -> Option<&'static str> {
+        let list = list?;
         let target = args.split_whitespace().next()?;
         let prefix = crate::bans::Prefix::parse(target).ok()?;
-        match self.names.passed_on_ban(&prefix, at) {
+        match self.names.passed_on(&prefix, &list) {
             Standing::Stands | Standing::Unchecked => None,
             Standing::Lifted => {
                 Some("* not applied: lifted since it was typed (the cluster's shared ban list no longer holds it)")
+            }
+            Standing::Replaced if list == Shared::Lifted => {
+                Some("* not applied: banned again since it was typed (the cluster's shared ban list holds the later ban, passed on by itself)")
             }
             Standing::Replaced => {
                 Some("* not applied: replaced by a later /ban of it, passed on by itself")

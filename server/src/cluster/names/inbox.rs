@@ -11,6 +11,7 @@ use redis::Script;
 use super::super::keys;
 use super::super::link::Failure;
 use super::super::now_ms;
+use super::super::shared_bans::Shared;
 use super::super::writer::{STALE_AFTER, UNSURE_DEADLINE};
 use super::{Names, INBOX_MARK_TTL, INBOX_MAX_LEN, STALE};
 
@@ -121,9 +122,10 @@ impl Names {
         )
     }
 
-    /// Asks every other registered server to run console command `line`
-    /// (a `/ban` put in the shared ban list at `shared_at` says so:
-    /// [`Names::share_ban`]). Returns how many were asked.
+    /// Asks every other registered server to run console command `line`,
+    /// saying what it did to the shared ban list, if anything (`shared`:
+    /// [`Names::share_ban`], [`Names::lift_ban`]). Returns how many were
+    /// asked.
     ///
     /// # Errors
     /// When the servers could not be listed, or as [`Names::send`] for the
@@ -132,7 +134,7 @@ impl Names {
     pub fn broadcast_console(
         &self,
         line: &str,
-        shared_at: Option<u64>,
+        shared: Option<Shared>,
     ) -> Result<usize, (usize, Unsent)> {
         let servers: Vec<String> = self
             .link
@@ -140,10 +142,10 @@ impl Names {
             .run_idempotent(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))
             .map_err(|e| (0, Unsent::NotSent(e)))?;
         let others: Vec<&String> = servers.iter().filter(|s| **s != self.server_id).collect();
-        let at = shared_at.map(|at| at.to_string());
+        let shared = shared.as_ref().map(Shared::to_field);
         let mut fields = vec![("kind", "console"), ("line", line)];
-        if let Some(at) = &at {
-            fields.push(("shared-at", at));
+        if let Some(shared) = &shared {
+            fields.push(("shared", shared));
         }
         for (asked, server) in others.iter().enumerate() {
             self.send(server, &fields).map_err(|e| (asked, e))?;

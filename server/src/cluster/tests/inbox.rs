@@ -1,6 +1,7 @@
 //! The directory and the inbox: `/who` across servers, requests sent twice
 //! served once.
 
+use super::super::shared_bans::Shared;
 use super::*;
 
 /// The directory: who holds a name (with its spelling), everyone listed in
@@ -34,7 +35,11 @@ fn directory_and_inbox_across_servers() {
     b.tell("a", 4, "[from bob] hi\n").unwrap();
     b.kick("a", "ALICE", Some("spam")).unwrap();
     assert_eq!(
-        b.broadcast_console("/ban 192.0.2.1", Some(1234)).unwrap(),
+        b.broadcast_console(
+            "/ban 192.0.2.1",
+            Some(Shared::Put("1234 192.0.2.1 - -".into()))
+        )
+        .unwrap(),
         1,
         "a only, not b itself"
     );
@@ -47,7 +52,7 @@ fn directory_and_inbox_across_servers() {
             reason: Some("spam".into()),
         })) && e.contains(&Event::Request(Request::Console {
             line: "/ban 192.0.2.1".into(),
-            shared_at: Some(1234),
+            shared: Some(Shared::Put("1234 192.0.2.1 - -".into())),
         }))
     });
 }
