@@ -21,7 +21,9 @@
 //! client's queue) and taken only with no lock of the rooms' held, from
 //! the reader's thread or [`Bridge::settled`]. The reader calls into the
 //! rooms (which take the directory, then a room) holding none of them;
-//! what it picks under a room's lock ([`Feed::fresh`]) takes none.
+//! what it picks under a room's lock takes `feeds` alone, briefly (to
+//! check the run's feed is still the room's), then the feed's own lock
+//! ([`Feed::fresh`]); `feeds` is never held while a room's lock is taken.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -298,7 +300,7 @@ impl Bridge {
     /// `key` as one batch: those new for the room, picked under its lock
     /// ([`Feed::fresh`]), so a member entering meanwhile gets each either
     /// in its history or live, never both.
-    fn deliver_run(&self, ctx: &Context, key: &str, feed: &Feed, run: Vec<Entry>) {
+    fn deliver_run(&self, ctx: &Context, key: &str, feed: &Arc<Feed>, run: Vec<Entry>) {
         let Some(first) = run.first() else {
             return;
         };
@@ -306,6 +308,18 @@ impl Bridge {
         #[cfg(test)]
         self.about_to_deliver(key);
         ctx.rooms.deliver_picked(key, || {
+            // Read for a room since forgotten (emptied with no history)
+            // and made anew: its feed is another, whose tail holds the run
+            // or whose reading reads it again. Handed to the new room, it
+            // was shown twice, in the history and live (a review).
+            let current = self
+                .feeds
+                .lock()
+                .get(key)
+                .is_some_and(|f| Arc::ptr_eq(f, feed));
+            if !current {
+                return None;
+            }
             let fresh = feed.fresh(run);
             (!fresh.is_empty()).then(|| Batch {
                 from,

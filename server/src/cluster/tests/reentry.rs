@@ -235,3 +235,37 @@ fn a_room_reentered_while_the_reader_delivers_it_shows_each_line_once() {
         ]
     );
 }
+
+/// Review: a room that empties with no history is forgotten at once, and
+/// entered again it is a new room with a new feed. The reader, holding a
+/// run of the room's first lines read before that (the old feed), handed
+/// it to the new room: the member got it in its history (the log's tail)
+/// and again live. A run is delivered only through the feed it was read
+/// for; one for a feed since replaced is dropped (the new one's tail holds
+/// it, or the reader reads it again).
+#[test]
+fn a_forgotten_room_entered_again_gets_no_run_read_for_the_old_one() {
+    let redis = Redis::start();
+    let server = Running::start(&redis);
+    let mut alice = Client::connect(server.addr);
+    alice.send("/join fresh");
+    alice.until("* you are now in #fresh");
+
+    let gate = server.hold("fresh");
+    say(&redis, "fresh", "x1");
+    gate.wait_held();
+    // The room's first line, read, not yet delivered: its ring is empty,
+    // so leaving forgets the room; coming back makes it anew.
+    alice.send("/join lobby");
+    alice.until("* you are now in #lobby");
+    alice.send("/join fresh");
+    let mut seen = alice.until("* you are now in #fresh");
+    gate.release();
+    say(&redis, "fresh", "x2");
+    seen.extend(alice.until("<bob> x2"));
+    assert_eq!(
+        chat(&seen),
+        ["<bob> x1", "<bob> x2"],
+        "history, then live lines, each once: {seen:?}"
+    );
+}
