@@ -182,7 +182,9 @@ impl Server {
     /// A server for already-bound sockets, from its start-up files: the
     /// ban list parsed, each room's history loaded from the transcript's
     /// tail, the write side's threads started, and with `--redis` the
-    /// cluster joined.
+    /// cluster joined. `udp` should come from [`udp::bind`], which asks
+    /// for each datagram's destination before binding (from another
+    /// socket, replies leave from the address the kernel picks).
     ///
     /// # Errors
     /// When the listener's address cannot be read, a thread cannot start,

@@ -324,7 +324,7 @@ fn a_shared_ban_entry_that_is_not_utf8_is_skipped_and_the_rest_applied() {
         "welcomed; stderr:\n{}",
         later.stderr()
     );
-    later.stderr_until("redis: shared ban list: 1 field not UTF-8, skipped");
+    later.stderr_until("redis: shared ban list: 1 ban not UTF-8 (prefix or value), skipped");
 }
 
 /// A server started on `redis` now refuses `source` from its first

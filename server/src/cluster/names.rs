@@ -129,6 +129,14 @@ pub struct Names {
     ban_order: Mutex<()>,
 }
 
+/// A turn at applying a console's `/ban` or `/unban` with its step in the
+/// shared ban list ([`Names::ban_order`]): held until dropped.
+#[must_use]
+pub struct BanTurn<'a> {
+    /// The turn itself.
+    _held: MutexGuard<'a, ()>,
+}
+
 impl Names {
     /// Names for server `server_id` (connects on first use).
     pub fn new(endpoint: &Endpoint, server_id: &str) -> Names {
@@ -151,8 +159,10 @@ impl Names {
     /// put would leave this server the other way from the list (a review:
     /// two `/ban`s of one prefix typed at once with different ends; each
     /// server held the other's).
-    pub fn ban_order(&self) -> MutexGuard<'_, ()> {
-        self.ban_order.lock()
+    pub fn ban_order(&self) -> BanTurn<'_> {
+        BanTurn {
+            _held: self.ban_order.lock(),
+        }
     }
 
     /// Runs `f` on the names link, holding it: a claim, release or filing

@@ -152,7 +152,7 @@ impl Node {
     /// Held across a console `/ban` or `/unban` applied here and its step
     /// in the shared list, let go before it is passed on
     /// ([`RedisNames::ban_order`]).
-    pub fn ban_order(&self) -> parking_lot::MutexGuard<'_, ()> {
+    pub fn ban_order(&self) -> super::names::BanTurn<'_> {
         self.names.ban_order()
     }
 

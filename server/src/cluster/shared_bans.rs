@@ -96,7 +96,7 @@ impl Names {
     /// Puts `ban`, applied on this server, in the shared list. Returns
     /// [`Shared::Put`] with the time it was put ([`keys::ban_value`]),
     /// passed on with the ban so a server that reads it late can tell it
-    /// was lifted since ([`Names::passed_on`]). Failure is logged, and
+    /// was lifted since ([`Names::still_stands`]). Failure is logged, and
     /// returned as a line for the console: the ban holds here and is
     /// passed on regardless (saying nothing of the list: then applied
     /// wherever it is read).
@@ -153,7 +153,7 @@ impl Names {
     /// command would otherwise be applied after it, and the servers would
     /// disagree for good. When the list cannot be read, it stands (as
     /// before the list was asked).
-    pub fn passed_on(&self, prefix: &Prefix, shared: &Shared) -> Standing {
+    pub fn still_stands(&self, prefix: &Prefix, shared: &Shared) -> Standing {
         let field = prefix.to_string();
         let lifted_here = self.unlifted.0.lock().get(&field).copied();
         let held: Result<Option<Vec<u8>>, Failure> = self.holding(|link| {
@@ -259,7 +259,7 @@ impl Names {
 /// What a console's `/ban` or `/unban` did to the shared list, passed on
 /// with it (the inbox request's `shared` field): the receiving server
 /// checks the list still says so before it applies it
-/// ([`Names::passed_on`]).
+/// ([`Names::still_stands`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shared {
     /// The ban was put, as this value ([`keys::ban_value`]: its time and
@@ -291,7 +291,7 @@ impl Shared {
 }
 
 /// Whether a passed-on `/ban` or `/unban` still stands as the receiving
-/// server reads it ([`Names::passed_on`]).
+/// server reads it ([`Names::still_stands`]).
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
@@ -368,8 +368,8 @@ pub fn read(link: &mut Link) -> Result<Vec<(String, String)>, Failure> {
         .collect();
     if entries.len() < total {
         log!(
-            "redis: shared ban list: {} not UTF-8, skipped",
-            chat_common::protocol::count((total - entries.len()) as u64, "field")
+            "redis: shared ban list: {} not UTF-8 (prefix or value), skipped",
+            chat_common::protocol::count((total - entries.len()) as u64, "ban")
         );
     }
     Ok(entries)

@@ -16,50 +16,13 @@ impl Bridge {
                 let _ = ctx.rooms.kick(&name, reason);
             }
             Request::Console { line, shared } => {
-                let mut answer = Vec::new();
-                // Checked against the shared list and applied in one step,
-                // as far as this server's console is concerned; passed on
-                // (a name banned or lifted here, as its address) after.
-                let mut pass = Vec::new();
-                {
-                    let _order = self.names.ban_order();
-                    let args = line.split_once(' ').map_or("", |(_, args)| args);
-                    if let Some(skipped) = self.overtaken(args, shared) {
-                        answer.push(skipped.to_string());
-                    } else if let Some(args) = line.strip_prefix("/ban ") {
-                        let by_address = ban_by_address(ctx, args);
-                        let banned = crate::access::ban(ctx, args);
-                        answer = banned.lines;
-                        // A name another console banned, held here: every
-                        // server bans its client's address, and it goes
-                        // into the shared list (`shared_bans.rs`) first,
-                        // for a server that misses it.
-                        if let Some(by_address) = by_address {
-                            let mut put = None;
-                            if let Some(ban) = &banned.ban {
-                                match self.names.share_ban(ban) {
-                                    Ok(shared) => put = Some(shared),
-                                    Err(said) => answer.push(said),
-                                }
-                            }
-                            pass.push((format!("/ban {by_address}"), put));
-                        }
-                    } else if let Some(target) = line.strip_prefix("/unban ") {
-                        // A name banned here, held by the others as its
-                        // address: they are told to lift that.
-                        let unbanned = crate::access::unban(ctx, target);
-                        answer = unbanned.lines;
-                        for prefix in unbanned.by_name {
-                            let lifted = self.names.lift_ban(&prefix).unwrap_or_else(|said| {
-                                answer.push(said);
-                                None
-                            });
-                            pass.push((format!("/unban {prefix}"), lifted));
-                        }
-                    } else {
-                        answer.push(format!("! not a command the cluster passes on: {line}"));
-                    }
-                }
+                // Applied in one step, as far as this server's console is
+                // concerned; passed on (a name banned or lifted here, as
+                // its address) after.
+                let (mut answer, pass) = {
+                    let _turn = self.names.ban_order();
+                    self.apply_console(ctx, &line, shared)
+                };
                 for (passed, list) in pass {
                     answer.push(self.pass_on(&passed, list));
                 }
@@ -67,6 +30,60 @@ impl Bridge {
                     crate::log!("another server's console: {line}: {said}");
                 }
             }
+        }
+    }
+
+    /// Applies another server's console `line` here, unless a later
+    /// command of its prefix overtook it ([`Bridge::overtaken`]). Returns
+    /// what to log, and what this server must pass on in turn (a ban or
+    /// lift by the name of a client or ban held here, as its address, with
+    /// what it did to the shared list).
+    fn apply_console(
+        &self,
+        ctx: &Context,
+        line: &str,
+        shared: Option<Shared>,
+    ) -> (Vec<String>, Vec<(String, Option<Shared>)>) {
+        let args = line.split_once(' ').map_or("", |(_, args)| args);
+        if let Some(skipped) = self.overtaken(args, shared) {
+            return (vec![skipped.to_string()], Vec::new());
+        }
+        let mut pass = Vec::new();
+        if let Some(args) = line.strip_prefix("/ban ") {
+            let by_address = ban_by_address(ctx, args);
+            let banned = crate::access::ban(ctx, args);
+            let mut answer = banned.lines;
+            // A name another console banned, held here: every server bans
+            // its client's address, and it goes into the shared list
+            // (`shared_bans.rs`) first, for a server that misses it.
+            if let Some(by_address) = by_address {
+                let put = banned.ban.as_ref().and_then(|ban| {
+                    self.names
+                        .share_ban(ban)
+                        .map_err(|said| answer.push(said))
+                        .ok()
+                });
+                pass.push((format!("/ban {by_address}"), put));
+            }
+            (answer, pass)
+        } else if let Some(target) = line.strip_prefix("/unban ") {
+            // A name banned here, held by the others as its address: they
+            // are told to lift that.
+            let unbanned = crate::access::unban(ctx, target);
+            let mut answer = unbanned.lines;
+            for prefix in unbanned.by_name {
+                let lifted = self.names.lift_ban(&prefix).unwrap_or_else(|said| {
+                    answer.push(said);
+                    None
+                });
+                pass.push((format!("/unban {prefix}"), lifted));
+            }
+            (answer, pass)
+        } else {
+            (
+                vec![format!("! not a command the cluster passes on: {line}")],
+                pass,
+            )
         }
     }
 
@@ -82,14 +99,14 @@ impl Bridge {
     /// Why a passed-on `/ban ARGS` or `/unban ARGS` is not applied here: a
     /// later command of its prefix, here or anywhere, came before it (the
     /// shared list, which it changed, no longer says what it did:
-    /// [`crate::cluster::names::Names::passed_on`]). `None`: apply it
+    /// [`crate::cluster::names::Names::still_stands`]). `None`: apply it
     /// (also when it changed nothing in the list, or the list cannot be
     /// read).
     fn overtaken(&self, args: &str, list: Option<Shared>) -> Option<&'static str> {
         let list = list?;
         let target = args.split_whitespace().next()?;
         let prefix = crate::bans::Prefix::parse(target).ok()?;
-        match self.names.passed_on(&prefix, &list) {
+        match self.names.still_stands(&prefix, &list) {
             Standing::Stands | Standing::Unchecked => None,
             Standing::Lifted => {
                 Some("* not applied: lifted since it was typed (the cluster's shared ban list no longer holds it)")
