@@ -17,7 +17,7 @@
 //!
 //! So a server killed with `kill -9` is announced within
 //! `HEARTBEAT_TTL + HEARTBEAT_EVERY` (6 s), inside SPEC's 10 s. The
-//! heartbeat's end is absolute ([`alive_until`]: `PXAT`, from the
+//! heartbeat's end is absolute (`alive_until`: `PXAT`, from the
 //! server's clock when it sent it): a beat held up in a stopped Redis (or
 //! a stalled network) and run when it resumes ends when it would have,
 //! not a whole TTL later. With a relative TTL, a server killed while Redis
