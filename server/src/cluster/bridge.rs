@@ -298,9 +298,10 @@ impl Bridge {
 
     /// Delivers `run` (entries of one origin, in the log's order) to room
     /// `key` as one batch: those new for the room, picked under its lock
-    /// ([`Feed::fresh`]), so a member entering meanwhile gets each either
-    /// in its history or live, never both.
-    fn deliver_run(&self, ctx: &Context, key: &str, feed: &Arc<Feed>, run: Vec<Entry>) {
+    /// by the room's feed as it is then ([`Feed::fresh`]), so a member
+    /// entering meanwhile gets each either in its history or live, never
+    /// both.
+    fn deliver_run(&self, ctx: &Context, key: &str, run: Vec<Entry>) {
         let Some(first) = run.first() else {
             return;
         };
@@ -308,18 +309,13 @@ impl Bridge {
         #[cfg(test)]
         self.about_to_deliver(key);
         ctx.rooms.deliver_picked(key, || {
-            // Read for a room since forgotten (emptied with no history)
-            // and made anew: its feed is another, whose tail holds the run
-            // or whose reading reads it again. Handed to the new room, it
-            // was shown twice, in the history and live (a review).
-            let current = self
-                .feeds
-                .lock()
-                .get(key)
-                .is_some_and(|f| Arc::ptr_eq(f, feed));
-            if !current {
-                return None;
-            }
+            // The room's feed now, not the one when the run was read: a
+            // room forgotten (emptied with no history) and made anew has
+            // another, whose floor is where its own tail ended. Picked by
+            // the old one, a run the new tail held was shown twice, in the
+            // history and live (a review); dropped, one past an older tail
+            // would be lost (the next review).
+            let feed = self.feeds.lock().get(key).cloned()?;
             let fresh = feed.fresh(run);
             (!fresh.is_empty()).then(|| Batch {
                 from,

@@ -86,18 +86,18 @@ impl Sink for Bridge {
         let Some(ctx) = self.rooms() else {
             return;
         };
-        let Some(feed) = self.feeds.lock().get(room).cloned() else {
+        if !self.feeds.lock().contains_key(room) {
             return;
-        };
+        }
         // Runs of one origin become one batch: one room lock each.
         let mut run: Vec<Entry> = Vec::new();
         for entry in entries {
             if run.last().is_some_and(|last| last.from != entry.from) {
-                self.deliver_run(&ctx, room, &feed, std::mem::take(&mut run));
+                self.deliver_run(&ctx, room, std::mem::take(&mut run));
             }
             run.push(entry);
         }
-        self.deliver_run(&ctx, room, &feed, run);
+        self.deliver_run(&ctx, room, run);
     }
 
     fn history_wanted(&self, _room: &str) -> usize {
