@@ -17,12 +17,15 @@
 //!
 //! So a server killed with `kill -9` is announced within
 //! `HEARTBEAT_TTL + HEARTBEAT_EVERY` (6 s), inside SPEC's 10 s. The
-//! heartbeat's end is absolute (`alive_until`: `PXAT`, from the
-//! server's clock when it sent it): a beat held up in a stopped Redis (or
-//! a stalled network) and run when it resumes ends when it would have,
-//! not a whole TTL later. With a relative TTL, a server killed while Redis
-//! was stopped was kept alive by its last beat, run on resume: announced 5
-//! s after Redis came back, 11 s after the death for a 6 s stop.
+//! heartbeat's TTL is relative (`PX`): a beat held up in a stopped Redis
+//! (or a stalled network) and run when it resumes lasts a whole TTL from
+//! then, so every server, whose later beats wait for a new connection,
+//! stays alive through the reconnection; the price is that a server killed
+//! while Redis was stopped is announced up to a TTL after Redis resumed
+//! (docs/CLUSTER.md, Known limits). An absolute end (`PXAT`) was tried and
+//! taken back: a Redis hung for 6 s then found every heartbeat gone, and
+//! live servers took each other for lost (a review), and it made the time
+//! to announce a death depend on the servers' clocks.
 //!
 //! After Redis came back empty (a new epoch), or when this server finds it
 //! was taken for lost (cut off from Redis longer than the heartbeat lasts:
@@ -81,15 +84,6 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a heartbeat lasts: a server silent this long is lost.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
-
-/// When a heartbeat sent now ends, in ms since the epoch by this server's
-/// clock: [`HEARTBEAT_TTL`] from now, given to Redis as an absolute end
-/// (`PXAT`), so a beat Redis runs late ends on time. Server and Redis
-/// clocks must agree to well within the TTL, as they must for a line's
-/// staleness (`STALE_AFTER`).
-pub(super) fn alive_until() -> u64 {
-    super::now_ms() + HEARTBEAT_TTL.as_millis() as u64
-}
 
 /// How long one survivor holds the right to announce a lost server past
 /// its last step: it takes the lock again at each beat until the reap is
@@ -346,8 +340,8 @@ impl Presence {
                     .cmd("SET")
                     .arg(keys::alive(&me))
                     .arg(1)
-                    .arg("PXAT")
-                    .arg(alive_until())
+                    .arg("PX")
+                    .arg(HEARTBEAT_TTL.as_millis() as u64)
                     .ignore()
                     .cmd("SADD")
                     .arg(keys::servers())

@@ -9,7 +9,7 @@ use super::super::link::Failure;
 use std::collections::HashSet;
 
 use super::{
-    alive_until, Member, Presence, BACK_KIND, LOST_KIND, REAPED_TTL, REAP_CHUNK, REAP_LOCK_TTL,
+    Member, Presence, BACK_KIND, HEARTBEAT_TTL, LOST_KIND, REAPED_TTL, REAP_CHUNK, REAP_LOCK_TTL,
 };
 use crate::log;
 
@@ -132,8 +132,8 @@ impl Presence {
                 pipe.cmd("SET")
                     .arg(keys::alive(&me))
                     .arg(1)
-                    .arg("PXAT")
-                    .arg(alive_until())
+                    .arg("PX")
+                    .arg(HEARTBEAT_TTL.as_millis() as u64)
                     .ignore()
                     .cmd("PEXPIRE")
                     .arg(keys::reap(other))
