@@ -23,7 +23,10 @@
 //!    before it locks the new one. Nothing takes them the other way; the
 //!    relay and delivery take a room and queues only.
 //! 3. The index (room key -> room): a leaf, held only to look up or
-//!    change an entry.
+//!    change an entry. In a cluster, the bridge's `feeds` map, then a
+//!    feed's own lock, are taken under a room's lock too (the reader picks
+//!    what is new for the room by its feed), as leaves below it: nothing
+//!    holding them takes a lock of the rooms' (`cluster/bridge.rs`).
 //! 4. Above all of these, in a cluster: the bridge's `adopting` (held
 //!    while it applies the cluster's shared ban list: bans saved to
 //!    `--bans`, clients evicted, their names released) and `outage` (held
