@@ -155,14 +155,15 @@ impl Bans {
 
     /// The list kept in `file` (`--bans`, read by [`BanFile::read`]), or
     /// an empty one without it. Each malformed line is logged with its
-    /// number and skipped.
+    /// number and skipped (one by one up to [`ban::PROBLEMS_SHOWN`], then
+    /// counted; so are lines past [`MAX_BANS`]).
     pub fn load(file: Option<BanFile>) -> Bans {
         let Some(BanFile { path, text }) = file else {
             return Bans::in_memory();
         };
         let (bans, problems) = parse_file(&text, SystemTime::now());
         for problem in &problems {
-            log!("ban list {}: {problem}; skipped", path.display());
+            log!("ban list {}: {problem}", path.display());
         }
         if !text.trim().is_empty() {
             log!(

@@ -289,6 +289,40 @@ fn malformed_bans_file_line_is_skipped() {
     console(&mut server, "/bans", "2 bans");
 }
 
+/// A ban file of garbage and of more bans than the list holds is told in
+/// a few lines, not one per line: a review's 20,001 bans logged 15,905
+/// lines, filled the log's queue and lost the start's own lines.
+#[test]
+fn a_bans_file_with_many_problems_is_told_in_a_few_lines() {
+    let dir = Scratch::new("bans-many");
+    let mut text = String::new();
+    for i in 0..30 {
+        text.push_str(&format!("garbage {i}\n"));
+    }
+    for i in 0..5000 {
+        text.push_str(&format!("10.{}.{}.1 never\n", i / 256, i % 256));
+    }
+    text.push_str("127.0.0.14  2999-01-01T00:00:00Z  -  far  off\n");
+    let file = write(&dir, "bans.txt", &text);
+    let server = Server::start(&["--bans", &file]);
+    server.stderr_until("4096 bans loaded");
+    let stderr = server.stderr();
+    let told: Vec<&str> = stderr.lines().filter(|l| l.contains("ban list")).collect();
+    // Ten malformed lines one by one, a count of the other twenty, and
+    // the lines past 4,096 in one line (the last one among them).
+    assert_eq!(told.len(), 12, "{stderr}");
+    assert!(
+        told.iter()
+            .any(|l| l.contains("20 more lines with a problem")),
+        "{stderr}"
+    );
+    assert!(
+        told.iter()
+            .any(|l| l.contains("905 lines from line 4127 on: more than 4096 bans; skipped")),
+        "{stderr}"
+    );
+}
+
 /// A ban file that exists but cannot be read stops the start with one
 /// line on stderr and exit 1.
 #[test]

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use chat_common::name::NameError;
+use chat_common::protocol;
 use chat_common::sanitize::sanitize;
 
 use super::{Prefix, MAX_BANS, MAX_DURATION, MAX_REASON};
@@ -122,19 +123,29 @@ impl Ban {
             .to_string()
     }
 
-    /// One line of the file back into a ban.
+    /// One line of the file back into a ban. Its words are split at runs
+    /// of spaces or tabs (a line edited by hand may have two); the reason
+    /// is the rest of the line.
     pub(super) fn from_line(line: &str) -> Result<Ban, String> {
-        let mut words = line.splitn(4, ' ');
-        let prefix = Prefix::parse(words.next().unwrap_or(""))?;
-        let until = match words.next() {
-            None | Some("") => return Err("no end time (an RFC 3339 time or `never`)".into()),
+        let mut rest = line;
+        let mut word = || {
+            let (first, after) = rest
+                .trim_start()
+                .split_once(char::is_whitespace)
+                .unwrap_or((rest.trim_start(), ""));
+            rest = after;
+            Some(first).filter(|w| !w.is_empty())
+        };
+        let prefix = Prefix::parse(word().unwrap_or(""))?;
+        let until = match word() {
+            None => return Err("no end time (an RFC 3339 time or `never`)".into()),
             Some("never") => None,
             Some(time) => Some(
                 humantime::parse_rfc3339(time)
                     .map_err(|_| format!("{time:?} is not an RFC 3339 time or `never`"))?,
             ),
         };
-        let name = match words.next() {
+        let name = match word() {
             None | Some("-") => None,
             Some(name) => {
                 // By shape only: `/ban guest-3` keeps the name the server
@@ -146,7 +157,7 @@ impl Ban {
                 Some(name.to_string())
             }
         };
-        let reason = words.next().map(clean_reason).filter(|r| !r.is_empty());
+        let reason = Some(clean_reason(rest)).filter(|r| !r.is_empty());
         Ok(Ban {
             prefix,
             until,
@@ -166,28 +177,72 @@ fn clean_reason(reason: &str) -> String {
     reason[..end].trim_end().to_string()
 }
 
+/// Problems [`parse_file`] words one by one; past them, one line counts
+/// the rest, so a file of garbage (up to
+/// [`MAX_START_FILE`](crate::start_file::MAX_START_FILE)) logs a screenful,
+/// not a line per line.
+pub const PROBLEMS_SHOWN: usize = 10;
+
 /// Reads a ban file's text: the live bans, and a line for each line that
-/// was skipped (malformed, or past [`MAX_BANS`]), naming its number.
+/// was skipped (malformed), naming its number, each ending in `skipped`:
+/// at most [`PROBLEMS_SHOWN`] of them, then one counting the others. Lines
+/// past [`MAX_BANS`] live bans are counted in one line. A ban ending more
+/// than [`MAX_DURATION`] from `now` (a file edited by hand, or saved by a
+/// server whose clock was ahead) is kept, ending then, and said so.
 pub fn parse_file(text: &str, now: SystemTime) -> (Vec<Ban>, Vec<String>) {
     let mut bans: Vec<Ban> = Vec::new();
     let mut problems = Vec::new();
+    let mut unshown = 0_usize;
+    // (how many, the first one's line number)
+    let mut past_max: Option<(usize, usize)> = None;
+    let latest = now + MAX_DURATION;
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match Ban::from_line(line) {
-            Ok(ban) if !ban.live(now) => {}
+        let problem = match Ban::from_line(line) {
+            Ok(ban) if !ban.live(now) => None,
             Ok(_) if bans.len() >= MAX_BANS => {
-                problems.push(format!("line {}: more than {MAX_BANS} bans", i + 1));
+                let (count, _) = past_max.get_or_insert((0, i + 1));
+                *count += 1;
+                None
             }
-            Ok(ban) => {
+            Ok(mut ban) => {
+                let cut = ban.until.is_some_and(|until| until > latest);
+                if cut {
+                    ban.until = Some(latest);
+                }
                 // A later line for the same prefix wins, as a later /ban does.
                 bans.retain(|b| b.prefix != ban.prefix);
                 bans.push(ban);
+                let days = MAX_DURATION.as_secs() / 86_400;
+                cut.then(|| {
+                    format!(
+                        "line {}: ends more than the longest ban ({days}d) from now; held for {days}d",
+                        i + 1
+                    )
+                })
             }
-            Err(why) => problems.push(format!("line {}: {why}", i + 1)),
+            Err(why) => Some(format!("line {}: {why}; skipped", i + 1)),
+        };
+        match problem {
+            Some(problem) if problems.len() < PROBLEMS_SHOWN => problems.push(problem),
+            Some(_) => unshown += 1,
+            None => {}
         }
+    }
+    if unshown > 0 {
+        let lines = if unshown == 1 { "line" } else { "lines" };
+        problems.push(format!(
+            "{unshown} more {lines} with a problem, not shown one by one"
+        ));
+    }
+    if let Some((count, first)) = past_max {
+        problems.push(format!(
+            "{} from line {first} on: more than {MAX_BANS} bans; skipped",
+            protocol::count(count as u64, "line")
+        ));
     }
     (bans, problems)
 }

@@ -169,6 +169,79 @@ fn malformed_lines_are_skipped() {
     );
 }
 
+/// A line edited by hand may have runs of spaces or tabs between its
+/// words; the reason keeps its own inner spaces.
+#[test]
+fn words_may_be_apart_by_runs_of_blanks() {
+    let now = humantime::parse_rfc3339("2026-12-06T01:00:00Z").unwrap();
+    let text = "127.0.0.25  never  -  double  spaces\n\
+                127.0.0.26\t2026-12-07T00:00:00Z\tbob\n\
+                127.0.0.27 never   \n";
+    let (bans, problems) = parse_file(text, now);
+    assert!(problems.is_empty(), "{problems:?}");
+    let lines: Vec<String> = bans.iter().map(Ban::to_line).collect();
+    assert_eq!(
+        lines,
+        [
+            "127.0.0.25 never - double  spaces",
+            "127.0.0.26 2026-12-07T00:00:00Z bob",
+            "127.0.0.27 never -",
+        ]
+    );
+}
+
+/// A ban ending further off than `/ban` may set (`MAX_DURATION`) is held
+/// until then, and said so: never skipped (that would let the address
+/// in), never longer than the console allows.
+#[test]
+fn an_end_past_the_longest_ban_is_held_to_it() {
+    let now = humantime::parse_rfc3339("2026-12-06T01:00:00Z").unwrap();
+    let text = "127.0.0.22 2999-01-01T00:00:00Z - x\n127.0.0.23 2027-01-01T00:00:00Z - y\n";
+    let (bans, problems) = parse_file(text, now);
+    assert_eq!(bans.len(), 2);
+    assert_eq!(bans[0].until, Some(now + MAX_DURATION));
+    assert_eq!(bans[0].left(now), "3650d 0h");
+    assert_eq!(
+        bans[1].until,
+        Some(humantime::parse_rfc3339("2027-01-01T00:00:00Z").unwrap())
+    );
+    assert_eq!(
+        problems,
+        ["line 1: ends more than the longest ban (3650d) from now; held for 3650d"]
+    );
+}
+
+/// A file of garbage, or of more bans than the list holds, is told in a
+/// few lines, not one per line: the first `PROBLEMS_SHOWN` malformed lines
+/// one by one, then a count; the lines past `MAX_BANS` in one line.
+#[test]
+fn many_problems_are_told_in_a_few_lines() {
+    let now = SystemTime::now();
+    let mut text = String::new();
+    for i in 0..25 {
+        text.push_str(&format!("garbage{i}\n"));
+    }
+    for i in 0..(MAX_BANS + 100) {
+        text.push_str(&format!("10.{}.{}.1 never\n", i / 256, i % 256));
+    }
+    let (bans, problems) = parse_file(&text, now);
+    assert_eq!(bans.len(), MAX_BANS);
+    assert_eq!(problems.len(), ban::PROBLEMS_SHOWN + 2, "{problems:?}");
+    assert!(problems[0].starts_with("line 1: "), "{problems:?}");
+    assert!(problems[0].ends_with("; skipped"), "{problems:?}");
+    assert_eq!(
+        problems[ban::PROBLEMS_SHOWN],
+        "15 more lines with a problem, not shown one by one"
+    );
+    assert_eq!(
+        problems[ban::PROBLEMS_SHOWN + 1],
+        format!(
+            "100 lines from line {} on: more than {MAX_BANS} bans; skipped",
+            25 + MAX_BANS + 1
+        )
+    );
+}
+
 /// Reasons are made harmless and bounded.
 #[test]
 fn reasons_are_clean_and_bounded() {

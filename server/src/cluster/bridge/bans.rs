@@ -51,7 +51,7 @@ fn adopt_all(
             expired.push((field.clone(), value.clone()));
         }
         for problem in problems {
-            crate::log!("redis: shared ban list, {field}: {problem}; skipped");
+            crate::log!("redis: shared ban list, {field}: {problem}");
         }
         for ban in bans {
             match access::adopt(ctx, ban) {
