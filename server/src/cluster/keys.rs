@@ -83,6 +83,12 @@ pub fn member_value(room: &str, entered_ms: u64, client: u64) -> String {
     format!("{room}\t{entered_ms}\t{client}")
 }
 
+/// The client id of a member value read back (`None` from a server that
+/// did not file it).
+pub fn member_client(value: &str) -> Option<u64> {
+    value.split('\t').nth(2)?.parse().ok()
+}
+
 /// A member value read back: (room key, entered ms).
 pub fn parse_member(value: &str) -> (&str, u64) {
     match value.split_once('\t') {
@@ -494,13 +500,16 @@ mod tests {
 
     /// Two clients that entered a room in the same millisecond have
     /// different member values (a removal that checks the value takes
-    /// out only its own), and a value reads back as its room and time.
+    /// out only its own), and a value reads back as its room, time and
+    /// client.
     #[test]
     fn member_values_differ_by_client_and_read_back() {
         let (a, b) = (member_value("lobby", 7, 1), member_value("lobby", 7, 2));
         assert_ne!(a, b);
         assert_eq!(parse_member(&a), ("lobby", 7));
         assert_eq!(parse_member("games"), ("games", 0));
+        assert_eq!(member_client(&b), Some(2));
+        assert_eq!(member_client("lobby\t7"), None);
     }
 
     /// A shared ban's value reads back as its time and line; one put

@@ -29,10 +29,14 @@
 //!
 //! After Redis came back empty (a new epoch), or when this server finds it
 //! was taken for lost (cut off from Redis longer than the heartbeat lasts:
-//! the others have announced its clients gone), the thread registers this
-//! server again from scratch: heartbeat, members, their names (unless
-//! taken meanwhile), and the guest counter raised past every number this
-//! server gave.
+//! the others have announced its clients gone), or that Redis came back
+//! from an older copy of its data (its heartbeat key holds an earlier beat
+//! than Redis took: the epoch and the listing survive, but what its
+//! clients did since the copy is gone), the thread registers this server
+//! again from scratch: heartbeat, members, their names (unless taken
+//! meanwhile; names the old copy shows held by its clients under names
+//! they no longer have are freed), and the guest counter raised past every
+//! number this server gave.
 //! Each registration also reads the cluster's shared ban list and applies
 //! what this server does not hold ([`Local::shared_bans`],
 //! `shared_bans.rs`): bans typed while it was not listed reach it then.
@@ -229,6 +233,14 @@ pub struct Presence {
     /// The other servers' members as last read, and those of a Redis that
     /// restarted empty awaited in the new one.
     remembered: Remembered,
+    /// The number of this server's last heartbeat sent (each beat's is one
+    /// more): the value of its heartbeat key, so that a heartbeat that
+    /// finds an earlier one there knows Redis went back.
+    beats: u64,
+    /// The number of the last heartbeat Redis answered (so took): a
+    /// heartbeat key found lower than this came from an older copy of
+    /// Redis's data.
+    taken: u64,
 }
 
 impl Presence {
@@ -252,6 +264,8 @@ impl Presence {
             back_pending: false,
             bans_pending: false,
             remembered: Remembered::default(),
+            beats: 0,
+            taken: 0,
         };
         // Listed before the server takes its first client: a console's
         // `/ban` typed elsewhere at once, or a `/who`, already finds it
@@ -286,8 +300,9 @@ impl Presence {
         self.local.lift_unlifted()?;
         // Not listed any more: Redis is new or lost everything, or the
         // others took this server for lost (cut off from Redis longer than
-        // the heartbeat lasts) and announced its clients gone. Either way
-        // its clients are still here: register them again.
+        // the heartbeat lasts) and announced its clients gone; or Redis
+        // went back to an older copy of its data. Either way its clients
+        // are still here: register them again.
         if unlisted || self.registered.as_deref() != self.link.epoch() {
             // Noted again only once it succeeds: a registration that fails
             // (the link dropping right after this heartbeat listed the
@@ -331,18 +346,20 @@ impl Presence {
     /// must be registered again: it was not listed, or a reaper announced
     /// some of them gone and stopped half way, finding it alive again
     /// before it unlisted it (members announced gone, no reap lock held
-    /// on it any more).
+    /// on it any more), or Redis went back ([`Presence::went_back`]).
     fn heartbeat(&mut self) -> Result<bool, Failure> {
         let me = self.server_id.clone();
-        let (added, counter, reaped, locked): (i64, Option<u64>, bool, bool) =
+        self.beats += 1;
+        let beat = self.beats;
+        let (held, added, counter, reaped, locked): (Option<String>, i64, Option<u64>, bool, bool) =
             self.link.run(|conn| {
                 redis::pipe()
                     .cmd("SET")
                     .arg(keys::alive(&me))
-                    .arg(1)
+                    .arg(beat)
                     .arg("PX")
                     .arg(HEARTBEAT_TTL.as_millis() as u64)
-                    .ignore()
+                    .arg("GET")
                     .cmd("SADD")
                     .arg(keys::servers())
                     .arg(&me)
@@ -354,10 +371,35 @@ impl Presence {
                     .arg(keys::reap(&me))
                     .query(conn)
             })?;
+        let went_back = self.went_back(held.and_then(|held| held.parse().ok()));
+        self.taken = beat;
         if let Some(counter) = counter {
             self.local.counter_seen(counter);
         }
-        Ok(added == 1 || (reaped && !locked))
+        Ok(added == 1 || (reaped && !locked) || went_back)
+    }
+
+    /// Whether the beat `held` that this heartbeat replaced (`None`: the
+    /// key was gone, expired or lost with Redis's data: the listing says
+    /// the rest) shows that Redis lost some of what this server wrote:
+    /// lower than the last beat Redis answered, it came back from an older
+    /// copy of its data (a snapshot, an AOF behind), with the same epoch
+    /// and this server still listed, but its members and names as they
+    /// were then. Higher, a beat whose reply was lost landed, and what it
+    /// replaced is not known: registering again costs one pipeline, so it
+    /// is done then too.
+    fn went_back(&self, held: Option<u64>) -> bool {
+        match held {
+            Some(held) if held < self.taken => {
+                log!(
+                    "redis: Redis came back with an older copy of its data (this server's heartbeat went back from beat {} to {held}); registering its clients again",
+                    self.taken
+                );
+                true
+            }
+            Some(held) => held > self.taken,
+            None => false,
+        }
     }
 
     /// Reads the shared ban list and applies it here

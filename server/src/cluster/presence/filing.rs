@@ -1,6 +1,7 @@
 //! Filing this server's members and claiming their names in Redis again:
 //! after a filing failed, after a client was named without Redis, and
-//! after Redis lost them (new, or restarted empty).
+//! after Redis lost them (new, restarted empty, or back from an older copy
+//! of its data).
 //!
 //! Each takes a snapshot of the members and sends a pipeline from it,
 //! holding the names link all the while ([`Local::names`]): a client's own
@@ -135,16 +136,24 @@ impl Filer<'_> {
 
     /// Writes this server's members, their names, its guest floor `floor`
     /// and its guest-name tag `tag` into a Redis that does not have them
-    /// (new, or restarted empty). Returns the members whose name another
-    /// client holds.
+    /// (new, restarted empty, or back from an older copy of its data).
+    /// Returns the members whose name another client holds.
+    ///
+    /// The members list is replaced whole, in one `MULTI` (`/who`
+    /// elsewhere never sees it half written). An older copy of Redis's
+    /// data may hold names this server's clients no longer have (`guest-3`
+    /// for a client since renamed `carol`, or one that left since), which
+    /// nothing else would ever free: [`Filer::free_stale`].
     fn register(&self, link: &mut Link, floor: u64, tag: u64) -> Result<Vec<Member>, Failure> {
         let members = self.local.members();
         let me = self.me;
+        let listed: Vec<(String, String)> =
+            link.run_idempotent(|conn| redis::cmd("HGETALL").arg(keys::members(me)).query(conn))?;
         let raise = Script::new(keys::RAISE_TO);
         let claim = Script::new(keys::CLAIM);
         let claimed: Vec<i64> = link.run_idempotent(|conn| {
             let mut pipe = redis::pipe();
-            pipe.cmd("DEL").arg(keys::members(me)).ignore();
+            pipe.atomic().cmd("DEL").arg(keys::members(me)).ignore();
             for member in &members {
                 pipe.cmd("HSET")
                     .arg(keys::members(me))
@@ -171,8 +180,46 @@ impl Filer<'_> {
                 .ignore();
             pipe.query(conn)
         })?;
+        self.free_stale(link, &listed)?;
         self.settle(link, &members)?;
         Ok(lost(members, &claimed))
+    }
+
+    /// Frees each name of `listed` (the members list as Redis had it
+    /// before a registration replaced it) whose client does not have it
+    /// now, or is gone, if that client still holds it
+    /// ([`keys::DELETE_IF`]). Against the members as they are after the
+    /// registration, not its snapshot: a rename whose claim and filing
+    /// reached Redis before the snapshot had it keeps its new name. The
+    /// list is the only place that names them, so a name the old copy
+    /// held but had not listed yet (claimed in the moment before the
+    /// copy, filed after) stays held (docs/CLUSTER.md, Known limits).
+    fn free_stale(&self, link: &mut Link, listed: &[(String, String)]) -> Result<(), Failure> {
+        let now = self.local.members();
+        let stale: Vec<(&String, u64)> = listed
+            .iter()
+            .filter_map(|(name, value)| Some((name, keys::member_client(value)?)))
+            .filter(|(name, client)| {
+                !now.iter()
+                    .any(|m| m.client == *client && m.name.eq_ignore_ascii_case(name))
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let delete = Script::new(keys::DELETE_IF);
+        link.run_idempotent(|conn| {
+            let mut pipe = redis::pipe();
+            for (name, client) in &stale {
+                pipe.cmd("EVALSHA")
+                    .arg(delete.get_hash())
+                    .arg(1)
+                    .arg(keys::name(&name.to_lowercase()))
+                    .arg(keys::holder_prefix(self.me, *client))
+                    .ignore();
+            }
+            pipe.exec(conn)
+        })
     }
 
     /// Mends what a pipeline filed and claimed from `filed`, its snapshot

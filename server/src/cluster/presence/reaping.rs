@@ -125,13 +125,16 @@ impl Presence {
             .run(|conn| redis::cmd("HGETALL").arg(keys::members(other)).query(conn))?;
         let script = Script::new(keys::REAP_MEMBER);
         let me = self.server_id.clone();
+        // The last beat's number again, never an older one: the next
+        // heartbeat would take it for Redis gone back.
+        let beat = self.beats;
         let mut announced = 0;
         for chunk in members.chunks(REAP_CHUNK) {
             let done: Vec<i64> = self.link.run(|conn| {
                 let mut pipe = redis::pipe();
                 pipe.cmd("SET")
                     .arg(keys::alive(&me))
-                    .arg(1)
+                    .arg(beat)
                     .arg("PX")
                     .arg(HEARTBEAT_TTL.as_millis() as u64)
                     .ignore()
