@@ -101,3 +101,89 @@ fn a_name_changed_only_in_case_is_listed_once() {
     y.recv_until(|l| l.starts_with("* BOB left"));
     ask_until(&mut y, "/who", &format!("* 1 in #lobby: {y_name}"));
 }
+
+/// Waits until the server whose heartbeat key is `key` has finished a
+/// beat begun after this call: the key's TTL goes up twice (a beat
+/// refreshes it first; the second rise shows the first beat, and what it
+/// read of the others' members, done).
+fn two_beats_of(redis: &Redis, key: &str) {
+    let ttl = || -> i64 {
+        redis.query(&["PTTL", key])[0]
+            .parse()
+            .unwrap_or_else(|_| panic!("PTTL {key}"))
+    };
+    let mut last = ttl();
+    let mut rises = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    while rises < 2 {
+        assert!(Instant::now() < deadline, "{key} never beat twice");
+        thread::sleep(Duration::from_millis(20));
+        let now = ttl();
+        if now > last {
+            rises += 1;
+        }
+        last = now;
+    }
+}
+
+/// Defect (review, 8 of 8 runs): Alice on server A; Redis killed and
+/// restarted empty on the same port. A client of server B sent
+/// `/nick alice` the moment it was told `connected ... again` and got
+/// it, before A's next beat claimed its members' names again; Alice,
+/// who did nothing, was renamed a guest. Now B, remembering Alice from
+/// its last beat, refuses the name until A is listed again (or taken for
+/// lost): the `/nick` is answered as for a taken name, and Alice keeps it.
+#[test]
+fn a_name_held_before_redis_restarted_empty_stays_its_holders() {
+    let mut redis = Redis::start();
+    let servers = servers(&redis, 2);
+    let (mut alice, _) = joined(&servers[0]);
+    alice.send("/nick Alice");
+    alice.recv_until(|l| l == "* you are now known as Alice");
+    let (mut b, b_name) = joined(&servers[1]);
+    alice.recv_until(|l| l.starts_with(&format!("* {b_name} joined")));
+    // B's presence has read A's members (Alice among them) since.
+    let alive = redis.query(&["KEYS", "chat:alive:*"]);
+    assert_eq!(alive.len(), 2, "{alive:?}");
+    for key in &alive {
+        two_beats_of(&redis, key);
+    }
+
+    redis.kill();
+    redis.restart();
+    b.recv_until(|l| l.starts_with("* connected to the other servers again"));
+    b.send("/nick alice");
+    let answer = b.recv_until(|l| l.starts_with("! ") || l.contains("known as"));
+    let answer = answer.last().expect("an answer");
+    assert!(
+        answer.starts_with("! ") && answer.contains("alice"),
+        "B took Alice's name: {answer}; stderr:\n{}",
+        servers[1].stderr()
+    );
+
+    // A claims its member's name again at its next beat.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let holder = redis.query(&["GET", "chat:name:alice"]);
+        if holder.iter().any(|h| h.ends_with(":Alice")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A never claimed Alice again: {holder:?}; stderr:\n{}",
+            servers[0].stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Alice was not renamed: told nothing of a name taken before her
+    // `/who` answer, and her line carries her name.
+    alice.send("/who");
+    let seen =
+        alice.recv_until(|l| l.starts_with("* ") && l.contains("#lobby") && l.contains("Alice"));
+    assert!(
+        !seen.iter().any(|l| l.contains("took the name")),
+        "Alice was renamed: {seen:?}"
+    );
+    alice.send("still Alice");
+    b.recv_until(|l| l == "<Alice> still Alice");
+}

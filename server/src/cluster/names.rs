@@ -32,6 +32,7 @@
 //! presence frees it, `names/unfreed.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -39,6 +40,7 @@ use redis::Script;
 
 use super::keys;
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
+use super::presence::Remembered;
 use super::shared_bans::Unlifted;
 
 mod inbox;
@@ -127,6 +129,11 @@ pub struct Names {
     /// server the two happen in the list's order ([`Names::ban_order`]).
     /// Above the rooms' locks and the link's (`rooms/mod.rs`).
     ban_order: Mutex<()>,
+    /// The other servers' members as presence last read them, and those
+    /// awaited since Redis restarted empty: a claim refuses an awaited
+    /// name (`presence/remembered.rs`). Shared with presence; a leaf,
+    /// taken under the link's lock.
+    remembered: Arc<Mutex<Remembered>>,
 }
 
 /// A turn at applying a console's `/ban` or `/unban` with its step in the
@@ -149,7 +156,14 @@ impl Names {
             unlifted: Unlifted::default(),
             requests: AtomicU64::new(0),
             ban_order: Mutex::new(()),
+            remembered: Arc::default(),
         }
+    }
+
+    /// What this server remembers of the others' members, for presence to
+    /// keep (`presence/remembered.rs`).
+    pub fn remembered(&self) -> Arc<Mutex<Remembered>> {
+        Arc::clone(&self.remembered)
     }
 
     /// Taken across a console's `/ban` or `/unban` applied here and its
@@ -173,7 +187,9 @@ impl Names {
     }
 
     /// Claims `name` for local client `client` (a client may claim its own
-    /// name again in another case).
+    /// name again in another case). A name held, before Redis restarted
+    /// empty, by a client of a server not yet registered again is in use
+    /// ([`Remembered::awaits`]): that server claims it again first.
     ///
     /// # Errors
     /// When Redis cannot be asked (the name is then not claimed).
@@ -182,6 +198,13 @@ impl Names {
         let lower = name.to_lowercase();
         let mut link = self.link.lock();
         let claimed: i64 = link.run_idempotent(|conn| {
+            // The epoch of the Redis this connection reaches (one more round
+            // trip per claim): a connection is to one Redis, so the claim
+            // below lands in that one, whatever this link last knew.
+            let epoch: Option<String> = redis::cmd("GET").arg(keys::epoch()).query(conn)?;
+            if self.remembered.lock().awaits(epoch.as_deref(), &lower) {
+                return Ok(0);
+            }
             redis::cmd("EVALSHA")
                 .arg(script.get_hash())
                 .arg(1)

@@ -70,6 +70,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use super::link::{Endpoint, Failure, Link, IO_TIMEOUT};
 use super::names::Names;
 use super::{keys, LogConfig};
@@ -80,8 +82,7 @@ mod filing;
 mod reaping;
 mod remembered;
 
-use remembered::Remembered;
-pub use remembered::MAX_REMEMBERED;
+pub use remembered::{Remembered, MAX_REMEMBERED};
 
 /// How often a server refreshes its heartbeat and looks for lost servers.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -134,6 +135,19 @@ impl Member {
     }
 }
 
+/// Why this server, claiming its members' names again, found one held by
+/// a client of another server: what the member is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameLost {
+    /// This server was cut off from Redis long enough to be taken for
+    /// lost, and its names freed.
+    CutOff,
+    /// Redis restarted empty, and the name was claimed there before this
+    /// server registered again (one claimed in the last beat before the
+    /// restart, which the other servers did not remember as held).
+    RedisEmptied,
+}
+
 /// What this server has, for registering again after Redis lost it, and
 /// how its rooms word a leave.
 pub trait Local: Send + Sync + 'static {
@@ -154,11 +168,11 @@ pub trait Local: Send + Sync + 'static {
     /// How many members each room (by key) has on the other servers now.
     fn others(&self, counts: HashMap<String, usize>);
     /// Local client `client`'s name `name` was taken by a client of another
-    /// server while this one was unlisted: it gets a new `guest-N`, and is
-    /// told. Returns `false` if it could not be renamed (no new name to be
-    /// had): the names are claimed again at the next beat
+    /// server while this one was unlisted (`why`): it gets a new `guest-N`,
+    /// and is told. Returns `false` if it could not be renamed (no new name
+    /// to be had): the names are claimed again at the next beat
     /// ([`Local::claim_failed`]), which finds this one lost again.
-    fn name_lost(&self, client: u64, name: &str) -> bool;
+    fn name_lost(&self, client: u64, name: &str, why: NameLost) -> bool;
     /// Whether filing a member (or its removal) failed since the last
     /// call: the members are then filed again at the next beat.
     fn unfiled(&self) -> bool;
@@ -224,6 +238,10 @@ pub struct Presence {
     local: Arc<dyn Local>,
     /// The epoch this server registered in; `None` before the first time.
     registered: Option<String>,
+    /// Found Redis restarted empty (a new epoch) since it last registered:
+    /// a name lost at the registration that follows was lost to that
+    /// ([`NameLost::RedisEmptied`]).
+    emptied: bool,
     /// Registered, not yet found whether the others had taken this server
     /// for lost and announced its members gone (to announce them back).
     back_pending: bool,
@@ -231,8 +249,9 @@ pub struct Presence {
     /// (`shared_bans.rs`): tried at every beat until it is.
     bans_pending: bool,
     /// The other servers' members as last read, and those of a Redis that
-    /// restarted empty awaited in the new one.
-    remembered: Remembered,
+    /// restarted empty awaited in the new one: shared with the names link
+    /// ([`Names::remembered`]), whose claims refuse the awaited names.
+    remembered: Arc<Mutex<Remembered>>,
     /// The number of this server's last heartbeat sent (each beat's is one
     /// more): the value of its heartbeat key, so that a heartbeat that
     /// finds an earlier one there knows Redis went back.
@@ -255,15 +274,19 @@ impl Presence {
         local: Arc<dyn Local>,
         shutdown: Arc<Shutdown>,
     ) -> std::io::Result<thread::JoinHandle<()>> {
+        let remembered = local
+            .names()
+            .map_or_else(Arc::default, |names| names.remembered());
         let mut presence = Presence {
             link: endpoint.link("presence", IO_TIMEOUT),
             server_id: server_id.to_string(),
             config,
             local,
             registered: None,
+            emptied: false,
             back_pending: false,
             bans_pending: false,
-            remembered: Remembered::default(),
+            remembered,
             beats: 0,
             taken: 0,
         };
@@ -290,7 +313,7 @@ impl Presence {
     fn beat(&mut self) -> Result<(), Failure> {
         let unlisted = self.heartbeat()?;
         // A new epoch: what this server saw of the others is awaited in it.
-        self.remembered.reached(self.link.epoch());
+        self.remembered.lock().reached(self.link.epoch());
         // Names given back while Redis was away are freed first, before
         // their leavers are unlisted by a refile (or a registration): a
         // stop or a reaper frees the names of listed members only.
@@ -303,6 +326,9 @@ impl Presence {
         // the heartbeat lasts) and announced its clients gone; or Redis
         // went back to an older copy of its data. Either way its clients
         // are still here: register them again.
+        if self.registered.is_some() && self.registered.as_deref() != self.link.epoch() {
+            self.emptied = true;
+        }
         if unlisted || self.registered.as_deref() != self.link.epoch() {
             // Noted again only once it succeeds: a registration that fails
             // (the link dropping right after this heartbeat listed the
@@ -421,7 +447,7 @@ impl Presence {
     /// each other listed server, and whether its heartbeat is alive.
     fn count_others(&mut self, listed: &[(String, bool)]) -> Result<(), Failure> {
         if listed.is_empty() {
-            self.remembered.read(self.link.epoch(), Vec::new());
+            self.remembered.lock().read(self.link.epoch(), Vec::new());
             self.local.others(HashMap::new());
             return Ok(());
         }
@@ -443,7 +469,9 @@ impl Presence {
             }
         }
         let listings = listed.iter().map(|(server, _)| server.clone()).zip(read);
-        self.remembered.read(self.link.epoch(), listings.collect());
+        self.remembered
+            .lock()
+            .read(self.link.epoch(), listings.collect());
         self.local.others(counts);
         Ok(())
     }

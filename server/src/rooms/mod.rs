@@ -26,7 +26,10 @@
 //!    change an entry. In a cluster, the bridge's `feeds` map, then a
 //!    feed's own lock, are taken under a room's lock too (the reader picks
 //!    what is new for the room by its feed), as leaves below it: nothing
-//!    holding them takes a lock of the rooms' (`cluster/bridge.rs`).
+//!    holding them takes a lock of the rooms' (`cluster/bridge.rs`). And the
+//!    names' `remembered` (what presence last read of the other servers'
+//!    members, `cluster/presence/remembered.rs`), a leaf taken under the
+//!    names lock by a claim, and by presence with nothing else held.
 //! 4. Above all of these, in a cluster: the bridge's `adopting` (held
 //!    while it applies the cluster's shared ban list: bans saved to
 //!    `--bans`, clients evicted, their names released) and `outage` (held

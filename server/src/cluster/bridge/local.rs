@@ -12,7 +12,7 @@ use chat_common::protocol;
 use super::Bridge;
 use crate::cluster::link::Failure;
 use crate::cluster::names::Names as RedisNames;
-use crate::cluster::presence::{Local, Member};
+use crate::cluster::presence::{Local, Member, NameLost};
 
 impl Local for Bridge {
     fn unfiled(&self) -> bool {
@@ -82,7 +82,7 @@ impl Local for Bridge {
         *self.others.lock() = counts;
     }
 
-    fn name_lost(&self, client: u64, name: &str) -> bool {
+    fn name_lost(&self, client: u64, name: &str, why: NameLost) -> bool {
         let Some(ctx) = self.rooms() else {
             return true;
         };
@@ -105,13 +105,19 @@ impl Local for Bridge {
                 return false;
             }
         };
+        let when = match why {
+            NameLost::CutOff => "while this server was cut off from the others",
+            NameLost::RedisEmptied => {
+                "when Redis restarted empty, before this server claimed it again"
+            }
+        };
         match ctx.rooms.rename(client, &fresh) {
             crate::rooms::Renamed::Done(_) => {
-                crate::log!("redis: {name} was taken on another server while this one was cut off; its client here is {fresh} now");
+                crate::log!("redis: {name} was taken on another server {when}; its client here is {fresh} now");
                 ctx.rooms.tell(
                     client,
                     &protocol::error(&format!(
-                        "while this server was cut off from the others, a client of another server took the name {name}: you are {fresh} now"
+                        "{when}, a client of another server took the name {name}: you are {fresh} now"
                     )),
                 );
                 true

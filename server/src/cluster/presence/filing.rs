@@ -22,7 +22,7 @@ use redis::Script;
 
 use super::super::keys;
 use super::super::link::{Failure, Link};
-use super::{Local, Member, Presence};
+use super::{Local, Member, NameLost, Presence};
 
 impl Presence {
     /// Runs `f` on the link filings go on: the names link when this
@@ -49,7 +49,7 @@ impl Presence {
     /// name ([`Local::name_lost`]).
     pub(super) fn claim_names(&mut self) -> Result<(), Failure> {
         let lost = self.filing(|filer, link| filer.claim_names(link))?;
-        self.give_up(&lost);
+        self.give_up(&lost, NameLost::CutOff);
         Ok(())
     }
 
@@ -61,7 +61,12 @@ impl Presence {
         let tag = self.local.guest_tag();
         let lost = self.filing(|filer, link| filer.register(link, floor, tag))?;
         self.registered = self.link.epoch().map(str::to_string);
-        self.give_up(&lost);
+        let why = if std::mem::take(&mut self.emptied) {
+            NameLost::RedisEmptied
+        } else {
+            NameLost::CutOff
+        };
+        self.give_up(&lost, why);
         Ok(())
     }
 
@@ -69,10 +74,11 @@ impl Presence {
     /// fresh guest name, if its member still has it. With the names link
     /// released: a fresh name is asked on it. One that cannot be given up
     /// now is tried again at the next beat: two clients never keep a name.
-    fn give_up(&self, lost: &[Member]) {
+    fn give_up(&self, lost: &[Member], why: NameLost) {
         let now = self.local.members();
         for member in lost {
-            if still_named(&now, member) && !self.local.name_lost(member.client, &member.name) {
+            if still_named(&now, member) && !self.local.name_lost(member.client, &member.name, why)
+            {
                 self.local.claim_failed();
             }
         }

@@ -24,7 +24,7 @@ impl Presence {
             .run(|conn| redis::cmd("SMEMBERS").arg(keys::servers()).query(conn))?;
         let me = self.server_id.clone();
         let mut others: Vec<String> = servers.into_iter().filter(|s| *s != me).collect();
-        self.remembered.listed(&others);
+        self.remembered.lock().listed(&others);
         others.extend(self.relist_due()?);
         if others.is_empty() {
             return Ok(Vec::new());

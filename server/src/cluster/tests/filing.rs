@@ -31,7 +31,12 @@ impl Local for Unclaimed {
         0
     }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(&self, _client: u64, name: &str) -> bool {
+    fn name_lost(
+        &self,
+        _client: u64,
+        name: &str,
+        _why: crate::cluster::presence::NameLost,
+    ) -> bool {
         self.lost.lock().push(name.to_string());
         true
     }
@@ -145,7 +150,12 @@ impl Local for Racing {
         RACING_TAG
     }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(&self, _client: u64, name: &str) -> bool {
+    fn name_lost(
+        &self,
+        _client: u64,
+        name: &str,
+        _why: crate::cluster::presence::NameLost,
+    ) -> bool {
         panic!("{name} given up");
     }
     fn unfiled(&self) -> bool {

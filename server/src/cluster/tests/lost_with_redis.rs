@@ -86,7 +86,12 @@ impl Local for Counting {
     fn others(&self, counts: HashMap<String, usize>) {
         self.counts.lock().push((Instant::now(), counts));
     }
-    fn name_lost(&self, _client: u64, _name: &str) -> bool {
+    fn name_lost(
+        &self,
+        _client: u64,
+        _name: &str,
+        _why: crate::cluster::presence::NameLost,
+    ) -> bool {
         true
     }
     fn unfiled(&self) -> bool {

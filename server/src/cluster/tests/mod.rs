@@ -304,7 +304,12 @@ impl Local for Members {
         self.1
     }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(&self, _client: u64, _name: &str) -> bool {
+    fn name_lost(
+        &self,
+        _client: u64,
+        _name: &str,
+        _why: crate::cluster::presence::NameLost,
+    ) -> bool {
         true
     }
     fn unfiled(&self) -> bool {

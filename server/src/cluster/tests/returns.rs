@@ -210,7 +210,12 @@ impl Local for GivesUpLate {
         0
     }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(&self, _client: u64, _name: &str) -> bool {
+    fn name_lost(
+        &self,
+        _client: u64,
+        _name: &str,
+        _why: crate::cluster::presence::NameLost,
+    ) -> bool {
         self.tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0
     }
     fn unfiled(&self) -> bool {

@@ -94,7 +94,12 @@ impl Local for Clients {
         0
     }
     fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(&self, _client: u64, name: &str) -> bool {
+    fn name_lost(
+        &self,
+        _client: u64,
+        name: &str,
+        _why: crate::cluster::presence::NameLost,
+    ) -> bool {
         panic!("{name} given up");
     }
     fn unfiled(&self) -> bool {
