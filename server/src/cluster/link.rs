@@ -243,7 +243,7 @@ impl Link {
         self.connect()?;
         self.recheck()?;
         let conn = self.conn.as_mut().ok_or(Failure::Down)?;
-        match op(&mut Replies(conn)) {
+        match op(&mut Replies(conn, self.epoch.as_deref())) {
             Ok(value) => {
                 self.siblings.answered();
                 Ok(value)

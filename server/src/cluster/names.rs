@@ -198,11 +198,10 @@ impl Names {
         let lower = name.to_lowercase();
         let mut link = self.link.lock();
         let claimed: i64 = link.run_idempotent(|conn| {
-            // The epoch of the Redis this connection reaches (one more round
-            // trip per claim): a connection is to one Redis, so the claim
-            // below lands in that one, whatever this link last knew.
-            let epoch: Option<String> = redis::cmd("GET").arg(keys::epoch()).query(conn)?;
-            if self.remembered.lock().awaits(epoch.as_deref(), &lower) {
+            // The epoch of the Redis this connection reaches (read when it
+            // was opened): the claim below lands in that one, even before
+            // presence has found it new.
+            if self.remembered.lock().awaits(conn.epoch(), &lower) {
                 return Ok(0);
             }
             redis::cmd("EVALSHA")

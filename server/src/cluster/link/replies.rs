@@ -14,8 +14,18 @@
 
 use redis::{Connection, ConnectionLike, RedisResult, Value};
 
-/// A link's connection, lent to one command or pipeline.
-pub struct Replies<'a>(pub(super) &'a mut Connection);
+/// A link's connection, lent to one command or pipeline, with the epoch
+/// of the Redis it reaches.
+pub struct Replies<'a>(pub(super) &'a mut Connection, pub(super) Option<&'a str>);
+
+impl Replies<'_> {
+    /// The epoch of the Redis this connection reaches, read when it was
+    /// opened ([`super::Link::epoch`]): what is sent on it lands in that
+    /// Redis, whatever the server's other links have found since.
+    pub fn epoch(&self) -> Option<&str> {
+        self.1
+    }
+}
 
 impl ConnectionLike for Replies<'_> {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
