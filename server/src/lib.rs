@@ -42,6 +42,7 @@ pub mod listener;
 pub mod log;
 pub mod password;
 pub mod pool;
+pub mod ports;
 pub mod prepare;
 pub mod rooms;
 pub mod session;

@@ -5,13 +5,14 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
 use chat_server::log::plain;
+use chat_server::ports::{self, BindError};
 use chat_server::{console, log, Config, Mode, Prepared, Server};
 
 fn main() -> ExitCode {
@@ -51,21 +52,18 @@ fn main() -> ExitCode {
     let config = prepared.config();
 
     let addr = SocketAddr::new(config.bind, config.port);
-    let listener = match TcpListener::bind(addr) {
-        Ok(listener) => listener,
-        Err(e) => return fail(&format!("cannot listen on {addr}: {}", plain(&e))),
+    let (listener, udp) = match ports::bind(addr, config.udp) {
+        Ok(bound) => bound,
+        Err(BindError::Tcp(at, e)) => {
+            return fail(&format!("cannot listen on {at}: {}", plain(&e)))
+        }
+        Err(BindError::Udp(at, e)) => {
+            return fail(&format!("cannot listen for UDP on {at}: {}", plain(&e)))
+        }
     };
     let local = match listener.local_addr() {
         Ok(local) => local,
         Err(e) => return fail(&format!("cannot read the bound address: {}", plain(&e))),
-    };
-    let udp = if config.udp {
-        match chat_server::udp::bind(local) {
-            Ok(socket) => Some(socket),
-            Err(e) => return fail(&format!("cannot listen for UDP on {local}: {}", plain(&e))),
-        }
-    } else {
-        None
     };
     let mode = config.mode;
     let server = match Server::with_sockets(prepared, listener, udp) {
