@@ -152,6 +152,13 @@ pub fn servers() -> String {
     format!("{PREFIX}servers")
 }
 
+/// A server's last heartbeat number, kept `BEAT_TTL` after its last beat
+/// (the heartbeat itself lasts seconds): how a server finds that Redis
+/// came back from an older copy of its data.
+pub fn beat(server: &str) -> String {
+    format!("{PREFIX}beat:{server}")
+}
+
 /// A server's heartbeat: exists (with a TTL) while the server lives.
 pub fn alive(server: &str) -> String {
     format!("{PREFIX}alive:{server}")

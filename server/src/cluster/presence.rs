@@ -68,7 +68,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -89,6 +89,22 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a heartbeat lasts: a server silent this long is lost.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
+
+/// A gap between two of this server's answered heartbeats longer than
+/// this is an outage (Redis away or hung, this server cut off): the
+/// others' heartbeats may have expired meanwhile (in a Redis back from a
+/// copy of its data, or a hung one) for no fault of theirs, so none is
+/// taken for lost until a whole `HEARTBEAT_TTL` after. The same when
+/// Redis lost this server's own last beat (a review: a snapshot 7 s old
+/// made the first server to beat announce the other's clients lost, then
+/// back).
+pub const OUTAGE: Duration = Duration::from_secs(2);
+
+/// How long a server's last heartbeat number is kept (`chat:beat:ID`, a
+/// number: one small key per server started in that time, deleted at a
+/// graceful stop): Redis back from a copy of its data up to this old is
+/// found to have gone back. The room logs' idle expiry, `LOG_IDLE_TTL`.
+pub const BEAT_TTL: Duration = super::LOG_IDLE_TTL;
 
 /// How long one survivor holds the right to announce a lost server past
 /// its last step: it takes the lock again at each beat until the reap is
@@ -260,6 +276,15 @@ pub struct Presence {
     /// heartbeat key found lower than this came from an older copy of
     /// Redis's data.
     taken: u64,
+    /// When this server's last heartbeat was answered.
+    beat_at: Option<Instant>,
+    /// No server is taken for lost before this: a gap between this
+    /// server's answered heartbeats longer than [`OUTAGE`] (Redis away or
+    /// hung), or a Redis that lost this server's last beat (back from an
+    /// older copy of its data, whose heartbeats have all expired, or
+    /// emptied), gives the others a whole [`HEARTBEAT_TTL`] to beat again
+    /// first.
+    reap_from: Instant,
 }
 
 impl Presence {
@@ -289,6 +314,8 @@ impl Presence {
             remembered,
             beats: 0,
             taken: 0,
+            beat_at: None,
+            reap_from: Instant::now(),
         };
         // Listed before the server takes its first client: a console's
         // `/ban` typed elsewhere at once, or a `/who`, already finds it
@@ -312,6 +339,14 @@ impl Presence {
     /// announce the servers found lost.
     fn beat(&mut self) -> Result<(), Failure> {
         let unlisted = self.heartbeat()?;
+        let now = Instant::now();
+        if self
+            .beat_at
+            .is_some_and(|at| now.duration_since(at) > OUTAGE)
+        {
+            self.reap_from = now + HEARTBEAT_TTL;
+        }
+        self.beat_at = Some(now);
         // A new epoch: what this server saw of the others is awaited in it.
         self.remembered.lock().reached(self.link.epoch());
         // Names given back while Redis was away are freed first, before
@@ -385,6 +420,16 @@ impl Presence {
                     .arg(beat)
                     .arg("PX")
                     .arg(HEARTBEAT_TTL.as_millis() as u64)
+                    .ignore()
+                    // The number again, in a key that outlives the heartbeat
+                    // (`BEAT_TTL`): a copy of Redis's data taken more than
+                    // a heartbeat before it went down holds no heartbeat,
+                    // but this (a review: a snapshot 7 s old went unseen).
+                    .cmd("SET")
+                    .arg(keys::beat(&me))
+                    .arg(beat)
+                    .arg("PX")
+                    .arg(BEAT_TTL.as_millis() as u64)
                     .arg("GET")
                     .cmd("SADD")
                     .arg(keys::servers())
@@ -397,7 +442,14 @@ impl Presence {
                     .arg(keys::reap(&me))
                     .query(conn)
             })?;
-        let went_back = self.went_back(held.and_then(|held| held.parse().ok()));
+        let held: Option<u64> = held.and_then(|held| held.parse().ok());
+        let went_back = self.went_back(held);
+        // Redis lost this server's last beat (back from an older copy of
+        // its data, or emptied): it lost the others' heartbeats too, for no
+        // fault of theirs, and they are given time to beat again.
+        if held.map_or(self.taken > 0, |held| held < self.taken) {
+            self.reap_from = Instant::now() + HEARTBEAT_TTL;
+        }
         self.taken = beat;
         if let Some(counter) = counter {
             self.local.counter_seen(counter);
@@ -494,6 +546,7 @@ impl Presence {
         let _ = self.link.run(|conn| {
             redis::cmd("DEL")
                 .arg(keys::alive(&me))
+                .arg(keys::beat(&me))
                 .arg(keys::wake(&me))
                 .arg(keys::reaped(&me))
                 .exec(conn)

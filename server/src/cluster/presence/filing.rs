@@ -186,9 +186,33 @@ impl Filer<'_> {
                 .ignore();
             pipe.query(conn)
         })?;
-        self.free_stale(link, &listed)?;
+        let lost = lost(members.clone(), &claimed);
+        let freed = self.free_stale(link, &listed)?;
+        // A name refused only because the older copy still showed it held
+        // by a client of this server that has another name now (freed just
+        // above) is claimed again: its holder keeps it (a review: the
+        // holder was renamed a guest, the name left to no one).
+        let lost = if freed && !lost.is_empty() {
+            self.claim_again(link, lost)?
+        } else {
+            lost
+        };
         self.settle(link, &members)?;
-        Ok(lost(members, &claimed))
+        Ok(lost)
+    }
+
+    /// Claims the names of `refused` again (after stale names were freed):
+    /// returns those still held by another client.
+    fn claim_again(&self, link: &mut Link, refused: Vec<Member>) -> Result<Vec<Member>, Failure> {
+        let claim = Script::new(keys::CLAIM);
+        let claimed: Vec<i64> = link.run_idempotent(|conn| {
+            let mut pipe = redis::pipe();
+            for member in &refused {
+                push_claim(&mut pipe, &claim, self.me, member);
+            }
+            pipe.query(conn)
+        })?;
+        Ok(lost(refused, &claimed))
     }
 
     /// Frees each name of `listed` (the members list as Redis had it
@@ -200,7 +224,8 @@ impl Filer<'_> {
     /// list is the only place that names them, so a name the old copy
     /// held but had not listed yet (claimed in the moment before the
     /// copy, filed after) stays held (docs/CLUSTER.md, Known limits).
-    fn free_stale(&self, link: &mut Link, listed: &[(String, String)]) -> Result<(), Failure> {
+    /// Returns whether there were any to free.
+    fn free_stale(&self, link: &mut Link, listed: &[(String, String)]) -> Result<bool, Failure> {
         let now = self.local.members();
         let stale: Vec<(&String, u64)> = listed
             .iter()
@@ -211,7 +236,7 @@ impl Filer<'_> {
             })
             .collect();
         if stale.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let delete = Script::new(keys::DELETE_IF);
         link.run_idempotent(|conn| {
@@ -225,7 +250,8 @@ impl Filer<'_> {
                     .ignore();
             }
             pipe.exec(conn)
-        })
+        })?;
+        Ok(true)
     }
 
     /// Mends what a pipeline filed and claimed from `filed`, its snapshot

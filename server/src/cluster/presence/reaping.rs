@@ -7,6 +7,7 @@ use redis::Script;
 use super::super::keys;
 use super::super::link::Failure;
 use std::collections::HashSet;
+use std::time::Instant;
 
 use super::{
     Member, Presence, BACK_KIND, HEARTBEAT_TTL, LOST_KIND, REAPED_TTL, REAP_CHUNK, REAP_LOCK_TTL,
@@ -37,9 +38,11 @@ impl Presence {
             pipe.query(conn)
         })?;
         let mut listed = Vec::new();
+        // Right after an outage, the others are given time to beat again.
+        let waiting = Instant::now() < self.reap_from;
         for (other, alive) in others.into_iter().zip(alive) {
             listed.push((other.clone(), alive));
-            if alive {
+            if alive || waiting {
                 continue;
             }
             let take = Script::new(keys::TAKE_LOCK);
