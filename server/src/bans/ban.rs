@@ -192,7 +192,10 @@ pub const PROBLEMS_SHOWN: usize = 10;
 pub fn parse_file(text: &str, now: SystemTime) -> (Vec<Ban>, Vec<String>) {
     let mut bans: Vec<Ban> = Vec::new();
     let mut problems = Vec::new();
-    let mut unshown = 0_usize;
+    // Problems past the first PROBLEMS_SHOWN: (lines skipped, bans held
+    // to the longest ban), counted apart, so a ban kept never reads as one
+    // skipped.
+    let (mut unshown_skipped, mut unshown_held) = (0_usize, 0_usize);
     // (how many, the first one's line number)
     let mut past_max: Option<(usize, usize)> = None;
     let latest = now + MAX_DURATION;
@@ -218,24 +221,35 @@ pub fn parse_file(text: &str, now: SystemTime) -> (Vec<Ban>, Vec<String>) {
                 bans.push(ban);
                 let days = MAX_DURATION.as_secs() / 86_400;
                 cut.then(|| {
-                    format!(
+                    let held = format!(
                         "line {}: ends more than the longest ban ({days}d) from now; held for {days}d",
                         i + 1
-                    )
+                    );
+                    (held, false)
                 })
             }
-            Err(why) => Some(format!("line {}: {why}; skipped", i + 1)),
+            Err(why) => Some((format!("line {}: {why}; skipped", i + 1), true)),
         };
+        // (what to log, whether the line was skipped)
         match problem {
-            Some(problem) if problems.len() < PROBLEMS_SHOWN => problems.push(problem),
-            Some(_) => unshown += 1,
+            Some((problem, _)) if problems.len() < PROBLEMS_SHOWN => problems.push(problem),
+            Some((_, true)) => unshown_skipped += 1,
+            Some((_, false)) => unshown_held += 1,
             None => {}
         }
     }
-    if unshown > 0 {
-        let lines = if unshown == 1 { "line" } else { "lines" };
+    let lines = |n: usize| if n == 1 { "line" } else { "lines" };
+    if unshown_skipped > 0 {
         problems.push(format!(
-            "{unshown} more {lines} with a problem, not shown one by one"
+            "{unshown_skipped} more {} with a problem, not shown one by one; skipped",
+            lines(unshown_skipped)
+        ));
+    }
+    if unshown_held > 0 {
+        problems.push(format!(
+            "{unshown_held} more {} ending more than the longest ban ({}d) from now, not shown one by one; held for that long",
+            lines(unshown_held),
+            MAX_DURATION.as_secs() / 86_400
         ));
     }
     if let Some((count, first)) = past_max {

@@ -221,23 +221,30 @@ fn many_problems_are_told_in_a_few_lines() {
     for i in 0..25 {
         text.push_str(&format!("garbage{i}\n"));
     }
+    // Two bans held to the longest, past the ones shown: counted apart,
+    // never among the lines skipped.
+    text.push_str("10.255.0.1 9999-01-01T00:00:00Z\n10.255.0.2 9999-01-01T00:00:00Z\n");
     for i in 0..(MAX_BANS + 100) {
         text.push_str(&format!("10.{}.{}.1 never\n", i / 256, i % 256));
     }
     let (bans, problems) = parse_file(&text, now);
     assert_eq!(bans.len(), MAX_BANS);
-    assert_eq!(problems.len(), ban::PROBLEMS_SHOWN + 2, "{problems:?}");
+    assert_eq!(problems.len(), ban::PROBLEMS_SHOWN + 3, "{problems:?}");
     assert!(problems[0].starts_with("line 1: "), "{problems:?}");
     assert!(problems[0].ends_with("; skipped"), "{problems:?}");
     assert_eq!(
         problems[ban::PROBLEMS_SHOWN],
-        "15 more lines with a problem, not shown one by one"
+        "15 more lines with a problem, not shown one by one; skipped"
     );
     assert_eq!(
         problems[ban::PROBLEMS_SHOWN + 1],
+        "2 more lines ending more than the longest ban (3650d) from now, not shown one by one; held for that long"
+    );
+    assert_eq!(
+        problems[ban::PROBLEMS_SHOWN + 2],
         format!(
-            "100 lines from line {} on: more than {MAX_BANS} bans; skipped",
-            25 + MAX_BANS + 1
+            "102 lines from line {} on: more than {MAX_BANS} bans; skipped",
+            27 + MAX_BANS - 2 + 1
         )
     );
 }
