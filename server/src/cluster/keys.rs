@@ -434,12 +434,12 @@ return 1
 /// and inbox streams; if `ARGV[2]` is 1, only while its heartbeat is still
 /// gone (a server back before its reap ended stays listed, and registers
 /// its members again itself: unlisted, a kill then would never be
-/// reaped). KEYS: servers, alive, members, wake, inbox. ARGV: server, the
+/// reaped). KEYS: servers, alive, members, wake, inbox, beat. ARGV: server, the
 /// check. Returns 1 if it forgot it.
 pub const UNLIST: &str = r"
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('SREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return 1
 ";
 

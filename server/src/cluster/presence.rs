@@ -90,16 +90,6 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// How long a heartbeat lasts: a server silent this long is lost.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 
-/// A gap between two of this server's answered heartbeats longer than
-/// this is an outage (Redis away or hung, this server cut off): the
-/// others' heartbeats may have expired meanwhile (in a Redis back from a
-/// copy of its data, or a hung one) for no fault of theirs, so none is
-/// taken for lost until a whole `HEARTBEAT_TTL` after. The same when
-/// Redis lost this server's own last beat (a review: a snapshot 7 s old
-/// made the first server to beat announce the other's clients lost, then
-/// back).
-pub const OUTAGE: Duration = Duration::from_secs(2);
-
 /// How long a server's last heartbeat number is kept (`chat:beat:ID`, a
 /// number: one small key per server started in that time, deleted at a
 /// graceful stop): Redis back from a copy of its data up to this old is
@@ -242,6 +232,12 @@ pub trait Local: Send + Sync + 'static {
     }
 }
 
+/// A heartbeat's replies: the heartbeat and the beat number it replaced,
+/// whether the server was added to the list, the shared guest counter,
+/// whether members of it were announced gone, whether a reap lock is held
+/// on it.
+type Heartbeat = (Option<String>, Option<String>, i64, Option<u64>, bool, bool);
+
 /// The presence thread's state.
 pub struct Presence {
     /// Presence's own connection.
@@ -276,14 +272,14 @@ pub struct Presence {
     /// heartbeat key found lower than this came from an older copy of
     /// Redis's data.
     taken: u64,
-    /// When this server's last heartbeat was answered.
-    beat_at: Option<Instant>,
-    /// No server is taken for lost before this: a gap between this
-    /// server's answered heartbeats longer than [`OUTAGE`] (Redis away or
-    /// hung), or a Redis that lost this server's last beat (back from an
-    /// older copy of its data, whose heartbeats have all expired, or
-    /// emptied), gives the others a whole [`HEARTBEAT_TTL`] to beat again
-    /// first.
+    /// No server is taken for lost before this: a Redis that lost this
+    /// server's own heartbeat while it was listed (expired in an outage
+    /// longer than [`HEARTBEAT_TTL`], Redis back from a copy of its data,
+    /// or emptied) lost the others' too, for no fault of theirs, and they
+    /// are given a whole [`HEARTBEAT_TTL`] to beat again first. A dropped
+    /// connection or a short stall loses nothing and delays nothing (a
+    /// review: counting a 2 s gap between answered beats as an outage put
+    /// a `kill -9` announcement past 10 s after one dropped connection).
     reap_from: Instant,
 }
 
@@ -314,7 +310,6 @@ impl Presence {
             remembered,
             beats: 0,
             taken: 0,
-            beat_at: None,
             reap_from: Instant::now(),
         };
         // Listed before the server takes its first client: a console's
@@ -339,14 +334,6 @@ impl Presence {
     /// announce the servers found lost.
     fn beat(&mut self) -> Result<(), Failure> {
         let unlisted = self.heartbeat()?;
-        let now = Instant::now();
-        if self
-            .beat_at
-            .is_some_and(|at| now.duration_since(at) > OUTAGE)
-        {
-            self.reap_from = now + HEARTBEAT_TTL;
-        }
-        self.beat_at = Some(now);
         // A new epoch: what this server saw of the others is awaited in it.
         self.remembered.lock().reached(self.link.epoch());
         // Names given back while Redis was away are freed first, before
@@ -412,42 +399,42 @@ impl Presence {
         let me = self.server_id.clone();
         self.beats += 1;
         let beat = self.beats;
-        let (held, added, counter, reaped, locked): (Option<String>, i64, Option<u64>, bool, bool) =
-            self.link.run(|conn| {
-                redis::pipe()
-                    .cmd("SET")
-                    .arg(keys::alive(&me))
-                    .arg(beat)
-                    .arg("PX")
-                    .arg(HEARTBEAT_TTL.as_millis() as u64)
-                    .ignore()
-                    // The number again, in a key that outlives the heartbeat
-                    // (`BEAT_TTL`): a copy of Redis's data taken more than
-                    // a heartbeat before it went down holds no heartbeat,
-                    // but this (a review: a snapshot 7 s old went unseen).
-                    .cmd("SET")
-                    .arg(keys::beat(&me))
-                    .arg(beat)
-                    .arg("PX")
-                    .arg(BEAT_TTL.as_millis() as u64)
-                    .arg("GET")
-                    .cmd("SADD")
-                    .arg(keys::servers())
-                    .arg(&me)
-                    .cmd("GET")
-                    .arg(keys::guest())
-                    .cmd("EXISTS")
-                    .arg(keys::reaped(&me))
-                    .cmd("EXISTS")
-                    .arg(keys::reap(&me))
-                    .query(conn)
-            })?;
+        let (alive, held, added, counter, reaped, locked): Heartbeat = self.link.run(|conn| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(keys::alive(&me))
+                .arg(beat)
+                .arg("PX")
+                .arg(HEARTBEAT_TTL.as_millis() as u64)
+                .arg("GET")
+                // The number again, in a key that outlives the heartbeat
+                // (`BEAT_TTL`): a copy of Redis's data taken more than
+                // a heartbeat before it went down holds no heartbeat,
+                // but this (a review: a snapshot 7 s old went unseen).
+                .cmd("SET")
+                .arg(keys::beat(&me))
+                .arg(beat)
+                .arg("PX")
+                .arg(BEAT_TTL.as_millis() as u64)
+                .arg("GET")
+                .cmd("SADD")
+                .arg(keys::servers())
+                .arg(&me)
+                .cmd("GET")
+                .arg(keys::guest())
+                .cmd("EXISTS")
+                .arg(keys::reaped(&me))
+                .cmd("EXISTS")
+                .arg(keys::reap(&me))
+                .query(conn)
+        })?;
         let held: Option<u64> = held.and_then(|held| held.parse().ok());
         let went_back = self.went_back(held);
-        // Redis lost this server's last beat (back from an older copy of
-        // its data, or emptied): it lost the others' heartbeats too, for no
-        // fault of theirs, and they are given time to beat again.
-        if held.map_or(self.taken > 0, |held| held < self.taken) {
+        // Redis lost this server's heartbeat (expired in an outage, back
+        // from an older copy of its data, or emptied): it lost the others'
+        // too, for no fault of theirs, and they are given time to beat
+        // again.
+        if self.taken > 0 && (alive.is_none() || held.is_none_or(|held| held < self.taken)) {
             self.reap_from = Instant::now() + HEARTBEAT_TTL;
         }
         self.taken = beat;
