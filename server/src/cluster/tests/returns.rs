@@ -316,12 +316,13 @@ fn a_reap_does_not_unlist_a_server_back_meanwhile() {
         redis.command(&[
             "EVAL",
             crate::cluster::keys::UNLIST,
-            "5",
+            "6",
             "chat:servers",
             "chat:alive:a",
             "chat:members:a",
             "chat:wake:a",
             "chat:inbox:a",
+            "chat:beat:a",
             "a",
             check,
         ])
@@ -329,12 +330,20 @@ fn a_reap_does_not_unlist_a_server_back_meanwhile() {
     redis.command(&["SADD", "chat:servers", "a"]);
     redis.command(&["HSET", "chat:members:a", "Gil", "lobby\t9"]);
     redis.command(&["SET", "chat:alive:a", "1", "PX", "5000"]);
+    redis.command(&["SET", "chat:beat:a", "1"]);
     assert_eq!(unlist("1"), ":0");
+    assert_eq!(redis.query(&["EXISTS", "chat:beat:a"]), ["1"]);
     assert_eq!(redis.query(&["SISMEMBER", "chat:servers", "a"]), ["1"]);
     assert_eq!(redis.query(&["EXISTS", "chat:members:a"]), ["1"]);
     assert_eq!(unlist("0"), ":1", "a stopping server's own");
     redis.command(&["SADD", "chat:servers", "a"]);
     redis.command(&["DEL", "chat:alive:a"]);
+    redis.command(&["SET", "chat:beat:a", "1"]);
     assert_eq!(unlist("1"), ":1");
     assert_eq!(redis.query(&["SISMEMBER", "chat:servers", "a"]), ["0"]);
+    assert_eq!(
+        redis.query(&["EXISTS", "chat:beat:a"]),
+        ["0"],
+        "its beat number"
+    );
 }
