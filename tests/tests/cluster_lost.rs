@@ -78,10 +78,12 @@ fn a_server_taken_for_lost_announces_its_clients_back() {
 /// listed it with no return. The members announced gone are noted by
 /// client id now, and it comes back by its new name.
 ///
-/// The server reads the `/nick` and beats again in either order once it
-/// runs: the watcher sees `frank` come back, or the old name come back
-/// and then be renamed. Either way it is back before it is renamed, and
-/// nobody else is.
+/// Once the server runs, its connection reads the `/nick` and its
+/// presence beats again in either order, and the rename can be relayed
+/// before the beat announces the return (Known limits in CLUSTER.md). So
+/// the watcher sees `frank` come back; or the old name come back and then
+/// be renamed; or the rename and then `frank` come back. It is announced
+/// back in each, by the name it has then, and nobody else is.
 #[test]
 fn a_client_renamed_while_its_server_was_frozen_is_announced_back() {
     let redis = Redis::start();
@@ -96,18 +98,16 @@ fn a_client_renamed_while_its_server_was_frozen_is_announced_back() {
     victim.send("/nick frank");
     servers[0].signal("CONT");
     let back_as_frank = "* frank is back (server reconnected)";
+    let back_as_v = format!("* {v} is back (server reconnected)");
     let renamed = format!("* {v} is now known as frank");
-    let seen = watcher.recv_until(|l| l == back_as_frank || l == renamed);
-    let back = if seen.last().is_some_and(|l| *l == renamed) {
-        format!("* {v} is back (server reconnected)")
-    } else {
-        back_as_frank.to_string()
-    };
-    assert!(seen.contains(&back), "never announced back: {seen:?}");
-    assert!(
-        !seen.iter().any(|l| l.contains(" is back ") && *l != back),
-        "{seen:?}"
-    );
+    let mut seen = watcher.recv_until(|l| l == back_as_frank || l == back_as_v || l == renamed);
+    if seen.last() == Some(&back_as_v) {
+        seen.extend(watcher.recv_until(|l| l == renamed));
+    } else if seen.last() == Some(&renamed) {
+        seen.extend(watcher.recv_until(|l| l == back_as_frank));
+    }
+    let backs: Vec<&String> = seen.iter().filter(|l| l.contains(" is back ")).collect();
+    assert_eq!(backs.len(), 1, "{seen:?}");
     victim.recv_until(|l| l.contains("frank"));
     watcher.send("welcome back");
     victim.recv_until(|l| l == format!("<{w}> welcome back"));
