@@ -17,41 +17,19 @@ struct Unclaimed {
     lost: Mutex<Vec<String>>,
 }
 
-impl Local for Unclaimed {
+impl Stub for Unclaimed {
     fn members(&self) -> Vec<Member> {
         self.members.clone()
     }
-    fn left(&self, name: &str, reason: &str) -> String {
-        chat_common::protocol::notice(&format!("{name} left ({reason})"))
-    }
-    fn highest_guest(&self) -> u64 {
-        0
-    }
-    fn guest_tag(&self) -> u64 {
-        0
-    }
-    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(
-        &self,
-        _client: u64,
-        name: &str,
-        _why: crate::cluster::presence::NameLost,
-    ) -> bool {
+    fn name_lost(&self, _client: u64, name: &str, _why: NameLost) -> bool {
         self.lost.lock().push(name.to_string());
         true
     }
-    fn unfiled(&self) -> bool {
-        false
-    }
-    fn file_failed(&self) {}
     fn unclaimed(&self) -> bool {
         self.flag.swap(false, std::sync::atomic::Ordering::AcqRel)
     }
     fn claim_failed(&self) {
         self.flag.store(true, std::sync::atomic::Ordering::Release);
-    }
-    fn free_unfreed(&self) -> Result<(), Failure> {
-        Ok(())
     }
 }
 
@@ -122,7 +100,7 @@ struct Racing {
     beats: std::sync::atomic::AtomicUsize,
 }
 
-impl Local for Racing {
+impl Stub for Racing {
     fn members(&self) -> Vec<Member> {
         let Some(stale) = self.stale.lock().take() else {
             return self.now.clone();
@@ -140,36 +118,16 @@ impl Local for Racing {
         }
         stale
     }
-    fn left(&self, name: &str, reason: &str) -> String {
-        chat_common::protocol::notice(&format!("{name} left ({reason})"))
-    }
-    fn highest_guest(&self) -> u64 {
-        0
-    }
     fn guest_tag(&self) -> u64 {
         RACING_TAG
     }
-    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(
-        &self,
-        _client: u64,
-        name: &str,
-        _why: crate::cluster::presence::NameLost,
-    ) -> bool {
+    fn name_lost(&self, _client: u64, name: &str, _why: NameLost) -> bool {
         panic!("{name} given up");
     }
     fn unfiled(&self) -> bool {
         self.beats.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.unfiled
             .swap(false, std::sync::atomic::Ordering::AcqRel)
-    }
-    fn file_failed(&self) {}
-    fn unclaimed(&self) -> bool {
-        false
-    }
-    fn claim_failed(&self) {}
-    fn free_unfreed(&self) -> Result<(), Failure> {
-        Ok(())
     }
 }
 

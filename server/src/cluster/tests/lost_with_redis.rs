@@ -70,40 +70,12 @@ impl Counting {
     }
 }
 
-impl Local for Counting {
+impl Stub for Counting {
     fn members(&self) -> Vec<Member> {
         self.members.clone()
     }
-    fn left(&self, name: &str, reason: &str) -> String {
-        chat_common::protocol::notice(&format!("{name} left ({reason})"))
-    }
-    fn highest_guest(&self) -> u64 {
-        0
-    }
-    fn guest_tag(&self) -> u64 {
-        0
-    }
     fn others(&self, counts: HashMap<String, usize>) {
         self.counts.lock().push((Instant::now(), counts));
-    }
-    fn name_lost(
-        &self,
-        _client: u64,
-        _name: &str,
-        _why: crate::cluster::presence::NameLost,
-    ) -> bool {
-        true
-    }
-    fn unfiled(&self) -> bool {
-        false
-    }
-    fn file_failed(&self) {}
-    fn unclaimed(&self) -> bool {
-        false
-    }
-    fn claim_failed(&self) {}
-    fn free_unfreed(&self) -> Result<(), Failure> {
-        Ok(())
     }
 }
 

@@ -19,7 +19,9 @@ use parking_lot::{Condvar, Mutex};
 
 use super::link::{check, Endpoint, Failure, Link, Siblings, BACKOFF_MAX, IO_TIMEOUT};
 use super::names::{Claim, Names, Unsent};
-use super::presence::{Local, Member, Presence, HEARTBEAT_EVERY, HEARTBEAT_TTL, LOST_KIND};
+use super::presence::{
+    Local, Member, NameLost, Presence, HEARTBEAT_EVERY, HEARTBEAT_TTL, LOST_KIND,
+};
 use super::reader::Reader;
 use super::tail::tail;
 use super::writer::{Queued, Writer};
@@ -287,15 +289,86 @@ fn survivor(redis: &Redis, id: &str, shutdown: &Arc<Shutdown>) -> thread::JoinHa
     .unwrap()
 }
 
-/// What a test "server" has locally, for presence.
-struct Members(Vec<Member>, u64);
+/// A test "server"'s side of presence: [`Local`] with the answers most
+/// tests want as defaults, so each test server writes only what it
+/// changes. Every type that has it is a [`Local`].
+trait Stub: Send + Sync + 'static {
+    /// [`Local::members`].
+    fn members(&self) -> Vec<Member>;
+    /// [`Local::highest_guest`]: none given.
+    fn highest_guest(&self) -> u64 {
+        0
+    }
+    /// [`Local::guest_tag`].
+    fn guest_tag(&self) -> u64 {
+        0
+    }
+    /// [`Local::others`]: not noted.
+    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
+    /// [`Local::name_lost`]: given up.
+    fn name_lost(&self, _client: u64, _name: &str, _why: NameLost) -> bool {
+        true
+    }
+    /// [`Local::unfiled`]: filed.
+    fn unfiled(&self) -> bool {
+        false
+    }
+    /// [`Local::unclaimed`]: claimed.
+    fn unclaimed(&self) -> bool {
+        false
+    }
+    /// [`Local::claim_failed`]: not noted.
+    fn claim_failed(&self) {}
+    /// [`Local::names`]: presence uses its own link.
+    fn names(&self) -> Option<Arc<Names>> {
+        None
+    }
+}
 
-impl Local for Members {
+impl<T: Stub> Local for T {
     fn members(&self) -> Vec<Member> {
-        self.0.clone()
+        Stub::members(self)
     }
     fn left(&self, name: &str, reason: &str) -> String {
         chat_common::protocol::notice(&format!("{name} left ({reason})"))
+    }
+    fn highest_guest(&self) -> u64 {
+        Stub::highest_guest(self)
+    }
+    fn guest_tag(&self) -> u64 {
+        Stub::guest_tag(self)
+    }
+    fn others(&self, counts: std::collections::HashMap<String, usize>) {
+        Stub::others(self, counts);
+    }
+    fn name_lost(&self, client: u64, name: &str, why: NameLost) -> bool {
+        Stub::name_lost(self, client, name, why)
+    }
+    fn unfiled(&self) -> bool {
+        Stub::unfiled(self)
+    }
+    fn file_failed(&self) {}
+    fn unclaimed(&self) -> bool {
+        Stub::unclaimed(self)
+    }
+    fn claim_failed(&self) {
+        Stub::claim_failed(self);
+    }
+    fn names(&self) -> Option<Arc<Names>> {
+        Stub::names(self)
+    }
+    fn free_unfreed(&self) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+/// What a test "server" has locally, for presence: its members, and its
+/// highest guest number (also its guest tag). Files them at every beat.
+struct Members(Vec<Member>, u64);
+
+impl Stub for Members {
+    fn members(&self) -> Vec<Member> {
+        self.0.clone()
     }
     fn highest_guest(&self) -> u64 {
         self.1
@@ -303,25 +376,8 @@ impl Local for Members {
     fn guest_tag(&self) -> u64 {
         self.1
     }
-    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(
-        &self,
-        _client: u64,
-        _name: &str,
-        _why: crate::cluster::presence::NameLost,
-    ) -> bool {
-        true
-    }
     fn unfiled(&self) -> bool {
         true
-    }
-    fn file_failed(&self) {}
-    fn unclaimed(&self) -> bool {
-        false
-    }
-    fn claim_failed(&self) {}
-    fn free_unfreed(&self) -> Result<(), Failure> {
-        Ok(())
     }
 }
 

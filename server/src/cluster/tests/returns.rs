@@ -191,7 +191,7 @@ struct GivesUpLate {
     unclaimed: std::sync::atomic::AtomicBool,
 }
 
-impl Local for GivesUpLate {
+impl Stub for GivesUpLate {
     fn members(&self) -> Vec<Member> {
         vec![Member {
             name: "Finn".into(),
@@ -200,28 +200,9 @@ impl Local for GivesUpLate {
             entered: 9,
         }]
     }
-    fn left(&self, name: &str, reason: &str) -> String {
-        chat_common::protocol::notice(&format!("{name} left ({reason})"))
-    }
-    fn highest_guest(&self) -> u64 {
-        0
-    }
-    fn guest_tag(&self) -> u64 {
-        0
-    }
-    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(
-        &self,
-        _client: u64,
-        _name: &str,
-        _why: crate::cluster::presence::NameLost,
-    ) -> bool {
+    fn name_lost(&self, _client: u64, _name: &str, _why: NameLost) -> bool {
         self.tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0
     }
-    fn unfiled(&self) -> bool {
-        false
-    }
-    fn file_failed(&self) {}
     fn unclaimed(&self) -> bool {
         self.unclaimed
             .swap(false, std::sync::atomic::Ordering::SeqCst)
@@ -229,9 +210,6 @@ impl Local for GivesUpLate {
     fn claim_failed(&self) {
         self.unclaimed
             .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-    fn free_unfreed(&self) -> Result<(), Failure> {
-        Ok(())
     }
 }
 

@@ -70,7 +70,7 @@ impl Clients {
     }
 }
 
-impl Local for Clients {
+impl Stub for Clients {
     fn members(&self) -> Vec<Member> {
         let Some((answer, call)) = self.script.lock().pop_front() else {
             return self.now.clone();
@@ -83,36 +83,16 @@ impl Local for Clients {
         let _ = finished.recv_timeout(CLIENT_CALL_WAIT);
         answer
     }
-    fn left(&self, name: &str, reason: &str) -> String {
-        chat_common::protocol::notice(&format!("{name} left ({reason})"))
-    }
     fn highest_guest(&self) -> u64 {
         self.registrations.fetch_add(1, Ordering::AcqRel);
         0
     }
-    fn guest_tag(&self) -> u64 {
-        0
-    }
-    fn others(&self, _counts: std::collections::HashMap<String, usize>) {}
-    fn name_lost(
-        &self,
-        _client: u64,
-        name: &str,
-        _why: crate::cluster::presence::NameLost,
-    ) -> bool {
+    fn name_lost(&self, _client: u64, name: &str, _why: NameLost) -> bool {
         panic!("{name} given up");
     }
     fn unfiled(&self) -> bool {
         self.beats.fetch_add(1, Ordering::AcqRel);
         self.unfiled.swap(false, Ordering::AcqRel)
-    }
-    fn file_failed(&self) {}
-    fn unclaimed(&self) -> bool {
-        false
-    }
-    fn claim_failed(&self) {}
-    fn free_unfreed(&self) -> Result<(), Failure> {
-        Ok(())
     }
     fn names(&self) -> Option<Arc<Names>> {
         Some(Arc::clone(&self.names))
