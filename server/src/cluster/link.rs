@@ -49,6 +49,10 @@ pub const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 /// Redis is back, at worst.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// How often a link waiting out its back-off ([`Link::wait_up`]) looks
+/// whether a sibling link got through meanwhile, to connect at once.
+pub const SIBLING_CHECK: Duration = Duration::from_millis(100);
+
 /// How long after a link timed out waiting for Redis the [`Link::quick`]
 /// links fail at once (unless a reply comes first): then one of their
 /// callers tries again, at the cost of one reply timeout, while the others
@@ -282,7 +286,11 @@ impl Link {
     }
 
     /// Waits (with back-off, waking at once on shutdown) until connected.
-    /// [`Waited::ShuttingDown`] if shutdown began first.
+    /// [`Waited::ShuttingDown`] if shutdown began first. A sibling link
+    /// that got through ends the back-off: within [`SIBLING_CHECK`], this
+    /// one tries at once (the reader, which tells the rooms Redis is back,
+    /// waited out up to [`BACKOFF_MAX`] after presence had reconnected,
+    /// its server refusing lines meanwhile: a review).
     pub fn wait_up(&mut self, shutdown: &Shutdown) -> Waited {
         loop {
             if shutdown.is_triggered() {
@@ -291,7 +299,10 @@ impl Link {
             if self.connect().is_ok() {
                 return Waited::Done;
             }
-            let pause = self.retry_at.saturating_duration_since(Instant::now());
+            let pause = self
+                .retry_at
+                .saturating_duration_since(Instant::now())
+                .min(SIBLING_CHECK);
             if shutdown.pause(pause.max(Duration::from_millis(1))) == Waited::ShuttingDown {
                 return Waited::ShuttingDown;
             }

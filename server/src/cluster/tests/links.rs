@@ -34,6 +34,52 @@ fn link_redis_never_there_then_appears() {
     );
 }
 
+/// A link waiting out its back-off connects within [`SIBLING_CHECK`] of a
+/// sibling getting through, not at its next attempt (up to
+/// [`BACKOFF_MAX`] later). Defect (review): the reader waited that out
+/// after presence had reconnected, and its server refused lines
+/// meanwhile ("the room is cut off").
+#[test]
+fn a_link_waiting_out_its_back_off_connects_once_a_sibling_did() {
+    let mut redis = Redis::start();
+    redis.kill();
+    let endpoint = endpoint(&redis);
+    let mut waiting = endpoint.link("reader", IO_TIMEOUT);
+    let shutdown = Arc::new(Shutdown::new());
+    let (up, came_up) = std::sync::mpsc::channel();
+    let stop = Arc::clone(&shutdown);
+    let waiter = thread::spawn(move || {
+        let waited = waiting.wait_up(&stop);
+        let _ = up.send((waited, Instant::now()));
+    });
+    // Down long enough for the waiting link's back-off to pass a second
+    // (attempts at 0, 0.05, 0.15, 0.35, 0.75, 1.55, then 3.15 s): Redis
+    // is back just after its attempt at 1.55 s, so its own next attempt
+    // is more than a second away.
+    thread::sleep(Duration::from_millis(1700));
+    redis.restart();
+    let mut sibling = endpoint.link("presence", IO_TIMEOUT);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sibling
+        .run(|c| redis::cmd("PING").query::<String>(c))
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the sibling never connected");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let through = Instant::now();
+    let answer = came_up.recv_timeout(BACKOFF_MAX * 3);
+    shutdown.trigger();
+    waiter.join().expect("the waiting thread");
+    let (waited, at) = answer.expect("wait_up returned");
+    assert_eq!(waited, Waited::Done);
+    let after = at.saturating_duration_since(through);
+    assert!(
+        after <= SIBLING_CHECK * 3,
+        "connected {after:?} after its sibling"
+    );
+}
+
 /// The link, Redis killed mid-run: the next command fails (`Lost` or
 /// `Down`), and after a restart on the same port the link reconnects, with a
 /// new epoch (Redis came back empty) and the scripts loaded again.

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use chat_tests::redis::Redis;
 use parking_lot::{Condvar, Mutex};
 
-use super::link::{check, Endpoint, Failure, Link, Siblings, BACKOFF_MAX, IO_TIMEOUT};
+use super::link::{
+    check, Endpoint, Failure, Link, Siblings, BACKOFF_MAX, IO_TIMEOUT, SIBLING_CHECK,
+};
 use super::names::{Claim, Names, Unsent};
 use super::presence::{
     Local, Member, NameLost, Presence, HEARTBEAT_EVERY, HEARTBEAT_TTL, LOST_KIND,
