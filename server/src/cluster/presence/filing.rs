@@ -28,15 +28,25 @@ impl Presence {
     /// Runs `f` on the link filings go on: the names link when this
     /// server has one ([`Local::names`]), held for the whole of `f`; else
     /// presence's own (a test's server with no clients of its own).
-    fn filing<T>(&mut self, f: impl FnOnce(&Filer<'_>, &mut Link) -> T) -> T {
-        let filer = Filer {
-            local: &*self.local,
-            me: &self.server_id,
-        };
+    pub(super) fn holding_names<T>(&mut self, f: impl FnOnce(&mut Link) -> T) -> T {
         match self.local.names() {
-            Some(names) => names.holding(|link| f(&filer, link)),
-            None => f(&filer, &mut self.link),
+            Some(names) => names.holding(f),
+            None => f(&mut self.link),
         }
+    }
+
+    /// Runs `f` with a [`Filer`] on the link filings go on, held
+    /// ([`Presence::holding_names`]).
+    fn filing<T>(&mut self, f: impl FnOnce(&Filer<'_>, &mut Link) -> T) -> T {
+        let local = std::sync::Arc::clone(&self.local);
+        let me = self.server_id.clone();
+        self.holding_names(|link| {
+            let filer = Filer {
+                local: &*local,
+                me: &me,
+            };
+            f(&filer, link)
+        })
     }
 
     /// Files every local member again ([`Filer::refile`]).

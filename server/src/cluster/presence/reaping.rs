@@ -68,6 +68,14 @@ impl Presence {
     /// still here is announced back in its room, once
     /// ([`keys::BACK_MEMBER`]); then the rest are forgotten. This server's
     /// own members skip both notices (no one left for them).
+    ///
+    /// The members are read and announced holding the names link, as a
+    /// filing is: a member's `/nick` claims its new name before the
+    /// snapshot or after the announcement, and frees its old one after
+    /// its rename in memory, so the name announced is still the member's
+    /// in Redis when the script checks it. Before, a rename between the
+    /// two freed the snapshot's name first, and the member was dropped
+    /// from the set unannounced (a review).
     pub(super) fn announce_back(&mut self) -> Result<(), Failure> {
         let me = self.server_id.clone();
         let reaped: HashSet<String> = self
@@ -76,35 +84,40 @@ impl Presence {
         if reaped.is_empty() {
             return Ok(());
         }
-        // By client id: a member renamed meanwhile is announced back by
-        // its new name.
-        let members: Vec<Member> = self
-            .local
-            .members()
-            .into_iter()
-            .filter(|m| reaped.contains(&m.client.to_string()))
-            .collect();
+        let local = std::sync::Arc::clone(&self.local);
+        let config = self.config;
         let script = Script::new(keys::BACK_MEMBER);
-        let announced: Vec<i64> = self.link.run(|conn| {
-            let mut pipe = redis::pipe();
-            for member in &members {
-                pipe.cmd("EVALSHA")
-                    .arg(script.get_hash())
-                    .arg(4)
-                    .arg(keys::log(&member.room))
-                    .arg(keys::seq(&member.room))
-                    .arg(keys::reaped(&me))
-                    .arg(keys::name(&member.name.to_lowercase()))
-                    .arg(self.config.max_len)
-                    .arg(self.config.idle_ttl.as_millis() as u64)
-                    .arg(format!("{BACK_KIND}:{me}:{}", member.name))
-                    .arg(&member.name)
-                    .arg(BACK_KIND)
-                    .arg(self.local.back(&member.name))
-                    .arg(keys::holder_prefix(&me, member.client))
-                    .arg(member.client);
-            }
-            pipe.query(conn)
+        let announced: Vec<i64> = self.holding_names(|link| {
+            // By client id: a member renamed meanwhile is announced back
+            // by its new name.
+            let members: Vec<Member> = local
+                .members()
+                .into_iter()
+                .filter(|m| reaped.contains(&m.client.to_string()))
+                .collect();
+            // Run twice, it announces each member once: the script takes
+            // the member out of the set with the append.
+            link.run_idempotent(|conn| {
+                let mut pipe = redis::pipe();
+                for member in &members {
+                    pipe.cmd("EVALSHA")
+                        .arg(script.get_hash())
+                        .arg(4)
+                        .arg(keys::log(&member.room))
+                        .arg(keys::seq(&member.room))
+                        .arg(keys::reaped(&me))
+                        .arg(keys::name(&member.name.to_lowercase()))
+                        .arg(config.max_len)
+                        .arg(config.idle_ttl.as_millis() as u64)
+                        .arg(format!("{BACK_KIND}:{me}:{}", member.name))
+                        .arg(&member.name)
+                        .arg(BACK_KIND)
+                        .arg(local.back(&member.name))
+                        .arg(keys::holder_prefix(&me, member.client))
+                        .arg(member.client);
+                }
+                pipe.query(conn)
+            })
         })?;
         // Those not here any more (they left while it was cut off).
         self.link

@@ -231,3 +231,62 @@ fn a_registration_on_a_names_link_idle_across_a_restart_takes_one_try() {
     shutdown.trigger();
     joined(presence);
 }
+
+/// Alice renames herself frank just as her server, taken for lost and
+/// registered again, announces its members back: the rename's claim and
+/// release wait for the names link, which presence holds from reading the
+/// members to the announcement, and she is announced back as `alice`, the
+/// name she still holds then (her rename follows). Before, the rename
+/// landed between the two, freeing `alice` first: the script found the
+/// name no longer hers and dropped her from the set, and she was never
+/// announced back (a review).
+#[test]
+fn a_member_renamed_as_her_server_announces_its_members_back_is_announced() {
+    let redis = Redis::start();
+    let alice = member("alice", "lobby", 2);
+    let local = Clients::start(&redis, vec![member("frank", "lobby", 2)]);
+    let noop = || -> Call { Box::new(|_: &Names| {}) };
+    // A registration reads the members four times: its snapshot, its
+    // freeing of stale names, its mending, and its check of names to give
+    // up.
+    let registration = || (0..4).map(|_| (vec![alice.clone()], noop()));
+    *local.script.lock() = registration().collect();
+    let (shutdown, presence) = presence_of_a(
+        &redis,
+        local.clone(),
+        &["HKEYS", "chat:members:a"],
+        &["alice"],
+    );
+    local.beats();
+    assert!(local.script.lock().is_empty(), "registered");
+    // Announcing the members back reads them a fifth time: the rename
+    // starts as it does.
+    let mut script: VecDeque<(Vec<Member>, Call)> = registration().collect();
+    script.push_back((
+        vec![alice.clone()],
+        Box::new(|names: &Names| {
+            assert_eq!(names.claim("frank", 2).unwrap(), Claim::Claimed);
+            names.member("frank", Some(("lobby", 2, 2))).unwrap();
+            names.release("alice", 2).unwrap();
+            names.member("alice", None).unwrap();
+        }),
+    ));
+    *local.script.lock() = script;
+    // What a reaper leaves: alice announced gone, the server unlisted.
+    redis.query(&["SADD", "chat:reaped:a", "2"]);
+    redis.query(&["SREM", "chat:servers", "a"]);
+    let deadline = Instant::now() + DEADLINE;
+    while !local.script.lock().is_empty() || redis.query(&["EXISTS", "chat:reaped:a"]) != ["0"] {
+        assert!(Instant::now() < deadline, "never announced back");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let log = redis.query(&["XRANGE", "chat:log:lobby", "-", "+"]);
+    let backs: Vec<&String> = log
+        .iter()
+        .filter(|f| f.ends_with(" is back (server reconnected)\n"))
+        .collect();
+    assert_eq!(backs, ["* alice is back (server reconnected)\n"], "{log:?}");
+    assert_eq!(redis.query(&["GET", "chat:name:frank"]), ["a:2:frank"]);
+    shutdown.trigger();
+    joined(presence);
+}
