@@ -608,14 +608,23 @@ fn a_name_taken_while_cut_off_is_given_up_on_return() {
     taker.recv_until(|l| l == "* you are now known as bob");
 
     redis.command(&["ACL", "SETUSER", "bee", "on"]);
+    // Told by presence, which registers the server again, and by the
+    // reader, which lets lines through again: each reconnects on its own,
+    // so either comes first.
     let deadline = Instant::now() + TIMEOUT;
-    let told = loop {
+    let (mut told, mut connected) = (None, false);
+    while told.is_none() || !connected {
         match a.try_recv(deadline.saturating_duration_since(Instant::now())) {
-            Some(l) if l.starts_with("! ") && l.contains("took the name Bob") => break l,
+            Some(l) if l.starts_with("! ") && l.contains("took the name Bob") => told = Some(l),
+            Some(l) if l.starts_with("* connected to the other servers again") => connected = true,
             Some(_) => {}
-            None => panic!("never told; stderr:\n{}", a_server.stderr()),
+            None => panic!(
+                "never told (connected: {connected}, {told:?}); stderr:\n{}",
+                a_server.stderr()
+            ),
         }
-    };
+    }
+    let told = told.expect("told");
     assert!(told.contains("you are guest-"), "{told}");
     // The name stays the other server's client's.
     let holder = redis.query(&["GET", "chat:name:bob"]);
