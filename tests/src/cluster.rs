@@ -34,20 +34,38 @@ pub const ASK_AGAIN: Duration = Duration::from_millis(200);
 /// until an answer equals `want`, within [`TIMEOUT`]. The cluster's
 /// listings are read from Redis, where a client that just left may still
 /// be filed for a moment, and presence files members again at its next
-/// beat.
+/// beat. Before it returns it reads the answers to its other asks still
+/// on their way (each within [`TIMEOUT`]), so none of them, stale by then,
+/// is taken later for the answer to a new ask. Other lines read meanwhile
+/// are dropped.
 ///
 /// # Panics
-/// When no answer equals `want` by then, listing what came.
+/// When no answer equals `want` by then, listing what came; when an ask
+/// is still unanswered [`TIMEOUT`] after the match, or the connection
+/// ends first; when `command` is not `/who` or `/rooms`.
 pub fn ask_until(client: &mut Client, command: &str, want: &str) {
+    assert!(
+        matches!(command, "/who" | "/rooms"),
+        "ask_until knows the answers to /who and /rooms, not {command}"
+    );
     let deadline = Instant::now() + TIMEOUT;
     let mut seen = Vec::new();
+    let mut unanswered = 0_usize;
     loop {
         client.send(command);
+        unanswered += 1;
         let asked = Instant::now();
         while asked.elapsed() < ASK_AGAIN {
             match client.try_recv(ASK_AGAIN.saturating_sub(asked.elapsed())) {
-                Some(line) if line == want => return,
-                Some(line) => seen.push(line),
+                Some(line) => {
+                    if answers(command, &line) {
+                        unanswered = unanswered.saturating_sub(1);
+                    }
+                    if line == want {
+                        return read_answers(client, command, unanswered, seen);
+                    }
+                    seen.push(line);
+                }
                 None => break,
             }
         }
@@ -55,6 +73,42 @@ pub fn ask_until(client: &mut Client, command: &str, want: &str) {
             Instant::now() < deadline,
             "{command} never answered {want:?}; saw {seen:?}"
         );
+    }
+}
+
+/// Reads the answers to `command` still owed, `unanswered` of them, within
+/// [`TIMEOUT`]; `seen` is what came before, for the panic's message.
+fn read_answers(client: &mut Client, command: &str, mut unanswered: usize, mut seen: Vec<String>) {
+    let deadline = Instant::now() + TIMEOUT;
+    while unanswered > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(line) = client.try_recv(left) else {
+            panic!("{unanswered} of the {command} asks never answered; saw {seen:?}");
+        };
+        if answers(command, &line) {
+            unanswered -= 1;
+        }
+        seen.push(line);
+    }
+}
+
+/// Whether `line` has the shape of an answer to `command`: `* 2 in
+/// #lobby: a, b` (`* 0 in #lobby`) to `/who`, `* 2 rooms: #lobby (1),
+/// #games (1)` to `/rooms`; nothing to any other command.
+fn answers(command: &str, line: &str) -> bool {
+    let Some((count, rest)) = line
+        .strip_prefix("* ")
+        .and_then(|line| line.split_once(' '))
+    else {
+        return false;
+    };
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    match command {
+        "/who" => rest.starts_with("in #"),
+        "/rooms" => rest.starts_with("room: ") || rest.starts_with("rooms: "),
+        _ => false,
     }
 }
 

@@ -97,14 +97,14 @@ fn redis_back_from_an_older_copy_gets_names_and_members_as_they_are() {
         &format!("* 3 in #side: {y_name}, erin, {z_name}"),
     );
     // Their names are held, and those given up since the snapshot (by a
-    // rename, by leaving) are free.
+    // rename, by leaving) are freed (in a round trip of their own, after
+    // the registration's).
     w.send("/nick carol");
     w.recv_until(|l| l == "! name \"carol\" is taken");
     z.send("/nick erin");
     z.recv_until(|l| l == "! name \"erin\" is taken");
     for gone in [&x_name, &v_name] {
-        let key = format!("chat:name:{}", gone.to_lowercase());
-        assert_eq!(redis.query(&["EXISTS", &key]), ["0"], "{key} still held");
+        until_gone(&redis, &format!("chat:name:{}", gone.to_lowercase()));
     }
     let key = format!("chat:name:{}", y_name.to_lowercase());
     assert_eq!(redis.query(&["EXISTS", &key]), ["1"], "{key} freed");
@@ -130,6 +130,15 @@ fn until_exists(redis: &Redis, key: &str) {
     let deadline = Instant::now() + TIMEOUT;
     while redis.query(&["EXISTS", key]) != ["1"] {
         assert!(Instant::now() < deadline, "{key} never came back");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits, within [`TIMEOUT`], until `key` no longer exists in `redis`.
+fn until_gone(redis: &Redis, key: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    while redis.query(&["EXISTS", key]) != ["0"] {
+        assert!(Instant::now() < deadline, "{key} still held");
         thread::sleep(Duration::from_millis(20));
     }
 }

@@ -60,6 +60,60 @@ fn ask_until_fails_when_the_answer_never_comes() {
     ask_until(&mut client, "/who", "* 1 in #lobby: a");
 }
 
+/// A client connected to a fake server that, after the i-th line it gets,
+/// writes `replies[i]` (nothing past the end); the thread returns how many
+/// lines it got, once the client is gone.
+fn scripted(replies: &'static [&'static [&'static str]]) -> (Client, JoinHandle<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let client = Client::connect(listener.local_addr().expect("addr"));
+    let (server, _) = listener.accept().expect("accept");
+    server.set_read_timeout(Some(TIMEOUT * 3)).expect("timeout");
+    let fake = thread::spawn(move || {
+        let mut out = server.try_clone().expect("clone");
+        let mut got = 0;
+        for line in BufReader::new(server).lines() {
+            if line.is_err() {
+                break;
+            }
+            let replies = replies.get(got).copied().unwrap_or_default();
+            got += 1;
+            let text: String = replies.iter().map(|r| format!("{r}\n")).collect();
+            if out.write_all(text.as_bytes()).is_err() {
+                break;
+            }
+        }
+        got
+    });
+    (client, fake)
+}
+
+/// `ask_until` reads the answers to its earlier asks still on their way
+/// before it returns: the first ask answered only once the second came,
+/// both at once, the second answer is not left to pass for the answer to
+/// the next ask (a notice, not an answer, before them).
+#[test]
+fn ask_until_leaves_no_answer_unread() {
+    let (mut client, fake) = scripted(&[
+        &[],
+        &["* b joined #lobby", "* 1 in #lobby: a", "* 1 in #lobby: a"],
+        &["* 2 in #lobby: a, b"],
+    ]);
+    ask_until(&mut client, "/who", "* 1 in #lobby: a");
+    client.send("/who");
+    assert_eq!(client.recv(), "* 2 in #lobby: a, b");
+    drop(client);
+    assert_eq!(fake.join().expect("fake server"), 3);
+}
+
+/// `ask_until` fails, and does not hang, when an earlier ask is never
+/// answered.
+#[test]
+#[should_panic(expected = "1 of the /rooms asks never answered")]
+fn ask_until_fails_when_an_earlier_ask_is_never_answered() {
+    let (mut client, _fake) = scripted(&[&[], &["* 1 rooms: #lobby (1)"]]);
+    ask_until(&mut client, "/rooms", "* 1 rooms: #lobby (1)");
+}
+
 /// `msg_until_sent` sends again while refused, and counts the refusals.
 #[test]
 fn msg_until_sent_counts_the_refusals_before_it_went() {
