@@ -106,11 +106,14 @@ fn a_client_renamed_while_its_server_was_frozen_is_announced_back() {
     } else if seen.last() == Some(&renamed) {
         seen.extend(watcher.recv_until(|l| l == back_as_frank));
     }
-    let backs: Vec<&String> = seen.iter().filter(|l| l.contains(" is back ")).collect();
-    assert_eq!(backs.len(), 1, "{seen:?}");
     victim.recv_until(|l| l.contains("frank"));
     watcher.send("welcome back");
     victim.recv_until(|l| l == format!("<{w}> welcome back"));
+    // Everything the room saw up to a line of frank's, after it all.
+    victim.send("all told");
+    seen.extend(watcher.recv_until(|l| l == "<frank> all told"));
+    let backs: Vec<&String> = seen.iter().filter(|l| l.contains(" is back ")).collect();
+    assert_eq!(backs.len(), 1, "{seen:?}");
 }
 
 /// Waits until a client joining `server` is told at least `want` are

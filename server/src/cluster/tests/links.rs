@@ -48,6 +48,7 @@ fn a_link_waiting_out_its_back_off_connects_once_a_sibling_did() {
     let shutdown = Arc::new(Shutdown::new());
     let (up, came_up) = std::sync::mpsc::channel();
     let stop = Arc::clone(&shutdown);
+    let started = Instant::now();
     let waiter = thread::spawn(move || {
         let waited = waiting.wait_up(&stop);
         let _ = up.send((waited, Instant::now()));
@@ -73,6 +74,15 @@ fn a_link_waiting_out_its_back_off_connects_once_a_sibling_did() {
     waiter.join().expect("the waiting thread");
     let (waited, at) = answer.expect("wait_up returned");
     assert_eq!(waited, Waited::Done);
+    // Only a sibling through well before the waiting link's own next
+    // attempt (3.15 s) tells anything: that attempt would then come more
+    // than twice the bound below after it.
+    assert!(
+        through < started + Duration::from_millis(2500),
+        "Redis took {:?} to restart: too late to tell",
+        through - started
+    );
+    // (It may connect a moment before the sibling's PING is answered.)
     let after = at.saturating_duration_since(through);
     assert!(
         after <= SIBLING_CHECK * 3,
